@@ -1,0 +1,28 @@
+"""Shared fixtures: where the public reference data (``../shared``) lives, and the test CSD."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CFDI_SHARED_DIR", REPO.parent / "shared")).resolve()
+TESTCSD = SHARED / "testcsd"
+SAMPLES = SHARED / "samples"
+LAYOUTS = SHARED / "layouts"
+CSD_PASSWORD = "12345678a"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    assert SHARED.is_dir(), f"shared/ reference data not found at {SHARED} (set CFDI_SHARED_DIR)"
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def csd_files(shared_dir: Path) -> tuple[bytes, bytes, str]:
+    """(cer, key, password) of SAT's valid test CSD for EKU9003173C9."""
+    base = TESTCSD / "eku9003173c9_csd_2023_30001000000500003416"
+    return base.with_suffix(".cer").read_bytes(), base.with_suffix(".key").read_bytes(), CSD_PASSWORD

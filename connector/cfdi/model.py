@@ -42,7 +42,7 @@ class _Node(BaseModel):
 
 
 class Traslado(_Node):
-    Base: Decimal
+    Base: Decimal | None = None  # Importe - Descuento of the concepto, computed when None
     Impuesto: str  # 002 IVA, 003 IEPS (001 ISR is never a traslado)
     TipoFactor: str  # Tasa, Cuota, Exento
     TasaOCuota: Decimal | None = None  # absent when Exento
@@ -50,7 +50,7 @@ class Traslado(_Node):
 
 
 class Retencion(_Node):
-    Base: Decimal
+    Base: Decimal | None = None  # Importe - Descuento of the concepto, computed when None
     Impuesto: str  # 001 ISR, 002 IVA, 003 IEPS
     TipoFactor: str
     TasaOCuota: Decimal

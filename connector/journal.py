@@ -1,0 +1,665 @@
+"""The journal: a SQLite (WAL) state store, one row per invoice, keyed by (emisor RFC, serie, folio).
+
+Every transition is recorded (and committed) BEFORE the side effect it announces:
+
+    received → validated → sealed → sending → stamped → delivered
+                  │           │        │  ▲
+                  ▼           ▼        ▼  │
+                failed     failed   retry_wait / failed
+
+``sealed`` stores the sealed XML (or, in remote mode, the request data) and its ``referencia``
+before the first send, so a retry resends the identical bytes and never re-seals. ``sending``
+counts the attempt before the request leaves; a row found in ``sending`` after a restart was
+maybe sent, so the PAC is asked by referencia before any resend.
+
+The ``files`` table follows each claimed input file to exactly one final place (archive or
+failed), and ``file_items`` links each file to the invoices it carried (or to the problems of
+records that never became an invoice).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+BusinessKey = tuple[str, str, str]
+
+
+class State(StrEnum):
+    RECEIVED = "received"
+    VALIDATED = "validated"
+    SEALED = "sealed"
+    SENDING = "sending"
+    RETRY_WAIT = "retry_wait"
+    STAMPED = "stamped"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+FINAL_STATES = frozenset({State.DELIVERED, State.FAILED})
+# states in which the invoice owns a referencia at the PAC (the key is taken)
+COMMITTED_STATES = frozenset(
+    {State.SEALED, State.SENDING, State.RETRY_WAIT, State.STAMPED, State.DELIVERED}
+)
+
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.RECEIVED: frozenset({State.VALIDATED, State.FAILED}),
+    State.VALIDATED: frozenset({State.SEALED, State.FAILED}),
+    State.SEALED: frozenset({State.SENDING, State.FAILED}),
+    State.SENDING: frozenset({State.SENDING, State.STAMPED, State.RETRY_WAIT, State.FAILED}),
+    State.RETRY_WAIT: frozenset({State.SENDING, State.FAILED}),
+    State.STAMPED: frozenset({State.DELIVERED}),
+    State.DELIVERED: frozenset({State.DELIVERED}),
+    State.FAILED: frozenset(),
+}
+
+
+class FileState(StrEnum):
+    CLAIMED = "claimed"  # in work/, being processed
+    ARCHIVING = "archiving"  # decided: archive (final_path recorded), move pending
+    FAILING = "failing"  # decided: failed/ (final_path recorded), error file + move pending
+    ARCHIVED = "archived"
+    FAILED = "failed"
+    REPLAYED = "replayed"  # moved back to the inbox by replay
+
+
+class JournalError(Exception):
+    """A transition the state machine does not allow, or an unknown row."""
+
+
+class Admission(StrEnum):
+    NEW = "new"  # a fresh row was created (state received)
+    RESUME = "resume"  # same content, not final yet: continue from the stored state
+    DELIVERED = "delivered"  # same content already stamped/delivered: deliver it again
+    FAILED = "failed"  # same content already failed permanently at the PAC: report again
+    RESTART = "restart"  # the row was not committed (failed or before sealing): redone
+    CONFLICT = "conflict"  # different content under a key that is taken: CONN-FOLIO-USADO
+
+
+@dataclass
+class Entry:
+    id: int
+    emisor_rfc: str
+    serie: str
+    folio: str
+    content_hash: str
+    state: State
+    mode: str
+    source: str
+    source_file: str
+    location: str
+    referencia: str | None = None
+    payload: bytes | None = None  # sealed XML (stamp mode) or request data (remote mode)
+    uuid: str | None = None
+    stamped_xml: bytes | None = None
+    acuse: bytes | None = None
+    attempts: int = 0
+    next_retry_at: float | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    error_origin: str | None = None  # "rules", "pac", "csd", "connector"
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    @property
+    def key(self) -> BusinessKey:
+        return (self.emisor_rfc, self.serie, self.folio)
+
+    @property
+    def label(self) -> str:
+        return f"{self.serie}{self.folio}"
+
+
+@dataclass
+class FileRecord:
+    id: int
+    source: str
+    name: str
+    work_path: str
+    state: FileState
+    final_path: str | None
+    claimed_at: float
+    finished_at: float | None
+    error_count: int
+
+
+@dataclass
+class FileItem:
+    file_id: int
+    idx: int
+    location: str
+    invoice_id: int | None
+    problems: list[dict[str, Any]]
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS invoices (
+    id INTEGER PRIMARY KEY,
+    emisor_rfc TEXT NOT NULL,
+    serie TEXT NOT NULL,
+    folio TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    state TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    source TEXT NOT NULL,
+    source_file TEXT NOT NULL,
+    location TEXT NOT NULL,
+    referencia TEXT,
+    payload BLOB,
+    uuid TEXT,
+    stamped_xml BLOB,
+    acuse BLOB,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_retry_at REAL,
+    error_code TEXT,
+    error_message TEXT,
+    error_origin TEXT,
+    problems TEXT NOT NULL DEFAULT '[]',
+    outputs TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    UNIQUE (emisor_rfc, serie, folio)
+);
+CREATE INDEX IF NOT EXISTS invoices_state ON invoices(state);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    invoice_id INTEGER NOT NULL,
+    at REAL NOT NULL,
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS events_invoice ON events(invoice_id);
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    name TEXT NOT NULL,
+    work_path TEXT NOT NULL,
+    state TEXT NOT NULL,
+    final_path TEXT,
+    claimed_at REAL NOT NULL,
+    finished_at REAL,
+    error_count INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS files_state ON files(state);
+CREATE INDEX IF NOT EXISTS files_work ON files(work_path);
+CREATE TABLE IF NOT EXISTS file_items (
+    file_id INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    location TEXT NOT NULL,
+    invoice_id INTEGER,
+    problems TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (file_id, idx)
+);
+CREATE INDEX IF NOT EXISTS file_items_invoice ON file_items(invoice_id);
+"""
+
+_COLS = (
+    "id, emisor_rfc, serie, folio, content_hash, state, mode, source, source_file, location, "
+    "referencia, payload, uuid, stamped_xml, acuse, attempts, next_retry_at, error_code, "
+    "error_message, error_origin, problems, outputs, created_at, updated_at"
+)
+
+
+def _entry(row: tuple[Any, ...]) -> Entry:
+    (
+        id_,
+        rfc,
+        serie,
+        folio,
+        h,
+        state,
+        mode,
+        source,
+        source_file,
+        location,
+        ref,
+        payload,
+        uuid,
+        stamped,
+        acuse,
+        attempts,
+        nra,
+        ecode,
+        emsg,
+        eorigin,
+        problems,
+        outputs,
+        created,
+        updated,
+    ) = row
+    return Entry(
+        id=id_,
+        emisor_rfc=rfc,
+        serie=serie,
+        folio=folio,
+        content_hash=h,
+        state=State(state),
+        mode=mode,
+        source=source,
+        source_file=source_file,
+        location=location,
+        referencia=ref,
+        payload=payload,
+        uuid=uuid,
+        stamped_xml=stamped,
+        acuse=acuse,
+        attempts=attempts,
+        next_retry_at=nra,
+        error_code=ecode,
+        error_message=emsg,
+        error_origin=eorigin,
+        problems=json.loads(problems),
+        outputs=json.loads(outputs),
+        created_at=created,
+        updated_at=updated,
+    )
+
+
+def _file(row: tuple[Any, ...]) -> FileRecord:
+    id_, source, name, work, state, final, claimed, finished, errors = row
+    return FileRecord(id_, source, name, work, FileState(state), final, claimed, finished, errors)
+
+
+class Journal:
+    """Thread-safe (one connection, one lock); every method commits before it returns."""
+
+    def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            str(self.path), isolation_level=None, check_same_thread=False, timeout=30
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={'NORMAL' if synchronous == 'NORMAL' else 'FULL'}")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self._tx() as db:
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # --- invoices ---------------------------------------------------------------------------
+
+    def get(self, key: BusinessKey) -> Entry | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_COLS} FROM invoices WHERE emisor_rfc=? AND serie=? AND folio=?",
+                (key[0].upper(), key[1], key[2]),
+            ).fetchone()
+        return _entry(row) if row else None
+
+    def get_id(self, invoice_id: int) -> Entry:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_COLS} FROM invoices WHERE id=?", (invoice_id,)
+            ).fetchone()
+        if not row:
+            raise JournalError(f"no invoice with id {invoice_id}")
+        return _entry(row)
+
+    def admit(
+        self,
+        key: BusinessKey,
+        content_hash: str,
+        *,
+        mode: str,
+        source: str,
+        source_file: str,
+        location: str,
+    ) -> tuple[Admission, Entry]:
+        """Record that an invoice arrived; decide what to do with it by its business key.
+
+        - no row: a new row in ``received``;
+        - same content: RESUME (in progress), DELIVERED (stamped/delivered), FAILED (rejected by
+          the PAC: invalid is permanent until replay), RESTART (failed before reaching the PAC,
+          or never sealed: safely redone from ``received``);
+        - different content: CONFLICT when the key is committed (sealed or later, never
+          re-stamped), otherwise the row is reset to ``received`` with the new content.
+        """
+        rfc, serie, folio = key[0].upper(), key[1], key[2]
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute(
+                f"SELECT {_COLS} FROM invoices WHERE emisor_rfc=? AND serie=? AND folio=?",
+                (rfc, serie, folio),
+            ).fetchone()
+            if row is None:
+                cur = db.execute(
+                    "INSERT INTO invoices (emisor_rfc, serie, folio, content_hash, state, mode, "
+                    "source, source_file, location, created_at, updated_at) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (rfc, serie, folio, content_hash, State.RECEIVED, mode, source, source_file,
+                     location, now, now),
+                )  # fmt: skip
+                self._event(db, cur.lastrowid, None, State.RECEIVED, source_file)
+                return Admission.NEW, self._get_locked(cur.lastrowid)
+            e = _entry(row)
+            same = e.content_hash == content_hash
+            if e.state in (State.STAMPED, State.DELIVERED):
+                return (Admission.DELIVERED if same else Admission.CONFLICT), e
+            if e.state in COMMITTED_STATES:
+                if same:
+                    return Admission.RESUME, e
+                return Admission.CONFLICT, e
+            if same and e.state == State.FAILED and e.error_origin == "pac":
+                return Admission.FAILED, e
+            # received / validated / failed-before-the-PAC: nothing was sent, redo from scratch
+            db.execute(
+                "UPDATE invoices SET content_hash=?, state=?, mode=?, source=?, source_file=?, "
+                "location=?, referencia=NULL, payload=NULL, attempts=0, next_retry_at=NULL, "
+                "error_code=NULL, error_message=NULL, error_origin=NULL, problems='[]', "
+                "updated_at=? WHERE id=?",
+                (content_hash, State.RECEIVED, mode, source, source_file, location, now, e.id),
+            )
+            self._event(db, e.id, e.state, State.RECEIVED, f"restart from {source_file}")
+            return Admission.RESTART, self._get_locked(e.id)
+
+    def _get_locked(self, invoice_id: int | None) -> Entry:
+        row = self._db.execute(f"SELECT {_COLS} FROM invoices WHERE id=?", (invoice_id,)).fetchone()
+        if not row:
+            raise JournalError(f"no invoice with id {invoice_id}")
+        return _entry(row)
+
+    def _event(
+        self,
+        db: sqlite3.Connection,
+        invoice_id: int | None,
+        frm: State | None,
+        to: State,
+        detail: str | None = None,
+    ) -> None:
+        db.execute(
+            "INSERT INTO events (invoice_id, at, from_state, to_state, detail) VALUES (?,?,?,?,?)",
+            (invoice_id, time.time(), frm, to, detail),
+        )
+
+    def _transition(
+        self, invoice_id: int, to: State, detail: str | None = None, **cols: Any
+    ) -> Entry:
+        with self._tx() as db:
+            e = self._get_locked(invoice_id)
+            if to not in TRANSITIONS[e.state]:
+                raise JournalError(
+                    f"transition {e.state} → {to} not allowed for {e.serie}{e.folio}"
+                )
+            cols["state"] = str(to)
+            cols["updated_at"] = time.time()
+            sets = ", ".join(f"{k}=?" for k in cols)
+            db.execute(f"UPDATE invoices SET {sets} WHERE id=?", (*cols.values(), invoice_id))
+            self._event(db, invoice_id, e.state, to, detail)
+            return self._get_locked(invoice_id)
+
+    def mark_validated(self, invoice_id: int) -> Entry:
+        return self._transition(invoice_id, State.VALIDATED)
+
+    def mark_sealed(self, invoice_id: int, payload: bytes, referencia: str) -> Entry:
+        """Store the exact bytes to send and their referencia, before the first send."""
+        return self._transition(
+            invoice_id, State.SEALED, referencia, payload=payload, referencia=referencia
+        )
+
+    def mark_sending(self, invoice_id: int) -> Entry:
+        """Count the attempt before the request leaves."""
+        with self._lock:
+            e = self.get_id(invoice_id)
+            return self._transition(
+                invoice_id,
+                State.SENDING,
+                f"attempt {e.attempts + 1}",
+                attempts=e.attempts + 1,
+                next_retry_at=None,
+            )
+
+    def mark_stamped(
+        self, invoice_id: int, uuid: str, stamped_xml: bytes, acuse: bytes | None = None
+    ) -> Entry:
+        return self._transition(
+            invoice_id,
+            State.STAMPED,
+            uuid,
+            uuid=uuid,
+            stamped_xml=stamped_xml,
+            acuse=acuse,
+            error_code=None,
+            error_message=None,
+            error_origin=None,
+        )
+
+    def mark_delivered(self, invoice_id: int, outputs: dict[str, str]) -> Entry:
+        return self._transition(invoice_id, State.DELIVERED, outputs=json.dumps(outputs))
+
+    def mark_retry_wait(
+        self, invoice_id: int, next_retry_at: float, code: str, message: str
+    ) -> Entry:
+        return self._transition(
+            invoice_id,
+            State.RETRY_WAIT,
+            code,
+            next_retry_at=next_retry_at,
+            error_code=code,
+            error_message=message,
+            error_origin="pac",
+        )
+
+    def mark_failed(
+        self,
+        invoice_id: int,
+        code: str,
+        message: str,
+        *,
+        origin: str,
+        problems: list[dict[str, Any]] | None = None,
+    ) -> Entry:
+        return self._transition(
+            invoice_id,
+            State.FAILED,
+            code,
+            error_code=code,
+            error_message=message,
+            error_origin=origin,
+            problems=json.dumps(problems or [], ensure_ascii=False),
+        )
+
+    def reset(self, invoice_id: int) -> Entry:
+        """Replay: put a non-delivered invoice back so it is processed again.
+
+        A committed invoice (sealed, sending, retry_wait) keeps its sealed bytes and referencia
+        (never re-sealed); a failed one starts over from ``received``. Stamped and delivered
+        invoices are never reset.
+        """
+        with self._tx() as db:
+            e = self._get_locked(invoice_id)
+            if e.state in (State.STAMPED, State.DELIVERED):
+                raise JournalError(f"{e.serie}{e.folio} is {e.state}: never reset")
+            if e.state == State.FAILED:
+                to = State.RECEIVED
+                db.execute(
+                    "UPDATE invoices SET state=?, referencia=NULL, payload=NULL, attempts=0, "
+                    "next_retry_at=NULL, error_code=NULL, error_message=NULL, error_origin=NULL, "
+                    "problems='[]', updated_at=? WHERE id=?",
+                    (to, time.time(), invoice_id),
+                )
+            else:
+                to = e.state
+                db.execute(
+                    "UPDATE invoices SET next_retry_at=NULL, updated_at=? WHERE id=?",
+                    (time.time(), invoice_id),
+                )
+            self._event(db, invoice_id, e.state, to, "replay")
+            return self._get_locked(invoice_id)
+
+    def in_state(self, *states: State) -> list[Entry]:
+        q = ",".join("?" for _ in states)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLS} FROM invoices WHERE state IN ({q}) ORDER BY id", states
+            ).fetchall()
+        return [_entry(r) for r in rows]
+
+    def due_retries(self, now: float | None = None) -> list[Entry]:
+        now = time.time() if now is None else now
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLS} FROM invoices WHERE state=? AND next_retry_at<=? ORDER BY id",
+                (State.RETRY_WAIT, now),
+            ).fetchall()
+        return [_entry(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT state, COUNT(*) FROM invoices GROUP BY state"
+            ).fetchall()
+        out = {str(s): 0 for s in State}
+        out.update({s: n for s, n in rows})
+        return out
+
+    def recent_failures(self, limit: int = 10) -> list[Entry]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLS} FROM invoices WHERE state IN (?,?) "
+                "ORDER BY updated_at DESC, id DESC LIMIT ?",
+                (State.FAILED, State.RETRY_WAIT, limit),
+            ).fetchall()
+        return [_entry(r) for r in rows]
+
+    def events(self, invoice_id: int) -> list[tuple[str | None, str, str | None]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT from_state, to_state, detail FROM events WHERE invoice_id=? ORDER BY id",
+                (invoice_id,),
+            ).fetchall()
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    # --- files ------------------------------------------------------------------------------
+
+    def file_claimed(self, source: str, name: str, work_path: str) -> FileRecord:
+        """Record a file in work/ (idempotent: an unfinished record for the path is reused)."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT * FROM files WHERE work_path=? AND state IN (?,?,?)",
+                (work_path, FileState.CLAIMED, FileState.ARCHIVING, FileState.FAILING),
+            ).fetchone()
+            if row:
+                return _file(row)
+            cur = db.execute(
+                "INSERT INTO files (source, name, work_path, state, claimed_at) VALUES (?,?,?,?,?)",
+                (source, name, work_path, FileState.CLAIMED, time.time()),
+            )
+            return _file(db.execute("SELECT * FROM files WHERE id=?", (cur.lastrowid,)).fetchone())
+
+    def get_file(self, file_id: int) -> FileRecord:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM files WHERE id=?", (file_id,)).fetchone()
+        if not row:
+            raise JournalError(f"no file with id {file_id}")
+        return _file(row)
+
+    def set_file_items(self, file_id: int, items: list[FileItem]) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM file_items WHERE file_id=?", (file_id,))
+            db.executemany(
+                "INSERT INTO file_items (file_id, idx, location, invoice_id, problems) "
+                "VALUES (?,?,?,?,?)",
+                [
+                    (file_id, it.idx, it.location, it.invoice_id,
+                     json.dumps(it.problems, ensure_ascii=False))
+                    for it in items
+                ],
+            )  # fmt: skip
+
+    def file_items(self, file_id: int) -> list[FileItem]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT file_id, idx, location, invoice_id, problems FROM file_items "
+                "WHERE file_id=? ORDER BY idx",
+                (file_id,),
+            ).fetchall()
+        return [FileItem(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+    def files_of_invoice(self, invoice_id: int) -> list[FileRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT f.* FROM files f JOIN file_items i ON i.file_id=f.id "
+                "WHERE i.invoice_id=? ORDER BY f.id",
+                (invoice_id,),
+            ).fetchall()
+        return [_file(r) for r in rows]
+
+    def file_deciding(self, file_id: int, state: FileState, final_path: str, errors: int) -> None:
+        """Record where the file goes (archive or failed/) before moving it."""
+        assert state in (FileState.ARCHIVING, FileState.FAILING)
+        with self._tx() as db:
+            db.execute(
+                "UPDATE files SET state=?, final_path=?, error_count=? WHERE id=?",
+                (state, final_path, errors, file_id),
+            )
+
+    def file_done(self, file_id: int) -> None:
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM files WHERE id=?", (file_id,)).fetchone()
+            final = {
+                FileState.ARCHIVING: FileState.ARCHIVED,
+                FileState.FAILING: FileState.FAILED,
+            }.get(FileState(row[0]), FileState(row[0]))
+            db.execute(
+                "UPDATE files SET state=?, finished_at=? WHERE id=?", (final, time.time(), file_id)
+            )
+
+    def file_replayed(self, file_id: int, inbox_path: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE files SET state=?, final_path=?, finished_at=? WHERE id=?",
+                (FileState.REPLAYED, inbox_path, time.time(), file_id),
+            )
+
+    def files(self, *states: FileState, name: str | None = None) -> list[FileRecord]:
+        q = "SELECT * FROM files WHERE 1=1"
+        args: list[Any] = []
+        if states:
+            q += f" AND state IN ({','.join('?' for _ in states)})"
+            args.extend(states)
+        if name is not None:
+            q += " AND name=?"
+            args.append(name)
+        with self._lock:
+            rows = self._db.execute(q + " ORDER BY id", args).fetchall()
+        return [_file(r) for r in rows]
+
+    def file_counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM files GROUP BY state").fetchall()
+        out = {str(s): 0 for s in FileState}
+        out.update({s: n for s, n in rows})
+        return out

@@ -1,0 +1,189 @@
+"""The journal's state machine, business-key admission and restart behaviour (real SQLite)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from connector.journal import Admission, FileItem, FileState, Journal, JournalError, State
+
+KEY = ("EKU9003173C9", "A", "1")
+
+
+def admit(j: Journal, key=KEY, h: str = "h1") -> tuple[Admission, int]:
+    adm, e = j.admit(key, h, mode="stamp", source="s", source_file="f.dat", location="f.dat:1")
+    return adm, e.id
+
+
+def to_stamped(j: Journal, iid: int) -> None:
+    j.mark_validated(iid)
+    j.mark_sealed(iid, b"<sealed/>", "REF-1")
+    j.mark_sending(iid)
+    j.mark_stamped(iid, "UUID-1", b"<stamped/>", b"<acuse/>")
+
+
+def test_happy_path_records_every_transition(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    adm, iid = admit(j)
+    assert adm is Admission.NEW
+    to_stamped(j, iid)
+    j.mark_delivered(iid, {"xml": "/out/A1_UUID-1.xml"})
+    e = j.get(KEY)
+    assert e is not None
+    assert e.state is State.DELIVERED
+    assert e.payload == b"<sealed/>" and e.referencia == "REF-1"
+    assert e.uuid == "UUID-1" and e.stamped_xml == b"<stamped/>" and e.acuse == b"<acuse/>"
+    assert e.attempts == 1
+    assert e.outputs == {"xml": "/out/A1_UUID-1.xml"}
+    states = [to for _, to, _ in j.events(iid)]
+    assert states == ["received", "validated", "sealed", "sending", "stamped", "delivered"]
+
+
+@pytest.mark.parametrize(
+    ("path", "bad"),
+    [
+        ([], State.SEALED),  # received → sealed skips validation
+        ([], State.STAMPED),
+        (["validated"], State.SENDING),  # never sent without sealed bytes stored first
+        (["validated", "sealed"], State.STAMPED),  # stamped without an attempt recorded
+        (["validated", "sealed", "sending", "stamped"], State.FAILED),  # stamped is never failed
+    ],
+)
+def test_illegal_transitions_are_refused(tmp_path: Path, path: list[str], bad: State) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    _, iid = admit(j)
+    steps = {
+        "validated": lambda: j.mark_validated(iid),
+        "sealed": lambda: j.mark_sealed(iid, b"x", "R"),
+        "sending": lambda: j.mark_sending(iid),
+        "stamped": lambda: j.mark_stamped(iid, "U", b"s"),
+    }
+    for s in path:
+        steps[s]()
+    before = j.get_id(iid).state
+    with pytest.raises(JournalError):
+        j._transition(iid, bad)
+    assert j.get_id(iid).state == before
+
+
+def test_sealed_bytes_survive_restart_and_attempts_count(tmp_path: Path) -> None:
+    db = tmp_path / "j.sqlite"
+    j = Journal(db)
+    _, iid = admit(j)
+    j.mark_validated(iid)
+    j.mark_sealed(iid, b"<sealed once/>", "REF-X")
+    j.mark_sending(iid)
+    j.close()  # "crash" while sending
+    j2 = Journal(db)
+    [e] = j2.in_state(State.SENDING)
+    assert e.payload == b"<sealed once/>" and e.referencia == "REF-X" and e.attempts == 1
+    # resume: same content admitted again → RESUME with the stored bytes, not a new row
+    adm, e2 = j2.admit(KEY, "h1", mode="stamp", source="s", source_file="f", location="l")
+    assert adm is Admission.RESUME and e2.id == iid and e2.payload == b"<sealed once/>"
+    j2.mark_retry_wait(iid, time.time() - 1, "PAC-503", "no disponible")
+    assert [x.id for x in j2.due_retries()] == [iid]
+    assert j2.due_retries(now=time.time() - 3600) == []
+    j2.mark_sending(iid)
+    assert j2.get_id(iid).attempts == 2
+
+
+def test_same_content_delivered_again_different_content_conflicts(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    _, iid = admit(j)
+    to_stamped(j, iid)
+    j.mark_delivered(iid, {})
+    adm, e = j.admit(KEY, "h1", mode="stamp", source="s", source_file="g", location="g:1")
+    assert adm is Admission.DELIVERED and e.uuid == "UUID-1"
+    adm, e = j.admit(KEY, "h2", mode="stamp", source="s", source_file="g", location="g:1")
+    assert adm is Admission.CONFLICT and e.uuid == "UUID-1"
+    # the row is untouched by the conflicting admission
+    assert j.get(KEY).content_hash == "h1" and j.get(KEY).state is State.DELIVERED
+
+
+def test_different_content_while_in_flight_conflicts(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    _, iid = admit(j)
+    j.mark_validated(iid)
+    j.mark_sealed(iid, b"x", "R")
+    adm, _ = j.admit(KEY, "other", mode="stamp", source="s", source_file="g", location="g")
+    assert adm is Admission.CONFLICT
+
+
+def test_failed_before_pac_restarts_with_new_content(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    _, iid = admit(j)
+    j.mark_failed(iid, "CFDI40108", "El tipo de comprobante no es válido", origin="rules")
+    adm, e = j.admit(KEY, "fixed", mode="stamp", source="s", source_file="g", location="g:1")
+    assert adm is Admission.RESTART and e.id == iid
+    assert e.state is State.RECEIVED and e.error_code is None and e.content_hash == "fixed"
+
+
+def test_rejected_by_pac_is_permanent_until_replay(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    _, iid = admit(j)
+    j.mark_validated(iid)
+    j.mark_sealed(iid, b"x", "R")
+    j.mark_sending(iid)
+    j.mark_failed(iid, "301", "XML mal formado", origin="pac")
+    adm, e = j.admit(KEY, "h1", mode="stamp", source="s", source_file="f", location="l")
+    assert adm is Admission.FAILED and e.error_code == "301"
+    e = j.reset(iid)
+    assert e.state is State.RECEIVED and e.payload is None and e.attempts == 0
+
+
+def test_reset_refuses_delivered_and_keeps_sealed_bytes(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    _, a = admit(j)
+    to_stamped(j, a)
+    with pytest.raises(JournalError):
+        j.reset(a)
+    _, b = admit(j, ("EKU9003173C9", "A", "2"))
+    j.mark_validated(b)
+    j.mark_sealed(b, b"sealed-b", "RB")
+    j.mark_sending(b)
+    j.mark_retry_wait(b, time.time() + 999, "T", "t")
+    e = j.reset(b)
+    assert e.state is State.RETRY_WAIT and e.payload == b"sealed-b" and e.next_retry_at is None
+
+
+def test_business_key_is_unique_per_emisor(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    admit(j, ("EKU9003173C9", "A", "1"))
+    adm, _ = admit(j, ("AAA010101AAA", "A", "1"))
+    assert adm is Admission.NEW
+    adm, _ = admit(j, ("eku9003173c9", "A", "1"))  # RFC is case-insensitive: same row
+    assert adm is Admission.RESTART  # not sealed yet: safely redone from received
+    assert sum(j.counts().values()) == 2
+
+
+def test_files_table_tracks_one_final_place(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    f = j.file_claimed("ventas", "a.dat", "/w/a.dat")
+    assert j.file_claimed("ventas", "a.dat", "/w/a.dat").id == f.id  # idempotent on restart
+    _, iid = admit(j)
+    j.set_file_items(
+        f.id,
+        [
+            FileItem(f.id, 0, "a.dat:1", iid, []),
+            FileItem(f.id, 1, "a.dat:5", None, [{"code": "CONN-DATA", "message": "x"}]),
+        ],
+    )
+    items = j.file_items(f.id)
+    assert [i.invoice_id for i in items] == [iid, None]
+    assert items[1].problems[0]["code"] == "CONN-DATA"
+    assert [x.id for x in j.files_of_invoice(iid)] == [f.id]
+    j.file_deciding(f.id, FileState.FAILING, "/failed/a.dat", 1)
+    assert j.get_file(f.id).state is FileState.FAILING
+    j.file_done(f.id)
+    rec = j.get_file(f.id)
+    assert rec.state is FileState.FAILED and rec.final_path == "/failed/a.dat"
+    # a new claim of the same work path after the file finished is a new record
+    assert j.file_claimed("ventas", "a.dat", "/w/a.dat").id != f.id
+    assert j.file_counts()["failed"] == 1 and j.file_counts()["claimed"] == 1
+
+
+def test_wal_mode(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    assert j._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

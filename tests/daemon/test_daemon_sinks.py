@@ -1,0 +1,87 @@
+"""Atomic writers, moves that never overwrite, error files (real temp folders)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from connector.sinks import (
+    TMP_MARK,
+    ItemError,
+    archive_folder,
+    atomic_write,
+    clean_temp_files,
+    free_name,
+    move_file,
+    output_stem,
+    write_error_files,
+)
+
+
+def test_atomic_write_replaces_whole_and_leaves_no_temp(tmp_path: Path) -> None:
+    p = tmp_path / "A1_U.xml"
+    atomic_write(p, b"<a/>")
+    atomic_write(p, b"<b/>")
+    assert p.read_bytes() == b"<b/>"
+    assert list(tmp_path.iterdir()) == [p]
+
+
+def test_atomic_write_failure_leaves_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "x.xml"  # folder missing → error, no debris
+    with pytest.raises(FileNotFoundError):
+        atomic_write(target, b"data")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_clean_temp_files_removes_only_ours(tmp_path: Path) -> None:
+    ours = tmp_path / f".A1_U.xml.abcd1234{TMP_MARK}"
+    ours.write_bytes(b"half")
+    theirs = tmp_path / ".hidden"
+    theirs.write_bytes(b"x")
+    keep = tmp_path / "A1_U.xml"
+    keep.write_bytes(b"<a/>")
+    assert clean_temp_files([tmp_path, None, tmp_path / "nope"]) == [ours]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", "A1_U.xml"]
+
+
+def test_move_never_overwrites_and_keeps_content(tmp_path: Path) -> None:
+    src = tmp_path / "in.dat"
+    src.write_bytes(b"original")
+    dest_dir = tmp_path / "archive"
+    existing = dest_dir / "in.dat"
+    dest_dir.mkdir()
+    existing.write_bytes(b"older")
+    dest = free_name(dest_dir, "in.dat")
+    assert dest.name == "in-1.dat"
+    move_file(src, dest)
+    assert not src.exists() and dest.read_bytes() == b"original"
+    assert existing.read_bytes() == b"older"
+    other = tmp_path / "b.dat"
+    other.write_bytes(b"b")
+    with pytest.raises(FileExistsError):
+        move_file(other, existing)
+    assert other.read_bytes() == b"b"
+
+
+def test_output_stem_and_archive_folder() -> None:
+    stem = output_stem("{serie}{folio}_{uuid}", serie="A/B", folio="7", uuid="u-1")
+    assert stem == "A_B7_u-1"
+    assert archive_folder(Path("/arch"), date(2026, 11, 21)) == Path("/arch/2026-11-21")
+
+
+def test_error_files_for_people_and_machines(tmp_path: Path) -> None:
+    errs = [
+        ItemError("ventas.dat:3", "A2", "CFDI40108", "TipoDeComprobante", "No es válido."),
+        ItemError("ventas.dat:9", "", "CONN-DATA", "Fecha", "Es obligatorio."),
+    ]
+    txt, js = write_error_files(tmp_path, "ventas.dat", errs, ["A1"])
+    assert txt.name == "ventas.dat.error.txt" and js.name == "ventas.dat.error.json"
+    text = txt.read_text(encoding="utf-8")
+    assert "CFDI40108" in text and "ventas.dat:3" in text and "factura A2" in text
+    assert "A1" in text
+    doc = json.loads(js.read_text(encoding="utf-8"))
+    assert [e["code"] for e in doc["errors"]] == ["CFDI40108", "CONN-DATA"]
+    assert doc["delivered"] == ["A1"]

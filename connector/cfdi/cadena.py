@@ -1,0 +1,426 @@
+"""Cadena original of a CFDI 4.0 and of its TimbreFiscalDigital 1.1.
+
+SAT defines both by XSLT (``sat/cfd/4/cadenaoriginal_4_0/cadenaoriginal_4_0.xslt`` with its
+included ``utilerias.xslt`` and ``Pagos20.xslt``; ``cadenaoriginal_TFD_1_1.xslt``). The fast path
+here walks the same nodes in the same order in plain Python:
+
+* ``Requerido`` writes ``|`` and the value, even when the attribute is missing;
+* ``Opcional`` writes ``|`` and the value only when the attribute exists (even if empty);
+* every value goes through XPath ``normalize-space`` (only space, tab, CR and LF are
+  whitespace there, not Python's wider notion);
+* the result is ``|`` + fields + ``||``.
+
+A document carrying nodes the fast path does not know (complements other than Pagos 2.0 and the
+TFD, ComplementoConcepto, Parte) falls back to SAT's XSLT, compiled once per process.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from .errors import XmlError
+from .model import NS_CFDI, NS_PAGO20, NS_TFD, Comprobante, TimbreFiscalDigital
+
+__all__ = [
+    "cadena_original",
+    "cadena_original_xslt",
+    "cadena_tfd",
+    "cadena_tfd_xslt",
+    "normalize_space",
+]
+
+_SAT = Path(__file__).resolve().parent / "sat" / "cfd"
+XSLT_CFDI = _SAT / "4" / "cadenaoriginal_4_0" / "cadenaoriginal_4_0.xslt"
+XSLT_TFD = _SAT / "TimbreFiscalDigital" / "cadenaoriginal_TFD_1_1.xslt"
+
+_C = "{" + NS_CFDI + "}"
+_P = "{" + NS_PAGO20 + "}"
+_T = "{" + NS_TFD + "}"
+
+_WS = re.compile("[ \t\r\n]+")
+
+
+def normalize_space(s: str) -> str:
+    """XPath 1.0 ``normalize-space``: only #x20, #x9, #xD and #xA count as whitespace."""
+    if "  " in s or "\t" in s or "\n" in s or "\r" in s:
+        return _WS.sub(" ", s).strip(" ")
+    if s[:1] == " " or s[-1:] == " ":
+        return s.strip(" ")
+    return s
+
+
+# Field specs: (attribute, required). The order is the XSLT's, which is not always the XSD's.
+_R, _O = True, False
+_COMPROBANTE = (
+    ("Version", _R),
+    ("Serie", _O),
+    ("Folio", _O),
+    ("Fecha", _R),
+    ("FormaPago", _O),
+    ("NoCertificado", _R),
+    ("CondicionesDePago", _O),
+    ("SubTotal", _R),
+    ("Descuento", _O),
+    ("Moneda", _R),
+    ("TipoCambio", _O),
+    ("Total", _R),
+    ("TipoDeComprobante", _R),
+    ("Exportacion", _R),
+    ("MetodoPago", _O),
+    ("LugarExpedicion", _R),
+    ("Confirmacion", _O),
+)
+_INFO_GLOBAL = (("Periodicidad", _R), ("Meses", _R), ("Año", _R))
+_EMISOR = (("Rfc", _R), ("Nombre", _R), ("RegimenFiscal", _R), ("FacAtrAdquirente", _O))
+_RECEPTOR = (
+    ("Rfc", _R),
+    ("Nombre", _R),
+    ("DomicilioFiscalReceptor", _R),
+    ("ResidenciaFiscal", _O),
+    ("NumRegIdTrib", _O),
+    ("RegimenFiscalReceptor", _R),
+    ("UsoCFDI", _R),
+)
+_CONCEPTO = (
+    ("ClaveProdServ", _R),
+    ("NoIdentificacion", _O),
+    ("Cantidad", _R),
+    ("ClaveUnidad", _R),
+    ("Unidad", _O),
+    ("Descripcion", _R),
+    ("ValorUnitario", _R),
+    ("Importe", _R),
+    ("Descuento", _O),
+    ("ObjetoImp", _R),
+)
+_TRASLADO = (
+    ("Base", _R),
+    ("Impuesto", _R),
+    ("TipoFactor", _R),
+    ("TasaOCuota", _O),
+    ("Importe", _O),
+)
+_RETENCION = (
+    ("Base", _R),
+    ("Impuesto", _R),
+    ("TipoFactor", _R),
+    ("TasaOCuota", _R),
+    ("Importe", _R),
+)
+_ACUENTA = (
+    ("RfcACuentaTerceros", _R),
+    ("NombreACuentaTerceros", _R),
+    ("RegimenFiscalACuentaTerceros", _R),
+    ("DomicilioFiscalACuentaTerceros", _R),
+)
+_RETENCION_RES = (("Impuesto", _R), ("Importe", _R))
+_TOTALES = (
+    ("TotalRetencionesIVA", _O),
+    ("TotalRetencionesISR", _O),
+    ("TotalRetencionesIEPS", _O),
+    ("TotalTrasladosBaseIVA16", _O),
+    ("TotalTrasladosImpuestoIVA16", _O),
+    ("TotalTrasladosBaseIVA8", _O),
+    ("TotalTrasladosImpuestoIVA8", _O),
+    ("TotalTrasladosBaseIVA0", _O),
+    ("TotalTrasladosImpuestoIVA0", _O),
+    ("TotalTrasladosBaseIVAExento", _O),
+    ("MontoTotalPagos", _R),
+)
+_PAGO = (
+    ("FechaPago", _R),
+    ("FormaDePagoP", _R),
+    ("MonedaP", _R),
+    ("TipoCambioP", _O),
+    ("Monto", _R),
+    ("NumOperacion", _O),
+    ("RfcEmisorCtaOrd", _O),
+    ("NomBancoOrdExt", _O),
+    ("CtaOrdenante", _O),
+    ("RfcEmisorCtaBen", _O),
+    ("CtaBeneficiario", _O),
+    ("TipoCadPago", _O),
+    ("CertPago", _O),
+    ("CadPago", _O),
+    ("SelloPago", _O),
+)
+_DOCTO = (
+    ("IdDocumento", _R),
+    ("Serie", _O),
+    ("Folio", _O),
+    ("MonedaDR", _R),
+    ("EquivalenciaDR", _O),
+    ("NumParcialidad", _R),
+    ("ImpSaldoAnt", _R),
+    ("ImpPagado", _R),
+    ("ImpSaldoInsoluto", _R),
+    ("ObjetoImpDR", _R),
+)
+_RETENCION_DR = (
+    ("BaseDR", _R),
+    ("ImpuestoDR", _R),
+    ("TipoFactorDR", _R),
+    ("TasaOCuotaDR", _R),
+    ("ImporteDR", _R),
+)
+_TRASLADO_DR = (
+    ("BaseDR", _R),
+    ("ImpuestoDR", _R),
+    ("TipoFactorDR", _R),
+    ("TasaOCuotaDR", _O),
+    ("ImporteDR", _O),
+)
+_RETENCION_P = (("ImpuestoP", _R), ("ImporteP", _R))
+_TRASLADO_P = (
+    ("BaseP", _R),
+    ("ImpuestoP", _R),
+    ("TipoFactorP", _R),
+    ("TasaOCuotaP", _O),
+    ("ImporteP", _O),
+)
+_TFD = (
+    ("Version", _R),
+    ("UUID", _R),
+    ("FechaTimbrado", _R),
+    ("RfcProvCertif", _R),
+    ("Leyenda", _O),
+    ("SelloCFD", _R),
+    ("NoCertificadoSAT", _R),
+)
+
+
+class _NeedsXslt(Exception):
+    """The document has nodes only SAT's XSLT knows how to walk."""
+
+
+def _fields(out: list[str], el: etree._Element, spec: tuple[tuple[str, bool], ...]) -> None:
+    get = el.get
+    for name, required in spec:
+        v = get(name)
+        if v is None:
+            if required:
+                out.append("")
+        else:
+            out.append(normalize_space(v) if v else v)
+
+
+def _kids(el: etree._Element, *path: str) -> list[etree._Element]:
+    """Children along a path, like the XPath ``./a/b``."""
+    nodes = [el]
+    for tag in path:
+        nodes = [k for n in nodes for k in n.iterchildren(tag)]
+    return nodes
+
+
+def _walk_concepto(out: list[str], k: etree._Element) -> None:
+    _fields(out, k, _CONCEPTO)
+    for t in _kids(k, _C + "Impuestos", _C + "Traslados", _C + "Traslado"):
+        _fields(out, t, _TRASLADO)
+    for r in _kids(k, _C + "Impuestos", _C + "Retenciones", _C + "Retencion"):
+        _fields(out, r, _RETENCION)
+    for a in k.iterchildren(_C + "ACuentaTerceros"):
+        _fields(out, a, _ACUENTA)
+    for a in k.iterchildren(_C + "InformacionAduanera"):
+        _fields(out, a, (("NumeroPedimento", _R),))
+    for a in k.iterchildren(_C + "CuentaPredial"):
+        _fields(out, a, (("Numero", _R),))
+    for _ in k.iterchildren(_C + "ComplementoConcepto", _C + "Parte"):
+        raise _NeedsXslt
+    for _ in k.iter(_C + "Parte"):  # .//cfdi:Parte, anywhere below
+        raise _NeedsXslt
+
+
+def _walk_pagos(out: list[str], p: etree._Element) -> None:
+    _fields(out, p, (("Version", _R),))
+    for t in p.iterchildren(_P + "Totales"):
+        _fields(out, t, _TOTALES)
+    for pago in p.iterchildren(_P + "Pago"):
+        _fields(out, pago, _PAGO)
+        for d in pago.iterchildren(_P + "DoctoRelacionado"):
+            _fields(out, d, _DOCTO)
+            for r in _kids(d, _P + "ImpuestosDR", _P + "RetencionesDR", _P + "RetencionDR"):
+                _fields(out, r, _RETENCION_DR)
+            for t in _kids(d, _P + "ImpuestosDR", _P + "TrasladosDR", _P + "TrasladoDR"):
+                _fields(out, t, _TRASLADO_DR)
+        for ip in pago.iterchildren(_P + "ImpuestosP"):
+            for r in _kids(ip, _P + "RetencionesP", _P + "RetencionP"):
+                _fields(out, r, _RETENCION_P)
+            for t in _kids(ip, _P + "TrasladosP", _P + "TrasladoP"):
+                _fields(out, t, _TRASLADO_P)
+
+
+def _walk(root: etree._Element) -> str:
+    if root.tag != _C + "Comprobante":
+        raise XmlError.one(
+            "CONN-XML-NOT-CFDI",
+            "No se puede calcular la cadena original: el elemento no es un cfdi:Comprobante 4.0.",
+        )
+    out: list[str] = []
+    _fields(out, root, _COMPROBANTE)
+    for el in root.iterchildren(_C + "InformacionGlobal"):
+        _fields(out, el, _INFO_GLOBAL)
+    for el in root.iterchildren(_C + "CfdiRelacionados"):
+        _fields(out, el, (("TipoRelacion", _R),))
+        for u in el.iterchildren(_C + "CfdiRelacionado"):
+            _fields(out, u, (("UUID", _R),))
+    for el in root.iterchildren(_C + "Emisor"):
+        _fields(out, el, _EMISOR)
+    for el in root.iterchildren(_C + "Receptor"):
+        _fields(out, el, _RECEPTOR)
+    for el in root.iterchildren(_C + "Conceptos"):
+        for k in el.iterchildren(_C + "Concepto"):
+            _walk_concepto(out, k)
+    for el in root.iterchildren(_C + "Impuestos"):
+        for r in _kids(el, _C + "Retenciones", _C + "Retencion"):
+            _fields(out, r, _RETENCION_RES)
+        _fields(out, el, (("TotalImpuestosRetenidos", _O),))
+        for t in _kids(el, _C + "Traslados", _C + "Traslado"):
+            _fields(out, t, _TRASLADO)
+        _fields(out, el, (("TotalImpuestosTrasladados", _O),))
+    for el in root.iterchildren(_C + "Complemento"):
+        for comp in el.iterchildren():
+            tag = comp.tag
+            if tag == _P + "Pagos":
+                _walk_pagos(out, comp)
+            elif tag == _T + "TimbreFiscalDigital":
+                # The CFDI XSLT has no template for it and the built-in one prints text nodes.
+                if (comp.text or "").strip(" \t\r\n") or len(comp):
+                    raise _NeedsXslt
+            elif isinstance(tag, str):
+                raise _NeedsXslt
+            # comments and processing instructions contribute nothing
+    return "||" + "|".join(out) + "||"
+
+
+def _as_element(x: Any) -> etree._Element:
+    if isinstance(x, etree._ElementTree):
+        return x.getroot()
+    if isinstance(x, etree._Element):
+        return x
+    if isinstance(x, bytes | bytearray | memoryview):
+        from .xmlio import parse_xml_bytes
+
+        return parse_xml_bytes(bytes(x))
+    raise TypeError(f"se esperaba un Comprobante, un elemento lxml o bytes, no {type(x)!r}")
+
+
+def cadena_original(c_or_element: Comprobante | etree._Element | etree._ElementTree | bytes) -> str:
+    """The cadena original of a CFDI 4.0 (fast path, equal to SAT's XSLT)."""
+    if isinstance(c_or_element, Comprobante):
+        from .xmlio import build_tree
+
+        root = build_tree(c_or_element)
+    else:
+        root = _as_element(c_or_element)
+    try:
+        return _walk(root)
+    except _NeedsXslt:
+        return cadena_original_xslt(root)
+
+
+# --- SAT's XSLT -----------------------------------------------------------------------------------
+
+_xslt_lock = threading.Lock()
+_xslt: dict[str, etree.XSLT] = {}
+
+
+def _transform(path: Path) -> etree.XSLT:
+    key = str(path)
+    t = _xslt.get(key)
+    if t is None:
+        with _xslt_lock:
+            t = _xslt.get(key)
+            if t is None:
+                # SAT's stylesheets are package files; the XSLT may read only its own includes.
+                access = etree.XSLTAccessControl(
+                    read_file=True,
+                    write_file=False,
+                    create_dir=False,
+                    read_network=False,
+                    write_network=False,
+                )
+                t = etree.XSLT(etree.parse(key), access_control=access)
+                _xslt[key] = t
+    return t
+
+
+def _run_xslt(path: Path, root: etree._Element) -> str:
+    # The stylesheets match "/" and select the root by name: run them on a document whose root
+    # is exactly this element.
+    if root.getparent() is not None or root.getroottree().getroot() is not root:
+        root = _copy_as_root(root)
+    transform = _transform(path)
+    with _xslt_lock:  # an XSLT object must not run in two threads at once
+        result = transform(root.getroottree())
+    text = str(result)
+    return text
+
+
+def _copy_as_root(el: etree._Element) -> etree._Element:
+    from .xmlio import parse_xml_bytes
+
+    return parse_xml_bytes(etree.tostring(el, with_tail=False))
+
+
+def cadena_original_xslt(element: etree._Element | etree._ElementTree | bytes) -> str:
+    """The cadena original computed by SAT's own XSLT (slow; the reference)."""
+    root = _as_element(element)
+    return _run_xslt(XSLT_CFDI, root)
+
+
+# --- TimbreFiscalDigital ------------------------------------------------------------------------
+
+
+def _tfd_element(x: Any) -> etree._Element:
+    el = _as_element(x)
+    if el.tag == _T + "TimbreFiscalDigital":
+        return el
+    found = el.find(f"{_C}Complemento/{_T}TimbreFiscalDigital")
+    if found is None:
+        raise XmlError.one(
+            "CONN-TFD-MISSING",
+            "El comprobante no trae TimbreFiscalDigital (no está timbrado).",
+            "Complemento.TimbreFiscalDigital",
+        )
+    return found
+
+
+def cadena_tfd(
+    tfd_or_element: TimbreFiscalDigital | Comprobante | etree._Element | bytes,
+) -> str:
+    """Cadena original of the TimbreFiscalDigital 1.1 (what the PAC's SelloSAT signs)."""
+    if isinstance(tfd_or_element, Comprobante):
+        if tfd_or_element.TimbreFiscalDigital is None:
+            raise XmlError.one(
+                "CONN-TFD-MISSING",
+                "El comprobante no trae TimbreFiscalDigital (no está timbrado).",
+                "Complemento.TimbreFiscalDigital",
+            )
+        tfd_or_element = tfd_or_element.TimbreFiscalDigital
+    if isinstance(tfd_or_element, TimbreFiscalDigital):
+        t = tfd_or_element
+        out = [
+            normalize_space(t.Version),
+            normalize_space(t.UUID),
+            normalize_space(t.FechaTimbrado),
+            normalize_space(t.RfcProvCertif),
+        ]
+        if t.Leyenda is not None:
+            out.append(normalize_space(t.Leyenda))
+        out.append(normalize_space(t.SelloCFD))
+        out.append(normalize_space(t.NoCertificadoSAT))
+        return "||" + "|".join(out) + "||"
+    el = _tfd_element(tfd_or_element)
+    out2: list[str] = []
+    _fields(out2, el, _TFD)
+    return "||" + "|".join(out2) + "||"
+
+
+def cadena_tfd_xslt(element: etree._Element | etree._ElementTree | bytes) -> str:
+    """Cadena original of the TFD by SAT's XSLT (accepts the TFD or the whole stamped CFDI)."""
+    return _run_xslt(XSLT_TFD, _tfd_element(element))

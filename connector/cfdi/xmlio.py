@@ -1,0 +1,887 @@
+"""CFDI 4.0 XML: safe parsing, building from the model, reading into the model, XSD validation.
+
+* ``parse_xml_bytes`` is the only way bytes from outside become an lxml tree: no DTD, no
+  entities, no network, no file system, a size limit; anything else is an ``XmlError``.
+* ``to_xml`` writes attributes in the order SAT's XSD declares them, and each ``Decimal`` as it
+  was given (``Decimal("0.160000")`` stays ``0.160000``).
+* ``from_xml`` reads any CFDI 4.0 (stamped or not, Pagos 2.0, other software's output); the
+  complements the model does not type are kept verbatim in ``OtrosComplementos``.
+* ``validate_xsd`` validates against SAT's schemas (compiled once per process).
+"""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from .errors import Problem, XmlError
+from .model import (
+    NS_CFDI,
+    NS_PAGO20,
+    NS_TFD,
+    NS_XSI,
+    Comprobante,
+    Concepto,
+    Pagos,
+    TimbreFiscalDigital,
+    load_invoice,
+)
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "NS_CFDI3",
+    "build_tree",
+    "from_element",
+    "from_xml",
+    "parse_xml_bytes",
+    "serialize",
+    "to_xml",
+    "validate_xsd",
+]
+
+SAT_DIR = Path(__file__).resolve().parent / "sat"
+XSD_WRAPPER = SAT_DIR / "cfdi40_validation_wrapper.xsd"
+
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # a CFDI with thousands of conceptos stays well below
+
+NS_CFDI3 = "http://www.sat.gob.mx/cfd/3"
+SCHEMA_CFDI = "http://www.sat.gob.mx/cfd/4 http://www.sat.gob.mx/sitio_internet/cfd/4/cfdv40.xsd"
+SCHEMA_PAGOS = (
+    "http://www.sat.gob.mx/Pagos20 http://www.sat.gob.mx/sitio_internet/cfd/Pagos/Pagos20.xsd"
+)
+SCHEMA_TFD = (
+    "http://www.sat.gob.mx/TimbreFiscalDigital "
+    "http://www.sat.gob.mx/sitio_internet/cfd/TimbreFiscalDigital/TimbreFiscalDigitalv11.xsd"
+)
+
+_C = "{" + NS_CFDI + "}"
+_P = "{" + NS_PAGO20 + "}"
+_T = "{" + NS_TFD + "}"
+_XSI_SCHEMA = "{" + NS_XSI + "}schemaLocation"
+
+# --- safe parsing -------------------------------------------------------------------------------
+
+
+def _new_parser() -> etree.XMLParser:
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_blank_text=False,
+        collect_ids=False,
+    )
+
+
+class _NoResolver(etree.Resolver):
+    """Refuses every external resource: nothing is ever read from disk or the network."""
+
+    def resolve(self, system_url: str, public_id: str, context: Any) -> Any:
+        return self.resolve_string("", context)
+
+
+_local = threading.local()
+
+
+def _parser() -> etree.XMLParser:
+    # lxml parsers are not thread-safe: one per thread, reused (creating one costs more than
+    # parsing a small CFDI).
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _new_parser()
+        parser.resolvers.add(_NoResolver())
+        _local.parser = parser
+    return parser
+
+
+def parse_xml_bytes(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> etree._Element:
+    """Parse untrusted bytes into an lxml element, or raise ``XmlError``.
+
+    Refused: empty input, more than ``max_bytes``, anything that is not well-formed XML, and any
+    document with a DOCTYPE (which is where entities, entity bombs and external references
+    live). Never touches the network or the file system.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise XmlError.one(
+            "CONN-XML-MALFORMED", "El contenido XML debe llegar como bytes, no como texto."
+        )
+    data = bytes(data)
+    if not data.strip():
+        raise XmlError.one("CONN-XML-EMPTY", "El archivo XML está vacío.")
+    if len(data) > max_bytes:
+        raise XmlError.one(
+            "CONN-XML-TOO-BIG",
+            f"El archivo XML mide {len(data)} bytes; el máximo permitido es {max_bytes} bytes.",
+        )
+    # A DOCTYPE is never legitimate in a CFDI: refuse it before the parser sees it. (Checked
+    # again on the parsed tree for encodings where this byte scan cannot see it.)
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise _dtd_error()
+    try:
+        root = etree.fromstring(data, _parser())
+    except etree.XMLSyntaxError as exc:
+        line = getattr(exc, "lineno", None) or (exc.position[0] if exc.position else 0)
+        raise XmlError.one(
+            "CONN-XML-MALFORMED",
+            f"El archivo no es un XML bien formado (línea {line}): {exc.msg}",
+        ) from None
+    except (ValueError, etree.LxmlError) as exc:
+        raise XmlError.one(
+            "CONN-XML-MALFORMED", f"El archivo no es un XML bien formado: {exc}"
+        ) from None
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
+        raise _dtd_error()
+    return root
+
+
+def _dtd_error() -> XmlError:
+    return XmlError.one(
+        "CONN-XML-DTD",
+        "El XML trae una declaración DOCTYPE/ENTITY; por seguridad no se aceptan DTD ni "
+        "entidades en un CFDI.",
+    )
+
+
+# --- model → XML --------------------------------------------------------------------------------
+
+
+def _d(value: Decimal) -> str:
+    """A Decimal as SAT wants it: plain notation, keeping the given exponent (0.160000)."""
+    text = str(value)
+    if "E" in text or "e" in text:
+        text = format(value, "f")
+    return text
+
+
+def _attrs(pairs: list[tuple[str, Any]]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        if value is None:
+            continue
+        if isinstance(value, Decimal):
+            out[name] = _d(value)
+        elif isinstance(value, str):
+            out[name] = value
+        else:
+            out[name] = str(value)
+    return out
+
+
+_SE = etree.SubElement
+
+
+def _concepto(parent: etree._Element, k: Concepto) -> None:
+    el = _SE(
+        parent,
+        _C + "Concepto",
+        _attrs(
+            [
+                ("ClaveProdServ", k.ClaveProdServ),
+                ("NoIdentificacion", k.NoIdentificacion),
+                ("Cantidad", k.Cantidad),
+                ("ClaveUnidad", k.ClaveUnidad),
+                ("Unidad", k.Unidad),
+                ("Descripcion", k.Descripcion),
+                ("ValorUnitario", k.ValorUnitario),
+                ("Importe", k.Importe),
+                ("Descuento", k.Descuento),
+                ("ObjetoImp", k.ObjetoImp),
+            ]
+        ),
+    )
+    imp = k.Impuestos
+    if imp is not None:
+        ie = _SE(el, _C + "Impuestos")
+        if imp.Traslados:
+            te = _SE(ie, _C + "Traslados")
+            for t in imp.Traslados:
+                _SE(
+                    te,
+                    _C + "Traslado",
+                    _attrs(
+                        [
+                            ("Base", t.Base),
+                            ("Impuesto", t.Impuesto),
+                            ("TipoFactor", t.TipoFactor),
+                            ("TasaOCuota", t.TasaOCuota),
+                            ("Importe", t.Importe),
+                        ]
+                    ),
+                )
+        if imp.Retenciones:
+            re_ = _SE(ie, _C + "Retenciones")
+            for r in imp.Retenciones:
+                _SE(
+                    re_,
+                    _C + "Retencion",
+                    _attrs(
+                        [
+                            ("Base", r.Base),
+                            ("Impuesto", r.Impuesto),
+                            ("TipoFactor", r.TipoFactor),
+                            ("TasaOCuota", r.TasaOCuota),
+                            ("Importe", r.Importe),
+                        ]
+                    ),
+                )
+    act = k.ACuentaTerceros
+    if act is not None:
+        _SE(
+            el,
+            _C + "ACuentaTerceros",
+            _attrs(
+                [
+                    ("RfcACuentaTerceros", act.RfcACuentaTerceros),
+                    ("NombreACuentaTerceros", act.NombreACuentaTerceros),
+                    ("RegimenFiscalACuentaTerceros", act.RegimenFiscalACuentaTerceros),
+                    ("DomicilioFiscalACuentaTerceros", act.DomicilioFiscalACuentaTerceros),
+                ]
+            ),
+        )
+    for numero in k.InformacionAduanera:
+        _SE(el, _C + "InformacionAduanera", {"NumeroPedimento": numero})
+    for numero in k.CuentaPredial:
+        _SE(el, _C + "CuentaPredial", {"Numero": numero})
+
+
+def _pagos(parent: etree._Element, pagos: Pagos) -> None:
+    el = _SE(parent, _P + "Pagos", {"Version": pagos.Version})
+    t = pagos.Totales
+    _SE(
+        el,
+        _P + "Totales",
+        _attrs(
+            [
+                ("TotalRetencionesIVA", t.TotalRetencionesIVA),
+                ("TotalRetencionesISR", t.TotalRetencionesISR),
+                ("TotalRetencionesIEPS", t.TotalRetencionesIEPS),
+                ("TotalTrasladosBaseIVA16", t.TotalTrasladosBaseIVA16),
+                ("TotalTrasladosImpuestoIVA16", t.TotalTrasladosImpuestoIVA16),
+                ("TotalTrasladosBaseIVA8", t.TotalTrasladosBaseIVA8),
+                ("TotalTrasladosImpuestoIVA8", t.TotalTrasladosImpuestoIVA8),
+                ("TotalTrasladosBaseIVA0", t.TotalTrasladosBaseIVA0),
+                ("TotalTrasladosImpuestoIVA0", t.TotalTrasladosImpuestoIVA0),
+                ("TotalTrasladosBaseIVAExento", t.TotalTrasladosBaseIVAExento),
+                ("MontoTotalPagos", t.MontoTotalPagos),
+            ]
+        ),
+    )
+    for p in pagos.Pago:
+        pe = _SE(
+            el,
+            _P + "Pago",
+            _attrs(
+                [
+                    ("FechaPago", p.FechaPago),
+                    ("FormaDePagoP", p.FormaDePagoP),
+                    ("MonedaP", p.MonedaP),
+                    ("TipoCambioP", p.TipoCambioP),
+                    ("Monto", p.Monto),
+                    ("NumOperacion", p.NumOperacion),
+                    ("RfcEmisorCtaOrd", p.RfcEmisorCtaOrd),
+                    ("NomBancoOrdExt", p.NomBancoOrdExt),
+                    ("CtaOrdenante", p.CtaOrdenante),
+                    ("RfcEmisorCtaBen", p.RfcEmisorCtaBen),
+                    ("CtaBeneficiario", p.CtaBeneficiario),
+                    ("TipoCadPago", p.TipoCadPago),
+                    ("CertPago", p.CertPago),
+                    ("CadPago", p.CadPago),
+                    ("SelloPago", p.SelloPago),
+                ]
+            ),
+        )
+        for d in p.DoctoRelacionado:
+            de = _SE(
+                pe,
+                _P + "DoctoRelacionado",
+                _attrs(
+                    [
+                        ("IdDocumento", d.IdDocumento),
+                        ("Serie", d.Serie),
+                        ("Folio", d.Folio),
+                        ("MonedaDR", d.MonedaDR),
+                        ("EquivalenciaDR", d.EquivalenciaDR),
+                        ("NumParcialidad", d.NumParcialidad),
+                        ("ImpSaldoAnt", d.ImpSaldoAnt),
+                        ("ImpPagado", d.ImpPagado),
+                        ("ImpSaldoInsoluto", d.ImpSaldoInsoluto),
+                        ("ObjetoImpDR", d.ObjetoImpDR),
+                    ]
+                ),
+            )
+            idr = d.ImpuestosDR
+            if idr is not None:
+                ie = _SE(de, _P + "ImpuestosDR")
+                if idr.RetencionesDR:
+                    re_ = _SE(ie, _P + "RetencionesDR")
+                    for r in idr.RetencionesDR:
+                        _SE(
+                            re_,
+                            _P + "RetencionDR",
+                            _attrs(
+                                [
+                                    ("BaseDR", r.BaseDR),
+                                    ("ImpuestoDR", r.ImpuestoDR),
+                                    ("TipoFactorDR", r.TipoFactorDR),
+                                    ("TasaOCuotaDR", r.TasaOCuotaDR),
+                                    ("ImporteDR", r.ImporteDR),
+                                ]
+                            ),
+                        )
+                if idr.TrasladosDR:
+                    te = _SE(ie, _P + "TrasladosDR")
+                    for t2 in idr.TrasladosDR:
+                        _SE(
+                            te,
+                            _P + "TrasladoDR",
+                            _attrs(
+                                [
+                                    ("BaseDR", t2.BaseDR),
+                                    ("ImpuestoDR", t2.ImpuestoDR),
+                                    ("TipoFactorDR", t2.TipoFactorDR),
+                                    ("TasaOCuotaDR", t2.TasaOCuotaDR),
+                                    ("ImporteDR", t2.ImporteDR),
+                                ]
+                            ),
+                        )
+        ip = p.ImpuestosP
+        if ip is not None:
+            ie = _SE(pe, _P + "ImpuestosP")
+            if ip.RetencionesP:
+                re_ = _SE(ie, _P + "RetencionesP")
+                for r2 in ip.RetencionesP:
+                    _SE(
+                        re_,
+                        _P + "RetencionP",
+                        _attrs([("ImpuestoP", r2.ImpuestoP), ("ImporteP", r2.ImporteP)]),
+                    )
+            if ip.TrasladosP:
+                te = _SE(ie, _P + "TrasladosP")
+                for t3 in ip.TrasladosP:
+                    _SE(
+                        te,
+                        _P + "TrasladoP",
+                        _attrs(
+                            [
+                                ("BaseP", t3.BaseP),
+                                ("ImpuestoP", t3.ImpuestoP),
+                                ("TipoFactorP", t3.TipoFactorP),
+                                ("TasaOCuotaP", t3.TasaOCuotaP),
+                                ("ImporteP", t3.ImporteP),
+                            ]
+                        ),
+                    )
+
+
+def _tfd(parent: etree._Element, t: TimbreFiscalDigital) -> None:
+    attrs = {_XSI_SCHEMA: SCHEMA_TFD}
+    attrs.update(
+        _attrs(
+            [
+                ("Version", t.Version),
+                ("UUID", t.UUID),
+                ("FechaTimbrado", t.FechaTimbrado),
+                ("RfcProvCertif", t.RfcProvCertif),
+                ("Leyenda", t.Leyenda),
+                ("SelloCFD", t.SelloCFD),
+                ("NoCertificadoSAT", t.NoCertificadoSAT),
+                ("SelloSAT", t.SelloSAT),
+            ]
+        )
+    )
+    _SE(parent, _T + "TimbreFiscalDigital", attrs, nsmap={"tfd": NS_TFD})
+
+
+def build_tree(c: Comprobante) -> etree._Element:
+    """The lxml tree of a Comprobante (what ``to_xml`` serializes)."""
+    try:
+        return _build(c)
+    except ValueError as exc:  # lxml refuses characters XML cannot carry (NUL, control chars)
+        raise XmlError.one(
+            "CONN-XML-CHARS",
+            f"Un valor del comprobante contiene caracteres que XML no admite: {exc}",
+        ) from None
+
+
+def _build(c: Comprobante) -> etree._Element:
+    nsmap = {"cfdi": NS_CFDI, "xsi": NS_XSI}
+    schema = SCHEMA_CFDI
+    if c.Pagos is not None:
+        nsmap["pago20"] = NS_PAGO20
+        schema += " " + SCHEMA_PAGOS
+    attrs = {_XSI_SCHEMA: schema}
+    attrs.update(
+        _attrs(
+            [
+                ("Version", c.Version),
+                ("Serie", c.Serie),
+                ("Folio", c.Folio),
+                ("Fecha", c.Fecha),
+                ("Sello", c.Sello),
+                ("FormaPago", c.FormaPago),
+                ("NoCertificado", c.NoCertificado),
+                ("Certificado", c.Certificado),
+                ("CondicionesDePago", c.CondicionesDePago),
+                ("SubTotal", c.SubTotal),
+                ("Descuento", c.Descuento),
+                ("Moneda", c.Moneda),
+                ("TipoCambio", c.TipoCambio),
+                ("Total", c.Total),
+                ("TipoDeComprobante", c.TipoDeComprobante),
+                ("Exportacion", c.Exportacion),
+                ("MetodoPago", c.MetodoPago),
+                ("LugarExpedicion", c.LugarExpedicion),
+                ("Confirmacion", c.Confirmacion),
+            ]
+        )
+    )
+    root = etree.Element(_C + "Comprobante", attrs, nsmap=nsmap)
+    ig = c.InformacionGlobal
+    if ig is not None:
+        _SE(
+            root,
+            _C + "InformacionGlobal",
+            {"Periodicidad": ig.Periodicidad, "Meses": ig.Meses, "Año": str(ig.Anio)},
+        )
+    for rel in c.CfdiRelacionados:
+        re_ = _SE(root, _C + "CfdiRelacionados", {"TipoRelacion": rel.TipoRelacion})
+        for uuid in rel.UUIDs:
+            _SE(re_, _C + "CfdiRelacionado", {"UUID": uuid})
+    e = c.Emisor
+    _SE(
+        root,
+        _C + "Emisor",
+        _attrs(
+            [
+                ("Rfc", e.Rfc),
+                ("Nombre", e.Nombre),
+                ("RegimenFiscal", e.RegimenFiscal),
+                ("FacAtrAdquirente", e.FacAtrAdquirente),
+            ]
+        ),
+    )
+    r = c.Receptor
+    _SE(
+        root,
+        _C + "Receptor",
+        _attrs(
+            [
+                ("Rfc", r.Rfc),
+                ("Nombre", r.Nombre),
+                ("DomicilioFiscalReceptor", r.DomicilioFiscalReceptor),
+                ("ResidenciaFiscal", r.ResidenciaFiscal),
+                ("NumRegIdTrib", r.NumRegIdTrib),
+                ("RegimenFiscalReceptor", r.RegimenFiscalReceptor),
+                ("UsoCFDI", r.UsoCFDI),
+            ]
+        ),
+    )
+    conceptos = _SE(root, _C + "Conceptos")
+    for k in c.Conceptos:
+        _concepto(conceptos, k)
+    imp = c.Impuestos
+    if imp is not None:
+        ie = _SE(
+            root,
+            _C + "Impuestos",
+            _attrs(
+                [
+                    ("TotalImpuestosRetenidos", imp.TotalImpuestosRetenidos),
+                    ("TotalImpuestosTrasladados", imp.TotalImpuestosTrasladados),
+                ]
+            ),
+        )
+        if imp.Retenciones:
+            re_ = _SE(ie, _C + "Retenciones")
+            for rr in imp.Retenciones:
+                _SE(
+                    re_,
+                    _C + "Retencion",
+                    _attrs([("Impuesto", rr.Impuesto), ("Importe", rr.Importe)]),
+                )
+        if imp.Traslados:
+            te = _SE(ie, _C + "Traslados")
+            for tr in imp.Traslados:
+                _SE(
+                    te,
+                    _C + "Traslado",
+                    _attrs(
+                        [
+                            ("Base", tr.Base),
+                            ("Impuesto", tr.Impuesto),
+                            ("TipoFactor", tr.TipoFactor),
+                            ("TasaOCuota", tr.TasaOCuota),
+                            ("Importe", tr.Importe),
+                        ]
+                    ),
+                )
+    if c.Pagos is not None or c.OtrosComplementos or c.TimbreFiscalDigital is not None:
+        comp = _SE(root, _C + "Complemento")
+        if c.Pagos is not None:
+            _pagos(comp, c.Pagos)
+        for i, raw in enumerate(c.OtrosComplementos):
+            try:
+                other = parse_xml_bytes(raw)
+            except XmlError as exc:
+                raise XmlError.one(
+                    exc.code,
+                    f"OtrosComplementos[{i}] no es un elemento XML utilizable: "
+                    f"{exc.problems[0].message}",
+                    f"OtrosComplementos[{i}]",
+                ) from None
+            comp.append(other)
+        if c.TimbreFiscalDigital is not None:
+            _tfd(comp, c.TimbreFiscalDigital)
+    return root
+
+
+def serialize(root: etree._Element) -> bytes:
+    """UTF-8 bytes with an XML declaration, as SAT and the PACs expect."""
+    return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")
+
+
+def to_xml(c: Comprobante) -> bytes:
+    """Serialize a Comprobante as CFDI 4.0 XML (UTF-8, attributes in SAT's XSD order)."""
+    return serialize(build_tree(c))
+
+
+# --- XML → model --------------------------------------------------------------------------------
+
+
+def _check_root(root: etree._Element) -> None:
+    tag = root.tag if isinstance(root.tag, str) else ""
+    if tag == "{" + NS_CFDI3 + "}Comprobante":
+        raise XmlError.one(
+            "CONN-XML-VERSION",
+            "El documento es un CFDI 3.3; sólo se aceptan comprobantes CFDI 4.0.",
+            "Comprobante",
+        )
+    if tag != _C + "Comprobante":
+        raise XmlError.one(
+            "CONN-XML-NOT-CFDI",
+            f"El documento no es un CFDI 4.0: el elemento raíz es {tag or root.tag!r} y debe ser "
+            f"cfdi:Comprobante del espacio de nombres {NS_CFDI}.",
+            "Comprobante",
+        )
+    version = root.get("Version")
+    if version != "4.0":
+        raise XmlError.one(
+            "CONN-XML-VERSION",
+            f"El atributo Version del comprobante es {version!r}; debe ser '4.0'.",
+            "Comprobante.Version",
+        )
+
+
+def _a(el: etree._Element, names: tuple[str, ...]) -> dict[str, Any]:
+    get = el.get
+    out: dict[str, Any] = {}
+    for n in names:
+        v = get(n)
+        if v is not None:
+            out[n] = v
+    return out
+
+
+_COMPROBANTE_ATTRS = (
+    "Version",
+    "Serie",
+    "Folio",
+    "Fecha",
+    "Sello",
+    "FormaPago",
+    "NoCertificado",
+    "Certificado",
+    "CondicionesDePago",
+    "SubTotal",
+    "Descuento",
+    "Moneda",
+    "TipoCambio",
+    "Total",
+    "TipoDeComprobante",
+    "Exportacion",
+    "MetodoPago",
+    "LugarExpedicion",
+    "Confirmacion",
+)
+_CONCEPTO_ATTRS = (
+    "ClaveProdServ",
+    "NoIdentificacion",
+    "Cantidad",
+    "ClaveUnidad",
+    "Unidad",
+    "Descripcion",
+    "ValorUnitario",
+    "Importe",
+    "Descuento",
+    "ObjetoImp",
+)
+_IMP_ATTRS = ("Base", "Impuesto", "TipoFactor", "TasaOCuota", "Importe")
+_TOTALES_ATTRS = (
+    "TotalRetencionesIVA",
+    "TotalRetencionesISR",
+    "TotalRetencionesIEPS",
+    "TotalTrasladosBaseIVA16",
+    "TotalTrasladosImpuestoIVA16",
+    "TotalTrasladosBaseIVA8",
+    "TotalTrasladosImpuestoIVA8",
+    "TotalTrasladosBaseIVA0",
+    "TotalTrasladosImpuestoIVA0",
+    "TotalTrasladosBaseIVAExento",
+    "MontoTotalPagos",
+)
+_PAGO_ATTRS = (
+    "FechaPago",
+    "FormaDePagoP",
+    "MonedaP",
+    "TipoCambioP",
+    "Monto",
+    "NumOperacion",
+    "RfcEmisorCtaOrd",
+    "NomBancoOrdExt",
+    "CtaOrdenante",
+    "RfcEmisorCtaBen",
+    "CtaBeneficiario",
+    "TipoCadPago",
+    "CertPago",
+    "CadPago",
+    "SelloPago",
+)
+_DOCTO_ATTRS = (
+    "IdDocumento",
+    "Serie",
+    "Folio",
+    "MonedaDR",
+    "EquivalenciaDR",
+    "NumParcialidad",
+    "ImpSaldoAnt",
+    "ImpPagado",
+    "ImpSaldoInsoluto",
+    "ObjetoImpDR",
+)
+_IMPDR_ATTRS = ("BaseDR", "ImpuestoDR", "TipoFactorDR", "TasaOCuotaDR", "ImporteDR")
+_IMPP_ATTRS = ("BaseP", "ImpuestoP", "TipoFactorP", "TasaOCuotaP", "ImporteP")
+_TFD_ATTRS = (
+    "Version",
+    "UUID",
+    "FechaTimbrado",
+    "RfcProvCertif",
+    "Leyenda",
+    "SelloCFD",
+    "NoCertificadoSAT",
+    "SelloSAT",
+)
+
+
+def _read_concepto(el: etree._Element) -> dict[str, Any]:
+    d = _a(el, _CONCEPTO_ATTRS)
+    adu: list[str] = []
+    pred: list[str] = []
+    for child in el:
+        tag = child.tag
+        if tag == _C + "Impuestos":
+            d["Impuestos"] = {
+                "Traslados": [
+                    _a(x, _IMP_ATTRS)
+                    for g in child.iterchildren(_C + "Traslados")
+                    for x in g.iterchildren(_C + "Traslado")
+                ],
+                "Retenciones": [
+                    _a(x, _IMP_ATTRS)
+                    for g in child.iterchildren(_C + "Retenciones")
+                    for x in g.iterchildren(_C + "Retencion")
+                ],
+            }
+        elif tag == _C + "ACuentaTerceros":
+            d["ACuentaTerceros"] = dict(child.attrib)
+        elif tag == _C + "InformacionAduanera":
+            adu.append(child.get("NumeroPedimento", ""))
+        elif tag == _C + "CuentaPredial":
+            pred.append(child.get("Numero", ""))
+        elif tag in (_C + "ComplementoConcepto", _C + "Parte"):
+            raise XmlError.one(
+                "CONN-XML-UNSUPPORTED",
+                f"El concepto trae el nodo {etree.QName(tag).localname}, que este conector todavía "
+                "no maneja en su modelo.",
+                "Conceptos.Concepto",
+            )
+    if adu:
+        d["InformacionAduanera"] = adu
+    if pred:
+        d["CuentaPredial"] = pred
+    return d
+
+
+def _read_pagos(el: etree._Element) -> dict[str, Any]:
+    d: dict[str, Any] = {"Version": el.get("Version", "")}
+    pagos: list[dict[str, Any]] = []
+    for child in el:
+        if child.tag == _P + "Totales":
+            d["Totales"] = _a(child, _TOTALES_ATTRS)
+        elif child.tag == _P + "Pago":
+            p = _a(child, _PAGO_ATTRS)
+            doctos = []
+            for sub in child:
+                if sub.tag == _P + "DoctoRelacionado":
+                    dd = _a(sub, _DOCTO_ATTRS)
+                    for idr in sub.iterchildren(_P + "ImpuestosDR"):
+                        dd["ImpuestosDR"] = {
+                            "RetencionesDR": [
+                                _a(x, _IMPDR_ATTRS)
+                                for g in idr.iterchildren(_P + "RetencionesDR")
+                                for x in g.iterchildren(_P + "RetencionDR")
+                            ],
+                            "TrasladosDR": [
+                                _a(x, _IMPDR_ATTRS)
+                                for g in idr.iterchildren(_P + "TrasladosDR")
+                                for x in g.iterchildren(_P + "TrasladoDR")
+                            ],
+                        }
+                    doctos.append(dd)
+                elif sub.tag == _P + "ImpuestosP":
+                    p["ImpuestosP"] = {
+                        "RetencionesP": [
+                            _a(x, ("ImpuestoP", "ImporteP"))
+                            for g in sub.iterchildren(_P + "RetencionesP")
+                            for x in g.iterchildren(_P + "RetencionP")
+                        ],
+                        "TrasladosP": [
+                            _a(x, _IMPP_ATTRS)
+                            for g in sub.iterchildren(_P + "TrasladosP")
+                            for x in g.iterchildren(_P + "TrasladoP")
+                        ],
+                    }
+            p["DoctoRelacionado"] = doctos
+            pagos.append(p)
+    d["Pago"] = pagos
+    return d
+
+
+def from_element(root: etree._Element) -> Comprobante:
+    """Read a parsed CFDI 4.0 tree into the model (``XmlError`` when it cannot be represented)."""
+    _check_root(root)
+    d = _a(root, _COMPROBANTE_ATTRS)
+    conceptos: list[dict[str, Any]] = []
+    relacionados: list[dict[str, Any]] = []
+    otros: list[bytes] = []
+    for child in root:
+        tag = child.tag
+        if not isinstance(tag, str):
+            continue  # comments, processing instructions
+        if tag == _C + "Conceptos":
+            conceptos.extend(_read_concepto(k) for k in child.iterchildren(_C + "Concepto"))
+        elif tag == _C + "Emisor":
+            d["Emisor"] = dict(child.attrib)
+        elif tag == _C + "Receptor":
+            d["Receptor"] = dict(child.attrib)
+        elif tag == _C + "InformacionGlobal":
+            d["InformacionGlobal"] = dict(child.attrib)
+        elif tag == _C + "CfdiRelacionados":
+            relacionados.append(
+                {
+                    "TipoRelacion": child.get("TipoRelacion", ""),
+                    "UUIDs": [
+                        u.get("UUID", "") for u in child.iterchildren(_C + "CfdiRelacionado")
+                    ],
+                }
+            )
+        elif tag == _C + "Impuestos":
+            imp = _a(child, ("TotalImpuestosRetenidos", "TotalImpuestosTrasladados"))
+            imp["Retenciones"] = [
+                _a(x, ("Impuesto", "Importe"))
+                for g in child.iterchildren(_C + "Retenciones")
+                for x in g.iterchildren(_C + "Retencion")
+            ]
+            imp["Traslados"] = [
+                _a(x, _IMP_ATTRS)
+                for g in child.iterchildren(_C + "Traslados")
+                for x in g.iterchildren(_C + "Traslado")
+            ]
+            d["Impuestos"] = imp
+        elif tag == _C + "Complemento":
+            for comp in child:
+                ctag = comp.tag
+                if not isinstance(ctag, str):
+                    continue
+                if ctag == _P + "Pagos" and "Pagos" not in d:
+                    d["Pagos"] = _read_pagos(comp)
+                elif ctag == _T + "TimbreFiscalDigital" and "TimbreFiscalDigital" not in d:
+                    d["TimbreFiscalDigital"] = _a(comp, _TFD_ATTRS)
+                else:
+                    otros.append(etree.tostring(comp, with_tail=False))
+        # Addenda and unknown nodes are not part of the fiscal document: not kept in the model.
+    d["Conceptos"] = conceptos
+    if relacionados:
+        d["CfdiRelacionados"] = relacionados
+    if otros:
+        d["OtrosComplementos"] = otros
+    c, problems = load_invoice(d)
+    if c is None:
+        raise XmlError(
+            [
+                Problem(
+                    code="CONN-XML-DATA",
+                    path=p.path,
+                    message=p.message.replace("El campo", "En el XML, el campo", 1),
+                )
+                for p in problems
+            ]
+        )
+    return c
+
+
+def from_xml(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Comprobante:
+    """Parse CFDI 4.0 bytes into a ``Comprobante`` (``XmlError`` when it is not one)."""
+    return from_element(parse_xml_bytes(data, max_bytes=max_bytes))
+
+
+# --- XSD validation -----------------------------------------------------------------------------
+
+_schema: etree.XMLSchema | None = None
+_schema_lock = threading.Lock()
+
+
+def _get_schema() -> etree.XMLSchema:
+    global _schema
+    if _schema is None:
+        with _schema_lock:
+            if _schema is None:
+                # The wrapper and SAT's schemas are package files: trusted, includes relative.
+                _schema = etree.XMLSchema(etree.parse(str(XSD_WRAPPER)))
+    return _schema
+
+
+def validate_xsd(xml: bytes | etree._Element | etree._ElementTree) -> list[Problem]:
+    """Validate against SAT's CFDI 4.0 XSD (with TFD 1.1, Pagos 2.0, Carta Porte 3.1).
+
+    Returns one ``Problem`` (code ``CONN-XSD``) per schema error, with the libxml2 line; bytes
+    that are not XML give the parsing problem instead.
+    """
+    if isinstance(xml, bytes | bytearray | memoryview):
+        try:
+            doc: Any = parse_xml_bytes(bytes(xml))
+        except XmlError as exc:
+            return list(exc.problems)
+    else:
+        doc = xml
+    schema = _get_schema()
+    # XMLSchema objects are not safe to share between threads while validating.
+    with _schema_lock:
+        ok = schema.validate(doc)
+        errors = [] if ok else list(schema.error_log)
+    problems = []
+    for err in errors:
+        where = f" (línea {err.line})" if err.line else ""
+        problems.append(
+            Problem(
+                code="CONN-XSD",
+                path=err.path or "",
+                message=f"El XML no cumple el esquema XSD del SAT{where}: {err.message}",
+            )
+        )
+    return problems

@@ -1,0 +1,655 @@
+"""The validated configuration of the daemon (TOML, pydantic v2).
+
+One file describes the journal, the emisores (RFC, CSD and where its password comes from), the
+PACs and the sources (watched folders). Relative paths are relative to the configuration file.
+Passwords never live in the TOML itself: each secret names an environment variable
+(``password_env``), a file (``password_file``) or an OS keyring entry (``password_keyring``,
+``"service/user"``).
+
+``check_config(path)`` reports EVERY problem at once, each with the TOML key path and the line
+of the file where it is, and a Spanish message: shape errors, unknown emisor/PAC/adapter, missing
+folders, unreadable CSD, wrong CSD password, mapping files that do not load.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from connector.cfdi.errors import Problem
+
+DEFAULT_FILENAME_PATTERN = "{serie}{folio}_{uuid}"
+PAC_KINDS = ("fel", "finkok")
+
+
+class _Cfg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SecretSource(_Cfg):
+    """Where a password comes from: exactly one of env, file, keyring."""
+
+    password_env: str | None = None
+    password_file: Path | None = None
+    password_keyring: str | None = None  # "service/user"
+
+
+class DaemonSettings(_Cfg):
+    journal: Path = Path("journal.sqlite")
+    workers: int = Field(default=16, ge=1, le=256)  # PAC requests in flight
+    poll_seconds: float = Field(default=5.0, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+    log_file: Path | None = None
+    journal_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+
+class PdfStyleConfig(_Cfg):
+    logo: Path | None = None
+    primary_color: str = "#1F4E79"
+    secondary_color: str = "#D9E2F3"
+
+    @field_validator("primary_color", "secondary_color")
+    @classmethod
+    def _color(cls, v: str) -> str:
+        if not re.fullmatch(r"#[0-9A-Fa-f]{6}", v):
+            raise ValueError(f"el color {v!r} debe tener la forma #RRGGBB")
+        return v
+
+
+class EmisorConfig(SecretSource):
+    rfc: str
+    cer: Path
+    key: Path
+    series: list[str] = Field(default_factory=list)
+    pdf: PdfStyleConfig = Field(default_factory=PdfStyleConfig)
+
+    @field_validator("rfc")
+    @classmethod
+    def _rfc(cls, v: str) -> str:
+        v = v.strip().upper()
+        if not re.fullmatch(r"[A-ZÑ&]{3,4}[0-9]{6}[A-Z0-9]{3}", v):
+            raise ValueError(f"el RFC {v!r} no tiene la forma de un RFC")
+        return v
+
+
+class RetryConfig(_Cfg):
+    attempts: int = Field(default=3, ge=1, le=20)  # immediate attempts per round (resilience)
+    backoff_seconds: float = Field(default=0.5, ge=0)
+    backoff_max_seconds: float = Field(default=10.0, ge=0)
+    wait_seconds: float = Field(default=30.0, ge=0)  # retry_wait before the next round
+    wait_max_seconds: float = Field(default=900.0, ge=0)
+
+
+class BreakerConfig(_Cfg):
+    failure_threshold: int = Field(default=5, ge=1)
+    reset_seconds: float = Field(default=30.0, ge=0)
+
+
+class PacConfig(SecretSource):
+    name: str
+    kind: str
+    url: str  # stamping service (FEL WSCFDI33 / Finkok stamp)
+    url_remote: str | None = None  # FEL Conexión Remota (mode remote)
+    url_cancel: str | None = None
+    usuario: str
+    cuenta: str | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+
+
+class OutputConfig(_Cfg):
+    xml: Path
+    pdf: Path | None = None
+    acuse: Path | None = None
+    errors: Path | None = None  # error files also copied here (beside the original in failed/)
+
+
+class SourceConfig(_Cfg):
+    name: str
+    inbox: Path
+    work: Path | None = None  # default: <inbox>/../work/<name>
+    adapter: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    mapping: Path | None = None
+    emisor: str
+    mode: Literal["stamp", "remote"] = "stamp"
+    pac: str
+    include: list[str] = Field(default_factory=lambda: ["*"])
+    exclude: list[str] = Field(default_factory=list)
+    stable_seconds: float = Field(default=2.0, ge=0)
+    done_marker: str | None = None
+    polling: bool = False  # True: never use file-system events, only the poll interval
+    poll_seconds: float | None = Field(default=None, gt=0)
+    output: OutputConfig
+    archive: Path
+    failed: Path
+    filename_pattern: str = DEFAULT_FILENAME_PATTERN
+
+    @field_validator("filename_pattern")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        v = v.removesuffix(".xml")
+        try:
+            v.format(serie="A", folio="1", uuid="U", rfc="R")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"el patrón {v!r} solo admite {{serie}}, {{folio}}, {{uuid}} y {{rfc}}"
+            ) from exc
+        if "{uuid}" not in v:
+            raise ValueError("el patrón de nombre debe incluir {uuid}")
+        return v
+
+
+class Config(_Cfg):
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    emisores: list[EmisorConfig] = Field(default_factory=list)
+    pacs: list[PacConfig] = Field(default_factory=list)
+    sources: list[SourceConfig] = Field(default_factory=list)
+    # set by the loader, not by the TOML
+    path: Path | None = Field(default=None, exclude=True)
+
+    def emisor(self, rfc: str) -> EmisorConfig:
+        rfc = rfc.upper()
+        for e in self.emisores:
+            if e.rfc == rfc:
+                return e
+        raise KeyError(rfc)
+
+    def pac(self, name: str) -> PacConfig:
+        for p in self.pacs:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def source(self, name: str) -> SourceConfig:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``problems`` lists every reason."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+# --- where a key is in the file ---------------------------------------------------------------
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEYLINE = re.compile(r"^\s*([A-Za-z0-9_\-\.\"' ]+?)\s*=")
+
+
+@dataclass
+class KeyLocator:
+    """Maps TOML key paths such as ``sources[1].output.xml`` to line numbers of the file."""
+
+    lines: dict[str, int]
+
+    @classmethod
+    def from_text(cls, text: str) -> KeyLocator:
+        lines: dict[str, int] = {}
+        counters: dict[str, int] = {}
+        current = ""
+        for n, raw in enumerate(text.splitlines(), start=1):
+            m = _HEADER.match(raw)
+            if m:
+                parts = [p.strip().strip("\"'") for p in m.group(2).split(".")]
+                path = ""
+                for i, part in enumerate(parts):
+                    path = f"{path}.{part}" if path else part
+                    last = i == len(parts) - 1
+                    if last and m.group(1) == "[[":
+                        counters[path] = counters.get(path, -1) + 1
+                        path = f"{path}[{counters[path]}]"
+                    elif path in counters:
+                        path = f"{path}[{counters[path]}]"
+                current = path
+                lines.setdefault(current, n)
+                continue
+            k = _KEYLINE.match(raw)
+            if k and not raw.lstrip().startswith("#"):
+                key = ".".join(p.strip().strip("\"'") for p in k.group(1).split("."))
+                lines.setdefault(f"{current}.{key}" if current else key, n)
+        return cls(lines)
+
+    def line(self, key_path: str) -> int | None:
+        path = key_path
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            cut = max(path.rfind("."), path.rfind("["))
+            path = path[:cut] if cut > 0 else ""
+        return None
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+_PYDANTIC_ES = {
+    "missing": "es obligatorio y no está",
+    "extra_forbidden": "no es una opción conocida",
+    "string_type": "debe ser texto",
+    "int_parsing": "debe ser un número entero",
+    "int_type": "debe ser un número entero",
+    "float_parsing": "debe ser un número",
+    "float_type": "debe ser un número",
+    "bool_type": "debe ser true o false",
+    "bool_parsing": "debe ser true o false",
+    "list_type": "debe ser una lista",
+    "dict_type": "debe ser una tabla",
+    "model_type": "debe ser una tabla",
+    "path_type": "debe ser una ruta",
+    "literal_error": "no es uno de los valores permitidos",
+    "greater_than": "debe ser mayor",
+    "greater_than_equal": "es demasiado pequeño",
+    "less_than_equal": "es demasiado grande",
+}
+
+
+class _Reporter:
+    def __init__(self, file: Path, locator: KeyLocator) -> None:
+        self.file = file
+        self.locator = locator
+        self.problems: list[Problem] = []
+
+    def add(self, code: str, key_path: str, message: str) -> None:
+        line = self.locator.line(key_path)
+        where = f"{self.file}:{line}" if line else str(self.file)
+        self.problems.append(
+            Problem(code=code, path=key_path, message=message, location=f"{where} ({key_path})")
+        )
+
+
+def _resolve(base: Path, p: Path | None) -> Path | None:
+    if p is None:
+        return None
+    p = Path(os.path.expandvars(str(p))).expanduser()
+    return p if p.is_absolute() else (base / p)
+
+
+def _resolve_paths(cfg: Config, base: Path) -> None:
+    cfg.daemon.journal = _resolve(base, cfg.daemon.journal)  # type: ignore[assignment]
+    cfg.daemon.log_file = _resolve(base, cfg.daemon.log_file)
+    for e in cfg.emisores:
+        e.cer = _resolve(base, e.cer)  # type: ignore[assignment]
+        e.key = _resolve(base, e.key)  # type: ignore[assignment]
+        e.password_file = _resolve(base, e.password_file)
+        e.pdf.logo = _resolve(base, e.pdf.logo)
+    for p in cfg.pacs:
+        p.password_file = _resolve(base, p.password_file)
+    for s in cfg.sources:
+        s.inbox = _resolve(base, s.inbox)  # type: ignore[assignment]
+        s.work = _resolve(base, s.work) or (s.inbox.parent / "work" / s.name)
+        s.mapping = _resolve(base, s.mapping)
+        s.archive = _resolve(base, s.archive)  # type: ignore[assignment]
+        s.failed = _resolve(base, s.failed)  # type: ignore[assignment]
+        o = s.output
+        o.xml = _resolve(base, o.xml)  # type: ignore[assignment]
+        o.pdf = _resolve(base, o.pdf)
+        o.acuse = _resolve(base, o.acuse)
+        o.errors = _resolve(base, o.errors)
+        if "layout" in s.options and isinstance(s.options["layout"], str):
+            s.options["layout"] = str(_resolve(base, Path(s.options["layout"])))
+
+
+# --- secrets ----------------------------------------------------------------------------------
+
+
+class SecretError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"{code} {message}")
+
+
+def read_secret(src: SecretSource, what: str) -> str:
+    """The password ``src`` points at; ``SecretError`` (Spanish) when it cannot be read."""
+    given = [x for x in (src.password_env, src.password_file, src.password_keyring) if x]
+    if len(given) != 1:
+        raise SecretError(
+            "CONN-CFG-SECRETO",
+            f"La contraseña de {what} debe venir de exactamente una fuente: "
+            "password_env, password_file o password_keyring.",
+        )
+    if src.password_env:
+        value = os.environ.get(src.password_env)
+        if value is None:
+            raise SecretError(
+                "CONN-CFG-SECRETO",
+                f"La variable de entorno {src.password_env} con la contraseña de {what} "
+                "no está definida.",
+            )
+        return value
+    if src.password_file:
+        try:
+            return Path(src.password_file).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise SecretError(
+                "CONN-CFG-SECRETO",
+                f"No se puede leer el archivo de contraseña de {what} "
+                f"({src.password_file}): {exc.strerror or exc}.",
+            ) from exc
+    service, _, user = (src.password_keyring or "").partition("/")
+    try:
+        import keyring  # optional dependency
+    except ImportError as exc:
+        raise SecretError(
+            "CONN-CFG-SECRETO",
+            f"La contraseña de {what} viene del llavero del sistema, pero el paquete "
+            "'keyring' no está instalado (pip install keyring).",
+        ) from exc
+    value = keyring.get_password(service, user)
+    if value is None:
+        raise SecretError(
+            "CONN-CFG-SECRETO",
+            f"El llavero del sistema no tiene la contraseña de {what} "
+            f"(servicio {service!r}, usuario {user!r}).",
+        )
+    return value
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def _parse(path: Path) -> tuple[Config | None, _Reporter]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        rep = _Reporter(path, KeyLocator({}))
+        rep.add("CONN-CFG-ARCHIVO", "", f"No se puede leer el archivo de configuración: {exc}.")
+        return None, rep
+    rep = _Reporter(path, KeyLocator.from_text(text))
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        rep.problems.append(
+            Problem(
+                code="CONN-CFG-TOML",
+                path="",
+                message=f"El archivo no es TOML válido: {exc}.",
+                location=f"{path}:{m.group(1)}" if m else str(path),
+            )
+        )
+        return None, rep
+    _find_plain_passwords(data, "", rep)
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            kp = _key_path(tuple(err["loc"]))
+            if err["type"] == "extra_forbidden" and kp.rsplit(".", 1)[-1] == "password":
+                continue  # already reported by _find_plain_passwords
+            if err["type"] in ("value_error", "assertion_error"):
+                msg = str(err.get("ctx", {}).get("error", err["msg"]))
+            else:
+                msg = _PYDANTIC_ES.get(err["type"], f"no es válido ({err['msg']})")
+            rep.add("CONN-CFG-VALOR", kp, f"La opción {kp or '(raíz)'} {msg}.")
+        return None, rep
+    base = path.resolve().parent
+    _resolve_paths(cfg, base)
+    cfg.path = path.resolve()
+    return cfg, rep
+
+
+def _find_plain_passwords(data: Any, prefix: str, rep: _Reporter) -> None:
+    if isinstance(data, dict):
+        for k, v in data.items():
+            kp = f"{prefix}.{k}" if prefix else k
+            if k in ("password", "contrasena", "contraseña"):
+                rep.add(
+                    "CONN-CFG-SECRETO",
+                    kp,
+                    "Las contraseñas no se escriben en la configuración: use password_env, "
+                    "password_file o password_keyring.",
+                )
+            else:
+                _find_plain_passwords(v, kp, rep)
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            _find_plain_passwords(v, f"{prefix}[{i}]", rep)
+
+
+def load_config(path: Path | str) -> Config:
+    """Parse and validate the shape (no file-system checks); ``ConfigError`` with every problem."""
+    cfg, rep = _parse(Path(path))
+    if cfg is None or rep.problems:
+        raise ConfigError(rep.problems)
+    return cfg
+
+
+def known_adapters() -> set[str]:
+    """Adapter names registered through the entry-point group ``connector.adapters``."""
+    names: set[str] = set()
+    try:
+        from importlib.metadata import entry_points
+
+        names.update(ep.name for ep in entry_points(group="connector.adapters"))
+    except Exception:  # pragma: no cover - metadata problems
+        pass
+    try:
+        from connector.adapters import registry  # type: ignore[attr-defined]
+
+        names.update(registry.names())
+    except Exception:
+        pass
+    try:
+        import connector.adapters as adapters_pkg
+
+        for attr in ("ADAPTERS", "adapter_names", "available_adapters"):
+            obj = getattr(adapters_pkg, attr, None)
+            if callable(obj):
+                names.update(obj())
+            elif obj:
+                names.update(obj)
+    except Exception:
+        pass
+    return names
+
+
+def check_config(path: Path | str, *, deep: bool = True) -> tuple[Config | None, list[Problem]]:
+    """Every problem of the configuration at once (shape, references, folders, CSD, mappings)."""
+    cfg, rep = _parse(Path(path))
+    if cfg is None:
+        return None, rep.problems
+    _check_references(cfg, rep)
+    if deep:
+        _check_files(cfg, rep)
+    return (cfg if not rep.problems else None), rep.problems
+
+
+def _dupes(names: list[str]) -> set[str]:
+    seen: set[str] = set()
+    return {n for n in names if n in seen or seen.add(n)}  # type: ignore[func-returns-value]
+
+
+def _check_references(cfg: Config, rep: _Reporter) -> None:
+    if not cfg.sources:
+        rep.add(
+            "CONN-CFG-VALOR", "sources", "La configuración no define ninguna fuente [[sources]]."
+        )
+    rfcs = [e.rfc for e in cfg.emisores]
+    pacs = [p.name for p in cfg.pacs]
+    for d in _dupes(rfcs):
+        rep.add("CONN-CFG-DUPLICADO", "emisores", f"El emisor {d} está definido dos veces.")
+    for d in _dupes(pacs):
+        rep.add("CONN-CFG-DUPLICADO", "pacs", f"El PAC {d!r} está definido dos veces.")
+    for d in _dupes([s.name for s in cfg.sources]):
+        rep.add("CONN-CFG-DUPLICADO", "sources", f"La fuente {d!r} está definida dos veces.")
+    for i, p in enumerate(cfg.pacs):
+        if p.kind not in PAC_KINDS:
+            rep.add(
+                "CONN-CFG-PAC",
+                f"pacs[{i}].kind",
+                f"El tipo de PAC {p.kind!r} no existe; use uno de: {', '.join(PAC_KINDS)}.",
+            )
+    adapters = known_adapters()
+    for i, s in enumerate(cfg.sources):
+        kp = f"sources[{i}]"
+        if s.emisor.upper() not in rfcs:
+            rep.add(
+                "CONN-CFG-EMISOR",
+                f"{kp}.emisor",
+                f"La fuente {s.name!r} usa el emisor {s.emisor!r}, que no está en [[emisores]].",
+            )
+        if s.pac not in pacs:
+            rep.add(
+                "CONN-CFG-PAC",
+                f"{kp}.pac",
+                f"La fuente {s.name!r} usa el PAC {s.pac!r}, que no está en [[pacs]].",
+            )
+        elif s.mode == "remote" and not cfg.pac(s.pac).url_remote:
+            rep.add(
+                "CONN-CFG-PAC",
+                f"{kp}.mode",
+                f"La fuente {s.name!r} usa el modo remote, pero el PAC {s.pac!r} no tiene "
+                "url_remote.",
+            )
+        if adapters and s.adapter not in adapters:
+            rep.add(
+                "CONN-CFG-ADAPTADOR",
+                f"{kp}.adapter",
+                f"El adaptador {s.adapter!r} no existe; los disponibles son: "
+                f"{', '.join(sorted(adapters))}.",
+            )
+        elif not adapters:
+            rep.add(
+                "CONN-CFG-ADAPTADOR",
+                f"{kp}.adapter",
+                f"No hay adaptadores instalados; {s.adapter!r} no se puede usar.",
+            )
+
+
+def _check_files(cfg: Config, rep: _Reporter) -> None:
+    jparent = cfg.daemon.journal.parent
+    if not jparent.is_dir():
+        rep.add(
+            "CONN-CFG-CARPETA",
+            "daemon.journal",
+            f"La carpeta del diario {jparent} no existe.",
+        )
+    for i, e in enumerate(cfg.emisores):
+        kp = f"emisores[{i}]"
+        _check_csd(e, kp, rep)
+        if e.pdf.logo is not None and not e.pdf.logo.is_file():
+            rep.add("CONN-CFG-ARCHIVO", f"{kp}.pdf.logo", f"El logotipo {e.pdf.logo} no existe.")
+    for i, p in enumerate(cfg.pacs):
+        try:
+            read_secret(p, f"el PAC {p.name!r}")
+        except SecretError as exc:
+            rep.add(exc.code, f"pacs[{i}]", exc.message)
+    for i, s in enumerate(cfg.sources):
+        kp = f"sources[{i}]"
+        folders: list[tuple[str, Path | None]] = [
+            ("inbox", s.inbox),
+            ("archive", s.archive),
+            ("failed", s.failed),
+            ("output.xml", s.output.xml),
+            ("output.pdf", s.output.pdf),
+            ("output.acuse", s.output.acuse),
+            ("output.errors", s.output.errors),
+        ]
+        for key, folder in folders:
+            if folder is not None and not folder.is_dir():
+                rep.add(
+                    "CONN-CFG-CARPETA",
+                    f"{kp}.{key}",
+                    f"La carpeta {folder} ({key}) de la fuente {s.name!r} no existe.",
+                )
+        if s.work is not None and not s.work.is_dir() and not s.work.parent.is_dir():
+            rep.add(
+                "CONN-CFG-CARPETA",
+                f"{kp}.work",
+                f"No se puede crear la carpeta de trabajo {s.work}: {s.work.parent} no existe.",
+            )
+        if s.mapping is not None:
+            _check_mapping(s.mapping, f"{kp}.mapping", rep)
+        layout = s.options.get("layout")
+        if isinstance(layout, str) and not Path(layout).is_file():
+            rep.add(
+                "CONN-CFG-ARCHIVO",
+                f"{kp}.options.layout",
+                f"El archivo de layout {layout} no existe.",
+            )
+
+
+def _check_csd(e: EmisorConfig, kp: str, rep: _Reporter) -> None:
+    ok = True
+    for key in ("cer", "key"):
+        f: Path = getattr(e, key)
+        if not f.is_file():
+            rep.add("CONN-CFG-CSD", f"{kp}.{key}", f"El archivo del CSD {f} no existe.")
+            ok = False
+        elif not os.access(f, os.R_OK):
+            rep.add("CONN-CFG-CSD", f"{kp}.{key}", f"El archivo del CSD {f} no se puede leer.")
+            ok = False
+    try:
+        password = read_secret(e, f"el CSD de {e.rfc}")
+    except SecretError as exc:
+        rep.add(exc.code, kp, exc.message)
+        return
+    if not ok:
+        return
+    try:
+        load_csd(e, password)
+    except Exception as exc:  # CsdError or anything the CSD loader raises
+        problems = getattr(exc, "problems", None)
+        msg = "; ".join(p.message for p in problems) if problems else str(exc)
+        code = getattr(exc, "code", "CONN-CFG-CSD")
+        rep.add(code if isinstance(code, str) else "CONN-CFG-CSD", f"{kp}.key", msg)
+
+
+def load_csd(e: EmisorConfig, password: str | None = None) -> Any:
+    """The emisor's ``connector.cfdi.csd.Csd``; checks the CSD belongs to the emisor's RFC."""
+    from connector.cfdi.csd import Csd
+
+    if password is None:
+        password = read_secret(e, f"el CSD de {e.rfc}")
+    csd = Csd.from_files(e.cer, e.key, password)
+    if getattr(csd, "rfc", e.rfc).upper() != e.rfc:
+        from connector.cfdi.errors import CsdError
+
+        raise CsdError.one(
+            "CONN-CFG-CSD",
+            f"El CSD {e.cer.name} es del RFC {csd.rfc}, no del emisor {e.rfc}.",
+        )
+    return csd
+
+
+def _check_mapping(mapping: Path, kp: str, rep: _Reporter) -> None:
+    if not mapping.is_file():
+        rep.add("CONN-CFG-MAPEO", kp, f"El archivo de mapeo {mapping} no existe.")
+        return
+    try:
+        from connector.mappers import Mapping
+    except ImportError:
+        rep.add("CONN-CFG-MAPEO", kp, "El módulo de mapeos no está disponible.")
+        return
+    try:
+        Mapping.from_toml(mapping)
+    except Exception as exc:
+        problems = getattr(exc, "problems", None)
+        if problems:
+            for p in problems:
+                rep.add(p.code, kp, f"{mapping}: {p.location or p.path}: {p.message}")
+        else:
+            rep.add("CONN-CFG-MAPEO", kp, f"El mapeo {mapping} no se puede cargar: {exc}.")

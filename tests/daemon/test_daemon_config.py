@@ -1,0 +1,174 @@
+"""check-config reports every problem at once, with where it is and a Spanish message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from connector.config import ConfigError, KeyLocator, check_config, load_config, read_secret
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "connector.toml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+GOOD_SHAPE = """
+[daemon]
+journal = "var/journal.sqlite"
+workers = 8
+
+[[emisores]]
+rfc = "EKU9003173C9"
+cer = "csd/x.cer"
+key = "csd/x.key"
+password_env = "CFDI_TEST_CSD_PW"
+
+[[pacs]]
+name = "fel"
+kind = "fel"
+url = "http://127.0.0.1:9/timbrado"
+usuario = "demo"
+password_env = "CFDI_TEST_PAC_PW"
+
+[[sources]]
+name = "ventas"
+inbox = "inbox"
+adapter = "dat"
+emisor = "EKU9003173C9"
+pac = "fel"
+archive = "archive"
+failed = "failed"
+[sources.output]
+xml = "out/xml"
+"""
+
+
+def test_shape_loads_and_paths_are_relative_to_the_file(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, GOOD_SHAPE))
+    s = cfg.source("ventas")
+    assert s.inbox == tmp_path / "inbox"
+    assert s.work == tmp_path / "work" / "ventas"
+    assert s.output.xml == tmp_path / "out" / "xml"
+    assert cfg.daemon.journal == tmp_path / "var" / "journal.sqlite"
+    assert cfg.emisor("eku9003173c9").cer == tmp_path / "csd" / "x.cer"
+    assert cfg.pac("fel").retry.attempts >= 1
+    assert s.filename_pattern == "{serie}{folio}_{uuid}"
+
+
+def test_check_config_reports_every_error_with_line_numbers(tmp_path: Path) -> None:
+    text = GOOD_SHAPE.replace('pac = "fel"', 'pac = "otro"').replace(
+        'emisor = "EKU9003173C9"', 'emisor = "XAXX010101000"'
+    )
+    text = text.replace('kind = "fel"', 'kind = "acme"\npassword = "secreto"')
+    text += '\n[[sources]]\nname = "b"\ninbox = "inbox"\nadapter = "dat"\n'
+    path = write(tmp_path, text)
+    cfg, problems = check_config(path)
+    assert cfg is None
+    codes = [p.code for p in problems]
+    by_path = {p.path: p for p in problems}
+    # plain password in the file, unknown PAC kind, unknown emisor and PAC of the source
+    assert "CONN-CFG-SECRETO" in codes
+    assert by_path["pacs[0].password"].location.startswith(f"{path}:")
+    assert "pacs[0].password" in by_path
+    # a second source missing required keys: reported, at its line
+    missing = [p for p in problems if p.path.startswith("sources[1]")]
+    assert {p.path for p in missing} >= {
+        "sources[1].emisor",
+        "sources[1].pac",
+        "sources[1].archive",
+        "sources[1].failed",
+        "sources[1].output",
+    }
+    line_of_second = (
+        text.splitlines().index("[[sources]]", text.splitlines().index("[[sources]]") + 1) + 1
+    )
+    assert all(p.location.startswith(f"{path}:{line_of_second} ") for p in missing)
+    assert all("obligatorio" in p.message for p in missing)
+
+
+def test_check_config_reports_references_folders_and_secrets_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CFDI_TEST_CSD_PW", raising=False)
+    monkeypatch.delenv("CFDI_TEST_PAC_PW", raising=False)
+    text = (
+        GOOD_SHAPE.replace('pac = "fel"', 'pac = "otro"')
+        .replace('emisor = "EKU9003173C9"', 'emisor = "XAXX010101000"')
+        .replace('kind = "fel"', 'kind = "acme"')
+        .replace('adapter = "dat"', 'adapter = "dat"\nmapping = "no-existe.toml"')
+    )
+    path = write(tmp_path, text)
+    cfg, problems = check_config(path)
+    assert cfg is None
+    found = {(p.code, p.path) for p in problems}
+    expected = {
+        ("CONN-CFG-PAC", "pacs[0].kind"),
+        ("CONN-CFG-PAC", "sources[0].pac"),
+        ("CONN-CFG-EMISOR", "sources[0].emisor"),
+        ("CONN-CFG-CARPETA", "daemon.journal"),
+        ("CONN-CFG-CARPETA", "sources[0].inbox"),
+        ("CONN-CFG-CARPETA", "sources[0].archive"),
+        ("CONN-CFG-CARPETA", "sources[0].failed"),
+        ("CONN-CFG-CARPETA", "sources[0].output.xml"),
+        ("CONN-CFG-CSD", "emisores[0].cer"),
+        ("CONN-CFG-CSD", "emisores[0].key"),
+        ("CONN-CFG-SECRETO", "emisores[0]"),
+        ("CONN-CFG-SECRETO", "pacs[0]"),
+        ("CONN-CFG-MAPEO", "sources[0].mapping"),
+    }
+    assert expected <= found, expected - found
+    lines = text.splitlines()
+    kind = next(p for p in problems if p.path == "pacs[0].kind")
+    kind_line = lines.index('kind = "acme"') + 1
+    assert kind.location == f"{path}:{kind_line} (pacs[0].kind)"
+    inbox = next(p for p in problems if p.path == "sources[0].inbox")
+    assert "no existe" in inbox.message
+
+
+def test_toml_syntax_error_has_a_line(tmp_path: Path) -> None:
+    path = write(tmp_path, '[daemon]\njournal = "x"\nworkers = = 3\n')
+    cfg, problems = check_config(path)
+    assert cfg is None
+    assert problems[0].code == "CONN-CFG-TOML" and problems[0].location == f"{path}:3"
+
+
+def test_load_config_raises_with_all_problems(tmp_path: Path) -> None:
+    path = write(tmp_path, '[daemon]\nworkers = 0\npoll_seconds = "x"\nbogus = 1\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    paths = {p.path for p in exc.value.problems}
+    assert {"daemon.workers", "daemon.poll_seconds", "daemon.bogus"} <= paths
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    cfg, problems = check_config(tmp_path / "nope.toml")
+    assert cfg is None and problems[0].code == "CONN-CFG-ARCHIVO"
+
+
+def test_secret_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from connector.config import SecretError, SecretSource
+
+    monkeypatch.setenv("X_PW", "from-env")
+    assert read_secret(SecretSource(password_env="X_PW"), "x") == "from-env"
+    f = tmp_path / "pw.txt"
+    f.write_text("from-file\n", encoding="utf-8")
+    assert read_secret(SecretSource(password_file=f), "x") == "from-file"
+    with pytest.raises(SecretError):
+        read_secret(SecretSource(), "x")
+    with pytest.raises(SecretError):
+        read_secret(SecretSource(password_env="X_PW", password_file=f), "x")
+    with pytest.raises(SecretError) as exc:
+        read_secret(SecretSource(password_file=tmp_path / "none"), "el CSD")
+    assert "el CSD" in exc.value.message
+
+
+def test_key_locator_handles_arrays_of_tables() -> None:
+    loc = KeyLocator.from_text(
+        '[[sources]]\nname = "a"\n[sources.output]\nxml = "x"\n[[sources]]\nname = "b"\n'
+    )
+    assert loc.line("sources[0].output.xml") == 4
+    assert loc.line("sources[1].name") == 6
+    assert loc.line("sources[1].inbox") == 5  # missing key: the table's header

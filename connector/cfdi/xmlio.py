@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "NS_CFDI3",
     "build_tree",
+    "check_root",
     "from_element",
     "from_xml",
     "parse_xml_bytes",
@@ -554,7 +555,7 @@ def to_xml(c: Comprobante) -> bytes:
 # --- XML → model --------------------------------------------------------------------------------
 
 
-def _check_root(root: etree._Element) -> None:
+def check_root(root: etree._Element) -> None:
     tag = root.tag if isinstance(root.tag, str) else ""
     if tag == "{" + NS_CFDI3 + "}Comprobante":
         raise XmlError.one(
@@ -764,7 +765,7 @@ def _read_pagos(el: etree._Element) -> dict[str, Any]:
 
 def from_element(root: etree._Element) -> Comprobante:
     """Read a parsed CFDI 4.0 tree into the model (``XmlError`` when it cannot be represented)."""
-    _check_root(root)
+    check_root(root)
     d = _a(root, _COMPROBANTE_ATTRS)
     conceptos: list[dict[str, Any]] = []
     relacionados: list[dict[str, Any]] = []

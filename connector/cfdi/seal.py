@@ -1,0 +1,276 @@
+"""Sealing a CFDI 4.0 with the emisor's CSD, and verifying seals and stamps.
+
+* ``seal_invoice(c, csd)``: the model → sealed XML bytes (NoCertificado, Certificado, Sello).
+* ``seal_xml(xml, csd)``: an ERP's own unsealed CFDI XML → the same document, sealed. The
+  parsed tree is kept as it is (comments, Addenda, namespaces); only the three attributes change,
+  and the Sello signs that very tree's cadena original.
+* ``verify_seal(xml)``: the Sello verifies with the embedded Certificado over the cadena
+  original (SAT's CFDI40102), and the certificate is consistent with NoCertificado and the
+  Emisor.
+* ``verify_tfd(xml, pac_cert_der)``: the TimbreFiscalDigital's SelloCFD is the comprobante's
+  Sello and its SelloSAT verifies with the PAC/SAT certificate over the TFD cadena.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+from lxml import etree
+
+from .cadena import cadena_original, cadena_tfd
+from .csd import Csd, CsdCertificate, load_certificate
+from .errors import CsdError, Problem, SealError, XmlError
+from .model import NS_CFDI, NS_TFD, Comprobante
+from .xmlio import build_tree, check_root, parse_xml_bytes, serialize
+
+__all__ = ["seal_invoice", "seal_tree", "seal_xml", "verify_seal", "verify_tfd"]
+
+_C = "{" + NS_CFDI + "}"
+_T = "{" + NS_TFD + "}"
+
+MSG_CFDI40102 = (
+    "El resultado de la digestión debe ser igual al resultado de la desencripción del sello."
+)
+MSG_CFDI40106 = "EL certificado no cumple con alguno de los valores permitidos."
+
+_COMPROBANTE_ORDER = (
+    "Version",
+    "Serie",
+    "Folio",
+    "Fecha",
+    "Sello",
+    "FormaPago",
+    "NoCertificado",
+    "Certificado",
+    "CondicionesDePago",
+    "SubTotal",
+    "Descuento",
+    "Moneda",
+    "TipoCambio",
+    "Total",
+    "TipoDeComprobante",
+    "Exportacion",
+    "MetodoPago",
+    "LugarExpedicion",
+    "Confirmacion",
+)
+
+
+def _fecha(value: str | None) -> datetime:
+    try:
+        return datetime.fromisoformat(value or "")
+    except ValueError:
+        raise CsdError.one(
+            "CFDI40101",
+            f"El campo Fecha no cumple con el patrón requerido: {value!r}.",
+            "Fecha",
+        ) from None
+
+
+def _complete(c: Comprobante) -> Comprobante:
+    """Derived amounts computed by SAT's rules, when the amounts module is available."""
+    try:
+        from . import amounts
+    except ImportError:  # pragma: no cover - the module ships with the package
+        return c
+    return amounts.complete(c)
+
+
+def _refuse_stamped() -> SealError:
+    return SealError.one(
+        "CONN-SEAL-STAMPED",
+        "El comprobante ya está timbrado (trae TimbreFiscalDigital); sellarlo de nuevo "
+        "invalidaría el timbre.",
+        "Complemento.TimbreFiscalDigital",
+    )
+
+
+def seal_tree(c: Comprobante, csd: Csd) -> etree._Element:
+    """The sealed lxml tree of ``c`` (what ``seal_invoice`` serializes)."""
+    if c.TimbreFiscalDigital is not None:
+        raise _refuse_stamped()
+    csd.check_can_seal(c.Emisor.Rfc, _fecha(c.Fecha))
+    c = _complete(c).model_copy(
+        update={
+            "NoCertificado": csd.no_certificado,
+            "Certificado": csd.certificado_b64,
+            "Sello": "",  # placeholder: keeps Sello in its XSD position; not in the cadena
+        }
+    )
+    root = build_tree(c)
+    root.set("Sello", csd.sign(cadena_original(root)))
+    return root
+
+
+def seal_invoice(c: Comprobante, csd: Csd) -> bytes:
+    """Seal a Comprobante with the CSD: sealed CFDI 4.0 XML bytes (UTF-8).
+
+    Missing derived amounts are computed first (``amounts.complete``). Raises ``CsdError``
+    when the CSD cannot seal it (expired at Fecha, another RFC) and ``SealError`` when the
+    comprobante is already stamped.
+    """
+    return serialize(seal_tree(c, csd))
+
+
+def seal_xml(xml_bytes: bytes, csd: Csd) -> bytes:
+    """Seal an unsealed CFDI 4.0 XML document as it is (an ERP's own XML drop)."""
+    root = parse_xml_bytes(xml_bytes)
+    check_root(root)
+    if root.find(f"{_C}Complemento/{_T}TimbreFiscalDigital") is not None:
+        raise _refuse_stamped()
+    emisor = root.find(_C + "Emisor")
+    rfc = emisor.get("Rfc", "") if emisor is not None else ""
+    csd.check_can_seal(rfc, _fecha(root.get("Fecha")))
+    if any(root.get(n) is None for n in ("Sello", "NoCertificado", "Certificado")):
+        _reorder_with_seal_attributes(root)
+    root.set("NoCertificado", csd.no_certificado)
+    root.set("Certificado", csd.certificado_b64)
+    root.set("Sello", "")
+    root.set("Sello", csd.sign(cadena_original(root)))
+    return serialize(root)
+
+
+def _reorder_with_seal_attributes(root: etree._Element) -> None:
+    """Add Sello/NoCertificado/Certificado where the XSD puts them (attribute order is cosmetic
+    in XML, but people read these files)."""
+    current = dict(root.attrib)
+    for n in ("Sello", "NoCertificado", "Certificado"):
+        current.setdefault(n, "")
+    ordered: dict[str, str] = {k: v for k, v in current.items() if k.startswith("{")}
+    for n in _COMPROBANTE_ORDER:
+        if n in current:
+            ordered[n] = current[n]
+    for k, v in current.items():
+        ordered.setdefault(k, v)
+    root.attrib.clear()
+    for k, v in ordered.items():
+        root.set(k, v)
+
+
+# --- verification -------------------------------------------------------------------------------
+
+
+def _root_of(xml: Any) -> etree._Element:
+    if isinstance(xml, bytes | bytearray | memoryview):
+        return parse_xml_bytes(bytes(xml))
+    if isinstance(xml, etree._ElementTree):
+        return xml.getroot()
+    if isinstance(xml, etree._Element):
+        return xml
+    if isinstance(xml, Comprobante):
+        return build_tree(xml)
+    raise TypeError(f"se esperaba XML (bytes o elemento lxml), no {type(xml)!r}")
+
+
+def verify_seal(xml: bytes | etree._Element | Comprobante) -> list[Problem]:
+    """Problems with the comprobante's seal; an empty list when it verifies."""
+    try:
+        root = _root_of(xml)
+        check_root(root)
+    except XmlError as exc:
+        return list(exc.problems)
+    problems: list[Problem] = []
+    cert_b64 = root.get("Certificado")
+    try:
+        if not cert_b64:
+            raise ValueError
+        cert = CsdCertificate.from_cert(load_certificate(base64.b64decode(cert_b64, validate=True)))
+    except (ValueError, CsdError):
+        return [
+            Problem(
+                code="CFDI40106",
+                path="Certificado",
+                message=MSG_CFDI40106
+                + (" No viene el atributo Certificado." if not cert_b64 else ""),
+            )
+        ]
+    no_cert = root.get("NoCertificado")
+    if no_cert != cert.no_certificado:
+        problems.append(
+            Problem(
+                code="CONN-NOCERTIFICADO",
+                path="NoCertificado",
+                message=f"El NoCertificado {no_cert!r} no es el número del certificado incluido "
+                f"({cert.no_certificado}).",
+            )
+        )
+    emisor = root.find(_C + "Emisor")
+    rfc = (emisor.get("Rfc") or "") if emisor is not None else ""
+    if rfc.strip().upper() != cert.rfc:
+        problems.append(
+            Problem(
+                code="CONN-CSD-RFC",
+                path="Emisor.Rfc",
+                message=f"El certificado incluido pertenece al RFC {cert.rfc} y el emisor es "
+                f"{rfc or '(vacío)'}.",
+            )
+        )
+    sello = root.get("Sello")
+    if not sello or not cert.verify(cadena_original(root).encode("utf-8"), sello):
+        problems.append(
+            Problem(
+                code="CFDI40102",
+                path="Sello",
+                message=MSG_CFDI40102 + (" No viene el atributo Sello." if not sello else ""),
+            )
+        )
+    return problems
+
+
+def verify_tfd(xml: bytes | etree._Element | Comprobante, pac_cert_der: bytes) -> list[Problem]:
+    """Problems with the TimbreFiscalDigital; an empty list when the stamp verifies."""
+    try:
+        root = _root_of(xml)
+        check_root(root)
+    except XmlError as exc:
+        return list(exc.problems)
+    tfd = root.find(f"{_C}Complemento/{_T}TimbreFiscalDigital")
+    if tfd is None:
+        return [
+            Problem(
+                code="CONN-TFD-MISSING",
+                path="Complemento.TimbreFiscalDigital",
+                message="El comprobante no trae TimbreFiscalDigital (no está timbrado).",
+            )
+        ]
+    problems: list[Problem] = []
+    if tfd.get("SelloCFD") != root.get("Sello"):
+        problems.append(
+            Problem(
+                code="CONN-TFD-SELLOCFD",
+                path="Complemento.TimbreFiscalDigital.SelloCFD",
+                message="El SelloCFD del timbre no es igual al Sello del comprobante.",
+            )
+        )
+    try:
+        pac = CsdCertificate.from_cert(load_certificate(pac_cert_der))
+    except CsdError as exc:
+        return problems + [
+            Problem(
+                code="CONN-TFD-CERT",
+                path="Complemento.TimbreFiscalDigital.NoCertificadoSAT",
+                message=f"El certificado del PAC/SAT no se pudo leer: {exc.problems[0].message}",
+            )
+        ]
+    if tfd.get("NoCertificadoSAT") != pac.no_certificado:
+        problems.append(
+            Problem(
+                code="CONN-TFD-NOCERTIFICADO",
+                path="Complemento.TimbreFiscalDigital.NoCertificadoSAT",
+                message=f"El NoCertificadoSAT {tfd.get('NoCertificadoSAT')!r} no es el del "
+                f"certificado indicado ({pac.no_certificado}).",
+            )
+        )
+    sello_sat = tfd.get("SelloSAT") or ""
+    if not sello_sat or not pac.verify(cadena_tfd(tfd).encode("utf-8"), sello_sat):
+        problems.append(
+            Problem(
+                code="CONN-TFD-SELLOSAT",
+                path="Complemento.TimbreFiscalDigital.SelloSAT",
+                message="El SelloSAT del timbre no corresponde a la cadena original del timbre "
+                "con el certificado del PAC/SAT.",
+            )
+        )
+    return problems

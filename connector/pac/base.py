@@ -1,0 +1,569 @@
+"""One interface for every PAC, and the SOAP plumbing the drivers share.
+
+``PacDriver`` is what the pipeline talks to. A driver that lacks an operation inherits the
+default method, which raises :class:`~connector.pac.errors.PacUnsupported` naming the PAC and
+the operation.
+
+The plumbing (:class:`SoapService`) gives every driver the same guarantees:
+
+* WSDLs are read from the package (``connector/pac/wsdl``), parsed once per process and never
+  fetched from the network; the service address comes from configuration.
+* One ``requests.Session`` per driver (connections are reused, the pool is sized for the
+  number of requests in flight), TLS verified, a (connect, read) timeout on every call.
+* Bodies are never logged (zeep's transport logs whole envelopes at DEBUG, passwords
+  included); secrets are redacted from every message a driver raises.
+* Every failure becomes one of the kinds in :mod:`connector.pac.errors`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import requests
+import urllib3
+from lxml import etree
+from requests.adapters import HTTPAdapter
+from zeep import Client, Settings
+from zeep.exceptions import Error as ZeepError
+from zeep.exceptions import Fault, TransportError
+from zeep.exceptions import ValidationError as ZeepValidationError
+from zeep.transports import Transport
+from zeep.wsdl import Document
+
+from connector.cfdi.model import Comprobante
+
+from .errors import PacAmbiguous, PacError, PacInvalid, PacTransient, PacUnsupported
+
+log = logging.getLogger(__name__)
+
+WSDL_DIR = Path(__file__).resolve().parent / "wsdl"
+NS_TFD = "http://www.sat.gob.mx/TimbreFiscalDigital"
+
+T = TypeVar("T")
+
+
+# --- Results ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StampResult:
+    """A stamped CFDI as the PAC returned it.
+
+    ``previously_stamped`` is True when the PAC already had this invoice (FEL/Finkok 307, or a
+    stamp found by ``recover``): the UUID is the existing one, never a new one.
+    """
+
+    uuid: str
+    xml: bytes
+    fecha_timbrado: str
+    no_certificado_sat: str
+    previously_stamped: bool = False
+    creditos_restantes: int | None = None
+    code: str | None = None
+    message: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"StampResult(uuid={self.uuid!r}, fecha_timbrado={self.fecha_timbrado!r}, "
+            f"previously_stamped={self.previously_stamped}, xml=<{len(self.xml)} bytes>)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    """Outcome of a cancellation request for one UUID.
+
+    ``estatus`` is the PAC's/SAT's wording (e.g. ``Cancelado``, ``En proceso``);
+    ``accepted`` is True when the request was accepted (cancelled or pending the
+    receptor's answer).
+    """
+
+    uuid: str
+    accepted: bool
+    estatus: str | None = None
+    es_cancelable: str | None = None
+    acuse: bytes | None = None
+    code: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreditPackage:
+    nombre: str | None
+    timbres: int | None
+    restantes: int | None
+    usados: int | None
+    vigente: bool | None
+    vencimiento: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Credits:
+    """Stamps left in the account (``restantes``) and used, with the packages when known."""
+
+    restantes: int | None
+    usados: int | None = None
+    paquetes: tuple[CreditPackage, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds to establish a connection and to wait for the reply of one call."""
+
+    connect: float = 5.0
+    read: float = 30.0
+
+    def as_tuple(self) -> tuple[float, float]:
+        return (self.connect, self.read)
+
+
+# --- The interface ---------------------------------------------------------------------------
+
+
+class PacDriver(ABC):
+    """What the pipeline needs from a PAC. Unsupported operations raise ``PacUnsupported``."""
+
+    name: ClassVar[str] = "pac"
+
+    @abstractmethod
+    def stamp(self, sealed_xml: bytes, referencia: str) -> StampResult:
+        """Stamp a sealed CFDI. The identical bytes may be sent again (307 → existing stamp)."""
+
+    def generate(self, c: Comprobante, referencia: str) -> StampResult:
+        """Remote generation: the PAC builds, seals and stamps from the invoice data."""
+        raise PacUnsupported(self.name, "generate")
+
+    def recover(self, referencia: str) -> StampResult:
+        """The stamp the PAC made for ``referencia``; ``PacNotFound`` when it never did."""
+        raise PacUnsupported(self.name, "recover")
+
+    def cancel(
+        self,
+        uuid: str,
+        motivo: str,
+        folio_sustitucion: str | None,
+        rfc_receptor: str,
+        total: Decimal,
+    ) -> CancelResult:
+        raise PacUnsupported(self.name, "cancel")
+
+    def credits(self) -> Credits:
+        raise PacUnsupported(self.name, "credits")
+
+    def acuse_envio(self, uuid: str) -> bytes:
+        raise PacUnsupported(self.name, "acuse_envio")
+
+    def acuse_cancelacion(self, uuid: str) -> bytes:
+        raise PacUnsupported(self.name, "acuse_cancelacion")
+
+    def change_password(self, new: str) -> None:
+        raise PacUnsupported(self.name, "change_password")
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release network resources."""
+
+    def __enter__(self: T) -> T:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --- Secrets ---------------------------------------------------------------------------------
+
+
+class Secret:
+    """A string that never shows itself in ``repr``/``str`` (passwords, key passwords)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for s in secrets:
+        if s and len(s) >= 3:
+            text = text.replace(s, "***")
+    return text
+
+
+# --- SOAP plumbing ---------------------------------------------------------------------------
+
+
+_SETTINGS = Settings(
+    strict=False,
+    xml_huge_tree=False,
+    forbid_dtd=True,
+    forbid_entities=True,
+    forbid_external=True,
+)
+
+
+@cache
+def _loader_transport() -> Transport:
+    return Transport()
+
+
+_doc_lock = threading.Lock()
+_documents: dict[str, Document] = {}
+
+
+def wsdl_document(filename: str) -> Document:
+    """The parsed WSDL ``connector/pac/wsdl/<filename>``, read from disk once per process."""
+    with _doc_lock:
+        doc = _documents.get(filename)
+        if doc is None:
+            path = WSDL_DIR / filename
+            doc = Document(str(path), _loader_transport(), settings=_SETTINGS)
+            _documents[filename] = doc
+        return doc
+
+
+class _QuietTransport(Transport):
+    """zeep's transport without body logging; remembers per thread if a POST went out."""
+
+    def __init__(self, session: requests.Session, timeouts: Timeouts) -> None:
+        super().__init__(
+            session=session,
+            timeout=timeouts.connect + timeouts.read,
+            operation_timeout=timeouts.as_tuple(),
+        )
+        self.local = threading.local()
+
+    def post(self, address: str, message: Any, headers: dict[str, str]) -> requests.Response:
+        self.local.posted = True
+        self.local.status = None
+        response = self.session.post(
+            address, data=message, headers=headers, timeout=self.operation_timeout
+        )
+        self.local.status = response.status_code
+        log.debug("PAC %s respondió HTTP %s", address, response.status_code)
+        return response
+
+    def load(self, url: str) -> bytes:  # never fetch WSDL/XSD from the network
+        raise TransportError("El conector no descarga WSDL/XSD de la red.")
+
+
+def make_session(pool_size: int = 10, verify: bool | str = True) -> requests.Session:
+    """A session with a connection pool sized for ``pool_size`` requests in flight."""
+    if verify is False:
+        raise ValueError("La verificación TLS no se puede desactivar.")
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size), max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.verify = verify
+    return session
+
+
+class SoapService:
+    """One SOAP service of one WSDL, bound to a configured address."""
+
+    def __init__(
+        self,
+        wsdl_filename: str,
+        address: str,
+        *,
+        session: requests.Session,
+        timeouts: Timeouts,
+        binding: str | None = None,
+    ) -> None:
+        doc = wsdl_document(wsdl_filename)
+        self.transport = _QuietTransport(session, timeouts)
+        self.client = Client(doc, transport=self.transport, settings=_SETTINGS)
+        if binding is None:
+            binding = next(iter(doc.bindings))
+        self.address = address
+        self.service = self.client.create_service(binding, address)
+
+    def type(self, name: str) -> Any:
+        """A complex type factory by local name (searched in every namespace of the WSDL)."""
+        for ns in self.client.wsdl.types.prefix_map.values():
+            try:
+                return self.client.get_type(f"{{{ns}}}{name}")
+            except (LookupError, ZeepError):
+                continue
+        raise LookupError(name)
+
+    def call(
+        self,
+        operation: str,
+        *,
+        pac: str,
+        write: bool,
+        secrets: Iterable[str],
+        **params: Any,
+    ) -> Any:
+        """Call ``operation`` and turn every failure into a PacError of the right kind."""
+        self.transport.local.posted = False
+        self.transport.local.status = None
+        try:
+            return getattr(self.service, operation)(**params)
+        except PacError:
+            raise
+        except Exception as exc:
+            posted = getattr(self.transport.local, "posted", False)
+            status = getattr(self.transport.local, "status", None)
+            err = classify_exception(
+                exc, pac=pac, operation=operation, write=write, posted=posted, status=status
+            )
+            if err is None:
+                raise
+            err.message = redact(err.message, secrets)
+            raise err from None
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """True when a requests ConnectionError happened before any byte was sent."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(
+            e,
+            urllib3.exceptions.NewConnectionError
+            | urllib3.exceptions.ConnectTimeoutError
+            | ConnectionRefusedError,
+        ):
+            return True
+        if isinstance(e, urllib3.exceptions.MaxRetryError):
+            stack.append(e.reason)
+        stack.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
+        stack.append(e.__cause__)
+        stack.append(e.__context__)
+    return False
+
+
+def garbled(pac: str, operation: str, *, write: bool, detail: str = "") -> PacError:
+    """A reply that cannot be used: ambiguous for writes, transient for reads."""
+    msg = f"El PAC '{pac}' devolvió una respuesta ilegible a '{operation}'."
+    if detail:
+        msg += f" ({detail[:200]})"
+    if write:
+        return PacAmbiguous(
+            "CONN-PAC-RESPUESTA",
+            msg + " Puede que la haya procesado: se consultará por referencia antes de reenviar.",
+            pac=pac,
+            operation=operation,
+        )
+    return PacTransient("CONN-PAC-RESPUESTA", msg, pac=pac, operation=operation)
+
+
+def classify_exception(
+    exc: BaseException,
+    *,
+    pac: str,
+    operation: str,
+    write: bool,
+    posted: bool = True,
+    status: int | None = None,
+) -> PacError | None:
+    """Map a transport/zeep exception to a PacError kind; None for our own bugs."""
+    rq = requests.exceptions
+    where = f"'{operation}' del PAC '{pac}'"
+    if isinstance(exc, rq.SSLError):
+        return PacTransient(
+            "CONN-PAC-TLS",
+            f"No se pudo verificar el certificado TLS en {where}: revise la dirección o la CA.",
+            pac=pac,
+            operation=operation,
+        )
+    if isinstance(exc, rq.ConnectTimeout) or (
+        isinstance(exc, rq.ConnectionError) and _never_connected(exc)
+    ):
+        return PacTransient(
+            "CONN-PAC-CONEXION",
+            f"No se pudo conectar con {where} (conexión rechazada o sin respuesta).",
+            pac=pac,
+            operation=operation,
+            maybe_sent=False,
+        )
+    if isinstance(exc, rq.ReadTimeout):
+        if write:
+            return PacAmbiguous(
+                "CONN-PAC-TIMEOUT",
+                f"Se envió {where} y no respondió a tiempo; puede que lo haya procesado.",
+                pac=pac,
+                operation=operation,
+            )
+        return PacTransient(
+            "CONN-PAC-TIMEOUT",
+            f"{where[0].upper()}{where[1:]} no respondió a tiempo.",
+            pac=pac,
+            operation=operation,
+        )
+    if isinstance(exc, rq.ChunkedEncodingError | rq.ContentDecodingError):
+        return garbled(pac, operation, write=write, detail=type(exc).__name__)
+    if isinstance(exc, rq.ConnectionError):
+        if write:
+            return PacAmbiguous(
+                "CONN-PAC-CORTE",
+                f"La conexión se cortó después de enviar {where}; puede que lo haya procesado.",
+                pac=pac,
+                operation=operation,
+            )
+        return PacTransient(
+            "CONN-PAC-CORTE",
+            f"La conexión se cortó durante {where}.",
+            pac=pac,
+            operation=operation,
+        )
+    if isinstance(exc, rq.RequestException):
+        return PacTransient(
+            "CONN-PAC-HTTP",
+            f"Error de comunicación en {where}: {type(exc).__name__}.",
+            pac=pac,
+            operation=operation,
+            maybe_sent=write,
+        )
+    if isinstance(exc, Fault):
+        fcode = str(exc.code or "")
+        text = str(exc.message or "")[:300]
+        if "client" in fcode.lower() or "sender" in fcode.lower():
+            return PacInvalid(
+                f"SOAP-{fcode.split(':')[-1] or 'Client'}",
+                f"El PAC '{pac}' rechazó la solicitud '{operation}': {text}",
+                pac=pac,
+                operation=operation,
+            )
+        return PacTransient(
+            f"HTTP-{status}" if status and status >= 500 else "CONN-PAC-FALLA",
+            f"El PAC '{pac}' tuvo una falla interna en '{operation}': {text}",
+            pac=pac,
+            operation=operation,
+            maybe_sent=write,
+        )
+    if isinstance(exc, TransportError):
+        code = exc.status_code or status or 0
+        if code in (401, 403):
+            return PacInvalid(
+                f"HTTP-{code}",
+                f"El PAC '{pac}' negó el acceso a '{operation}' (credenciales o permisos).",
+                pac=pac,
+                operation=operation,
+            )
+        if code == 200 or code == 0:
+            return garbled(pac, operation, write=write, detail="XML no válido")
+        return PacTransient(
+            f"HTTP-{code}",
+            f"El PAC '{pac}' respondió HTTP {code} a '{operation}'.",
+            pac=pac,
+            operation=operation,
+            maybe_sent=write,
+        )
+    if not posted:
+        if isinstance(exc, ZeepValidationError | TypeError | ValueError):
+            return PacInvalid(
+                "CONN-PAC-SOLICITUD",
+                f"No se pudo construir la solicitud '{operation}' para el PAC '{pac}': {exc}",
+                pac=pac,
+                operation=operation,
+            )
+        return None
+    if isinstance(exc, ZeepError | etree.LxmlError | ValueError | TypeError | AttributeError):
+        return garbled(pac, operation, write=write, detail=type(exc).__name__)
+    return None
+
+
+# --- Reading stamped XML ---------------------------------------------------------------------
+
+_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, huge_tree=False, remove_blank_text=False
+)
+
+
+def tfd_of(xml: bytes) -> dict[str, str] | None:
+    """The TimbreFiscalDigital attributes of a stamped CFDI, or None when absent/unparsable."""
+    try:
+        root = etree.fromstring(xml, _PARSER)
+    except (etree.XMLSyntaxError, ValueError):
+        return None
+    node = root.find(f".//{{{NS_TFD}}}TimbreFiscalDigital")
+    if node is None:
+        return None
+    return {k: v for k, v in node.attrib.items()}
+
+
+def to_bytes(value: Any) -> bytes:
+    if value is None:
+        return b""
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8")
+
+
+def iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None, microsecond=0).isoformat()
+    return str(value or "")
+
+
+def stamp_result_from_xml(
+    xml: bytes,
+    *,
+    pac: str,
+    operation: str,
+    write: bool,
+    previously_stamped: bool = False,
+    creditos_restantes: int | None = None,
+    code: str | None = None,
+    message: str | None = None,
+    fallback: dict[str, Any] | None = None,
+) -> StampResult:
+    """Build a StampResult from the stamped XML (the TFD is the truth); garbled if unusable."""
+    tfd = tfd_of(xml) if xml else None
+    fb = fallback or {}
+    uuid = (tfd or {}).get("UUID") or fb.get("uuid")
+    if not xml or not uuid:
+        raise garbled(pac, operation, write=write, detail="sin XML timbrado o sin UUID")
+    return StampResult(
+        uuid=str(uuid).upper(),
+        xml=xml,
+        fecha_timbrado=(tfd or {}).get("FechaTimbrado") or iso(fb.get("fecha")),
+        no_certificado_sat=(tfd or {}).get("NoCertificadoSAT") or str(fb.get("cert") or ""),
+        previously_stamped=previously_stamped,
+        creditos_restantes=creditos_restantes,
+        code=code,
+        message=message,
+    )
+
+
+@dataclass
+class _Field:
+    """Small helper to read attributes from zeep objects that may be None."""
+
+    obj: Any
+    missing: Any = field(default=None)
+
+    def __call__(self, name: str) -> Any:
+        if self.obj is None:
+            return self.missing
+        try:
+            return self.obj[name]
+        except (KeyError, TypeError, AttributeError):
+            return getattr(self.obj, name, self.missing)
+
+
+def reader(obj: Any) -> Callable[[str], Any]:
+    return _Field(obj)

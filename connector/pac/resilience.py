@@ -1,0 +1,374 @@
+"""Retries, a circuit breaker per PAC, and the ambiguous case: recover before resending.
+
+``ResilientPac(driver)`` wraps any :class:`~connector.pac.base.PacDriver`:
+
+* **Backoff with jitter** (tenacity, ``wait_random_exponential``: full jitter, capped) on
+  ``PacTransient`` and ``PacAmbiguous``. ``PacInvalid`` is raised at once: the request was
+  sent exactly once. ``PacCircuitOpen`` is raised at once too (the breaker already decided).
+* **Ambiguous handling** — ``submit(sealed_xml, referencia, maybe_sent=...)``: when the journal
+  says an earlier attempt may have reached the PAC, or after any failure in this call that may
+  have reached it (``PacAmbiguous``, a 5xx), the next attempt first asks the PAC for
+  ``referencia`` (``driver.recover``) and re-sends the IDENTICAL bytes only on
+  ``PacNotFound``. A driver without recover by referencia (Finkok) re-sends the identical bytes,
+  which that PAC answers with the existing stamp (307). ``submit_generate`` does the same for
+  remote generation, but never re-sends without a recover (a PAC building the XML itself
+  could stamp twice): it raises ``PacAmbiguous`` instead.
+* **Circuit breaker** per PAC name: ``closed`` → (``failure_threshold`` consecutive transient
+  or ambiguous failures) → ``open`` (calls fail fast with ``PacCircuitOpen``) → after
+  ``reset_timeout`` seconds ``half_open`` (``half_open_max_calls`` trial calls) → ``closed``
+  on success, ``open`` again on failure. A PAC rejection (``PacInvalid``, ``PacNotFound``) is
+  an answer, so it counts as success. ``breaker_states()`` reports every breaker for
+  ``cfdi-connector status``.
+
+Every exception that leaves ``submit*`` has ``maybe_sent`` set to whether ANY attempt of the
+call may have reached the PAC; the pipeline records it in the journal and passes it back on
+the next try.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from connector.cfdi.model import Comprobante
+
+from .base import CancelResult, Credits, PacDriver, StampResult
+from .errors import (
+    PacAmbiguous,
+    PacCircuitOpen,
+    PacError,
+    PacNotFound,
+    PacTransient,
+    PacUnsupported,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CLOSED = "closed"
+OPEN = "open"
+HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many attempts per call and how long to wait between them (seconds)."""
+
+    max_attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts debe ser al menos 1")
+        if self.base_delay < 0 or self.max_delay < 0:
+            raise ValueError("los tiempos de espera no pueden ser negativos")
+
+
+class CircuitBreaker:
+    """closed / open / half-open, per PAC. ``clock`` is injectable (monotonic seconds)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        failure_threshold: int = 5,
+        reset_timeout: float = 30.0,
+        half_open_max_calls: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if failure_threshold < 1 or half_open_max_calls < 1 or reset_timeout < 0:
+            raise ValueError("umbrales del circuito no válidos")
+        self.name = name
+        self.failure_threshold = failure_threshold
+        self.reset_timeout = reset_timeout
+        self.half_open_max_calls = half_open_max_calls
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state = CLOSED
+        self._failures = 0
+        self._opened_at = 0.0
+        self._trials = 0
+        self.opened_count = 0
+        self.last_error: str | None = None
+
+    def _refresh(self) -> None:
+        if self._state == OPEN and self._clock() - self._opened_at >= self.reset_timeout:
+            self._state = HALF_OPEN
+            self._trials = 0
+
+    @property
+    def state(self) -> str:
+        with self._lock:
+            self._refresh()
+            return self._state
+
+    def acquire(self) -> None:
+        """Permission for one call; ``PacCircuitOpen`` when the PAC is being left alone."""
+        with self._lock:
+            self._refresh()
+            if self._state == CLOSED:
+                return
+            if self._state == HALF_OPEN and self._trials < self.half_open_max_calls:
+                self._trials += 1
+                return
+            wait = max(0.0, self.reset_timeout - (self._clock() - self._opened_at))
+        raise PacCircuitOpen(
+            "CONN-PAC-CIRCUITO",
+            f"El PAC '{self.name}' falló {self.failure_threshold} veces seguidas; "
+            f"se deja de llamar por {wait:.0f} s antes de volver a probar.",
+            pac=self.name,
+            maybe_sent=False,
+        )
+
+    def release(self) -> None:
+        """A permitted call that did not reach the PAC (e.g. unsupported operation)."""
+        with self._lock:
+            if self._state == HALF_OPEN and self._trials > 0:
+                self._trials -= 1
+
+    def record_success(self) -> None:
+        with self._lock:
+            self._failures = 0
+            if self._state != CLOSED:
+                log.info("circuito del PAC %s cerrado", self.name)
+            self._state = CLOSED
+            self._trials = 0
+
+    def record_failure(self, error: PacError | None = None) -> None:
+        with self._lock:
+            self._refresh()
+            self.last_error = error.code if error else None
+            self._failures += 1
+            if self._state == HALF_OPEN or (
+                self._state == CLOSED and self._failures >= self.failure_threshold
+            ):
+                self._state = OPEN
+                self._opened_at = self._clock()
+                self._trials = 0
+                self.opened_count += 1
+                log.warning(
+                    "circuito del PAC %s abierto tras %d fallas (%s)",
+                    self.name,
+                    self._failures,
+                    self.last_error,
+                )
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            self._refresh()
+            return {
+                "pac": self.name,
+                "state": self._state,
+                "consecutive_failures": self._failures,
+                "opened_count": self.opened_count,
+                "last_error": self.last_error,
+                "failure_threshold": self.failure_threshold,
+                "reset_timeout": self.reset_timeout,
+            }
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        self.acquire()
+        try:
+            result = fn(*args, **kwargs)
+        except PacUnsupported:
+            self.release()
+            raise
+        except PacCircuitOpen:
+            self.release()
+            raise
+        except (PacTransient, PacAmbiguous) as exc:
+            self.record_failure(exc)
+            raise
+        except PacError:
+            self.record_success()  # the PAC answered (a rejection is an answer)
+            raise
+        except BaseException:
+            self.release()
+            raise
+        self.record_success()
+        return result
+
+
+_registry_lock = threading.Lock()
+_breakers: dict[str, CircuitBreaker] = {}
+
+
+def breaker_for(name: str, **settings: Any) -> CircuitBreaker:
+    """The process-wide breaker of PAC ``name`` (created with ``settings`` the first time)."""
+    with _registry_lock:
+        b = _breakers.get(name)
+        if b is None:
+            b = _breakers[name] = CircuitBreaker(name, **settings)
+        return b
+
+
+def breaker_states() -> list[dict[str, Any]]:
+    """Snapshots of every breaker, for ``cfdi-connector status``."""
+    with _registry_lock:
+        items = list(_breakers.values())
+    return [b.snapshot() for b in items]
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, PacCircuitOpen):
+        return False
+    return isinstance(exc, PacTransient | PacAmbiguous)
+
+
+class ResilientPac:
+    """A driver with retries, a circuit breaker and recover-before-resend."""
+
+    def __init__(
+        self,
+        driver: PacDriver,
+        *,
+        policy: RetryPolicy | None = None,
+        breaker: CircuitBreaker | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.driver = driver
+        self.policy = policy or RetryPolicy()
+        self.breaker = breaker or breaker_for(driver.name)
+        self._sleep = sleep
+
+    @property
+    def state(self) -> str:
+        return self.breaker.state
+
+    def _retrying(self) -> Retrying:
+        p = self.policy
+        return Retrying(
+            stop=stop_after_attempt(p.max_attempts),
+            wait=wait_random_exponential(multiplier=p.base_delay, max=p.max_delay),
+            retry=retry_if_exception(_retryable),
+            reraise=True,
+            sleep=self._sleep,
+            before_sleep=self._log_retry,
+        )
+
+    @staticmethod
+    def _log_retry(rs: Any) -> None:
+        exc = rs.outcome.exception() if rs.outcome else None
+        log.info(
+            "reintento %d tras %s",
+            rs.attempt_number,
+            getattr(exc, "code", type(exc).__name__),
+        )
+
+    def _run(self, attempt: Callable[[], T], flags: dict[str, bool]) -> T:
+        try:
+            return self._retrying()(attempt)
+        except PacError as exc:
+            exc.maybe_sent = flags["maybe_sent"] or exc.maybe_sent
+            raise
+
+    # --- stamping ----------------------------------------------------------------------------
+
+    def submit(
+        self, sealed_xml: bytes, referencia: str, *, maybe_sent: bool = False
+    ) -> StampResult:
+        """Stamp ``sealed_xml`` once, whatever the network does (see module docstring)."""
+        flags = {"maybe_sent": maybe_sent}
+
+        def attempt() -> StampResult:
+            if flags["maybe_sent"]:
+                try:
+                    return self.breaker.call(self.driver.recover, referencia)
+                except PacNotFound:
+                    pass
+                except PacUnsupported:
+                    pass  # the PAC recognises the identical bytes (307) instead
+            try:
+                return self.breaker.call(self.driver.stamp, sealed_xml, referencia)
+            except PacError as exc:
+                if exc.maybe_sent:
+                    flags["maybe_sent"] = True
+                raise
+
+        return self._run(attempt, flags)
+
+    def submit_generate(
+        self, c: Comprobante, referencia: str, maybe_sent: bool = False
+    ) -> StampResult:
+        """Remote generation with the same guarantees; never re-sends without a recover."""
+        flags = {"maybe_sent": maybe_sent}
+
+        def attempt() -> StampResult:
+            if flags["maybe_sent"]:
+                try:
+                    return self.breaker.call(self.driver.recover, referencia)
+                except PacNotFound:
+                    pass
+                except PacUnsupported:
+                    raise PacAmbiguous(
+                        "CONN-PAC-SIN-RECUPERACION",
+                        f"El PAC '{self.driver.name}' no permite consultar por referencia; "
+                        f"'{referencia}' pudo generarse y no se reenvía: revíselo en el portal "
+                        "del PAC.",
+                        pac=self.driver.name,
+                        operation="recover",
+                    ) from None
+            try:
+                return self.breaker.call(self.driver.generate, c, referencia)
+            except PacError as exc:
+                if exc.maybe_sent:
+                    flags["maybe_sent"] = True
+                raise
+
+        return self._run(attempt, flags)
+
+    # --- other operations (retried on transient failures only) ---------------------------------
+
+    def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        flags = {"maybe_sent": False}
+
+        def attempt() -> T:
+            return self.breaker.call(fn, *args)
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.policy.max_attempts),
+            wait=wait_random_exponential(
+                multiplier=self.policy.base_delay, max=self.policy.max_delay
+            ),
+            retry=retry_if_exception(
+                lambda e: isinstance(e, PacTransient) and not isinstance(e, PacCircuitOpen)
+            ),
+            reraise=True,
+            sleep=self._sleep,
+        )
+        try:
+            return retrying(attempt)
+        except PacError as exc:
+            exc.maybe_sent = flags["maybe_sent"] or exc.maybe_sent
+            raise
+
+    def recover(self, referencia: str) -> StampResult:
+        return self._read(self.driver.recover, referencia)
+
+    def cancel(
+        self,
+        uuid: str,
+        motivo: str,
+        folio_sustitucion: str | None,
+        rfc_receptor: str,
+        total: Decimal,
+    ) -> CancelResult:
+        """Cancellation is retried on transient failures (asking twice is harmless)."""
+        return self._read(self.driver.cancel, uuid, motivo, folio_sustitucion, rfc_receptor, total)
+
+    def credits(self) -> Credits:
+        return self._read(self.driver.credits)
+
+    def acuse_envio(self, uuid: str) -> bytes:
+        return self._read(self.driver.acuse_envio, uuid)
+
+    def acuse_cancelacion(self, uuid: str) -> bytes:
+        return self._read(self.driver.acuse_cancelacion, uuid)

@@ -218,7 +218,7 @@ def breaker_states() -> list[dict[str, Any]]:
 
 
 def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, PacCircuitOpen):
+    if isinstance(exc, PacCircuitOpen) or getattr(exc, "final", False):
         return False
     return isinstance(exc, PacTransient | PacAmbiguous)
 
@@ -308,14 +308,16 @@ class ResilientPac:
                 except PacNotFound:
                     pass
                 except PacUnsupported:
-                    raise PacAmbiguous(
+                    err = PacAmbiguous(
                         "CONN-PAC-SIN-RECUPERACION",
                         f"El PAC '{self.driver.name}' no permite consultar por referencia; "
                         f"'{referencia}' pudo generarse y no se reenvía: revíselo en el portal "
                         "del PAC.",
                         pac=self.driver.name,
                         operation="recover",
-                    ) from None
+                    )
+                    err.final = True  # type: ignore[attr-defined]
+                    raise err from None
             try:
                 return self.breaker.call(self.driver.generate, c, referencia)
             except PacError as exc:

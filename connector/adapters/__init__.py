@@ -1,0 +1,25 @@
+"""Sources (watched folders) and parsers (DAT, CSV, XML) of ERP export files.
+
+The daemon's façade is ``load_invoices(data, filename, adapter=..., options=..., mapping=...)``;
+adapters are registered by name in the entry-point group ``connector.adapters``.
+"""
+
+from .base import (
+    Adapter,
+    AdapterNotFound,
+    InvoiceInput,
+    ParsedRecord,
+    available_adapters,
+    get_adapter,
+    load_invoices,
+)
+
+__all__ = [
+    "Adapter",
+    "AdapterNotFound",
+    "InvoiceInput",
+    "ParsedRecord",
+    "available_adapters",
+    "get_adapter",
+    "load_invoices",
+]

@@ -1,0 +1,264 @@
+"""What every adapter shares: parsed records, the invoice handed to the daemon, the registry.
+
+An *adapter* turns the bytes of one ERP export file into records (``ParsedRecord``: a small
+tree of typed records, one tree per invoice); a *mapping* (``connector.mappers.Mapping``)
+turns each tree into a ``Comprobante``. ``load_invoices`` is the façade the daemon calls: it
+never raises for bad data, one bad invoice never stops the others.
+
+Adapters are found by name through the entry-point group ``connector.adapters`` (see
+``pyproject.toml``), so a third party can ship its own::
+
+    [project.entry-points."connector.adapters"]
+    miformato = "mi_paquete.adapter:MiAdapter"
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
+
+from connector.cfdi.errors import Problem
+from connector.cfdi.model import Comprobante
+
+if TYPE_CHECKING:
+    from connector.mappers import Mapping
+
+ENTRY_POINT_GROUP = "connector.adapters"
+
+
+@dataclass
+class ParsedRecord:
+    """One record of an export file, with the records nested under it.
+
+    ``type`` is the record type (``COMPROBANTE``, ``CONCEPTO``… for DAT; ``FACTURA`` and
+    ``LINEA`` for CSV); ``fields`` its named values as text; ``line`` the 1-based line of the
+    file it comes from. The root record of an invoice also carries the parse ``problems`` of
+    that invoice (each with ``location`` "file:line").
+    """
+
+    type: str
+    fields: dict[str, str]
+    line: int
+    filename: str
+    children: list[ParsedRecord] = field(default_factory=list)
+    parent: ParsedRecord | None = field(default=None, repr=False, compare=False)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def location(self) -> str:
+        return f"{self.filename}:{self.line}"
+
+    def add(self, child: ParsedRecord) -> ParsedRecord:
+        child.parent = self
+        self.children.append(child)
+        return child
+
+    def children_of_type(self, type_: str) -> list[ParsedRecord]:
+        return [c for c in self.children if c.type == type_]
+
+    def find(self, type_: str) -> ParsedRecord | None:
+        """First record of ``type_`` in this tree (depth first, this record included)."""
+        if self.type == type_:
+            return self
+        for child in self.children:
+            found = child.find(type_)
+            if found is not None:
+                return found
+        return None
+
+
+@dataclass
+class InvoiceInput:
+    """One invoice of an input file, as the daemon receives it."""
+
+    index: int  # 0-based position of the invoice inside the file
+    location: str  # "ventas_0415.dat:12" (file and first line of the invoice)
+    comprobante: Comprobante | None  # mapped; derived amounts possibly None (run amounts.complete)
+    xml: bytes | None  # XML drops: the raw CFDI XML bytes
+    problems: list[Problem]  # non-empty => this invoice is invalid
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
+
+
+def problem(code: str, message: str, location: str, path: str = "") -> Problem:
+    return Problem(code=code, path=path, message=message, location=location)
+
+
+# --- decoding -----------------------------------------------------------------------------------
+
+
+def decode_text(
+    data: bytes, filename: str, encoding: str = "auto"
+) -> tuple[str | None, Problem | None]:
+    """Bytes → text with the source's charset; a UTF-8 BOM is always accepted.
+
+    ``encoding="auto"`` tries UTF-8 and falls back to cp1252 (what Windows ERPs write).
+    """
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+        if encoding.lower().replace("_", "-") in ("auto", "utf-8", "utf8", "utf-8-sig"):
+            encoding = "utf-8"
+    enc = encoding.lower()
+    try:
+        if enc == "auto":
+            try:
+                return data.decode("utf-8"), None
+            except UnicodeDecodeError:
+                return data.decode("cp1252"), None
+        return data.decode(encoding), None
+    except LookupError:
+        return None, problem(
+            "CONN-DECODE",
+            f"La codificación '{encoding}' configurada para esta fuente no existe.",
+            filename,
+        )
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        return None, problem(
+            "CONN-DECODE",
+            f"El archivo no se puede leer con la codificación {encoding}: "
+            f"byte 0x{data[exc.start]:02x} no válido en la línea {line}.",
+            f"{filename}:{line}",
+        )
+
+
+# --- adapters -----------------------------------------------------------------------------------
+
+
+class Adapter(ABC):
+    """Parses the bytes of one file. Options come from the source's configuration."""
+
+    name: str = ""
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+
+    @abstractmethod
+    def parse(self, data: bytes, filename: str) -> Iterator[ParsedRecord]:
+        """One ``ParsedRecord`` per invoice; parse problems ride on ``record.problems``."""
+
+    def default_mapping(self) -> Mapping | None:
+        """The mapping used when the source configures none (``None``: a mapping is required)."""
+        return None
+
+    def load(self, data: bytes, filename: str, mapping: Mapping | None) -> Iterator[InvoiceInput]:
+        mapping = mapping if mapping is not None else self.default_mapping()
+        for index, record in enumerate(self.parse(data, filename)):
+            problems = list(record.problems)
+            comprobante = None
+            if mapping is None:
+                problems.append(
+                    problem(
+                        "CONN-MAP-NONE",
+                        f"La fuente usa el adaptador '{self.name}', que necesita un archivo de "
+                        "mapeo (mapping) y no hay ninguno configurado.",
+                        record.location,
+                    )
+                )
+            elif record.type != _ORPHAN:
+                comprobante, map_problems = mapping.map(record)
+                problems.extend(map_problems)
+            yield InvoiceInput(index, record.location, comprobante, None, problems)
+
+
+_ORPHAN = "__ORPHAN__"  # lines that belong to no invoice (before the first one), reported alone
+
+
+def orphan_record(filename: str, line: int) -> ParsedRecord:
+    return ParsedRecord(_ORPHAN, {}, line, filename)
+
+
+def available_adapters() -> list[str]:
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+
+
+class AdapterNotFound(LookupError):
+    def __init__(self, name: str, available: list[str]) -> None:
+        self.code = "CONN-ADAPTER"
+        self.name = name
+        self.available = available
+        super().__init__(
+            f"CONN-ADAPTER: no existe el adaptador '{name}'. Disponibles: "
+            f"{', '.join(available) or '(ninguno)'}"
+        )
+
+
+def get_adapter(name: str, **options: Any) -> Adapter:
+    """The adapter registered under ``name`` in the entry-point group ``connector.adapters``."""
+    matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if not matches:
+        raise AdapterNotFound(name, available_adapters())
+    cls = matches[0].load()
+    return cls(**options)
+
+
+def load_invoices(
+    data: bytes,
+    filename: str,
+    *,
+    adapter: str,
+    options: dict[str, Any] | None = None,
+    mapping: Mapping | None,
+) -> Iterator[InvoiceInput]:
+    """The daemon's façade: the invoices of one file. Never raises for bad data.
+
+    A file that cannot be read at all yields one ``InvoiceInput`` with its problems; one bad
+    invoice does not stop the others. ``comprobante`` may still lack derived amounts: the
+    caller runs ``amounts.complete``.
+    """
+    try:
+        impl = get_adapter(adapter, **(options or {}))
+    except AdapterNotFound as exc:
+        yield InvoiceInput(
+            0, filename, None, None, [problem("CONN-ADAPTER", str(exc).split(": ", 1)[1], filename)]
+        )
+        return
+    except Exception as exc:  # a bad option must not crash the daemon
+        yield InvoiceInput(
+            0,
+            filename,
+            None,
+            None,
+            [
+                problem(
+                    "CONN-ADAPTER",
+                    f"El adaptador '{adapter}' no acepta su configuración: {exc}",
+                    filename,
+                )
+            ],
+        )
+        return
+    produced = 0
+    try:
+        for item in impl.load(data, filename, mapping):
+            produced += 1
+            yield item
+    except Exception as exc:  # defensive: a bug in a third-party adapter stays a problem
+        yield InvoiceInput(
+            produced,
+            filename,
+            None,
+            None,
+            [
+                problem(
+                    "CONN-ADAPTER",
+                    f"Error interno del adaptador '{adapter}' al leer el archivo: "
+                    f"{type(exc).__name__}: {exc}",
+                    filename,
+                )
+            ],
+        )
+        return
+    if produced == 0:
+        yield InvoiceInput(
+            0,
+            filename,
+            None,
+            None,
+            [problem("CONN-EMPTY", "El archivo no contiene ninguna factura.", filename)],
+        )

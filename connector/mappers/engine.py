@@ -1,0 +1,710 @@
+"""The declarative mapping engine: a TOML file says where each Comprobante field comes from.
+
+The ``[Comprobante]`` table mirrors the CFDI model (``connector.cfdi.model``): its keys are SAT
+attribute names, sub-tables are child nodes (``[Comprobante.Receptor]``), arrays of tables are
+repeated nodes (``[[Comprobante.Conceptos]]`` with ``each = "CONCEPTO"``). A leaf is a source
+reference (``"RECEPTOR.Rfc"`` or a CSV column ``"RFC_CLIENTE"``) or a table with ``field``,
+``value``, ``default``, ``lookup``/``key``/``column``, ``transform`` and transform shortcuts.
+The full format is documented in ``docs/layouts.md``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from connector.adapters.base import ParsedRecord
+from connector.cfdi.errors import Problem
+from connector.cfdi.model import Comprobante, Concepto, load_invoice
+
+from . import transforms as tf
+from .lookups import LookupError_, LookupTable, load_table
+
+_SPEC_KEYS = {"field", "value", "default", "lookup", "key", "column", "transform", "each", "split"}
+_NODE_KEYS = {"each", "record", "when"}
+_WHEN_KEYS = {
+    "field",
+    "value",
+    "lookup",
+    "key",
+    "column",
+    "transform",
+    "equals",
+    "not_equals",
+    "in",
+    "not_in",
+}
+_ALIASES = {"Año": "Anio"}
+_UNMAPPABLE = {"OtrosComplementos"}
+
+
+class MappingError(ValueError):
+    """A mapping file that cannot be used; ``problems`` lists every error with its place."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+    @property
+    def code(self) -> str:
+        return "CONN-MAPPING"
+
+
+# --- specs --------------------------------------------------------------------------------------
+
+
+@dataclass
+class LookupRef:
+    table: str
+    key: str  # source reference of the key
+    column: str
+
+
+@dataclass
+class FieldSpec:
+    place: str
+    ref: str | None = None
+    value: str | None = None
+    default: str | None = None
+    lookup: LookupRef | None = None
+    transforms: list[tf.Transform] = field(default_factory=list)
+    explicit_decimal: bool = False
+    each: str | None = None  # list[str] targets: one value per child record of this type
+    split: str | None = None  # list[str] targets: split one value
+
+
+@dataclass
+class WhenSpec:
+    spec: FieldSpec
+    equals: list[str] | None = None
+    not_in: list[str] | None = None
+
+
+@dataclass
+class NodeSpec:
+    model: type[BaseModel]
+    place: str
+    each: str | None = None
+    record: str | None = None
+    when: WhenSpec | None = None
+    leaves: dict[str, tuple[str, FieldSpec]] = field(default_factory=dict)  # name -> (kind, spec)
+    nodes: dict[str, NodeSpec] = field(default_factory=dict)
+    lists: dict[str, list[NodeSpec]] = field(default_factory=dict)
+
+
+def _classify(annotation: Any) -> tuple[str, Any]:
+    """('model', M) | ('models', M) | ('strs', None) | ('decimal'|'int'|'str', None)."""
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _classify(inner[0])
+    if origin is list:
+        (item,) = args
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            return "models", item
+        if item is str:
+            return "strs", None
+        return "unsupported", None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "model", annotation
+    if annotation is Decimal:
+        return "decimal", None
+    if annotation is int:
+        return "int", None
+    if annotation is str:
+        return "str", None
+    return "unsupported", None
+
+
+class _Compiler:
+    def __init__(self, source: str, base_dir: Path) -> None:
+        self.source = source
+        self.base_dir = base_dir
+        self.errors: list[Problem] = []
+        self.lookups: dict[str, tuple[LookupTable, str]] = {}  # name -> (table, label)
+
+    def err(self, place: str, message: str) -> None:
+        self.errors.append(
+            Problem(
+                code="CONN-MAPPING", path=place, message=message, location=f"{self.source}: {place}"
+            )
+        )
+
+    # lookups
+    def compile_lookups(self, table: Any) -> None:
+        if not isinstance(table, dict):
+            self.err("[lookups]", "debe ser una tabla de tablas ([lookups.articulos] …)")
+            return
+        for name, spec in table.items():
+            place = f"[lookups.{name}]"
+            if not isinstance(spec, dict):
+                self.err(place, "debe ser una tabla con file y key")
+                continue
+            unknown = set(spec) - {"file", "key", "delimiter", "encoding", "label"}
+            for k in sorted(unknown):
+                self.err(
+                    f"{place} {k}",
+                    f"'{k}' no es una opción de tabla (file, key, delimiter, encoding, label)",
+                )
+            file_, key = spec.get("file"), spec.get("key")
+            if not isinstance(file_, str) or not file_:
+                self.err(
+                    f"{place} file", 'falta el archivo CSV de la tabla (file = "articulos.csv")'
+                )
+                continue
+            if not isinstance(key, str) or not key:
+                self.err(f"{place} key", 'falta la columna clave de la tabla (key = "codigo")')
+                continue
+            path = Path(file_)
+            if not path.is_absolute():
+                path = self.base_dir / path
+            try:
+                loaded = load_table(
+                    path,
+                    key,
+                    delimiter=str(spec.get("delimiter", ",")),
+                    encoding=str(spec.get("encoding", "auto")),
+                )
+            except LookupError_ as exc:
+                self.err(f"{place} file", str(exc))
+                continue
+            self.lookups[name] = (loaded, str(spec.get("label", "la clave")))
+
+    # leaves
+    def compile_field(self, raw: Any, place: str, kind: str) -> FieldSpec | None:
+        if isinstance(raw, str):
+            return FieldSpec(place=place, ref=raw)
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            self.err(place, f'use texto para los valores fijos: {{ value = "{raw}" }}')
+            return None
+        if not isinstance(raw, dict):
+            self.err(place, 'debe ser una referencia ("REGISTRO.Campo" o columna) o una tabla')
+            return None
+        spec = FieldSpec(place=place)
+        ok = True
+        for k, v in raw.items():
+            if k in ("field", "each", "split"):
+                if not isinstance(v, str) or not v:
+                    self.err(f"{place}.{k}", "debe ser texto")
+                    ok = False
+                    continue
+                if k == "field":
+                    spec.ref = v
+                else:
+                    setattr(spec, k, v)
+            elif k in ("value", "default"):
+                if isinstance(v, bool) or not isinstance(v, str | int):
+                    self.err(f"{place}.{k}", 'debe ser texto (p. ej. "01")')
+                    ok = False
+                    continue
+                setattr(spec, k, str(v))
+            elif k == "lookup":
+                if v not in self.lookups:
+                    self.err(
+                        f"{place}.lookup",
+                        f"la tabla '{v}' no está declarada en [lookups] o no se pudo cargar",
+                    )
+                    ok = False
+                    continue
+                key, column = raw.get("key"), raw.get("column")
+                if not isinstance(key, str) or not isinstance(column, str):
+                    self.err(
+                        place,
+                        "una búsqueda necesita key (campo origen) y column (columna de la tabla)",
+                    )
+                    ok = False
+                    continue
+                table = self.lookups[v][0]
+                if column not in table.columns:
+                    self.err(
+                        f"{place}.column",
+                        f"la tabla {table.path.name} no tiene la columna '{column}' "
+                        f"(columnas: {', '.join(table.columns)})",
+                    )
+                    ok = False
+                    continue
+                spec.lookup = LookupRef(v, key, column)
+            elif k in ("key", "column"):
+                if "lookup" not in raw:
+                    self.err(f"{place}.{k}", f"'{k}' sólo se usa junto con lookup")
+                    ok = False
+            elif k == "transform":
+                items = v if isinstance(v, list) else [v]
+                for item in items:
+                    ok &= self._add_transform(spec, item, f"{place}.transform")
+            elif k in tf.FACTORIES:
+                ok &= self._add_transform(spec, {k: v}, f"{place}.{k}")
+            elif k in ("equals", "not_equals", "in", "not_in"):
+                continue  # handled by compile_when
+            else:
+                self.err(f"{place}.{k}", f"'{k}' no es una opción de campo")
+                ok = False
+        if kind == "strs":
+            if spec.each is None and spec.split is None and spec.value is None:
+                self.err(
+                    place, 'una lista de valores necesita each = "REGISTRO" (con field) o split'
+                )
+                ok = False
+        elif spec.each is not None or spec.split is not None:
+            self.err(
+                place, "each/split sólo sirven para listas de valores (UUIDs, InformacionAduanera…)"
+            )
+            ok = False
+        if spec.ref is None and spec.value is None and spec.default is None and spec.lookup is None:
+            self.err(place, "no dice de dónde sale el valor (field, value, default o lookup)")
+            ok = False
+        return spec if ok else None
+
+    def _add_transform(self, spec: FieldSpec, item: Any, place: str) -> bool:
+        if isinstance(item, str):
+            name, arg = item, None
+        elif isinstance(item, dict) and len(item) == 1:
+            ((name, arg),) = item.items()
+        else:
+            self.err(place, 'cada transformación es un nombre ("upper") o { nombre = argumento }')
+            return False
+        try:
+            spec.transforms.append(tf.build(name, arg))
+        except ValueError as exc:
+            self.err(place, str(exc))
+            return False
+        if name == "decimal":
+            spec.explicit_decimal = True
+        return True
+
+    def compile_when(self, raw: Any, place: str) -> WhenSpec | None:
+        spec = self.compile_field(raw, place, "str")
+        if spec is None:
+            return None
+        when = WhenSpec(spec)
+        if isinstance(raw, dict):
+            for k in raw:
+                if k not in _WHEN_KEYS and k not in tf.FACTORIES:
+                    continue  # already reported by compile_field
+            if "equals" in raw:
+                when.equals = [str(raw["equals"])]
+            if "in" in raw:
+                when.equals = [str(x) for x in raw["in"]] if isinstance(raw["in"], list) else None
+                if when.equals is None:
+                    self.err(f"{place}.in", "debe ser una lista de valores")
+            if "not_equals" in raw:
+                when.not_in = [str(raw["not_equals"])]
+            if "not_in" in raw:
+                when.not_in = (
+                    [str(x) for x in raw["not_in"]] if isinstance(raw["not_in"], list) else None
+                )
+                if when.not_in is None:
+                    self.err(f"{place}.not_in", "debe ser una lista de valores")
+        return when
+
+    # nodes
+    def compile_node(
+        self, table: dict[str, Any], model: type[BaseModel], place: str, in_list: bool
+    ) -> NodeSpec:
+        node = NodeSpec(model=model, place=place)
+        fields = model.model_fields
+        for key, raw in table.items():
+            kplace = f"{place} {key}"
+            if key in _NODE_KEYS:
+                if key == "when":
+                    node.when = self.compile_when(raw, kplace)
+                elif not isinstance(raw, str) or not raw:
+                    self.err(kplace, "debe ser el nombre de un tipo de registro")
+                elif key == "each" and not in_list:
+                    self.err(
+                        kplace, "each sólo sirve en listas ([[…]]); en un nodo único use record"
+                    )
+                elif key == "record" and in_list:
+                    self.err(
+                        kplace, "record sólo sirve en nodos únicos; en listas ([[…]]) use each"
+                    )
+                else:
+                    setattr(node, key, raw)
+                continue
+            name = _ALIASES.get(key, key)
+            if name not in fields or name in _UNMAPPABLE:
+                self.err(kplace, f"'{key}' no es un campo de {model.__name__} en CFDI 4.0")
+                continue
+            kind, sub = _classify(fields[name].annotation)
+            if kind == "model":
+                if not isinstance(raw, dict):
+                    self.err(kplace, f"{key} es un nodo: use una tabla [{place.strip('[]')}.{key}]")
+                    continue
+                node.nodes[name] = self.compile_node(
+                    raw, sub, f"[{place.strip('[]')}.{key}]", False
+                )
+            elif kind == "models":
+                items = raw if isinstance(raw, list) else [raw]
+                specs = []
+                for i, item in enumerate(items):
+                    if not isinstance(item, dict):
+                        self.err(
+                            kplace,
+                            f"{key} es una lista de nodos: use [[{place.strip('[]')}.{key}]]",
+                        )
+                        continue
+                    specs.append(
+                        self.compile_node(
+                            item, sub, f"[[{place.strip('[]')}.{key}]] #{i + 1}", True
+                        )
+                    )
+                node.lists[name] = specs
+            elif kind == "unsupported":
+                self.err(kplace, f"'{key}' no se puede mapear")
+            else:
+                spec = self.compile_field(raw, kplace, kind)
+                if spec is not None:
+                    node.leaves[name] = (kind, spec)
+        return node
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Ctx:
+    root: ParsedRecord
+    problems: list[Problem]
+    locations: dict[str, str]
+    reported: set[str]
+    missed: set[tuple[str, str]]
+
+
+def _resolve(
+    ref: str, scope: ParsedRecord, root: ParsedRecord
+) -> tuple[str | None, ParsedRecord | None, str]:
+    """A source reference in a scope: "TYPE.Field" or "Field" (this record, then its parents)."""
+    if "." in ref:
+        type_, fname = ref.split(".", 1)
+        rec: ParsedRecord | None = scope
+        while rec is not None:
+            if rec.type == type_:
+                return rec.fields.get(fname), rec, fname
+            rec = rec.parent
+        found = root.find(type_)
+        if found is not None:
+            return found.fields.get(fname), found, fname
+    rec = scope
+    while rec is not None:
+        if ref in rec.fields:
+            return rec.fields[ref], rec, ref
+        rec = rec.parent
+    return None, None, ref
+
+
+class Mapping:
+    """A compiled mapping file: ``Mapping.from_toml(path)``, then ``mapping.map(record)``."""
+
+    def __init__(
+        self,
+        root: NodeSpec,
+        lookups: dict[str, tuple[LookupTable, str]],
+        *,
+        name: str,
+        decimal_comma: bool,
+        source: str,
+    ) -> None:
+        self._root = root
+        self._lookups = lookups
+        self.name = name
+        self.decimal_comma = decimal_comma
+        self.source = source
+
+    # construction
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Mapping:
+        """Read and check a mapping file; ``MappingError`` lists EVERY error with its place."""
+        path = Path(path)
+        try:
+            text = path.read_bytes().decode("utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MappingError(
+                [
+                    Problem(
+                        "CONN-MAPPING",
+                        "",
+                        f"No se puede leer el archivo de mapeo: {exc}",
+                        str(path),
+                    )
+                ]
+            ) from exc
+        return cls.from_string(text, source=path.name, base_dir=path.parent)
+
+    @classmethod
+    def from_string(
+        cls, text: str, *, source: str = "mapping.toml", base_dir: Path | None = None
+    ) -> Mapping:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise MappingError(
+                [
+                    Problem(
+                        "CONN-MAPPING", "", f"El archivo de mapeo no es TOML válido: {exc}", source
+                    )
+                ]
+            ) from exc
+        comp = _Compiler(source, base_dir or Path.cwd())
+        options = data.get("mapping", {})
+        name, decimal_comma = source, False
+        if not isinstance(options, dict):
+            comp.err("[mapping]", "debe ser una tabla")
+            options = {}
+        for k, v in options.items():
+            if k == "name":
+                name = str(v)
+            elif k == "decimal":
+                if v not in ("point", "comma"):
+                    comp.err(
+                        "[mapping] decimal", 'debe ser "point" (1,234.56) o "comma" (1.234,56)'
+                    )
+                decimal_comma = v == "comma"
+            elif k != "description":
+                comp.err(
+                    f"[mapping] {k}",
+                    f"'{k}' no es una opción de [mapping] (name, description, decimal)",
+                )
+        for k in data:
+            if k not in ("mapping", "lookups", "Comprobante"):
+                comp.err(
+                    f"[{k}]",
+                    f"sección desconocida '{k}' (use [mapping], [lookups.*] y [Comprobante])",
+                )
+        comp.compile_lookups(data.get("lookups", {}))
+        root_table = data.get("Comprobante")
+        if not isinstance(root_table, dict):
+            comp.err("[Comprobante]", "falta la tabla [Comprobante] con los campos del comprobante")
+            root_table = {}
+        root = comp.compile_node(root_table, Comprobante, "[Comprobante]", False)
+        if comp.errors:
+            raise MappingError(comp.errors)
+        return cls(root, comp.lookups, name=name, decimal_comma=decimal_comma, source=source)
+
+    # mapping
+    def map(self, record: ParsedRecord) -> tuple[Comprobante | None, list[Problem]]:
+        """One invoice's records → (Comprobante or None, problems located "file:line:Field")."""
+        ctx = _Ctx(record, [], {}, set(), set())
+        data = self._node(self._root, record, "", ctx)
+        comprobante, shape_problems = load_invoice(data)
+        for p in shape_problems:
+            if p.path in ctx.reported:
+                continue
+            ctx.problems.append(
+                Problem(p.code, p.path, p.message, self._locate(p.path, ctx), p.severity)
+            )
+        return comprobante, ctx.problems
+
+    def _locate(self, path: str, ctx: _Ctx) -> str:
+        probe = path
+        while probe:
+            if probe in ctx.locations:
+                return ctx.locations[probe]
+            cut = max(probe.rfind("."), probe.rfind("["))
+            probe = probe[:cut] if cut > 0 else ""
+        return ctx.root.location
+
+    def _node(self, spec: NodeSpec, scope: ParsedRecord, path: str, ctx: _Ctx) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if path:
+            ctx.locations.setdefault(path, scope.location)
+        for name, (kind, fspec) in spec.leaves.items():
+            fpath = f"{path}.{name}" if path else name
+            value = self._leaf(kind, fspec, scope, fpath, ctx)
+            if value is not None:
+                out[name] = value
+        for name, sub in spec.nodes.items():
+            fpath = f"{path}.{name}" if path else name
+            sub_scope = self._single_scope(sub, scope, ctx)
+            if sub_scope is None:
+                continue
+            child = self._node(sub, sub_scope, fpath, ctx)
+            required = sub.model is not None and spec.model.model_fields[name].is_required()
+            if child or required or sub.record or sub.when:
+                out[name] = child
+        for name, subs in spec.lists.items():
+            items: list[dict[str, Any]] = []
+            fpath = f"{path}.{name}" if path else name
+            for sub in subs:
+                scopes = (
+                    scope.children_of_type(sub.each)
+                    if sub.each
+                    else ([scope] if self._when(sub.when, scope, ctx) else [])
+                )
+                for item_scope in scopes:
+                    if sub.each and sub.when and not self._when(sub.when, item_scope, ctx):
+                        continue
+                    items.append(self._node(sub, item_scope, f"{fpath}[{len(items)}]", ctx))
+            if items:
+                out[name] = items
+        if spec.model is Concepto:
+            self._complete_bases(out)
+        if spec.model.__name__ == "ImpuestosConcepto" and not out:
+            return {}
+        return out
+
+    def _single_scope(self, sub: NodeSpec, scope: ParsedRecord, ctx: _Ctx) -> ParsedRecord | None:
+        target = scope
+        if sub.record:
+            found = scope.children_of_type(sub.record)
+            target = found[0] if found else ctx.root.find(sub.record)
+            if target is None:
+                return None
+        if sub.when and not self._when(sub.when, target, ctx):
+            return None
+        return target
+
+    def _when(self, when: WhenSpec | None, scope: ParsedRecord, ctx: _Ctx) -> bool:
+        if when is None:
+            return True
+        value, _ = self._text(when.spec, scope, when.spec.place, ctx)
+        value = value or ""
+        if when.equals is not None:
+            return value in when.equals
+        if when.not_in is not None:
+            return value not in when.not_in
+        return value != ""
+
+    @staticmethod
+    def _complete_bases(concepto: dict[str, Any]) -> None:
+        """Traslado/Retención Base = Cantidad × ValorUnitario − Descuento when the source lacks it."""
+        imp = concepto.get("Impuestos")
+        if not imp:
+            concepto.pop("Impuestos", None)
+            return
+        cantidad, valor = concepto.get("Cantidad"), concepto.get("ValorUnitario")
+        if not isinstance(cantidad, Decimal) or not isinstance(valor, Decimal):
+            return
+        base = cantidad * valor - (concepto.get("Descuento") or Decimal(0))
+        base = base.quantize(Decimal("0.000001")).normalize()
+        if base == base.to_integral():
+            base = base.quantize(Decimal("1"))
+        for key in ("Traslados", "Retenciones"):
+            for tax in imp.get(key, []):
+                if tax.get("Base") is None:
+                    tax["Base"] = base
+
+    def _text(
+        self, spec: FieldSpec, scope: ParsedRecord, fpath: str, ctx: _Ctx
+    ) -> tuple[str | None, bool]:
+        """The text of a field after transforms (None when empty). Second value: from a lookup."""
+        location = f"{scope.location}:{fpath.rsplit('.', 1)[-1]}"
+        if spec.value is not None:
+            ctx.locations[fpath] = location
+            return spec.value, False
+        raw: str | None = None
+        from_lookup = False
+        if spec.ref is not None:
+            raw, rec, fname = _resolve(spec.ref, scope, ctx.root)
+            location = f"{(rec or scope).location}:{fname if rec else spec.ref}"
+            raw = raw.strip() if raw else None
+        if not raw and spec.lookup is not None:
+            raw, loc = self._lookup(spec.lookup, scope, fpath, ctx)
+            from_lookup = raw is not None
+            if loc:
+                location = loc
+        ctx.locations[fpath] = location
+        if not raw:
+            return spec.default, False
+        for transform in spec.transforms:
+            try:
+                raw = transform(raw)
+            except tf.TransformError as exc:
+                self._report(ctx, exc.code, fpath, f"El campo {fpath}: {exc.message}.", location)
+                return None, False
+        return (raw or None), from_lookup
+
+    def _lookup(
+        self, ref: LookupRef, scope: ParsedRecord, fpath: str, ctx: _Ctx
+    ) -> tuple[str | None, str | None]:
+        key, rec, fname = _resolve(ref.key, scope, ctx.root)
+        location = f"{(rec or scope).location}:{fname if rec else ref.key}"
+        key = (key or "").strip()
+        if not key:
+            return None, location
+        table, label = self._lookups[ref.table]
+        row = table.get(key)
+        if row is None:
+            if (ref.table, key) not in ctx.missed:
+                ctx.missed.add((ref.table, key))
+                label = label[0].upper() + label[1:]
+                ctx.problems.append(
+                    Problem(
+                        "CONN-MAP-LOOKUP",
+                        fpath,
+                        f"{label} '{key}' no está en la tabla {table.path.name}.",
+                        location,
+                    )
+                )
+            ctx.reported.add(fpath)
+            return None, location
+        value = row.get(ref.column, "").strip()
+        return (value or None), location
+
+    def _leaf(self, kind: str, spec: FieldSpec, scope: ParsedRecord, fpath: str, ctx: _Ctx) -> Any:
+        if kind == "strs":
+            return self._strs(spec, scope, fpath, ctx)
+        text, from_lookup = self._text(spec, scope, fpath, ctx)
+        if text is None:
+            return None
+        if kind == "decimal":
+            try:
+                comma = self.decimal_comma and not (spec.explicit_decimal or from_lookup)
+                if spec.value is not None or (text == spec.default):
+                    comma = False
+                return tf.parse_decimal(text, comma)
+            except tf.TransformError as exc:
+                self._report(
+                    ctx, exc.code, fpath, f"El campo {fpath}: {exc.message}.", ctx.locations[fpath]
+                )
+                return None
+        if kind == "int":
+            try:
+                number = tf.parse_decimal(text)
+                if number != number.to_integral():
+                    raise tf.TransformError("CONN-MAP-NUMBER", f"'{text}' no es un número entero")
+                return int(number)
+            except tf.TransformError as exc:
+                self._report(
+                    ctx, exc.code, fpath, f"El campo {fpath}: {exc.message}.", ctx.locations[fpath]
+                )
+                return None
+        return text
+
+    def _strs(
+        self, spec: FieldSpec, scope: ParsedRecord, fpath: str, ctx: _Ctx
+    ) -> list[str] | None:
+        values: list[str] = []
+        if spec.each:
+            fname = spec.ref or ""
+            ctx.locations[fpath] = scope.location
+            for rec in scope.children_of_type(spec.each):
+                v = (rec.fields.get(fname) or "").strip()
+                try:
+                    for transform in spec.transforms:
+                        v = transform(v) if v else v
+                except tf.TransformError as exc:
+                    location = f"{rec.location}:{fname}"
+                    self._report(
+                        ctx, exc.code, fpath, f"El campo {fpath}: {exc.message}.", location
+                    )
+                    continue
+                if v:
+                    values.append(v)
+        else:
+            text, _ = self._text(spec, scope, fpath, ctx)
+            if text:
+                values = [v.strip() for v in text.split(spec.split or ",") if v.strip()]
+        return values or None
+
+    @staticmethod
+    def _report(ctx: _Ctx, code: str, fpath: str, message: str, location: str) -> None:
+        ctx.reported.add(fpath)
+        ctx.problems.append(Problem(code, fpath, message, location))

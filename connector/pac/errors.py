@@ -164,11 +164,19 @@ CODE_KINDS: dict[str, Kind] = {
     "602": "not_found",  # Comprobante no encontrado (Finkok)
     "603": "not_found",
     # FEL: códigos propios
-    "AUTH": "invalid",  # usuario o contraseña inválidos
+    "203": "invalid",  # usuario o contraseña inválidos
+    "404": "not_found",  # no se encontró el comprobante (por referencia, UUID o sello)
+    "905": "invalid",  # la cuenta no tiene créditos
+    "313": "invalid",  # motivo 01 sin folio de sustitución
+    "AUTH": "invalid",
     "SIN-CREDITOS": "invalid",
     "NO-ENCONTRADO": "not_found",
     "SAT-NO-DISPONIBLE": "transient",
 }
+
+# Rejections about the account, not the invoice: a recover that gets one of these must say so
+# (it is not "never stamped").
+ACCOUNT_CODES = frozenset({"203", "703", "905", "AUTH", "SIN-CREDITOS", "HTTP-401", "HTTP-403"})
 
 
 def kind_of(code: str | None) -> Kind:

@@ -44,7 +44,7 @@ from .base import (
     to_bytes,
 )
 from .errors import (
-    CODE_KINDS,
+    ACCOUNT_CODES,
     PacError,
     PacInvalid,
     PacNotFound,
@@ -233,7 +233,7 @@ class FelDriver(PacDriver):
         """During recover, a rejection means 'not there' unless it says auth/transient."""
         if isinstance(err, PacTransient | PacNotFound):
             return err
-        if err.code in CODE_KINDS and kind_of(err.code) == "invalid" and err.code[:1] not in "34":
+        if err.code in ACCOUNT_CODES:
             return err  # authentication, account: the caller must know
         return PacNotFound(
             err.code,
@@ -272,17 +272,17 @@ class FelDriver(PacDriver):
         raise self._tfd_error(r, "TimbrarCFDI", write=True)
 
     def generate(self, c: Comprobante, referencia: str) -> StampResult:
+        from connector.cfdi.errors import CfdiError
+
         from . import fel_remote_types
 
-        svc = self._need(self.remote, "GenerarCFDI40", "la dirección de Conexión Remota")
+        self._need(self.remote, "GenerarCFDI40", "la dirección de Conexión Remota")
         try:
-            cfdi = fel_remote_types.to_comprobante40r(c, referencia, svc.client)
-        except PacError:
-            raise
-        except (ValueError, TypeError, KeyError) as exc:
+            cfdi = fel_remote_types.to_comprobante40r(c, referencia=referencia)
+        except CfdiError as exc:
             raise PacInvalid(
-                "CONN-PAC-SOLICITUD",
-                f"No se pudo preparar el Comprobante40R para FEL: {exc}",
+                exc.code,
+                f"No se puede enviar a Conexión Remota: {exc}",
                 pac=self.name,
                 operation="GenerarCFDI40",
             ) from None

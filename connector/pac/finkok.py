@@ -30,7 +30,7 @@ from .base import (
     stamp_result_from_xml,
     to_bytes,
 )
-from .errors import PacError, PacInvalid, PacNotFound, error_for_code, kind_of
+from .errors import ACCOUNT_CODES, PacError, PacInvalid, PacNotFound, error_for_code, kind_of
 from .sat_status import SatStatus
 
 WSDL_STAMP = "finkok_stamp.wsdl"
@@ -164,7 +164,7 @@ class FinkokDriver(PacDriver):
         incid = self._incidencias(r)
         code, msg = incid[0] if incid else ("603", "")
         err = error_for_code(code or "603", msg, pac=self.name, operation="stamped", write=False)
-        if isinstance(err, PacInvalid) and code not in ("702", "703"):
+        if isinstance(err, PacInvalid) and code not in ACCOUNT_CODES:
             err = PacNotFound(
                 code or "603",
                 "Finkok no tiene un timbre para este CFDI.",

@@ -1,0 +1,76 @@
+"""Helpers for the PAC driver tests (owned by the PAC drivers area): valid invoices sealed with
+SAT's test CSD, Fecha = now (the sandbox, like SAT, refuses Fecha older than 72 h)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from connector.cfdi.amounts import complete
+from connector.cfdi.csd import Csd
+from connector.cfdi.model import Comprobante, load_invoice
+from connector.cfdi.seal import seal_invoice
+
+EMISOR = "EKU9003173C9"
+RECEPTOR = "CACX7605101P8"
+
+
+def invoice(folio: str, *, serie: str = "PAC", fecha: datetime | None = None) -> Comprobante:
+    when = (fecha or datetime.now() - timedelta(minutes=1)).replace(microsecond=0)
+    c, problems = load_invoice(
+        {
+            "Serie": serie,
+            "Folio": folio,
+            "Fecha": when.isoformat(),
+            "FormaPago": "03",
+            "Moneda": "MXN",
+            "TipoDeComprobante": "I",
+            "Exportacion": "01",
+            "MetodoPago": "PUE",
+            "LugarExpedicion": "86000",
+            "Emisor": {
+                "Rfc": EMISOR,
+                "Nombre": "ESCUELA KEMPER URGATE",
+                "RegimenFiscal": "601",
+            },
+            "Receptor": {
+                "Rfc": RECEPTOR,
+                "Nombre": "XOCHILT CASAS CHAVEZ",
+                "DomicilioFiscalReceptor": "36257",
+                "RegimenFiscalReceptor": "612",
+                "UsoCFDI": "G03",
+            },
+            "Conceptos": [
+                {
+                    "ClaveProdServ": "52161557",
+                    "Cantidad": "2",
+                    "ClaveUnidad": "H87",
+                    "Unidad": "PIEZA",
+                    "Descripcion": f"Artículo de prueba {folio}",
+                    "ValorUnitario": "150.00",
+                    "ObjetoImp": "02",
+                    "Impuestos": {
+                        "Traslados": [
+                            {"Impuesto": "002", "TipoFactor": "Tasa", "TasaOCuota": "0.160000"}
+                        ]
+                    },
+                }
+            ],
+        }
+    )
+    assert c is not None, problems
+    return complete(c)
+
+
+def load_csd(csd_files: tuple[bytes, bytes, str]) -> Csd:
+    cer, key, password = csd_files
+    return Csd.load(cer, key, password)
+
+
+def sealed(csd: Csd, folio: str, **kw) -> bytes:
+    return seal_invoice(invoice(folio, **kw), csd)
+
+
+def total_of(c: Comprobante) -> Decimal:
+    assert c.Total is not None
+    return c.Total

@@ -512,8 +512,8 @@ class Journal:
                 )
             else:
                 to = e.state
-                db.execute(
-                    "UPDATE invoices SET next_retry_at=NULL, updated_at=? WHERE id=?",
+                db.execute(  # due at once
+                    "UPDATE invoices SET next_retry_at=0, updated_at=? WHERE id=?",
                     (time.time(), invoice_id),
                 )
             self._event(db, invoice_id, e.state, to, "replay")
@@ -607,6 +607,16 @@ class Journal:
                 (file_id,),
             ).fetchall()
         return [FileItem(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+    def file_pending(self, file_id: int) -> int:
+        """How many invoices of the file have not reached a final state."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM file_items i JOIN invoices v ON v.id=i.invoice_id "
+                "WHERE i.file_id=? AND v.state NOT IN (?,?)",
+                (file_id, State.DELIVERED, State.FAILED),
+            ).fetchone()
+        return int(row[0])
 
     def files_of_invoice(self, invoice_id: int) -> list[FileRecord]:
         with self._lock:

@@ -145,7 +145,8 @@ def test_reset_refuses_delivered_and_keeps_sealed_bytes(tmp_path: Path) -> None:
     j.mark_sending(b)
     j.mark_retry_wait(b, time.time() + 999, "T", "t")
     e = j.reset(b)
-    assert e.state is State.RETRY_WAIT and e.payload == b"sealed-b" and e.next_retry_at is None
+    assert e.state is State.RETRY_WAIT and e.payload == b"sealed-b" and e.next_retry_at == 0
+    assert [x.id for x in j.due_retries()] == [b]
 
 
 def test_business_key_is_unique_per_emisor(tmp_path: Path) -> None:

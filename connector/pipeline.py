@@ -1,0 +1,932 @@
+"""Orchestration: folder sources → invoices → journal → seal → PAC (many in flight) → sinks.
+
+The main thread scans and claims files, parses them, validates and seals each invoice and
+records every step in the journal; PAC round trips run in a thread pool (``daemon.workers``
+requests in flight). When every invoice of a file has reached a final state the file is
+archived by date (all good) or moved to ``failed/`` beside its error files (any bad).
+
+Restart safety (see ``connector.journal``): a file stays in ``work/`` until its invoices end;
+on start every file left in ``work/`` is processed again and each invoice continues from its
+journal state — sealed bytes are resent as they are, an invoice found in ``sending`` is first
+recovered from the PAC by its ``referencia``, stamped ones are only delivered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from connector.cfdi.errors import CfdiError, Problem
+from connector.config import Config, EmisorConfig, PacConfig, SourceConfig, load_csd, read_secret
+from connector.journal import (
+    FINAL_STATES,
+    Admission,
+    Entry,
+    FileItem,
+    FileRecord,
+    FileState,
+    Journal,
+    State,
+)
+from connector.sinks import (
+    ItemError,
+    archive_folder,
+    atomic_write,
+    clean_temp_files,
+    free_name,
+    move_file,
+    output_stem,
+    write_error_files,
+)
+
+log = structlog.get_logger("connector.pipeline")
+
+_HASH_EXCLUDE = {"Fecha", "Sello", "NoCertificado", "Certificado", "TimbreFiscalDigital"}
+
+
+def content_hash(comprobante: Any | None, xml: bytes | None = None) -> str:
+    """What makes two submissions of one business key "the same invoice".
+
+    The issue date and the seal are left out: a re-export of the same data an hour later is
+    the same invoice, not a new one.
+    """
+    h = hashlib.sha256()
+    if comprobante is not None:
+        h.update(comprobante.model_dump_json(exclude=_HASH_EXCLUDE).encode())
+    elif xml is not None:
+        h.update(xml)
+    return h.hexdigest()
+
+
+def new_referencia(serie: str, folio: str) -> str:
+    base = f"{serie}{folio}"[:20]
+    return f"{base}-{secrets.token_hex(6)}"
+
+
+def problem_dict(p: Problem, location: str | None = None) -> dict[str, Any]:
+    d = p.to_dict()
+    if not d.get("location"):
+        d["location"] = location
+    return d
+
+
+@dataclass
+class PacRuntime:
+    cfg: PacConfig
+    driver: Any  # connector.pac.base.PacDriver
+    breaker: Any | None = None  # connector.pac.resilience circuit breaker, when available
+    submitter: Any | None = None
+
+    def state(self) -> dict[str, Any]:
+        if self.breaker is not None:
+            return dict(self.breaker.snapshot())
+        return {"pac": self.cfg.name, "state": "closed"}
+
+
+@dataclass
+class SourceRuntime:
+    cfg: SourceConfig
+    emisor: EmisorConfig
+    pac: PacRuntime
+    folder: Any  # connector.adapters.folder.FolderSource
+    mapping: Any | None
+    csd: Any | None
+
+
+@dataclass
+class FileOutcome:
+    """The final place of one input file and what happened to its invoices."""
+
+    file_id: int
+    name: str
+    state: FileState
+    final_path: str | None
+    delivered: list[dict[str, str]] = field(default_factory=list)
+    errors: list[ItemError] = field(default_factory=list)
+
+
+class PipelineError(Exception):
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def make_driver(pac: PacConfig, pool_size: int) -> Any:
+    """The PAC driver for a configured PAC (``connector.pac.create_driver``)."""
+    from connector.pac import create_driver
+    from connector.pac.base import Timeouts
+
+    password = read_secret(pac, f"el PAC {pac.name!r}")
+    timeouts = Timeouts(connect=min(5.0, pac.timeout_seconds), read=pac.timeout_seconds)
+    extra: dict[str, Any] = {}
+    if pac.kind == "fel":
+        extra = {"cuenta": pac.cuenta, "remote_url": pac.url_remote}
+    elif pac.url_cancel:
+        extra = {"cancel_url": pac.url_cancel}
+    return create_driver(
+        pac.kind,
+        pac.url,
+        usuario=pac.usuario,
+        password=password,
+        timeouts=timeouts,
+        pool_size=pool_size,
+        **extra,
+    )
+
+
+class Pipeline:
+    """The daemon's engine. ``start()``, then ``poll_once()`` / ``run(stop)``, then ``close()``."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        now: Callable[[], datetime] | None = None,
+        max_inflight: int | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.now = now or datetime.now
+        self.journal: Journal | None = None
+        self.sources: dict[str, SourceRuntime] = {}
+        self.pacs: dict[str, PacRuntime] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        self._inflight: dict[int, Future[None]] = {}
+        self._lock = threading.RLock()
+        self._files_lock = threading.RLock()
+        self._open_files: dict[int, tuple[str, Path]] = {}  # file_id → (source, work path)
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.max_inflight = max_inflight or max(64, cfg.daemon.workers * 4)
+        self._watchers: list[Any] = []
+        self._last_status = 0.0
+        self.finished: list[FileOutcome] = []  # outcomes since start (for submit / demo)
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    def start(self, *, watch: bool = False) -> None:
+        cfg = self.cfg
+        problems: list[Problem] = []
+        self.journal = Journal(cfg.daemon.journal, synchronous=cfg.daemon.journal_synchronous)
+        for p in cfg.pacs:
+            if any(s.pac == p.name for s in cfg.sources):
+                try:
+                    self.pacs[p.name] = self._pac_runtime(p)
+                except Exception as exc:
+                    problems.append(_as_problem(exc, f"pacs.{p.name}", "CONN-CFG-PAC"))
+        csds: dict[str, Any] = {}
+        for s in cfg.sources:
+            try:
+                emisor = cfg.emisor(s.emisor)
+            except KeyError:
+                problems.append(
+                    Problem("CONN-CFG-EMISOR", s.name, f"El emisor {s.emisor} no está definido.")
+                )
+                continue
+            csd = None
+            if s.mode == "stamp" or s.adapter == "xml":
+                try:
+                    csd = csds.get(emisor.rfc) or load_csd(emisor)
+                    csds[emisor.rfc] = csd
+                except Exception as exc:
+                    problems.append(_as_problem(exc, f"emisores.{emisor.rfc}", "CONN-CFG-CSD"))
+                    continue
+            mapping = None
+            if s.mapping is not None:
+                try:
+                    from connector.mappers import Mapping
+
+                    mapping = Mapping.from_toml(s.mapping)
+                except Exception as exc:
+                    problems.append(_as_problem(exc, f"sources.{s.name}.mapping", "CONN-CFG-MAPEO"))
+                    continue
+            if s.pac not in self.pacs:
+                continue
+            assert s.work is not None
+            s.work.mkdir(parents=True, exist_ok=True)
+            self.sources[s.name] = SourceRuntime(
+                cfg=s,
+                emisor=emisor,
+                pac=self.pacs[s.pac],
+                folder=self._folder_source(s),
+                mapping=mapping,
+                csd=csd,
+            )
+        if problems:
+            self.close()
+            raise PipelineError(problems)
+        self._executor = ThreadPoolExecutor(
+            max_workers=cfg.daemon.workers, thread_name_prefix="pac"
+        )
+        for src in self.sources.values():
+            o = src.cfg.output
+            clean_temp_files([o.xml, o.pdf, o.acuse, o.errors, src.cfg.archive, src.cfg.failed])
+            clean_temp_files([archive_folder(src.cfg.archive, self.now().date()), src.cfg.work])
+        self.resume()
+        if watch:
+            for src in self.sources.values():
+                if not src.cfg.polling:
+                    try:
+                        self._watchers.append(src.folder.watch(self.wake))
+                    except Exception as exc:  # events are only a wake-up: polling still works
+                        log.warning("watch_unavailable", source=src.cfg.name, error=str(exc))
+        log.info("pipeline_started", sources=sorted(self.sources), workers=cfg.daemon.workers)
+
+    def _pac_runtime(self, p: PacConfig) -> PacRuntime:
+        from connector.pac.resilience import ResilientPac, RetryPolicy, breaker_for
+
+        driver = make_driver(p, pool_size=self.cfg.daemon.workers)
+        breaker = breaker_for(
+            p.name,
+            failure_threshold=p.breaker.failure_threshold,
+            reset_timeout=p.breaker.reset_seconds,
+        )
+        policy = RetryPolicy(
+            max_attempts=p.retry.attempts,
+            base_delay=p.retry.backoff_seconds,
+            max_delay=p.retry.backoff_max_seconds,
+        )
+        submitter = ResilientPac(driver, policy=policy, breaker=breaker)
+        return PacRuntime(cfg=p, driver=driver, breaker=breaker, submitter=submitter)
+
+    def _folder_source(self, s: SourceConfig) -> Any:
+        from connector.adapters.folder import FolderSource
+
+        return FolderSource(
+            s.inbox,
+            s.work,
+            include=s.include,
+            exclude=s.exclude,
+            stable_seconds=s.stable_seconds,
+            done_marker=s.done_marker,
+        )
+
+    def close(self, *, wait: bool = True) -> None:
+        """Stop taking work; let in-flight sends finish; the rest stays resumable."""
+        self.stopping.set()
+        for w in self._watchers:
+            with contextlib.suppress(Exception):
+                (getattr(w, "stop", None) or getattr(w, "close", lambda: None))()
+        self._watchers.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=wait, cancel_futures=True)
+            self._executor = None
+        for rt in self.pacs.values():
+            with contextlib.suppress(Exception):
+                rt.driver.close()
+        if self.journal is not None:
+            with contextlib.suppress(Exception):
+                self.write_status()
+            self.journal.close()
+            self.journal = None
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Until ``stop`` is set: scan, claim, process; wake on events or the poll interval."""
+        while not stop.is_set() and not self.stopping.is_set():
+            self.wake.clear()
+            self.poll_once(stop)
+            interval = self.cfg.daemon.poll_seconds
+            srcs = [s.cfg.poll_seconds for s in self.sources.values() if s.cfg.poll_seconds]
+            if srcs:
+                interval = min([interval, *srcs])
+            due = self._next_retry_in()
+            if due is not None:
+                interval = min(interval, max(0.05, due))
+            self.wake.wait(interval)
+            if stop.is_set():
+                break
+
+    def poll_once(self, stop: threading.Event | None = None) -> int:
+        """One pass: due retries, then every ready file of every source. Returns files taken."""
+        assert self.journal is not None
+        self._dispatch_due_retries()
+        taken = 0
+        for src in self.sources.values():
+            try:
+                ready = src.folder.scan()
+            except Exception as exc:
+                log.error("scan_failed", source=src.cfg.name, error=str(exc))
+                continue
+            for path in ready:
+                if (stop is not None and stop.is_set()) or self.stopping.is_set():
+                    return taken
+                while len(self._inflight) >= self.max_inflight and not self.stopping.is_set():
+                    time.sleep(0.01)  # back-pressure: the PAC is the bottleneck
+                    self._reap()
+                try:
+                    work = src.folder.claim(path)
+                except Exception as exc:
+                    log.error("claim_failed", source=src.cfg.name, file=str(path), error=str(exc))
+                    continue
+                if work is None:
+                    continue
+                taken += 1
+                self.process_file(src, Path(work))
+        self._reap()
+        if time.monotonic() - self._last_status > 2.0:
+            self.write_status()
+        return taken
+
+    def _reap(self) -> None:
+        with self._lock:
+            for iid in [i for i, f in self._inflight.items() if f.done()]:
+                self._inflight.pop(iid, None)
+
+    def _next_retry_in(self) -> float | None:
+        assert self.journal is not None
+        waiting = self.journal.in_state(State.RETRY_WAIT)
+        if not waiting:
+            return None
+        return min((e.next_retry_at or 0.0) for e in waiting) - time.time()
+
+    def _dispatch_due_retries(self) -> None:
+        assert self.journal is not None
+        for e in self.journal.due_retries():
+            if e.id not in self._inflight:
+                self._dispatch(e)
+
+    def idle(self) -> bool:
+        """Nothing in flight, nothing waiting for a retry, every claimed file finished."""
+        assert self.journal is not None
+        self._reap()
+        with self._files_lock:
+            open_files = bool(self._open_files)
+        return not self._inflight and not open_files
+
+    def run_until_idle(self, timeout: float = 60.0, *, settle: float = 0.0) -> bool:
+        """Poll until every file found is finished (tests, ``submit``, ``demo``)."""
+        deadline = time.monotonic() + timeout
+        quiet_since: float | None = None
+        while time.monotonic() < deadline:
+            taken = self.poll_once()
+            if taken == 0 and self.idle():
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= settle:
+                    return True
+            else:
+                quiet_since = None
+            self.wake.wait(0.05)
+            self.wake.clear()
+        return False
+
+    # --- resume -----------------------------------------------------------------------------
+
+    def resume(self) -> None:
+        """Finish what a previous run left: moves decided but not done, files left in work/."""
+        assert self.journal is not None
+        for rec in self.journal.files(FileState.ARCHIVING, FileState.FAILING):
+            self._complete_move(rec)
+        known: set[str] = set()
+        for rec in self.journal.files(FileState.CLAIMED):
+            known.add(rec.work_path)
+            src = self.sources.get(rec.source)
+            if src is None:
+                continue
+            if Path(rec.work_path).exists():
+                log.info("resume_file", file=rec.name, source=rec.source)
+                self.process_file(src, Path(rec.work_path))
+        for src in self.sources.values():
+            assert src.cfg.work is not None
+            for p in sorted(src.cfg.work.iterdir()):
+                if p.is_file() and not p.name.startswith(".") and str(p) not in known:
+                    log.info("adopt_file", file=p.name, source=src.cfg.name)
+                    self.process_file(src, p)
+
+    # --- one file ---------------------------------------------------------------------------
+
+    def process_file(self, src: SourceRuntime, work: Path) -> FileRecord:
+        """Parse the file, run each invoice to the PAC hand-off; finish it when all are final."""
+        assert self.journal is not None
+        name = work.name
+        rec = self.journal.file_claimed(src.cfg.name, name, str(work))
+        with self._files_lock:
+            self._open_files[rec.id] = (src.cfg.name, work)
+        flog = log.bind(file=name, source=src.cfg.name)
+        try:
+            data = work.read_bytes()
+        except OSError as exc:
+            flog.error("read_failed", error=str(exc))
+            items = [
+                FileItem(
+                    rec.id,
+                    0,
+                    name,
+                    None,
+                    [
+                        {
+                            "code": "CONN-LECTURA",
+                            "path": "",
+                            "message": f"No se pudo leer el archivo: {exc}",
+                            "location": name,
+                        }
+                    ],
+                )
+            ]
+            self.journal.set_file_items(rec.id, items)
+            self._maybe_finish(rec.id)
+            return rec
+        items: list[FileItem] = []
+        dispatch: list[Entry] = []
+        deliver: list[Entry] = []
+        try:
+            invoices = list(self._load(src, data, name))
+        except Exception as exc:  # never crash the daemon on one file
+            flog.exception("load_failed")
+            invoices = []
+            items.append(
+                FileItem(
+                    rec.id,
+                    0,
+                    name,
+                    None,
+                    [{"code": "CONN-ADAPTADOR", "path": "", "location": name,
+                      "message": f"Error interno al leer el archivo: {type(exc).__name__}: {exc}"}],
+                )
+            )  # fmt: skip
+        for idx, inp in enumerate(invoices):
+            try:
+                item, entry, action = self._admit_invoice(src, rec, idx, inp, name)
+            except Exception as exc:
+                flog.exception("invoice_failed_internal", index=idx)
+                item = FileItem(
+                    rec.id,
+                    idx,
+                    inp.location,
+                    None,
+                    [{"code": "CONN-INTERNO", "path": "", "location": inp.location,
+                      "message": f"Error interno al procesar la factura: {exc}"}],
+                )  # fmt: skip
+                entry, action = None, None
+            items.append(item)
+            if entry is not None and action == "send":
+                dispatch.append(entry)
+            elif entry is not None and action == "deliver":
+                deliver.append(entry)
+        self.journal.set_file_items(rec.id, items)
+        flog.info("file_taken", invoices=len(invoices), to_send=len(dispatch))
+        for e in dispatch:
+            self._dispatch(e)
+        for e in deliver:
+            self._dispatch(e, deliver_only=True)
+        self._maybe_finish(rec.id)
+        return rec
+
+    def _load(self, src: SourceRuntime, data: bytes, name: str) -> Any:
+        from connector.adapters.base import load_invoices
+
+        return load_invoices(
+            data, name, adapter=src.cfg.adapter, options=src.cfg.options, mapping=src.mapping
+        )
+
+    def _admit_invoice(
+        self, src: SourceRuntime, rec: FileRecord, idx: int, inp: Any, name: str
+    ) -> tuple[FileItem, Entry | None, str | None]:
+        """Journal one invoice of a file; returns its file item and what to do next."""
+        assert self.journal is not None
+        location = inp.location or f"{name}#{idx + 1}"
+        problems: list[Problem] = list(inp.problems)
+        c = inp.comprobante
+        xml: bytes | None = inp.xml
+        if c is None and xml is not None and not _has_errors(problems):
+            try:
+                from connector.cfdi.xmlio import from_xml
+
+                c = from_xml(xml)
+            except CfdiError as exc:
+                problems.extend(exc.problems)
+        if c is None:
+            return FileItem(rec.id, idx, location, None, _dicts(problems, location)), None, None
+        if xml is None:
+            try:
+                from connector.cfdi.amounts import complete
+
+                c = complete(c)
+            except Exception as exc:
+                problems.append(
+                    Problem("CONN-IMPORTES", "", f"No se pudieron calcular los importes: {exc}")
+                )
+        key = c.business_key
+        ilog = log.bind(file=name, invoice=f"{key[1]}{key[2]}", rfc=key[0])
+        if key[0] != src.emisor.rfc:
+            problems.append(
+                Problem(
+                    "CONN-EMISOR",
+                    "Emisor.Rfc",
+                    f"El RFC del emisor {key[0]} no es el de la fuente {src.cfg.name!r} "
+                    f"({src.emisor.rfc}).",
+                )
+            )
+        if not key[2]:
+            problems.append(
+                Problem(
+                    "CONN-FOLIO",
+                    "Folio",
+                    "La factura no tiene folio: el conector necesita serie y folio para "
+                    "identificarla y no timbrarla dos veces.",
+                )
+            )
+        if _has_errors(problems) and (key[0] != src.emisor.rfc or not key[2]):
+            return FileItem(rec.id, idx, location, None, _dicts(problems, location)), None, None
+        h = content_hash(c, xml)
+        adm, e = self.journal.admit(
+            key, h, mode=src.cfg.mode, source=src.cfg.name, source_file=name, location=location
+        )
+        if adm is Admission.CONFLICT:
+            uuid_txt = f"con el UUID {e.uuid}" if e.uuid else "y está en proceso de timbrado"
+            msg = (
+                f"La serie {key[1]!r} y folio {key[2]!r} ya se usaron para otra factura "
+                f"{uuid_txt} (archivo {e.source_file}); esta exportación tiene otro contenido "
+                "y no se timbra dos veces. Use un folio nuevo."
+            )
+            ilog.warning("folio_used", uuid=e.uuid)
+            p = Problem("CONN-FOLIO-USADO", "Folio", msg, location=location)
+            return (
+                FileItem(rec.id, idx, location, None, _dicts([*problems, p], location)),
+                None,
+                None,
+            )
+        if adm is Admission.DELIVERED:
+            ilog.info("duplicate_delivered_again", uuid=e.uuid)
+            return FileItem(rec.id, idx, location, e.id, []), e, "deliver"
+        if adm is Admission.FAILED:
+            return FileItem(rec.id, idx, location, e.id, []), None, None
+        if adm is Admission.RESUME:
+            action = None
+            if e.state in (State.SEALED, State.SENDING) and e.id not in self._inflight:
+                action = "send"
+            return FileItem(rec.id, idx, location, e.id, []), e, action
+        # NEW / RESTART: validate, seal, hand to the PAC
+        if xml is None and not _has_errors(problems):
+            try:
+                from connector.cfdi.rules import validate
+
+                problems.extend(validate(c, now=self.now()))
+            except ImportError:
+                pass
+        if _has_errors(problems):
+            first = next(p for p in problems if p.severity == "error")
+            self.journal.mark_failed(
+                e.id,
+                first.code,
+                first.message,
+                origin="rules",
+                problems=_dicts(problems, location),
+            )
+            ilog.info("invalid", codes=sorted({p.code for p in problems}))
+            return FileItem(rec.id, idx, location, e.id, []), None, None
+        e = self.journal.mark_validated(e.id)
+        try:
+            payload = self._payload(src, c, xml)
+        except CfdiError as exc:
+            self.journal.mark_failed(
+                e.id,
+                exc.code,
+                str(exc.problems[0].message if exc.problems else exc),
+                origin="csd",
+                problems=_dicts(exc.problems, location),
+            )
+            ilog.info("seal_failed", code=exc.code)
+            return FileItem(rec.id, idx, location, e.id, []), None, None
+        e = self.journal.mark_sealed(e.id, payload, new_referencia(key[1], key[2]))
+        ilog.debug("sealed", referencia=e.referencia)
+        return FileItem(rec.id, idx, location, e.id, []), e, "send"
+
+    def _payload(self, src: SourceRuntime, c: Any, xml: bytes | None) -> bytes:
+        """The exact bytes the PAC will receive: sealed XML, or the invoice data (remote)."""
+        if src.cfg.mode == "remote" and xml is None:
+            return c.model_dump_json(by_alias=True).encode()
+        from connector.cfdi import seal
+
+        if src.csd is not None and hasattr(src.csd, "check_can_seal"):
+            src.csd.check_can_seal(src.emisor.rfc, c.Fecha)
+        if xml is not None:
+            if c.Sello:
+                problems = seal.verify_seal(xml)
+                if problems:
+                    raise CfdiError(problems)
+                return xml
+            return seal.seal_xml(xml, src.csd)
+        return seal.seal_invoice(c, src.csd)
+
+    # --- PAC round trips (worker threads) ---------------------------------------------------
+
+    def _dispatch(self, e: Entry, *, deliver_only: bool = False) -> None:
+        if self._executor is None or self.stopping.is_set():
+            return
+        with self._lock:
+            if e.id in self._inflight:
+                return
+            try:
+                fut = self._executor.submit(self._work, e.id, deliver_only)
+            except RuntimeError:  # shutting down
+                return
+            self._inflight[e.id] = fut
+
+    def _work(self, invoice_id: int, deliver_only: bool) -> None:
+        assert self.journal is not None
+        try:
+            e = self.journal.get_id(invoice_id)
+            src = self.sources.get(e.source)
+            if src is None:
+                return
+            if not deliver_only and e.state in (State.SEALED, State.SENDING, State.RETRY_WAIT):
+                e = self._send(src, e)
+            if e.state in (State.STAMPED, State.DELIVERED):
+                e = self._deliver(src, e)
+        except Exception:
+            log.exception("worker_error", invoice_id=invoice_id)
+        finally:
+            with self._lock:
+                self._inflight.pop(invoice_id, None)
+            self._after_invoice(invoice_id)
+
+    def _send(self, src: SourceRuntime, e: Entry) -> Entry:
+        from connector.pac.errors import PacAmbiguous, PacInvalid
+
+        assert self.journal is not None and e.payload is not None and e.referencia
+        maybe_sent = e.attempts > 0  # a previous attempt may have reached the PAC
+        e = self.journal.mark_sending(e.id)
+        ilog = log.bind(file=e.source_file, invoice=e.label, referencia=e.referencia)
+        pac = src.pac
+        try:
+            result = self._call(pac, e, maybe_sent)
+        except PacInvalid as exc:
+            ilog.info("pac_rejected", code=exc.code)
+            return self.journal.mark_failed(
+                e.id,
+                exc.code,
+                exc.message,
+                origin="pac",
+                problems=[
+                    {"code": exc.code, "path": "", "message": exc.message, "location": e.location}
+                ],
+            )
+        except Exception as exc:
+            code = getattr(exc, "code", "CONN-PAC")
+            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            delay = self._retry_delay(pac.cfg, e.attempts)
+            ilog.warning(
+                "pac_retry_wait",
+                code=code,
+                ambiguous=isinstance(exc, PacAmbiguous),
+                retry_in=round(delay, 2),
+            )
+            return self.journal.mark_retry_wait(e.id, time.time() + delay, str(code), message)
+        acuse = None
+        if src.cfg.output.acuse is not None:
+            try:
+                acuse = pac.submitter.acuse_envio(result.uuid)
+            except Exception as exc:  # the stamp counts; the acuse is best effort
+                ilog.warning("acuse_unavailable", uuid=result.uuid, error=str(exc))
+        e = self.journal.mark_stamped(e.id, result.uuid, result.xml, acuse)
+        ilog.info("stamped", uuid=result.uuid, previously=result.previously_stamped)
+        return e
+
+    def _call(self, pac: PacRuntime, e: Entry, maybe_sent: bool) -> Any:
+        """One submission through the resilience layer (retries, breaker, recover first)."""
+        assert e.payload is not None and e.referencia
+        if e.mode == "remote":
+            from connector.cfdi.model import Comprobante
+
+            c = Comprobante.model_validate_json(e.payload)
+            return pac.submitter.submit_generate(c, e.referencia, maybe_sent=maybe_sent)
+        return pac.submitter.submit(e.payload, e.referencia, maybe_sent=maybe_sent)
+
+    def _retry_delay(self, pac: PacConfig, attempts: int) -> float:
+        base = pac.retry.wait_seconds * (2 ** max(0, attempts - 1))
+        return min(pac.retry.wait_max_seconds, base) * (0.5 + random.random() / 2)
+
+    def _deliver(self, src: SourceRuntime, e: Entry) -> Entry:
+        assert self.journal is not None and e.stamped_xml is not None and e.uuid
+        outputs = deliver_outputs(src.cfg, src.emisor, e)
+        if e.state is State.STAMPED:
+            e = self.journal.mark_delivered(e.id, outputs)
+        log.info(
+            "delivered", file=e.source_file, invoice=e.label, uuid=e.uuid, xml=outputs.get("xml")
+        )
+        return e
+
+    # --- finishing files --------------------------------------------------------------------
+
+    def _after_invoice(self, invoice_id: int) -> None:
+        assert self.journal is not None
+        for rec in self.journal.files_of_invoice(invoice_id):
+            if rec.state is FileState.CLAIMED:
+                self._maybe_finish(rec.id)
+
+    def _maybe_finish(self, file_id: int) -> FileOutcome | None:
+        assert self.journal is not None
+        with self._files_lock:
+            rec = self.journal.get_file(file_id)
+            if rec.state is not FileState.CLAIMED or self.journal.file_pending(file_id):
+                return None
+            items = self.journal.file_items(file_id)
+            errors: list[ItemError] = []
+            delivered: list[dict[str, str]] = []
+            for it in items:
+                if it.invoice_id is None:
+                    errors.extend(_item_errors(it.problems, it.location, ""))
+                    continue
+                e = self.journal.get_id(it.invoice_id)
+                if e.state not in FINAL_STATES:
+                    return None
+                if e.state is State.DELIVERED:
+                    delivered.append({"invoice": e.label, "uuid": e.uuid or "", **e.outputs})
+                else:
+                    probs = e.problems or [
+                        {"code": e.error_code, "path": "", "message": e.error_message}
+                    ]
+                    errors.extend(_item_errors(probs, it.location, e.label))
+            src = self.sources[rec.source]
+            if errors:
+                dest = free_name(src.cfg.failed, rec.name)
+                self.journal.file_deciding(file_id, FileState.FAILING, str(dest), len(errors))
+            else:
+                dest = free_name(archive_folder(src.cfg.archive, self.now().date()), rec.name)
+                self.journal.file_deciding(file_id, FileState.ARCHIVING, str(dest), 0)
+            rec = self.journal.get_file(file_id)
+            self._complete_move(rec, errors=errors, delivered=delivered)
+            outcome = FileOutcome(
+                file_id,
+                rec.name,
+                self.journal.get_file(file_id).state,
+                str(dest),
+                delivered,
+                errors,
+            )
+            self.finished.append(outcome)
+            self._open_files.pop(file_id, None)
+            log.info(
+                "file_finished",
+                file=rec.name,
+                place=str(dest),
+                delivered=len(delivered),
+                errors=len(errors),
+            )
+            return outcome
+
+    def _complete_move(
+        self,
+        rec: FileRecord,
+        *,
+        errors: list[ItemError] | None = None,
+        delivered: list[dict[str, str]] | None = None,
+    ) -> None:
+        """Write error files (failed) and move the original to the recorded final place."""
+        assert self.journal is not None and rec.final_path
+        dest = Path(rec.final_path)
+        work = Path(rec.work_path)
+        src = self.sources.get(rec.source)
+        if rec.state is FileState.FAILING:
+            if errors is None:  # resumed after a crash: rebuild the report from the journal
+                errors, delivered = self._report_of(rec)
+            labels = [d["invoice"] for d in delivered or []]
+            write_error_files(dest.parent, dest.name, errors, labels)
+            if src is not None and src.cfg.output.errors and src.cfg.output.errors != dest.parent:
+                write_error_files(src.cfg.output.errors, dest.name, errors, labels)
+        if work.exists():
+            if dest.exists():  # should not happen (free name chosen); never overwrite
+                dest = free_name(dest.parent, dest.name)
+            move_file(work, dest)
+        self.journal.file_done(rec.id)
+
+    def _report_of(self, rec: FileRecord) -> tuple[list[ItemError], list[dict[str, str]]]:
+        assert self.journal is not None
+        errors: list[ItemError] = []
+        delivered: list[dict[str, str]] = []
+        for it in self.journal.file_items(rec.id):
+            if it.invoice_id is None:
+                errors.extend(_item_errors(it.problems, it.location, ""))
+                continue
+            e = self.journal.get_id(it.invoice_id)
+            if e.state is State.DELIVERED:
+                delivered.append({"invoice": e.label, "uuid": e.uuid or ""})
+            else:
+                probs = e.problems or [
+                    {"code": e.error_code, "path": "", "message": e.error_message}
+                ]
+                errors.extend(_item_errors(probs, it.location, e.label))
+        return errors, delivered
+
+    # --- status -----------------------------------------------------------------------------
+
+    def status_path(self) -> Path:
+        return self.cfg.daemon.journal.with_name(self.cfg.daemon.journal.name + ".status.json")
+
+    def write_status(self) -> None:
+        self._last_status = time.monotonic()
+        doc = {
+            "pid": os.getpid(),
+            "at": datetime.now().isoformat(timespec="seconds"),
+            "pacs": {name: rt.state() for name, rt in self.pacs.items()},
+            "in_flight": len(self._inflight),
+        }
+        with contextlib.suppress(OSError):
+            atomic_write(self.status_path(), json.dumps(doc).encode())
+
+
+def deliver_outputs(src: SourceConfig, emisor: EmisorConfig, e: Entry) -> dict[str, str]:
+    """Write the stamped XML, the PDF (when available) and the acuse; whole or not at all."""
+    assert e.stamped_xml is not None and e.uuid
+    stem = output_stem(
+        src.filename_pattern, serie=e.serie, folio=e.folio, uuid=e.uuid, rfc=e.emisor_rfc
+    )
+    out: dict[str, str] = {}
+    out["xml"] = str(atomic_write(src.output.xml / f"{stem}.xml", e.stamped_xml))
+    if src.output.pdf is not None:
+        pdf = render_pdf_bytes(e.stamped_xml, emisor)
+        if pdf is not None:
+            out["pdf"] = str(atomic_write(src.output.pdf / f"{stem}.pdf", pdf))
+    if src.output.acuse is not None and e.acuse:
+        out["acuse"] = str(atomic_write(src.output.acuse / f"{stem}_acuse.xml", e.acuse))
+    return out
+
+
+def render_pdf_bytes(stamped_xml: bytes, emisor: EmisorConfig) -> bytes | None:
+    """The representación impresa, when ``connector.cfdi.pdf`` is installed; else None."""
+    try:
+        from connector.cfdi import pdf as pdf_mod
+        from connector.cfdi.xmlio import from_xml
+    except ImportError:
+        return None
+    try:
+        c = from_xml(stamped_xml)
+        style = _pdf_style(pdf_mod, emisor)
+        return pdf_mod.render_pdf(c, style=style)
+    except Exception as exc:
+        log.error("pdf_failed", error=str(exc))
+        return None
+
+
+def _pdf_style(pdf_mod: Any, emisor: EmisorConfig) -> Any:
+    style_cls = getattr(pdf_mod, "PdfStyle", None) or getattr(pdf_mod, "Style", None)
+    if style_cls is None:
+        return None
+    kwargs: dict[str, Any] = {}
+    fields = getattr(style_cls, "__dataclass_fields__", None) or getattr(
+        style_cls, "model_fields", {}
+    )
+    if "logo" in fields and emisor.pdf.logo:
+        kwargs["logo"] = emisor.pdf.logo
+    for ours, theirs in (
+        ("primary_color", ("primary_color", "primary", "color")),
+        ("secondary_color", ("secondary_color", "secondary", "accent")),
+    ):
+        for t in theirs:
+            if t in fields:
+                kwargs[t] = getattr(emisor.pdf, ours)
+                break
+    try:
+        return style_cls(**kwargs)
+    except Exception:
+        return None
+
+
+def _has_errors(problems: list[Problem]) -> bool:
+    return any(p.severity == "error" for p in problems)
+
+
+def _dicts(problems: list[Problem], location: str) -> list[dict[str, Any]]:
+    return [problem_dict(p, location) for p in problems]
+
+
+def _item_errors(problems: list[dict[str, Any]], location: str, invoice: str) -> list[ItemError]:
+    out = []
+    for p in problems:
+        if p.get("severity", "error") != "error":
+            continue
+        out.append(
+            ItemError(
+                location=p.get("location") or location,
+                invoice=invoice,
+                code=str(p.get("code") or "CONN-ERROR"),
+                path=str(p.get("path") or ""),
+                message=str(p.get("message") or ""),
+            )
+        )
+    return out
+
+
+def _as_problem(exc: BaseException, path: str, default_code: str) -> Problem:
+    problems = getattr(exc, "problems", None)
+    if problems:
+        p = problems[0]
+        return Problem(p.code, path, p.message)
+    code = getattr(exc, "code", default_code)
+    msg = getattr(exc, "message", None) or str(exc)
+    return Problem(code if isinstance(code, str) else default_code, path, msg)

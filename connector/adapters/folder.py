@@ -1,0 +1,202 @@
+"""Folder source: the ERP drops export files in an inbox; we take each one exactly once.
+
+- **The scan is the truth.** ``scan()`` lists the inbox; file-system events (watchdog) only wake
+  the caller up (``watch(wake)`` sets a ``threading.Event``), because events get lost on network
+  shares and on overflow.
+- **Taken only when complete.** A file is ready when its size and mtime did not change across
+  at least ``stable_seconds`` between two scans (the observations are kept in memory), so a
+  file written slowly in chunks is never taken half-written — or, with ``done_marker`` (e.g.
+  ``".done"``), only once ``name + marker`` exists.
+- **Claimed by atomic rename.** ``claim(path)`` renames the file into ``work_dir`` (same file
+  system) under a unique name; when two scanners race, exactly one wins, the other gets
+  ``None``. The done-marker moves along with its file. Inputs are never deleted.
+
+Hidden files (``.x``), temporary and partial names (``~$x``, ``x.tmp``, ``x.part``,
+``x.partial``, ``x.crdownload``, ``x.swp``, ``x~``) and done-markers themselves are ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+TEMP_PATTERNS = ("~$*", "*.tmp", "*.temp", "*.part", "*.partial", "*.crdownload", "*.swp", "*~")
+_SEP = "--"
+
+
+@dataclass
+class _Seen:
+    size: int
+    mtime_ns: int
+    since: float  # clock() when this (size, mtime) was first observed
+
+
+class FolderSource:
+    """One watched inbox. Not shared between threads: give each scanner its own instance."""
+
+    def __init__(
+        self,
+        inbox: Path,
+        work_dir: Path,
+        include: Sequence[str] = ("*.dat",),
+        exclude: Sequence[str] = (),
+        stable_seconds: float = 2.0,
+        done_marker: str | None = None,
+        oldest_first: bool = True,
+        polling: bool = False,
+        poll_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if done_marker is not None and not done_marker:
+            raise ValueError('done_marker no puede estar vacío (use p. ej. ".done")')
+        if stable_seconds < 0:
+            raise ValueError("stable_seconds no puede ser negativo")
+        self.inbox = Path(inbox)
+        self.work_dir = Path(work_dir)
+        self.include = [p.lower() for p in include]
+        self.exclude = [p.lower() for p in exclude]
+        self.stable_seconds = stable_seconds
+        self.done_marker = done_marker
+        self.oldest_first = oldest_first
+        self.polling = polling
+        self.poll_interval = poll_interval
+        self._clock = clock
+        self._seen: dict[str, _Seen] = {}
+        self._observer: Any = None
+        self.observer_kind: str | None = None  # "native" or "polling" once watching
+
+    # --- naming ----------------------------------------------------------------------------
+
+    def _candidate(self, name: str) -> bool:
+        low = name.lower()
+        if low.startswith("."):
+            return False
+        if any(fnmatch.fnmatchcase(low, p) for p in TEMP_PATTERNS):
+            return False
+        if self.done_marker and low.endswith(self.done_marker.lower()):
+            return False
+        if not any(fnmatch.fnmatchcase(low, p) for p in self.include):
+            return False
+        return not any(fnmatch.fnmatchcase(low, p) for p in self.exclude)
+
+    @staticmethod
+    def original_name(claimed: Path | str) -> str:
+        """The name the ERP gave the file, from the unique name ``claim`` moved it to."""
+        name = Path(claimed).name
+        return name.split(_SEP, 1)[1] if _SEP in name else name
+
+    # --- scanning --------------------------------------------------------------------------
+
+    def scan(self) -> list[Path]:
+        """Files ready to be taken: stable (or with their done-marker), oldest first."""
+        now = self._clock()
+        try:
+            entries = list(os.scandir(self.inbox))
+        except OSError:
+            return []
+        names = {e.name for e in entries}
+        ready: list[tuple[int, str, Path]] = []
+        alive: set[str] = set()
+        for entry in entries:
+            if not self._candidate(entry.name):
+                continue
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue  # vanished (taken by another scanner) between list and stat
+            alive.add(entry.name)
+            if self.done_marker is not None:
+                if entry.name + self.done_marker in names:
+                    ready.append((st.st_mtime_ns, entry.name, Path(entry.path)))
+                continue
+            seen = self._seen.get(entry.name)
+            if seen is None or seen.size != st.st_size or seen.mtime_ns != st.st_mtime_ns:
+                self._seen[entry.name] = _Seen(st.st_size, st.st_mtime_ns, now)
+                if self.stable_seconds > 0:
+                    continue
+            elif now - seen.since < self.stable_seconds:
+                continue
+            ready.append((st.st_mtime_ns, entry.name, Path(entry.path)))
+        for gone in set(self._seen) - alive:
+            del self._seen[gone]
+        if self.oldest_first:
+            ready.sort(key=lambda r: (r[0], r[1]))
+        else:
+            ready.sort(key=lambda r: r[1])
+        return [r[2] for r in ready]
+
+    # --- claiming --------------------------------------------------------------------------
+
+    def claim(self, path: Path) -> Path | None:
+        """Move ``path`` into ``work_dir`` under a unique name; ``None`` if someone else took it."""
+        path = Path(path)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
+        target = self.work_dir / f"{stamp}-{secrets.token_hex(4)}{_SEP}{path.name}"
+        try:
+            os.rename(path, target)
+        except FileNotFoundError:
+            return None
+        self._seen.pop(path.name, None)
+        if self.done_marker is not None:
+            marker = path.with_name(path.name + self.done_marker)
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(marker, target.with_name(target.name + self.done_marker))
+        return target
+
+    # --- watching --------------------------------------------------------------------------
+
+    def watch(self, wake: threading.Event) -> None:
+        """Start an observer whose events only set ``wake``; the next scan finds the files.
+
+        Native (inotify, …) unless ``polling=True`` (network shares) or the native observer
+        cannot start (e.g. inotify watch limit), in which case it falls back to polling.
+        """
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+        from watchdog.observers.polling import PollingObserver
+
+        class _Wake(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                if event.event_type not in ("opened", "closed_no_write"):
+                    wake.set()
+
+        self.stop()
+        kinds: list[tuple[str, Callable[[], Any]]] = []
+        if not self.polling:
+            kinds.append(("native", Observer))
+        kinds.append(("polling", lambda: PollingObserver(timeout=self.poll_interval)))
+        last_error: Exception | None = None
+        for kind, factory in kinds:
+            observer = factory()
+            try:
+                observer.schedule(_Wake(), str(self.inbox), recursive=False)
+                observer.start()
+            except Exception as exc:  # inotify limits, unsupported file system…
+                last_error = exc
+                with contextlib.suppress(Exception):
+                    observer.stop()
+                continue
+            self._observer = observer
+            self.observer_kind = kind
+            return
+        raise OSError(f"No se puede vigilar la carpeta {self.inbox}: {last_error}")
+
+    def stop(self) -> None:
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            observer.stop()
+            with contextlib.suppress(RuntimeError):
+                observer.join(timeout=5)
+        self.observer_kind = None

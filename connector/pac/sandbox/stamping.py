@@ -1,0 +1,646 @@
+"""What the sandbox does as a PAC, independent of SOAP: authenticate, validate, stamp, recover,
+cancel, answer SAT's status query.
+
+Checks on a sealed CFDI, in order, with the codes the PACs use (Anexo 20 / FEL / Finkok):
+
+====== ===========================================================================
+code   meaning
+====== ===========================================================================
+203    usuario o contraseña inválidos (FEL authentication; Finkok: same message)
+301    XML mal formado or not valid against SAT's XSD
+307    previamente timbrado (same Sello, or same referencia in the account): the existing
+       UUID and XML come back, never a second UUID
+905    the account has no credits left
+302    sello mal formado o inválido (does not verify with the embedded certificate)
+303    sello no corresponde al emisor (certificate RFC ≠ Emisor/@Rfc)
+305    Fecha outside the certificate's validity
+401    Fecha older than 72 hours, or in the future
+402    the emisor RFC is not registered in the account
+404    not found (by referencia, UUID or seal)
+====== ===========================================================================
+
+Cancellation codes (SAT's): 201 accepted, 202 previously cancelled, 205 UUID unknown to this
+account, 312 motivo not in 01–04, 313 motivo 01 without a FolioSustitucion.
+
+The CFDI domain work (safe parsing, XSD, seal verification, cadena of the TFD, building and
+sealing in remote mode) is done by ``connector.cfdi``; this module only decides and stores.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import threading
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+from lxml import etree
+
+from connector.cfdi.model import NS_CFDI, NS_TFD, NS_XSI
+
+from .store import (
+    STATUS_CANCELADO,
+    STATUS_VIGENTE,
+    AccountState,
+    SandboxStore,
+    StampRecord,
+    sello_digest,
+)
+
+if TYPE_CHECKING:
+    from connector.cfdi.csd import Csd
+
+RFC_PROV_CERTIF = "SPR190613I52"
+HOURS_72 = timedelta(hours=72)
+FUTURE_TOLERANCE = timedelta(minutes=2)
+_C = "{" + NS_CFDI + "}"
+_T = "{" + NS_TFD + "}"
+_X500_UNIQUE_ID = x509.ObjectIdentifier("2.5.4.45")
+
+MSG = {
+    "200": "Comprobante timbrado satisfactoriamente",
+    "203": "Usuario o contraseña inválidos",
+    "301": "XML mal formado",
+    "302": "Sello mal formado o inválido",
+    "303": "Sello no corresponde al emisor",
+    "305": "La fecha de emisión no está dentro de la vigencia del certificado del emisor",
+    "307": "El CFDI contiene un timbre previo (previamente timbrado)",
+    "401": "Fecha y hora de generación fuera de rango (más de 72 horas o en el futuro)",
+    "402": "El RFC del emisor no está registrado en la cuenta",
+    "404": "No se encontró el comprobante solicitado",
+    "905": "La cuenta no tiene créditos disponibles",
+}
+
+
+@dataclass
+class SandboxAccount:
+    """A PAC account: credentials, credits, and the emisor RFCs it may stamp for.
+
+    ``csds`` maps RFC → ``connector.cfdi.csd.Csd``: those RFCs may stamp, and in remote mode
+    (FEL ``GenerarCFDI40``) the sandbox seals with that CSD. ``rfcs`` registers more RFCs for
+    stamp mode only (no CSD needed).
+    """
+
+    usuario: str
+    password: str
+    cuenta: str = ""
+    creditos: int = 1000
+    csds: dict[str, Csd] = field(default_factory=dict)
+    rfcs: tuple[str, ...] = ()
+
+    @property
+    def registered_rfcs(self) -> set[str]:
+        return {r.upper() for r in self.csds} | {r.upper() for r in self.rfcs}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one PAC operation. ``ok`` is False for every error, including 307 (which
+    still carries the existing ``record``)."""
+
+    ok: bool
+    code: str
+    message: str
+    record: StampRecord | None = None
+    detail: str | None = None
+    remaining: int | None = None
+
+
+def _fail(code: str, detail: str | None = None, record: StampRecord | None = None) -> Outcome:
+    return Outcome(False, code, MSG.get(code, code), record=record, detail=detail)
+
+
+# --- the sandbox's own certificate ------------------------------------------------------------
+
+
+class PacCertificate:
+    """The certificate whose key signs SelloSAT: RSA 2048, self-signed, SAT-style serial
+    (the serial's bytes are the ASCII digits of the 20-digit NoCertificadoSAT)."""
+
+    def __init__(self, key: rsa.RSAPrivateKey, cert: x509.Certificate) -> None:
+        self._key = key
+        self.certificate = cert
+        self.certificate_der = cert.public_bytes(serialization.Encoding.DER)
+        self.no_certificado = bytes.fromhex(f"{cert.serial_number:x}").decode("ascii")
+
+    @classmethod
+    def generate(cls) -> PacCertificate:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        number = "20001000000" + "".join(str(secrets.randbelow(10)) for _ in range(9))
+        serial = int(number.encode("ascii").hex(), 16)
+        name = x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, "SANDBOX PAC CFDI-CONNECTOR"),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "SANDBOX PAC"),
+                x509.NameAttribute(NameOID.COUNTRY_NAME, "MX"),
+                x509.NameAttribute(_X500_UNIQUE_ID, RFC_PROV_CERTIF),
+            ]
+        )
+        now = datetime.now(UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(serial)
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=4 * 365))
+            .sign(key, hashes.SHA256())
+        )
+        return cls(key, cert)
+
+    @classmethod
+    def load_or_create(cls, base: Path) -> PacCertificate:
+        """Keep ``<base>.cer`` (DER) and ``<base>.key`` (PEM) beside the database."""
+        cer_path = base.with_name(base.name + ".cer")
+        key_path = base.with_name(base.name + ".key")
+        if cer_path.exists() and key_path.exists():
+            cert = x509.load_der_x509_certificate(cer_path.read_bytes())
+            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+            assert isinstance(key, rsa.RSAPrivateKey)
+            return cls(key, cert)
+        made = cls.generate()
+        key_pem = made._key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        cer_path.write_bytes(made.certificate_der)
+        key_path.write_bytes(key_pem)
+        return made
+
+    def sign(self, text: str) -> str:
+        signature = self._key.sign(text.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
+        return base64.b64encode(signature).decode("ascii")
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def now_local() -> datetime:
+    return datetime.now().replace(microsecond=0)
+
+
+def _parse_fecha(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class _CertInfo:
+    rfc: str
+    not_before: datetime
+    not_after: datetime
+
+
+def _embedded_certificate(b64: str) -> _CertInfo | None:
+    """RFC and validity (local naive times) of the certificate inside a CFDI, or None."""
+    from connector.cfdi.csd import CsdCertificate, load_certificate
+    from connector.cfdi.errors import CsdError
+
+    try:
+        cert = CsdCertificate.from_cert(load_certificate(base64.b64decode(b64, validate=False)))
+    except (ValueError, TypeError, CsdError):
+        return None
+    to_local = datetime.now().astimezone().tzinfo
+    return _CertInfo(
+        rfc=cert.rfc,
+        not_before=cert.not_before.astimezone(to_local).replace(tzinfo=None),
+        not_after=cert.not_after.astimezone(to_local).replace(tzinfo=None),
+    )
+
+
+def _problems_text(problems: list[Any]) -> str:
+    return "; ".join(str(p) for p in problems[:20])
+
+
+def _serialize(root: etree._Element) -> bytes:
+    return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")
+
+
+def insert_tfd(root: etree._Element, attrs: dict[str, str]) -> None:
+    """Add tfd:TimbreFiscalDigital to cfdi:Complemento (created before any Addenda when
+    missing). The sealed attributes are untouched, so the seal still verifies."""
+    from connector.cfdi.xmlio import SCHEMA_TFD
+
+    complemento = root.find(_C + "Complemento")
+    if complemento is None:
+        complemento = etree.Element(_C + "Complemento")
+        addenda = root.find(_C + "Addenda")
+        if addenda is not None:
+            addenda.addprevious(complemento)
+        else:
+            root.append(complemento)
+    tfd = etree.SubElement(complemento, _T + "TimbreFiscalDigital", nsmap={"tfd": NS_TFD})
+    tfd.set("{" + NS_XSI + "}schemaLocation", SCHEMA_TFD)
+    for name in (
+        "Version",
+        "UUID",
+        "FechaTimbrado",
+        "RfcProvCertif",
+        "Leyenda",
+        "SelloCFD",
+        "NoCertificadoSAT",
+        "SelloSAT",
+    ):
+        if attrs.get(name) is not None:
+            tfd.set(name, attrs[name])
+
+
+# --- the engine -------------------------------------------------------------------------------
+
+
+class PacEngine:
+    def __init__(
+        self,
+        store: SandboxStore,
+        accounts: list[SandboxAccount],
+        certificate: PacCertificate,
+        rfc_prov_certif: str = RFC_PROV_CERTIF,
+    ) -> None:
+        self.store = store
+        self.certificate = certificate
+        self.rfc_prov_certif = rfc_prov_certif
+        self.accounts: dict[str, SandboxAccount] = {}
+        self._stamp_lock = threading.Lock()
+        for account in accounts:
+            self.add_account(account)
+
+    def add_account(self, account: SandboxAccount) -> None:
+        self.accounts[account.usuario] = account
+        self.store.ensure_account(
+            account.usuario, account.password, account.cuenta, account.creditos
+        )
+
+    # --- accounts ------------------------------------------------------------------------------
+
+    def authenticate(
+        self, usuario: str | None, password: str | None, cuenta: str | None = None
+    ) -> AccountState | None:
+        if not usuario or password is None:
+            return None
+        state = self.store.account(usuario)
+        if state is None or not secrets.compare_digest(state.password.encode(), password.encode()):
+            return None
+        if cuenta is not None and state.cuenta and cuenta != state.cuenta:
+            return None
+        return state
+
+    def change_password(self, usuario: str, actual: str, nuevo: str | None) -> Outcome:
+        if self.authenticate(usuario, actual) is None:
+            return _fail("203")
+        if not nuevo or not nuevo.strip():
+            return Outcome(False, "206", "La nueva contraseña no puede estar vacía")
+        self.store.set_password(usuario, nuevo)
+        return Outcome(True, "200", "Contraseña actualizada")
+
+    # --- stamping -----------------------------------------------------------------------------
+
+    def stamp(
+        self,
+        usuario: str,
+        xml: bytes,
+        referencia: str | None = None,
+        *,
+        source: str = "stamp",
+    ) -> Outcome:
+        """Validate a sealed CFDI like a PAC and stamp it (or return the existing stamp)."""
+        from connector.cfdi import xmlio
+        from connector.cfdi.errors import XmlError
+
+        referencia = referencia or None
+        try:
+            root = xmlio.parse_xml_bytes(xml)
+        except XmlError as exc:
+            return _fail("301", _problems_text(exc.problems))
+        if root.tag != _C + "Comprobante":
+            return _fail("301", f"El elemento raíz no es cfdi:Comprobante 4.0 ({root.tag})")
+        sello = root.get("Sello") or ""
+        digest = sello_digest(sello) if sello else None
+
+        existing = self._existing(usuario, digest, referencia)
+        if existing is not None:
+            return _fail("307", record=existing)
+        if self.store.credits(usuario) <= 0:
+            return _fail("905")
+
+        problems = xmlio.validate_xsd(root)
+        if problems:
+            return _fail("301", _problems_text(problems))
+        refused = self._check_sealed(usuario, root, xml)
+        if refused is not None:
+            return refused
+        return self._stamp_now(usuario, root, sello, referencia, source)
+
+    def _existing(
+        self, usuario: str, digest: str | None, referencia: str | None
+    ) -> StampRecord | None:
+        if referencia:
+            found = self.store.find_by_referencia(usuario, referencia)
+            if found is not None:
+                return found
+        if digest:
+            return self.store.find_by_sello(digest)
+        return None
+
+    def _check_sealed(self, usuario: str, root: etree._Element, xml: bytes) -> Outcome | None:
+        from connector.cfdi import seal
+
+        emisor = root.find(_C + "Emisor")
+        rfc_emisor = (emisor.get("Rfc") if emisor is not None else "") or ""
+        info = _embedded_certificate(root.get("Certificado") or "")
+        if info is None or not root.get("Sello"):
+            return _fail("302", "El comprobante no trae un Certificado o Sello utilizable")
+        if info.rfc != rfc_emisor.upper():
+            return _fail(
+                "303", f"El certificado es de {info.rfc}; el emisor del comprobante es {rfc_emisor}"
+            )
+        problems = seal.verify_seal(root)
+        if problems:
+            return _fail("302", _problems_text(problems))
+        fecha = _parse_fecha(root.get("Fecha"))
+        if fecha is None:
+            return _fail("301", f"Fecha no válida: {root.get('Fecha')!r}")
+        if not info.not_before <= fecha <= info.not_after:
+            return _fail(
+                "305",
+                f"Fecha {fecha.isoformat()} fuera de la vigencia del certificado "
+                f"({info.not_before.isoformat()} – {info.not_after.isoformat()})",
+            )
+        now = now_local()
+        if fecha < now - HOURS_72 or fecha > now + FUTURE_TOLERANCE:
+            return _fail("401", f"Fecha {fecha.isoformat()}; hora del PAC {now.isoformat()}")
+        account = self.accounts.get(usuario)
+        if account is None or rfc_emisor.upper() not in account.registered_rfcs:
+            return _fail("402", f"RFC {rfc_emisor} no registrado en la cuenta {usuario}")
+        return None
+
+    def _stamp_now(
+        self,
+        usuario: str,
+        root: etree._Element,
+        sello: str,
+        referencia: str | None,
+        source: str,
+    ) -> Outcome:
+        from connector.cfdi.cadena import cadena_tfd
+        from connector.cfdi.model import TimbreFiscalDigital
+
+        emisor = root.find(_C + "Emisor")
+        receptor = root.find(_C + "Receptor")
+        try:
+            total = Decimal(root.get("Total") or "0")
+        except InvalidOperation:
+            return _fail("301", f"Total no válido: {root.get('Total')!r}")
+        tfd = TimbreFiscalDigital(
+            UUID=str(uuidlib.uuid4()).upper(),
+            FechaTimbrado=now_local().isoformat(timespec="seconds"),
+            RfcProvCertif=self.rfc_prov_certif,
+            SelloCFD=sello,
+            NoCertificadoSAT=self.certificate.no_certificado,
+            SelloSAT="",
+        )
+        tfd.SelloSAT = self.certificate.sign(cadena_tfd(tfd))
+        insert_tfd(root, tfd.model_dump(exclude_none=True))
+        stamped = _serialize(root)
+        record = StampRecord(
+            uuid=tfd.UUID,
+            account=usuario,
+            referencia=referencia,
+            rfc_emisor=(emisor.get("Rfc") or "").upper() if emisor is not None else "",
+            rfc_receptor=(receptor.get("Rfc") or "").upper() if receptor is not None else "",
+            total=total,
+            sello_sha256=sello_digest(sello),
+            xml=stamped,
+            fecha_timbrado=tfd.FechaTimbrado,
+            status=STATUS_VIGENTE,
+            acuse_envio=None,
+            acuse_cancelacion=None,
+            motivo=None,
+            folio_sustitucion=None,
+            fecha_cancelacion=None,
+            source=source,
+        )
+        record = _with_acuse_envio(record, tfd)
+        with self.store.transaction() as db:
+            # Re-check under the write lock: two identical requests racing get one UUID.
+            existing = self._existing(usuario, record.sello_sha256, referencia)
+            if existing is not None:
+                return _fail("307", record=existing)
+            remaining = self.store.credits(usuario)
+            if remaining <= 0:
+                return _fail("905")
+            self.store.insert_stamp(db, record)
+        return Outcome(True, "200", MSG["200"], record=record, remaining=remaining - 1)
+
+    # --- remote mode (FEL Conexión Remota) ----------------------------------------------------
+
+    def generate(self, usuario: str, data: dict[str, Any]) -> Outcome:
+        """Build, validate, seal with the account's CSD and stamp (``GenerarCFDI40``)."""
+        from connector.pac.fel_remote_types import from_comprobante40r
+
+        referencia = (data.get("Referencia") or None) if isinstance(data, dict) else None
+        if referencia:
+            existing = self.store.find_by_referencia(usuario, referencia)
+            if existing is not None:
+                return _fail("307", record=existing)
+        if self.store.credits(usuario) <= 0:
+            return _fail("905")
+        account = self.accounts.get(usuario)
+        if account is None or not account.csds:
+            return _fail("402", "La cuenta no tiene un CSD cargado para sellar")
+        rfc, csd = next(iter(account.csds.items()))
+        from connector.cfdi.errors import CfdiError
+
+        try:
+            comprobante = from_comprobante40r(data, rfc_emisor=rfc.upper())
+        except CfdiError as exc:
+            return Outcome(
+                False,
+                exc.code,
+                "Datos del comprobante no válidos",
+                detail=_problems_text(exc.problems),
+            )
+        from connector.cfdi import amounts, rules, seal
+
+        try:
+            comprobante = amounts.complete(comprobante)
+        except Exception as exc:  # a defect in the data the amounts code cannot handle
+            return Outcome(False, "301", "No se pudieron calcular los importes", detail=str(exc))
+        errors = [p for p in rules.validate(comprobante, now=now_local()) if p.severity == "error"]
+        if errors:
+            return Outcome(False, errors[0].code, errors[0].message, detail=_problems_text(errors))
+        try:
+            sealed = seal.seal_invoice(comprobante, csd)
+        except CfdiError as exc:
+            return Outcome(False, exc.code, "No se pudo sellar el comprobante", detail=str(exc))
+        return self.stamp(usuario, sealed, referencia, source="remote")
+
+    # --- queries ------------------------------------------------------------------------------
+
+    def by_referencia(self, usuario: str, referencia: str | None) -> Outcome:
+        found = self.store.find_by_referencia(usuario, referencia) if referencia else None
+        if found is None:
+            return _fail("404", f"Referencia {referencia!r} no encontrada")
+        return Outcome(True, "200", "Comprobante encontrado", record=found)
+
+    def by_uuid(self, usuario: str, uuid: str | None) -> Outcome:
+        found = self.store.get(uuid) if uuid else None
+        if found is None or found.account != usuario:
+            return _fail("404", f"UUID {uuid!r} no encontrado en la cuenta")
+        return Outcome(True, "200", "Comprobante encontrado", record=found)
+
+    def by_sello(self, usuario: str, sello: str | None) -> Outcome:
+        found = self.store.find_by_sello(sello_digest(sello)) if sello else None
+        if found is None or found.account != usuario:
+            return _fail("404", "No hay un comprobante timbrado con ese sello en la cuenta")
+        return Outcome(True, "200", "Comprobante encontrado", record=found)
+
+    def by_xml(self, usuario: str, xml: bytes | None) -> Outcome:
+        """Finkok ``stamped``: find the stamp of a sealed XML by its Sello."""
+        from connector.cfdi import xmlio
+        from connector.cfdi.errors import XmlError
+
+        try:
+            root = xmlio.parse_xml_bytes(xml or b"")
+        except XmlError as exc:
+            return _fail("301", _problems_text(exc.problems))
+        return self.by_sello(usuario, root.get("Sello"))
+
+    # --- cancellation -------------------------------------------------------------------------
+
+    def cancel(
+        self,
+        usuario: str,
+        uuid: str | None,
+        motivo: str | None,
+        folio_sustitucion: str | None,
+        rfc_emisor: str | None = None,
+    ) -> Outcome:
+        found = self.store.get(uuid) if uuid else None
+        if found is None or found.account != usuario:
+            return Outcome(False, "205", "UUID no existe o no pertenece a la cuenta")
+        if rfc_emisor and rfc_emisor.upper() != found.rfc_emisor:
+            return Outcome(False, "203", "UUID no corresponde al RFC del emisor", record=found)
+        if found.status == STATUS_CANCELADO:
+            return Outcome(False, "202", "UUID previamente cancelado", record=found)
+        if motivo not in ("01", "02", "03", "04"):
+            return Outcome(False, "312", "Motivo de cancelación no válido (01, 02, 03 o 04)")
+        folio_sustitucion = (folio_sustitucion or "").strip().upper() or None
+        if motivo == "01":
+            try:
+                uuidlib.UUID(folio_sustitucion or "")
+            except ValueError:
+                return Outcome(
+                    False,
+                    "313",
+                    "El motivo 01 requiere FolioSustitucion con el UUID que sustituye",
+                )
+        else:
+            folio_sustitucion = None
+        when = now_local().isoformat(timespec="seconds")
+        acuse = acuse_cancelacion(found, motivo, folio_sustitucion, when)
+        self.store.mark_cancelled(found.uuid, motivo, folio_sustitucion, acuse, when)
+        return Outcome(
+            True, "201", "Solicitud de cancelación exitosa", record=self.store.get(found.uuid)
+        )
+
+    # --- SAT status -----------------------------------------------------------------------------
+
+    def sat_status(
+        self, uuid: str | None, rfc_emisor: str | None, rfc_receptor: str | None, total: str | None
+    ) -> dict[str, str]:
+        found = self.store.get(uuid) if uuid else None
+        matches = found is not None and (
+            (rfc_emisor or "").upper() == found.rfc_emisor
+            and (rfc_receptor or "").upper() == found.rfc_receptor
+            and _same_total(total, found.total)
+        )
+        if not matches or found is None:
+            return {
+                "CodigoEstatus": "N - 602: Comprobante no encontrado.",
+                "EsCancelable": "",
+                "Estado": "No Encontrado",
+                "EstatusCancelacion": "",
+                "ValidacionEFOS": "",
+            }
+        cancelled = found.status == STATUS_CANCELADO
+        return {
+            "CodigoEstatus": "S - Comprobante obtenido satisfactoriamente.",
+            "EsCancelable": "No cancelable" if cancelled else "Cancelable sin aceptación",
+            "Estado": "Cancelado" if cancelled else "Vigente",
+            "EstatusCancelacion": "Cancelado sin aceptación" if cancelled else "",
+            "ValidacionEFOS": "200",
+        }
+
+
+def parse_expresion_impresa(expresion: str | None) -> dict[str, str]:
+    """``?re=…&rr=…&tt=…&id=…`` (or SAT's full verification URL) → its fields."""
+    text = (expresion or "").strip().replace("&amp;", "&")
+    if "?" in text:
+        text = text.split("?", 1)[1]
+    fields = parse_qs(text, keep_blank_values=True)
+    return {k.lower(): v[0].strip() for k, v in fields.items() if v}
+
+
+def _same_total(given: str | None, stored: Decimal) -> bool:
+    try:
+        return Decimal((given or "").strip()) == stored
+    except InvalidOperation:
+        return False
+
+
+# --- acuses -------------------------------------------------------------------------------------
+
+NS_ACUSE_ENVIO = "http://sandbox.cfdi-connector/AcuseRecepcion"
+NS_CANCELACION = "http://cancelacfd.sat.gob.mx"
+
+
+def _with_acuse_envio(record: StampRecord, tfd: Any) -> StampRecord:
+    root = etree.Element("{" + NS_ACUSE_ENVIO + "}AcuseRecepcion", nsmap={None: NS_ACUSE_ENVIO})
+    root.set("UUID", record.uuid)
+    root.set("FechaTimbrado", record.fecha_timbrado)
+    root.set("RfcEmisor", record.rfc_emisor)
+    root.set("RfcReceptor", record.rfc_receptor)
+    root.set("Total", str(record.total))
+    root.set("NoCertificadoSAT", tfd.NoCertificadoSAT)
+    root.set("RfcProvCertif", tfd.RfcProvCertif)
+    root.set("CodEstatus", "Comprobante timbrado satisfactoriamente")
+    if record.referencia:
+        root.set("Referencia", record.referencia)
+    from dataclasses import replace
+
+    return replace(record, acuse_envio=_serialize(root))
+
+
+def acuse_cancelacion(
+    record: StampRecord, motivo: str, folio_sustitucion: str | None, when: str
+) -> bytes:
+    root = etree.Element("{" + NS_CANCELACION + "}Acuse", nsmap={None: NS_CANCELACION})
+    root.set("Fecha", when)
+    root.set("RfcEmisor", record.rfc_emisor)
+    folios = etree.SubElement(root, "{" + NS_CANCELACION + "}Folios")
+    etree.SubElement(folios, "{" + NS_CANCELACION + "}UUID").text = record.uuid
+    etree.SubElement(folios, "{" + NS_CANCELACION + "}EstatusUUID").text = "201"
+    etree.SubElement(folios, "{" + NS_CANCELACION + "}Motivo").text = motivo
+    if folio_sustitucion:
+        etree.SubElement(
+            folios, "{" + NS_CANCELACION + "}FolioSustitucion"
+        ).text = folio_sustitucion
+    etree.SubElement(
+        folios, "{" + NS_CANCELACION + "}EstatusCancelacion"
+    ).text = "Cancelado sin aceptación"
+    return _serialize(root)

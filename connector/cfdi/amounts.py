@@ -1,0 +1,320 @@
+"""Derived amounts of a CFDI 4.0 by SAT's rounding rules (Anexo 20, Guía de llenado).
+
+``complete(c)`` returns a *copy* of the Comprobante with every missing derived amount computed;
+an amount the input gives is kept as given (``connector.cfdi.rules`` checks it):
+
+* concepto ``Importe`` = Cantidad × ValorUnitario, rounded half-up to the currency's decimals;
+* concepto tax ``Base`` = Importe − Descuento; tax ``Importe`` = Base × TasaOCuota, rounded
+  half-up to the currency's decimals (Exento: no TasaOCuota, no Importe);
+* the ``Impuestos`` summary: traslados grouped by (Impuesto, TipoFactor, TasaOCuota), retenciones
+  by Impuesto, each the *rounded sum* of the concept values (sum first, then round);
+  ``TotalImpuestosTrasladados`` (Exento excluded, omitted when only Exento),
+  ``TotalImpuestosRetenidos``;
+* ``SubTotal`` = Σ Importe, ``Descuento`` = Σ concept Descuento (omitted when no concept has one),
+  ``Total`` = SubTotal − Descuento + traslados − retenciones;
+* tipo T and P: SubTotal 0, Total 0, no Impuestos summary;
+* Pagos 2.0: ``ImporteDR`` of each TrasladoDR, ``ImpuestosP`` from the documents' ImpuestosDR
+  (each DR amount divided by EquivalenciaDR), and ``Totales`` converted to MXN with TipoCambioP
+  (MontoTotalPagos, TotalTrasladosBase/ImpuestoIVA16/8/0, TotalTrasladosBaseIVAExento,
+  TotalRetencionesIVA/ISR/IEPS), rounded to 2 decimals.
+
+Arithmetic runs in a decimal context with high precision and no traps, and new nodes are built
+with ``model_construct`` (no validation), so odd data (NaN,
+infinities, absurdly large numbers) never raises here: it yields NaN, which the validator reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
+
+from .catalogs import catalogs
+from .model import (
+    Comprobante,
+    Concepto,
+    Impuestos,
+    ImpuestosP,
+    Pagos,
+    RetencionP,
+    RetencionResumen,
+    TrasladoP,
+    TrasladoResumen,
+)
+
+CONTEXT = Context(prec=60, rounding=ROUND_HALF_UP, traps=[])
+TASA_QUANTUM = Decimal("0.000001")
+ZERO = Decimal(0)
+ONE = Decimal(1)
+MXN_DECIMALS = 2
+
+TrasladoKey = tuple[str, str, Decimal | None]
+
+
+def quantum(decimals: int) -> Decimal:
+    return ONE.scaleb(-decimals)
+
+
+def round_to(value: Decimal, decimals: int) -> Decimal:
+    """Round half-up to ``decimals`` places (NaN for values that cannot be represented)."""
+    with localcontext(CONTEXT):
+        return value.quantize(quantum(decimals), rounding=ROUND_HALF_UP)
+
+
+def tasa_key(value: Decimal | None) -> Decimal | None:
+    """TasaOCuota as SAT writes it (6 decimals), for grouping and output."""
+    if value is None:
+        return None
+    with localcontext(CONTEXT):
+        return value.quantize(TASA_QUANTUM)
+
+
+def _sum(values: Iterable[Decimal | None]) -> Decimal:
+    with localcontext(CONTEXT):
+        total = ZERO
+        for v in values:
+            if v is not None:
+                total += v
+        return total
+
+
+# --- Concepts -----------------------------------------------------------------------------------
+
+
+def concepto_base(concepto: Concepto) -> Decimal | None:
+    """Default tax Base of a concepto: Importe − Descuento."""
+    if concepto.Importe is None:
+        return None
+    with localcontext(CONTEXT):
+        return concepto.Importe - (concepto.Descuento or ZERO)
+
+
+def _complete_concepto(concepto: Concepto, decimals: int) -> None:
+    with localcontext(CONTEXT):
+        if concepto.Importe is None:
+            concepto.Importe = round_to(concepto.Cantidad * concepto.ValorUnitario, decimals)
+        if concepto.Impuestos is None:
+            return
+        base = concepto_base(concepto)
+        for t in concepto.Impuestos.Traslados:
+            if t.Base is None:
+                t.Base = base
+            if (
+                t.Importe is None
+                and t.TipoFactor != "Exento"
+                and t.TasaOCuota is not None
+                and t.Base is not None
+            ):
+                t.Importe = round_to(t.Base * t.TasaOCuota, decimals)
+        for r in concepto.Impuestos.Retenciones:
+            if r.Base is None:
+                r.Base = base
+            if r.Importe is None and r.Base is not None:
+                r.Importe = round_to(r.Base * r.TasaOCuota, decimals)
+
+
+# --- Impuestos summary --------------------------------------------------------------------------
+
+
+def traslado_groups(
+    conceptos: Iterable[Concepto],
+) -> dict[TrasladoKey, tuple[Decimal, Decimal | None]]:
+    """Concept traslados grouped by (Impuesto, TipoFactor, TasaOCuota): unrounded (Σ Base, Σ
+    Importe). Σ Importe is None for Exento groups."""
+    bases: dict[TrasladoKey, list[Decimal | None]] = {}
+    importes: dict[TrasladoKey, list[Decimal | None]] = {}
+    for concepto in conceptos:
+        if concepto.Impuestos is None:
+            continue
+        for t in concepto.Impuestos.Traslados:
+            exento = t.TipoFactor == "Exento"
+            key = (t.Impuesto, t.TipoFactor, None if exento else tasa_key(t.TasaOCuota))
+            bases.setdefault(key, []).append(t.Base)
+            importes.setdefault(key, []).append(t.Importe)
+    return {
+        key: (_sum(bases[key]), None if key[1] == "Exento" else _sum(importes[key]))
+        for key in bases
+    }
+
+
+def retencion_groups(conceptos: Iterable[Concepto]) -> dict[str, Decimal]:
+    """Concept retenciones grouped by Impuesto: unrounded Σ Importe."""
+    out: dict[str, list[Decimal | None]] = {}
+    for concepto in conceptos:
+        if concepto.Impuestos is None:
+            continue
+        for r in concepto.Impuestos.Retenciones:
+            out.setdefault(r.Impuesto, []).append(r.Importe)
+    return {key: _sum(values) for key, values in out.items()}
+
+
+def summarize(conceptos: list[Concepto], decimals: int) -> Impuestos | None:
+    """The comprobante-level Impuestos node from the concepts (None when they have no taxes)."""
+    traslados = [
+        TrasladoResumen.model_construct(
+            Base=round_to(base, decimals),
+            Impuesto=imp,
+            TipoFactor=factor,
+            TasaOCuota=tasa,
+            Importe=None if importe is None else round_to(importe, decimals),
+        )
+        for (imp, factor, tasa), (base, importe) in traslado_groups(conceptos).items()
+    ]
+    retenciones = [
+        RetencionResumen.model_construct(Impuesto=imp, Importe=round_to(importe, decimals))
+        for imp, importe in retencion_groups(conceptos).items()
+    ]
+    if not traslados and not retenciones:
+        return None
+    out = Impuestos.model_construct(Traslados=traslados, Retenciones=retenciones)
+    _complete_summary_totals(out, decimals)
+    return out
+
+
+def _complete_summary_totals(impuestos: Impuestos, decimals: int) -> None:
+    gravados = [t.Importe for t in impuestos.Traslados if t.TipoFactor != "Exento"]
+    if impuestos.TotalImpuestosTrasladados is None and gravados:
+        impuestos.TotalImpuestosTrasladados = round_to(_sum(gravados), decimals)
+    if impuestos.TotalImpuestosRetenidos is None and impuestos.Retenciones:
+        impuestos.TotalImpuestosRetenidos = round_to(
+            _sum(r.Importe for r in impuestos.Retenciones), decimals
+        )
+
+
+# --- Pagos 2.0 ----------------------------------------------------------------------------------
+
+
+def _complete_pagos(pagos: Pagos) -> None:
+    cats = catalogs()
+    with localcontext(CONTEXT):
+        for pago in pagos.Pago:
+            dec_p = cats.decimals(pago.MonedaP)
+            traslados: dict[TrasladoKey, list[tuple[Decimal, Decimal | None]]] = {}
+            retenciones: dict[str, list[Decimal]] = {}
+            for dr in pago.DoctoRelacionado:
+                if dr.ImpuestosDR is None:
+                    continue
+                dec_dr = cats.decimals(dr.MonedaDR)
+                equiv = dr.EquivalenciaDR if dr.EquivalenciaDR else ONE
+                for t in dr.ImpuestosDR.TrasladosDR:
+                    exento = t.TipoFactorDR == "Exento"
+                    if t.ImporteDR is None and not exento and t.TasaOCuotaDR is not None:
+                        t.ImporteDR = round_to(t.BaseDR * t.TasaOCuotaDR, dec_dr)
+                    key = (
+                        t.ImpuestoDR,
+                        t.TipoFactorDR,
+                        None if exento else tasa_key(t.TasaOCuotaDR),
+                    )
+                    importe = None if t.ImporteDR is None else t.ImporteDR / equiv
+                    traslados.setdefault(key, []).append((t.BaseDR / equiv, importe))
+                for r in dr.ImpuestosDR.RetencionesDR:
+                    retenciones.setdefault(r.ImpuestoDR, []).append(r.ImporteDR / equiv)
+            if pago.ImpuestosP is None and (traslados or retenciones):
+                pago.ImpuestosP = ImpuestosP.model_construct(
+                    TrasladosP=[
+                        TrasladoP.model_construct(
+                            BaseP=round_to(_sum(b for b, _ in rows), dec_p),
+                            ImpuestoP=imp,
+                            TipoFactorP=factor,
+                            TasaOCuotaP=tasa,
+                            ImporteP=None
+                            if factor == "Exento"
+                            else round_to(_sum(i for _, i in rows), dec_p),
+                        )
+                        for (imp, factor, tasa), rows in traslados.items()
+                    ],
+                    RetencionesP=[
+                        RetencionP.model_construct(
+                            ImpuestoP=imp, ImporteP=round_to(_sum(rows), dec_p)
+                        )
+                        for imp, rows in retenciones.items()
+                    ],
+                )
+        _complete_pagos_totales(pagos)
+
+
+def pago_tipo_cambio(moneda: str, tipo_cambio: Decimal | None) -> Decimal:
+    """TipoCambioP to convert a Pago's amounts to MXN (1 for MXN or when missing)."""
+    if moneda == "MXN" or tipo_cambio is None:
+        return ONE
+    return tipo_cambio
+
+
+def pagos_totales(pagos: Pagos) -> dict[str, Decimal]:
+    """Expected Pagos 2.0 ``Totales`` (only the fields that apply), in MXN, 2 decimals."""
+    sums: dict[str, list[Decimal]] = {}
+    with localcontext(CONTEXT):
+        for pago in pagos.Pago:
+            tc = pago_tipo_cambio(pago.MonedaP, pago.TipoCambioP)
+            sums.setdefault("MontoTotalPagos", []).append(pago.Monto * tc)
+            if pago.ImpuestosP is None:
+                continue
+            for r in pago.ImpuestosP.RetencionesP:
+                name = {"001": "ISR", "002": "IVA", "003": "IEPS"}.get(r.ImpuestoP)
+                if name:
+                    sums.setdefault(f"TotalRetenciones{name}", []).append(r.ImporteP * tc)
+            for t in pago.ImpuestosP.TrasladosP:
+                if t.ImpuestoP != "002":
+                    continue
+                if t.TipoFactorP == "Exento":
+                    sums.setdefault("TotalTrasladosBaseIVAExento", []).append(t.BaseP * tc)
+                    continue
+                suffix = {
+                    Decimal("0.16"): "16",
+                    Decimal("0.08"): "8",
+                    ZERO: "0",
+                }.get(t.TasaOCuotaP if t.TasaOCuotaP is not None else Decimal(-1))
+                if t.TipoFactorP != "Tasa" or suffix is None:
+                    continue
+                sums.setdefault(f"TotalTrasladosBaseIVA{suffix}", []).append(t.BaseP * tc)
+                sums.setdefault(f"TotalTrasladosImpuestoIVA{suffix}", []).append(
+                    (t.ImporteP or ZERO) * tc
+                )
+        return {name: round_to(_sum(values), MXN_DECIMALS) for name, values in sums.items()}
+
+
+def _complete_pagos_totales(pagos: Pagos) -> None:
+    for name, value in pagos_totales(pagos).items():
+        if getattr(pagos.Totales, name) is None:
+            setattr(pagos.Totales, name, value)
+
+
+# --- Comprobante --------------------------------------------------------------------------------
+
+
+def complete(c: Comprobante) -> Comprobante:
+    """A copy of ``c`` with every missing derived amount computed (given amounts are kept)."""
+    out = c.model_copy(deep=True)
+    decimals = catalogs().decimals(out.Moneda)
+    with localcontext(CONTEXT):
+        for concepto in out.Conceptos:
+            _complete_concepto(concepto, decimals)
+        if out.TipoDeComprobante in ("T", "P"):
+            if out.SubTotal is None:
+                out.SubTotal = ZERO
+            if out.Total is None:
+                out.Total = ZERO
+        else:
+            if out.Impuestos is None:
+                out.Impuestos = summarize(out.Conceptos, decimals)
+            else:
+                _complete_summary_totals(out.Impuestos, decimals)
+            if out.SubTotal is None:
+                out.SubTotal = round_to(_sum(k.Importe for k in out.Conceptos), decimals)
+            descuentos = [k.Descuento for k in out.Conceptos if k.Descuento is not None]
+            if out.Descuento is None and descuentos:
+                out.Descuento = round_to(_sum(descuentos), decimals)
+            if out.Total is None:
+                out.Total = round_to(expected_total(out), decimals)
+        if out.Pagos is not None:
+            _complete_pagos(out.Pagos)
+    return out
+
+
+def expected_total(c: Comprobante) -> Decimal:
+    """SubTotal − Descuento + TotalImpuestosTrasladados − TotalImpuestosRetenidos (unrounded)."""
+    with localcontext(CONTEXT):
+        total = (c.SubTotal or ZERO) - (c.Descuento or ZERO)
+        if c.Impuestos is not None:
+            total += c.Impuestos.TotalImpuestosTrasladados or ZERO
+            total -= c.Impuestos.TotalImpuestosRetenidos or ZERO
+        return total

@@ -1,0 +1,176 @@
+"""One valid CFDI 4.0 Ingreso (as plain data) that the rule tests break one thing at a time.
+
+Emisor: SAT's test RFC EKU9003173C9 (persona moral, régimen 601). Receptor: SAT's test persona
+física CACX7605101P8 (régimen 612, CP 36257, UsoCFDI G03). All codes are in SAT's catalogs.
+"""
+
+from __future__ import annotations
+
+import copy
+from decimal import Decimal
+from typing import Any
+
+from connector.cfdi.amounts import complete
+from connector.cfdi.model import Comprobante, load_invoice
+
+FECHA = "2025-01-15T10:00:00"
+
+_BASE: dict[str, Any] = {
+    "Serie": "A",
+    "Folio": "1001",
+    "Fecha": FECHA,
+    "FormaPago": "03",
+    "Moneda": "MXN",
+    "TipoDeComprobante": "I",
+    "Exportacion": "01",
+    "MetodoPago": "PUE",
+    "LugarExpedicion": "86000",
+    "Emisor": {"Rfc": "EKU9003173C9", "Nombre": "ESCUELA KEMPER URGATE", "RegimenFiscal": "601"},
+    "Receptor": {
+        "Rfc": "CACX7605101P8",
+        "Nombre": "XOCHILT CASAS CHAVEZ",
+        "DomicilioFiscalReceptor": "36257",
+        "RegimenFiscalReceptor": "612",
+        "UsoCFDI": "G03",
+    },
+    "Conceptos": [
+        {
+            "ClaveProdServ": "52161557",
+            "NoIdentificacion": "GAMEPAD007",
+            "Cantidad": "4",
+            "ClaveUnidad": "H87",
+            "Unidad": "PIEZA",
+            "Descripcion": "Control de juego portátil",
+            "ValorUnitario": "956.04",
+            "Descuento": "100.00",
+            "ObjetoImp": "02",
+            "Impuestos": {
+                "Traslados": [{"Impuesto": "002", "TipoFactor": "Tasa", "TasaOCuota": "0.160000"}]
+            },
+        },
+        {
+            "ClaveProdServ": "84111506",
+            "Cantidad": "1.5",
+            "ClaveUnidad": "E48",
+            "Descripcion": "Servicio de instalación",
+            "ValorUnitario": "1000.333",
+            "ObjetoImp": "02",
+            "Impuestos": {
+                "Traslados": [{"Impuesto": "002", "TipoFactor": "Tasa", "TasaOCuota": "0.160000"}],
+                "Retenciones": [
+                    {"Impuesto": "002", "TipoFactor": "Tasa", "TasaOCuota": "0.106667"},
+                    {"Impuesto": "001", "TipoFactor": "Tasa", "TasaOCuota": "0.100000"},
+                ],
+            },
+        },
+    ],
+}
+
+
+def base_data() -> dict[str, Any]:
+    """A fresh deep copy of the base invoice data (derived amounts not filled in)."""
+    return copy.deepcopy(_BASE)
+
+
+def load(data: dict[str, Any]) -> Comprobante:
+    c, problems = load_invoice(data)
+    assert c is not None, problems
+    return c
+
+
+def base_invoice() -> Comprobante:
+    """The base invoice with every derived amount computed: valid by SAT's rules."""
+    return complete(load(base_data()))
+
+
+def d(value: str) -> Decimal:
+    return Decimal(value)
+
+
+_PAGO: dict[str, Any] = {
+    "Fecha": "2023-06-13T14:15:16",
+    "TipoDeComprobante": "P",
+    "LugarExpedicion": "52000",
+    "Moneda": "XXX",
+    "Exportacion": "01",
+    "Emisor": {"Rfc": "EKU9003173C9", "Nombre": "ESCUELA KEMPER URGATE", "RegimenFiscal": "601"},
+    "Receptor": {
+        "Rfc": "COSC8001137NA",
+        "Nombre": "CARLOS CORTES SOTO",
+        "DomicilioFiscalReceptor": "52000",
+        "RegimenFiscalReceptor": "605",
+        "UsoCFDI": "CP01",
+    },
+    "Conceptos": [
+        {
+            "ClaveProdServ": "84111506",
+            "Cantidad": "1",
+            "ClaveUnidad": "ACT",
+            "Descripcion": "Pago",
+            "ValorUnitario": "0",
+            "ObjetoImp": "01",
+        }
+    ],
+    "Pagos": {
+        "Pago": [
+            {
+                "FechaPago": "2023-06-12T17:18:19",
+                "FormaDePagoP": "03",
+                "MonedaP": "MXN",
+                "TipoCambioP": "1",
+                "Monto": "15000.00",
+                "DoctoRelacionado": [
+                    {
+                        "IdDocumento": "00000000-1111-2222-3333-00000000000A",
+                        "MonedaDR": "MXN",
+                        "EquivalenciaDR": "1",
+                        "NumParcialidad": 2,
+                        "ImpSaldoAnt": "12000.00",
+                        "ImpPagado": "12000.00",
+                        "ImpSaldoInsoluto": "0",
+                        "ObjetoImpDR": "02",
+                        "ImpuestosDR": {
+                            "TrasladosDR": [
+                                {
+                                    "BaseDR": "10344.83",
+                                    "ImpuestoDR": "002",
+                                    "TipoFactorDR": "Tasa",
+                                    "TasaOCuotaDR": "0.160000",
+                                }
+                            ]
+                        },
+                    },
+                    {
+                        "IdDocumento": "00000000-1111-2222-3333-00000000000B",
+                        "MonedaDR": "MXN",
+                        "EquivalenciaDR": "1",
+                        "NumParcialidad": 1,
+                        "ImpSaldoAnt": "10000.00",
+                        "ImpPagado": "3000.00",
+                        "ImpSaldoInsoluto": "7000.00",
+                        "ObjetoImpDR": "02",
+                        "ImpuestosDR": {
+                            "TrasladosDR": [
+                                {
+                                    "BaseDR": "2586.21",
+                                    "ImpuestoDR": "002",
+                                    "TipoFactorDR": "Tasa",
+                                    "TasaOCuotaDR": "0.160000",
+                                }
+                            ]
+                        },
+                    },
+                ],
+            }
+        ]
+    },
+}
+
+
+def pago_data() -> dict[str, Any]:
+    """A Pagos 2.0 comprobante (SAT sample shape), derived amounts not filled in."""
+    return copy.deepcopy(_PAGO)
+
+
+def pago_invoice() -> Comprobante:
+    return complete(load(pago_data()))

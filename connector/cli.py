@@ -23,6 +23,54 @@ def _add_pac_commands(sub: argparse._SubParsersAction) -> None:
 def _add_daemon_commands(sub: argparse._SubParsersAction) -> None:
     """run, submit, replay, status, check-config, demo: the bridge daemon (issue 4)."""
 
+    def lazy(module: str, name: str):  # heavy imports only when the command runs
+        def handler(args: argparse.Namespace) -> int:
+            import importlib
+
+            return int(getattr(importlib.import_module(module), name)(args) or 0)
+
+        return handler
+
+    def config_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", required=True, help="archivo de configuración TOML")
+
+    p = sub.add_parser("run", help="ejecuta el daemon: vigila las carpetas y timbra")
+    config_arg(p)
+    p.set_defaults(func=lazy("connector.daemon", "cmd_run"))
+
+    p = sub.add_parser("submit", help="procesa un archivo ahora e imprime el resultado")
+    p.add_argument("file", metavar="FILE", help="archivo exportado por el ERP")
+    config_arg(p)
+    p.add_argument("--source", help="nombre de la fuente (si hay varias)")
+    p.add_argument("--timeout", type=float, default=120.0, help="segundos máximos de espera")
+    p.set_defaults(func=lazy("connector.daemon", "cmd_submit"))
+
+    p = sub.add_parser("replay", help="regresa archivos fallidos a la bandeja de entrada")
+    config_arg(p)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--item", metavar="KEY", help="factura RFC/SERIE/FOLIO (o SERIE/FOLIO)")
+    which.add_argument("--file", metavar="NAME", help="nombre del archivo fallido")
+    which.add_argument("--all-failed", action="store_true", help="todos los archivos fallidos")
+    p.add_argument("--dry-run", action="store_true", help="solo muestra lo que haría")
+    p.set_defaults(func=lazy("connector.daemon", "cmd_replay"))
+
+    p = sub.add_parser("status", help="facturas por estado, errores recientes, circuito del PAC")
+    config_arg(p)
+    p.add_argument("--limit", type=int, default=10, help="errores recientes a mostrar")
+    p.add_argument("--json", action="store_true", help="salida JSON")
+    p.set_defaults(func=lazy("connector.daemon", "cmd_status"))
+
+    p = sub.add_parser("check-config", help="revisa la configuración y reporta todos los errores")
+    config_arg(p)
+    p.set_defaults(func=lazy("connector.daemon", "cmd_check_config"))
+
+    p = sub.add_parser("demo", help="demostración completa con un PAC de pruebas local")
+    p.add_argument("--dir", default="demo-workspace", help="carpeta de la demostración")
+    p.add_argument(
+        "--keep-running", action="store_true", help="sigue vigilando la bandeja al terminar"
+    )
+    p.set_defaults(func=lazy("connector.demo.workspace", "cmd_demo"))
+
 
 def _add_pdf_commands(sub: argparse._SubParsersAction) -> None:
     """pdf: representación impresa of a stamped CFDI (issue 5)."""

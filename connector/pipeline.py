@@ -58,6 +58,13 @@ log = structlog.get_logger("connector.pipeline")
 _HASH_EXCLUDE = {"Fecha", "Sello", "NoCertificado", "Certificado", "TimbreFiscalDigital"}
 
 
+def original_name(work: Path) -> str:
+    """The ERP's file name of a claimed file (``<stamp>-<hex>--<name>`` in work/)."""
+    from connector.adapters.folder import FolderSource
+
+    return FolderSource.original_name(work)
+
+
 def content_hash(comprobante: Any | None, xml: bytes | None = None) -> str:
     """What makes two submissions of one business key "the same invoice".
 
@@ -240,7 +247,8 @@ class Pipeline:
             for src in self.sources.values():
                 if not src.cfg.polling:
                     try:
-                        self._watchers.append(src.folder.watch(self.wake))
+                        src.folder.watch(self.wake)
+                        self._watchers.append(src.folder)
                     except Exception as exc:  # events are only a wake-up: polling still works
                         log.warning("watch_unavailable", source=src.cfg.name, error=str(exc))
         log.info("pipeline_started", sources=sorted(self.sources), workers=cfg.daemon.workers)
@@ -272,6 +280,8 @@ class Pipeline:
             exclude=s.exclude,
             stable_seconds=s.stable_seconds,
             done_marker=s.done_marker,
+            polling=s.polling,
+            poll_interval=s.poll_seconds or self.cfg.daemon.poll_seconds,
         )
 
     def close(self, *, wait: bool = True) -> None:
@@ -342,6 +352,11 @@ class Pipeline:
             self.write_status()
         return taken
 
+    def poll_retries(self) -> None:
+        """Dispatch the invoices whose retry time has come (no folder scan)."""
+        self._dispatch_due_retries()
+        self._reap()
+
     def _reap(self) -> None:
         with self._lock:
             for iid in [i for i, f in self._inflight.items() if f.done()]:
@@ -402,7 +417,10 @@ class Pipeline:
                 self.process_file(src, Path(rec.work_path))
         for src in self.sources.values():
             assert src.cfg.work is not None
+            marker = src.cfg.done_marker
             for p in sorted(src.cfg.work.iterdir()):
+                if marker and p.name.endswith(marker):
+                    continue
                 if p.is_file() and not p.name.startswith(".") and str(p) not in known:
                     log.info("adopt_file", file=p.name, source=src.cfg.name)
                     self.process_file(src, p)
@@ -412,7 +430,7 @@ class Pipeline:
     def process_file(self, src: SourceRuntime, work: Path) -> FileRecord:
         """Parse the file, run each invoice to the PAC hand-off; finish it when all are final."""
         assert self.journal is not None
-        name = work.name
+        name = original_name(work)
         rec = self.journal.file_claimed(src.cfg.name, name, str(work))
         with self._files_lock:
             self._open_files[rec.id] = (src.cfg.name, work)
@@ -803,6 +821,11 @@ class Pipeline:
             if dest.exists():  # should not happen (free name chosen); never overwrite
                 dest = free_name(dest.parent, dest.name)
             move_file(work, dest)
+        marker = src.cfg.done_marker if src is not None else None
+        if marker and work.with_name(work.name + marker).exists():
+            mdest = dest.with_name(dest.name + marker)
+            if not mdest.exists():
+                move_file(work.with_name(work.name + marker), mdest)
         self.journal.file_done(rec.id)
 
     def _report_of(self, rec: FileRecord) -> tuple[list[ItemError], list[dict[str, str]]]:

@@ -1,0 +1,394 @@
+"""The daemon's commands: run, submit, replay, status, check-config (``connector.cli`` wires them).
+
+Each ``cmd_*`` takes the parsed arguments and returns the process exit code:
+0 done, 1 some invoice or file failed, 2 configuration/usage error, 3 still pending.
+Human output goes to stdout in Spanish; structured logs (structlog) go to stderr or the log file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+from connector.config import Config, check_config
+
+_SECRET_WORDS = ("password", "contrasena", "contraseña", "secret", "token")
+
+
+def _drop_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    for k in list(event):
+        if any(w in k.lower() for w in _SECRET_WORDS):
+            event[k] = "***"
+    return event
+
+
+def configure_logging(
+    level: str = "info", fmt: str = "json", file: Path | None = None, stream: TextIO | None = None
+) -> None:
+    """structlog: one line per event (JSON by default), never a password."""
+    out: TextIO = stream or sys.stderr
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        out = open(file, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives with the process
+    renderer: Any = (
+        structlog.processors.JSONRenderer(ensure_ascii=False)
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            _drop_secrets,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            getattr(logging, level.upper(), logging.INFO)
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _load(path: Path, out: TextIO = sys.stdout) -> Config | None:
+    cfg, problems = check_config(path)
+    if cfg is None:
+        print(f"La configuración {path} tiene {len(problems)} error(es):", file=out)
+        for p in problems:
+            print(f"  {p.code} [{p.location or p.path}] {p.message}", file=out)
+        return None
+    return cfg
+
+
+# --- check-config -----------------------------------------------------------------------------
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = _load(Path(args.config))
+    if cfg is None:
+        return 2
+    print(
+        f"Configuración correcta: {len(cfg.sources)} fuente(s), {len(cfg.emisores)} emisor(es), "
+        f"{len(cfg.pacs)} PAC(s)."
+    )
+    return 0
+
+
+# --- run --------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _load(Path(args.config))
+    if cfg is None:
+        return 2
+    d = cfg.daemon
+    configure_logging(d.log_level, d.log_format, d.log_file)
+    return run_daemon(cfg)
+
+
+def run_daemon(cfg: Config, stop: threading.Event | None = None) -> int:
+    """Run until SIGINT/SIGTERM (or ``stop``): stop taking files, leave the rest resumable."""
+    from connector.pipeline import Pipeline, PipelineError
+
+    stop = stop or threading.Event()
+    log = structlog.get_logger("connector.daemon")
+
+    def _signal(signum: int, _frame: Any) -> None:
+        log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        stop.set()
+        pipe.wake.set()
+
+    pipe = Pipeline(cfg)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _signal)
+        signal.signal(signal.SIGTERM, _signal)
+    try:
+        pipe.start(watch=True)
+    except PipelineError as exc:
+        for p in exc.problems:
+            print(f"{p.code} [{p.path}] {p.message}", file=sys.stderr)
+        return 2
+    try:
+        pipe.run(stop)
+    finally:
+        pipe.close(wait=True)
+        log.info("stopped")
+    return 0
+
+
+# --- submit -----------------------------------------------------------------------------------
+
+
+def _pick_source(cfg: Config, name: str | None, file: Path) -> Any:
+    import fnmatch
+
+    if name:
+        return cfg.source(name)
+    if len(cfg.sources) == 1:
+        return cfg.sources[0]
+    low = file.name.lower()
+    for s in cfg.sources:
+        if any(fnmatch.fnmatchcase(low, p.lower()) for p in s.include) and not any(
+            fnmatch.fnmatchcase(low, p.lower()) for p in s.exclude
+        ):
+            return s
+    raise KeyError(file.name)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from connector.pipeline import Pipeline, PipelineError
+    from connector.sinks import atomic_write
+
+    cfg = _load(Path(args.config))
+    if cfg is None:
+        return 2
+    configure_logging("warning", "console")
+    file = Path(args.file)
+    if not file.is_file():
+        print(f"CONN-ARCHIVO El archivo {file} no existe.")
+        return 2
+    try:
+        scfg = _pick_source(cfg, args.source, file)
+    except KeyError:
+        print(
+            f"CONN-FUENTE No hay una fuente que acepte {file.name}; indique --source "
+            f"({', '.join(s.name for s in cfg.sources)})."
+        )
+        return 2
+    pipe = Pipeline(cfg)
+    try:
+        pipe.start(watch=False)
+    except PipelineError as exc:
+        for p in exc.problems:
+            print(f"{p.code} [{p.path}] {p.message}")
+        return 2
+    try:
+        src = pipe.sources[scfg.name]
+        assert scfg.work is not None
+        # a copy goes through the pipeline (archived or failed); the given file stays put
+        stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
+        work = scfg.work / f"{stamp}-{secrets.token_hex(4)}--{file.name}"
+        atomic_write(work, file.read_bytes())
+        rec = pipe.process_file(src, work)
+        deadline = time.monotonic() + args.timeout
+        outcome = None
+        while time.monotonic() < deadline:
+            outcome = next((o for o in pipe.finished if o.file_id == rec.id), None)
+            if outcome is not None:
+                break
+            pipe.poll_retries()
+            time.sleep(0.05)
+    finally:
+        pipe.close(wait=True)
+    if outcome is None:
+        print(
+            f"{file.name}: aún hay facturas esperando al PAC; el daemon (cfdi-connector run) "
+            "las terminará. Consulte cfdi-connector status."
+        )
+        return 3
+    for d in outcome.delivered:
+        print(f"TIMBRADA {d['invoice']} UUID {d['uuid']} → {d.get('xml', '')}")
+        if d.get("pdf"):
+            print(f"         PDF → {d['pdf']}")
+        if d.get("acuse"):
+            print(f"         acuse → {d['acuse']}")
+    for e in outcome.errors:
+        who = f"{e.invoice} " if e.invoice else ""
+        print(f"ERROR {who}{e.code} [{e.location}] {e.path}: {e.message}")
+    print(f"Archivo {file.name} → {outcome.final_path}")
+    return 1 if outcome.errors else 0
+
+
+# --- replay -----------------------------------------------------------------------------------
+
+
+def parse_item_key(text: str, cfg: Config) -> tuple[str, str, str] | None:
+    """``RFC/SERIE/FOLIO`` or ``SERIE/FOLIO`` (with a single emisor)."""
+    parts = text.split("/")
+    if len(parts) == 3:
+        return (parts[0].upper(), parts[1], parts[2])
+    if len(parts) == 2 and len(cfg.emisores) == 1:
+        return (cfg.emisores[0].rfc, parts[0], parts[1])
+    return None
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from connector.journal import FileState, Journal, JournalError, State
+    from connector.sinks import free_name, move_file
+
+    cfg = _load(Path(args.config))
+    if cfg is None:
+        return 2
+    dry = args.dry_run
+    j = Journal(cfg.daemon.journal)
+    try:
+        files = []
+        reset_ids: set[int] | None = None  # None: every non-delivered invoice of the files
+        if args.item:
+            key = parse_item_key(args.item, cfg)
+            e = j.get(key) if key else None
+            if e is None:
+                print(f"CONN-REPLAY No hay ninguna factura {args.item} en el diario.")
+                return 2
+            if e.state in (State.STAMPED, State.DELIVERED):
+                print(f"La factura {e.label} ya está timbrada (UUID {e.uuid}); no se reprocesa.")
+                return 0
+            reset_ids = {e.id}
+            files = [f for f in j.files_of_invoice(e.id) if f.state is FileState.FAILED]
+            files = files[-1:]
+            if not dry:
+                j.reset(e.id)
+            print(f"{'[simulación] ' if dry else ''}Factura {e.label} reiniciada ({e.state}).")
+        elif args.file:
+            files = [
+                f
+                for f in j.files(FileState.FAILED)
+                if f.name == args.file or Path(f.final_path or "").name == args.file
+            ]
+            if not files:
+                print(f"CONN-REPLAY No hay ningún archivo fallido llamado {args.file}.")
+                return 2
+        else:
+            files = j.files(FileState.FAILED)
+        for rec in files:
+            final = Path(rec.final_path or "")
+            if not final.is_file():
+                print(f"CONN-REPLAY {rec.name}: ya no está en {final}; se omite.")
+                continue
+            try:
+                src = cfg.source(rec.source)
+            except KeyError:
+                print(f"CONN-REPLAY {rec.name}: la fuente {rec.source!r} ya no existe; se omite.")
+                continue
+            dest = free_name(src.inbox, rec.name)
+            for it in j.file_items(rec.id):
+                if it.invoice_id is None or reset_ids is not None:
+                    continue  # --item: only that invoice was reset
+                e = j.get_id(it.invoice_id)
+                if e.state in (State.STAMPED, State.DELIVERED):
+                    continue
+                if not dry:
+                    try:
+                        j.reset(e.id)
+                    except JournalError:
+                        continue
+                print(f"{'[simulación] ' if dry else ''}  factura {e.label} reiniciada")
+            if not dry:
+                move_file(final, dest)
+                j.file_replayed(rec.id, str(dest))
+            print(f"{'[simulación] ' if dry else ''}{final} → {dest}")
+        if not files:
+            print("No hay archivos que reprocesar.")
+    finally:
+        j.close()
+    return 0
+
+
+# --- status -----------------------------------------------------------------------------------
+
+_STATE_ES = {
+    "received": "recibidas",
+    "validated": "validadas",
+    "sealed": "selladas",
+    "sending": "enviándose",
+    "retry_wait": "esperando reintento",
+    "stamped": "timbradas (sin entregar)",
+    "delivered": "entregadas",
+    "failed": "con error",
+}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from connector.journal import Journal
+
+    cfg = _load(Path(args.config))
+    if cfg is None:
+        return 2
+    if not cfg.daemon.journal.exists():
+        print(f"Aún no hay diario en {cfg.daemon.journal}: el daemon no ha procesado nada.")
+        return 0
+    j = Journal(cfg.daemon.journal)
+    try:
+        counts = j.counts()
+        files = j.file_counts()
+        failures = j.recent_failures(args.limit)
+    finally:
+        j.close()
+    status_file = cfg.daemon.journal.with_name(cfg.daemon.journal.name + ".status.json")
+    daemon_doc: dict[str, Any] | None = None
+    if status_file.exists():
+        try:
+            daemon_doc = json.loads(status_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            daemon_doc = None
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "invoices": counts,
+                    "files": files,
+                    "daemon": daemon_doc,
+                    "recent_failures": [
+                        {
+                            "invoice": e.label,
+                            "state": str(e.state),
+                            "code": e.error_code,
+                            "message": e.error_message,
+                            "file": e.source_file,
+                        }
+                        for e in failures
+                    ],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return 0
+    print("Facturas por estado:")
+    for state, n in counts.items():
+        print(f"  {_STATE_ES.get(state, state):28} {n}")
+    print("Archivos:")
+    for state, n in files.items():
+        print(f"  {state:28} {n}")
+    if daemon_doc and _pid_alive(int(daemon_doc.get("pid", 0))):
+        print(f"Daemon en marcha (pid {daemon_doc['pid']}, {daemon_doc.get('at')}):")
+        for name, snap in (daemon_doc.get("pacs") or {}).items():
+            state = snap.get("state") if isinstance(snap, dict) else snap
+            extra = ""
+            if isinstance(snap, dict) and snap.get("last_error"):
+                extra = f" (último error {snap['last_error']})"
+            print(f"  PAC {name}: circuito {state}{extra}")
+    else:
+        print("El daemon no está en marcha: estado del circuito de los PAC desconocido.")
+    if failures:
+        print("Errores recientes:")
+        for e in failures:
+            print(
+                f"  {e.label:12} {_STATE_ES.get(str(e.state), e.state):20} {e.error_code}  "
+                f"{e.error_message}  ({e.source_file})"
+            )
+    return 0

@@ -385,6 +385,40 @@ class FelDriver(PacDriver):
             self.name, "cancel (configure Conexión Remota o la llave del CSD para Timbrado)"
         )
 
+    def _cancel_outcome(
+        self,
+        uuid: str,
+        operation: str,
+        code: str | None,
+        message: str,
+        es_cancelable: str | None,
+        acuse: Any,
+    ) -> CancelResult:
+        """201 accepted, 202 already cancelled (asking again is harmless): both are success."""
+        if code in ("201", "202"):
+            return CancelResult(
+                uuid=uuid.upper(),
+                accepted=True,
+                estatus="Cancelado" if code == "201" else "Previamente cancelado",
+                es_cancelable=es_cancelable or None,
+                acuse=to_bytes(acuse) if acuse else None,
+                code=code,
+                message=message or None,
+            )
+        raise error_for_code(
+            code or "FEL-CANCELACION",
+            f"FEL no canceló {uuid}: {message or 'sin detalle'}",
+            pac=self.name,
+            operation=operation,
+            write=False,
+        )
+
+    @staticmethod
+    def _mine(items: list[Any], uuid: str) -> Any:
+        return next(
+            (d for d in items if str(reader(d)("UUID") or "").upper() == uuid.upper()), None
+        )
+
     def _cancel_remote(self, uuid: str, motivo: str, folio: str | None) -> CancelResult:
         op = "CancelarCFDIsV4"
         item = {"UUID": uuid, "Motivo": motivo, "FolioSustitucion": folio or None}
@@ -392,32 +426,24 @@ class FelDriver(PacDriver):
         if r is None:
             raise garbled(self.name, op, write=True, detail="respuesta vacía")
         f = reader(r)
-        details = reader(f("UUIDS"))("DetalleCancelacionCR") or []
-        mine = next(
-            (d for d in details if str(reader(d)("UUID") or "").upper() == uuid.upper()), None
-        )
+        mine = self._mine(reader(f("UUIDS"))("DetalleCancelacionCR") or [], uuid)
+        if mine is None:
+            if f("OperacionExitosa"):
+                raise garbled(self.name, op, write=True, detail="sin detalle del UUID")
+            raise self._cr_error(r, op, write=False)
         d = reader(mine)
-        if not f("OperacionExitosa") and mine is None:
-            raise self._cr_error(r, op, write=True)
-        code, msg = split_code(self._clean(d("MensajeError") or d("RespuestaServicio")))
-        accepted = bool(f("OperacionExitosa")) and not d("MensajeError")
-        if not accepted and mine is not None and d("MensajeError"):
-            raise error_for_code(
-                code or "FEL-CANCELACION",
-                f"FEL no canceló {uuid}: {msg}",
-                pac=self.name,
-                operation=op,
-                write=False,
-            )
-        acuse = f("Acuse")
-        return CancelResult(
-            uuid=uuid.upper(),
-            accepted=accepted,
-            estatus=self._clean(d("RespuestaServicio")) or None,
-            es_cancelable=self._clean(d("EsCancelable")) or None,
-            acuse=to_bytes(acuse) if acuse else None,
-            code=code,
-            message=msg or None,
+        code = str(d("RespuestaServicio") or "").strip() or None
+        if code and not code.isdigit():
+            code, _ = split_code(code)
+        if code is None and f("OperacionExitosa") and not d("MensajeError"):
+            code = "201"
+        return self._cancel_outcome(
+            uuid,
+            op,
+            code,
+            self._clean(d("MensajeError")),
+            self._clean(d("EsCancelable")),
+            f("Acuse"),
         )
 
     def _cancel_timbrado(
@@ -438,40 +464,27 @@ class FelDriver(PacDriver):
             rFCEmisor=self._cancel_rfc,
             listaCFDI={"DetalleCFDICancelacion": [item]},
             clavePrivada_Base64=self._cancel_key.get(),
-            passwordClavePrivada=self._cancel_key_password.get()
-            if self._cancel_key_password
-            else "",
+            passwordClavePrivada=(
+                self._cancel_key_password.get() if self._cancel_key_password else ""
+            ),
         )
         if r is None:
             raise garbled(self.name, op, write=True, detail="respuesta vacía")
         f = reader(r)
-        details = reader(f("DetallesCancelacion"))("DetalleCancelacion") or []
-        mine = next(
-            (d for d in details if str(reader(d)("UUID") or "").upper() == uuid.upper()), None
-        )
+        mine = self._mine(reader(f("DetallesCancelacion"))("DetalleCancelacion") or [], uuid)
+        if mine is None:
+            if f("OperacionExitosa"):
+                raise garbled(self.name, op, write=True, detail="sin detalle del UUID")
+            raise self._tfd_error(r, op, write=False)
         d = reader(mine)
-        if not f("OperacionExitosa") and mine is None:
-            raise self._tfd_error(r, op, write=True)
         code = str(d("CodigoResultado") or "").strip() or None
-        msg = self._clean(d("MensajeResultado"))
-        accepted = bool(f("OperacionExitosa")) and code in (None, "201", "202")
-        if not accepted:
-            raise error_for_code(
-                code or "FEL-CANCELACION",
-                f"FEL no canceló {uuid}: {msg}",
-                pac=self.name,
-                operation=op,
-                write=False,
-            )
-        acuse = f("XMLAcuse")
-        return CancelResult(
-            uuid=uuid.upper(),
-            accepted=True,
-            estatus=msg or None,
-            es_cancelable=self._clean(d("EsCancelable")) or None,
-            acuse=to_bytes(acuse) if acuse else None,
-            code=code,
-            message=msg or None,
+        return self._cancel_outcome(
+            uuid,
+            op,
+            code,
+            self._clean(d("MensajeResultado")),
+            self._clean(d("EsCancelable")),
+            f("XMLAcuse"),
         )
 
     # --- account -----------------------------------------------------------------------------

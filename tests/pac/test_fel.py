@@ -1,0 +1,259 @@
+"""FEL driver over real HTTP against the sandbox PAC on 127.0.0.1 (ephemeral port)."""
+
+from __future__ import annotations
+
+import logging
+import uuid as uuidlib
+from decimal import Decimal
+
+import pytest
+
+from connector.cfdi.seal import verify_seal, verify_tfd
+from connector.pac import create_driver
+from connector.pac.base import Timeouts
+from connector.pac.errors import PacInvalid, PacNotFound, PacUnsupported
+from connector.pac.fel import FelDriver, split_code
+from connector.pac.sandbox import SandboxAccount, SandboxPac
+
+from .drivers_support import EMISOR, RECEPTOR, invoice, load_csd, sealed
+
+PASSWORD = "s3cr3t-Fel-Pass!"
+
+
+@pytest.fixture(scope="module")
+def csd(csd_files):
+    return load_csd(csd_files)
+
+
+@pytest.fixture(scope="module")
+def pac(tmp_path_factory, csd):
+    db = tmp_path_factory.mktemp("fel") / "pac.db"
+    account = SandboxAccount("felu", PASSWORD, "CUENTA1", 500, csds={EMISOR: csd})
+    other = SandboxAccount("pwduser", "OldPassword1", "CUENTA2", 5, csds={EMISOR: csd})
+    with SandboxPac(db, accounts=[account, other]) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def fel(pac):
+    d = FelDriver(
+        "felu",
+        PASSWORD,
+        cuenta="CUENTA1",
+        timbrado_url=pac.fel_timbrado_url,
+        remote_url=pac.fel_remote_url,
+        timeouts=Timeouts(connect=2, read=5),
+    )
+    yield d
+    d.close()
+
+
+def ref() -> str:
+    return f"REF-{uuidlib.uuid4().hex[:12]}"
+
+
+def test_stamp_returns_a_verifiable_stamp(fel, pac, csd):
+    r = ref()
+    xml = sealed(csd, "F1")
+    res = fel.stamp(xml, r)
+    assert uuidlib.UUID(res.uuid)
+    assert res.previously_stamped is False
+    assert res.no_certificado_sat == pac.no_certificado_sat
+    assert res.fecha_timbrado.startswith(res.fecha_timbrado[:4]) and "T" in res.fecha_timbrado
+    assert res.creditos_restantes is not None and res.creditos_restantes >= 0
+    assert verify_seal(res.xml) == []
+    assert verify_tfd(res.xml, pac.certificate_der) == []
+    assert pac.store.uuids_for_referencia(r) == [res.uuid]
+
+
+def test_resending_identical_bytes_returns_existing_stamp(fel, pac, csd):
+    r = ref()
+    xml = sealed(csd, "F2")
+    first = fel.stamp(xml, r)
+    again = fel.stamp(xml, r)
+    assert again.uuid == first.uuid
+    assert again.previously_stamped is True
+    assert pac.store.uuids_for_referencia(r) == [first.uuid]
+
+
+def test_recover_by_referencia(fel, csd):
+    r = ref()
+    stamped = fel.stamp(sealed(csd, "F3"), r)
+    got = fel.recover(r)
+    assert got.uuid == stamped.uuid and got.xml == stamped.xml
+    assert got.previously_stamped is True
+
+
+def test_recover_unknown_referencia_is_not_found(fel):
+    with pytest.raises(PacNotFound) as info:
+        fel.recover(ref())
+    assert info.value.code == "404"
+
+
+def test_invalid_seal_is_rejected_as_invalid(fel, pac, csd):
+    r = ref()
+    xml = sealed(csd, "F4").replace(b'Folio="F4"', b'Folio="F5"')  # breaks the seal
+    with pytest.raises(PacInvalid) as info:
+        fel.stamp(xml, r)
+    assert info.value.code == "302"
+    assert "FEL" in info.value.message
+    assert pac.store.uuids_for_referencia(r) == []
+
+
+def test_not_xml_is_rejected_as_invalid(fel):
+    with pytest.raises(PacInvalid) as info:
+        fel.stamp(b"esto no es xml", ref())
+    assert info.value.code == "301"
+
+
+def test_generate_remote_and_recover(fel, pac):
+    r = ref()
+    c = invoice("G1")
+    res = fel.generate(c, r)
+    assert verify_seal(res.xml) == []
+    assert verify_tfd(res.xml, pac.certificate_der) == []
+    assert pac.store.uuids_for_referencia(r) == [res.uuid]
+    again = fel.generate(c, r)  # same referencia: FEL gives the existing one back
+    assert again.uuid == res.uuid and again.previously_stamped
+    assert fel.recover(r, remote=True).uuid == res.uuid
+    assert fel.recover(r).uuid == res.uuid  # Timbrado does not have it; Remote does
+
+
+def test_cancel_and_acuses(fel, pac, csd):
+    c = invoice("C1")
+    r = ref()
+    res = fel.stamp(sealed(csd, "C1"), r)
+    envio = fel.acuse_envio(res.uuid)
+    assert res.uuid.encode() in envio.upper()
+    out = fel.cancel(res.uuid, "02", None, RECEPTOR, c.Total)
+    assert out.accepted and out.code == "201" and out.uuid == res.uuid
+    assert out.acuse and res.uuid.encode() in out.acuse.upper()
+    acuse = fel.acuse_cancelacion(res.uuid)
+    assert res.uuid.encode() in acuse.upper()
+    again = fel.cancel(res.uuid, "02", None, RECEPTOR, c.Total)
+    assert again.accepted and again.code == "202"
+
+
+def test_cancel_unknown_uuid_and_bad_motivo(fel):
+    with pytest.raises(PacNotFound) as info:
+        fel.cancel(str(uuidlib.uuid4()).upper(), "02", None, RECEPTOR, Decimal("1"))
+    assert info.value.code == "205"
+    with pytest.raises(PacInvalid):
+        fel.cancel(str(uuidlib.uuid4()).upper(), "01", None, RECEPTOR, Decimal("1"))
+
+
+def test_acuse_cancelacion_of_vigente_is_not_found(fel, csd):
+    res = fel.stamp(sealed(csd, "A1"), ref())
+    with pytest.raises(PacNotFound):
+        fel.acuse_cancelacion(res.uuid)
+
+
+def test_credits_timbrado_and_remote_agree(fel, pac):
+    via_timbrado = fel.credits()
+    remote_only = FelDriver("felu", PASSWORD, cuenta="CUENTA1", remote_url=pac.fel_remote_url)
+    try:
+        via_remote = remote_only.credits()
+    finally:
+        remote_only.close()
+    assert via_timbrado.restantes == pac.credits("felu")
+    assert via_remote.restantes == via_timbrado.restantes
+    assert via_remote.usados == via_timbrado.usados
+    assert via_timbrado.paquetes and via_timbrado.paquetes[0].vigente is True
+
+
+def test_credits_decrease_by_one_per_stamp(fel, csd):
+    before = fel.credits().restantes
+    res = fel.stamp(sealed(csd, "K1"), ref())
+    assert res.creditos_restantes == before - 1
+    assert fel.credits().restantes == before - 1
+
+
+def test_change_password(pac, csd):
+    d = FelDriver("pwduser", "OldPassword1", timbrado_url=pac.fel_timbrado_url)
+    try:
+        d.change_password("NewPassword2")
+        assert d.credits().restantes == 5  # the driver now uses the new password
+        old = FelDriver("pwduser", "OldPassword1", timbrado_url=pac.fel_timbrado_url)
+        with pytest.raises(PacInvalid) as info:
+            old.credits()
+        assert "NewPassword2" not in str(info.value)
+        old.close()
+        with pytest.raises(PacInvalid):
+            d.change_password("short")
+    finally:
+        d.close()
+
+
+def test_wrong_password_is_invalid_and_never_leaks(pac, csd, caplog):
+    secret = "Wr0ng-Secret-XYZ"
+    d = FelDriver(
+        "felu",
+        secret,
+        cuenta="CUENTA1",
+        timbrado_url=pac.fel_timbrado_url,
+        remote_url=pac.fel_remote_url,
+    )
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(PacInvalid) as info:
+        d.stamp(sealed(csd, "W1"), ref())
+    assert info.value.code == "203"
+    with pytest.raises(PacInvalid):
+        d.generate(invoice("W2"), ref())
+    with pytest.raises(PacInvalid):
+        d.credits()
+    d.close()
+    text = str(info.value) + repr(info.value) + repr(d) + caplog.text
+    assert secret not in text
+    assert "zeep.transports" not in caplog.text or secret not in caplog.text
+
+
+def test_password_not_in_errors_or_logs_on_network_failure(caplog):
+    secret = "N3tw0rk-Secret-ABC"
+    caplog.set_level(logging.DEBUG)
+    d = FelDriver(
+        "u",
+        secret,
+        cuenta="C",
+        timbrado_url="http://127.0.0.1:9/x",
+        remote_url="http://127.0.0.1:9/y",
+        timeouts=Timeouts(1, 1),
+    )
+    for call in (lambda: d.stamp(b"<a/>", "R"), d.credits, lambda: d.recover("R")):
+        with pytest.raises(Exception) as info:
+            call()
+        assert secret not in str(info.value) and secret not in repr(info.value)
+    assert secret not in caplog.text
+    assert secret not in repr(d)
+
+
+def test_only_remote_configured_lacks_timbrado_operations(pac):
+    d = FelDriver("felu", PASSWORD, cuenta="CUENTA1", remote_url=pac.fel_remote_url)
+    with pytest.raises(PacUnsupported) as info:
+        d.stamp(b"<a/>", "R")
+    assert "fel" in str(info.value) and "TimbrarCFDI" in str(info.value)
+    with pytest.raises(PacUnsupported):
+        d.change_password("NewPassword9")
+    d.close()
+
+
+def test_create_driver_factory(pac):
+    d = create_driver("fel", pac.fel_timbrado_url, usuario="felu", password=PASSWORD)
+    assert isinstance(d, FelDriver)
+    assert d.credits().restantes is not None
+    d.close()
+    with pytest.raises(PacInvalid):
+        create_driver("nope", "http://127.0.0.1:9")
+
+
+def test_tls_verification_cannot_be_disabled():
+    with pytest.raises(ValueError):
+        FelDriver("u", "p", timbrado_url="https://127.0.0.1:9/x", verify=False)
+
+
+def test_split_code():
+    assert split_code("307 - El CFDI contiene un timbre previo") == (
+        "307",
+        "El CFDI contiene un timbre previo",
+    )
+    assert split_code("CFDI40102: sello") == ("CFDI40102", "sello")
+    assert split_code("sin código") == (None, "sin código")

@@ -10,6 +10,7 @@ The full format is documented in ``docs/layouts.md``.
 
 from __future__ import annotations
 
+import contextlib
 import tomllib
 import types
 import typing
@@ -65,6 +66,24 @@ class LookupRef:
     table: str
     key: str  # source reference of the key
     column: str
+
+
+@dataclass
+class _LookupSource:
+    """A lookup table of the mapping; re-read when its file changes (cached by mtime)."""
+
+    table: LookupTable
+    delimiter: str
+    encoding: str
+    label: str
+
+    def current(self) -> LookupTable:
+        # a file being replaced or gone keeps the last good version
+        with contextlib.suppress(LookupError_, OSError):
+            self.table = load_table(
+                self.table.path, self.table.key, delimiter=self.delimiter, encoding=self.encoding
+            )
+        return self.table
 
 
 @dataclass
@@ -129,7 +148,7 @@ class _Compiler:
         self.source = source
         self.base_dir = base_dir
         self.errors: list[Problem] = []
-        self.lookups: dict[str, tuple[LookupTable, str]] = {}  # name -> (table, label)
+        self.lookups: dict[str, _LookupSource] = {}
 
     def err(self, place: str, message: str) -> None:
         self.errors.append(
@@ -176,7 +195,12 @@ class _Compiler:
             except LookupError_ as exc:
                 self.err(f"{place} file", str(exc))
                 continue
-            self.lookups[name] = (loaded, str(spec.get("label", "la clave")))
+            self.lookups[name] = _LookupSource(
+                loaded,
+                str(spec.get("delimiter", ",")),
+                str(spec.get("encoding", "auto")),
+                str(spec.get("label", "la clave")),
+            )
 
     # leaves
     def compile_field(self, raw: Any, place: str, kind: str) -> FieldSpec | None:
@@ -222,7 +246,7 @@ class _Compiler:
                     )
                     ok = False
                     continue
-                table = self.lookups[v][0]
+                table = self.lookups[v].table
                 if column not in table.columns:
                     self.err(
                         f"{place}.column",
@@ -376,6 +400,7 @@ class _Ctx:
     locations: dict[str, str]
     reported: set[str]
     missed: set[tuple[str, str]]
+    tables: dict[str, LookupTable] = field(default_factory=dict)
 
 
 def _resolve(
@@ -406,7 +431,7 @@ class Mapping:
     def __init__(
         self,
         root: NodeSpec,
-        lookups: dict[str, tuple[LookupTable, str]],
+        lookups: dict[str, _LookupSource],
         *,
         name: str,
         decimal_comma: bool,
@@ -574,22 +599,10 @@ class Mapping:
 
     @staticmethod
     def _complete_bases(concepto: dict[str, Any]) -> None:
-        """Traslado/Retención Base = Cantidad × ValorUnitario − Descuento when the source lacks it."""
-        imp = concepto.get("Impuestos")
-        if not imp:
+        """Drop an empty Impuestos node. A tax without Base stays None: amounts.complete derives
+        it (Importe − Descuento, rounded by SAT's rules)."""
+        if not concepto.get("Impuestos"):
             concepto.pop("Impuestos", None)
-            return
-        cantidad, valor = concepto.get("Cantidad"), concepto.get("ValorUnitario")
-        if not isinstance(cantidad, Decimal) or not isinstance(valor, Decimal):
-            return
-        base = cantidad * valor - (concepto.get("Descuento") or Decimal(0))
-        base = base.quantize(Decimal("0.000001")).normalize()
-        if base == base.to_integral():
-            base = base.quantize(Decimal("1"))
-        for key in ("Traslados", "Retenciones"):
-            for tax in imp.get(key, []):
-                if tax.get("Base") is None:
-                    tax["Base"] = base
 
     def _text(
         self, spec: FieldSpec, scope: ParsedRecord, fpath: str, ctx: _Ctx
@@ -629,7 +642,11 @@ class Mapping:
         key = (key or "").strip()
         if not key:
             return None, location
-        table, label = self._lookups[ref.table]
+        source = self._lookups[ref.table]
+        table = ctx.tables.get(ref.table)
+        if table is None:
+            table = ctx.tables[ref.table] = source.current()
+        label = source.label
         row = table.get(key)
         if row is None:
             if (ref.table, key) not in ctx.missed:

@@ -19,6 +19,28 @@ def _add_cfdi_commands(sub: argparse._SubParsersAction) -> None:
 def _add_pac_commands(sub: argparse._SubParsersAction) -> None:
     """sandbox-pac, cancel, sat-status, credits: talking to a PAC or SAT (issue 3)."""
 
+    # --- sandbox-pac (the bundled sandbox PAC server) ---
+    def _sandbox_pac(args: argparse.Namespace) -> int:
+        from connector.pac.sandbox.cli import run
+
+        return run(args)
+
+    p = sub.add_parser(
+        "sandbox-pac", help="PAC de pruebas local (FEL, Finkok, estado SAT) en 127.0.0.1"
+    )
+    p.add_argument("--port", type=int, default=8777, help="puerto (0 = uno libre)")
+    p.add_argument("--db", default="sandbox-pac.db", help="base de datos SQLite del sandbox")
+    p.add_argument("--latency", type=float, default=0.0, help="segundos extra por respuesta")
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="falla simulada KIND[:N|:p=0.1][:Op1,Op2][:s=SEG]; KIND: latency, timeout, "
+        "http500, drop, garbage, reply_lost (repetible)",
+    )
+    p.set_defaults(func=_sandbox_pac)
+
 
 def _add_daemon_commands(sub: argparse._SubParsersAction) -> None:
     """run, submit, replay, status, check-config, demo: the bridge daemon (issue 4)."""

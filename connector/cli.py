@@ -96,6 +96,23 @@ def _add_daemon_commands(sub: argparse._SubParsersAction) -> None:
 
 def _add_pdf_commands(sub: argparse._SubParsersAction) -> None:
     """pdf: representación impresa of a stamped CFDI (issue 5)."""
+    p = sub.add_parser(
+        "pdf",
+        help="genera la representación impresa (PDF) de un CFDI 4.0",
+        description="Genera la representación impresa (PDF) de un CFDI 4.0 (XML).",
+    )
+    p.add_argument("xml", metavar="FILE.xml", help="CFDI 4.0 en XML (timbrado o no)")
+    p.add_argument("-o", "--output", metavar="OUT.pdf", help="PDF de salida (FILE.pdf)")
+    p.add_argument("--logo", metavar="PNG", help="logotipo del emisor (PNG o JPEG)")
+    p.add_argument("--color", metavar="#RRGGBB", help="color principal, p. ej. #1F4E79")
+    p.add_argument("--cancelado", action="store_true", help="marca de agua CANCELADO")
+    p.set_defaults(func=_cmd_pdf)
+
+
+def _cmd_pdf(args: argparse.Namespace) -> int:
+    from connector.cfdi.pdf import pdf_command
+
+    return pdf_command(args.xml, args.output, args.logo, args.color, args.cancelado)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,7 +36,6 @@ from urllib.parse import quote
 import segno
 from fontTools import ttLib
 from fpdf import FPDF
-from fpdf.enums import WrapMode, XPos, YPos
 from fpdf.fonts import SubsetMap, TTFFont
 
 from .errors import CfdiError
@@ -291,7 +290,10 @@ def _attach_font(pdf: FPDF, family: str, style: str) -> None:
         font = copy.copy(tmpl)
         font.i = len(pdf.fonts) + 1
         font.ttfont = ttLib.TTFont(
-            BytesIO(_font_bytes[(family, style)]), lazy=True, recalcTimestamp=False
+            BytesIO(_font_bytes[(family, style)]),
+            lazy=True,
+            recalcTimestamp=False,
+            recalcBBoxes=False,
         )
         font.desc = copy.copy(tmpl.desc)
         font.missing_glyphs = []
@@ -437,211 +439,314 @@ def _cadena_tfd(tfd: TimbreFiscalDigital) -> str:
 # --- The document ------------------------------------------------------------------------------
 
 _PAGE_W = 215.9  # Letter, mm
+_PAGE_H = 279.4
 _MARGIN = 10.0
 _CONTENT_W = _PAGE_W - 2 * _MARGIN
-_BOTTOM = 16.0  # footer area
-_LH = 3.4  # line height for 7 pt text
+_BOTTOM = 16.0  # room for the footer
+_LH = 3.4  # line height of 7 pt text
+_DLH = 2.9  # line height of 6 pt detail text
+_SLH = 2.7  # line height of the seals
 _QR_MM = 30.0
+_PT = 25.4 / 72  # mm per point
+_GREY = (90, 90, 90)
 
-# conceptos table: (title, width, align)
+# conceptos table: (title, width, align); Descripción takes the rest
 _COLUMNS = [
     ("Clave SAT", 17.0, "L"),
     ("Cantidad", 16.0, "R"),
     ("Unidad", 22.0, "L"),
-    ("Descripción", 0.0, "L"),  # the rest
+    ("Descripción", 0.0, "L"),
     ("Valor unitario", 23.0, "R"),
     ("Descuento", 19.0, "R"),
     ("Importe", 23.0, "R"),
 ]
-_DESC_W = _CONTENT_W - sum(w for _, w, _ in _COLUMNS)
-_COLUMNS[3] = ("Descripción", _DESC_W, "L")
+_COLUMNS[3] = ("Descripción", _CONTENT_W - sum(w for _, w, _ in _COLUMNS), "L")
+_DR_COLUMNS = [
+    ("Documento relacionado (UUID)", 58.0, "L"),
+    ("Serie / folio", 24.0, "L"),
+    ("Moneda / equivalencia", 28.0, "L"),
+    ("Parcialidad", 15.0, "R"),
+    ("Saldo anterior", 22.0, "R"),
+    ("Importe pagado", 22.0, "R"),
+    ("Saldo insoluto", 0.0, "R"),
+]
+_DR_COLUMNS[6] = ("Saldo insoluto", _CONTENT_W - sum(w for _, w, _ in _DR_COLUMNS), "R")
 
 
 class _Doc(FPDF):
-    """fpdf2 document with our footer (legend, page numbers) and the cancelled watermark."""
+    """fpdf2 document whose page header repeats the running title and the open table's header."""
 
-    def __init__(self, style: PdfStyle, header_text: str, cancelled: bool) -> None:
+    def __init__(self, renderer: _Renderer) -> None:
         super().__init__(orientation="P", unit="mm", format="Letter")
-        self.style = style
-        self.primary = _rgb(style.primary_color)
-        self.text_rgb = _rgb(style.text_color)
-        self.header_text = header_text
-        self.cancelled = cancelled
-        self.table_header: bool = False
+        self.renderer = renderer
+        self.repeat_header: Any = None  # callable drawing the open table's header
         self.set_margins(_MARGIN, _MARGIN, _MARGIN)
-        self.set_auto_page_break(True, _BOTTOM)
+        self.set_auto_page_break(False, _BOTTOM)
+        self.alias_nb_pages(None)  # page numbers are written once the count is known
         self.set_creator("cfdi-connector")
-        self.set_title(header_text)
 
     def header(self) -> None:
         if self.page_no() > 1:
-            self.set_font("dv", "", 6.5)
-            self.set_text_color(110, 110, 110)
-            self.cell(
-                _CONTENT_W, 4, self.header_text, align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT
-            )
-            self.set_draw_color(*self.primary)
-            self.line(_MARGIN, self.get_y(), _PAGE_W - _MARGIN, self.get_y())
-            self.ln(1.5)
-            if self.table_header:
-                _table_header(self)
-
-    def footer(self) -> None:
-        if self.cancelled:
-            self._watermark()
-        self.set_y(-12)
-        self.set_draw_color(*self.primary)
-        self.line(_MARGIN, self.get_y(), _PAGE_W - _MARGIN, self.get_y())
-        self.set_font("dv", "", 6.5)
-        self.set_text_color(90, 90, 90)
-        note = LEGEND
-        if self.style.footer_note:
-            note += "  ·  " + _clean(self.style.footer_note)
-        self.set_xy(_MARGIN, -11)
-        self.cell(_CONTENT_W - 30, 4, note, align="L")
-        self.set_xy(_PAGE_W - _MARGIN - 30, -11)
-        self.cell(30, 4, f"Página {self.page_no()} de {{nb}}", align="R")
-
-    def _watermark(self) -> None:
-        x, y = self.get_x(), self.get_y()
-        auto = self.auto_page_break
-        self.set_auto_page_break(False)
-        with self.local_context(fill_opacity=0.22, text_color=_rgb(self.style.watermark_color)):
-            self.set_font("dv", "B", 96)
-            cx, cy = _PAGE_W / 2, 279.4 / 2
-            with self.rotation(52, cx, cy):
-                width = self.get_string_width("CANCELADO")
-                self.text(cx - width / 2, cy + 12, "CANCELADO")
-        self.set_auto_page_break(auto, _BOTTOM)
-        self.set_xy(x, y)
-
-
-def _table_header(pdf: _Doc) -> None:
-    pdf.set_font("dv", "B", 6.5)
-    pdf.set_fill_color(*pdf.primary)
-    pdf.set_text_color(255, 255, 255)
-    x = _MARGIN
-    y = pdf.get_y()
-    for title, width, align in _COLUMNS:
-        pdf.set_xy(x, y)
-        pdf.cell(width, 5, title, align="R" if align == "R" else "C", fill=True)
-        x += width
-    pdf.set_xy(_MARGIN, y + 5)
-    pdf.set_text_color(*pdf.text_rgb)
+            self.renderer.running_header()
+            if self.repeat_header is not None:
+                self.repeat_header()
 
 
 class _Renderer:
+    """Lays the CFDI out with our own line breaking (fast, exact) and draws text runs per font."""
+
     def __init__(self, c: Comprobante, style: PdfStyle, cancelled: bool) -> None:
         self.c = c
         self.style = style
-        serie_folio = "-".join(p for p in (c.Serie, c.Folio) if p)
+        self.cancelled = cancelled
+        self.primary = _rgb(style.primary_color)
+        self.text_rgb = _rgb(style.text_color)
+        serie_folio = "-".join(p for p in (_clean(c.Serie), _clean(c.Folio)) if p)
         head = f"{TITLE.get(c.TipoDeComprobante, 'CFDI')} {serie_folio}".strip()
         if c.uuid:
-            head += f"  ·  Folio fiscal {c.uuid}"
-        self.pdf = pdf = _Doc(style, _clean(head), cancelled)
+            head += f"  ·  Folio fiscal {_clean(c.uuid)}"
+        self.running = head
+        self.pdf = pdf = _Doc(self)
+        pdf.set_title(head)
         _attach_font(pdf, "dv", "")
         _attach_font(pdf, "dv", "B")
-        fallbacks = _fallbacks_needed(c, style)
-        for family in fallbacks:
+        self.fallbacks = _fallbacks_needed(c, style)
+        for family in self.fallbacks:
             _attach_font(pdf, family, "")
             if (family, "B") in _FONT_FILES:
                 _attach_font(pdf, family, "B")
-        if fallbacks:
-            pdf.set_fallback_fonts(fallbacks, exact_match=False)
-        pdf.alias_nb_pages()
+        self._fonts = {
+            (family, style_): _template(family, style_)
+            for family in ["dv", *self.fallbacks]
+            for style_ in ("", "B")
+            if (family, style_) in _FONT_FILES
+        }
+        self._family_of: dict[str, str] = {}
+        self.bold = False
+        self.size = 7.0
+        self.y = _MARGIN
         pdf.add_page()
 
-    # -- primitives -------------------------------------------------------------------------
+    # -- text primitives --------------------------------------------------------------------
 
-    def _font(self, bold: bool = False, size: float = 7.0) -> None:
-        self.pdf.set_font("dv", "B" if bold else "", size)
+    def font(self, bold: bool = False, size: float = 7.0) -> None:
+        self.bold = bold
+        self.size = size
 
-    def _text_color(self) -> None:
-        self.pdf.set_text_color(*self.pdf.text_rgb)
+    def color(self, rgb: tuple[int, int, int] | None = None) -> None:
+        self.pdf.set_text_color(*(rgb or self.text_rgb))
 
-    def _lines(self, text: str, width: float, *, char_wrap: bool = False) -> int:
-        if not text:
-            return 1
-        lines = self.pdf.multi_cell(
-            width,
-            _LH,
-            text,
-            dry_run=True,
-            output="LINES",
-            wrapmode=WrapMode.CHAR if char_wrap else WrapMode.WORD,
-        )
-        return max(1, len(lines))
+    def _family(self, ch: str) -> str:
+        family = self._family_of.get(ch)
+        if family is None:
+            code = ord(ch)
+            family = "dv"
+            for candidate in self.fallbacks:
+                if (
+                    code not in self._fonts[("dv", "")].cmap
+                    and code in self._fonts[(candidate, "")].cmap
+                ):
+                    family = candidate
+                    break
+            self._family_of[ch] = family
+        return family
 
-    def _ensure(self, height: float) -> None:
-        """Start a new page unless ``height`` mm fit above the footer."""
-        if self.pdf.get_y() + height > self.pdf.page_break_trigger:
-            self.pdf.add_page()
+    def _style_for(self, family: str) -> str:
+        return "B" if self.bold and (family, "B") in self._fonts else ""
 
-    def _section(self, title: str) -> None:
-        pdf = self.pdf
-        self._ensure(12)
-        pdf.ln(1.5)
-        self._font(True, 7.5)
-        pdf.set_text_color(*pdf.primary)
-        pdf.cell(_CONTENT_W, 4.5, title.upper(), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-        pdf.set_draw_color(*pdf.primary)
-        pdf.set_line_width(0.3)
-        pdf.line(_MARGIN, pdf.get_y(), _PAGE_W - _MARGIN, pdf.get_y())
-        pdf.set_line_width(0.2)
-        pdf.ln(1)
-        self._text_color()
+    def width(self, text: str) -> float:
+        """Width in mm of ``text`` in the current font and size."""
+        total = 0
+        for ch in text:
+            family = self._family(ch)
+            total += self._fonts[(family, self._style_for(family))].cw[ord(ch)]
+        return total * self.size * _PT / 1000
 
-    def _fields(
-        self, pairs: list[tuple[str, str]], cols: int, x: float = _MARGIN, width: float = _CONTENT_W
+    def wrap(self, text: str, width: float, *, by_char: bool = False) -> list[str]:
+        """Greedy line breaking at spaces (or anywhere with ``by_char``); never wider than width."""
+        lines: list[str] = []
+        for paragraph in text.split("\n"):
+            if by_char or " " not in paragraph:
+                lines.extend(self._wrap_chars(paragraph, width))
+                continue
+            current = ""
+            for word in paragraph.split(" "):
+                candidate = f"{current} {word}" if current else word
+                if self.width(candidate) <= width:
+                    current = candidate
+                    continue
+                if current:
+                    lines.append(current)
+                if self.width(word) <= width:
+                    current = word
+                else:
+                    parts = self._wrap_chars(word, width)
+                    lines.extend(parts[:-1])
+                    current = parts[-1]
+            lines.append(current)
+        return lines or [""]
+
+    def _wrap_chars(self, text: str, width: float) -> list[str]:
+        lines: list[str] = []
+        start, used = 0, 0.0
+        scale = self.size * _PT / 1000
+        for i, ch in enumerate(text):
+            family = self._family(ch)
+            w = self._fonts[(family, self._style_for(family))].cw[ord(ch)] * scale
+            if used + w > width and i > start:
+                lines.append(text[start:i])
+                start, used = i, 0.0
+            used += w
+        lines.append(text[start:])
+        return lines
+
+    def put(
+        self, x: float, y: float, width: float, text: str, align: str = "L", lh: float = _LH
     ) -> None:
-        """Label above value, ``cols`` per row; values wrap inside their column."""
+        """Draw one line inside the box (x, y, width, lh), split into runs per font."""
+        if not text:
+            return
+        if align != "L":
+            free = width - self.width(text)
+            x += free if align == "R" else free / 2
+        baseline = y + lh / 2 + 0.34 * self.size * _PT
         pdf = self.pdf
-        pairs = [(label, _clean(value)) for label, value in pairs if value not in (None, "")]
+        run_start = 0
+        family = self._family(text[0])
+        for i in range(1, len(text) + 1):
+            next_family = self._family(text[i]) if i < len(text) else None
+            if next_family == family:
+                continue
+            run = text[run_start:i]
+            pdf.set_font(family, self._style_for(family), self.size)
+            pdf.text(x, baseline, run)
+            x += self.width(run)
+            run_start, family = i, next_family or family
+
+    def para(
+        self,
+        x: float,
+        width: float,
+        text: str,
+        *,
+        align: str = "L",
+        lh: float = _LH,
+        by_char: bool = False,
+        breakable: bool = False,
+    ) -> float:
+        """Wrapped text from ``self.y``; returns the height used (page breaks when breakable)."""
+        used = 0.0
+        for line in self.wrap(text, width, by_char=by_char):
+            if breakable and self.y + lh > self.pdf.page_break_trigger:
+                self.new_page()
+            self.put(x, self.y, width, line, align, lh)
+            self.y += lh
+            used += lh
+        return used
+
+    def height(self, text: str, width: float, lh: float = _LH, by_char: bool = False) -> float:
+        return len(self.wrap(text, width, by_char=by_char)) * lh
+
+    # -- layout helpers -----------------------------------------------------------------------
+
+    def new_page(self) -> None:
+        self.pdf.add_page()  # the header callback draws and sets self.y
+
+    def ensure(self, height: float) -> None:
+        if self.y + height > self.pdf.page_break_trigger:
+            self.new_page()
+
+    def running_header(self) -> None:
+        self.font(False, 6.5)
+        self.color(_GREY)
+        self.put(_MARGIN, _MARGIN, _CONTENT_W, self.running, "R", 4)
+        self.pdf.set_draw_color(*self.primary)
+        self.pdf.line(_MARGIN, _MARGIN + 4.5, _PAGE_W - _MARGIN, _MARGIN + 4.5)
+        self.y = _MARGIN + 6
+        self.color()
+
+    def section(self, title: str, keep: float = 12) -> None:
+        self.ensure(keep + 7)
+        self.y += 1.5
+        self.font(True, 7.5)
+        self.color(self.primary)
+        self.put(_MARGIN, self.y, _CONTENT_W, title.upper(), "L", 4.5)
+        self.y += 4.5
+        pdf = self.pdf
+        pdf.set_draw_color(*self.primary)
+        pdf.set_line_width(0.3)
+        pdf.line(_MARGIN, self.y, _PAGE_W - _MARGIN, self.y)
+        pdf.set_line_width(0.2)
+        self.y += 1
+        self.color()
+
+    def fields(
+        self,
+        pairs: list[tuple[str, str]],
+        cols: int,
+        x: float = _MARGIN,
+        width: float = _CONTENT_W,
+        spans: dict[str, int] | None = None,
+    ) -> None:
+        """Label above value, ``cols`` per row; a label in ``spans`` takes several columns."""
+        spans = spans or {}
+        items = [(label, _clean(value)) for label, value in pairs if value not in (None, "")]
         col_w = width / cols
-        for start in range(0, len(pairs), cols):
-            row = pairs[start : start + cols]
-            self._font(False, 7)
-            heights = [self._lines(v, col_w - 2) for _, v in row]
-            row_h = 3 + max(heights) * _LH + 0.8
-            self._ensure(row_h)
-            y = pdf.get_y()
-            for i, (label, value) in enumerate(row):
-                pdf.set_xy(x + i * col_w, y)
-                self._font(True, 5.8)
-                pdf.set_text_color(*pdf.primary)
-                pdf.cell(col_w - 2, 3, label.upper())
-                pdf.set_xy(x + i * col_w, y + 3)
-                self._font(False, 7)
-                self._text_color()
-                pdf.multi_cell(col_w - 2, _LH, value, align="L")
-            pdf.set_xy(_MARGIN, y + row_h)
+        rows: list[list[tuple[str, str, int]]] = [[]]
+        used = 0
+        for label, value in items:
+            span = min(spans.get(label, 1), cols)
+            if used + span > cols:
+                rows.append([])
+                used = 0
+            rows[-1].append((label, value, span))
+            used += span
+        for row in rows:
+            if not row:
+                continue
+            self.font(False, 7)
+            wrapped = [self.wrap(v, col_w * s - 2) for _, v, s in row]
+            row_h = 3 + max(len(w) for w in wrapped) * _LH + 0.8
+            self.ensure(row_h)
+            cx = x
+            for (label, _, span), lines in zip(row, wrapped, strict=True):
+                self.font(True, 5.8)
+                self.color(self.primary)
+                self.put(cx, self.y, col_w * span - 2, label.upper(), "L", 3)
+                self.font(False, 7)
+                self.color()
+                for n, line in enumerate(lines):
+                    self.put(cx, self.y + 3 + n * _LH, col_w * span - 2, line)
+                cx += col_w * span
+            self.y += row_h
 
     # -- sections ---------------------------------------------------------------------------
 
     def header(self) -> None:
         c, pdf = self.c, self.pdf
-        top = pdf.get_y()
+        top = self.y
         x = _MARGIN
+        logo_h = 0.0
         if self.style.logo_path is not None:
             try:
                 info = pdf.image(
                     str(self.style.logo_path), x=_MARGIN, y=top, h=18, keep_aspect_ratio=True
                 )
-                x = _MARGIN + min(float(info.rendered_width), 45.0) + 3
             except Exception as exc:  # noqa: BLE001 - any unreadable image
                 raise CfdiError.one(
                     "CONN-PDF-LOGO",
                     f"El logotipo {self.style.logo_path} no es una imagen PNG/JPEG válida: {exc}",
                     "logo_path",
                 ) from exc
+            x = _MARGIN + min(float(info.rendered_width), 45.0) + 3
+            logo_h = 18.0
         box_w = 72.0
         left_w = _PAGE_W - _MARGIN - box_w - 4 - x
-        pdf.set_xy(x, top)
-        self._font(True, 11)
-        pdf.set_text_color(*pdf.primary)
-        pdf.multi_cell(left_w, 5, _clean(c.Emisor.Nombre), new_x=XPos.LEFT, new_y=YPos.NEXT)
-        self._font(False, 7.5)
-        self._text_color()
+        self.font(True, 11)
+        self.color(self.primary)
+        self.para(x, left_w, _clean(c.Emisor.Nombre), lh=5)
+        self.font(False, 7.5)
+        self.color()
         lines = [
             f"RFC: {_clean(c.Emisor.Rfc)}",
             f"Régimen fiscal: {describe(REGIMEN_FISCAL, c.Emisor.RegimenFiscal)}",
@@ -650,70 +755,74 @@ class _Renderer:
         if c.Emisor.FacAtrAdquirente:
             lines.append(f"FacAtrAdquirente: {_clean(c.Emisor.FacAtrAdquirente)}")
         for line in lines:
-            pdf.multi_cell(left_w, 3.6, line, new_x=XPos.LEFT, new_y=YPos.NEXT)
-        left_bottom = max(pdf.get_y(), top + (18 if self.style.logo_path else 0))
+            self.para(x, left_w, line, lh=3.6)
+        left_bottom = max(self.y, top + logo_h)
 
-        # the box on the right: title, serie/folio, fecha, folio fiscal
         bx = _PAGE_W - _MARGIN - box_w
-        pdf.set_xy(bx, top)
-        pdf.set_fill_color(*pdf.primary)
-        pdf.set_text_color(255, 255, 255)
-        self._font(True, 9)
-        pdf.cell(box_w, 6, TITLE.get(c.TipoDeComprobante, "CFDI"), align="C", fill=True)
+        pdf.set_fill_color(*self.primary)
+        pdf.rect(bx, top, box_w, 6, style="F")
+        self.font(True, 9)
+        self.color((255, 255, 255))
+        self.put(bx, top, box_w, TITLE.get(c.TipoDeComprobante, "CFDI"), "C", 6)
+        self.y = top + 6.6
         rows = [
             ("Serie y folio", " ".join(p for p in (_clean(c.Serie), _clean(c.Folio)) if p) or "—"),
             ("Fecha de emisión", _clean(c.Fecha)),
-            ("Folio fiscal (UUID)", c.uuid or "SIN TIMBRAR"),
+            ("Folio fiscal (UUID)", _clean(c.uuid) or "SIN TIMBRAR"),
         ]
-        y = top + 6
         for label, value in rows:
-            pdf.set_xy(bx + 1.5, y + 0.6)
-            self._font(True, 5.8)
-            pdf.set_text_color(*pdf.primary)
-            pdf.cell(box_w - 3, 2.8, label.upper())
-            pdf.set_xy(bx + 1.5, y + 3.2)
-            self._font(False, 7)
-            self._text_color()
-            pdf.multi_cell(box_w - 3, 3.2, value, align="L")
-            y = pdf.get_y()
-        pdf.set_draw_color(*pdf.primary)
-        pdf.rect(bx, top, box_w, y + 0.8 - top)
-        pdf.set_y(max(left_bottom, y + 0.8) + 1)
+            self.font(True, 5.8)
+            self.color(self.primary)
+            self.put(bx + 1.5, self.y, box_w - 3, label.upper(), "L", 2.8)
+            self.y += 2.8
+            self.font(False, 7)
+            self.color()
+            self.para(bx + 1.5, box_w - 3, value, lh=3.3)
+            self.y += 0.4
+        pdf.set_draw_color(*self.primary)
+        pdf.rect(bx, top, box_w, self.y + 0.4 - top)
+        self.y = max(left_bottom, self.y + 0.4) + 1
 
     def receptor(self) -> None:
         r = self.c.Receptor
-        self._section("Receptor")
-        pairs = [
-            ("Nombre / razón social", r.Nombre),
-            ("RFC", r.Rfc),
-            ("Domicilio fiscal (C.P.)", r.DomicilioFiscalReceptor),
-            ("Régimen fiscal", describe(REGIMEN_FISCAL, r.RegimenFiscalReceptor)),
-            ("Uso del CFDI", describe(USO_CFDI, r.UsoCFDI)),
-            ("Residencia fiscal", r.ResidenciaFiscal or ""),
-            ("NumRegIdTrib", r.NumRegIdTrib or ""),
-        ]
-        self._fields(pairs, 3)
+        self.section("Receptor")
+        self.fields(
+            [
+                ("Nombre / razón social", r.Nombre),
+                ("RFC", r.Rfc),
+                ("Domicilio fiscal (C.P.)", r.DomicilioFiscalReceptor),
+                ("Régimen fiscal", describe(REGIMEN_FISCAL, r.RegimenFiscalReceptor)),
+                ("Uso del CFDI", describe(USO_CFDI, r.UsoCFDI)),
+                ("Residencia fiscal", r.ResidenciaFiscal or ""),
+                ("NumRegIdTrib", r.NumRegIdTrib or ""),
+            ],
+            3,
+        )
 
     def comprobante(self) -> None:
         c = self.c
-        self._section("Datos del comprobante")
-        pairs = [
-            ("Tipo de comprobante", describe(TIPO_COMPROBANTE, c.TipoDeComprobante)),
-            ("Exportación", describe(EXPORTACION, c.Exportacion)),
-            ("Forma de pago", describe(FORMA_PAGO, c.FormaPago)),
-            ("Método de pago", describe(METODO_PAGO, c.MetodoPago)),
-            ("Moneda", c.Moneda),
-            ("Tipo de cambio", _qty(c.TipoCambio) if c.TipoCambio is not None else ""),
-            ("Condiciones de pago", c.CondicionesDePago or ""),
-            ("No. de certificado del emisor", c.NoCertificado or ""),
-            ("Versión", c.Version),
-            ("Confirmación", c.Confirmacion or ""),
-        ]
-        self._fields(pairs, 4)
+        self.section("Datos del comprobante")
+        self.fields(
+            [
+                ("Tipo de comprobante", describe(TIPO_COMPROBANTE, c.TipoDeComprobante)),
+                ("Exportación", describe(EXPORTACION, c.Exportacion)),
+                ("Forma de pago", describe(FORMA_PAGO, c.FormaPago)),
+                ("Método de pago", describe(METODO_PAGO, c.MetodoPago)),
+                ("Moneda", c.Moneda),
+                ("Tipo de cambio", _qty(c.TipoCambio) if c.TipoCambio is not None else ""),
+                ("Lugar de expedición", c.LugarExpedicion),
+                ("Fecha de emisión", c.Fecha),
+                ("Condiciones de pago", c.CondicionesDePago or ""),
+                ("No. de certificado del emisor", c.NoCertificado or ""),
+                ("Versión", c.Version),
+                ("Confirmación", c.Confirmacion or ""),
+            ],
+            4,
+        )
         g = c.InformacionGlobal
         if g is not None:
-            self._section("Información global")
-            self._fields(
+            self.section("Información global")
+            self.fields(
                 [
                     ("Periodicidad", describe(PERIODICIDAD, g.Periodicidad)),
                     ("Meses", describe(MESES, g.Meses)),
@@ -722,26 +831,39 @@ class _Renderer:
                 4,
             )
         if c.CfdiRelacionados:
-            self._section("CFDI relacionados")
+            self.section("CFDI relacionados")
             for rel in c.CfdiRelacionados:
-                self._fields(
+                self.fields(
                     [
                         ("Tipo de relación", describe(TIPO_RELACION, rel.TipoRelacion)),
                         ("UUID relacionados", ", ".join(rel.UUIDs)),
                     ],
-                    2,
+                    3,
+                    spans={"UUID relacionados": 2},
                 )
+
+    def _table_head(self, columns: list[tuple[str, float, str]], h: float = 5.0) -> None:
+        pdf = self.pdf
+        pdf.set_fill_color(*self.primary)
+        pdf.rect(_MARGIN, self.y, _CONTENT_W, h, style="F")
+        self.font(True, 6.3)
+        self.color((255, 255, 255))
+        x = _MARGIN
+        for title, width, align in columns:
+            self.put(x + 0.8, self.y, width - 1.6, title, "R" if align == "R" else "C", h)
+            x += width
+        self.y += h
+        self.color()
 
     def conceptos(self) -> None:
         pdf = self.pdf
         if not self.c.Conceptos:
             return
-        self._section("Conceptos")
-        self._ensure(5 + 2 * _LH)
-        _table_header(pdf)
-        pdf.table_header = True
+        self.section("Conceptos", keep=5 + 3 * _LH)
+        self._table_head(_COLUMNS)
+        pdf.repeat_header = lambda: self._table_head(_COLUMNS)
         detail_x = _MARGIN + _COLUMNS[0][1]
-        detail_w = _CONTENT_W - _COLUMNS[0][1]
+        detail_w = _CONTENT_W - _COLUMNS[0][1] - 1.6
         for index, k in enumerate(self.c.Conceptos):
             cells = [
                 _clean(k.ClaveProdServ),
@@ -752,38 +874,39 @@ class _Renderer:
                 _money(k.Descuento) if k.Descuento is not None else "",
                 _money(k.Importe),
             ]
-            details = self._concepto_details(k)
-            self._font(False, 7)
-            main_lines = max(
-                self._lines(t, w - 1.6) for t, (_, w, _) in zip(cells, _COLUMNS, strict=True)
-            )
-            self._font(False, 6)
-            detail_lines = sum(self._lines(d, detail_w - 1.6) for d in details)
-            row_h = main_lines * _LH + detail_lines * 2.9 + 1.6
-            self._ensure(row_h)
-            y = pdf.get_y()
+            self.font(False, 7)
+            wrapped = [self.wrap(t, w - 1.6) for t, (_, w, _) in zip(cells, _COLUMNS, strict=True)]
+            main_h = max(len(w) for w in wrapped) * _LH
+            self.font(False, 6)
+            details = [line for d in self._concepto_details(k) for line in self.wrap(d, detail_w)]
+            row_h = main_h + len(details) * _DLH + 1.6
+            self.ensure(min(row_h, pdf.page_break_trigger - 30))
+            y = self.y
             if index % 2 == 1:
                 pdf.set_fill_color(244, 246, 249)
                 pdf.rect(_MARGIN, y, _CONTENT_W, row_h, style="F")
             x = _MARGIN
-            self._font(False, 7)
-            self._text_color()
-            for text, (_, width, align) in zip(cells, _COLUMNS, strict=True):
-                pdf.set_xy(x + 0.8, y + 0.8)
-                pdf.multi_cell(width - 1.6, _LH, text, align=align)
+            self.font(False, 7)
+            self.color()
+            for lines, (_, width, align) in zip(wrapped, _COLUMNS, strict=True):
+                for n, line in enumerate(lines):
+                    self.put(x + 0.8, y + 0.8 + n * _LH, width - 1.6, line, align)
                 x += width
-            if details:
-                pdf.set_xy(detail_x + 0.8, y + 0.8 + main_lines * _LH)
-                self._font(False, 6)
-                pdf.set_text_color(90, 90, 90)
-                for d in details:
-                    pdf.set_x(detail_x + 0.8)
-                    pdf.multi_cell(detail_w - 1.6, 2.9, d, new_x=XPos.LEFT, new_y=YPos.NEXT)
-                self._text_color()
+            self.font(False, 6)
+            self.color(_GREY)
+            self.y = y + 0.8 + main_h
+            for line in details:
+                if self.y + _DLH > pdf.page_break_trigger:  # a giant row: continue on next page
+                    self.new_page()
+                    self.font(False, 6)
+                    self.color(_GREY)
+                self.put(detail_x + 0.8, self.y, detail_w, line, "L", _DLH)
+                self.y += _DLH
+            self.color()
+            self.y = max(self.y + 0.8, y + row_h) if self.y >= y else self.y + 0.8
             pdf.set_draw_color(200, 205, 212)
-            pdf.line(_MARGIN, y + row_h, _PAGE_W - _MARGIN, y + row_h)
-            pdf.set_xy(_MARGIN, y + row_h)
-        pdf.table_header = False
+            pdf.line(_MARGIN, self.y, _PAGE_W - _MARGIN, self.y)
+        pdf.repeat_header = None
 
     @staticmethod
     def _concepto_details(k: Concepto) -> list[str]:
@@ -814,7 +937,7 @@ class _Renderer:
         if k.ACuentaTerceros is not None:
             t3 = k.ACuentaTerceros
             out.append(
-                f"A cuenta de terceros: {_clean(t3.NombreACuentaTerceros)} RFC "
+                f"A cuenta de terceros: {_clean(t3.NombreACuentaTerceros)}, RFC "
                 f"{_clean(t3.RfcACuentaTerceros)}, régimen "
                 f"{describe(REGIMEN_FISCAL, t3.RegimenFiscalACuentaTerceros)}, C.P. "
                 f"{_clean(t3.DomicilioFiscalACuentaTerceros)}"
@@ -829,54 +952,32 @@ class _Renderer:
         c, pdf = self.c, self.pdf
         if c.TipoDeComprobante == "P":
             return
-        rows: list[tuple[str, str, bool]] = [("Subtotal", _money(c.SubTotal), False)]
+        rows: list[tuple[str, str]] = [("Subtotal", _money(c.SubTotal))]
         if c.Descuento is not None and c.Descuento != 0:
-            rows.append(("Descuento", _money(c.Descuento), False))
+            rows.append(("Descuento", _money(c.Descuento)))
         imp = c.Impuestos
+        summary: list[str] = []
         if imp is not None:
             for t in imp.Traslados:
                 name = IMPUESTO.get(t.Impuesto, t.Impuesto)
                 if t.TipoFactor == "Exento":
-                    rows.append((f"{name} exento (base {_money(t.Base)})", "0.00", False))
+                    rows.append((f"{name} exento", "0.00"))
                 else:
                     rows.append(
                         (
                             f"{name} trasladado {_rate(t.TipoFactor, t.TasaOCuota)}",
                             _money(t.Importe),
-                            False,
                         )
                     )
+                summary.append(
+                    f"Traslado {name} ({t.Impuesto}) {t.TipoFactor} "
+                    f"{_rate(t.TipoFactor, t.TasaOCuota)}: base {_money(t.Base)}, "
+                    f"importe {_money(t.Importe) or '—'}"
+                )
             for r in imp.Retenciones:
                 name = IMPUESTO.get(r.Impuesto, r.Impuesto)
-                rows.append((f"{name} retenido", _money(r.Importe), False))
-        rows.append((f"Total {c.Moneda}", _money(c.Total), True))
-        words = ""
-        if c.Total is not None:
-            try:
-                words = amount_in_words(c.Total, c.Moneda)
-            except CfdiError:
-                words = ""
-        right_w = 78.0
-        left_w = _CONTENT_W - right_w - 4
-        self._font(False, 7.5)
-        words_h = 4 + self._lines(words, left_w - 2) * 3.8
-        height = max(len(rows) * 4.6 + 1, words_h + 12)
-        self._ensure(height + 3)
-        pdf.ln(2)
-        y = pdf.get_y()
-        # left: amount in words and tax totals
-        pdf.set_xy(_MARGIN, y)
-        self._font(True, 5.8)
-        pdf.set_text_color(*pdf.primary)
-        pdf.cell(left_w, 3, "IMPORTE CON LETRA")
-        pdf.set_xy(_MARGIN, y + 3)
-        self._font(True, 7.5)
-        self._text_color()
-        pdf.multi_cell(left_w, 3.8, words, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-        if imp is not None:
-            pdf.ln(1)
-            self._font(False, 6.5)
-            summary = []
+                rows.append((f"{name} retenido", _money(r.Importe)))
+                summary.append(f"Retención {name} ({r.Impuesto}): importe {_money(r.Importe)}")
             if imp.TotalImpuestosTrasladados is not None:
                 summary.append(
                     f"Total de impuestos trasladados: {_money(imp.TotalImpuestosTrasladados)}"
@@ -885,134 +986,135 @@ class _Renderer:
                 summary.append(
                     f"Total de impuestos retenidos: {_money(imp.TotalImpuestosRetenidos)}"
                 )
-            for t in imp.Traslados:
-                summary.append(
-                    f"Traslado {IMPUESTO.get(t.Impuesto, t.Impuesto)} {t.TipoFactor} "
-                    f"{_rate(t.TipoFactor, t.TasaOCuota)}: base {_money(t.Base)}, "
-                    f"importe {_money(t.Importe) or '—'}"
-                )
-            if summary:
-                pdf.multi_cell(left_w, 3, "\n".join(summary), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-        left_bottom = pdf.get_y()
-        # right: subtotal … total
+        words = ""
+        if c.Total is not None:
+            try:
+                words = amount_in_words(c.Total, c.Moneda)
+            except CfdiError:
+                words = ""
+        right_w = 80.0
+        left_w = _CONTENT_W - right_w - 6
+        self.font(True, 7.5)
+        words_h = self.height(words, left_w, 3.8)
+        self.font(False, 6.5)
+        summary_h = sum(self.height(s, left_w, 3.0) for s in summary)
+        height = max(len(rows) * 4.4 + 5.6, 3 + words_h + 1.5 + summary_h)
+        self.ensure(height + 3)
+        self.y += 2
+        top = self.y
+        self.font(True, 5.8)
+        self.color(self.primary)
+        self.put(_MARGIN, self.y, left_w, "IMPORTE CON LETRA", "L", 3)
+        self.y += 3
+        self.font(True, 7.5)
+        self.color()
+        self.para(_MARGIN, left_w, words, lh=3.8)
+        self.y += 1.5
+        if summary:
+            self.font(True, 5.8)
+            self.color(self.primary)
+            self.put(_MARGIN, self.y, left_w, "RESUMEN DE IMPUESTOS", "L", 3)
+            self.y += 3
+            self.font(False, 6.5)
+            self.color()
+            for s in summary:
+                self.para(_MARGIN, left_w, s, lh=3.0)
+        left_bottom = self.y
         rx = _PAGE_W - _MARGIN - right_w
-        ry = y
-        for label, value, strong in rows:
-            if strong:
-                pdf.set_fill_color(*pdf.primary)
-                pdf.set_text_color(255, 255, 255)
-                pdf.rect(rx, ry, right_w, 5.2, style="F")
-            else:
-                self._text_color()
-            self._font(strong, 8 if strong else 7.5)
-            pdf.set_xy(rx + 1, ry + 0.6)
-            pdf.cell(right_w - 32, 4, label, align="L")
-            pdf.set_xy(rx + right_w - 31, ry + 0.6)
-            pdf.cell(30, 4, value, align="R")
-            ry += 5.2 if strong else 4.4
-        self._text_color()
-        pdf.set_xy(_MARGIN, max(left_bottom, ry) + 1)
+        ry = top
+        self.font(False, 7.5)
+        for label, value in rows:
+            self.put(rx + 1, ry, right_w - 34, label, "L", 4.4)
+            self.put(rx + right_w - 33, ry, 32, value, "R", 4.4)
+            ry += 4.4
+        pdf.set_fill_color(*self.primary)
+        pdf.rect(rx, ry + 0.4, right_w, 5.2, style="F")
+        self.font(True, 8.5)
+        self.color((255, 255, 255))
+        self.put(rx + 1, ry + 0.4, right_w - 34, f"Total {_clean(c.Moneda)}", "L", 5.2)
+        self.put(rx + right_w - 33, ry + 0.4, 32, _money(c.Total), "R", 5.2)
+        self.color()
+        self.y = max(left_bottom, ry + 5.6) + 1
 
     def pagos(self) -> None:
         pagos = self.c.Pagos
         if pagos is None:
             return
-        pdf = self.pdf
-        self._section("Complemento de pago (Pagos 2.0)")
+        self.section("Complemento de pago (Pagos 2.0)")
         t = pagos.Totales
-        totals = [
-            ("Monto total de pagos", _money(t.MontoTotalPagos)),
-            ("Traslados base IVA 16%", _money(t.TotalTrasladosBaseIVA16)),
-            ("Traslados IVA 16%", _money(t.TotalTrasladosImpuestoIVA16)),
-            ("Traslados base IVA 8%", _money(t.TotalTrasladosBaseIVA8)),
-            ("Traslados IVA 8%", _money(t.TotalTrasladosImpuestoIVA8)),
-            ("Traslados base IVA 0%", _money(t.TotalTrasladosBaseIVA0)),
-            ("Traslados IVA 0%", _money(t.TotalTrasladosImpuestoIVA0)),
-            ("Traslados base IVA exento", _money(t.TotalTrasladosBaseIVAExento)),
-            ("Retenciones IVA", _money(t.TotalRetencionesIVA)),
-            ("Retenciones ISR", _money(t.TotalRetencionesISR)),
-            ("Retenciones IEPS", _money(t.TotalRetencionesIEPS)),
-        ]
-        self._fields(totals, 4)
-        monedas = {p.MonedaP for p in pagos.Pago}
-        if t.MontoTotalPagos is not None and len(monedas) <= 1:
-            # Totales are always in MXN (Pagos 2.0)
-            self._fields(
+        self.fields(
+            [
+                ("Monto total de pagos (MXN)", _money(t.MontoTotalPagos)),
+                ("Traslados base IVA 16%", _money(t.TotalTrasladosBaseIVA16)),
+                ("Traslados IVA 16%", _money(t.TotalTrasladosImpuestoIVA16)),
+                ("Traslados base IVA 8%", _money(t.TotalTrasladosBaseIVA8)),
+                ("Traslados IVA 8%", _money(t.TotalTrasladosImpuestoIVA8)),
+                ("Traslados base IVA 0%", _money(t.TotalTrasladosBaseIVA0)),
+                ("Traslados IVA 0%", _money(t.TotalTrasladosImpuestoIVA0)),
+                ("Traslados base IVA exento", _money(t.TotalTrasladosBaseIVAExento)),
+                ("Retenciones IVA", _money(t.TotalRetencionesIVA)),
+                ("Retenciones ISR", _money(t.TotalRetencionesISR)),
+                ("Retenciones IEPS", _money(t.TotalRetencionesIEPS)),
+            ],
+            4,
+        )
+        if t.MontoTotalPagos is not None:
+            # Pagos 2.0 Totales are expressed in MXN
+            self.fields(
                 [("Monto total de pagos con letra", amount_in_words(t.MontoTotalPagos, "MXN"))], 1
             )
         for n, p in enumerate(pagos.Pago, start=1):
             self._pago(n, p)
-        pdf.ln(1)
 
     def _pago(self, n: int, p: Pago) -> None:
         pdf = self.pdf
-        self._ensure(30)
-        pdf.ln(1)
-        self._font(True, 7)
-        pdf.set_text_color(*pdf.primary)
-        pdf.cell(_CONTENT_W, 4, f"Pago {n}", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-        self._text_color()
-        pairs = [
-            ("Fecha de pago", p.FechaPago),
-            ("Forma de pago", describe(FORMA_PAGO, p.FormaDePagoP)),
-            ("Moneda", p.MonedaP),
-            ("Tipo de cambio", _qty(p.TipoCambioP) if p.TipoCambioP is not None else ""),
-            ("Monto", _money(p.Monto)),
-            ("Número de operación", p.NumOperacion or ""),
-            ("RFC banco ordenante", p.RfcEmisorCtaOrd or ""),
-            ("Banco ordenante extranjero", p.NomBancoOrdExt or ""),
-            ("Cuenta ordenante", p.CtaOrdenante or ""),
-            ("RFC banco beneficiario", p.RfcEmisorCtaBen or ""),
-            ("Cuenta beneficiaria", p.CtaBeneficiario or ""),
-            ("Tipo de cadena de pago", p.TipoCadPago or ""),
-        ]
-        self._fields(pairs, 4)
+        self.ensure(30)
+        self.y += 1
+        self.font(True, 7)
+        self.color(self.primary)
+        self.put(_MARGIN, self.y, _CONTENT_W, f"Pago {n}", "L", 4)
+        self.y += 4
+        self.color()
+        self.fields(
+            [
+                ("Fecha de pago", p.FechaPago),
+                ("Forma de pago", describe(FORMA_PAGO, p.FormaDePagoP)),
+                ("Moneda", p.MonedaP),
+                ("Tipo de cambio", _qty(p.TipoCambioP) if p.TipoCambioP is not None else ""),
+                ("Monto", _money(p.Monto)),
+                ("Número de operación", p.NumOperacion or ""),
+                ("RFC banco ordenante", p.RfcEmisorCtaOrd or ""),
+                ("Banco ordenante extranjero", p.NomBancoOrdExt or ""),
+                ("Cuenta ordenante", p.CtaOrdenante or ""),
+                ("RFC banco beneficiario", p.RfcEmisorCtaBen or ""),
+                ("Cuenta beneficiaria", p.CtaBeneficiario or ""),
+                ("Tipo de cadena de pago", p.TipoCadPago or ""),
+            ],
+            4,
+        )
         if p.ImpuestosP is not None:
-            lines = []
-            for tp in p.ImpuestosP.TrasladosP:
-                lines.append(
-                    f"Traslado {IMPUESTO.get(tp.ImpuestoP, tp.ImpuestoP)} {tp.TipoFactorP} "
-                    f"{_rate(tp.TipoFactorP, tp.TasaOCuotaP)}: base {_money(tp.BaseP)}, "
-                    f"importe {_money(tp.ImporteP) or '—'}"
-                )
-            for rp in p.ImpuestosP.RetencionesP:
-                lines.append(
-                    f"Retención {IMPUESTO.get(rp.ImpuestoP, rp.ImpuestoP)}: {_money(rp.ImporteP)}"
-                )
+            lines = [
+                f"Traslado {IMPUESTO.get(tp.ImpuestoP, tp.ImpuestoP)} {tp.TipoFactorP} "
+                f"{_rate(tp.TipoFactorP, tp.TasaOCuotaP)}: base {_money(tp.BaseP)}, "
+                f"importe {_money(tp.ImporteP) or '—'}"
+                for tp in p.ImpuestosP.TrasladosP
+            ] + [
+                f"Retención {IMPUESTO.get(rp.ImpuestoP, rp.ImpuestoP)}: {_money(rp.ImporteP)}"
+                for rp in p.ImpuestosP.RetencionesP
+            ]
             if lines:
-                self._fields([("Impuestos del pago", "; ".join(lines))], 1)
+                self.fields([("Impuestos del pago", "; ".join(lines))], 1)
         if not p.DoctoRelacionado:
             return
-        cols = [
-            ("Documento relacionado (UUID)", 58.0, "L"),
-            ("Serie / folio", 24.0, "L"),
-            ("Moneda / equiv.", 20.0, "L"),
-            ("Parcialidad", 15.0, "R"),
-            ("Saldo anterior", 26.0, "R"),
-            ("Importe pagado", 26.0, "R"),
-            ("Saldo insoluto", _CONTENT_W - 169.0, "R"),
-        ]
-
-        def head() -> None:
-            self._font(True, 6.2)
-            pdf.set_fill_color(*pdf.primary)
-            pdf.set_text_color(255, 255, 255)
-            x, y = _MARGIN, pdf.get_y()
-            for title, width, align in cols:
-                pdf.set_xy(x, y)
-                pdf.cell(width, 4.5, title, align=align, fill=True)
-                x += width
-            pdf.set_xy(_MARGIN, y + 4.5)
-            self._text_color()
-
-        self._ensure(4.5 + 2 * _LH + 3)
-        head()
+        self.ensure(4.5 + 2 * _LH + 3)
+        self._table_head(_DR_COLUMNS, 4.5)
+        pdf.repeat_header = lambda: self._table_head(_DR_COLUMNS, 4.5)
         for d in p.DoctoRelacionado:
+            equiv = f" / {_qty(d.EquivalenciaDR)}" if d.EquivalenciaDR is not None else ""
             cells = [
-                d.IdDocumento,
+                _clean(d.IdDocumento),
                 " ".join(x for x in (_clean(d.Serie), _clean(d.Folio)) if x),
-                d.MonedaDR
-                + (f" / {_qty(d.EquivalenciaDR)}" if d.EquivalenciaDR is not None else ""),
+                _clean(d.MonedaDR) + equiv,
                 str(d.NumParcialidad),
                 _money(d.ImpSaldoAnt),
                 _money(d.ImpPagado),
@@ -1035,55 +1137,56 @@ class _Renderer:
             detail = f"Objeto de impuesto: {describe(OBJETO_IMP, d.ObjetoImpDR)}"
             if taxes:
                 detail += "   " + "; ".join(taxes)
-            self._font(False, 6.8)
-            main = max(
-                self._lines(_clean(t), w - 1.6) for t, (_, w, _) in zip(cells, cols, strict=True)
-            )
-            self._font(False, 6)
-            dl = self._lines(detail, _CONTENT_W - 1.6)
-            row_h = main * _LH + dl * 2.9 + 1.4
-            if pdf.get_y() + row_h > pdf.page_break_trigger:
-                pdf.add_page()
-                head()
-            y = pdf.get_y()
+            self.font(False, 6.8)
+            wrapped = [
+                self.wrap(t, w - 1.6) for t, (_, w, _) in zip(cells, _DR_COLUMNS, strict=True)
+            ]
+            main_h = max(len(w) for w in wrapped) * _LH
+            self.font(False, 6)
+            detail_lines = self.wrap(detail, _CONTENT_W - 1.6)
+            row_h = main_h + len(detail_lines) * _DLH + 1.4
+            self.ensure(row_h)
+            y = self.y
             x = _MARGIN
-            self._font(False, 6.8)
-            for text, (_, width, align) in zip(cells, cols, strict=True):
-                pdf.set_xy(x + 0.8, y + 0.7)
-                pdf.multi_cell(width - 1.6, _LH, _clean(text), align=align)
+            self.font(False, 6.8)
+            for lines, (_, width, align) in zip(wrapped, _DR_COLUMNS, strict=True):
+                for i, line in enumerate(lines):
+                    self.put(x + 0.8, y + 0.7 + i * _LH, width - 1.6, line, align)
                 x += width
-            pdf.set_xy(_MARGIN + 0.8, y + 0.7 + main * _LH)
-            self._font(False, 6)
-            pdf.set_text_color(90, 90, 90)
-            pdf.multi_cell(_CONTENT_W - 1.6, 2.9, detail)
-            self._text_color()
+            self.font(False, 6)
+            self.color(_GREY)
+            for i, line in enumerate(detail_lines):
+                self.put(
+                    _MARGIN + 0.8, y + 0.7 + main_h + i * _DLH, _CONTENT_W - 1.6, line, "L", _DLH
+                )
+            self.color()
+            self.y = y + row_h
             pdf.set_draw_color(200, 205, 212)
-            pdf.line(_MARGIN, y + row_h, _PAGE_W - _MARGIN, y + row_h)
-            pdf.set_xy(_MARGIN, y + row_h)
+            pdf.line(_MARGIN, self.y, _PAGE_W - _MARGIN, self.y)
+        pdf.repeat_header = None
 
     def stamp(self) -> None:
-        c, pdf = self.c, self.pdf
+        c = self.c
         tfd = c.TimbreFiscalDigital
         if tfd is None:
             self._unstamped()
             return
-        cadena = _cadena_tfd(tfd)
         blocks = [
-            ("Sello digital del CFDI", c.Sello or tfd.SelloCFD),
-            ("Sello digital del SAT", tfd.SelloSAT),
-            ("Cadena original del complemento de certificación digital del SAT", cadena),
+            ("Sello digital del CFDI", _clean(c.Sello or tfd.SelloCFD)),
+            ("Sello digital del SAT", _clean(tfd.SelloSAT)),
+            (
+                "Cadena original del complemento de certificación digital del SAT",
+                _clean(_cadena_tfd(tfd)),
+            ),
         ]
         text_x = _MARGIN + _QR_MM + 4
         text_w = _CONTENT_W - _QR_MM - 4
-        self._font(False, 6)
-        heights = [
-            3 + self._lines(_clean(v), text_w, char_wrap=True) * 2.7 + 0.6 for _, v in blocks
-        ]
-        fields_h = 2 * (3 + _LH + 0.8)
-        needed = 6 + max(_QR_MM, fields_h + sum(heights))
-        self._ensure(min(needed, pdf.page_break_trigger - _MARGIN - 5))
-        self._section("Timbre fiscal digital")
-        y0 = pdf.get_y()
+        self.font(False, 6)
+        seals_h = sum(3.6 + self.height(v, text_w, _SLH, by_char=True) for _, v in blocks)
+        needed = 6 + max(_QR_MM, 3 * (3 + _LH + 0.8) + seals_h) + 6
+        self.ensure(min(needed, self.pdf.page_break_trigger - _MARGIN - 6))
+        self.section("Timbre fiscal digital")
+        y0 = self.y
         self._draw_qr(qr_url(c), _MARGIN, y0, _QR_MM)
         pairs = [
             ("Folio fiscal (UUID)", tfd.UUID),
@@ -1092,83 +1195,109 @@ class _Renderer:
             ("No. de certificado del emisor", c.NoCertificado or ""),
             ("No. de certificado del SAT", tfd.NoCertificadoSAT),
             ("Versión del timbre", tfd.Version),
+            ("Leyenda", tfd.Leyenda or ""),
         ]
-        if tfd.Leyenda:
-            pairs.append(("Leyenda", tfd.Leyenda))
-        self._fields(pairs, 3, x=text_x, width=text_w)
+        self.fields(
+            pairs, 3, x=text_x, width=text_w, spans={"Leyenda": 3, "Folio fiscal (UUID)": 2}
+        )
         for label, value in blocks:
-            self._seal_block(label, _clean(value), text_x, text_w)
-        pdf.set_y(max(pdf.get_y(), y0 + _QR_MM) + 1)
-        self._font(True, 7)
-        self._text_color()
-        pdf.cell(_CONTENT_W, 4, LEGEND, align="C", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            self._seal_block(label, value, text_x, text_w)
+        self.y = max(self.y, y0 + _QR_MM) + 1.5
+        self.ensure(5)
+        self.font(True, 7)
+        self.color()
+        self.put(_MARGIN, self.y, _CONTENT_W, LEGEND, "C", 4)
+        self.y += 4
 
     def _seal_block(self, label: str, value: str, x: float, width: float) -> None:
-        pdf = self.pdf
-        self._ensure(3 + 2 * 2.7)
-        pdf.set_x(x)
-        self._font(True, 5.8)
-        pdf.set_text_color(*pdf.primary)
-        pdf.cell(width, 3, label.upper(), new_x=XPos.LEFT, new_y=YPos.NEXT)
-        self._font(False, 6)
-        self._text_color()
-        pdf.set_x(x)
-        pdf.multi_cell(width, 2.7, value, wrapmode=WrapMode.CHAR, new_x=XPos.LEFT, new_y=YPos.NEXT)
-        pdf.ln(0.6)
+        self.ensure(3 + 2 * _SLH)
+        self.font(True, 5.8)
+        self.color(self.primary)
+        self.put(x, self.y, width, label.upper(), "L", 3)
+        self.y += 3
+        self.font(False, 6)
+        self.color()
+        self.para(x, width, value, lh=_SLH, by_char=True, breakable=True)
+        self.y += 0.6
 
     def _unstamped(self) -> None:
         c, pdf = self.c, self.pdf
-        self._ensure(30)
-        self._section("Timbre fiscal digital")
+        self.section("Timbre fiscal digital", keep=20)
         pdf.set_fill_color(253, 236, 234)
         pdf.set_draw_color(192, 0, 0)
-        pdf.set_text_color(192, 0, 0)
-        self._font(True, 10)
-        y = pdf.get_y()
-        pdf.multi_cell(
+        pdf.rect(_MARGIN, self.y, _CONTENT_W, 8, style="DF")
+        self.font(True, 9.5)
+        self.color((192, 0, 0))
+        self.put(
+            _MARGIN,
+            self.y,
             _CONTENT_W,
-            6,
             "SIN TIMBRAR — este comprobante no ha sido certificado por un PAC y no tiene "
-            "validez fiscal.",
-            border=1,
-            align="C",
-            fill=True,
-            new_x=XPos.LMARGIN,
-            new_y=YPos.NEXT,
+            "validez fiscal",
+            "C",
+            8,
         )
-        pdf.set_y(max(pdf.get_y(), y + 6) + 1)
-        self._text_color()
+        self.y += 9
+        self.color()
         if c.Sello:
             self._seal_block("Sello digital del CFDI", _clean(c.Sello), _MARGIN, _CONTENT_W)
 
     def _draw_qr(self, url: str, x: float, y: float, size: float) -> None:
-        """QR as filled vector squares (runs of dark modules merged per row)."""
+        """The QR as filled vector squares (dark runs merged per row), quiet zone of 4."""
         pdf = self.pdf
-        qr = segno.make(url, error="m", micro=False, boost_error=True)
-        matrix = qr.matrix
+        matrix = segno.make(url, error="m", micro=False, boost_error=True).matrix
         n = len(matrix)
-        border = 4
-        module = size / (n + 2 * border)
-        pdf.set_fill_color(255, 255, 255)
-        pdf.rect(x, y, size, size, style="F")
+        module = size / (n + 8)
+        ox, oy = x + 4 * module, y + 4 * module
         pdf.set_fill_color(0, 0, 0)
-        ox, oy = x + border * module, y + border * module
         for r, row in enumerate(matrix):
-            c = 0
-            while c < n:
-                if row[c] & 1:
-                    start = c
-                    while c < n and row[c] & 1:
-                        c += 1
+            col = 0
+            while col < n:
+                if row[col] & 1:
+                    start = col
+                    while col < n and row[col] & 1:
+                        col += 1
                     pdf.rect(
                         ox + start * module,
                         oy + r * module,
-                        (c - start) * module,
-                        module + 0.01,
+                        (col - start) * module,
+                        module * 1.02,
                         style="F",
                     )
                 else:
-                    c += 1
+                    col += 1
+
+    def finish(self) -> None:
+        """Footers (legend, "Página N de M") and the CANCELADO watermark on every page."""
+        pdf = self.pdf
+        total = pdf.page_no()
+        note = LEGEND
+        if self.style.footer_note:
+            note += "  ·  " + _clean(self.style.footer_note)
+        for page in range(1, total + 1):
+            pdf.page = page
+            y = _PAGE_H - 12
+            pdf.set_draw_color(*self.primary)
+            pdf.line(_MARGIN, y, _PAGE_W - _MARGIN, y)
+            self.font(False, 6.5)
+            self.color(_GREY)
+            number = f"Página {page} de {total}"
+            self.put(_MARGIN, y + 1, _CONTENT_W - 32, note, "L", 4)
+            self.put(_PAGE_W - _MARGIN - 30, y + 1, 30, number, "R", 4)
+            if self.cancelled:
+                self._watermark()
+        pdf.page = total
+
+    def _watermark(self) -> None:
+        pdf = self.pdf
+        with pdf.local_context(fill_opacity=0.22):
+            self.color(_rgb(self.style.watermark_color))
+            self.font(True, 90)
+            cx, cy = _PAGE_W / 2, _PAGE_H / 2
+            with pdf.rotation(55, cx, cy):
+                w = self.width("CANCELADO")
+                self.put(cx - w / 2, cy - 15, w, "CANCELADO", "L", 30)
+        self.color()
 
     def render(self) -> bytes:
         self.header()
@@ -1178,6 +1307,7 @@ class _Renderer:
         self.totals()
         self.pagos()
         self.stamp()
+        self.finish()
         return bytes(self.pdf.output())
 
 
@@ -1187,5 +1317,67 @@ def render_pdf(c: Comprobante, *, style: PdfStyle | None = None, cancelled: bool
         raise CfdiError.one(
             "CONN-PDF-DATOS", "Se esperaba un Comprobante CFDI 4.0 para la representación impresa."
         )
-    renderer = _Renderer(c, style or PdfStyle(), cancelled)
-    return renderer.render()
+    return _Renderer(c, style or PdfStyle(), cancelled).render()
+
+
+def pdf_command(
+    xml_path: str,
+    output: str | None = None,
+    logo: str | None = None,
+    color: str | None = None,
+    cancelled: bool = False,
+) -> int:
+    """``cfdi-connector pdf``: XML file → PDF beside it (or ``output``); Spanish errors, exit 1."""
+    import os
+    import sys
+    import tempfile
+
+    from .xmlio import from_xml
+
+    src = Path(xml_path)
+    try:
+        try:
+            data = src.read_bytes()
+        except FileNotFoundError as exc:
+            raise CfdiError.one("CONN-PDF-ARCHIVO", f"El archivo {src} no existe.") from exc
+        except OSError as exc:
+            raise CfdiError.one(
+                "CONN-PDF-ARCHIVO", f"No se puede leer el archivo {src} ({exc.__class__.__name__})."
+            ) from exc
+        options: dict[str, Any] = {}
+        if logo:
+            options["logo_path"] = Path(logo)
+        if color:
+            options["primary_color"] = color
+        style = PdfStyle(**options)
+        comprobante = from_xml(data)
+        pdf = render_pdf(comprobante, style=style, cancelled=cancelled)
+        out = Path(output) if output else src.with_suffix(".pdf")
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(pdf)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, out)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise CfdiError.one(
+                "CONN-PDF-SALIDA", f"No se puede escribir el PDF {out} ({exc.__class__.__name__})."
+            ) from exc
+    except CfdiError as exc:
+        for problem in exc.problems or [None]:
+            text = str(problem) if problem else f"{exc.code} {exc}"
+            print(f"{src}: {text}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the command never crashes with a traceback
+        print(
+            f"{src}: CONN-PDF-ERROR No se pudo generar la representación impresa: {exc!r}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"{out}")
+    return 0

@@ -174,3 +174,70 @@ def pago_data() -> dict[str, Any]:
 
 def pago_invoice() -> Comprobante:
     return complete(load(pago_data()))
+
+
+def completed_data(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with its derived amounts computed, back as plain data (to break one thing)."""
+    return complete(load(data)).model_dump(by_alias=True)
+
+
+def publico_data() -> dict[str, Any]:
+    """A factura global to público en general (XAXX010101000 + InformacionGlobal)."""
+    data = base_data()
+    data["Receptor"] = {
+        "Rfc": "XAXX010101000",
+        "Nombre": "PUBLICO EN GENERAL",
+        "DomicilioFiscalReceptor": data["LugarExpedicion"],
+        "RegimenFiscalReceptor": "616",
+        "UsoCFDI": "S01",
+    }
+    data["InformacionGlobal"] = {"Periodicidad": "01", "Meses": "01", "Año": 2025}
+    return data
+
+
+def extranjero_data() -> dict[str, Any]:
+    """An invoice to a foreign resident (XEXX010101000, ResidenciaFiscal, NumRegIdTrib)."""
+    data = base_data()
+    data["Receptor"] = {
+        "Rfc": "XEXX010101000",
+        "Nombre": "ACME INC",
+        "DomicilioFiscalReceptor": data["LugarExpedicion"],
+        "ResidenciaFiscal": "USA",
+        "NumRegIdTrib": "121585958",
+        "RegimenFiscalReceptor": "616",
+        "UsoCFDI": "S01",
+    }
+    return data
+
+
+def traslado_data() -> dict[str, Any]:
+    """A tipo T (traslado de mercancías): no FormaPago, MetodoPago or taxes; totals 0."""
+    data = base_data()
+    data.update(TipoDeComprobante="T", FormaPago=None, MetodoPago=None)
+    data["Receptor"]["UsoCFDI"] = "S01"
+    for k in data["Conceptos"]:
+        k["ObjetoImp"] = "01"
+        k.pop("Impuestos")
+        k.pop("Descuento", None)
+    return data
+
+
+def exento_data() -> dict[str, Any]:
+    """An invoice whose only traslados are IVA Exento."""
+    data = base_data()
+    for k in data["Conceptos"]:
+        k["Impuestos"] = {"Traslados": [{"Impuesto": "002", "TipoFactor": "Exento"}]}
+    return data
+
+
+TERCERO: dict[str, str] = {
+    "RfcACuentaTerceros": "JUFA7608212V6",
+    "NombreACuentaTerceros": "ADRIANA JUAREZ FERNANDEZ",
+    "RegimenFiscalACuentaTerceros": "612",
+    "DomicilioFiscalACuentaTerceros": "06000",
+}
+
+COMERCIO_EXTERIOR = (
+    b'<cce20:ComercioExterior xmlns:cce20="http://www.sat.gob.mx/ComercioExterior20" '
+    b'Version="2.0"/>'
+)

@@ -575,12 +575,17 @@ def _check_files(cfg: Config, rep: _Reporter) -> None:
                     f"{kp}.{key}",
                     f"La carpeta {folder} ({key}) de la fuente {s.name!r} no existe.",
                 )
-        if s.work is not None and not s.work.is_dir() and not s.work.parent.is_dir():
-            rep.add(
-                "CONN-CFG-CARPETA",
-                f"{kp}.work",
-                f"No se puede crear la carpeta de trabajo {s.work}: {s.work.parent} no existe.",
-            )
+        if s.work is not None and not s.work.is_dir():
+            ancestor = s.work.parent
+            while not ancestor.exists() and ancestor != ancestor.parent:
+                ancestor = ancestor.parent
+            if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
+                rep.add(
+                    "CONN-CFG-CARPETA",
+                    f"{kp}.work",
+                    f"No se puede crear la carpeta de trabajo {s.work} (sin permiso en "
+                    f"{ancestor}).",
+                )
         if s.mapping is not None:
             _check_mapping(s.mapping, f"{kp}.mapping", rep)
         layout = s.options.get("layout")

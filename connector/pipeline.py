@@ -383,13 +383,26 @@ class Pipeline:
             open_files = bool(self._open_files)
         return not self._inflight and not open_files
 
+    def inbox_waiting(self) -> bool:
+        """Some inbox holds a file this pipeline would take once it is stable."""
+        for src in self.sources.values():
+            candidate = getattr(src.folder, "_candidate", None)
+            try:
+                names = os.listdir(src.cfg.inbox)
+            except OSError:
+                continue
+            for n in names:
+                if candidate is None or candidate(n):
+                    return True
+        return False
+
     def run_until_idle(self, timeout: float = 60.0, *, settle: float = 0.0) -> bool:
         """Poll until every file found is finished (tests, ``submit``, ``demo``)."""
         deadline = time.monotonic() + timeout
         quiet_since: float | None = None
         while time.monotonic() < deadline:
             taken = self.poll_once()
-            if taken == 0 and self.idle():
+            if taken == 0 and self.idle() and not self.inbox_waiting():
                 quiet_since = quiet_since or time.monotonic()
                 if time.monotonic() - quiet_since >= settle:
                     return True

@@ -1,0 +1,172 @@
+"""Fixtures of the daemon tests: a sandbox PAC over real HTTP, workspaces, ERP exports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_CSD = REPO / "connector" / "demo" / "csd" / "eku9003173c9_csd_2023_30001000000500003416"
+RFC = "EKU9003173C9"
+
+
+def fecha(minutes_ago: int = 5) -> str:
+    return (datetime.now() - timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def dat_invoice(
+    serie: str,
+    folio: str,
+    *,
+    precio: str = "100.00",
+    tipo: str = "I",
+    rfc_emisor: str = RFC,
+    when: str | None = None,
+) -> str:
+    """One invoice in the default DAT layout (derived amounts left to amounts.complete)."""
+    return (
+        f"COMPROBANTE|4.0|{serie}|{folio}|{when or fecha()}|03||CONTADO|||MXN|||{tipo}|01|PUE|42501||\n"
+        f"EMISOR|{rfc_emisor}|ESCUELA KEMPER URGATE|601||\n"
+        "RECEPTOR|CACX7605101P8|XOCHILT CASAS CHAVEZ|26015|||612|G03|\n"
+        f"\tCONCEPTO|43201800|USB32|1|H87|Pieza|Memoria USB|{precio}|||02|\n"
+        f"\t\tTRASLADOCONCEPTO||002|Tasa|0.160000||\n"
+    )
+
+
+def dat_file(serie: str, folios: list[int], **kw: str) -> bytes:
+    return "".join(dat_invoice(serie, str(f), **kw) for f in folios).encode()
+
+
+def write_config(
+    base: Path,
+    *,
+    timbrado_url: str,
+    remote_url: str = "",
+    stable_seconds: float = 0.2,
+    workers: int = 8,
+    poll: float = 0.1,
+    extra_sources: str = "",
+    retry_wait: float = 0.2,
+) -> Path:
+    """A complete workspace under ``base`` (folders, password files, config) for the sandbox."""
+    for d in ("inbox", "out/xml", "out/pdf", "out/acuse", "out/errors", "archive", "failed", "var"):
+        (base / d).mkdir(parents=True, exist_ok=True)
+    (base / "csd.pw").write_text("12345678a", encoding="utf-8")
+    (base / "pac.pw").write_text("demo", encoding="utf-8")
+    cfg = f"""
+[daemon]
+journal = "var/journal.sqlite"
+workers = {workers}
+poll_seconds = {poll}
+log_format = "json"
+log_file = "var/connector.log"
+journal_synchronous = "NORMAL"
+
+[[emisores]]
+rfc = "{RFC}"
+cer = "{DEMO_CSD}.cer"
+key = "{DEMO_CSD}.key"
+password_file = "csd.pw"
+
+[[pacs]]
+name = "sandbox"
+kind = "fel"
+url = "{timbrado_url}"
+{f'url_remote = "{remote_url}"' if remote_url else ""}
+usuario = "demo"
+cuenta = "DEMO"
+password_file = "pac.pw"
+timeout_seconds = 10
+[pacs.retry]
+attempts = 2
+backoff_seconds = 0.05
+backoff_max_seconds = 0.2
+wait_seconds = {retry_wait}
+wait_max_seconds = {retry_wait * 4}
+[pacs.breaker]
+failure_threshold = 50
+reset_seconds = 0.5
+
+[[sources]]
+name = "ventas"
+inbox = "inbox"
+adapter = "dat"
+include = ["*.dat"]
+emisor = "{RFC}"
+pac = "sandbox"
+stable_seconds = {stable_seconds}
+archive = "archive"
+failed = "failed"
+[sources.output]
+xml = "out/xml"
+pdf = "out/pdf"
+acuse = "out/acuse"
+errors = "out/errors"
+
+[[sources]]
+name = "xml"
+inbox = "inbox"
+adapter = "xml"
+include = ["*.xml"]
+emisor = "{RFC}"
+pac = "sandbox"
+stable_seconds = {stable_seconds}
+archive = "archive"
+failed = "failed"
+[sources.output]
+xml = "out/xml"
+pdf = "out/pdf"
+acuse = "out/acuse"
+errors = "out/errors"
+{extra_sources}
+"""
+    path = base / "connector.toml"
+    path.write_text(cfg, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[object]:
+    from connector.pac.sandbox import SandboxPac
+
+    pac = SandboxPac.demo(tmp_path / "pac.db")
+    pac.start()
+    try:
+        yield pac
+    finally:
+        pac.close()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, sandbox: object) -> Path:
+    return write_config(
+        tmp_path / "ws",
+        timbrado_url=sandbox.fel_timbrado_url,  # type: ignore[attr-defined]
+        remote_url=sandbox.fel_remote_url,  # type: ignore[attr-defined]
+    )
+
+
+def stamps_by_key(store: object) -> dict[tuple[str, str], list[str]]:
+    """(serie, folio) → UUIDs the sandbox stamped (read from the stamped XML it stored)."""
+    from lxml import etree
+
+    out: dict[tuple[str, str], list[str]] = {}
+    for rec in store.stamps():  # type: ignore[attr-defined]
+        root = etree.fromstring(rec.xml)
+        key = (root.get("Serie") or "", root.get("Folio") or "")
+        out.setdefault(key, []).append(rec.uuid)
+    return out
+
+
+def start_pipeline(config: Path):  # type: ignore[no-untyped-def]
+    from connector.config import check_config
+    from connector.pipeline import Pipeline
+
+    cfg, problems = check_config(config)
+    assert cfg is not None, problems
+    pipe = Pipeline(cfg)
+    pipe.start()
+    return pipe

@@ -1,0 +1,241 @@
+"""End to end: real folders, the sandbox PAC over HTTP on 127.0.0.1, the real pipeline."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+from lxml import etree
+
+from connector.cfdi.model import Comprobante
+from connector.cfdi.xmlio import to_xml
+from connector.journal import State
+from tests.daemon.conftest import dat_file, dat_invoice, stamps_by_key, start_pipeline
+
+NS = {"cfdi": "http://www.sat.gob.mx/cfd/4", "tfd": "http://www.sat.gob.mx/TimbreFiscalDigital"}
+
+
+def outputs(ws: Path, kind: str) -> list[Path]:
+    return sorted(p for p in (ws / "out" / kind).iterdir() if not p.name.startswith("."))
+
+
+def archived(ws: Path) -> list[str]:
+    return sorted(p.name for p in (ws / "archive").rglob("*") if p.is_file())
+
+
+def test_dat_and_xml_drops_become_stamped_xml_pdf_acuse(workspace: Path, sandbox) -> None:
+    ws = workspace.parent
+    (ws / "inbox" / "ventas.dat").write_bytes(dat_file("A", [1, 2]))
+    # an unsealed CFDI XML written by an ERP: the connector seals it, then stamps it
+    from connector.adapters.base import load_invoices
+
+    (inv,) = load_invoices(dat_file("X", [7]), "x.dat", adapter="dat", mapping=None)
+    from connector.cfdi.amounts import complete
+
+    (ws / "inbox" / "factura-x7.xml").write_bytes(to_xml(complete(inv.comprobante)))
+    pipe = start_pipeline(workspace)
+    try:
+        assert pipe.run_until_idle(60)
+    finally:
+        pipe.close()
+    xmls = outputs(ws, "xml")
+    assert [p.name.split("_")[0] for p in xmls] == ["A1", "A2", "X7"]
+    for p in xmls:
+        root = etree.fromstring(p.read_bytes())
+        tfd = root.find(".//tfd:TimbreFiscalDigital", NS)
+        assert (
+            tfd is not None
+            and p.name == f"{root.get('Serie')}{root.get('Folio')}_{tfd.get('UUID')}.xml"
+        )
+        assert root.get("Sello") and root.get("NoCertificado") == "30001000000500003416"
+    pdfs = outputs(ws, "pdf")
+    assert [p.stem for p in pdfs] == [p.stem for p in xmls]
+    assert all(p.read_bytes().startswith(b"%PDF") for p in pdfs)
+    acuses = outputs(ws, "acuse")
+    assert len(acuses) == 3
+    for a in acuses:
+        etree.fromstring(a.read_bytes())  # whole XML
+    assert archived(ws) == ["factura-x7.xml", "ventas.dat"]
+    assert list((ws / "inbox").iterdir()) == [] and list((ws / "failed").iterdir()) == []
+    keys = stamps_by_key(sandbox.store)
+    assert {k: len(v) for k, v in keys.items()} == {("A", "1"): 1, ("A", "2"): 1, ("X", "7"): 1}
+
+
+def test_bad_invoices_get_error_files_while_good_ones_flow(workspace: Path, sandbox) -> None:
+    ws = workspace.parent
+    good = dat_invoice("B", "1")
+    bad_tipo = dat_invoice("B", "2", tipo="Z")  # not a TipoDeComprobante
+    other_rfc = dat_invoice("B", "3", rfc_emisor="AAA010101AAA")  # not this source's emisor
+    (ws / "inbox" / "mixto.dat").write_bytes((good + bad_tipo + other_rfc).encode())
+    (ws / "inbox" / "basura.xml").write_bytes(b"<no es un cfdi")
+    (ws / "inbox" / "buena.dat").write_bytes(dat_file("C", [1]))
+    pipe = start_pipeline(workspace)
+    try:
+        assert pipe.run_until_idle(60)
+        j = pipe.journal
+        assert j.get(("EKU9003173C9", "B", "1")).state is State.DELIVERED
+        failed_b2 = j.get(("EKU9003173C9", "B", "2"))
+        assert failed_b2.state is State.FAILED and failed_b2.error_origin == "rules"
+    finally:
+        pipe.close()
+    assert [p.name.split("_")[0] for p in outputs(ws, "xml")] == ["B1", "C1"]
+    assert archived(ws) == ["buena.dat"]
+    failed = sorted(p.name for p in (ws / "failed").iterdir())
+    assert failed == [
+        "basura.xml",
+        "basura.xml.error.json",
+        "basura.xml.error.txt",
+        "mixto.dat",
+        "mixto.dat.error.json",
+        "mixto.dat.error.txt",
+    ]
+    doc = json.loads((ws / "failed" / "mixto.dat.error.json").read_text(encoding="utf-8"))
+    assert doc["delivered"] == ["B1"]
+    by_invoice = {}
+    for e in doc["errors"]:
+        by_invoice.setdefault(e["invoice"] or e["location"], []).append(e["code"])
+    assert any(c.startswith("CFDI40") for c in by_invoice["B2"])
+    assert "CONN-EMISOR" in by_invoice["mixto.dat:11"]
+    assert all(e["message"] and e["location"].startswith("mixto.dat") for e in doc["errors"])
+    text = (ws / "failed" / "mixto.dat.error.txt").read_text(encoding="utf-8")
+    assert "factura B2" in text and "mixto.dat:6" in text
+    # the errors folder gets the same report
+    assert (ws / "out" / "errors" / "mixto.dat.error.txt").read_text(encoding="utf-8") == text
+    basura = json.loads((ws / "failed" / "basura.xml.error.json").read_text(encoding="utf-8"))
+    assert basura["errors"] and basura["errors"][0]["location"].startswith("basura.xml")
+    assert set(stamps_by_key(sandbox.store)) == {("B", "1"), ("C", "1")}
+
+
+def test_same_export_twice_one_uuid_and_edited_reexport_is_folio_usado(
+    workspace: Path, sandbox
+) -> None:
+    ws = workspace.parent
+    export = dat_file("D", [1, 2])
+    (ws / "inbox" / "d.dat").write_bytes(export)
+    pipe = start_pipeline(workspace)
+    try:
+        assert pipe.run_until_idle(60)
+        first = sorted(p.name for p in outputs(ws, "xml"))
+        (ws / "inbox" / "d.dat").write_bytes(export)  # dropped again, same content
+        assert pipe.run_until_idle(60)
+        assert sorted(p.name for p in outputs(ws, "xml")) == first  # delivered again, same UUID
+        edited = dat_invoice("D", "1", precio="999.00") + dat_invoice("D", "3")
+        (ws / "inbox" / "d-corregido.dat").write_bytes(edited.encode())
+        assert pipe.run_until_idle(60)
+        uuid_d1 = pipe.journal.get(("EKU9003173C9", "D", "1")).uuid
+    finally:
+        pipe.close()
+    keys = stamps_by_key(sandbox.store)
+    assert {k: len(v) for k, v in keys.items()} == {("D", "1"): 1, ("D", "2"): 1, ("D", "3"): 1}
+    assert sorted(archived(ws)) == ["d-1.dat", "d.dat"] or sorted(archived(ws)) == [
+        "d.dat",
+        "d-1.dat",
+    ]
+    doc = json.loads((ws / "failed" / "d-corregido.dat.error.json").read_text(encoding="utf-8"))
+    (err,) = doc["errors"]
+    assert err["code"] == "CONN-FOLIO-USADO"
+    assert "'D'" in err["message"] and "'1'" in err["message"] and uuid_d1 in err["message"]
+    assert doc["delivered"] == ["D3"]
+
+
+def test_file_dropped_while_down_is_taken_at_start_and_slow_writes_wait(
+    tmp_path: Path, sandbox
+) -> None:
+    from tests.daemon.conftest import write_config
+
+    config = write_config(
+        tmp_path / "ws2",
+        timbrado_url=sandbox.fel_timbrado_url,
+        stable_seconds=0.6,
+        poll=0.05,
+    )
+    ws = config.parent
+    (ws / "inbox" / "antes.dat").write_bytes(dat_file("E", [1]))  # daemon not running yet
+    pipe = start_pipeline(config)
+    stop = threading.Event()
+    runner = threading.Thread(target=pipe.run, args=(stop,))
+    runner.start()
+    try:
+        # a file written slowly, in chunks, must never be taken half-written
+        content = dat_file("F", list(range(1, 11)))
+        chunks = [content[i : i + 97] for i in range(0, len(content), 97)]
+        target = ws / "inbox" / "lento.dat"
+        with open(target, "wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+                fh.flush()
+                stop.wait(0.15)
+        for _ in range(400):
+            if len(pipe.finished) >= 2:
+                break
+            stop.wait(0.05)
+    finally:
+        stop.set()
+        runner.join(30)
+        pipe.close()
+    assert sorted(o.name for o in pipe.finished) == ["antes.dat", "lento.dat"]
+    assert all(not o.errors for o in pipe.finished)
+    keys = stamps_by_key(sandbox.store)
+    assert sorted(keys) == [("E", "1")] + [("F", str(i)) for i in sorted(range(1, 11), key=str)]
+    assert all(len(v) == 1 for v in keys.values())
+
+
+def test_transient_and_ambiguous_pac_failures_end_with_one_uuid(workspace: Path, sandbox) -> None:
+    ws = workspace.parent
+    sandbox.faults.add("http500", times=3, operations={"TimbrarCFDI"})
+    sandbox.faults.add("reply_lost", times=2, operations={"TimbrarCFDI"})
+    sandbox.faults.add("drop", times=2, operations={"TimbrarCFDI"})
+    (ws / "inbox" / "g.dat").write_bytes(dat_file("G", [1, 2, 3, 4]))
+    pipe = start_pipeline(workspace)
+    try:
+        assert pipe.run_until_idle(90)
+        states = {e.folio: e.state for e in pipe.journal.in_state(*State)}
+    finally:
+        pipe.close()
+    assert states == {str(i): State.DELIVERED for i in range(1, 5)}
+    keys = stamps_by_key(sandbox.store)
+    assert {k: len(v) for k, v in keys.items()} == {("G", str(i)): 1 for i in range(1, 5)}
+    assert sandbox.faults.fired["reply_lost"] == 2
+    assert archived(ws) == ["g.dat"]
+
+
+def test_remote_mode_pac_builds_and_stamps(tmp_path: Path, sandbox) -> None:
+    from tests.daemon.conftest import write_config
+
+    extra = """
+[[sources]]
+name = "remoto"
+inbox = "inbox-remoto"
+adapter = "dat"
+include = ["*.txt"]
+emisor = "EKU9003173C9"
+pac = "sandbox"
+mode = "remote"
+stable_seconds = 0
+archive = "archive"
+failed = "failed"
+[sources.output]
+xml = "out/xml"
+"""
+    config = write_config(
+        tmp_path / "ws3",
+        timbrado_url=sandbox.fel_timbrado_url,
+        remote_url=sandbox.fel_remote_url,
+        extra_sources=extra,
+    )
+    ws = config.parent
+    (ws / "inbox-remoto").mkdir()
+    (ws / "inbox-remoto" / "r.txt").write_bytes(dat_file("R", [1]))
+    pipe = start_pipeline(config)
+    try:
+        assert pipe.run_until_idle(60)
+        e = pipe.journal.get(("EKU9003173C9", "R", "1"))
+    finally:
+        pipe.close()
+    assert e.state is State.DELIVERED and e.mode == "remote"
+    c = Comprobante.model_validate_json(e.payload)  # the data sent, not a sealed XML
+    assert c.Folio == "1"
+    (out,) = outputs(ws, "xml")
+    assert e.uuid in out.name
+    assert {k: len(v) for k, v in stamps_by_key(sandbox.store).items()} == {("R", "1"): 1}

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
@@ -291,7 +292,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._drop()
             return
         try:
-            request = operation.input.deserialize(envelope)
+            request = _request(operation, envelope)
             reply = svc.handlers[operation.name](sandbox.engine, request)
             out = operation.output.serialize(**reply.body).content
             payload = etree.tostring(out, xml_declaration=True, encoding="utf-8")
@@ -335,6 +336,16 @@ class _Handler(BaseHTTPRequestHandler):
                 f"({operation.soapaction!r})"
             )
         return operation
+
+
+def _request(operation: Any, envelope: etree._Element) -> Any:
+    """The request's parameters as attributes. zeep unwraps a request with one parameter
+    (``Consulta(expresionImpresa)``, ``ObtenerNumerosCreditos(credenciales)``); wrap it back."""
+    value = operation.input.deserialize(envelope)
+    names = [name for name, _ in operation.input.body.type.elements]
+    if len(names) == 1 and (value is None or not hasattr(value, names[0])):
+        return SimpleNamespace(**{names[0]: value})
+    return value
 
 
 class SandboxPac:

@@ -223,6 +223,19 @@ def _embedded_certificate(b64: str) -> _CertInfo | None:
     )
 
 
+def _without_addenda(root: etree._Element) -> etree._Element:
+    """What SAT validates: the document without its Addenda (free-form ERP data, not part
+    of the CFDI's schema nor of its seal)."""
+    if root.find(_C + "Addenda") is None:
+        return root
+    import copy
+
+    clone = copy.deepcopy(root)
+    for addenda in clone.findall(_C + "Addenda"):
+        clone.remove(addenda)
+    return clone
+
+
 def _problems_text(problems: list[Any]) -> str:
     return "; ".join(str(p) for p in problems[:20])
 
@@ -337,7 +350,7 @@ class PacEngine:
         if self.store.credits(usuario) <= 0:
             return _fail("905")
 
-        problems = xmlio.validate_xsd(root)
+        problems = xmlio.validate_xsd(_without_addenda(root))
         if problems:
             return _fail("301", _problems_text(problems))
         refused = self._check_sealed(usuario, root, xml)

@@ -1,0 +1,131 @@
+"""Shared helpers for the sandbox PAC tests (no tests here).
+
+Clients are plain zeep clients built from the shipped WSDL files with the service address
+overridden, exactly as a driver would build them; everything runs over real HTTP on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import zeep
+from zeep.transports import Transport
+
+from connector.cfdi.amounts import complete
+from connector.cfdi.csd import Csd
+from connector.cfdi.model import Comprobante, load_invoice
+from connector.cfdi.seal import seal_invoice
+from connector.pac.sandbox import SandboxAccount, SandboxPac
+
+WSDL = Path(__file__).resolve().parents[2] / "connector" / "pac" / "wsdl"
+EMISOR = "EKU9003173C9"
+RECEPTOR = "CACX7605101P8"
+
+BINDINGS = {
+    "fel_timbrado": (
+        "fel_WSCFDI33.offline.RECONSTRUCTED.wsdl",
+        "{http://tempuri.org/}soapHttpEndpoint",
+    ),
+    "fel_remote": ("fel_CR33_ConexionRemota_TEST.wsdl", "{http://tempuri.org/}soapHttpEndpoint"),
+    "finkok_stamp": ("finkok_stamp.wsdl", "{http://facturacion.finkok.com/stamp}Application"),
+    "finkok_cancel": ("finkok_cancel40.wsdl", "{http://facturacion.finkok.com/cancel}Application"),
+    "sat_status": (
+        "sat_ConsultaCFDIService.offline.RECONSTRUCTED.wsdl",
+        "{http://tempuri.org/}BasicHttpBinding_IConsultaCFDIService",
+    ),
+}
+_clients: dict[tuple[str, float], zeep.Client] = {}
+
+
+def client(key: str, address: str, timeout: float = 30) -> Any:
+    """A zeep service proxy for one sandbox service (WSDL from disk, address overridden)."""
+    wsdl, binding = BINDINGS[key]
+    c = _clients.get((key, timeout))
+    if c is None:
+        session = requests.Session()
+        session.trust_env = False  # never a proxy: 127.0.0.1 only
+        transport = Transport(session=session, timeout=timeout, operation_timeout=timeout)
+        c = _clients[(key, timeout)] = zeep.Client(str(WSDL / wsdl), transport=transport)
+    return c.create_service(binding, address)
+
+
+def invoice(
+    folio: str,
+    *,
+    fecha: datetime | None = None,
+    rfc: str = EMISOR,
+    receptor: str = RECEPTOR,
+    uso: str = "G03",
+    serie: str = "SBX",
+) -> Comprobante:
+    when = (fecha or datetime.now()).replace(microsecond=0)
+    c, problems = load_invoice(
+        {
+            "Serie": serie,
+            "Folio": folio,
+            "Fecha": when.isoformat(),
+            "FormaPago": "03",
+            "Moneda": "MXN",
+            "TipoDeComprobante": "I",
+            "Exportacion": "01",
+            "MetodoPago": "PUE",
+            "LugarExpedicion": "86000",
+            "Emisor": {"Rfc": rfc, "Nombre": "ESCUELA KEMPER URGATE", "RegimenFiscal": "601"},
+            "Receptor": {
+                "Rfc": receptor,
+                "Nombre": "XOCHILT CASAS CHAVEZ",
+                "DomicilioFiscalReceptor": "36257",
+                "RegimenFiscalReceptor": "612",
+                "UsoCFDI": uso,
+            },
+            "Conceptos": [
+                {
+                    "ClaveProdServ": "52161557",
+                    "Cantidad": "2",
+                    "ClaveUnidad": "H87",
+                    "Unidad": "PIEZA",
+                    "Descripcion": f"Artículo de prueba {folio}",
+                    "ValorUnitario": "150.00",
+                    "ObjetoImp": "02",
+                    "Impuestos": {
+                        "Traslados": [
+                            {"Impuesto": "002", "TipoFactor": "Tasa", "TasaOCuota": "0.160000"}
+                        ]
+                    },
+                }
+            ],
+        }
+    )
+    assert c is not None, problems
+    return complete(c)
+
+
+def sealed(csd: Csd, folio: str, **kw: Any) -> bytes:
+    return seal_invoice(invoice(folio, **kw), csd)
+
+
+def hours_ago(hours: float) -> datetime:
+    return datetime.now() - timedelta(hours=hours)
+
+
+@pytest.fixture(scope="session")
+def csd(csd_files: tuple[bytes, bytes, str]) -> Csd:
+    cer, key, password = csd_files
+    return Csd.load(cer, key, password)
+
+
+@pytest.fixture
+def pac(tmp_path: Path, csd: Csd) -> Iterator[SandboxPac]:
+    """A running sandbox with account ``user``/``secret``/``C1`` (10 credits, the test CSD)
+    and ``other``/``pw``/``C2`` (no RFC registered)."""
+    accounts = [
+        SandboxAccount("user", "secret", "C1", creditos=10, csds={EMISOR: csd}),
+        SandboxAccount("other", "pw", "C2", creditos=10),
+    ]
+    with SandboxPac(tmp_path / "pac.db", accounts=accounts) as sandbox:
+        yield sandbox

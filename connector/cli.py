@@ -15,6 +15,218 @@ from collections.abc import Sequence
 def _add_cfdi_commands(sub: argparse._SubParsersAction) -> None:
     """validate, seal, verify: the CFDI core on one file (issue 2)."""
 
+    def out(line: str) -> None:
+        print(line, flush=True)
+
+    def show(problems: list, where: str) -> None:
+        for p in problems:
+            out(f"{where}: {p}")
+
+    def read_input(path: str) -> bytes | None:
+        try:
+            with open(path, "rb") as fh:
+                return fh.read()
+        except OSError as exc:
+            out(f"CONN-FILE {path}: no se pudo leer el archivo: {exc.strerror}")
+            return None
+
+    def load_json(data: bytes, path: str):  # -> (Comprobante | None, problems)
+        import json
+
+        from connector.cfdi.errors import Problem
+        from connector.cfdi.model import load_invoice
+
+        try:
+            raw = json.loads(data.decode("utf-8-sig"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            msg = f"El archivo no es un JSON válido: {exc}"
+            return None, [Problem("CONN-JSON", "", msg)]
+        if not isinstance(raw, dict):
+            return None, [Problem("CONN-JSON", "", "El JSON debe ser un objeto (la factura).")]
+        return load_invoice(raw)
+
+    def is_json(path: str, data: bytes) -> bool:
+        return path.lower().endswith(".json") or data.lstrip()[:1] in (b"{", b"[")
+
+    def now_local() -> str:
+        from datetime import datetime
+
+        from connector.cfdi.csd import MEXICO_TZ
+
+        return datetime.now(MEXICO_TZ).strftime("%Y-%m-%dT%H:%M:%S")
+
+    # --- validate ---------------------------------------------------------------------------
+    def _validate(args: argparse.Namespace) -> int:
+        from connector.cfdi import amounts, rules
+        from connector.cfdi.errors import CfdiError
+        from connector.cfdi.xmlio import build_tree, from_element, parse_xml_bytes, validate_xsd
+
+        data = read_input(args.file)
+        if data is None:
+            return 2
+        problems: list = []
+        try:
+            if is_json(args.file, data):
+                c, problems = load_json(data, args.file)
+                if c is not None:
+                    c = amounts.complete(c)
+                    # the seal is added later: placeholders so the XSD checks everything else
+                    placeholders = {"NoCertificado": "0" * 20, "Certificado": "", "Sello": ""}
+                    root = build_tree(c.model_copy(update=placeholders))
+                    problems = validate_xsd(root) + rules.validate(c)
+            else:
+                root = parse_xml_bytes(data)
+                problems = validate_xsd(root)
+                try:
+                    problems += rules.validate(from_element(root))
+                except CfdiError as exc:
+                    problems += exc.problems
+        except CfdiError as exc:
+            problems = list(exc.problems)
+        show(problems, args.file)
+        errors = [p for p in problems if p.severity == "error"]
+        if errors:
+            out(f"{args.file}: {len(errors)} error(es); el comprobante NO es válido.")
+            return 1
+        out(f"{args.file}: válido (XSD del SAT y reglas CFDI 4.0).")
+        return 0
+
+    p = sub.add_parser("validate", help="valida un CFDI (XML) o una factura (JSON): XSD y reglas")
+    p.add_argument("file", metavar="FILE", help="archivo .xml o .json")
+    p.set_defaults(func=_validate)
+
+    # --- seal -------------------------------------------------------------------------------
+    def _password(args: argparse.Namespace) -> str | None:
+        import os
+
+        if args.password_env:
+            value = os.environ.get(args.password_env)
+            if value is None:
+                out(f"CONN-CSD-PASSWORD: la variable de entorno {args.password_env} no existe.")
+            return value
+        try:
+            with open(args.password_file, encoding="utf-8") as fh:
+                return fh.read().rstrip("\r\n")
+        except OSError as exc:
+            out(f"CONN-CSD-PASSWORD: no se pudo leer {args.password_file}: {exc.strerror}")
+            return None
+
+    def _seal(args: argparse.Namespace) -> int:
+        import os
+        import tempfile
+
+        from connector.cfdi import amounts, rules
+        from connector.cfdi.csd import Csd
+        from connector.cfdi.errors import CfdiError
+        from connector.cfdi.seal import seal_invoice, seal_xml
+        from connector.cfdi.xmlio import parse_xml_bytes, serialize, validate_xsd
+
+        data = read_input(args.input)
+        if data is None:
+            return 2
+        password = _password(args)
+        if password is None:
+            return 2
+        try:
+            csd = Csd.from_files(args.cer, args.key, password)
+            del password
+            if is_json(args.input, data):
+                c, problems = load_json(data, args.input)
+                if c is None:
+                    show(problems, args.input)
+                    return 1
+                if args.now:
+                    c = c.model_copy(update={"Fecha": now_local()})
+                errors = [p for p in rules.validate(amounts.complete(c)) if p.severity == "error"]
+                if errors:
+                    show(errors, args.input)
+                    out(f"{args.input}: la factura no cumple las reglas del SAT; no se selló.")
+                    return 1
+                sealed = seal_invoice(c, csd)
+            else:
+                if args.now:
+                    root = parse_xml_bytes(data)
+                    root.set("Fecha", now_local())
+                    data = serialize(root)
+                sealed = seal_xml(data, csd)
+            problems = validate_xsd(sealed)
+            if problems:
+                show(problems, args.input)
+                out(f"{args.input}: el XML sellado no cumple el XSD del SAT; no se escribió.")
+                return 1
+        except CfdiError as exc:
+            show(exc.problems, args.input)
+            return 1
+        target = os.path.abspath(args.output)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".sellando-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(sealed)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except OSError as exc:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            out(f"CONN-FILE {args.output}: no se pudo escribir: {exc.strerror}")
+            return 2
+        out(f"{args.output}: sellado con el CSD {csd.no_certificado} ({csd.rfc}).")
+        return 0
+
+    p = sub.add_parser("seal", help="sella una factura (JSON) o un XML sin sellar con el CSD")
+    p.add_argument("input", metavar="INPUT", help="factura .json o CFDI .xml sin sellar")
+    p.add_argument("--cer", required=True, help="certificado del CSD (.cer)")
+    p.add_argument("--key", required=True, help="llave privada del CSD (.key)")
+    pw = p.add_mutually_exclusive_group(required=True)
+    pw.add_argument("--password-env", metavar="VAR", help="variable de entorno con la contraseña")
+    pw.add_argument("--password-file", metavar="F", help="archivo con la contraseña")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.xml", help="XML sellado")
+    p.add_argument("--now", action="store_true", help="usa la hora local actual como Fecha")
+    p.set_defaults(func=_seal)
+
+    # --- verify -----------------------------------------------------------------------------
+    def _verify(args: argparse.Namespace) -> int:
+        from connector.cfdi.seal import verify_seal, verify_tfd
+        from connector.cfdi.xmlio import parse_xml_bytes
+
+        data = read_input(args.file)
+        if data is None:
+            return 2
+        from connector.cfdi.errors import XmlError
+
+        try:
+            root = parse_xml_bytes(data)
+        except XmlError as exc:
+            show(exc.problems, args.file)
+            return 1
+        problems = verify_seal(root)
+        stamped = root.find(
+            "{http://www.sat.gob.mx/cfd/4}Complemento/"
+            "{http://www.sat.gob.mx/TimbreFiscalDigital}TimbreFiscalDigital"
+        )
+        if args.pac_cert:
+            cert = read_input(args.pac_cert)
+            if cert is None:
+                return 2
+            problems += verify_tfd(root, cert)
+        show(problems, args.file)
+        if problems:
+            out(f"{args.file}: {len(problems)} problema(s); el sello NO es válido.")
+            return 1
+        out(f"{args.file}: el sello del emisor es válido.")
+        if args.pac_cert:
+            out(f"{args.file}: el timbre fiscal (SelloSAT) es válido.")
+        elif stamped is not None:
+            out(
+                f"{args.file}: timbre no verificado (indique --pac-cert con el certificado del PAC)."
+            )
+        return 0
+
+    p = sub.add_parser("verify", help="verifica el sello de un CFDI (y su timbre con --pac-cert)")
+    p.add_argument("file", metavar="FILE", help="CFDI .xml")
+    p.add_argument("--pac-cert", metavar="CER", help="certificado del PAC/SAT (.cer) del timbre")
+    p.set_defaults(func=_verify)
+
 
 def _add_pac_commands(sub: argparse._SubParsersAction) -> None:
     """sandbox-pac, cancel, sat-status, credits: talking to a PAC or SAT (issue 3)."""

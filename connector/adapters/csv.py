@@ -85,7 +85,6 @@ class CsvAdapter(Adapter):
         columns = self.columns
         current: ParsedRecord | None = None
         current_key: tuple[str, ...] | None = None
-        last_line = 0
         while True:
             start_line = reader.line_num + 1
             try:
@@ -105,7 +104,6 @@ class CsvAdapter(Adapter):
                     yield target
                 # the reader cannot resume reliably after a quoting error
                 break
-            last_line = reader.line_num
             if not any(cell.strip() for cell in row):
                 continue
             if columns is None:
@@ -128,8 +126,8 @@ class CsvAdapter(Adapter):
                 continue
             values = row
             row_problem = None
-            if len(values) == len(columns) + 1 and values[-1].strip() == "":
-                values = values[:-1]  # trailing delimiter
+            if len(values) > len(columns) and not "".join(values[len(columns) :]).strip():
+                values = values[: len(columns)]  # trailing delimiters / empty padding
             if len(values) != len(columns):
                 row_problem = problem(
                     "CONN-CSV-COLUMNS",
@@ -149,4 +147,3 @@ class CsvAdapter(Adapter):
                 current.problems.append(row_problem)
         if current is not None:
             yield current
-        del last_line

@@ -146,6 +146,10 @@ class PacDriver(ABC):
         """The stamp the PAC made for ``referencia``; ``PacNotFound`` when it never did."""
         raise PacUnsupported(self.name, "recover")
 
+    def recover_generated(self, referencia: str) -> StampResult:
+        """Like ``recover``, for a remote ``generate`` (a PAC may keep those apart)."""
+        return self.recover(referencia)
+
     def cancel(
         self,
         uuid: str,

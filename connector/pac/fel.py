@@ -334,6 +334,10 @@ class FelDriver(PacDriver):
         assert last is not None
         raise last
 
+    def recover_generated(self, referencia: str) -> StampResult:
+        """A ``GenerarCFDI40`` result lives in Conexión Remota: ask there only."""
+        return self.recover(referencia, remote=True)
+
     def _recover_timbrado(self, referencia: str) -> StampResult:
         op = "ConsultarTimbrePorReferencia"
         r = self._t(op, referencia=referencia)

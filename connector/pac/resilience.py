@@ -304,7 +304,7 @@ class ResilientPac:
         def attempt() -> StampResult:
             if flags["maybe_sent"]:
                 try:
-                    return self.breaker.call(self.driver.recover, referencia)
+                    return self.breaker.call(self.driver.recover_generated, referencia)
                 except PacNotFound:
                     pass
                 except PacUnsupported:

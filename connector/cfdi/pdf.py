@@ -17,7 +17,8 @@ The QR (``qr_url``) follows Anexo 20 (CFDI 4.0, "código de barras bidimensional
 ``re`` RFC emisor, ``rr`` RFC receptor, ``tt`` the Total with up to 6 decimals and the
 non-significant zeros omitted (at least one decimal: ``3327.01``, ``1000.0``), ``fe`` the last 8
 characters of the emisor's Sello; values are URL-encoded (``&`` in an RFC becomes ``%26``). It is
-drawn as vector squares (error correction M, 30 mm wide with its quiet zone ≥ 27.5 mm of code).
+drawn as vector squares (error correction M or better, the code 30 mm wide, ≥ 2.75 cm, with
+white space around it as quiet zone).
 """
 
 from __future__ import annotations
@@ -1179,15 +1180,15 @@ class _Renderer:
                 _clean(_cadena_tfd(tfd)),
             ),
         ]
-        text_x = _MARGIN + _QR_MM + 4
-        text_w = _CONTENT_W - _QR_MM - 4
+        text_x = _MARGIN + _QR_MM + 5
+        text_w = _CONTENT_W - _QR_MM - 5
         self.font(False, 6)
         seals_h = sum(3.6 + self.height(v, text_w, _SLH, by_char=True) for _, v in blocks)
-        needed = 6 + max(_QR_MM, 3 * (3 + _LH + 0.8) + seals_h) + 6
+        needed = 6 + max(_QR_MM + 5, 3 * (3 + _LH + 0.8) + seals_h) + 6
         self.ensure(min(needed, self.pdf.page_break_trigger - _MARGIN - 6))
         self.section("Timbre fiscal digital")
         y0 = self.y
-        self._draw_qr(qr_url(c), _MARGIN, y0, _QR_MM)
+        self._draw_qr(qr_url(c), _MARGIN, y0 + 2.5, _QR_MM)
         pairs = [
             ("Folio fiscal (UUID)", tfd.UUID),
             ("Fecha y hora de certificación", tfd.FechaTimbrado),
@@ -1202,7 +1203,7 @@ class _Renderer:
         )
         for label, value in blocks:
             self._seal_block(label, value, text_x, text_w)
-        self.y = max(self.y, y0 + _QR_MM) + 1.5
+        self.y = max(self.y, y0 + _QR_MM + 5) + 1.5
         self.ensure(5)
         self.font(True, 7)
         self.color()
@@ -1243,12 +1244,12 @@ class _Renderer:
             self._seal_block("Sello digital del CFDI", _clean(c.Sello), _MARGIN, _CONTENT_W)
 
     def _draw_qr(self, url: str, x: float, y: float, size: float) -> None:
-        """The QR as filled vector squares (dark runs merged per row), quiet zone of 4."""
+        """The QR as filled vector squares (dark runs merged per row)."""
         pdf = self.pdf
         matrix = segno.make(url, error="m", micro=False, boost_error=True).matrix
         n = len(matrix)
-        module = size / (n + 8)
-        ox, oy = x + 4 * module, y + 4 * module
+        module = size / n  # the code itself is ``size`` wide; the quiet zone is white page
+        ox, oy = x, y
         pdf.set_fill_color(0, 0, 0)
         for r, row in enumerate(matrix):
             col = 0
@@ -1276,6 +1277,12 @@ class _Renderer:
             note += "  ·  " + _clean(self.style.footer_note)
         for page in range(1, total + 1):
             pdf.page = page
+            # fpdf2 tracks font and colours as emitted on the page being written: after going
+            # back to a finished page, make it emit them again on that page.
+            pdf.current_font_is_set_on_page = False
+            pdf.set_fill_color(1, 2, 3)
+            pdf.set_fill_color(255, 255, 255)
+            pdf.set_draw_color(1, 2, 3)
             y = _PAGE_H - 12
             pdf.set_draw_color(*self.primary)
             pdf.line(_MARGIN, y, _PAGE_W - _MARGIN, y)

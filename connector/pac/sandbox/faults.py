@@ -102,13 +102,18 @@ class Faults:
         self,
         kind: str,
         *,
-        times: int | None = 1,
+        times: int | None | object = ...,
         probability: float | None = None,
         operations: Iterable[str] | str | None = None,
         seconds: float | None = None,
         seed: int | None = 0,
     ) -> FaultRule:
-        """Add a rule. ``times=None`` with no ``probability`` means "every request"."""
+        """Add a rule. ``times`` defaults to 1, or to unlimited when a ``probability`` is
+        given; ``times=None`` means "every matching request"."""
+        if times is ...:
+            times = None if probability is not None else 1
+        if times is not None and not isinstance(times, int):
+            raise FaultSpecError("SBX-FAULT: 'times' debe ser un entero o None")
         ops: frozenset[str] | None
         if operations is None:
             ops = None

@@ -303,3 +303,39 @@ def test_external_xinclude_and_schema_locations_are_not_followed() -> None:
 def test_text_instead_of_bytes_is_refused() -> None:
     with pytest.raises(XmlError):
         parse_xml_bytes("<a/>")  # type: ignore[arg-type]
+
+
+# --- the big catalogs are checked as sets, with the same verdicts as SAT's full schema ----------
+
+
+@pytest.fixture(scope="module")
+def full_sat_schema() -> etree.XMLSchema:
+    from connector.cfdi.xmlio import XSD_WRAPPER
+
+    return etree.XMLSchema(etree.parse(str(XSD_WRAPPER)))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "attribute"),
+    [
+        (b'ClaveProdServ="52161557"', b'ClaveProdServ="52161599"', "ClaveProdServ"),
+        (b'ClaveProdServ="52161557"', b'ClaveProdServ="  52161557 "', None),
+        (b'LugarExpedicion="86000"', b'LugarExpedicion="00001"', "LugarExpedicion"),
+        (b'LugarExpedicion="86000"', b'LugarExpedicion="99999"', None),
+        (b'ClaveUnidad="H87"', b'ClaveUnidad="QQQ"', "ClaveUnidad"),
+        (b'ClaveUnidad="H87"', b'ClaveUnidad="E48"', None),
+    ],
+)
+def test_catalog_codes_match_sats_full_schema(
+    full_sat_schema: etree.XMLSchema, old: bytes, new: bytes, attribute: str | None
+) -> None:
+    data = SAMPLE_I.read_bytes().replace(old, new)
+    assert data != SAMPLE_I.read_bytes()
+    problems = validate_xsd(data)
+    sat_ok = full_sat_schema.validate(etree.fromstring(data))
+    assert (problems == []) == sat_ok
+    if attribute:
+        assert len(problems) == 1
+        assert f"attribute '{attribute}'" in problems[0].message
+        assert "[facet 'enumeration']" in problems[0].message
+        assert "línea" in problems[0].message

@@ -370,6 +370,14 @@ def _descuento(x: _Ctx) -> None:
     elif c.Descuento is not None:
         x.add("CFDI40111", "Descuento", "Ningún concepto tiene descuento; el campo debe omitirse.")
         return
+    if c.TipoDeComprobante not in ("I", "E", "N"):
+        for i, k in enumerate(c.Conceptos):
+            if k.Descuento is not None and c.TipoDeComprobante != "P":  # P: CONN-PAGOS-002
+                x.add(
+                    "CFDI40111",
+                    f"Conceptos[{i}].Descuento",
+                    f"TipoDeComprobante: {_fmt(c.TipoDeComprobante)}.",
+                )
     if c.Descuento is None:
         return
     _check_decimals(x, "CFDI40112", "Descuento", c.Descuento)

@@ -142,6 +142,13 @@ CASES = [
     ("CFDI40111_descuento_required", "base", top(Descuento=None), "CFDI40111", "Descuento"),
     ("CFDI40111_descuento_sum", "base", top(Descuento="99.00"), "CFDI40111", "Descuento"),
     ("CFDI40111_descuento_omitted", "traslado", top(Descuento="0.00"), "CFDI40111", "Descuento"),
+    (
+        "CFDI40111_no_concept_descuento_for_T",
+        "traslado",
+        setv(k0, Descuento="1.00"),
+        "CFDI40111",
+        "Conceptos[0].Descuento",
+    ),
     ("CFDI40112_descuento_decimals", "base", top(Descuento="100.000"), "CFDI40112", "Descuento"),
     ("CFDI40113_moneda_catalog", "base", top(Moneda="MXP"), "CFDI40113", "Moneda"),
     ("CFDI40114_tipo_cambio_1_for_mxn", "base", top(TipoCambio="2"), "CFDI40114", "TipoCambio"),

@@ -1,0 +1,240 @@
+"""CFDI core benchmark: build + seal + serialize (+ XSD validation) per invoice, vs satcfdi.
+
+Run from the repository root (satcfdi comes with ``pip install -e '.[bench]'``):
+
+    python bench/bench_core.py --invoices 300 --rounds 3
+
+Every invoice has 5 conceptos with IVA 16 %, different folios and amounts. Both libraries seal
+with SAT's test CSD (EKU9003173C9) in the same process and run; the figure is the median time
+per invoice. Our invoices are checked once at the end (seal verifies, XSD valid) so a fast but
+wrong result cannot pass unnoticed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from connector.cfdi import amounts  # noqa: E402
+from connector.cfdi.cadena import cadena_original  # noqa: E402
+from connector.cfdi.csd import Csd  # noqa: E402
+from connector.cfdi.model import Comprobante, load_invoice  # noqa: E402
+from connector.cfdi.seal import seal_tree, verify_seal  # noqa: E402
+from connector.cfdi.xmlio import build_tree, serialize, validate_xsd  # noqa: E402
+
+SHARED = Path(os.environ.get("CFDI_SHARED_DIR", REPO.parent / "shared"))
+CSD_BASE = SHARED / "testcsd" / "eku9003173c9_csd_2023_30001000000500003416"
+PASSWORD = "12345678a"
+
+
+def invoice_data(i: int) -> dict:
+    """Plain data for invoice i, as a mapper would hand it over (derived amounts missing)."""
+    return {
+        "Serie": "A",
+        "Folio": str(i),
+        "Fecha": "2025-06-02T10:15:00",
+        "FormaPago": "03",
+        "Moneda": "MXN",
+        "TipoDeComprobante": "I",
+        "Exportacion": "01",
+        "MetodoPago": "PUE",
+        "LugarExpedicion": "86000",
+        "Emisor": {
+            "Rfc": "EKU9003173C9",
+            "Nombre": "ESCUELA KEMPER URGATE",
+            "RegimenFiscal": "601",
+        },
+        "Receptor": {
+            "Rfc": "MCI7306249Y1",
+            "Nombre": "MUNICIPIO DE CUAUTITLAN IZCALLI",
+            "DomicilioFiscalReceptor": "54700",
+            "RegimenFiscalReceptor": "603",
+            "UsoCFDI": "G03",
+        },
+        "Conceptos": [
+            {
+                "ClaveProdServ": "43211503",
+                "NoIdentificacion": f"ART-{k}",
+                "Cantidad": str(k + 1),
+                "ClaveUnidad": "H87",
+                "Unidad": "Pieza",
+                "Descripcion": f"Artículo número {k} de la factura {i}",
+                "ValorUnitario": str(Decimal("100.50") + k + i % 97),
+                "ObjetoImp": "02",
+                "Impuestos": {
+                    "Traslados": [
+                        {"Impuesto": "002", "TipoFactor": "Tasa", "TasaOCuota": "0.160000"}
+                    ]
+                },
+            }
+            for k in range(5)
+        ],
+    }
+
+
+def ours_build(data: dict) -> Comprobante:
+    c, problems = load_invoice(data)
+    assert c is not None, problems
+    return c
+
+
+def satcfdi_invoice(data: dict, signer: object) -> bytes:
+    from satcfdi.create.cfd import cfdi40
+
+    inv = cfdi40.Comprobante(
+        emisor=cfdi40.Emisor(
+            rfc=data["Emisor"]["Rfc"],
+            nombre=data["Emisor"]["Nombre"],
+            regimen_fiscal=data["Emisor"]["RegimenFiscal"],
+        ),
+        lugar_expedicion=data["LugarExpedicion"],
+        receptor=cfdi40.Receptor(
+            rfc=data["Receptor"]["Rfc"],
+            nombre=data["Receptor"]["Nombre"],
+            uso_cfdi=data["Receptor"]["UsoCFDI"],
+            domicilio_fiscal_receptor=data["Receptor"]["DomicilioFiscalReceptor"],
+            regimen_fiscal_receptor=data["Receptor"]["RegimenFiscalReceptor"],
+        ),
+        metodo_pago=data["MetodoPago"],
+        forma_pago=data["FormaPago"],
+        serie=data["Serie"],
+        folio=data["Folio"],
+        fecha=datetime.fromisoformat(data["Fecha"]),
+        conceptos=[
+            cfdi40.Concepto(
+                clave_prod_serv=k["ClaveProdServ"],
+                no_identificacion=k["NoIdentificacion"],
+                cantidad=Decimal(k["Cantidad"]),
+                clave_unidad=k["ClaveUnidad"],
+                unidad=k["Unidad"],
+                descripcion=k["Descripcion"],
+                valor_unitario=Decimal(k["ValorUnitario"]),
+                objeto_imp=k["ObjetoImp"],
+                impuestos=cfdi40.Impuestos(
+                    traslados=cfdi40.Traslado(
+                        impuesto="002", tipo_factor="Tasa", tasa_o_cuota=Decimal("0.160000")
+                    )
+                ),
+            )
+            for k in data["Conceptos"]
+        ],
+    )
+    inv.sign(signer)
+    return inv.xml_bytes()
+
+
+def measure(
+    stages: list[tuple[str, Callable[[int], object]]], n: int, rounds: int
+) -> dict[str, list[float]]:
+    """Seconds per call for each stage. Rounds interleave the stages, so every contender sees
+    the same machine load (the machine is shared)."""
+    samples: dict[str, list[float]] = {name: [] for name, _ in stages}
+    for _ in range(rounds):
+        for name, fn in stages:
+            gc.collect()
+            out = samples[name]
+            for i in range(n):
+                t0 = time.perf_counter()
+                fn(i)
+                out.append(time.perf_counter() - t0)
+    return samples
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--invoices", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    n, rounds = args.invoices, args.rounds
+
+    t0 = time.perf_counter()
+    csd = Csd.from_files(CSD_BASE.with_suffix(".cer"), CSD_BASE.with_suffix(".key"), PASSWORD)
+    load_csd = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    validate_xsd(build_tree(amounts.complete(ours_build(invoice_data(0)))))
+    first_xsd = time.perf_counter() - t0
+
+    datas = [invoice_data(i) for i in range(n)]
+    models = [ours_build(d) for d in datas]
+    completed = [amounts.complete(c) for c in models]
+    sealed_roots = [seal_tree(c, csd) for c in completed]
+    outputs: list[bytes] = [b""] * n
+
+    def ours_full(i: int) -> None:
+        root = seal_tree(ours_build(datas[i]), csd)
+        problems = validate_xsd(root)
+        assert not problems, problems
+        outputs[i] = serialize(root)
+
+    def ours_no_xsd(i: int) -> None:
+        serialize(seal_tree(ours_build(datas[i]), csd))
+
+    rows: list[tuple[str, float, float]] = []
+    stages: list[tuple[str, Callable[[int], object]]] = [
+        ("ours: build+complete+seal+XSD+serialize", ours_full),
+        ("ours: build+complete+seal+serialize (no XSD)", ours_no_xsd),
+        ("  stage: load_invoice (dict -> model)", lambda i: ours_build(datas[i])),
+        ("  stage: amounts.complete", lambda i: amounts.complete(models[i])),
+        ("  stage: build_tree (model -> lxml)", lambda i: build_tree(completed[i])),
+        ("  stage: cadena_original (fast, tree)", lambda i: cadena_original(sealed_roots[i])),
+        ("  stage: RSA-2048 SHA-256 sign", lambda i: csd.sign(b"||4.0|x||" + str(i).encode())),
+        ("  stage: validate_xsd (tree)", lambda i: validate_xsd(sealed_roots[i])),
+        ("  stage: serialize", lambda i: serialize(sealed_roots[i])),
+    ]
+    try:
+        from satcfdi.models import Signer
+
+        signer = Signer.load(
+            certificate=CSD_BASE.with_suffix(".cer").read_bytes(),
+            key=CSD_BASE.with_suffix(".key").read_bytes(),
+            password=PASSWORD,
+        )
+        stages.insert(
+            2, ("satcfdi: build+sign+xml_bytes", lambda i: satcfdi_invoice(datas[i], signer))
+        )
+    except ImportError:
+        print("satcfdi not installed: pip install -e '.[bench]'", file=sys.stderr)
+
+    for name, values in measure(stages, n, rounds).items():
+        values.sort()
+        rows.append((name, statistics.median(values), values[int(len(values) * 0.95)]))
+
+    # correctness of what was measured
+    for data in outputs[:: max(1, n // 20)]:
+        assert verify_seal(data) == [] and validate_xsd(data) == []
+
+    print(
+        f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}"
+    )
+    print(f"invoices: {n} × {rounds} rounds, 5 conceptos each")
+    print(
+        f"one-time: CSD load {load_csd * 1000:.1f} ms; first XSD compile+validate {first_xsd * 1000:.0f} ms"
+    )
+    print(f"{'what':48s} {'median ms':>10s} {'p95 ms':>8s}")
+    for name, med, p95 in rows:
+        print(f"{name:48s} {med * 1000:10.3f} {p95 * 1000:8.3f}")
+    byname = {name: med for name, med, _ in rows}
+    sat = byname.get("satcfdi: build+sign+xml_bytes")
+    if sat:
+        full = byname["ours: build+complete+seal+XSD+serialize"]
+        noxsd = byname["ours: build+complete+seal+serialize (no XSD)"]
+        print(
+            f"ratio ours(no XSD)/satcfdi: {noxsd / sat:.2f}; ours(with XSD)/satcfdi: {full / sat:.2f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

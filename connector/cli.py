@@ -253,6 +253,51 @@ def _add_pac_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=_sandbox_pac)
 
+    # --- credits, cancel, sat-status (PAC drivers; handlers in connector.pac.commands) ---
+    def _pac_cmd(name: str):
+        def run(args: argparse.Namespace) -> int:
+            from connector.pac import commands
+
+            return getattr(commands, name)(args)
+
+        return run
+
+    def _pac_options(p: argparse.ArgumentParser) -> None:
+        g = p.add_argument_group("PAC")
+        g.add_argument("--config", help="archivo de configuración (TOML) con [[pacs]]")
+        g.add_argument("--pac", help="nombre del PAC en la configuración")
+        g.add_argument("--pac-kind", choices=("fel", "finkok"), default="fel", help="tipo de PAC")
+        g.add_argument("--pac-url", help="servicio de timbrado (sin --config)")
+        g.add_argument("--remote-url", help="FEL Conexión Remota")
+        g.add_argument("--cancel-url", help="Finkok: servicio de cancelación")
+        g.add_argument("--usuario", help="usuario del PAC")
+        g.add_argument("--cuenta", help="FEL: cuenta de Conexión Remota")
+        g.add_argument("--password-env", metavar="VAR", help="variable con la contraseña del PAC")
+        g.add_argument("--timeout", type=float, default=30.0, help="segundos por llamada")
+
+    p = sub.add_parser("credits", help="créditos (timbres) disponibles en el PAC")
+    _pac_options(p)
+    p.set_defaults(func=_pac_cmd("credits_cmd"))
+
+    p = sub.add_parser("cancel", help="cancela un CFDI timbrado (motivo 01-04)")
+    p.add_argument("uuid", metavar="UUID")
+    p.add_argument("--motivo", required=True, help="01, 02, 03 o 04")
+    p.add_argument("--folio-sustitucion", metavar="UUID", help="UUID que sustituye (motivo 01)")
+    p.add_argument("--rfc-receptor", required=True)
+    p.add_argument("--total", required=True, help="total del CFDI")
+    p.add_argument("--acuse", metavar="FILE", help="guarda aquí el acuse de cancelación")
+    _pac_options(p)
+    p.set_defaults(func=_pac_cmd("cancel_cmd"))
+
+    p = sub.add_parser("sat-status", help="estado de un CFDI en el SAT (vigente/cancelado)")
+    p.add_argument("uuid", metavar="UUID")
+    p.add_argument("--re", required=True, help="RFC del emisor")
+    p.add_argument("--rr", required=True, help="RFC del receptor")
+    p.add_argument("--tt", required=True, help="total del CFDI")
+    p.add_argument("--sat-url", help="servicio de consulta (por omisión, el del SAT)")
+    p.add_argument("--timeout", type=float, default=30.0, help="segundos por llamada")
+    p.set_defaults(func=_pac_cmd("sat_status_cmd"))
+
 
 def _add_daemon_commands(sub: argparse._SubParsersAction) -> None:
     """run, submit, replay, status, check-config, demo: the bridge daemon (issue 4)."""

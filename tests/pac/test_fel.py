@@ -257,3 +257,53 @@ def test_split_code():
     )
     assert split_code("CFDI40102: sello") == ("CFDI40102", "sello")
     assert split_code("sin código") == (None, "sin código")
+
+
+def test_cli_credits_cancel_sat_status(pac, fel, csd, monkeypatch, capsys, tmp_path):
+    from connector.cli import main
+
+    monkeypatch.setenv("FEL_TEST_PASSWORD", PASSWORD)
+    opts = [
+        "--pac-url", pac.fel_timbrado_url, "--remote-url", pac.fel_remote_url,
+        "--usuario", "felu", "--cuenta", "CUENTA1", "--password-env", "FEL_TEST_PASSWORD",
+    ]  # fmt: skip
+    assert main(["credits", *opts]) == 0
+    out = capsys.readouterr().out
+    assert f"Créditos restantes: {pac.credits('felu')}" in out
+
+    c = invoice("CLI1")
+    res = fel.stamp(sealed(csd, "CLI1"), ref())
+    sat = ["--re", EMISOR, "--rr", RECEPTOR, "--tt", str(c.Total), "--sat-url", pac.sat_status_url]
+    assert main(["sat-status", res.uuid, *sat]) == 0
+    assert "Estado: Vigente" in capsys.readouterr().out
+
+    acuse = tmp_path / "acuse.xml"
+    args = [
+        "cancel",
+        res.uuid,
+        "--motivo",
+        "02",
+        "--rfc-receptor",
+        RECEPTOR,
+        "--total",
+        str(c.Total),
+    ]
+    assert main([*args, "--acuse", str(acuse), *opts]) == 0
+    assert "código 201" in capsys.readouterr().out
+    assert res.uuid.encode() in acuse.read_bytes().upper()
+    assert main(["sat-status", res.uuid, *sat]) == 0
+    assert "Estado: Cancelado" in capsys.readouterr().out
+
+    # errors: a code and a Spanish message, never a traceback, never the password
+    assert main(["cancel", str(uuidlib.uuid4()), "--motivo", "02", "--rfc-receptor", RECEPTOR,
+                 "--total", "1", *opts]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert "Error 205" in err and PASSWORD not in err
+    assert main(["credits", "--pac-url", pac.fel_timbrado_url]) == 2
+    assert "CONN-CLI-PAC" in capsys.readouterr().err
+    assert main(["cancel", res.uuid, "--motivo", "02", "--rfc-receptor", RECEPTOR,
+                 "--total", "abc", *opts]) == 2  # fmt: skip
+    assert "no es un importe" in capsys.readouterr().err
+    monkeypatch.setenv("FEL_TEST_PASSWORD", "mala")
+    assert main(["credits", *opts]) == 1
+    assert "Error" in capsys.readouterr().err

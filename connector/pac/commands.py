@@ -1,0 +1,178 @@
+"""``cfdi-connector credits | cancel | sat-status``: one PAC call from the command line.
+
+The PAC comes from the configuration file (``--config``, ``[[pacs]]``; ``--pac NAME`` when there
+are several) or from options (``--pac-kind``, ``--pac-url``, ``--remote-url``, ``--cancel-url``,
+``--usuario``, ``--cuenta``, ``--password-env``). Passwords are read from the environment or the
+configured secret source, never from the command line. Exit codes: 0 done, 1 the PAC/SAT said
+no or could not be reached, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from .base import PacDriver, Timeouts
+from .errors import PacError
+
+
+class UsageError(Exception):
+    """Bad command-line input or configuration (Spanish message with a code)."""
+
+
+def _driver(args: argparse.Namespace) -> PacDriver:
+    from . import create_driver
+
+    if args.config:
+        from connector.config import ConfigError, load_config, read_secret
+
+        try:
+            cfg = load_config(args.config)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+        except OSError as exc:
+            raise UsageError(f"CONN-CFG: no se puede leer {args.config}: {exc}") from None
+        if not cfg.pacs:
+            raise UsageError("CONN-CFG: la configuración no define ningún [[pacs]].")
+        if args.pac:
+            try:
+                pc = cfg.pac(args.pac)
+            except KeyError:
+                raise UsageError(f"CONN-CFG: no hay un PAC llamado {args.pac!r}.") from None
+        elif len(cfg.pacs) == 1:
+            pc = cfg.pacs[0]
+        else:
+            names = ", ".join(p.name for p in cfg.pacs)
+            raise UsageError(f"CONN-CFG: indique --pac (uno de: {names}).")
+        try:
+            password = read_secret(pc, f"el PAC {pc.name!r}")
+        except Exception as exc:  # SecretError carries a Spanish message
+            raise UsageError(str(exc)) from None
+        extra: dict[str, Any] = {}
+        if pc.kind == "fel":
+            extra = {"cuenta": pc.cuenta, "remote_url": pc.url_remote}
+        elif pc.url_cancel:
+            extra = {"cancel_url": pc.url_cancel}
+        t = pc.timeout_seconds
+        return create_driver(
+            pc.kind,
+            pc.url,
+            usuario=pc.usuario,
+            password=password,
+            timeouts=Timeouts(connect=min(5.0, t), read=t),
+            **extra,
+        )
+    if not (args.pac_url or args.remote_url) or not args.usuario or not args.password_env:
+        raise UsageError(
+            "CONN-CLI-PAC: indique --config, o bien --pac-url (o --remote-url), --usuario y "
+            "--password-env."
+        )
+    password = os.environ.get(args.password_env)
+    if password is None:
+        raise UsageError(f"CONN-CLI-PAC: la variable de entorno {args.password_env} no existe.")
+    timeouts = Timeouts(connect=min(5.0, args.timeout), read=args.timeout)
+    if args.pac_kind == "fel":
+        return create_driver(
+            "fel",
+            args.pac_url,
+            usuario=args.usuario,
+            password=password,
+            cuenta=args.cuenta,
+            remote_url=args.remote_url,
+            timeouts=timeouts,
+        )
+    return create_driver(
+        "finkok",
+        args.pac_url,
+        usuario=args.usuario,
+        password=password,
+        cancel_url=args.cancel_url,
+        timeouts=timeouts,
+    )
+
+
+def _run(args: argparse.Namespace, action) -> int:
+    try:
+        return action(args)
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except PacError as exc:
+        print(f"Error {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"CONN-CLI: {exc}", file=sys.stderr)
+        return 2
+
+
+def _credits(args: argparse.Namespace) -> int:
+    with _driver(args) as d:
+        c = d.credits()
+    print(f"Créditos restantes: {c.restantes if c.restantes is not None else 'desconocido'}")
+    if c.usados is not None:
+        print(f"Créditos usados: {c.usados}")
+    for p in c.paquetes:
+        print(
+            f"  Paquete {p.nombre or '-'}: {p.restantes} de {p.timbres} "
+            f"({'vigente' if p.vigente else 'no vigente'}, vence {p.vencimiento or '-'})"
+        )
+    return 0
+
+
+def _total(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise UsageError(f"CONN-CLI: el total {text!r} no es un importe.") from None
+    if not value.is_finite() or value < 0:
+        raise UsageError(f"CONN-CLI: el total {text!r} no es un importe.")
+    return value
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    total = _total(args.total)
+    if args.motivo not in ("01", "02", "03", "04"):
+        raise UsageError("CONN-CLI: el motivo debe ser 01, 02, 03 o 04.")
+    with _driver(args) as d:
+        r = d.cancel(args.uuid, args.motivo, args.folio_sustitucion, args.rfc_receptor, total)
+    print(f"UUID {r.uuid}: {r.estatus or 'solicitud aceptada'} (código {r.code or '-'})")
+    if r.acuse and args.acuse:
+        from pathlib import Path
+
+        Path(args.acuse).write_bytes(r.acuse)
+        print(f"Acuse guardado en {args.acuse}")
+    return 0
+
+
+def _sat_status(args: argparse.Namespace) -> int:
+    from .sat_status import SAT_URL, SatStatusClient
+
+    client = SatStatusClient(
+        args.sat_url or SAT_URL,
+        timeouts=Timeouts(connect=min(5.0, args.timeout), read=args.timeout),
+    )
+    try:
+        st = client.consulta(args.uuid, args.re, args.rr, _total(args.tt))
+    finally:
+        client.close()
+    print(f"Código: {st.codigo_estatus}")
+    print(f"Estado: {st.estado}")
+    print(f"Cancelable: {st.es_cancelable or '-'}")
+    print(f"Estatus de cancelación: {st.estatus_cancelacion or '-'}")
+    print(f"Validación EFOS: {st.validacion_efos or '-'}")
+    return 0 if st.found else 1
+
+
+def credits_cmd(args: argparse.Namespace) -> int:
+    return _run(args, _credits)
+
+
+def cancel_cmd(args: argparse.Namespace) -> int:
+    return _run(args, _cancel)
+
+
+def sat_status_cmd(args: argparse.Namespace) -> int:
+    return _run(args, _sat_status)

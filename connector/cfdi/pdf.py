@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -35,6 +36,7 @@ from typing import Any
 from urllib.parse import quote
 
 import segno
+from fontTools import subset as ftsubset
 from fontTools import ttLib
 from fpdf import FPDF
 from fpdf.fonts import SubsetMap, TTFFont
@@ -257,58 +259,78 @@ _FONT_FILES = {
     ("dvx", "B"): "DejaVuSans-Bold.ttf",
     ("sym", ""): "NotoSansSymbols2-Regular.ttf",
 }
-_templates: dict[tuple[str, str], TTFFont] = {}
-_font_bytes: dict[tuple[str, str], bytes] = {}
+_FALLBACK_FAMILIES = ("dvx", "sym")
+_Loaded = tuple[TTFFont, bytes]  # parsed font (shared, read-only) and the file bytes
+_loaded: dict[tuple[str, str], _Loaded] = {}
+_pieces: OrderedDict[tuple[str, str, frozenset[int]], _Loaded] = OrderedDict()
+_PIECES_MAX = 64
 _font_lock = threading.Lock()
 
 
-def _template(family: str, style: str) -> TTFFont:
+def _parse(data: bytes, family: str, style: str) -> TTFFont:
+    return TTFFont(FPDF(), BytesIO(data), f"{family}{style}", style)  # type: ignore[arg-type]
+
+
+def _font(family: str, style: str) -> _Loaded:
+    """A shipped font file, read and parsed once per process."""
     key = (family, style)
-    font = _templates.get(key)
-    if font is None:
+    loaded = _loaded.get(key)
+    if loaded is None:
         with _font_lock:
-            font = _templates.get(key)
-            if font is None:
-                path = FONTS_DIR / _FONT_FILES[key]
-                donor = FPDF()
-                donor.add_font(family, style, str(path))
-                font = donor.fonts[f"{family}{style}"]
-                _font_bytes[key] = path.read_bytes()
-                _templates[key] = font
-    return font
+            loaded = _loaded.get(key)
+            if loaded is None:
+                data = (FONTS_DIR / _FONT_FILES[key]).read_bytes()
+                loaded = _loaded[key] = (_parse(data, family, style), data)
+    return loaded
 
 
-def _attach_font(pdf: FPDF, family: str, style: str) -> None:
-    """Add a shipped font to ``pdf`` reusing the per-process parse (cmap, widths, metrics).
+def _piece(family: str, style: str, codepoints: frozenset[int]) -> _Loaded:
+    """Just the glyphs of ``codepoints`` from a big fallback font, cached per character set.
 
-    fpdf2 subsets the embedded font in place when writing, so each document gets its own fresh
-    fontTools object (a cheap lazy open of bytes kept in memory); the parsed tables that never
-    change are shared. If fpdf2's internals ever differ, fall back to a plain ``add_font``.
+    Subsetting a big font costs tens of milliseconds; the characters an invoice needs from the
+    fallbacks are few and repeat (a company's catalogue), so each set is made once per process.
     """
+    key = (family, style, codepoints)
+    with _font_lock:
+        loaded = _pieces.get(key)
+        if loaded is not None:
+            _pieces.move_to_end(key)
+            return loaded
+    options = ftsubset.Options(notdef_outline=True, recommended_glyphs=True, hinting=False)
+    options.layout_features = []
+    options.drop_tables += ["GDEF", "GPOS", "GSUB", "kern", "MATH", "FFTM"]
+    font = ttLib.TTFont(BytesIO(_font(family, style)[1]), recalcTimestamp=False)
+    subsetter = ftsubset.Subsetter(options)
+    subsetter.populate(unicodes=sorted(codepoints | {0x20}))
+    subsetter.subset(font)
+    out = BytesIO()
+    font.save(out)
+    data = out.getvalue()
+    loaded = (_parse(data, family, style), data)
+    with _font_lock:
+        _pieces[key] = loaded
+        while len(_pieces) > _PIECES_MAX:
+            _pieces.popitem(last=False)
+    return loaded
+
+
+def _attach(pdf: FPDF, family: str, style: str, loaded: _Loaded) -> None:
+    """Add a parsed font to ``pdf`` sharing what never changes (cmap, widths, metrics).
+
+    fpdf2 subsets the embedded font in place when writing, so each document gets its own
+    fontTools object (a cheap lazy open of the bytes in memory) and its own subset map.
+    """
+    tmpl, data = loaded
     fontkey = f"{family}{style}"
-    tmpl = _template(family, style)
-    try:
-        font = copy.copy(tmpl)
-        font.i = len(pdf.fonts) + 1
-        font.ttfont = ttLib.TTFont(
-            BytesIO(_font_bytes[(family, style)]),
-            lazy=True,
-            recalcTimestamp=False,
-            recalcBBoxes=False,
-        )
-        font.desc = copy.copy(tmpl.desc)
-        font.missing_glyphs = []
-        font.biggest_size_pt = 0
-        font._hbfont = None
-        font.subset = SubsetMap(font)
-        pdf.fonts[fontkey] = font
-    except (AttributeError, TypeError):  # pragma: no cover - other fpdf2 versions
-        pdf.fonts.pop(fontkey, None)
-        pdf.add_font(family, style, str(FONTS_DIR / _FONT_FILES[(family, style)]))
-
-
-def _cmap(family: str, style: str = "") -> dict[int, str]:
-    return _template(family, style).cmap
+    font = copy.copy(tmpl)
+    font.i = len(pdf.fonts) + 1
+    font.ttfont = ttLib.TTFont(BytesIO(data), lazy=True, recalcTimestamp=False, recalcBBoxes=False)
+    font.desc = copy.copy(tmpl.desc)
+    font.missing_glyphs = []
+    font.biggest_size_pt = 0
+    font._hbfont = None
+    font.subset = SubsetMap(font)
+    pdf.fonts[fontkey] = font
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -336,24 +358,24 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(v)
 
 
-def _fallbacks_needed(c: Comprobante, style: PdfStyle) -> list[str]:
+def _fallback_plan(c: Comprobante, style: PdfStyle) -> dict[str, frozenset[int]]:
+    """Characters outside the Latin fonts, per fallback family that has them."""
     chars: set[str] = set()
     for s in _strings(c.model_dump(exclude={"OtrosComplementos", "Certificado"})):
         chars.update(s)
     if style.footer_note:
         chars.update(style.footer_note)
-    latin = _cmap("dv")
-    missing = {ord(ch) for ch in chars if ord(ch) not in latin and ch not in "\n\r\t"}
-    if not missing:
-        return []
-    families = []
-    full = _cmap("dvx")
-    if missing & full.keys():
-        families.append("dvx")
-        missing -= full.keys()
-    if missing & _cmap("sym").keys():
-        families.append("sym")
-    return families
+    latin = _font("dv", "")[0].cmap
+    missing = {ord(ch) for ch in chars if ord(ch) not in latin and ord(ch) >= 0x20}
+    plan: dict[str, frozenset[int]] = {}
+    for family in _FALLBACK_FAMILIES:
+        if not missing:
+            break
+        found = missing & _font(family, "")[0].cmap.keys()
+        if found:
+            plan[family] = frozenset(found)
+            missing -= found
+    return plan
 
 
 # --- Number formatting -------------------------------------------------------------------------
@@ -509,19 +531,19 @@ class _Renderer:
         self.running = head
         self.pdf = pdf = _Doc(self)
         pdf.set_title(head)
-        _attach_font(pdf, "dv", "")
-        _attach_font(pdf, "dv", "B")
-        self.fallbacks = _fallbacks_needed(c, style)
-        for family in self.fallbacks:
-            _attach_font(pdf, family, "")
-            if (family, "B") in _FONT_FILES:
-                _attach_font(pdf, family, "B")
-        self._fonts = {
-            (family, style_): _template(family, style_)
-            for family in ["dv", *self.fallbacks]
-            for style_ in ("", "B")
-            if (family, style_) in _FONT_FILES
-        }
+        self._fonts: dict[tuple[str, str], TTFFont] = {}
+        for style_ in ("", "B"):
+            loaded = _font("dv", style_)
+            _attach(pdf, "dv", style_, loaded)
+            self._fonts[("dv", style_)] = loaded[0]
+        plan = _fallback_plan(c, style)
+        self.fallbacks = list(plan)
+        for family, codepoints in plan.items():
+            for style_ in ("", "B"):
+                if (family, style_) in _FONT_FILES:
+                    loaded = _piece(family, style_, codepoints)
+                    _attach(pdf, family, style_, loaded)
+                    self._fonts[(family, style_)] = loaded[0]
         self._family_of: dict[str, str] = {}
         self.bold = False
         self.size = 7.0
@@ -1246,7 +1268,8 @@ class _Renderer:
     def _draw_qr(self, url: str, x: float, y: float, size: float) -> None:
         """The QR as filled vector squares (dark runs merged per row)."""
         pdf = self.pdf
-        matrix = segno.make(url, error="m", micro=False, boost_error=True).matrix
+        # a fixed mask: choosing the "best" one costs ~100 ms in pure Python; every mask is valid
+        matrix = segno.make(url, error="m", micro=False, boost_error=True, mask=0).matrix
         n = len(matrix)
         module = size / n  # the code itself is ``size`` wide; the quiet zone is white page
         ox, oy = x, y

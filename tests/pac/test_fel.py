@@ -307,3 +307,24 @@ def test_cli_credits_cancel_sat_status(pac, fel, csd, monkeypatch, capsys, tmp_p
     monkeypatch.setenv("FEL_TEST_PASSWORD", "mala")
     assert main(["credits", *opts]) == 1
     assert "Error" in capsys.readouterr().err
+
+
+def test_cli_credits_from_config_file(pac, monkeypatch, capsys, tmp_path):
+    from connector.cli import main
+
+    cfg = tmp_path / "connector.toml"
+    cfg.write_text(
+        "[[pacs]]\n"
+        'name = "fel-sandbox"\nkind = "fel"\n'
+        f'url = "{pac.fel_timbrado_url}"\nurl_remote = "{pac.fel_remote_url}"\n'
+        'usuario = "felu"\ncuenta = "CUENTA1"\npassword_env = "FEL_CFG_PASSWORD"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("FEL_CFG_PASSWORD", PASSWORD)
+    assert main(["credits", "--config", str(cfg)]) == 0
+    assert f"Créditos restantes: {pac.credits('felu')}" in capsys.readouterr().out
+    assert main(["credits", "--config", str(cfg), "--pac", "otro"]) == 2
+    assert "CONN-CFG" in capsys.readouterr().err
+    monkeypatch.delenv("FEL_CFG_PASSWORD")
+    assert main(["credits", "--config", str(cfg)]) == 2
+    assert "FEL_CFG_PASSWORD" in capsys.readouterr().err

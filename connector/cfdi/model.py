@@ -72,6 +72,20 @@ class ACuentaTerceros(_Node):
 _ACuentaTerceros = ACuentaTerceros
 
 
+class Parte(_Node):
+    ClaveProdServ: str
+    NoIdentificacion: str | None = None
+    Cantidad: Decimal
+    Unidad: str | None = None
+    Descripcion: str
+    ValorUnitario: Decimal | None = None
+    Importe: Decimal | None = None
+    InformacionAduanera: list[str] = Field(default_factory=list)  # NumeroPedimento values
+
+
+_Parte = Parte
+
+
 class Concepto(_Node):
     ClaveProdServ: str
     NoIdentificacion: str | None = None
@@ -87,6 +101,9 @@ class Concepto(_Node):
     ACuentaTerceros: _ACuentaTerceros | None = None
     InformacionAduanera: list[str] = Field(default_factory=list)  # NumeroPedimento values
     CuentaPredial: list[str] = Field(default_factory=list)  # Numero values
+    # Children of ComplementoConcepto (e.g. iedu:instEducativas) kept verbatim as serialized XML
+    ComplementoConcepto: list[bytes] = Field(default_factory=list)
+    Parte: list[_Parte] = Field(default_factory=list)
 
 
 # --- Comprobante-level nodes --------------------------------------------------------------------

@@ -249,6 +249,40 @@ def _concepto(parent: etree._Element, k: Concepto) -> None:
         _SE(el, _C + "InformacionAduanera", {"NumeroPedimento": numero})
     for numero in k.CuentaPredial:
         _SE(el, _C + "CuentaPredial", {"Numero": numero})
+    if k.ComplementoConcepto:
+        cc = _SE(el, _C + "ComplementoConcepto")
+        for i, raw in enumerate(k.ComplementoConcepto):
+            cc.append(_verbatim(raw, f"ComplementoConcepto[{i}]"))
+    for parte in k.Parte:
+        pe = _SE(
+            el,
+            _C + "Parte",
+            _attrs(
+                [
+                    ("ClaveProdServ", parte.ClaveProdServ),
+                    ("NoIdentificacion", parte.NoIdentificacion),
+                    ("Cantidad", parte.Cantidad),
+                    ("Unidad", parte.Unidad),
+                    ("Descripcion", parte.Descripcion),
+                    ("ValorUnitario", parte.ValorUnitario),
+                    ("Importe", parte.Importe),
+                ]
+            ),
+        )
+        for numero in parte.InformacionAduanera:
+            _SE(pe, _C + "InformacionAduanera", {"NumeroPedimento": numero})
+
+
+def _verbatim(raw: bytes, where: str) -> etree._Element:
+    """An element kept as serialized XML (an untyped complement), parsed safely again."""
+    try:
+        return parse_xml_bytes(raw)
+    except XmlError as exc:
+        raise XmlError.one(
+            exc.code,
+            f"{where} no es un elemento XML utilizable: {exc.problems[0].message}",
+            where,
+        ) from None
 
 
 def _pagos(parent: etree._Element, pagos: Pagos) -> None:
@@ -527,16 +561,7 @@ def _build(c: Comprobante) -> etree._Element:
         if c.Pagos is not None:
             _pagos(comp, c.Pagos)
         for i, raw in enumerate(c.OtrosComplementos):
-            try:
-                other = parse_xml_bytes(raw)
-            except XmlError as exc:
-                raise XmlError.one(
-                    exc.code,
-                    f"OtrosComplementos[{i}] no es un elemento XML utilizable: "
-                    f"{exc.problems[0].message}",
-                    f"OtrosComplementos[{i}]",
-                ) from None
-            comp.append(other)
+            comp.append(_verbatim(raw, f"OtrosComplementos[{i}]"))
         if c.TimbreFiscalDigital is not None:
             _tfd(comp, c.TimbreFiscalDigital)
     return root
@@ -622,6 +647,15 @@ _CONCEPTO_ATTRS = (
     "Descuento",
     "ObjetoImp",
 )
+_PARTE_ATTRS = (
+    "ClaveProdServ",
+    "NoIdentificacion",
+    "Cantidad",
+    "Unidad",
+    "Descripcion",
+    "ValorUnitario",
+    "Importe",
+)
 _IMP_ATTRS = ("Base", "Impuesto", "TipoFactor", "TasaOCuota", "Importe")
 _TOTALES_ATTRS = (
     "TotalRetencionesIVA",
@@ -683,6 +717,8 @@ def _read_concepto(el: etree._Element) -> dict[str, Any]:
     d = _a(el, _CONCEPTO_ATTRS)
     adu: list[str] = []
     pred: list[str] = []
+    complementos: list[bytes] = []
+    partes: list[dict[str, Any]] = []
     for child in el:
         tag = child.tag
         if tag == _C + "Impuestos":
@@ -704,13 +740,20 @@ def _read_concepto(el: etree._Element) -> dict[str, Any]:
             adu.append(child.get("NumeroPedimento", ""))
         elif tag == _C + "CuentaPredial":
             pred.append(child.get("Numero", ""))
-        elif tag in (_C + "ComplementoConcepto", _C + "Parte"):
-            raise XmlError.one(
-                "CONN-XML-UNSUPPORTED",
-                f"El concepto trae el nodo {etree.QName(tag).localname}, que este conector todavía "
-                "no maneja en su modelo.",
-                "Conceptos.Concepto",
+        elif tag == _C + "ComplementoConcepto":
+            complementos.extend(
+                etree.tostring(x, with_tail=False) for x in child if isinstance(x.tag, str)
             )
+        elif tag == _C + "Parte":
+            parte = _a(child, _PARTE_ATTRS)
+            parte["InformacionAduanera"] = [
+                x.get("NumeroPedimento", "") for x in child.iterchildren(_C + "InformacionAduanera")
+            ]
+            partes.append(parte)
+    if complementos:
+        d["ComplementoConcepto"] = complementos
+    if partes:
+        d["Parte"] = partes
     if adu:
         d["InformacionAduanera"] = adu
     if pred:
@@ -849,6 +892,7 @@ def from_xml(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Comprobante:
 # enumerations taken out (everything else exactly SAT's), and the same membership check is done
 # here against the very same code lists, as sets. Errors read like libxml2's.
 
+_UNKNOWN_COMPLEMENT = "No matching global element declaration available, but demanded by the strict"
 _BIG_CATALOGS = ("c_ClaveProdServ", "c_CodigoPostal", "c_ClaveUnidad")
 _XS = "{http://www.w3.org/2001/XMLSchema}"
 _NS_CP31 = "http://www.sat.gob.mx/CartaPorte31"
@@ -936,7 +980,8 @@ def validate_xsd(xml: bytes | etree._Element | etree._ElementTree) -> list[Probl
     """Validate against SAT's CFDI 4.0 XSD (with TFD 1.1, Pagos 2.0, Carta Porte 3.1).
 
     Returns one ``Problem`` (code ``CONN-XSD``) per schema error, with the libxml2 line; bytes
-    that are not XML give the parsing problem instead.
+    that are not XML give the parsing problem instead. A complement whose XSD is not shipped
+    (only TFD 1.1, Pagos 2.0 and Carta Porte 3.1 are) gives a ``CONN-XSD-COMPLEMENTO`` warning.
     """
     if isinstance(xml, bytes | bytearray | memoryview):
         try:
@@ -953,6 +998,18 @@ def validate_xsd(xml: bytes | etree._Element | etree._ElementTree) -> list[Probl
     problems = []
     for err in errors:
         where = f" (línea {err.line})" if err.line else ""
+        if _UNKNOWN_COMPLEMENT in err.message:
+            # A complement whose XSD is not shipped: it cannot be checked here (the PAC will).
+            problems.append(
+                Problem(
+                    code="CONN-XSD-COMPLEMENTO",
+                    path=err.path or "",
+                    message=f"No se validó el complemento{where}: su esquema XSD no se incluye "
+                    f"en este conector ({err.message})",
+                    severity="warning",
+                )
+            )
+            continue
         problems.append(
             Problem(
                 code="CONN-XSD",

@@ -5,7 +5,7 @@ Shared by every area's tests: import ``comprobantes()`` (amounts completed with
 ``None``, what an ERP record maps to). Shapes covered: several conceptos; IVA 16/8/0/exento; IEPS;
 retenciones ISR/IVA; discounts; USD with TipoCambio; público en general (XAXX010101000 +
 InformacionGlobal); tipo E with CfdiRelacionados; tipo T; Pagos 2.0 (tipo P); ACuentaTerceros,
-InformacionAduanera, CuentaPredial; free text with accents, symbols and odd whitespace.
+InformacionAduanera, CuentaPredial, Parte; free text with accents, symbols and odd whitespace.
 
 Every generated invoice is issued by EKU9003173C9 (SAT's test CSD) and dated while that CSD is
 valid, so it can be sealed with the shared test CSD. Values respect SAT's XSD patterns and
@@ -32,6 +32,7 @@ from connector.cfdi.model import (
     InformacionGlobal,
     Pago,
     Pagos,
+    Parte,
     Receptor,
     Retencion,
     RetencionDR,
@@ -187,6 +188,17 @@ def conceptos(draw: st.DrawFn, *, taxes: bool = True, descuentos: bool = True) -
         st.lists(st.sampled_from(["23  47  3807  3002563", "24  16  1721  4001234"]), max_size=1)
     )
     predial = draw(st.lists(st.sampled_from(["1234567890", "CP000123"]), max_size=1))
+    partes = []
+    if draw(st.integers(0, 14)) == 0:  # rare: a concepto made of parts (fast cadena → XSLT)
+        partes = [
+            Parte(
+                ClaveProdServ=clave,
+                Cantidad=Decimal(draw(st.integers(1, 5))),
+                Unidad=draw(st.none() | st.just("Pieza")),
+                Descripcion=draw(free_text(1, 30)),
+                InformacionAduanera=aduana,
+            )
+        ]
     return Concepto(
         ClaveProdServ=clave,
         NoIdentificacion=draw(st.none() | free_text(1, 20)),
@@ -201,6 +213,7 @@ def conceptos(draw: st.DrawFn, *, taxes: bool = True, descuentos: bool = True) -
         ACuentaTerceros=acuenta,
         InformacionAduanera=aduana,
         CuentaPredial=predial,
+        Parte=partes,
     )
 
 

@@ -339,3 +339,29 @@ def test_catalog_codes_match_sats_full_schema(
         assert f"attribute '{attribute}'" in problems[0].message
         assert "[facet 'enumeration']" in problems[0].message
         assert "línea" in problems[0].message
+
+
+def test_parte_and_complemento_concepto_round_trip() -> None:
+    data = SAMPLE_I.read_bytes().replace(
+        b"</cfdi:Impuestos>\n    </cfdi:Concepto>",
+        b"</cfdi:Impuestos>\n      <cfdi:ComplementoConcepto>"
+        b'<iedu:instEducativas xmlns:iedu="http://www.sat.gob.mx/iedu" version="1.0" '
+        b'nombreAlumno="Juan  Perez" CURP="PEPJ800101HDFRRN09" nivelEducativo="Primaria" '
+        b'autRVOE="1234"/></cfdi:ComplementoConcepto>'
+        b'<cfdi:Parte ClaveProdServ="52161557" Cantidad="1" Descripcion="Pieza  A">'
+        b'<cfdi:InformacionAduanera NumeroPedimento="23  47  3807  3002563"/></cfdi:Parte>\n'
+        b"    </cfdi:Concepto>",
+    )
+    c = from_xml(data)
+    k = c.Conceptos[0]
+    assert k.Parte[0].Descripcion == "Pieza  A"
+    assert k.Parte[0].InformacionAduanera == ["23  47  3807  3002563"]
+    assert etree.fromstring(k.ComplementoConcepto[0]).get("nombreAlumno") == "Juan  Perez"
+    again = to_xml(c)
+    assert from_xml(again) == c
+    problems = validate_xsd(again)
+    # iedu's XSD is not shipped: a warning, never a false error
+    assert [(p.code, p.severity) for p in problems] == [("CONN-XSD-COMPLEMENTO", "warning")]
+    root = parse_xml_bytes(again)
+    kids = [etree.QName(x).localname for x in root.find(f"{C}Conceptos/{C}Concepto")]
+    assert kids == ["Impuestos", "ComplementoConcepto", "Parte"]

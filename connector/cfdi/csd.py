@@ -141,8 +141,8 @@ class CsdCertificate:
 
     def verify(self, data: bytes, signature_b64: str) -> bool:
         """True when ``signature_b64`` is this certificate's RSA PKCS#1 v1.5 SHA-256 of data."""
-        try:
-            sig = base64.b64decode(signature_b64, validate=True)
+        try:  # some software wraps long base64 values: whitespace is not part of them
+            sig = base64.b64decode("".join(signature_b64.split()), validate=True)
         except ValueError:
             return False
         key = self.certificate.public_key()

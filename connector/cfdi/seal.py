@@ -176,7 +176,8 @@ def verify_seal(xml: bytes | etree._Element | Comprobante) -> list[Problem]:
     try:
         if not cert_b64:
             raise ValueError
-        cert = CsdCertificate.from_cert(load_certificate(base64.b64decode(cert_b64, validate=True)))
+        der = base64.b64decode("".join(cert_b64.split()), validate=True)
+        cert = CsdCertificate.from_cert(load_certificate(der))
     except (ValueError, CsdError):
         return [
             Problem(

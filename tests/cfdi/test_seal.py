@@ -237,3 +237,11 @@ def test_generated_invoices_seal_and_verify(c: Comprobante) -> None:
 def test_fecha_with_time_zone_is_compared_correctly() -> None:
     csd = shared_test_csd()
     csd.check_can_seal("EKU9003173C9", datetime.fromisoformat("2025-01-01T00:00:00+00:00"))
+
+
+def test_wrapped_base64_certificate_and_seal_still_verify() -> None:
+    root = parse_xml_bytes(SAMPLE_I.read_bytes())
+    cert, sello = root.get("Certificado"), root.get("Sello")
+    root.set("Certificado", "\n".join(cert[i : i + 76] for i in range(0, len(cert), 76)))
+    root.set("Sello", sello[:100] + "\n  " + sello[100:])
+    assert verify_seal(root) == []

@@ -116,6 +116,7 @@ class NodeSpec:
     leaves: dict[str, tuple[str, FieldSpec]] = field(default_factory=dict)  # name -> (kind, spec)
     nodes: dict[str, NodeSpec] = field(default_factory=dict)
     lists: dict[str, list[NodeSpec]] = field(default_factory=dict)
+    required: bool = False  # a required child node of its parent (Emisor, Receptor)
 
 
 def _classify(annotation: Any) -> tuple[str, Any]:
@@ -365,6 +366,7 @@ class _Compiler:
                 node.nodes[name] = self.compile_node(
                     raw, sub, f"[{place.strip('[]')}.{key}]", False
                 )
+                node.nodes[name].required = fields[name].is_required()
             elif kind == "models":
                 items = raw if isinstance(raw, list) else [raw]
                 specs = []
@@ -393,14 +395,23 @@ class _Compiler:
 # --- evaluation ---------------------------------------------------------------------------------
 
 
+_Loc = tuple[ParsedRecord, str | None]  # (record, source field name): formatted only when needed
+
+
+def _fmt(loc: _Loc) -> str:
+    rec, name = loc
+    return f"{rec.filename}:{rec.line}:{name}" if name else f"{rec.filename}:{rec.line}"
+
+
 @dataclass
 class _Ctx:
     root: ParsedRecord
     problems: list[Problem]
-    locations: dict[str, str]
+    locations: dict[str, _Loc]
     reported: set[str]
     missed: set[tuple[str, str]]
     tables: dict[str, LookupTable] = field(default_factory=dict)
+    rows: dict[tuple[str, str], dict[str, str] | None] = field(default_factory=dict)
 
 
 def _resolve(
@@ -461,7 +472,7 @@ class Mapping:
                     )
                 ]
             ) from exc
-        return cls.from_string(text, source=path.name, base_dir=path.parent)
+        return cls.from_string(text, source=path.name, base_dir=path.resolve().parent)
 
     @classmethod
     def from_string(
@@ -477,7 +488,7 @@ class Mapping:
                     )
                 ]
             ) from exc
-        comp = _Compiler(source, base_dir or Path.cwd())
+        comp = _Compiler(source, (base_dir or Path.cwd()).resolve())
         options = data.get("mapping", {})
         name, decimal_comma = source, False
         if not isinstance(options, dict):
@@ -531,7 +542,7 @@ class Mapping:
         probe = path
         while probe:
             if probe in ctx.locations:
-                return ctx.locations[probe]
+                return _fmt(ctx.locations[probe])
             cut = max(probe.rfind("."), probe.rfind("["))
             probe = probe[:cut] if cut > 0 else ""
         return ctx.root.location
@@ -539,7 +550,7 @@ class Mapping:
     def _node(self, spec: NodeSpec, scope: ParsedRecord, path: str, ctx: _Ctx) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if path:
-            ctx.locations.setdefault(path, scope.location)
+            ctx.locations.setdefault(path, (scope, None))
         for name, (kind, fspec) in spec.leaves.items():
             fpath = f"{path}.{name}" if path else name
             value = self._leaf(kind, fspec, scope, fpath, ctx)
@@ -551,8 +562,7 @@ class Mapping:
             if sub_scope is None:
                 continue
             child = self._node(sub, sub_scope, fpath, ctx)
-            required = sub.model is not None and spec.model.model_fields[name].is_required()
-            if child or required or sub.record or sub.when:
+            if child or sub.required or sub.record or sub.when:
                 out[name] = child
         for name, subs in spec.lists.items():
             items: list[dict[str, Any]] = []
@@ -571,8 +581,6 @@ class Mapping:
                 out[name] = items
         if spec.model is Concepto:
             self._complete_bases(out)
-        if spec.model.__name__ == "ImpuestosConcepto" and not out:
-            return {}
         return out
 
     def _single_scope(self, sub: NodeSpec, scope: ParsedRecord, ctx: _Ctx) -> ParsedRecord | None:
@@ -608,21 +616,19 @@ class Mapping:
         self, spec: FieldSpec, scope: ParsedRecord, fpath: str, ctx: _Ctx
     ) -> tuple[str | None, bool]:
         """The text of a field after transforms (None when empty). Second value: from a lookup."""
-        location = f"{scope.location}:{fpath.rsplit('.', 1)[-1]}"
         if spec.value is not None:
-            ctx.locations[fpath] = location
+            ctx.locations[fpath] = (scope, fpath.rsplit(".", 1)[-1])
             return spec.value, False
         raw: str | None = None
         from_lookup = False
+        location: _Loc = (scope, fpath.rsplit(".", 1)[-1])
         if spec.ref is not None:
             raw, rec, fname = _resolve(spec.ref, scope, ctx.root)
-            location = f"{(rec or scope).location}:{fname if rec else spec.ref}"
+            location = (rec, fname) if rec is not None else (scope, spec.ref)
             raw = raw.strip() if raw else None
         if not raw and spec.lookup is not None:
-            raw, loc = self._lookup(spec.lookup, scope, fpath, ctx)
+            raw, location = self._lookup(spec.lookup, scope, fpath, ctx)
             from_lookup = raw is not None
-            if loc:
-                location = loc
         ctx.locations[fpath] = location
         if not raw:
             return spec.default, False
@@ -636,28 +642,31 @@ class Mapping:
 
     def _lookup(
         self, ref: LookupRef, scope: ParsedRecord, fpath: str, ctx: _Ctx
-    ) -> tuple[str | None, str | None]:
+    ) -> tuple[str | None, _Loc]:
         key, rec, fname = _resolve(ref.key, scope, ctx.root)
-        location = f"{(rec or scope).location}:{fname if rec else ref.key}"
+        location: _Loc = (rec, fname) if rec is not None else (scope, ref.key)
         key = (key or "").strip()
         if not key:
             return None, location
-        source = self._lookups[ref.table]
-        table = ctx.tables.get(ref.table)
-        if table is None:
-            table = ctx.tables[ref.table] = source.current()
-        label = source.label
-        row = table.get(key)
+        cache_key = (ref.table, key)
+        if cache_key in ctx.rows:
+            row = ctx.rows[cache_key]
+        else:
+            table = ctx.tables.get(ref.table)
+            if table is None:
+                table = ctx.tables[ref.table] = self._lookups[ref.table].current()
+            row = ctx.rows[cache_key] = table.get(key)
         if row is None:
-            if (ref.table, key) not in ctx.missed:
-                ctx.missed.add((ref.table, key))
+            if cache_key not in ctx.missed:
+                ctx.missed.add(cache_key)
+                label = self._lookups[ref.table].label
                 label = label[0].upper() + label[1:]
                 ctx.problems.append(
                     Problem(
                         "CONN-MAP-LOOKUP",
                         fpath,
-                        f"{label} '{key}' no está en la tabla {table.path.name}.",
-                        location,
+                        f"{label} '{key}' no está en la tabla {ctx.tables[ref.table].path.name}.",
+                        _fmt(location),
                     )
                 )
             ctx.reported.add(fpath)
@@ -701,16 +710,15 @@ class Mapping:
         values: list[str] = []
         if spec.each:
             fname = spec.ref or ""
-            ctx.locations[fpath] = scope.location
+            ctx.locations[fpath] = (scope, None)
             for rec in scope.children_of_type(spec.each):
                 v = (rec.fields.get(fname) or "").strip()
                 try:
                     for transform in spec.transforms:
                         v = transform(v) if v else v
                 except tf.TransformError as exc:
-                    location = f"{rec.location}:{fname}"
                     self._report(
-                        ctx, exc.code, fpath, f"El campo {fpath}: {exc.message}.", location
+                        ctx, exc.code, fpath, f"El campo {fpath}: {exc.message}.", (rec, fname)
                     )
                     continue
                 if v:
@@ -722,6 +730,6 @@ class Mapping:
         return values or None
 
     @staticmethod
-    def _report(ctx: _Ctx, code: str, fpath: str, message: str, location: str) -> None:
+    def _report(ctx: _Ctx, code: str, fpath: str, message: str, location: _Loc) -> None:
         ctx.reported.add(fpath)
-        ctx.problems.append(Problem(code, fpath, message, location))
+        ctx.problems.append(Problem(code, fpath, message, _fmt(location)))

@@ -47,7 +47,7 @@ def load_table(
         st = path.stat()
     except OSError as exc:
         raise LookupError_(f"no se encuentra la tabla {path}: {exc.strerror}") from exc
-    cache_key = (str(path.resolve()), key, delimiter, encoding)
+    cache_key = (str(path), key, delimiter, encoding)
     with _lock:
         hit = _cache.get(cache_key)
         if hit is not None and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:

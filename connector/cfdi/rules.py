@@ -27,11 +27,11 @@ reported as missing where a rule needs it, never raised on.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 from importlib import resources
-from typing import Any
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -39,6 +39,7 @@ from .amounts import (
     CONTEXT,
     pago_tipo_cambio,
     pagos_totales,
+    quantum,
     retencion_groups,
     round_to,
     tasa_key,
@@ -126,6 +127,7 @@ MAX_INT_DIGITS = 18
 MAX_DECIMALS = 6
 ZERO = Decimal(0)
 ONE = Decimal(1)
+HALF = Decimal("0.5")
 
 # --- Context ------------------------------------------------------------------------------------
 
@@ -187,37 +189,64 @@ def _sum(values: list[Decimal]) -> Decimal:
 # --- Generic data checks (XSD level) ------------------------------------------------------------
 
 _NON_AMOUNT_DECIMALS = {"TipoCambio"}  # checked by CFDI40117
+_PLANS: dict[type, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
 
 
-def _walk_decimals(node: BaseModel, path: str) -> Iterator[tuple[str, str, Decimal]]:
-    for name, value in node.__dict__.items():
-        if value is None:
-            continue
-        here = f"{path}.{name}" if path else name
-        if isinstance(value, Decimal):
-            yield here, name, value
-        elif isinstance(value, BaseModel):
-            yield from _walk_decimals(value, here)
-        elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
-            for i, item in enumerate(value):
-                yield from _walk_decimals(item, f"{here}[{i}]")
+def _plan(cls: type[BaseModel]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(Decimal fields, node fields, list-of-node fields) of a model class, computed once."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        decimals, nodes, lists = [], [], []
+        for name, info in cls.model_fields.items():
+            kinds = {info.annotation, *get_args(info.annotation)}
+            if Decimal in kinds and name not in _NON_AMOUNT_DECIMALS:
+                decimals.append(name)
+            elif get_origin(info.annotation) is list:
+                args = get_args(info.annotation)
+                if args and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+                    lists.append(name)
+            elif any(isinstance(k, type) and issubclass(k, BaseModel) for k in kinds):
+                nodes.append(name)
+        plan = _PLANS[cls] = (tuple(decimals), tuple(nodes), tuple(lists))
+    return plan
+
+
+def _number_problem(name: str, value: Any) -> str | None:
+    if not isinstance(value, Decimal) or not value.is_finite():
+        return "CONN-NUMERO"
+    if name == "Cantidad" and value <= 0:
+        return "CONN-CANTIDAD"
+    sign, digits, exp = value.as_tuple()
+    too_long = isinstance(exp, int) and (exp < -MAX_DECIMALS or len(digits) + exp > MAX_INT_DIGITS)
+    if (sign or too_long) and value != 0:  # -0 is 0
+        return "CONN-NUMERO"
+    return None
+
+
+def _check_numbers(x: _Ctx, node: BaseModel, path: str) -> None:
+    decimals, nodes, lists = _plan(type(node))
+    values = node.__dict__
+    prefix = f"{path}." if path else ""
+    for name in decimals:
+        value = values.get(name)
+        if value is not None:
+            code = _number_problem(name, value)
+            if code is not None:
+                x.add(code, prefix + name, f"Valor: {value}.")
+    for name in nodes:
+        value = values.get(name)
+        if isinstance(value, BaseModel):
+            _check_numbers(x, value, prefix + name)
+    for name in lists:
+        for i, item in enumerate(values.get(name) or ()):
+            if isinstance(item, BaseModel):
+                _check_numbers(x, item, f"{prefix}{name}[{i}]")
 
 
 @rule
 def _numbers(x: _Ctx) -> None:
-    for path, name, value in _walk_decimals(x.c, ""):
-        if name in _NON_AMOUNT_DECIMALS:
-            continue
-        if not value.is_finite():
-            x.add("CONN-NUMERO", path, f"Valor: {value}.")
-            continue
-        if name == "Cantidad" and value <= 0:
-            x.add("CONN-CANTIDAD", path, f"Valor: {value}.")
-            continue
-        digits = value.as_tuple()
-        int_digits = len(digits.digits) + digits.exponent if isinstance(digits.exponent, int) else 0
-        if value < 0 or decimals_of(value) > MAX_DECIMALS or int_digits > MAX_INT_DIGITS:
-            x.add("CONN-NUMERO", path, f"Valor: {value}.")
+    """XSD-level numbers: finite, not negative, up to 18 integer digits and 6 decimals."""
+    _check_numbers(x, x.c, "")
 
 
 # --- Comprobante --------------------------------------------------------------------------------
@@ -556,27 +585,35 @@ def _receptor(x: _Ctx) -> None:
 
 
 def _half_unit(value: Decimal) -> Decimal:
-    return ONE.scaleb(-decimals_of(value)) / 2
+    """½·10^−d for a value given with d decimals."""
+    return quantum(decimals_of(value)) * HALF
 
 
 def importe_limits(a: Decimal, b: Decimal, decimals: int) -> tuple[Decimal, Decimal]:
     """SAT's limits for a product ``a × b`` given with ``decimals`` places (Anexo 20):
     (a − ½·10^−da)(b − ½·10^−db) truncated, (a + ½·10^−da)(b + ½·10^−db) rounded up."""
-    with localcontext(CONTEXT):
-        ha, hb = _half_unit(a), _half_unit(b)
-        q = ONE.scaleb(-decimals)
-        lower = ((a - ha) * (b - hb)).quantize(q, rounding=ROUND_FLOOR)
-        upper = ((a + ha) * (b + hb)).quantize(q, rounding=ROUND_CEILING)
-        return lower, upper
+    ctx = CONTEXT
+    ha, hb = _half_unit(a), _half_unit(b)
+    q = quantum(decimals)
+    low = ctx.multiply(ctx.subtract(a, ha), ctx.subtract(b, hb))
+    high = ctx.multiply(ctx.add(a, ha), ctx.add(b, hb))
+    return (
+        low.quantize(q, rounding=ROUND_FLOOR, context=ctx),
+        high.quantize(q, rounding=ROUND_CEILING, context=ctx),
+    )
 
 
 def _tax_limits(base: Decimal, tasa: Decimal, importe: Decimal) -> tuple[Decimal, Decimal]:
-    with localcontext(CONTEXT):
-        hb = _half_unit(base)
-        q = ONE.scaleb(-decimals_of(importe))
-        lower = ((base - hb) * tasa).quantize(q, rounding=ROUND_FLOOR)
-        upper = ((base + hb) * tasa).quantize(q, rounding=ROUND_CEILING)
-        return lower, upper
+    """Limits of a tax Importe: (Base ∓ ½·10^−db) × TasaOCuota, floor / ceiling."""
+    ctx = CONTEXT
+    hb = _half_unit(base)
+    q = quantum(decimals_of(importe))
+    low = ctx.multiply(ctx.subtract(base, hb), tasa)
+    high = ctx.multiply(ctx.add(base, hb), tasa)
+    return (
+        low.quantize(q, rounding=ROUND_FLOOR, context=ctx),
+        high.quantize(q, rounding=ROUND_CEILING, context=ctx),
+    )
 
 
 @rule

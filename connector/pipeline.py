@@ -33,6 +33,7 @@ import structlog
 from connector.cfdi.errors import CfdiError, Problem
 from connector.config import Config, EmisorConfig, PacConfig, SourceConfig, load_csd, read_secret
 from connector.journal import (
+    COMMITTED_STATES,
     FINAL_STATES,
     Admission,
     Entry,
@@ -471,6 +472,10 @@ class Pipeline:
             self.journal.set_file_items(rec.id, items)
             self._maybe_finish(rec.id)
             return rec
+        # on resume, the invoices this very file already put in the journal (same bytes)
+        previous = {
+            it.idx: it.invoice_id for it in self.journal.file_items(rec.id) if it.invoice_id
+        }
         items: list[FileItem] = []
         dispatch: list[Entry] = []
         deliver: list[Entry] = []
@@ -491,7 +496,9 @@ class Pipeline:
             )  # fmt: skip
         for idx, inp in enumerate(invoices):
             try:
-                item, entry, action = self._admit_invoice(src, rec, idx, inp, name)
+                item, entry, action = self._admit_invoice(
+                    src, rec, idx, inp, name, previous.get(idx)
+                )
             except Exception as exc:
                 flog.exception("invoice_failed_internal", index=idx)
                 item = FileItem(
@@ -525,7 +532,13 @@ class Pipeline:
         )
 
     def _admit_invoice(
-        self, src: SourceRuntime, rec: FileRecord, idx: int, inp: Any, name: str
+        self,
+        src: SourceRuntime,
+        rec: FileRecord,
+        idx: int,
+        inp: Any,
+        name: str,
+        previous_id: int | None = None,
     ) -> tuple[FileItem, Entry | None, str | None]:
         """Journal one invoice of a file; returns its file item and what to do next."""
         assert self.journal is not None
@@ -574,6 +587,10 @@ class Pipeline:
         if _has_errors(problems) and (key[0] != src.emisor.rfc or not key[2]):
             return FileItem(rec.id, idx, location, None, _dicts(problems, location)), None, None
         h = content_hash(c, xml)
+        if previous_id is not None:
+            resumed = self._resume_item(rec, idx, location, key, h, previous_id)
+            if resumed is not None:
+                return resumed
         adm, e = self.journal.admit(
             key, h, mode=src.cfg.mode, source=src.cfg.name, source_file=name, location=location
         )
@@ -636,6 +653,34 @@ class Pipeline:
         e = self.journal.mark_sealed(e.id, payload, new_referencia(key[1], key[2]))
         ilog.debug("sealed", referencia=e.referencia)
         return FileItem(rec.id, idx, location, e.id, []), e, "send"
+
+    def _resume_item(
+        self,
+        rec: FileRecord,
+        idx: int,
+        location: str,
+        key: tuple[str, str, str],
+        h: str,
+        previous_id: int,
+    ) -> tuple[FileItem, Entry | None, str | None] | None:
+        """The same claimed file read again after a restart: continue its own invoices.
+
+        The bytes in work/ did not change, so an invoice this file already committed (sealed or
+        later) continues from its journal state even if the derived data would now hash
+        differently (e.g. a mapping edited between the crash and the restart).
+        """
+        assert self.journal is not None
+        e = self.journal.get_id(previous_id)
+        if e.key != (key[0].upper(), key[1], key[2]) or e.state not in COMMITTED_STATES:
+            return None
+        if e.content_hash != h:
+            log.warning("content_changed_on_resume", file=rec.name, invoice=e.label)
+        item = FileItem(rec.id, idx, location, e.id, [])
+        if e.state in (State.STAMPED, State.DELIVERED):
+            return item, e, "deliver"
+        if e.state in (State.SEALED, State.SENDING) and e.id not in self._inflight:
+            return item, e, "send"
+        return item, None, None
 
     def _payload(self, src: SourceRuntime, c: Any, xml: bytes | None) -> bytes:
         """The exact bytes the PAC will receive: sealed XML, or the invoice data (remote)."""
@@ -831,9 +876,12 @@ class Pipeline:
             if src is not None and src.cfg.output.errors and src.cfg.output.errors != dest.parent:
                 write_error_files(src.cfg.output.errors, dest.name, errors, labels)
         if work.exists():
-            if dest.exists():  # should not happen (free name chosen); never overwrite
-                dest = free_name(dest.parent, dest.name)
-            move_file(work, dest)
+            if dest.exists() and os.path.samefile(work, dest):
+                os.unlink(work)  # a crash between link and unlink: the move is complete
+            else:
+                if dest.exists():  # taken by someone else meanwhile: never overwrite
+                    dest = free_name(dest.parent, dest.name)
+                move_file(work, dest)
         marker = src.cfg.done_marker if src is not None else None
         if marker and work.with_name(work.name + marker).exists():
             mdest = dest.with_name(dest.name + marker)

@@ -18,6 +18,7 @@ Hidden files (``.x``), temporary and partial names (``~$x``, ``x.tmp``, ``x.part
 from __future__ import annotations
 
 import contextlib
+import errno
 import fnmatch
 import os
 import secrets
@@ -148,6 +149,15 @@ class FolderSource:
             os.rename(path, target)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                raise OSError(
+                    exc.errno,
+                    f"La carpeta de trabajo {self.work_dir} debe estar en el mismo sistema de "
+                    f"archivos que la bandeja {self.inbox} (el archivo se toma con un rename "
+                    "atómico).",
+                ) from exc
+            raise
         self._seen.pop(path.name, None)
         if self.done_marker is not None:
             marker = path.with_name(path.name + self.done_marker)

@@ -28,20 +28,8 @@ from connector.cfdi.model import Comprobante, Concepto, load_invoice
 from . import transforms as tf
 from .lookups import LookupError_, LookupTable, load_table
 
-_SPEC_KEYS = {"field", "value", "default", "lookup", "key", "column", "transform", "each", "split"}
 _NODE_KEYS = {"each", "record", "when"}
-_WHEN_KEYS = {
-    "field",
-    "value",
-    "lookup",
-    "key",
-    "column",
-    "transform",
-    "equals",
-    "not_equals",
-    "in",
-    "not_in",
-}
+_CONDITION_KEYS = {"equals", "not_equals", "in", "not_in"}
 _ALIASES = {"Año": "Anio"}
 _UNMAPPABLE = {"OtrosComplementos"}
 
@@ -204,7 +192,9 @@ class _Compiler:
             )
 
     # leaves
-    def compile_field(self, raw: Any, place: str, kind: str) -> FieldSpec | None:
+    def compile_field(
+        self, raw: Any, place: str, kind: str, *, condition: bool = False
+    ) -> FieldSpec | None:
         if isinstance(raw, str):
             return FieldSpec(place=place, ref=raw)
         if isinstance(raw, int | float) and not isinstance(raw, bool):
@@ -267,7 +257,7 @@ class _Compiler:
                     ok &= self._add_transform(spec, item, f"{place}.transform")
             elif k in tf.FACTORIES:
                 ok &= self._add_transform(spec, {k: v}, f"{place}.{k}")
-            elif k in ("equals", "not_equals", "in", "not_in"):
+            elif k in _CONDITION_KEYS and condition:
                 continue  # handled by compile_when
             else:
                 self.err(f"{place}.{k}", f"'{k}' no es una opción de campo")
@@ -306,14 +296,11 @@ class _Compiler:
         return True
 
     def compile_when(self, raw: Any, place: str) -> WhenSpec | None:
-        spec = self.compile_field(raw, place, "str")
+        spec = self.compile_field(raw, place, "str", condition=True)
         if spec is None:
             return None
         when = WhenSpec(spec)
         if isinstance(raw, dict):
-            for k in raw:
-                if k not in _WHEN_KEYS and k not in tf.FACTORIES:
-                    continue  # already reported by compile_field
             if "equals" in raw:
                 when.equals = [str(raw["equals"])]
             if "in" in raw:
@@ -580,7 +567,7 @@ class Mapping:
             if items:
                 out[name] = items
         if spec.model is Concepto:
-            self._complete_bases(out)
+            self._drop_empty_impuestos(out)
         return out
 
     def _single_scope(self, sub: NodeSpec, scope: ParsedRecord, ctx: _Ctx) -> ParsedRecord | None:
@@ -606,7 +593,7 @@ class Mapping:
         return value != ""
 
     @staticmethod
-    def _complete_bases(concepto: dict[str, Any]) -> None:
+    def _drop_empty_impuestos(concepto: dict[str, Any]) -> None:
         """Drop an empty Impuestos node. A tax without Base stays None: amounts.complete derives
         it (Importe − Descuento, rounded by SAT's rules)."""
         if not concepto.get("Impuestos"):

@@ -345,6 +345,7 @@ Rfc = { }
 [[Comprobante.Conceptos]]
 record = "LINEA"
 Cantidad = { field = "Q", bogus = 1 }
+ValorUnitario = { field = "P", equals = "1" }
 """,
         encoding="utf-8",
     )
@@ -366,6 +367,7 @@ Cantidad = { field = "Q", bogus = 1 }
         "[Comprobante.Emisor] Rfc",
         "[[Comprobante.Conceptos]] #1 record",
         "[[Comprobante.Conceptos]] #1 Cantidad.bogus",
+        "[[Comprobante.Conceptos]] #1 ValorUnitario.equals",
     ]:
         assert expected in places, (expected, places)
     assert all(

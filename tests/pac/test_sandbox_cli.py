@@ -42,7 +42,10 @@ def start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
             break
     text = "".join(lines)
     match = re.search(r"FEL Timbrado:\s+(http://127\.0\.0\.1:\d+/\S+)", text)
-    assert match, text + (proc.stderr.read() if proc.poll() is not None and proc.stderr else "")
+    if not match:
+        proc.kill()
+        _, err = proc.communicate(timeout=30)
+        pytest.fail(f"the sandbox did not start (rc={proc.returncode}): {text}\n{err}")
     return proc, text
 
 
@@ -58,8 +61,8 @@ def test_runs_in_the_foreground_and_stops_cleanly(tmp_path: Path, sig: signal.Si
         assert wsdl.status_code == 200 and url.encode() in wsdl.content
     finally:
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0, err
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, (out, err)
     assert "detenido" in out
     assert (tmp_path / "cli.db").exists()
     assert (tmp_path / "cli.db.pac.cer").exists()

@@ -221,9 +221,16 @@ _SETTINGS = Settings(
 )
 
 
+class _OfflineLoader(Transport):
+    """Loads the shipped WSDL/XSD files from disk and refuses every network fetch."""
+
+    def _load_remote_data(self, url: str) -> bytes:
+        raise TransportError(f"El conector no descarga WSDL/XSD de la red ({url}).")
+
+
 @cache
 def _loader_transport() -> Transport:
-    return Transport()
+    return _OfflineLoader()
 
 
 _doc_lock = threading.Lock()

@@ -328,3 +328,18 @@ def test_cli_credits_from_config_file(pac, monkeypatch, capsys, tmp_path):
     monkeypatch.delenv("FEL_CFG_PASSWORD")
     assert main(["credits", "--config", str(cfg)]) == 2
     assert "FEL_CFG_PASSWORD" in capsys.readouterr().err
+
+
+def test_wsdls_load_from_disk_and_network_fetches_are_refused():
+    from connector.pac.base import _loader_transport, wsdl_document
+
+    for name in (
+        "fel_WSCFDI33.offline.RECONSTRUCTED.wsdl",
+        "fel_CR33_ConexionRemota_TEST.wsdl",
+        "finkok_stamp.wsdl",
+        "finkok_cancel40.wsdl",
+        "sat_ConsultaCFDIService.offline.RECONSTRUCTED.wsdl",
+    ):
+        assert wsdl_document(name) is wsdl_document(name)  # parsed once per process
+    with pytest.raises(Exception, match="no descarga"):
+        _loader_transport().load("http://127.0.0.1:9/esquema.xsd")

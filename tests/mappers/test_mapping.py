@@ -392,3 +392,18 @@ def test_shipped_mappings_load() -> None:
 
     assert Mapping.from_toml(DEFAULT_MAPPING).name == "default-dat"
     assert Mapping.from_toml(CSV_MAPPING).decimal_comma
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(sorted(BASE_ROW)),
+        st.text(alphabet="0123456789.,-$ abcñ/:T", max_size=12),
+        max_size=len(BASE_ROW),
+    )
+)
+def test_arbitrary_field_values_never_raise(overrides: dict[str, str]) -> None:
+    m = Mapping.from_string('[mapping]\ndecimal = "comma"\n' + HEADER + LINES)
+    c, problems = m.map(_invoice([_row(2, **{**BASE_ROW, **overrides})]))
+    assert c is not None or problems
+    assert all(p.location and p.location.startswith("v.csv:2") for p in problems)

@@ -329,20 +329,27 @@ class ResilientPac:
 
     # --- other operations (retried on transient failures only) ---------------------------------
 
-    def _read(self, fn: Callable[..., T], *args: Any) -> T:
+    def _read(self, fn: Callable[..., T], *args: Any, idempotent_write: bool = False) -> T:
         flags = {"maybe_sent": False}
 
         def attempt() -> T:
-            return self.breaker.call(fn, *args)
+            try:
+                return self.breaker.call(fn, *args)
+            except PacError as exc:
+                flags["maybe_sent"] = flags["maybe_sent"] or exc.maybe_sent
+                raise
+
+        def retry(e: BaseException) -> bool:
+            if isinstance(e, PacCircuitOpen):
+                return False
+            return isinstance(e, PacTransient) or (idempotent_write and isinstance(e, PacAmbiguous))
 
         retrying = Retrying(
             stop=stop_after_attempt(self.policy.max_attempts),
             wait=wait_random_exponential(
                 multiplier=self.policy.base_delay, max=self.policy.max_delay
             ),
-            retry=retry_if_exception(
-                lambda e: isinstance(e, PacTransient) and not isinstance(e, PacCircuitOpen)
-            ),
+            retry=retry_if_exception(retry),
             reraise=True,
             sleep=self._sleep,
         )
@@ -363,8 +370,16 @@ class ResilientPac:
         rfc_receptor: str,
         total: Decimal,
     ) -> CancelResult:
-        """Cancellation is retried on transient failures (asking twice is harmless)."""
-        return self._read(self.driver.cancel, uuid, motivo, folio_sustitucion, rfc_receptor, total)
+        """Retried on transient and ambiguous failures: cancelling twice is harmless (202)."""
+        return self._read(
+            self.driver.cancel,
+            uuid,
+            motivo,
+            folio_sustitucion,
+            rfc_receptor,
+            total,
+            idempotent_write=True,
+        )
 
     def credits(self) -> Credits:
         return self._read(self.driver.credits)

@@ -343,3 +343,34 @@ def test_wsdls_load_from_disk_and_network_fetches_are_refused():
         assert wsdl_document(name) is wsdl_document(name)  # parsed once per process
     with pytest.raises(Exception, match="no descarga"):
         _loader_transport().load("http://127.0.0.1:9/esquema.xsd")
+
+
+def test_connections_are_reused(pac, csd):
+    d = FelDriver("felu", PASSWORD, timbrado_url=pac.fel_timbrado_url)
+    try:
+        for i in range(4):
+            d.stamp(sealed(csd, f"RU{i}"), ref())
+        d.credits()
+        pools = list(
+            d.session.get_adapter(pac.fel_timbrado_url).poolmanager.pools._container.values()
+        )
+        assert len(pools) == 1
+        assert pools[0].num_connections == 1  # five calls, one TCP connection
+    finally:
+        d.close()
+
+
+def test_resilient_cancel_retries_a_lost_reply(pac, fel, csd):
+    from connector.pac.resilience import CircuitBreaker, ResilientPac, RetryPolicy
+
+    c = invoice("RC1")
+    res = fel.stamp(sealed(csd, "RC1"), ref())
+    pac.faults.add("reply_lost", times=1, operations={"CancelarCFDIsV4"})
+    rp = ResilientPac(
+        fel,
+        policy=RetryPolicy(max_attempts=3, base_delay=0, max_delay=0),
+        breaker=CircuitBreaker("fel-cancel", failure_threshold=100),
+    )
+    out = rp.cancel(res.uuid, "02", None, RECEPTOR, c.Total)
+    assert out.accepted and out.code == "202"  # the first (lost) request did cancel it
+    pac.faults.clear()

@@ -15,7 +15,7 @@ Adapters are found by name through the entry-point group ``connector.adapters`` 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
@@ -79,10 +79,20 @@ class InvoiceInput:
     comprobante: Comprobante | None  # mapped; derived amounts possibly None (run amounts.complete)
     xml: bytes | None  # XML drops: the raw CFDI XML bytes
     problems: list[Problem]  # non-empty => this invoice is invalid
+    # model path ("Receptor.Rfc", "Conceptos[1].Cantidad") -> "file:line:Field" it came from
+    locator: Callable[[str], str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
         return not any(p.severity == "error" for p in self.problems)
+
+    def locate(self, p: Problem) -> Problem:
+        """``p`` with a location: its own, else where its model path's value came from in the
+        source file (for SAT-rule problems on a mapped invoice), else the invoice's location."""
+        if p.location:
+            return p
+        where = self.locator(p.path) if self.locator is not None and p.path else self.location
+        return Problem(p.code, p.path, p.message, where, p.severity)
 
 
 def problem(code: str, message: str, location: str, path: str = "") -> Problem:
@@ -161,8 +171,10 @@ class Adapter(ABC):
                     )
                 )
             elif record.type != _ORPHAN:
-                comprobante, map_problems = mapping.map(record)
+                comprobante, map_problems, locator = mapping.map_located(record)
                 problems.extend(map_problems)
+                yield InvoiceInput(index, record.location, comprobante, None, problems, locator)
+                continue
             yield InvoiceInput(index, record.location, comprobante, None, problems)
 
 

@@ -14,6 +14,7 @@ import contextlib
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -390,6 +391,17 @@ def _fmt(loc: _Loc) -> str:
     return f"{rec.filename}:{rec.line}:{name}" if name else f"{rec.filename}:{rec.line}"
 
 
+def _locate_in(path: str, locations: dict[str, _Loc], root: ParsedRecord) -> str:
+    """The source of a model path ("Conceptos[1].Cantidad"), else of its nearest parent node."""
+    probe = path
+    while probe:
+        if probe in locations:
+            return _fmt(locations[probe])
+        cut = max(probe.rfind("."), probe.rfind("["))
+        probe = probe[:cut] if cut > 0 else ""
+    return root.location
+
+
 @dataclass
 class _Ctx:
     root: ParsedRecord
@@ -514,6 +526,14 @@ class Mapping:
     # mapping
     def map(self, record: ParsedRecord) -> tuple[Comprobante | None, list[Problem]]:
         """One invoice's records → (Comprobante or None, problems located "file:line:Field")."""
+        comprobante, problems, _ = self.map_located(record)
+        return comprobante, problems
+
+    def map_located(
+        self, record: ParsedRecord
+    ) -> tuple[Comprobante | None, list[Problem], Callable[[str], str]]:
+        """Like ``map``, plus ``locate(model_path) -> "file:line:Field"``: where the value of a
+        model field came from, so later problems (SAT rules) can point at the source too."""
         ctx = _Ctx(record, [], {}, set(), set())
         data = self._node(self._root, record, "", ctx)
         comprobante, shape_problems = load_invoice(data)
@@ -521,18 +541,13 @@ class Mapping:
             if p.path in ctx.reported:
                 continue
             ctx.problems.append(
-                Problem(p.code, p.path, p.message, self._locate(p.path, ctx), p.severity)
+                Problem(
+                    p.code, p.path, p.message, _locate_in(p.path, ctx.locations, record), p.severity
+                )
             )
-        return comprobante, ctx.problems
-
-    def _locate(self, path: str, ctx: _Ctx) -> str:
-        probe = path
-        while probe:
-            if probe in ctx.locations:
-                return _fmt(ctx.locations[probe])
-            cut = max(probe.rfind("."), probe.rfind("["))
-            probe = probe[:cut] if cut > 0 else ""
-        return ctx.root.location
+        locations = ctx.locations
+        root = record
+        return comprobante, ctx.problems, lambda path: _locate_in(path, locations, root)
 
     def _node(self, spec: NodeSpec, scope: ParsedRecord, path: str, ctx: _Ctx) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -277,3 +277,27 @@ def test_arbitrary_bytes_never_raise(data: bytes) -> None:
 def test_shuffled_records_never_raise(lines: list[str]) -> None:
     out = list(load_invoices("\n".join(lines).encode(), "s.dat", adapter="dat", mapping=None))
     assert out
+
+
+def test_sat_rule_problems_can_be_located_at_the_source_field() -> None:
+    from connector.cfdi import amounts, rules
+
+    text = (
+        _invoice("A", "1").replace("CACX7605101P8", "CACX7605101").replace("43201800", "99999999")
+    )
+    (inv,) = load_invoices(text.encode(), "r.dat", adapter="dat", mapping=None)
+    assert inv.problems == []
+    located = {
+        p.path: inv.locate(p).location for p in rules.validate(amounts.complete(inv.comprobante))
+    }
+    assert located["Receptor.Rfc"] == "r.dat:3:Rfc"
+    assert located["Conceptos[0].ClaveProdServ"] == "r.dat:5:ClaveProdServ"
+    # a problem that already has a location keeps it; one without a path gets the invoice's
+    from connector.cfdi.errors import Problem
+
+    assert inv.locate(Problem("X", "Receptor.Rfc", "m", location="a:1")).location == "a:1"
+    assert inv.locate(Problem("X", "", "m")).location == "r.dat:1"
+    assert (
+        inv.locate(Problem("X", "Conceptos[0].Impuestos.Traslados[0].Importe", "m")).location
+        == "r.dat:7:Importe"
+    )

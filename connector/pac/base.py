@@ -451,6 +451,15 @@ def classify_exception(
     if isinstance(exc, Fault):
         fcode = str(exc.code or "")
         text = str(exc.message or "")[:300]
+        if status in (404, 405, 410):  # no such service there: configuration, not the invoice
+            return PacTransient(
+                f"HTTP-{status}",
+                f"No existe el servicio '{operation}' del PAC '{pac}' en la dirección "
+                "configurada: revise la URL.",
+                pac=pac,
+                operation=operation,
+                maybe_sent=False,
+            )
         if "client" in fcode.lower() or "sender" in fcode.lower():
             return PacInvalid(
                 f"SOAP-{fcode.split(':')[-1] or 'Client'}",

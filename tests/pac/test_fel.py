@@ -11,7 +11,7 @@ import pytest
 from connector.cfdi.seal import verify_seal, verify_tfd
 from connector.pac import create_driver
 from connector.pac.base import Timeouts
-from connector.pac.errors import PacInvalid, PacNotFound, PacUnsupported
+from connector.pac.errors import PacInvalid, PacNotFound, PacTransient, PacUnsupported
 from connector.pac.fel import FelDriver, split_code
 from connector.pac.sandbox import SandboxAccount, SandboxPac
 
@@ -374,3 +374,35 @@ def test_resilient_cancel_retries_a_lost_reply(pac, fel, csd):
     out = rp.cancel(res.uuid, "02", None, RECEPTOR, c.Total)
     assert out.accepted and out.code == "202"  # the first (lost) request did cancel it
     pac.faults.clear()
+
+
+def test_cancel_through_timbrado_with_the_csd_key(pac, csd, csd_files):
+    cer, key, key_password = csd_files
+    d = FelDriver(
+        "felu",
+        PASSWORD,
+        timbrado_url=pac.fel_timbrado_url,
+        cancel_rfc=EMISOR,
+        cancel_key_der=key,
+        cancel_key_password=key_password,
+    )
+    try:
+        c = invoice("TC1")
+        res = d.stamp(sealed(csd, "TC1"), ref())
+        out = d.cancel(res.uuid, "02", None, RECEPTOR, c.Total)
+        assert out.accepted and out.code == "201" and out.acuse
+        assert key_password not in repr(d)
+    finally:
+        d.close()
+
+
+def test_wrong_service_address_is_a_configuration_problem_not_an_invalid_invoice(pac, csd):
+    d = FelDriver("felu", PASSWORD, timbrado_url=pac.base_url + "/no/existe.svc")
+    try:
+        with pytest.raises(PacTransient) as info:
+            d.stamp(sealed(csd, "NX1"), ref())
+        assert info.value.code == "HTTP-404"
+        assert info.value.maybe_sent is False
+        assert "URL" in info.value.message
+    finally:
+        d.close()

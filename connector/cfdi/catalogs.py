@@ -75,9 +75,10 @@ CURRENCY_DECIMALS: Mapping[str, int] = MappingProxyType(
 DEFAULT_DECIMALS = 2
 
 # c_RegimenFiscal columns "Física" / "Moral" (SAT catCFDI_V_4, hoja c_RegimenFiscal).
-# An RFC of 13 characters is a persona física, 12 a persona moral.
+# An RFC of 13 characters is a persona física, 12 a persona moral. 609 (Consolidación, no longer
+# in force) appears with either column in published copies, so it is accepted for both.
 REGIMEN_FISICA: frozenset[str] = frozenset(
-    _codes("605 606 607 608 610 611 612 614 615 616 621 625 626 629 630")
+    _codes("605 606 607 608 609 610 611 612 614 615 616 621 625 626 629 630")
 )
 REGIMEN_MORAL: frozenset[str] = frozenset(_codes("601 603 609 610 620 622 623 624 626 628"))
 

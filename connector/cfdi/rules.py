@@ -47,7 +47,7 @@ from .amounts import (
 )
 from .catalogs import IMPUESTO_RETENCION, IMPUESTO_TRASLADO, Catalogs, catalogs
 from .errors import Problem
-from .model import RFC_EXTRANJERO, RFC_PUBLICO_GENERAL, Comprobante, Concepto
+from .model import RFC_EXTRANJERO, RFC_PUBLICO_GENERAL, Comprobante, Concepto, Parte
 
 # --- Messages -----------------------------------------------------------------------------------
 
@@ -658,6 +658,28 @@ def _concepto(x: _Ctx, i: int, k: Concepto) -> None:
             x.add("CFDI40195", path)
         elif not RE_PEDIMENTO.fullmatch(pedimento):
             x.add("CFDI40194", path, f"Valor: {_fmt(pedimento)}.")
+    for j, parte in enumerate(k.Parte):
+        _parte(x, f"{p}.Parte[{j}]", parte)
+
+
+def _parte(x: _Ctx, pp: str, parte: Parte) -> None:
+    if parte.ClaveProdServ not in x.cats.ClaveProdServ:
+        x.add("CFDI40196", f"{pp}.ClaveProdServ", f"Valor: {_fmt(parte.ClaveProdServ)}.")
+    vu, cant, importe = num(parte.ValorUnitario), num(parte.Cantidad), num(parte.Importe)
+    if vu is not None and vu <= 0:
+        x.add("CFDI40197", f"{pp}.ValorUnitario", f"Valor: {parte.ValorUnitario}.")
+    if importe is not None and vu is not None and cant is not None:
+        lower, upper = importe_limits(cant, vu, decimals_of(importe))
+        if not lower <= importe <= upper:
+            x.add(
+                "CFDI40198", f"{pp}.Importe", f"Valor: {parte.Importe}; límites: {lower} a {upper}."
+            )
+    for j, pedimento in enumerate(parte.InformacionAduanera):
+        path = f"{pp}.InformacionAduanera[{j}]"
+        if x.has_cce:
+            x.add("CFDI40200", path)
+        elif not RE_PEDIMENTO.fullmatch(pedimento):
+            x.add("CFDI40199", path, f"Valor: {_fmt(pedimento)}.")
 
 
 def _objeto_imp(x: _Ctx, p: str, k: Concepto) -> None:

@@ -97,6 +97,13 @@ EXT_NOMBRE = (
 )
 UUID = "6F35D3B5-3651-5370-BC2C-14CDBE384CD7"
 CCE = top(OtrosComplementos=[COMERCIO_EXTERIOR])
+PARTE = {
+    "ClaveProdServ": "52161557",
+    "Cantidad": "2.00",
+    "Descripcion": "Batería del control",
+    "ValorUnitario": "10.00",
+    "Importe": "20.00",
+}
 
 
 def _dup_summary_traslado(d: Data) -> None:
@@ -660,6 +667,45 @@ CASES = [
         "CFDI40195",
         "Conceptos[0].InformacionAduanera[0]",
     ),
+    (
+        "CFDI40196_parte_clave_prod_serv",
+        "base",
+        setv(k0, Parte=[{**PARTE, "ClaveProdServ": "99999999"}]),
+        "CFDI40196",
+        "Conceptos[0].Parte[0].ClaveProdServ",
+    ),
+    (
+        "CFDI40197_parte_valor_unitario_positive",
+        "base",
+        setv(k0, Parte=[{**PARTE, "ValorUnitario": "0", "Importe": "0"}]),
+        "CFDI40197",
+        "Conceptos[0].Parte[0].ValorUnitario",
+    ),
+    (
+        "CFDI40198_parte_importe_limits",
+        "base",
+        setv(k0, Parte=[{**PARTE, "Importe": "30.00"}]),
+        "CFDI40198",
+        "Conceptos[0].Parte[0].Importe",
+    ),
+    (
+        "CFDI40199_parte_numero_pedimento",
+        "base",
+        setv(k0, Parte=[{**PARTE, "InformacionAduanera": ["21 47 3807 8003832"]}]),
+        "CFDI40199",
+        "Conceptos[0].Parte[0].InformacionAduanera[0]",
+    ),
+    (
+        "CFDI40200_parte_no_pedimento_with_cce",
+        "base",
+        both(
+            top(Exportacion="02"),
+            CCE,
+            setv(k0, Parte=[{**PARTE, "InformacionAduanera": ["21  47  3807  8003832"]}]),
+        ),
+        "CFDI40200",
+        "Conceptos[0].Parte[0].InformacionAduanera[0]",
+    ),
     ("CFDI40222_no_cce_for_exportacion_01", "base", CCE, "CFDI40222", "Exportacion"),
     (
         "CFDI140226_objeto_imp_06_no_iva",
@@ -971,6 +1017,26 @@ def test_rule(base: str, mutate: Callable[[Data], Any], code: str, path: str) ->
 @pytest.mark.parametrize("base", sorted(BASES))
 def test_valid_bases_have_no_problems(base: str) -> None:
     assert problems_of(base, lambda d: None) == []
+
+
+def test_valid_extras_have_no_problems() -> None:
+    """Partes, a tercero, pedimentos, related CFDI and a foreign currency, all well formed."""
+    mutate = both(
+        setv(
+            k0,
+            Parte=[PARTE],
+            InformacionAduanera=["21  47  3807  8003832"],
+            ACuentaTerceros=TERCERO,
+        ),
+        top(CfdiRelacionados=[{"TipoRelacion": "04", "UUIDs": [UUID]}]),
+        add_tercero(
+            RfcACuentaTerceros=EXT,
+            NombreACuentaTerceros=EXT_NOMBRE,
+            RegimenFiscalACuentaTerceros="616",
+            DomicilioFiscalACuentaTerceros="86000",
+        ),
+    )
+    assert problems_of("base", mutate) == []
 
 
 def test_cfdiutils_samples_are_valid(shared_dir: Path) -> None:

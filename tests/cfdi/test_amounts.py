@@ -355,3 +355,61 @@ def test_property_completed_invoices_pass_validation(c: Comprobante) -> None:
         assert problems == [], problems
     else:  # a 100 % discount leaves a tax Base of 0, which SAT rejects (CFDI40174/40181)
         assert {p.code for p in problems} <= {"CFDI40174", "CFDI40181"}
+
+
+def test_pagos_totals_per_iva_rate_exento_and_retenciones() -> None:
+    data = pago_data()
+    pago = data["Pagos"]["Pago"][0]
+    pago["Monto"] = "1000.00"
+    pago["DoctoRelacionado"] = [
+        {
+            "IdDocumento": "00000000-1111-2222-3333-00000000000D",
+            "MonedaDR": "MXN",
+            "EquivalenciaDR": "1",
+            "NumParcialidad": 1,
+            "ImpSaldoAnt": "1000.00",
+            "ImpPagado": "1000.00",
+            "ImpSaldoInsoluto": "0",
+            "ObjetoImpDR": "02",
+            "ImpuestosDR": {
+                "TrasladosDR": [
+                    {
+                        "BaseDR": "300.00",
+                        "ImpuestoDR": "002",
+                        "TipoFactorDR": "Tasa",
+                        "TasaOCuotaDR": "0.080000",
+                    },
+                    {
+                        "BaseDR": "200.00",
+                        "ImpuestoDR": "002",
+                        "TipoFactorDR": "Tasa",
+                        "TasaOCuotaDR": "0.000000",
+                    },
+                    {"BaseDR": "100.00", "ImpuestoDR": "002", "TipoFactorDR": "Exento"},
+                ],
+                "RetencionesDR": [
+                    {
+                        "BaseDR": "300.00",
+                        "ImpuestoDR": "002",
+                        "TipoFactorDR": "Tasa",
+                        "TasaOCuotaDR": "0.053333",
+                        "ImporteDR": "16.00",
+                    }
+                ],
+            },
+        }
+    ]
+    p = complete(load(data))
+    assert p.Pagos is not None
+    t = p.Pagos.Totales
+    assert (t.TotalTrasladosBaseIVA8, t.TotalTrasladosImpuestoIVA8) == (D("300.00"), D("24.00"))
+    assert (t.TotalTrasladosBaseIVA0, t.TotalTrasladosImpuestoIVA0) == (D("200.00"), D("0.00"))
+    assert t.TotalTrasladosBaseIVAExento == D("100.00")
+    assert t.TotalRetencionesIVA == D("16.00")
+    assert t.TotalTrasladosBaseIVA16 is None and t.TotalRetencionesISR is None
+    assert t.MontoTotalPagos == D("1000.00")
+    imp_p = p.Pagos.Pago[0].ImpuestosP
+    assert imp_p is not None
+    exento = [x for x in imp_p.TrasladosP if x.TipoFactorP == "Exento"]
+    assert [(x.BaseP, x.ImporteP, x.TasaOCuotaP) for x in exento] == [(D("100.00"), None, None)]
+    assert validate(p) == []

@@ -1187,3 +1187,14 @@ def test_crashing_rule_becomes_a_problem(monkeypatch: pytest.MonkeyPatch) -> Non
     problems = validate(load(completed_data(base_data())))
     assert [p.code for p in problems] == ["CONN-REGLA"]
     assert "boom" in problems[0].message
+
+
+def test_every_code_the_rules_emit_has_a_case() -> None:
+    import re
+
+    from connector.cfdi import rules
+
+    source = Path(rules.__file__).read_text(encoding="utf-8")
+    emitted = set(re.findall(r'"((?:CFDI\d+)|(?:CONN-[A-Z0-9-]+))"', source)) - {"CONN-REGLA"}
+    assert emitted <= {case[3] for case in CASES}
+    assert emitted <= set(MESSAGES)

@@ -21,6 +21,7 @@ import contextlib
 import errno
 import fnmatch
 import os
+import re
 import secrets
 import threading
 import time
@@ -32,6 +33,17 @@ from typing import Any
 
 TEMP_PATTERNS = ("~$*", "*.tmp", "*.temp", "*.part", "*.partial", "*.crdownload", "*.swp", "*~")
 _SEP = "--"
+
+
+def _patterns(patterns: Sequence[str]) -> re.Pattern[str] | None:
+    """Shell patterns (``*.dat``) as one compiled regular expression; None when empty."""
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p.lower())})" for p in patterns))
+
+
+_TEMP_RE = _patterns(TEMP_PATTERNS)
+assert _TEMP_RE is not None
 
 
 @dataclass
@@ -65,6 +77,8 @@ class FolderSource:
         self.work_dir = Path(work_dir)
         self.include = [p.lower() for p in include]
         self.exclude = [p.lower() for p in exclude]
+        self._include_re = _patterns(self.include)
+        self._exclude_re = _patterns(self.exclude)
         self.stable_seconds = stable_seconds
         self.done_marker = done_marker
         self.oldest_first = oldest_first
@@ -79,15 +93,13 @@ class FolderSource:
 
     def _candidate(self, name: str) -> bool:
         low = name.lower()
-        if low.startswith("."):
-            return False
-        if any(fnmatch.fnmatchcase(low, p) for p in TEMP_PATTERNS):
+        if low.startswith(".") or _TEMP_RE.match(low):
             return False
         if self.done_marker and low.endswith(self.done_marker.lower()):
             return False
-        if not any(fnmatch.fnmatchcase(low, p) for p in self.include):
+        if self._include_re is None or not self._include_re.match(low):
             return False
-        return not any(fnmatch.fnmatchcase(low, p) for p in self.exclude)
+        return self._exclude_re is None or not self._exclude_re.match(low)
 
     @staticmethod
     def original_name(claimed: Path | str) -> str:

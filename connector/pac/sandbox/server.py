@@ -208,14 +208,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- plumbing -----------------------------------------------------------------------------
 
+    def setup(self) -> None:
+        super().setup()
+        # one reply = one segment, sent now: no Nagle / delayed-ACK stalls on keep-alive
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def _send(
         self, status: int, body: bytes, content_type: str = "text/xml; charset=utf-8"
     ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        # headers and body in a single write
+        self._headers_buffer.append(b"\r\n" + body)
+        self.flush_headers()
 
     def _drop(self) -> None:
         """Close the connection without a reply."""
@@ -295,6 +302,7 @@ class _Handler(BaseHTTPRequestHandler):
             request = _request(operation, envelope)
             reply = svc.handlers[operation.name](sandbox.engine, request)
             out = operation.output.serialize(**reply.body).content
+            _hoist_namespaces(out)
             payload = etree.tostring(out, xml_declaration=True, encoding="utf-8")
         except Exception as exc:  # never let one request take the server down
             log.exception("sandbox: error answering %s", operation.name)
@@ -336,6 +344,16 @@ class _Handler(BaseHTTPRequestHandler):
                 f"({operation.soapaction!r})"
             )
         return operation
+
+
+def _hoist_namespaces(envelope: etree._Element) -> None:
+    """Declare each namespace once on the Envelope (zeep declares one per element)."""
+    seen: dict[str, str] = {}
+    for el in envelope.iter():
+        ns = etree.QName(el).namespace
+        if ns and ns != NS_SOAP11 and ns not in seen:
+            seen[ns] = f"a{len(seen)}"
+    etree.cleanup_namespaces(envelope, top_nsmap={p: ns for ns, p in seen.items()})
 
 
 def _request(operation: Any, envelope: etree._Element) -> Any:

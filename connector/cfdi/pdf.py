@@ -314,23 +314,113 @@ def _piece(family: str, style: str, codepoints: frozenset[int]) -> _Loaded:
     return loaded
 
 
-def _attach(pdf: FPDF, family: str, style: str, loaded: _Loaded) -> None:
+class _KeyedFont(ttLib.TTFont):
+    """A fontTools font that knows which shipped font (and glyph set) it is, for the cache."""
+
+    cfdi_key: tuple[Any, ...] = ()
+
+
+_full_maps: dict[int, SubsetMap] = {}
+_subset_cache: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+_SUBSET_CACHE_MAX = 64
+
+
+def _full_map(tmpl: TTFFont) -> SubsetMap:
+    """A subset map of ``tmpl`` with every glyph of the font picked, in a fixed order."""
+    full = _full_maps.get(id(tmpl))
+    if full is None:
+        full = SubsetMap(tmpl)
+        for codepoint in sorted(tmpl.cmap):
+            full.pick(codepoint)
+        _full_maps[id(tmpl)] = full
+    return full
+
+
+def _attach(pdf: FPDF, family: str, style: str, loaded: _Loaded, key: tuple[Any, ...]) -> None:
     """Add a parsed font to ``pdf`` sharing what never changes (cmap, widths, metrics).
 
-    fpdf2 subsets the embedded font in place when writing, so each document gets its own
-    fontTools object (a cheap lazy open of the bytes in memory) and its own subset map.
+    Every glyph of our (small) fonts is embedded, always in the same order, so the embedded
+    font is the same for every invoice and fpdf2's font subsetting — the dominant cost of a
+    PDF — is done once per process (see ``_CachingSubsetter``). fpdf2 modifies the font object
+    when writing, so each document gets its own fontTools object (a lazy open of the bytes).
     """
     tmpl, data = loaded
-    fontkey = f"{family}{style}"
+    full = _full_map(tmpl)
     font = copy.copy(tmpl)
     font.i = len(pdf.fonts) + 1
-    font.ttfont = ttLib.TTFont(BytesIO(data), lazy=True, recalcTimestamp=False, recalcBBoxes=False)
+    ttfont = _KeyedFont(BytesIO(data), lazy=True, recalcTimestamp=False, recalcBBoxes=False)
+    ttfont.cfdi_key = key
+    font.ttfont = ttfont
     font.desc = copy.copy(tmpl.desc)
     font.missing_glyphs = []
     font.biggest_size_pt = 0
     font._hbfont = None
-    font.subset = SubsetMap(font)
-    pdf.fonts[fontkey] = font
+    subset = SubsetMap.__new__(SubsetMap)
+    subset.font = font
+    subset._next = full._next
+    subset._reserved = list(full._reserved)
+    subset._char_id_per_glyph = dict(full._char_id_per_glyph)
+    font.subset = subset
+    pdf.fonts[f"{family}{style}"] = font
+
+
+class _CachingSubsetter:
+    """Stands in for fontTools' Subsetter inside fpdf2's writer (``fpdf.output.ftsubset``).
+
+    For our shipped fonts (a ``_KeyedFont``) the subset of a given glyph set is computed once
+    and kept as bytes; the font object is then reloaded from those bytes, which fpdf2 saves
+    without re-subsetting. Any other font goes to the real Subsetter unchanged.
+    """
+
+    def __init__(self, options: Any = None, **kwargs: Any) -> None:
+        self._real = ftsubset.Subsetter(options=options, **kwargs)
+        self._glyphs: frozenset[str] = frozenset()
+
+    def populate(self, glyphs: Any = (), **kwargs: Any) -> None:
+        self._glyphs = frozenset(glyphs)
+        self._real.populate(glyphs=glyphs, **kwargs)
+
+    def subset(self, font: Any) -> None:
+        key = getattr(font, "cfdi_key", None)
+        if not key:
+            self._real.subset(font)
+            return
+        cache_key = (key, self._glyphs)
+        with _font_lock:
+            data = _subset_cache.get(cache_key)
+        if data is None:
+            self._real.options.glyph_names = True  # names survive the reload below
+            self._real.subset(font)
+            out = BytesIO()
+            font.save(out)
+            data = out.getvalue()
+            with _font_lock:
+                _subset_cache[cache_key] = data
+                while len(_subset_cache) > _SUBSET_CACHE_MAX:
+                    _subset_cache.popitem(last=False)
+        fresh = ttLib.TTFont(BytesIO(data), lazy=True, recalcTimestamp=False, recalcBBoxes=False)
+        font.__dict__.clear()
+        font.__dict__.update(fresh.__dict__)
+
+
+class _SubsetModule:
+    """``fontTools.subset`` as fpdf2's writer sees it, with the caching Subsetter."""
+
+    Options = ftsubset.Options
+    Subsetter = _CachingSubsetter
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(ftsubset, name)
+
+
+def _install_subset_cache() -> None:
+    import fpdf.output as fpdf_output
+
+    if getattr(fpdf_output, "ftsubset", None) is ftsubset:
+        fpdf_output.ftsubset = _SubsetModule()  # type: ignore[assignment]
+
+
+_install_subset_cache()
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -515,6 +605,19 @@ class _Doc(FPDF):
                 self.repeat_header()
 
 
+class _WidthTable(dict[str, int]):
+    """char → advance width in font units for one weight; computed on first use."""
+
+    def __init__(self, renderer: _Renderer, bold: bool) -> None:
+        super().__init__()
+        self._renderer = renderer
+        self._bold = bold
+
+    def __missing__(self, ch: str) -> int:
+        width = self[ch] = self._renderer._width_of(self._bold, ch)
+        return width
+
+
 class _Renderer:
     """Lays the CFDI out with our own line breaking (fast, exact) and draws text runs per font."""
 
@@ -534,7 +637,7 @@ class _Renderer:
         self._fonts: dict[tuple[str, str], TTFFont] = {}
         for style_ in ("", "B"):
             loaded = _font("dv", style_)
-            _attach(pdf, "dv", style_, loaded)
+            _attach(pdf, "dv", style_, loaded, ("dv", style_))
             self._fonts[("dv", style_)] = loaded[0]
         plan = _fallback_plan(c, style)
         self.fallbacks = list(plan)
@@ -542,9 +645,17 @@ class _Renderer:
             for style_ in ("", "B"):
                 if (family, style_) in _FONT_FILES:
                     loaded = _piece(family, style_, codepoints)
-                    _attach(pdf, family, style_, loaded)
+                    _attach(pdf, family, style_, loaded, (family, style_, codepoints))
                     self._fonts[(family, style_)] = loaded[0]
         self._family_of: dict[str, str] = {}
+        self._widths = {bold: _WidthTable(self, bold) for bold in (False, True)}
+        # characters drawn with a fallback font (None: the Latin fonts have them all)
+        fallback_chars = sorted(chr(cp) for cps in plan.values() for cp in cps)
+        self._other = (
+            re.compile("[" + "".join(re.escape(ch) for ch in fallback_chars) + "]")
+            if fallback_chars
+            else None
+        )
         self.bold = False
         self.size = 7.0
         self.y = _MARGIN
@@ -564,61 +675,72 @@ class _Renderer:
         if family is None:
             code = ord(ch)
             family = "dv"
-            for candidate in self.fallbacks:
-                if (
-                    code not in self._fonts[("dv", "")].cmap
-                    and code in self._fonts[(candidate, "")].cmap
-                ):
-                    family = candidate
-                    break
+            if code not in self._fonts[("dv", "")].cmap:
+                for candidate in self.fallbacks:
+                    if code in self._fonts[(candidate, "")].cmap:
+                        family = candidate
+                        break
             self._family_of[ch] = family
         return family
 
     def _style_for(self, family: str) -> str:
         return "B" if self.bold and (family, "B") in self._fonts else ""
 
+    def _units(self) -> dict[str, int]:
+        """Advance widths (1/1000 em) per character in the current weight, filled lazily."""
+        table = self._widths[self.bold]
+        return table
+
+    def _width_of(self, bold: bool, ch: str) -> int:
+        family = self._family(ch)
+        style = "B" if bold and (family, "B") in self._fonts else ""
+        return int(self._fonts[(family, style)].cw[ord(ch)])
+
     def width(self, text: str) -> float:
         """Width in mm of ``text`` in the current font and size."""
-        total = 0
-        for ch in text:
-            family = self._family(ch)
-            total += self._fonts[(family, self._style_for(family))].cw[ord(ch)]
-        return total * self.size * _PT / 1000
+        return sum(map(self._units().__getitem__, text)) * self.size * _PT / 1000
 
     def wrap(self, text: str, width: float, *, by_char: bool = False) -> list[str]:
         """Greedy line breaking at spaces (or anywhere with ``by_char``); never wider than width."""
         lines: list[str] = []
+        units = self._units().__getitem__
+        limit = width * 1000 / (self.size * _PT)  # the width in font units
+        space = units(" ")
         for paragraph in text.split("\n"):
             if by_char or " " not in paragraph:
-                lines.extend(self._wrap_chars(paragraph, width))
+                lines.extend(self._wrap_chars(paragraph, limit))
                 continue
-            current = ""
+            current, used = "", 0
             for word in paragraph.split(" "):
-                candidate = f"{current} {word}" if current else word
-                if self.width(candidate) <= width:
-                    current = candidate
+                w = sum(map(units, word))
+                if current and used + space + w <= limit:
+                    current, used = f"{current} {word}", used + space + w
+                    continue
+                if not current and w <= limit:
+                    current, used = word, w
                     continue
                 if current:
                     lines.append(current)
-                if self.width(word) <= width:
-                    current = word
+                if w <= limit:
+                    current, used = word, w
                 else:
-                    parts = self._wrap_chars(word, width)
+                    parts = self._wrap_chars(word, limit)
                     lines.extend(parts[:-1])
                     current = parts[-1]
+                    used = sum(map(units, current))
             lines.append(current)
         return lines or [""]
 
-    def _wrap_chars(self, text: str, width: float) -> list[str]:
+    def _wrap_chars(self, text: str, limit: float) -> list[str]:
+        """Break anywhere (seals are unbroken base64); ``limit`` in font units."""
+        units = self._units().__getitem__
         lines: list[str] = []
-        start, used = 0, 0.0
-        scale = self.size * _PT / 1000
+        start, used = 0, 0
         for i, ch in enumerate(text):
-            family = self._family(ch)
-            w = self._fonts[(family, self._style_for(family))].cw[ord(ch)] * scale
-            if used + w > width and i > start:
+            w = units(ch)
+            if used + w > limit and i > start:
                 lines.append(text[start:i])
-                start, used = i, 0.0
+                start, used = i, 0
             used += w
         lines.append(text[start:])
         return lines
@@ -634,6 +756,10 @@ class _Renderer:
             x += free if align == "R" else free / 2
         baseline = y + lh / 2 + 0.34 * self.size * _PT
         pdf = self.pdf
+        if self._other is None or not self._other.search(text):
+            pdf.set_font("dv", "B" if self.bold else "", self.size)
+            pdf.text(x, baseline, text)
+            return
         run_start = 0
         family = self._family(text[0])
         for i in range(1, len(text) + 1):
@@ -1273,23 +1399,25 @@ class _Renderer:
         n = len(matrix)
         module = size / n  # the code itself is ``size`` wide; the quiet zone is white page
         ox, oy = x, y
-        pdf.set_fill_color(0, 0, 0)
+        k, page_h = pdf.k, pdf.h
+        ops = []
         for r, row in enumerate(matrix):
             col = 0
+            top = (page_h - (oy + r * module)) * k
+            height = -module * 1.02 * k
             while col < n:
                 if row[col] & 1:
                     start = col
                     while col < n and row[col] & 1:
                         col += 1
-                    pdf.rect(
-                        ox + start * module,
-                        oy + r * module,
-                        (col - start) * module,
-                        module * 1.02,
-                        style="F",
+                    ops.append(
+                        f"{(ox + start * module) * k:.3f} {top:.3f} "
+                        f"{(col - start) * module * k:.3f} {height:.3f} re"
                     )
                 else:
                     col += 1
+        # one path of rectangles filled at once (fpdf2's rect() per run costs ~10x more)
+        pdf._out("q 0 g " + " ".join(ops) + " f Q")
 
     def finish(self) -> None:
         """Footers (legend, "Página N de M") and the CANCELADO watermark on every page."""

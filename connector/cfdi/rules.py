@@ -99,6 +99,9 @@ MESSAGES: dict[str, str] = {
     'TipoCambioP es obligatorio si MonedaP no es "MXN" y debe ser "1" si lo es.',
     "CONN-PAGOS-010": "La suma de los ImpPagado (entre EquivalenciaDR) de los documentos "
     "relacionados no puede ser mayor que el Monto del pago.",
+    "CONN-PAGOS-012": "El campo FechaPago no cumple con el patrón AAAA-MM-DDThh:mm:ss.",
+    "CONN-PAGOS-013": 'El campo ObjetoImpDR debe ser del catálogo c_ObjetoImp; con "02" debe '
+    'existir el nodo ImpuestosDR y con "01", "03", "04" o "05" no debe existir.',
     "CONN-PAGOS-011": "El campo EquivalenciaDR es obligatorio cuando MonedaDR es distinta de "
     'MonedaP y debe ser "1" cuando son iguales.',
 }
@@ -1041,8 +1044,18 @@ def _pagos_complemento(x: _Ctx) -> None:
             x.add("CONN-PAGOS-009", f"{pp}.TipoCambioP", f"MonedaP: {_fmt(pago.MonedaP)}.")
         monto = num(pago.Monto)
         pagado: list[Decimal] = []
+        if _parse_fecha(pago.FechaPago) is None:
+            x.add("CONN-PAGOS-012", f"{pp}.FechaPago", f"Valor: {_fmt(pago.FechaPago)}.")
         for j, dr in enumerate(pago.DoctoRelacionado):
             dp = f"{pp}.DoctoRelacionado[{j}]"
+            if dr.ObjetoImpDR not in cats.ObjetoImp:
+                x.add("CONN-PAGOS-013", f"{dp}.ObjetoImpDR", f"Valor: {_fmt(dr.ObjetoImpDR)}.")
+            elif (dr.ObjetoImpDR == "02" and dr.ImpuestosDR is None) or (
+                dr.ObjetoImpDR in ("01", "03", "04", "05") and dr.ImpuestosDR is not None
+            ):
+                x.add(
+                    "CONN-PAGOS-013", f"{dp}.ImpuestosDR", f"ObjetoImpDR: {_fmt(dr.ObjetoImpDR)}."
+                )
             if dr.MonedaDR != pago.MonedaP and dr.EquivalenciaDR is None:
                 x.add("CONN-PAGOS-011", f"{dp}.EquivalenciaDR", f"MonedaDR: {_fmt(dr.MonedaDR)}.")
             elif dr.MonedaDR == pago.MonedaP and dr.EquivalenciaDR not in (None, ONE):

@@ -993,6 +993,27 @@ CASES = [
         "Pagos.Pago[0].Monto",
     ),
     (
+        "CONN-PAGOS-012_fecha_pago",
+        "pago",
+        setv(_pago, FechaPago="12/06/2023"),
+        "CONN-PAGOS-012",
+        "Pagos.Pago[0].FechaPago",
+    ),
+    (
+        "CONN-PAGOS-013_objeto_imp_dr_catalog",
+        "pago",
+        setv(_dr, ObjetoImpDR="09"),
+        "CONN-PAGOS-013",
+        "Pagos.Pago[0].DoctoRelacionado[1].ObjetoImpDR",
+    ),
+    (
+        "CONN-PAGOS-013_impuestos_dr_required",
+        "pago",
+        setv(_dr, ImpuestosDR=None),
+        "CONN-PAGOS-013",
+        "Pagos.Pago[0].DoctoRelacionado[1].ImpuestosDR",
+    ),
+    (
         "CONN-PAGOS-011_equivalencia_required",
         "pago",
         setv(_dr, MonedaDR="USD", EquivalenciaDR=None),

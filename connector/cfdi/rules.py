@@ -15,10 +15,13 @@ Codes that are not in SAT's matrix:
   postal-code patterns), the Pagos 2.0 rules (``CONN-PAGOS-xxx``), and ``CONN-REGLA`` when a rule
   could not run on odd data (a bug to fix; it never raises).
 
-Rules that need SAT's online lists (l_LCO, RFC names and addresses: CFDI40138/39, 40143-45,
-40147/48, 40187, 40189 for RFCs other than EXT990101NI1, 40190, 40192, CFDI140224/25), the
-daily exchange-rate limits (CFDI40118), the RMF Total limits (CFDI40120/40127) and the seal and
-certificate (CFDI40102/40106, done by ``connector.cfdi.seal``) are not implemented here.
+Not implemented here: rules that need SAT's online lists (l_LCO, RFC names and addresses:
+CFDI40138/39, 40143-45, 40147/48, 40187, 40189 for RFCs other than EXT990101NI1, 40190, 40192,
+CFDI140224/25), columns of SAT's Excel catalogs we do not ship (c_Pais NumRegIdTrib formats
+CFDI40156; c_ClaveProdServ complements and taxes CFDI40163/40164), the daily exchange-rate
+limits (CFDI40118), the RMF Total limits and the PAC's confirmation keys (CFDI40120, 40127-40129)
+and the seal and certificate (CFDI40102/40106, done by ``connector.cfdi.seal``). CFDI40209
+repeats CFDI40206 (TotalImpuestosRetenidos missing), which is reported once as CFDI40206.
 
 Validate a *completed* Comprobante (``amounts.complete``): a derived amount that is None is
 reported as missing where a rule needs it, never raised on.

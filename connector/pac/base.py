@@ -262,8 +262,13 @@ class _QuietTransport(Transport):
     def post(self, address: str, message: Any, headers: dict[str, str]) -> requests.Response:
         self.local.posted = True
         self.local.status = None
+        # verify passed per request: a configured CA bundle must win over REQUESTS_CA_BUNDLE
         response = self.session.post(
-            address, data=message, headers=headers, timeout=self.operation_timeout
+            address,
+            data=message,
+            headers=headers,
+            timeout=self.operation_timeout,
+            verify=self.session.verify,
         )
         self.local.status = response.status_code
         log.debug("PAC %s respondió HTTP %s", address, response.status_code)
@@ -474,8 +479,20 @@ def classify_exception(
             operation=operation,
             maybe_sent=write,
         )
+    if status is not None and status >= 300 and not isinstance(exc, TransportError):
+        # a non-SOAP error page (HTML, text) under an HTTP error status: judge by the status
+        exc = TransportError(str(exc), status_code=status)
     if isinstance(exc, TransportError):
         code = exc.status_code or status or 0
+        if code in (404, 405, 410):
+            return PacTransient(
+                f"HTTP-{code}",
+                f"No existe el servicio '{operation}' del PAC '{pac}' en la dirección "
+                "configurada: revise la URL.",
+                pac=pac,
+                operation=operation,
+                maybe_sent=False,
+            )
         if code in (401, 403):
             return PacInvalid(
                 f"HTTP-{code}",

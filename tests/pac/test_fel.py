@@ -406,3 +406,87 @@ def test_wrong_service_address_is_a_configuration_problem_not_an_invalid_invoice
         assert "URL" in info.value.message
     finally:
         d.close()
+
+
+def test_tls_is_verified_against_an_untrusted_certificate(tmp_path):
+    """A real HTTPS server on 127.0.0.1 with a self-signed certificate: refused (transient,
+    nothing sent), unless that certificate is configured as the CA to trust."""
+    import datetime as dt
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = tmp_path / "cert.pem"
+    key_pem = tmp_path / "key.pem"
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            hits.append(self.path)
+            body = b"no soap"
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert_pem, key_pem)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"https://127.0.0.1:{server.server_address[1]}/WSCFDI33.svc"
+    try:
+        d = FelDriver("u", "p", timbrado_url=url, timeouts=Timeouts(2, 2))
+        with pytest.raises(PacTransient) as info:
+            d.credits()
+        assert info.value.code == "CONN-PAC-TLS"
+        assert hits == []  # nothing was sent to an unverified server
+        d.close()
+        trusted = FelDriver(
+            "u", "p", timbrado_url=url, timeouts=Timeouts(2, 2), verify=str(cert_pem)
+        )
+        with pytest.raises(PacTransient) as info:
+            trusted.credits()
+        assert info.value.code == "HTTP-503"  # TLS accepted; the (fake) server answered 503
+        assert hits == ["/WSCFDI33.svc"]
+        trusted.close()
+    finally:
+        server.shutdown()
+        server.server_close()

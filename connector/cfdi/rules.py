@@ -131,6 +131,7 @@ CLOCK_SKEW = timedelta(minutes=5)
 MEXICO_OFFSETS = (timedelta(hours=-5), timedelta(hours=-8))  # easternmost, westernmost zone
 MAX_INT_DIGITS = 18
 MAX_DECIMALS = 6
+FIELD_DECIMALS = {"EquivalenciaDR": 10}  # Pagos 2.0 XSD: fractionDigits 10
 ZERO = Decimal(0)
 ONE = Decimal(1)
 HALF = Decimal("0.5")
@@ -223,7 +224,8 @@ def _number_problem(name: str, value: Any) -> str | None:
     if name == "Cantidad" and value <= 0:
         return "CONN-CANTIDAD"
     sign, digits, exp = value.as_tuple()
-    too_long = isinstance(exp, int) and (exp < -MAX_DECIMALS or len(digits) + exp > MAX_INT_DIGITS)
+    max_decimals = FIELD_DECIMALS.get(name, MAX_DECIMALS)
+    too_long = isinstance(exp, int) and (exp < -max_decimals or len(digits) + exp > MAX_INT_DIGITS)
     if (sign or too_long) and value != 0:  # -0 is 0
         return "CONN-NUMERO"
     return None

@@ -1040,6 +1040,13 @@ def test_valid_bases_have_no_problems(base: str) -> None:
     assert problems_of(base, lambda d: None) == []
 
 
+def test_equivalencia_dr_may_have_ten_decimals() -> None:
+    mutate = setv(_dr, EquivalenciaDR="1.0000000000")
+    assert problems_of("pago", mutate) == []
+    codes = {p.code for p in problems_of("pago", setv(_dr, EquivalenciaDR="1.00000000001"))}
+    assert "CONN-NUMERO" in codes
+
+
 def test_valid_extras_have_no_problems() -> None:
     """Partes, a tercero, pedimentos, related CFDI and a foreign currency, all well formed."""
     mutate = both(

@@ -554,7 +554,11 @@ class Pipeline:
             except CfdiError as exc:
                 problems.extend(exc.problems)
         if c is None:
-            return FileItem(rec.id, idx, location, None, _dicts(problems, location)), None, None
+            return (
+                FileItem(rec.id, idx, location, None, _dicts(_located(inp, problems), location)),
+                None,
+                None,
+            )
         if xml is None:
             try:
                 from connector.cfdi.amounts import complete
@@ -565,6 +569,7 @@ class Pipeline:
                     Problem("CONN-IMPORTES", "", f"No se pudieron calcular los importes: {exc}")
                 )
         key = c.business_key
+        label = f"{key[1]}{key[2]}"
         ilog = log.bind(file=name, invoice=f"{key[1]}{key[2]}", rfc=key[0])
         if key[0] != src.emisor.rfc:
             problems.append(
@@ -585,7 +590,13 @@ class Pipeline:
                 )
             )
         if _has_errors(problems) and (key[0] != src.emisor.rfc or not key[2]):
-            return FileItem(rec.id, idx, location, None, _dicts(problems, location)), None, None
+            return (
+                FileItem(
+                    rec.id, idx, location, None, _dicts(_located(inp, problems), location, label)
+                ),
+                None,
+                None,
+            )
         h = content_hash(c, xml)
         if previous_id is not None:
             resumed = self._resume_item(rec, idx, location, key, h, previous_id)
@@ -604,7 +615,13 @@ class Pipeline:
             ilog.warning("folio_used", uuid=e.uuid)
             p = Problem("CONN-FOLIO-USADO", "Folio", msg, location=location)
             return (
-                FileItem(rec.id, idx, location, None, _dicts([*problems, p], location)),
+                FileItem(
+                    rec.id,
+                    idx,
+                    location,
+                    None,
+                    _dicts(_located(inp, [*problems, p]), location, label),
+                ),
                 None,
                 None,
             )
@@ -633,7 +650,7 @@ class Pipeline:
                 first.code,
                 first.message,
                 origin="rules",
-                problems=_dicts(problems, location),
+                problems=_dicts(_located(inp, problems), location, label),
             )
             ilog.info("invalid", codes=sorted({p.code for p in problems}))
             return FileItem(rec.id, idx, location, e.id, []), None, None
@@ -646,7 +663,7 @@ class Pipeline:
                 exc.code,
                 str(exc.problems[0].message if exc.problems else exc),
                 origin="csd",
-                problems=_dicts(exc.problems, location),
+                problems=_dicts(_located(inp, exc.problems), location),
             )
             ilog.info("seal_failed", code=exc.code)
             return FileItem(rec.id, idx, location, e.id, []), None, None
@@ -981,12 +998,30 @@ def _pdf_style(pdf_mod: Any, emisor: EmisorConfig) -> Any:
         return None
 
 
+def _located(inp: Any, problems: list[Problem]) -> list[Problem]:
+    """Problems pointed at the source file:line:field when the adapter knows where."""
+    locate = getattr(inp, "locate", None)
+    if locate is None:
+        return problems
+    out = []
+    for p in problems:
+        try:
+            out.append(locate(p))
+        except Exception:
+            out.append(p)
+    return out
+
+
 def _has_errors(problems: list[Problem]) -> bool:
     return any(p.severity == "error" for p in problems)
 
 
-def _dicts(problems: list[Problem], location: str) -> list[dict[str, Any]]:
-    return [problem_dict(p, location) for p in problems]
+def _dicts(problems: list[Problem], location: str, invoice: str = "") -> list[dict[str, Any]]:
+    out = [problem_dict(p, location) for p in problems]
+    if invoice:
+        for d in out:
+            d["invoice"] = invoice
+    return out
 
 
 def _item_errors(problems: list[dict[str, Any]], location: str, invoice: str) -> list[ItemError]:
@@ -997,7 +1032,7 @@ def _item_errors(problems: list[dict[str, Any]], location: str, invoice: str) ->
         out.append(
             ItemError(
                 location=p.get("location") or location,
-                invoice=invoice,
+                invoice=invoice or str(p.get("invoice") or ""),
                 code=str(p.get("code") or "CONN-ERROR"),
                 path=str(p.get("path") or ""),
                 message=str(p.get("message") or ""),

@@ -96,7 +96,8 @@ def test_bad_invoices_get_error_files_while_good_ones_flow(workspace: Path, sand
     for e in doc["errors"]:
         by_invoice.setdefault(e["invoice"] or e["location"], []).append(e["code"])
     assert any(c.startswith("CFDI40") for c in by_invoice["B2"])
-    assert "CONN-EMISOR" in by_invoice["mixto.dat:11"]
+    assert "CONN-EMISOR" in by_invoice["B3"]
+    assert any(e["location"] == "mixto.dat:12:Rfc" for e in doc["errors"])  # the EMISOR line
     assert all(e["message"] and e["location"].startswith("mixto.dat") for e in doc["errors"])
     text = (ws / "failed" / "mixto.dat.error.txt").read_text(encoding="utf-8")
     assert "factura B2" in text and "mixto.dat:6" in text

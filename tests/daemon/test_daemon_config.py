@@ -172,3 +172,14 @@ def test_key_locator_handles_arrays_of_tables() -> None:
     assert loc.line("sources[0].output.xml") == 4
     assert loc.line("sources[1].name") == 6
     assert loc.line("sources[1].inbox") == 5  # missing key: the table's header
+
+
+def test_the_example_configuration_loads() -> None:
+    example = Path(__file__).resolve().parents[2] / "config" / "connector.example.toml"
+    cfg = load_config(example)
+    s = cfg.source("ventas")
+    assert s.adapter == "dat" and s.mode == "stamp" and s.output.pdf is not None
+    assert cfg.pac("fel").url_remote and cfg.emisor("EKU9003173C9").password_env == "CSD_PASSWORD"
+    # references are consistent; only machine-specific folders/CSD are missing here
+    _, problems = check_config(example, deep=False)
+    assert [p for p in problems if p.code != "CONN-CFG-CARPETA"] == []

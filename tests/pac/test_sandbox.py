@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 import zeep
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from connector.cfdi import xmlio
@@ -544,3 +546,99 @@ def test_demo_account(tmp_path: Path) -> None:
         )
         assert r.OperacionExitosa is True
         assert demo.credits("demo") > 1000
+
+
+# --- certificate validity and robustness ------------------------------------------------------
+
+
+def _expired_csd() -> Csd:
+    """A CSD-shaped certificate for EKU9003173C9 that expired yesterday."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "ESCUELA KEMPER URGATE"),
+            x509.NameAttribute(x509.ObjectIdentifier("2.5.4.45"), f"{EMISOR} / "),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "Sucursal"),
+        ]
+    )
+    now = datetime.now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(int(b"30001000000500009999".hex(), 16))
+        .not_valid_before(now - timedelta(days=400))
+        .not_valid_after(now - timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return Csd(cert, key)
+
+
+def test_fecha_outside_the_certificate_validity_is_305(pac: SandboxPac) -> None:
+    from connector.cfdi.cadena import cadena_original
+
+    from .test_sandbox_support import invoice
+
+    expired = _expired_csd()
+    c = invoice("EXP").model_copy(
+        update={
+            "NoCertificado": expired.no_certificado,
+            "Certificado": expired.certificado_b64,
+            "Sello": "",
+        }
+    )
+    root = xmlio.build_tree(c)
+    root.set("Sello", expired.sign(cadena_original(root)))
+    xml = xmlio.serialize(root)
+    assert verify_seal(xml) == []  # a good seal, by a certificate no longer valid
+
+    r = timbrar(pac, xml, "REF-EXP")
+    assert r.CodigoRespuesta == "305"
+    assert pac.store.count() == 0
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    text=st.text(
+        alphabet=st.characters(blacklist_categories=("Cs", "Cc"), whitelist_characters="\n\t"),
+        max_size=300,
+    )
+)
+def test_any_cadena_xml_gets_an_answer_never_a_crash(pac: SandboxPac, text: str) -> None:
+    r = timbrar(pac, text.encode("utf-8"), "REF-FUZZ")
+    assert r.OperacionExitosa is False
+    assert r.CodigoRespuesta in {"301", "302", "303"}
+    assert r.MensajeError
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=st.binary(max_size=400))
+def test_any_request_body_gets_a_soap_fault(pac: SandboxPac, body: bytes) -> None:
+    status, data = _raw(pac, body, None)
+    assert status in (200, 500)
+    root = etree.fromstring(data)
+    assert etree.QName(root).localname == "Envelope"
+
+
+def test_request_that_does_not_follow_the_wsdl_is_a_client_fault(pac: SandboxPac) -> None:
+    body = (
+        b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>'
+        b'<get_sat_status xmlns="http://facturacion.finkok.com/cancel"><username>user</username>'
+        b"<bogus>x</bogus></get_sat_status></s:Body></s:Envelope>"
+    )
+    status, data = _raw(pac, body, None, path="/finkok/servicios/soap/cancel")
+    assert status == 500
+    fault = etree.fromstring(data).find(".//{http://schemas.xmlsoap.org/soap/envelope/}Fault")
+    assert fault.findtext("faultcode").endswith("Client")
+    assert "SBX-SOAP" in fault.findtext("faultstring")
+    assert "bogus" in fault.findtext("faultstring")

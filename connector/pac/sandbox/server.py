@@ -300,6 +300,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             request = _request(operation, envelope)
+        except Exception as exc:  # a body that does not follow the WSDL (zeep refuses it)
+            sandbox.store.log_request(svc.key, operation.name, "bad_request", code="SBX-SOAP")
+            message = f"SBX-SOAP: la petición {operation.name} no corresponde al WSDL: {exc}"
+            self._send(500, soap_fault("Client", message))
+            return
+        try:
             reply = svc.handlers[operation.name](sandbox.engine, request)
             out = operation.output.serialize(**reply.body).content
             _hoist_namespaces(out)

@@ -320,10 +320,9 @@ def load_catalogs(xsd: Path = CATALOG_XSD, cache_dir: Path | None = None) -> Cat
     ``cache_dir=None`` uses :func:`default_cache_dir`. Never fails because of the cache: an
     unreadable/corrupt cache is re-parsed, an unwritable directory is skipped.
     """
-    cache_dir = default_cache_dir() if cache_dir is None else cache_dir
     try:
-        cache = _cache_file(xsd, cache_dir)
-    except OSError:
+        cache = _cache_file(xsd, default_cache_dir() if cache_dir is None else cache_dir)
+    except (OSError, RuntimeError):  # no home directory, unreadable XSD metadata
         cache = None
     raw = _read_cache(cache) if cache is not None else None
     if raw is None:

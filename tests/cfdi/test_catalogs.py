@@ -210,3 +210,15 @@ def test_tasa_o_cuota(
     cats: Catalogs, imp: str, factor: str, value: str, traslado: bool, ok: bool
 ) -> None:
     assert cats.tasa_valida(imp, factor, Decimal(value), traslado=traslado) is ok
+
+
+def test_no_home_directory_still_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory")
+
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    before = cat_mod.PARSE_COUNT
+    cats = load_catalogs()
+    assert "MXN" in cats.Moneda
+    assert before + 1 == cat_mod.PARSE_COUNT  # parsed, no cache to use

@@ -22,6 +22,8 @@ CFDI40156; c_ClaveProdServ complements and taxes CFDI40163/40164), the daily exc
 limits (CFDI40118), the RMF Total limits and the PAC's confirmation keys (CFDI40120, 40127-40129)
 and the seal and certificate (CFDI40102/40106, done by ``connector.cfdi.seal``). CFDI40209
 repeats CFDI40206 (TotalImpuestosRetenidos missing), which is reported once as CFDI40206.
+CFDI40142 checks only the pattern of FacAtrAdquirente (10 digits): whether the operation number
+is the one SAT's validator gave is for the PAC.
 
 Validate a *completed* Comprobante (``amounts.complete``): a derived amount that is None is
 reported as missing where a rule needs it, never raised on.

@@ -53,9 +53,9 @@ class DaemonSettings(_Cfg):
 class PdfStyleConfig(_Cfg):
     logo: Path | None = None
     primary_color: str = "#1F4E79"
-    secondary_color: str = "#D9E2F3"
+    text_color: str = "#222222"
 
-    @field_validator("primary_color", "secondary_color")
+    @field_validator("primary_color", "text_color")
     @classmethod
     def _color(cls, v: str) -> str:
         if not re.fullmatch(r"#[0-9A-Fa-f]{6}", v):

@@ -974,28 +974,21 @@ def render_pdf_bytes(stamped_xml: bytes, emisor: EmisorConfig) -> bytes | None:
         return None
 
 
+_styles: dict[str, Any] = {}
+
+
 def _pdf_style(pdf_mod: Any, emisor: EmisorConfig) -> Any:
-    style_cls = getattr(pdf_mod, "PdfStyle", None) or getattr(pdf_mod, "Style", None)
-    if style_cls is None:
-        return None
-    kwargs: dict[str, Any] = {}
-    fields = getattr(style_cls, "__dataclass_fields__", None) or getattr(
-        style_cls, "model_fields", {}
-    )
-    if "logo" in fields and emisor.pdf.logo:
-        kwargs["logo"] = emisor.pdf.logo
-    for ours, theirs in (
-        ("primary_color", ("primary_color", "primary", "color")),
-        ("secondary_color", ("secondary_color", "secondary", "accent")),
-    ):
-        for t in theirs:
-            if t in fields:
-                kwargs[t] = getattr(emisor.pdf, ours)
-                break
-    try:
-        return style_cls(**kwargs)
-    except Exception:
-        return None
+    """The emisor's ``PdfStyle`` (logo and colours from the configuration), built once."""
+    key = f"{emisor.rfc}|{emisor.pdf.logo}|{emisor.pdf.primary_color}|{emisor.pdf.text_color}"
+    style = _styles.get(key)
+    if style is None:
+        style = pdf_mod.PdfStyle(
+            logo_path=emisor.pdf.logo,
+            primary_color=emisor.pdf.primary_color,
+            text_color=emisor.pdf.text_color,
+        )
+        _styles[key] = style
+    return style
 
 
 def _located(inp: Any, problems: list[Problem]) -> list[Problem]:

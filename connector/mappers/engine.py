@@ -377,6 +377,14 @@ class _Compiler:
                 spec = self.compile_field(raw, kplace, kind)
                 if spec is not None:
                     node.leaves[name] = (kind, spec)
+        given = {_ALIASES.get(k, k) for k in table}
+        for name, info in fields.items():
+            if info.is_required() and name not in given:
+                self.err(
+                    f"{place} {name}",
+                    f"falta el campo obligatorio {name} de {model.__name__} "
+                    "(una referencia, un valor fijo o un default)",
+                )
         return node
 
 

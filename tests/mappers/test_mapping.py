@@ -368,6 +368,9 @@ ValorUnitario = { field = "P", equals = "1" }
         "[[Comprobante.Conceptos]] #1 record",
         "[[Comprobante.Conceptos]] #1 Cantidad.bogus",
         "[[Comprobante.Conceptos]] #1 ValorUnitario.equals",
+        "[Comprobante] Receptor",  # required fields and nodes that the mapping does not fill
+        "[Comprobante.Emisor] Nombre",
+        "[[Comprobante.Conceptos]] #1 ClaveProdServ",
     ]:
         assert expected in places, (expected, places)
     assert all(

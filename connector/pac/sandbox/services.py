@@ -126,7 +126,7 @@ def _fel_query(result: str, find: Callable[[PacEngine, Any], Outcome], acuse: st
                 o = Outcome(
                     False, "404", "El comprobante no tiene acuse de cancelación (no está cancelado)"
                 )
-        body = _respuesta_tfd(o, xml=xml) if o.ok or o.record is None else _respuesta_tfd(o)
+        body = _respuesta_tfd(o, xml=xml)
         return Reply({result: body}, _log(o, req.usuario, getattr(req, "referencia", None)))
 
     return handler
@@ -292,11 +292,7 @@ def _cr_query(
                 o = Outcome(
                     False, "404", "El comprobante no tiene acuse de cancelación (no está cancelado)"
                 )
-        body = (
-            _cr_operacion(o, xml)
-            if o.ok
-            else _cr_operacion(Outcome(False, o.code, o.message, detail=o.detail))
-        )
+        body = _cr_operacion(o, xml)
         return Reply({result: body}, _log(o, usuario, getattr(req, "referencia", None)))
 
     return handler

@@ -150,7 +150,9 @@ class _Ctx:
         self.dec = cats.decimals(c.Moneda)
         self.now = now
         self.problems: list[Problem] = []
-        self.has_cce = any(NS_COMERCIO_EXTERIOR in x for x in c.OtrosComplementos)
+        self.has_cce = any(
+            isinstance(x, bytes) and NS_COMERCIO_EXTERIOR in x for x in c.OtrosComplementos or ()
+        )
 
     def add(self, code: str, path: str, detail: str | None = None) -> None:
         message = MESSAGES[code]

@@ -200,12 +200,17 @@ class AdapterNotFound(LookupError):
         )
 
 
+_classes: dict[str, type[Adapter]] = {}  # names already resolved (scanning entry points is slow)
+
+
 def get_adapter(name: str, **options: Any) -> Adapter:
     """The adapter registered under ``name`` in the entry-point group ``connector.adapters``."""
-    matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
-    if not matches:
-        raise AdapterNotFound(name, available_adapters())
-    cls = matches[0].load()
+    cls = _classes.get(name)
+    if cls is None:
+        matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+        if not matches:
+            raise AdapterNotFound(name, available_adapters())
+        cls = _classes[name] = matches[0].load()
     return cls(**options)
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from connector.cfdi.cadena import cadena_original_xslt
@@ -245,3 +246,25 @@ def test_wrapped_base64_certificate_and_seal_still_verify() -> None:
     root.set("Certificado", "\n".join(cert[i : i + 76] for i in range(0, len(cert), 76)))
     root.set("Sello", sello[:100] + "\n  " + sello[100:])
     assert verify_seal(root) == []
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(comprobantes(), min_size=8, max_size=8))
+def test_sealing_from_several_threads_at_once(invoices: list[Comprobante]) -> None:
+    # The pipeline seals from worker threads: parsers, schema and XSLT are shared safely.
+    from concurrent.futures import ThreadPoolExecutor
+
+    xml_drop = SAMPLE_P.read_bytes()
+
+    def work(c: Comprobante) -> list[str]:
+        sealed = seal_invoice(c, shared_test_csd())
+        dropped = seal_xml(xml_drop, shared_test_csd())
+        problems = verify_seal(sealed) + validate_xsd(sealed) + verify_seal(dropped)
+        root = parse_xml_bytes(sealed)
+        if not shared_test_csd().verify(cadena_original_xslt(root), root.get("Sello")):
+            problems.append("xslt")
+        return [str(p) for p in problems]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(work, invoices * 2))
+    assert results == [[]] * 16

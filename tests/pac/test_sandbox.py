@@ -642,3 +642,31 @@ def test_request_that_does_not_follow_the_wsdl_is_a_client_fault(pac: SandboxPac
     assert fault.findtext("faultcode").endswith("Client")
     assert "SBX-SOAP" in fault.findtext("faultstring")
     assert "bogus" in fault.findtext("faultstring")
+
+
+def test_many_clients_at_once_each_invoice_one_uuid(pac: SandboxPac, csd: Csd) -> None:
+    pac.set_credits("user", 100)
+    invoices = {f"REF-MANY-{i}": sealed(csd, f"MANY{i}") for i in range(24)}
+
+    def send(item: tuple[str, bytes]) -> tuple[str, str]:
+        ref, xml = item
+        svc = client("fel_timbrado", pac.fel_timbrado_url, timeout=28)
+        first = svc.TimbrarCFDI(
+            usuario="user", password="secret", cadenaXML=xml.decode(), referencia=ref
+        )
+        again = svc.TimbrarCFDI(
+            usuario="user", password="secret", cadenaXML=xml.decode(), referencia=ref
+        )
+        assert again.CodigoRespuesta == "307"
+        assert again.Timbre.UUID == first.Timbre.UUID
+        return ref, first.Timbre.UUID
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = dict(pool.map(send, invoices.items()))
+
+    assert len(set(results.values())) == len(invoices)
+    for ref, uuid in results.items():
+        assert pac.store.uuids_for_referencia(ref) == [uuid]
+    assert pac.store.count() == len(invoices)
+    assert pac.credits("user") == 100 - len(invoices)
+    assert len(pac.store.requests(operation="TimbrarCFDI")) == 2 * len(invoices)

@@ -121,3 +121,39 @@ def test_cancel_with_wrong_password(pac: SandboxPac) -> None:
     )
     assert r.CodEstatus.startswith("203")
     assert r.Folios is None
+
+
+def test_quick_stamp_and_get_receipt(pac: SandboxPac, csd: Csd) -> None:
+    xml = sealed(csd, "FKQ")
+    r = client("finkok_stamp", pac.finkok_stamp_url).quick_stamp(
+        xml=xml, username="user", password="secret"
+    )
+    assert r.Incidencias is None and r.UUID
+    assert stamp(pac, xml).Incidencias.Incidencia[0].CodigoError == "307"
+    cancel_svc = client("finkok_cancel", pac.finkok_cancel_url)
+
+    recepcion = cancel_svc.get_receipt(
+        username="user", password="secret", taxpayer_id=EMISOR, uuid=r.UUID, type="R"
+    )
+    assert recepcion.success is True
+    assert etree.fromstring(recepcion.receipt.encode()).get("UUID") == r.UUID
+    before = cancel_svc.get_receipt(
+        username="user", password="secret", taxpayer_id=EMISOR, uuid=r.UUID, type="C"
+    )
+    assert before.success is False and before.error.startswith("404")
+
+    cancel_svc.cancel(
+        UUIDS={"UUID": [{"UUID": r.UUID, "Motivo": "03"}]},
+        username="user",
+        password="secret",
+        taxpayer_id=EMISOR,
+    )
+    after = cancel_svc.get_receipt(
+        username="user", password="secret", taxpayer_id=EMISOR, uuid=r.UUID, type="C"
+    )
+    assert after.success is True
+    assert "Cancelado" in after.receipt
+    denied = cancel_svc.get_receipt(
+        username="user", password="x", taxpayer_id=EMISOR, uuid=r.UUID, type="C"
+    )
+    assert denied.success is False and denied.error.startswith("203")

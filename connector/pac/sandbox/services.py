@@ -416,6 +416,12 @@ def finkok_stamp(engine: PacEngine, req: Any) -> Reply:
     return Reply({"stampResult": _acuse_recepcion(o)}, _log(o, req.username))
 
 
+def finkok_quick_stamp(engine: PacEngine, req: Any) -> Reply:
+    """``quick_stamp``: the same checks and stamp as ``stamp`` in the sandbox."""
+    reply = finkok_stamp(engine, req)
+    return Reply({"quick_stampResult": reply.body["stampResult"]}, reply.log)
+
+
 def finkok_stamped(engine: PacEngine, req: Any) -> Reply:
     if engine.authenticate(req.username, req.password) is None:
         o = Outcome(False, "203", MSG["203"])
@@ -468,6 +474,31 @@ def finkok_cancel(engine: PacEngine, req: Any) -> Reply:
     )
 
 
+def finkok_get_receipt(engine: PacEngine, req: Any) -> Reply:
+    """``get_receipt``: the cancellation acuse (``type`` "C", the default) or the acuse de
+    recepción (``type`` "R") of a UUID of the account."""
+    now = datetime.now().isoformat(timespec="seconds")
+    if engine.authenticate(req.username, req.password) is None:
+        body = {"success": False, "error": "203 - " + MSG["203"], "date": now}
+        return Reply({"get_receiptResult": body}, _auth_failed(req.username))
+    o = engine.by_uuid(req.username, req.uuid)
+    kind = (req.type or "C").strip().upper()
+    receipt = None
+    if o.ok and o.record is not None:
+        receipt = o.record.acuse_envio if kind == "R" else o.record.acuse_cancelacion
+        if receipt is None:
+            o = Outcome(False, "404", "El comprobante no tiene acuse de cancelación")
+    body = {
+        "uuid": req.uuid,
+        "success": o.ok,
+        "receipt": receipt.decode("utf-8") if receipt else None,
+        "taxpayer_id": req.taxpayer_id,
+        "error": None if o.ok else f"{o.code} - {o.message}",
+        "date": now,
+    }
+    return Reply({"get_receiptResult": body}, _log(o, req.username))
+
+
 def finkok_sat_status(engine: PacEngine, req: Any) -> Reply:
     if engine.authenticate(req.username, req.password) is None:
         body = {"error": "203 - " + MSG["203"]}
@@ -480,8 +511,16 @@ def finkok_sat_status(engine: PacEngine, req: Any) -> Reply:
     )
 
 
-FINKOK_STAMP: dict[str, Handler] = {"stamp": finkok_stamp, "stamped": finkok_stamped}
-FINKOK_CANCEL: dict[str, Handler] = {"cancel": finkok_cancel, "get_sat_status": finkok_sat_status}
+FINKOK_STAMP: dict[str, Handler] = {
+    "stamp": finkok_stamp,
+    "quick_stamp": finkok_quick_stamp,
+    "stamped": finkok_stamped,
+}
+FINKOK_CANCEL: dict[str, Handler] = {
+    "cancel": finkok_cancel,
+    "get_sat_status": finkok_sat_status,
+    "get_receipt": finkok_get_receipt,
+}
 
 
 # --- SAT ConsultaCFDIService --------------------------------------------------------------------

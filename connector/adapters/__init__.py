@@ -10,6 +10,7 @@ from .base import (
     InvoiceInput,
     ParsedRecord,
     available_adapters,
+    check_adapter,
     get_adapter,
     load_invoices,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "InvoiceInput",
     "ParsedRecord",
     "available_adapters",
+    "check_adapter",
     "get_adapter",
     "load_invoices",
 ]

@@ -214,6 +214,27 @@ def get_adapter(name: str, **options: Any) -> Adapter:
     return cls(**options)
 
 
+def check_adapter(name: str, options: dict[str, Any] | None = None) -> list[Problem]:
+    """Every problem of a source's adapter configuration (for ``check-config``): unknown
+    adapter, unknown options, a layout file that does not load (each layout error)."""
+    try:
+        get_adapter(name, **(options or {}))
+    except AdapterNotFound as exc:
+        return [Problem("CONN-ADAPTER", "adapter", str(exc).split(": ", 1)[1])]
+    except Exception as exc:
+        inner = getattr(exc, "problems", None)
+        if inner:
+            return list(inner)
+        return [
+            Problem(
+                "CONN-ADAPTER",
+                "options",
+                f"El adaptador '{name}' no acepta su configuración: {exc}",
+            )
+        ]
+    return []
+
+
 def load_invoices(
     data: bytes,
     filename: str,

@@ -96,3 +96,19 @@ def test_a_crashing_adapter_becomes_a_problem(third_party: None) -> None:
     assert len(out) == 2
     assert out[0].problems[0].code == "CONN-MAP-NONE"
     assert out[1].problems[0].code == "CONN-ADAPTER" and "boom" in out[1].problems[0].message
+
+
+def test_check_adapter_reports_configuration_problems(tmp_path: Path) -> None:
+    from connector.adapters.base import check_adapter
+
+    assert check_adapter("dat", {}) == []
+    assert check_adapter("csv", {"delimiter": ";", "encoding": "cp1252"}) == []
+    (p,) = check_adapter("sap", {})
+    assert p.code == "CONN-ADAPTER" and "dat" in p.message
+    (p,) = check_adapter("csv", {"separador": ";"})
+    assert "separador" in p.message
+    bad = tmp_path / "layout.toml"
+    bad.write_text('[layout]\nstart = "X"\n[records.Y]\nfields = []\n', encoding="utf-8")
+    problems = check_adapter("dat", {"layout": str(bad)})
+    assert {p.code for p in problems} == {"CONN-LAYOUT"} and len(problems) >= 2
+    assert all(p.location.startswith("layout.toml: ") for p in problems)

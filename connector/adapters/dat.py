@@ -238,13 +238,13 @@ class DatAdapter(Adapter):
                 current.fields = fields[0] if fields else {}
                 continue
 
+            if rtype in layout.ignore:
+                continue
             target = current
             if target is None:
                 if orphan is None:
                     orphan = orphan_record(filename, lineno)
                 target = orphan
-            if rtype in layout.ignore:
-                continue
             rt = layout.records.get(rtype)
             if rt is None:
                 target.problems.append(

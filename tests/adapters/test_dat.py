@@ -301,3 +301,9 @@ def test_sat_rule_problems_can_be_located_at_the_source_field() -> None:
         inv.locate(Problem("X", "Conceptos[0].Impuestos.Traslados[0].Importe", "m")).location
         == "r.dat:7:Importe"
     )
+
+
+def test_ignored_records_before_the_first_invoice_are_not_an_invoice() -> None:
+    text = "CORREO|x@example.com|\nCONCEPTOS|1|\n" + _invoice("A", "1")
+    out = list(load_invoices(text.encode(), "i.dat", adapter="dat", mapping=None))
+    assert len(out) == 1 and out[0].problems == [] and out[0].location == "i.dat:3"

@@ -175,6 +175,10 @@ class Adapter(ABC):
                 problems.extend(map_problems)
                 yield InvoiceInput(index, record.location, comprobante, None, problems, locator)
                 continue
+            if not problems:  # never an entry that is neither an invoice nor an error
+                problems.append(
+                    problem("CONN-DATA", "Estas líneas no forman una factura.", record.location)
+                )
             yield InvoiceInput(index, record.location, comprobante, None, problems)
 
 

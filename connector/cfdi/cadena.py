@@ -289,7 +289,8 @@ def _walk(root: etree._Element) -> str:
                 _walk_pagos(out, comp)
             elif tag == _T + "TimbreFiscalDigital":
                 # The CFDI XSLT has no template for it and the built-in one prints text nodes.
-                if (comp.text or "").strip(" \t\r\n") or len(comp):
+                # (even whitespace-only text is printed: the XSLT does not strip spaces)
+                if comp.text or len(comp):
                     raise _NeedsXslt
             elif isinstance(tag, str):
                 raise _NeedsXslt

@@ -152,3 +152,14 @@ def test_whitespace_in_any_text_matches_the_xslt(c: Comprobante, text: str, wher
         c = c.model_copy(update={"Conceptos": conceptos})
     root = parse_xml_bytes(to_xml(c))
     assert cadena_original(c) == cadena_original_xslt(root)
+
+
+def test_text_inside_the_timbre_is_printed_like_the_xslt_does() -> None:
+    data = SAMPLE_I.read_bytes().replace(
+        b"/>\n  </cfdi:Complemento>", b">\n  </tfd:TimbreFiscalDigital>\n  </cfdi:Complemento>"
+    )
+    assert b"</tfd:TimbreFiscalDigital>" in data
+    root = parse_xml_bytes(data)
+    expected = cadena_original_xslt(root)
+    assert expected.endswith("|458.90\n  ||")
+    assert cadena_original(root) == expected

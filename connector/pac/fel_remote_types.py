@@ -16,8 +16,11 @@ What Comprobante40R does not carry and how it is filled:
 * comprobante-level ``Impuestos``: derived from the conceptos by ``connector.cfdi.amounts``;
 * ``Sello``/``NoCertificado``/``Certificado``: FEL seals with the account's CSD.
 
-Not mapped (yet): the Pagos 2.0 complement (``Pagos20R``) and the other complements; a
-Comprobante carrying them is refused with code ``CONN-REMOTE-UNSUPPORTED``.
+* Pagos 2.0 (``Pagos20R``): every Pago and DoctoRelacionado field is carried; ``ImpuestosP``
+  and ``Totales`` are not in the contract and are derived again by ``amounts.complete``.
+
+Not mapped: the other complements (Nómina, Carta Porte, Comercio Exterior… and anything in
+``OtrosComplementos``); a Comprobante carrying them is refused with ``CONN-REMOTE-UNSUPPORTED``.
 """
 
 from __future__ import annotations
@@ -55,6 +58,10 @@ ARRAYS = {
     "Retenciones": "RetencionConcepto40R",
     "InformacionAduanera": "InformacionAduanera40R",
     "CuentaPredial": "CuentaPredial40R",
+    "Pago": "PagosPago20R",
+    "DoctoRelacionado": "PagosPagoDoctoRelacionado20R",
+    "TrasladosDR": "PagosPagoDoctoRelacionadoImpuestosDRTrasladoDR20R",
+    "RetencionesDR": "PagosPagoDoctoRelacionadoImpuestosDRRetencionDR20R",
 }
 
 _SIMPLE = (
@@ -100,8 +107,36 @@ _TERCEROS = (
     "RegimenFiscalACuentaTerceros",
     "DomicilioFiscalACuentaTerceros",
 )
+_PAGO = (
+    "FechaPago",
+    "FormaDePagoP",
+    "MonedaP",
+    "TipoCambioP",
+    "Monto",
+    "NumOperacion",
+    "RfcEmisorCtaOrd",
+    "NomBancoOrdExt",
+    "CtaOrdenante",
+    "RfcEmisorCtaBen",
+    "CtaBeneficiario",
+    "TipoCadPago",
+    "CertPago",
+    "CadPago",
+    "SelloPago",
+)
+_DOCTO = (
+    "IdDocumento",
+    "Serie",
+    "Folio",
+    "MonedaDR",
+    "EquivalenciaDR",
+    "ImpSaldoAnt",
+    "ImpPagado",
+    "ImpSaldoInsoluto",
+    "ObjetoImpDR",
+)
+_TAX_DR = ("BaseDR", "ImpuestoDR", "TipoFactorDR", "TasaOCuotaDR", "ImporteDR")
 _UNSUPPORTED = (
-    "Pagos",
     "Nomina",
     "CartaPorte20",
     "CartaPorte30",
@@ -133,7 +168,7 @@ def to_comprobante40r(
             path=name,
             message=f"Conexión Remota: el complemento {name} no está soportado por este conector.",
         )
-        for name, present in (("Pagos", c.Pagos), ("OtrosComplementos", c.OtrosComplementos))
+        for name, present in (("OtrosComplementos", c.OtrosComplementos),)
         if present
     ]
     if unsupported:
@@ -186,10 +221,62 @@ def to_comprobante40r(
             item["CuentaPredial"] = {"CuentaPredial40R": [{"Numero": n} for n in k.CuentaPredial]}
         conceptos.append(item)
     data["Conceptos"] = {"Concepto40R": conceptos}
+    if c.Pagos is not None:
+        data["Pagos"] = {
+            "Version": c.Pagos.Version,
+            "Pago": {"PagosPago20R": [_pago_to_r(p) for p in c.Pagos.Pago]},
+        }
     return data
 
 
+def _pago_to_r(p: Any) -> dict[str, Any]:
+    """A Pago 2.0 as ``PagosPago20R`` (ImpuestosP and Totales are derived by the service)."""
+    out = _pick(p, _PAGO)
+    doctos = []
+    for d in p.DoctoRelacionado:
+        item = _pick(d, _DOCTO)
+        item["NumParcialidad"] = str(d.NumParcialidad)
+        if d.ImpuestosDR is not None:
+            imp: dict[str, Any] = {}
+            if d.ImpuestosDR.TrasladosDR:
+                imp["TrasladosDR"] = {
+                    ARRAYS["TrasladosDR"]: [_pick(t, _TAX_DR) for t in d.ImpuestosDR.TrasladosDR]
+                }
+            if d.ImpuestosDR.RetencionesDR:
+                imp["RetencionesDR"] = {
+                    ARRAYS["RetencionesDR"]: [
+                        _pick(r, _TAX_DR) for r in d.ImpuestosDR.RetencionesDR
+                    ]
+                }
+            item["ImpuestosDR"] = imp
+        doctos.append(item)
+    out["DoctoRelacionado"] = {ARRAYS["DoctoRelacionado"]: doctos}
+    return out
+
+
 # --- Comprobante40R → Comprobante ----------------------------------------------------------------
+
+
+def _pago_from_r(p: dict[str, Any]) -> dict[str, Any]:
+    out = _some(p, _PAGO)
+    doctos = []
+    for d in _items(p.get("DoctoRelacionado"), "DoctoRelacionado"):
+        item = _some(d, _DOCTO)
+        if d.get("NumParcialidad") is not None:
+            item["NumParcialidad"] = d["NumParcialidad"]
+        imp = d.get("ImpuestosDR")
+        if imp:
+            item["ImpuestosDR"] = {
+                "TrasladosDR": [
+                    _some(t, _TAX_DR) for t in _items(imp.get("TrasladosDR"), "TrasladosDR")
+                ],
+                "RetencionesDR": [
+                    _some(r, _TAX_DR) for r in _items(imp.get("RetencionesDR"), "RetencionesDR")
+                ],
+            }
+        doctos.append(item)
+    out["DoctoRelacionado"] = doctos
+    return out
 
 
 def _local(tag: Any) -> str:
@@ -313,6 +400,12 @@ def from_comprobante40r(
             item["CuentaPredial"] = [p.get("Numero") for p in cuentas]
         conceptos.append(item)
     out["Conceptos"] = conceptos
+    pagos = data.get("Pagos")
+    if pagos:
+        out["Pagos"] = {
+            "Version": pagos.get("Version") or "2.0",
+            "Pago": [_pago_from_r(p) for p in _items(pagos.get("Pago"), "Pago")],
+        }
     comprobante, load_problems = load_invoice(out)
     if comprobante is None:
         raise CfdiError(load_problems)

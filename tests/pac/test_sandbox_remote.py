@@ -15,7 +15,7 @@ from lxml import etree
 from connector.cfdi.amounts import complete
 from connector.cfdi.csd import Csd
 from connector.cfdi.errors import CfdiError
-from connector.cfdi.model import NS_CFDI, Pagos
+from connector.cfdi.model import NS_CFDI
 from connector.cfdi.seal import verify_seal, verify_tfd
 from connector.pac.fel_remote_types import from_comprobante40r, to_comprobante40r
 from connector.pac.sandbox import SandboxAccount, SandboxPac
@@ -213,12 +213,12 @@ def test_mapping_round_trip_property(cantidad, precio, folio, pedimentos, tipo) 
 
 
 def test_mapping_refuses_what_it_cannot_carry() -> None:
-    c = invoice("P").model_copy(update={"Pagos": Pagos()})
+    c = invoice("P").model_copy(update={"OtrosComplementos": [b"<x:Otro xmlns:x='urn:x'/>"]})
     with pytest.raises(CfdiError) as err:
         to_comprobante40r(c)
     assert err.value.code == "CONN-REMOTE-UNSUPPORTED"
     with pytest.raises(CfdiError) as err2:
-        from_comprobante40r({"Pagos": {"Version": "2.0"}, "Fecha": "2025-01-01T00:00:00"})
+        from_comprobante40r({"Nomina": {"x": 1}, "Fecha": "2025-01-01T00:00:00"})
     assert err2.value.code == "CONN-REMOTE-UNSUPPORTED"
     with pytest.raises(CfdiError) as err3:
         from_comprobante40r({"Fecha": "2025-01-01T00:00:00", "Conceptos": []})
@@ -232,3 +232,48 @@ def test_generate_over_http_with_an_account_without_cuenta(tmp_path: Path, csd: 
         cred = {"Cuenta": "", "Usuario": "solo", "Password": "pw"}
         r = generar(sandbox, "S1", "SOLO-1", cred=cred)
         assert r.OperacionExitosa is True, r.ErrorDetallado
+
+
+# --- Pagos 2.0 through Conexión Remota --------------------------------------------------------
+
+
+def _pago_sample(shared_dir: Path):
+    from datetime import datetime
+
+    from connector.cfdi import xmlio
+
+    c = xmlio.from_xml((shared_dir / "samples" / "cfdi40-pago20-valid_CfdiUtils.xml").read_bytes())
+    return c.model_copy(
+        update={
+            "Sello": None,
+            "NoCertificado": None,
+            "Certificado": None,
+            "TimbreFiscalDigital": None,
+            "Fecha": datetime.now().replace(microsecond=0).isoformat(),
+        }
+    )
+
+
+def test_mapping_round_trip_of_a_pagos_20_document(shared_dir: Path) -> None:
+    c = _pago_sample(shared_dir)
+    data = to_comprobante40r(c)
+    assert data["ClaveCFDI"] == "PAG"
+    [pago] = data["Pagos"]["Pago"]["PagosPago20R"]
+    assert "ImpuestosP" not in pago  # not in the contract: derived by the service
+    assert [
+        d["NumParcialidad"] for d in pago["DoctoRelacionado"]["PagosPagoDoctoRelacionado20R"]
+    ] == ["2", "1"]
+    assert complete(from_comprobante40r(data, rfc_emisor=c.Emisor.Rfc)) == complete(c)
+
+
+def test_generate_a_pagos_20_document(pac: SandboxPac, shared_dir: Path) -> None:
+    c = _pago_sample(shared_dir)
+    r = cr(pac).GenerarCFDI40(credenciales=CRED, cfdi=to_comprobante40r(c, referencia="PAGO-1"))
+    assert r.OperacionExitosa is True, (r.ErrorGeneral, r.ErrorDetallado)
+    xml = r.XML.encode()
+    assert verify_seal(xml) == []
+    root = etree.fromstring(xml)
+    assert root.get("TipoDeComprobante") == "P"
+    totales = root.find(".//{http://www.sat.gob.mx/Pagos20}Totales")
+    assert totales.get("MontoTotalPagos") == "15000.00"
+    assert len(root.findall(".//{http://www.sat.gob.mx/Pagos20}ImpuestosP")) == 1

@@ -670,3 +670,15 @@ def test_many_clients_at_once_each_invoice_one_uuid(pac: SandboxPac, csd: Csd) -
     assert pac.store.count() == len(invoices)
     assert pac.credits("user") == 100 - len(invoices)
     assert len(pac.store.requests(operation="TimbrarCFDI")) == 2 * len(invoices)
+
+
+def test_stop_and_start_again_on_the_same_port(pac: SandboxPac, csd: Csd) -> None:
+    uuid = timbrar(pac, sealed(csd, "SS"), "REF-SS").Timbre.UUID
+    port = pac.port
+    pac.stop()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(pac.fel_timbrado_url + "?wsdl", timeout=5)
+    pac.start()
+    assert pac.port == port
+    again = timbrar(pac, sealed(csd, "SS"), "REF-SS")
+    assert (again.CodigoRespuesta, again.Timbre.UUID) == ("307", uuid)

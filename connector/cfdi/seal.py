@@ -19,7 +19,7 @@ from typing import Any
 
 from lxml import etree
 
-from .cadena import cadena_original, cadena_tfd
+from .cadena import _model_cadena, cadena_original, cadena_tfd
 from .csd import Csd, CsdCertificate, load_certificate
 from .errors import CsdError, Problem, SealError, XmlError
 from .model import NS_CFDI, NS_TFD, Comprobante
@@ -100,7 +100,9 @@ def seal_tree(c: Comprobante, csd: Csd) -> etree._Element:
         }
     )
     root = build_tree(c)
-    root.set("Sello", csd.sign(cadena_original(root)))
+    # the cadena straight from the model (no tree walk) unless only SAT's XSLT can compute it
+    cadena = _model_cadena(c)
+    root.set("Sello", csd.sign(cadena if cadena is not None else cadena_original(root)))
     return root
 
 

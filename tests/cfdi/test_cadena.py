@@ -17,7 +17,7 @@ from connector.cfdi.errors import XmlError
 from connector.cfdi.model import Comprobante
 from connector.cfdi.xmlio import from_xml, parse_xml_bytes, to_xml
 
-from .strategies import SAMPLES, comprobantes, free_text
+from .strategies import SAMPLES, comprobantes, comprobantes_raw, free_text
 
 PROPS = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 SAMPLE_I = SAMPLES / "cfdi40-valid_CfdiUtils.xml"
@@ -163,3 +163,11 @@ def test_text_inside_the_timbre_is_printed_like_the_xslt_does() -> None:
     expected = cadena_original_xslt(root)
     assert expected.endswith("|458.90\n  ||")
     assert cadena_original(root) == expected
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(comprobantes_raw())
+def test_missing_amounts_give_the_same_cadena_from_model_and_xslt(c: Comprobante) -> None:
+    # required attributes that are absent still write their '|' (Requerido)
+    root = parse_xml_bytes(to_xml(c))
+    assert cadena_original(c) == cadena_original_xslt(root)

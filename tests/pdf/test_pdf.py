@@ -10,10 +10,13 @@ import subprocess
 import threading
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pypdf
 import pytest
 import zxingcpp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from connector.cfdi.cadena import cadena_tfd
@@ -505,3 +508,87 @@ def test_pdf_command_bad_colour(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["pdf", str(STAMPED), "-o", str(tmp_path / "x.pdf"), "--color", "azul"]) == 1
     err = capsys.readouterr().err
     assert "CONN-PDF-COLOR" in err and "no es válido" in err
+
+
+# --- the speed machinery must not change what is printed ----------------------------------------
+
+
+def test_cached_font_subsets_print_the_same_pages_as_fpdf2s_own(
+    stamped: Comprobante, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fpdf.output
+    from fontTools import subset as real_subset
+
+    c = stamped.model_copy(
+        update={
+            "Conceptos": [
+                stamped.Conceptos[0].model_copy(
+                    update={"Descripcion": "Ñandú ⏻ Ω ★ “x” ŁĘŻ ẞ – fin"}
+                )
+            ]
+        }
+    )
+    cached = render_pdf(c)
+    render_pdf(c)  # second time: every subset comes from the cache
+    again = render_pdf(c)
+    monkeypatch.setattr(fpdf.output, "ftsubset", real_subset)
+    plain = render_pdf(c)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "c").mkdir()
+    img_a = _images(cached, tmp_path / "a", dpi=100)[0]
+    img_b = _images(again, tmp_path / "b", dpi=100)[0]
+    img_c = _images(plain, tmp_path / "c", dpi=100)[0]
+    assert img_a.tobytes() == img_b.tobytes() == img_c.tobytes()
+    assert _pages(cached) == _pages(plain)
+
+
+def test_fallback_glyph_sets_are_kept_apart(stamped: Comprobante) -> None:
+    one = stamped.model_copy(
+        update={"Conceptos": [stamped.Conceptos[0].model_copy(update={"Descripcion": "uno Ω"})]}
+    )
+    two = stamped.model_copy(
+        update={"Conceptos": [stamped.Conceptos[0].model_copy(update={"Descripcion": "dos ★ Ł"})]}
+    )
+    for _ in range(2):
+        assert "uno Ω" in _pages(render_pdf(one))[0]
+        assert "dos ★ Ł" in _pages(render_pdf(two))[0]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    text=st.text(
+        alphabet=st.sampled_from(list("abcdefghijklmnñopqrstuvwxyzÁÉÍÓÚ0123456789/+=-.,⏻Ω ")),
+        max_size=400,
+    ),
+    width=st.floats(min_value=8, max_value=190),
+    bold=st.booleans(),
+    by_char=st.booleans(),
+)
+def test_line_breaking_keeps_every_character_inside_the_width(
+    text: str, width: float, bold: bool, by_char: bool
+) -> None:
+    renderer = _renderer_for_wrap()
+    renderer.font(bold, 7)
+    lines = renderer.wrap(text, width, by_char=by_char)
+    for line in lines:
+        assert renderer.width(line) <= width + 1e-9 or len(line) == 1
+    if by_char:
+        assert "".join(lines) == text
+    else:
+        assert " ".join(lines).split() == text.split()
+
+
+_RENDERER: list[Any] = []
+
+
+def _renderer_for_wrap() -> Any:
+    if not _RENDERER:
+        from connector.cfdi.pdf import _Renderer
+
+        base = _load(STAMPED)
+        c = base.model_copy(
+            update={"Conceptos": [base.Conceptos[0].model_copy(update={"Descripcion": "⏻ Ω"})]}
+        )
+        _RENDERER.append(_Renderer(c, PdfStyle(), False))
+    return _RENDERER[0]

@@ -188,6 +188,7 @@ def main() -> int:
         ("  stage: load_invoice (dict -> model)", lambda i: ours_build(datas[i])),
         ("  stage: amounts.complete", lambda i: amounts.complete(models[i])),
         ("  stage: build_tree (model -> lxml)", lambda i: build_tree(completed[i])),
+        ("  stage: cadena_original (fast, model)", lambda i: cadena_original(completed[i])),
         ("  stage: cadena_original (fast, tree)", lambda i: cadena_original(sealed_roots[i])),
         ("  stage: RSA-2048 SHA-256 sign", lambda i: csd.sign(b"||4.0|x||" + str(i).encode())),
         ("  stage: validate_xsd (tree)", lambda i: validate_xsd(sealed_roots[i])),

@@ -592,3 +592,53 @@ def _renderer_for_wrap() -> Any:
         )
         _RENDERER.append(_Renderer(c, PdfStyle(), False))
     return _RENDERER[0]
+
+
+_ANY_TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), max_codepoint=0x2FFFF), max_size=120
+)
+_ANY_AMOUNT = st.one_of(
+    st.none(),
+    st.decimals(allow_nan=False, allow_infinity=False, min_value=-(10**20), max_value=10**20),
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    nombre=_ANY_TEXT,
+    descripcion=_ANY_TEXT,
+    serie=st.one_of(st.none(), _ANY_TEXT),
+    total=_ANY_AMOUNT,
+    importe=_ANY_AMOUNT,
+    moneda=st.sampled_from(["MXN", "USD", "EUR", "XXX", "", "ZZZ"]),
+    forma=st.sampled_from([None, "01", "99", "ZZ", ""]),
+    cancelled=st.booleans(),
+)
+def test_any_content_renders_without_crashing(
+    nombre: str,
+    descripcion: str,
+    serie: str | None,
+    total: Decimal | None,
+    importe: Decimal | None,
+    moneda: str,
+    forma: str | None,
+    cancelled: bool,
+) -> None:
+    base = _load(STAMPED)
+    c = base.model_copy(
+        update={
+            "Serie": serie,
+            "Total": total,
+            "Moneda": moneda,
+            "FormaPago": forma,
+            "Receptor": base.Receptor.model_copy(update={"Nombre": nombre}),
+            "Conceptos": [
+                base.Conceptos[0].model_copy(
+                    update={"Descripcion": descripcion, "Importe": importe}
+                )
+            ],
+        }
+    )
+    pdf = render_pdf(c, cancelled=cancelled)
+    pages = _pages(pdf)
+    assert pages and LEGEND in pages[0]

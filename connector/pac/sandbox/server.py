@@ -23,7 +23,6 @@ import contextlib
 import logging
 import socket
 import threading
-import time
 from dataclasses import dataclass
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -526,14 +525,3 @@ class SandboxPac:
             usuario="demo", password="demo", cuenta="DEMO", creditos=1_000_000, csds={DEMO_RFC: csd}
         )
         return cls(db_path, accounts=[account], **kwargs)
-
-
-def serve_forever(sandbox: SandboxPac, stop: threading.Event) -> None:
-    """Run until ``stop`` is set (the CLI sets it on Ctrl-C / SIGTERM)."""
-    sandbox.start()
-    try:
-        while not stop.wait(0.2):
-            pass
-    finally:
-        sandbox.close()
-    time.sleep(0)

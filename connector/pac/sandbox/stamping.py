@@ -22,6 +22,11 @@ code   meaning
 Cancellation codes (SAT's): 201 accepted, 202 previously cancelled, 205 UUID unknown to this
 account, 312 motivo not in 01–04, 313 motivo 01 without a FolioSustitucion.
 
+Fecha (and the 72-hour window, with 2 minutes of tolerance for the future) is read against the
+machine's local clock: the sandbox runs beside the connector, so both share one clock.
+FechaTimbrado is local time too, without zone, as SAT writes it. The Addenda is not validated
+(it is not part of the CFDI's schema nor of its seal).
+
 The CFDI domain work (safe parsing, XSD, seal verification, cadena of the TFD, building and
 sealing in remote mode) is done by ``connector.cfdi``; this module only decides and stores.
 """

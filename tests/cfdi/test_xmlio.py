@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from connector.cfdi.errors import XmlError
@@ -365,3 +366,48 @@ def test_parte_and_complemento_concepto_round_trip() -> None:
     root = parse_xml_bytes(again)
     kids = [etree.QName(x).localname for x in root.find(f"{C}Conceptos/{C}Concepto")]
     assert kids == ["Impuestos", "ComplementoConcepto", "Parte"]
+
+
+# --- fuzz: damaged documents never crash anything -----------------------------------------------
+
+
+@st.composite
+def _damaged(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(st.sampled_from([SAMPLE_I, SAMPLE_P])).read_bytes())
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["cut", "flip", "insert", "delete"]))
+        pos = draw(st.integers(0, len(data)))
+        if kind == "cut":
+            data = data[:pos]
+        elif kind == "flip" and pos < len(data):
+            data[pos] = draw(st.integers(0, 255))
+        elif kind == "insert":
+            junk = draw(
+                st.sampled_from(
+                    [b"<", b">", b"&", b'"', b"\x00", b"<!DOCTYPE x>", b"\xc3", b"&amp;"]
+                )
+            )
+            data[pos:pos] = junk
+        else:
+            data[pos : pos + draw(st.integers(1, 40))] = b""
+    return bytes(data)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(_damaged())
+def test_damaged_documents_give_problems_never_crashes(data: bytes) -> None:
+    from connector.cfdi.cadena import cadena_original
+    from connector.cfdi.seal import verify_seal
+
+    try:
+        c = from_xml(data)
+    except XmlError as exc:
+        assert exc.problems and exc.code.startswith("CONN-")
+    else:
+        assert isinstance(c, Comprobante)
+    assert all(p.code and p.message for p in validate_xsd(data))
+    assert all(p.code and p.message for p in verify_seal(data))
+    try:
+        assert cadena_original(data).startswith("||")
+    except XmlError as exc:
+        assert exc.problems

@@ -208,3 +208,17 @@ def test_bad_rules_are_refused() -> None:
         Faults().add("drop", probability=1.5)
     with pytest.raises(FaultSpecError):
         Faults().add("nope")
+
+
+def test_latency_is_observable_by_a_client_timeout(pac: SandboxPac) -> None:
+    svc = client("fel_timbrado", pac.fel_timbrado_url, timeout=0.3)
+    pac.latency = 1.5
+    with pytest.raises(requests.exceptions.Timeout):
+        svc.ConsultarCreditos(usuario="user", password="secret")
+    pac.latency = 0.0
+    pac.faults.add("latency", times=1, seconds=1.5, operations={"ConsultarCreditos"})
+    with pytest.raises(requests.exceptions.Timeout):
+        svc.ConsultarCreditos(usuario="user", password="secret")
+    patient = client("fel_timbrado", pac.fel_timbrado_url)
+    assert patient.ConsultarCreditos(usuario="user", password="secret").OperacionExitosa is True
+    assert pac.faults.fired["latency"] == 1

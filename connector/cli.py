@@ -119,7 +119,7 @@ def _add_cfdi_commands(sub: argparse._SubParsersAction) -> None:
         from connector.cfdi.csd import Csd
         from connector.cfdi.errors import CfdiError
         from connector.cfdi.seal import seal_invoice, seal_xml
-        from connector.cfdi.xmlio import parse_xml_bytes, serialize, validate_xsd
+        from connector.cfdi.xmlio import from_element, parse_xml_bytes, serialize, validate_xsd
 
         data = read_input(args.input)
         if data is None:
@@ -144,12 +144,17 @@ def _add_cfdi_commands(sub: argparse._SubParsersAction) -> None:
                     return 1
                 sealed = seal_invoice(c, csd)
             else:
+                root = parse_xml_bytes(data)
                 if args.now:
-                    root = parse_xml_bytes(data)
                     root.set("Fecha", now_local())
                     data = serialize(root)
+                errors = [p for p in rules.validate(from_element(root)) if p.severity == "error"]
+                if errors:
+                    show(errors, args.input)
+                    out(f"{args.input}: el XML no cumple las reglas del SAT; no se selló.")
+                    return 1
                 sealed = seal_xml(data, csd)
-            problems = validate_xsd(sealed)
+            problems = [p for p in validate_xsd(sealed) if p.severity == "error"]
             if problems:
                 show(problems, args.input)
                 out(f"{args.input}: el XML sellado no cumple el XSD del SAT; no se escribió.")

@@ -184,3 +184,19 @@ def test_entry_point_runs_as_a_process(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "válido" in proc.stdout
+
+
+def test_seal_refuses_an_xml_drop_that_breaks_sat_rules(
+    tmp_path: Path, password_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = parse_xml_bytes(SAMPLE_P.read_bytes())
+    for name in ("Sello", "Certificado", "NoCertificado"):
+        del root.attrib[name]
+    root.set("FormaPago", "01")  # a tipo P must not carry FormaPago (CFDI40103)
+    from lxml import etree
+
+    src = tmp_path / "erp.xml"
+    src.write_bytes(etree.tostring(root))
+    assert main(_seal_args(src, tmp_path / "o.xml")) == 1
+    assert "CFDI40103" in capsys.readouterr().out
+    assert not (tmp_path / "o.xml").exists()

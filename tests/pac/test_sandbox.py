@@ -682,3 +682,22 @@ def test_stop_and_start_again_on_the_same_port(pac: SandboxPac, csd: Csd) -> Non
     assert pac.port == port
     again = timbrar(pac, sealed(csd, "SS"), "REF-SS")
     assert (again.CodigoRespuesta, again.Timbre.UUID) == ("307", uuid)
+
+
+def test_a_document_stamped_by_another_account_is_307_without_its_xml(
+    tmp_path: Path, csd: Csd
+) -> None:
+    accounts = [
+        SandboxAccount("a", "pa", "CA", creditos=5, csds={EMISOR: csd}),
+        SandboxAccount("b", "pb", "CB", creditos=5, csds={EMISOR: csd}),
+    ]
+    with SandboxPac(tmp_path / "pac.db", accounts=accounts) as sandbox:
+        xml = sealed(csd, "X-ACC").decode()
+        svc = fel(sandbox)
+        first = svc.TimbrarCFDI(usuario="a", password="pa", cadenaXML=xml, referencia="R")
+        assert first.OperacionExitosa is True
+        other = svc.TimbrarCFDI(usuario="b", password="pb", cadenaXML=xml, referencia="R")
+        assert other.CodigoRespuesta == "307"
+        assert other.XMLResultado is None and other.Timbre is None
+        assert sandbox.store.count() == 1
+        assert sandbox.credits("b") == 5

@@ -124,6 +124,13 @@ def _fail(code: str, detail: str | None = None, record: StampRecord | None = Non
     return Outcome(False, code, MSG.get(code, code), record=record, detail=detail)
 
 
+def _previously_stamped(usuario: str, existing: StampRecord) -> Outcome:
+    """307 with the existing stamp, unless another account stamped it: then no XML leaks."""
+    if existing.account != usuario:
+        return _fail("307", "El documento ya fue timbrado por otra cuenta")
+    return _fail("307", record=existing)
+
+
 # --- the sandbox's own certificate ------------------------------------------------------------
 
 
@@ -351,7 +358,7 @@ class PacEngine:
 
         existing = self._existing(usuario, digest, referencia)
         if existing is not None:
-            return _fail("307", record=existing)
+            return _previously_stamped(usuario, existing)
         if self.store.credits(usuario) <= 0:
             return _fail("905")
 
@@ -457,7 +464,7 @@ class PacEngine:
             # Re-check under the write lock: two identical requests racing get one UUID.
             existing = self._existing(usuario, record.sello_sha256, referencia)
             if existing is not None:
-                return _fail("307", record=existing)
+                return _previously_stamped(usuario, existing)
             remaining = self.store.credits(usuario)
             if remaining <= 0:
                 return _fail("905")

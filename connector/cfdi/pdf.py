@@ -11,7 +11,10 @@ stamp section.
 Fonts are shipped in ``fonts/`` (DejaVu Sans, plus Noto Sans Symbols 2 as fallback), never taken
 from the system. For speed the text is set in a Latin subset of DejaVu Sans (see
 ``fonts/README.md``); the full DejaVu Sans and Noto Sans Symbols 2 are added as fallbacks only
-when the invoice has characters outside that subset. Each font file is parsed once per process.
+when the invoice has characters outside that subset, cut to just those glyphs. Each font is
+parsed once per process, and fpdf2's font subsetting (the dominant cost of a small PDF) is cached
+per glyph set: importing this module wraps ``fpdf.output.ftsubset`` so that fonts marked as ours
+are subset once; every other font goes through fontTools unchanged.
 
 The QR (``qr_url``) follows Anexo 20 (CFDI 4.0, "código de barras bidimensional"): ``id`` UUID,
 ``re`` RFC emisor, ``rr`` RFC receptor, ``tt`` the Total with up to 6 decimals and the
@@ -856,6 +859,18 @@ class _Renderer:
             self.font(False, 7)
             wrapped = [self.wrap(v, col_w * s - 2) for _, v, s in row]
             row_h = 3 + max(len(w) for w in wrapped) * _LH + 0.8
+            if len(row) == 1 and row_h > 60:  # a long single value may run over pages
+                label, value, span = row[0]
+                self.ensure(3 + 2 * _LH)
+                self.font(True, 5.8)
+                self.color(self.primary)
+                self.put(x, self.y, col_w * span - 2, label.upper(), "L", 3)
+                self.y += 3
+                self.font(False, 7)
+                self.color()
+                self.para(x, col_w * span - 2, value, breakable=True)
+                self.y += 0.8
+                continue
             self.ensure(row_h)
             cx = x
             for (label, _, span), lines in zip(row, wrapped, strict=True):
@@ -982,14 +997,8 @@ class _Renderer:
         if c.CfdiRelacionados:
             self.section("CFDI relacionados")
             for rel in c.CfdiRelacionados:
-                self.fields(
-                    [
-                        ("Tipo de relación", describe(TIPO_RELACION, rel.TipoRelacion)),
-                        ("UUID relacionados", ", ".join(rel.UUIDs)),
-                    ],
-                    3,
-                    spans={"UUID relacionados": 2},
-                )
+                self.fields([("Tipo de relación", describe(TIPO_RELACION, rel.TipoRelacion))], 1)
+                self.fields([("UUID relacionados", ", ".join(rel.UUIDs))], 1)
 
     def _table_head(self, columns: list[tuple[str, float, str]], h: float = 5.0) -> None:
         pdf = self.pdf
@@ -1025,6 +1034,8 @@ class _Renderer:
             ]
             self.font(False, 7)
             wrapped = [self.wrap(t, w - 1.6) for t, (_, w, _) in zip(cells, _COLUMNS, strict=True)]
+            if len(wrapped[3]) > 40:  # many line breaks: keep the row within one page
+                wrapped[3] = self.wrap(" ".join(cells[3].split()), _COLUMNS[3][1] - 1.6)
             main_h = max(len(w) for w in wrapped) * _LH
             self.font(False, 6)
             details = [line for d in self._concepto_details(k) for line in self.wrap(d, detail_w)]

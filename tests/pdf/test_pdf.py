@@ -642,3 +642,46 @@ def test_any_content_renders_without_crashing(
     pdf = render_pdf(c, cancelled=cancelled)
     pages = _pages(pdf)
     assert pages and LEGEND in pages[0]
+
+
+def _text_baselines(pdf: bytes) -> list[tuple[float, float, str]]:
+    """(x, y) in points of every text shown, from the PDF's own operators."""
+    out: list[tuple[float, float, str]] = []
+    for page in pypdf.PdfReader(io.BytesIO(pdf)).pages:
+
+        def visit(text: str, cm: list[float], tm: list[float], *_: Any) -> None:
+            if text.strip():
+                out.append((tm[4] * cm[0] + cm[4], tm[5] * cm[3] + cm[5], text))
+
+        page.extract_text(visitor_text=visit)
+    return out
+
+
+def test_huge_values_flow_over_pages_and_stay_on_the_page(
+    stamped: Comprobante, tmp_path: Path
+) -> None:
+    many = [f"{i:08d}-1111-2222-3333-444444444444" for i in range(300)]
+    c = stamped.model_copy(
+        update={
+            "CfdiRelacionados": [CfdiRelacionados(TipoRelacion="07", UUIDs=many)],
+            "Conceptos": [
+                stamped.Conceptos[0].model_copy(
+                    update={"Descripcion": "\n".join(f"renglón {i}" for i in range(120))}
+                )
+            ]
+            * 3,
+        }
+    )
+    pdf = render_pdf(c)
+    pages = _pages(pdf)
+    assert len(pages) >= 3
+    text = "".join(pages)
+    assert all(u in text for u in many)
+    assert "renglón 119" in text
+    letter_h = 279.4 / 25.4 * 72
+    baselines = _text_baselines(pdf)
+    assert len(baselines) > 300
+    for x, y, shown in baselines:
+        assert 10 <= y <= letter_h - 10, (y, shown)
+        assert 20 <= x <= 612 - 20, (x, shown)
+    _assert_margins_clear(pdf, tmp_path)

@@ -277,6 +277,7 @@ class Journal:
     def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._depth = 0
         self._db = sqlite3.connect(
             str(self.path), isolation_level=None, check_same_thread=False, timeout=30
         )
@@ -301,13 +302,26 @@ class Journal:
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
+            if self._depth:  # inside batch(): part of the enclosing transaction
+                yield self._db
+                return
             self._db.execute("BEGIN IMMEDIATE")
+            self._depth += 1
             try:
                 yield self._db
             except BaseException:
+                self._depth -= 1
                 self._db.execute("ROLLBACK")
                 raise
+            self._depth -= 1
             self._db.execute("COMMIT")
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Several steps committed together (one fsync): nothing inside may be a side effect
+        outside the journal — the caller acts on the results only after the block exits."""
+        with self._tx():
+            yield
 
     # --- invoices ---------------------------------------------------------------------------
 
@@ -431,15 +445,17 @@ class Journal:
 
     def mark_sending(self, invoice_id: int) -> Entry:
         """Count the attempt before the request leaves."""
-        with self._lock:
-            e = self.get_id(invoice_id)
-            return self._transition(
-                invoice_id,
-                State.SENDING,
-                f"attempt {e.attempts + 1}",
-                attempts=e.attempts + 1,
-                next_retry_at=None,
+        with self._tx() as db:
+            e = self._get_locked(invoice_id)
+            if State.SENDING not in TRANSITIONS[e.state]:
+                raise JournalError(f"transition {e.state} → sending not allowed for {e.label}")
+            db.execute(
+                "UPDATE invoices SET state=?, attempts=attempts+1, next_retry_at=NULL, "
+                "updated_at=? WHERE id=?",
+                (State.SENDING, time.time(), invoice_id),
             )
+            self._event(db, invoice_id, e.state, State.SENDING, f"attempt {e.attempts + 1}")
+            return self._get_locked(invoice_id)
 
     def mark_stamped(
         self, invoice_id: int, uuid: str, stamped_xml: bytes, acuse: bytes | None = None

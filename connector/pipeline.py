@@ -56,6 +56,7 @@ from connector.sinks import (
 
 log = structlog.get_logger("connector.pipeline")
 
+_CHUNK = 32  # invoices journaled per transaction before their sends are dispatched
 _HASH_EXCLUDE = {"Fecha", "Sello", "NoCertificado", "Certificado", "TimbreFiscalDigital"}
 
 
@@ -176,6 +177,7 @@ class Pipeline:
         self._lock = threading.RLock()
         self._files_lock = threading.RLock()
         self._open_files: dict[int, tuple[str, Path]] = {}  # file_id → (source, work path)
+        self._files_of: dict[int, set[int]] = {}  # invoice_id → open files carrying it
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.max_inflight = max_inflight or max(64, cfg.daemon.workers * 4)
@@ -494,35 +496,51 @@ class Pipeline:
                       "message": f"Error interno al leer el archivo: {type(exc).__name__}: {exc}"}],
                 )
             )  # fmt: skip
-        for idx, inp in enumerate(invoices):
-            try:
-                item, entry, action = self._admit_invoice(
-                    src, rec, idx, inp, name, previous.get(idx)
-                )
-            except Exception as exc:
-                flog.exception("invoice_failed_internal", index=idx)
-                item = FileItem(
-                    rec.id,
-                    idx,
-                    inp.location,
-                    None,
-                    [{"code": "CONN-INTERNO", "path": "", "location": inp.location,
-                      "message": f"Error interno al procesar la factura: {exc}"}],
-                )  # fmt: skip
-                entry, action = None, None
-            items.append(item)
-            if entry is not None and action == "send":
-                dispatch.append(entry)
-            elif entry is not None and action == "deliver":
-                deliver.append(entry)
+        # invoices are journaled in chunks (one commit each); a chunk's sends leave only
+        # after its commit
+        for start in range(0, len(invoices), _CHUNK):
+            with self.journal.batch():
+                for idx in range(start, min(start + _CHUNK, len(invoices))):
+                    inp = invoices[idx]
+                    try:
+                        item, entry, action = self._admit_invoice(
+                            src, rec, idx, inp, name, previous.get(idx)
+                        )
+                    except Exception as exc:
+                        flog.exception("invoice_failed_internal", index=idx)
+                        item = FileItem(
+                            rec.id,
+                            idx,
+                            inp.location,
+                            None,
+                            [{"code": "CONN-INTERNO", "path": "", "location": inp.location,
+                              "message": f"Error interno al procesar la factura: {exc}"}],
+                        )  # fmt: skip
+                        entry, action = None, None
+                    items.append(item)
+                    if entry is not None and action == "send":
+                        dispatch.append(entry)
+                    elif entry is not None and action == "deliver":
+                        deliver.append(entry)
+            if start + _CHUNK < len(invoices):
+                self._dispatch_all(dispatch, deliver)
         self.journal.set_file_items(rec.id, items)
-        flog.info("file_taken", invoices=len(invoices), to_send=len(dispatch))
+        with self._files_lock:
+            for it in items:
+                if it.invoice_id is not None:
+                    self._files_of.setdefault(it.invoice_id, set()).add(rec.id)
+        flog.info("file_taken", invoices=len(invoices))
+        self._dispatch_all(dispatch, deliver)
+        self._maybe_finish(rec.id)
+        return rec
+
+    def _dispatch_all(self, dispatch: list[Entry], deliver: list[Entry]) -> None:
         for e in dispatch:
             self._dispatch(e)
         for e in deliver:
             self._dispatch(e, deliver_only=True)
-        self._maybe_finish(rec.id)
-        return rec
+        dispatch.clear()
+        deliver.clear()
 
     def _load(self, src: SourceRuntime, data: bytes, name: str) -> Any:
         from connector.adapters.base import load_invoices
@@ -817,10 +835,11 @@ class Pipeline:
     # --- finishing files --------------------------------------------------------------------
 
     def _after_invoice(self, invoice_id: int) -> None:
-        assert self.journal is not None
-        for rec in self.journal.files_of_invoice(invoice_id):
-            if rec.state is FileState.CLAIMED:
-                self._maybe_finish(rec.id)
+        """An invoice reached a final state: finish the open files that carry it."""
+        with self._files_lock:
+            files = list(self._files_of.get(invoice_id, ()))
+        for file_id in files:
+            self._maybe_finish(file_id)
 
     def _maybe_finish(self, file_id: int) -> FileOutcome | None:
         assert self.journal is not None
@@ -864,6 +883,13 @@ class Pipeline:
             )
             self.finished.append(outcome)
             self._open_files.pop(file_id, None)
+            for it in items:
+                if it.invoice_id is not None:
+                    owners = self._files_of.get(it.invoice_id)
+                    if owners is not None:
+                        owners.discard(file_id)
+                        if not owners:
+                            del self._files_of[it.invoice_id]
             log.info(
                 "file_finished",
                 file=rec.name,

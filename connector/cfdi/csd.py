@@ -139,6 +139,48 @@ class CsdCertificate:
         """The certificate as the Comprobante's ``Certificado`` attribute (base64 of the DER)."""
         return base64.b64encode(self.der).decode("ascii")
 
+    @property
+    def is_fiel(self) -> bool:
+        """True for an e.firma (FIEL) certificate, which must not seal invoices."""
+        return _is_fiel(self.certificate)
+
+    def check(self, rfc: str, fecha: datetime | str) -> None:
+        """``CsdError`` unless this certificate is ``rfc``'s and valid at ``fecha``.
+
+        ``fecha`` is the Comprobante's Fecha (local Mexican time when naive or a string).
+        """
+        if isinstance(fecha, str):
+            try:
+                fecha = datetime.fromisoformat(fecha)
+            except ValueError:
+                raise CsdError.one(
+                    "CFDI40101",
+                    f"El campo Fecha no cumple con el patrón requerido: {fecha!r}.",
+                    "Fecha",
+                ) from None
+        when = fecha if fecha.tzinfo is not None else fecha.replace(tzinfo=MEXICO_TZ)
+        if when < self.not_before:
+            raise CsdError.one(
+                "CONN-CSD-NOT-YET-VALID",
+                f"El CSD {self.no_certificado} es válido a partir del {_fmt(self.not_before)}; "
+                f"no puede sellar un comprobante con Fecha {_fmt(when)}.",
+                "Fecha",
+            )
+        if when > self.not_after:
+            raise CsdError.one(
+                "CONN-CSD-EXPIRED",
+                f"El CSD {self.no_certificado} venció el {_fmt(self.not_after)}; no puede sellar "
+                f"un comprobante con Fecha {_fmt(when)}. Tramite un CSD nuevo ante el SAT.",
+                "Fecha",
+            )
+        if (rfc or "").strip().upper() != self.rfc:
+            raise CsdError.one(
+                "CONN-CSD-RFC",
+                f"El CSD pertenece al RFC {self.rfc} y el emisor del comprobante es "
+                f"{(rfc or '').strip() or '(vacío)'}: sólo el titular del CSD puede sellar.",
+                "Emisor.Rfc",
+            )
+
     def verify(self, data: bytes, signature_b64: str) -> bool:
         """True when ``signature_b64`` is this certificate's RSA PKCS#1 v1.5 SHA-256 of data."""
         try:  # some software wraps long base64 values: whitespace is not part of them
@@ -245,37 +287,7 @@ class Csd:
 
         ``fecha`` is the Comprobante's Fecha (local Mexican time when naive or a string).
         """
-        if isinstance(fecha, str):
-            try:
-                fecha = datetime.fromisoformat(fecha)
-            except ValueError:
-                raise CsdError.one(
-                    "CFDI40101",
-                    f"El campo Fecha no cumple con el patrón requerido: {fecha!r}.",
-                    "Fecha",
-                ) from None
-        when = fecha if fecha.tzinfo is not None else fecha.replace(tzinfo=MEXICO_TZ)
-        if when < self.not_before:
-            raise CsdError.one(
-                "CONN-CSD-NOT-YET-VALID",
-                f"El CSD {self.no_certificado} es válido a partir del {_fmt(self.not_before)}; "
-                f"no puede sellar un comprobante con Fecha {_fmt(when)}.",
-                "Fecha",
-            )
-        if when > self.not_after:
-            raise CsdError.one(
-                "CONN-CSD-EXPIRED",
-                f"El CSD {self.no_certificado} venció el {_fmt(self.not_after)}; no puede sellar "
-                f"un comprobante con Fecha {_fmt(when)}. Tramite un CSD nuevo ante el SAT.",
-                "Fecha",
-            )
-        if (rfc or "").strip().upper() != self.rfc:
-            raise CsdError.one(
-                "CONN-CSD-RFC",
-                f"El CSD pertenece al RFC {self.rfc} y el emisor del comprobante es "
-                f"{(rfc or '').strip() or '(vacío)'}: sólo el titular del CSD puede sellar.",
-                "Emisor.Rfc",
-            )
+        self._pub.check(rfc, fecha)
 
     def is_valid_at(self, when: datetime | None = None) -> bool:
         when = when or datetime.now(UTC)

@@ -210,6 +210,18 @@ def verify_seal(xml: bytes | etree._Element | Comprobante) -> list[Problem]:
                 f"{rfc or '(vacío)'}.",
             )
         )
+    if cert.is_fiel:
+        problems.append(
+            Problem(
+                code="CONN-CSD-FIEL",
+                path="Certificado",
+                message="El comprobante está sellado con una e.firma (FIEL), no con un CSD.",
+            )
+        )
+    try:  # the certificate must have been valid at the invoice's Fecha
+        cert.check(cert.rfc, root.get("Fecha") or "")
+    except CsdError as exc:
+        problems.extend(exc.problems)
     sello = root.get("Sello")
     if not sello or not cert.verify(cadena_original(root).encode("utf-8"), sello):
         problems.append(

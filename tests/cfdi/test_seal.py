@@ -268,3 +268,40 @@ def test_sealing_from_several_threads_at_once(invoices: list[Comprobante]) -> No
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(work, invoices * 2))
     assert results == [[]] * 16
+
+
+def _sign_anyway(data: bytes, csd: Csd) -> bytes:
+    """Seal bypassing check_can_seal: what some other software might have produced."""
+    from connector.cfdi.cadena import cadena_original
+    from connector.cfdi.xmlio import serialize
+
+    root = parse_xml_bytes(data)
+    root.set("NoCertificado", csd.no_certificado)
+    root.set("Certificado", csd.certificado_b64)
+    root.set("Sello", csd.sign(cadena_original(root)))
+    return serialize(root)
+
+
+def test_verify_flags_a_certificate_expired_at_the_fecha_and_fiel_seals() -> None:
+    base = TESTCSD / "eku9003173c9_csd"
+    old = Csd.from_files(base.with_suffix(".cer"), base.with_suffix(".key"), CSD_PASSWORD)
+    # while it was valid (the sample's Fecha is 2023-06-13, the CSD expired 2023-06-17)
+    assert verify_seal(_sign_anyway(SAMPLE_P.read_bytes(), old)) == []
+    later = SAMPLE_P.read_bytes().replace(b"2023-06-13T14:15:16", b"2024-06-13T14:15:16")
+    codes = [p.code for p in verify_seal(_sign_anyway(later, old))]
+    assert codes == ["CONN-CSD-EXPIRED"]  # the signature itself is fine
+    # an e.firma cannot be loaded as a CSD; build its signer by hand to emulate other software
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_der_private_key
+
+    fiel = TESTCSD / "eku9003173c9_fiel_2023_30001000000500003415"
+    cert = x509.load_der_x509_certificate(fiel.with_suffix(".cer").read_bytes())
+    key = load_der_private_key(fiel.with_suffix(".key").read_bytes(), CSD_PASSWORD.encode())
+    fake = Csd.__new__(Csd)
+    from connector.cfdi.csd import CsdCertificate
+
+    object.__setattr__(fake, "_pub", CsdCertificate.from_cert(cert))
+    object.__setattr__(fake, "_key", key)
+    object.__setattr__(fake, "certificado_b64", fake._pub.certificado_b64)
+    codes = [p.code for p in verify_seal(_sign_anyway(SAMPLE_P.read_bytes(), fake))]
+    assert codes == ["CONN-CSD-FIEL"]

@@ -576,7 +576,10 @@ def test_line_breaking_keeps_every_character_inside_the_width(
     if by_char:
         assert "".join(lines) == text
     else:
-        assert " ".join(lines).split() == text.split()
+        # breaks only at spaces, or inside a word wider than the line
+        assert "".join(lines).replace(" ", "") == text.replace(" ", "")
+        if all(renderer.width(word) <= width for word in text.split()):
+            assert " ".join(lines).split() == text.split()
 
 
 _RENDERER: list[Any] = []

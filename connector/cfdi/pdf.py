@@ -263,15 +263,29 @@ _FONT_FILES = {
     ("sym", ""): "NotoSansSymbols2-Regular.ttf",
 }
 _FALLBACK_FAMILIES = ("dvx", "sym")
-_Loaded = tuple[TTFFont, bytes]  # parsed font (shared, read-only) and the file bytes
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A font ready to attach: parsed (shared, read-only), its bytes, all glyphs picked."""
+
+    font: TTFFont
+    data: bytes
+    full: SubsetMap  # every glyph of the font picked, in a fixed order
+
+
+def _load(data: bytes, family: str, style: str) -> _Loaded:
+    font = TTFFont(FPDF(), BytesIO(data), f"{family}{style}", style)  # type: ignore[arg-type]
+    full = SubsetMap(font)
+    for codepoint in sorted(font.cmap):
+        full.pick(codepoint)
+    return _Loaded(font, data, full)
+
+
 _loaded: dict[tuple[str, str], _Loaded] = {}
 _pieces: OrderedDict[tuple[str, str, frozenset[int]], _Loaded] = OrderedDict()
 _PIECES_MAX = 64
 _font_lock = threading.Lock()
-
-
-def _parse(data: bytes, family: str, style: str) -> TTFFont:
-    return TTFFont(FPDF(), BytesIO(data), f"{family}{style}", style)  # type: ignore[arg-type]
 
 
 def _font(family: str, style: str) -> _Loaded:
@@ -283,7 +297,7 @@ def _font(family: str, style: str) -> _Loaded:
             loaded = _loaded.get(key)
             if loaded is None:
                 data = (FONTS_DIR / _FONT_FILES[key]).read_bytes()
-                loaded = _loaded[key] = (_parse(data, family, style), data)
+                loaded = _loaded[key] = _load(data, family, style)
     return loaded
 
 
@@ -302,14 +316,14 @@ def _piece(family: str, style: str, codepoints: frozenset[int]) -> _Loaded:
     options = ftsubset.Options(notdef_outline=True, recommended_glyphs=True, hinting=False)
     options.layout_features = []
     options.drop_tables += ["GDEF", "GPOS", "GSUB", "kern", "MATH", "FFTM"]
-    font = ttLib.TTFont(BytesIO(_font(family, style)[1]), recalcTimestamp=False)
+    font = ttLib.TTFont(BytesIO(_font(family, style).data), recalcTimestamp=False)
     subsetter = ftsubset.Subsetter(options)
     subsetter.populate(unicodes=sorted(codepoints | {0x20}))
     subsetter.subset(font)
     out = BytesIO()
     font.save(out)
     data = out.getvalue()
-    loaded = (_parse(data, family, style), data)
+    loaded = _load(data, family, style)
     with _font_lock:
         _pieces[key] = loaded
         while len(_pieces) > _PIECES_MAX:
@@ -323,20 +337,8 @@ class _KeyedFont(ttLib.TTFont):
     cfdi_key: tuple[Any, ...] = ()
 
 
-_full_maps: dict[int, SubsetMap] = {}
 _subset_cache: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
 _SUBSET_CACHE_MAX = 64
-
-
-def _full_map(tmpl: TTFFont) -> SubsetMap:
-    """A subset map of ``tmpl`` with every glyph of the font picked, in a fixed order."""
-    full = _full_maps.get(id(tmpl))
-    if full is None:
-        full = SubsetMap(tmpl)
-        for codepoint in sorted(tmpl.cmap):
-            full.pick(codepoint)
-        _full_maps[id(tmpl)] = full
-    return full
 
 
 def _attach(pdf: FPDF, family: str, style: str, loaded: _Loaded, key: tuple[Any, ...]) -> None:
@@ -347,8 +349,7 @@ def _attach(pdf: FPDF, family: str, style: str, loaded: _Loaded, key: tuple[Any,
     PDF — is done once per process (see ``_CachingSubsetter``). fpdf2 modifies the font object
     when writing, so each document gets its own fontTools object (a lazy open of the bytes).
     """
-    tmpl, data = loaded
-    full = _full_map(tmpl)
+    tmpl, data, full = loaded.font, loaded.data, loaded.full
     font = copy.copy(tmpl)
     font.i = len(pdf.fonts) + 1
     ttfont = _KeyedFont(BytesIO(data), lazy=True, recalcTimestamp=False, recalcBBoxes=False)
@@ -458,13 +459,13 @@ def _fallback_plan(c: Comprobante, style: PdfStyle) -> dict[str, frozenset[int]]
         chars.update(s)
     if style.footer_note:
         chars.update(style.footer_note)
-    latin = _font("dv", "")[0].cmap
+    latin = _font("dv", "").font.cmap
     missing = {ord(ch) for ch in chars if ord(ch) not in latin and ord(ch) >= 0x20}
     plan: dict[str, frozenset[int]] = {}
     for family in _FALLBACK_FAMILIES:
         if not missing:
             break
-        found = missing & _font(family, "")[0].cmap.keys()
+        found = missing & _font(family, "").font.cmap.keys()
         if found:
             plan[family] = frozenset(found)
             missing -= found
@@ -641,7 +642,7 @@ class _Renderer:
         for style_ in ("", "B"):
             loaded = _font("dv", style_)
             _attach(pdf, "dv", style_, loaded, ("dv", style_))
-            self._fonts[("dv", style_)] = loaded[0]
+            self._fonts[("dv", style_)] = loaded.font
         plan = _fallback_plan(c, style)
         self.fallbacks = list(plan)
         for family, codepoints in plan.items():
@@ -649,7 +650,7 @@ class _Renderer:
                 if (family, style_) in _FONT_FILES:
                     loaded = _piece(family, style_, codepoints)
                     _attach(pdf, family, style_, loaded, (family, style_, codepoints))
-                    self._fonts[(family, style_)] = loaded[0]
+                    self._fonts[(family, style_)] = loaded.font
         self._family_of: dict[str, str] = {}
         self._widths = {bold: _WidthTable(self, bold) for bold in (False, True)}
         # characters drawn with a fallback font (None: the Latin fonts have them all)

@@ -581,8 +581,8 @@ _COLUMNS[3] = ("Descripción", _CONTENT_W - sum(w for _, w, _ in _COLUMNS), "L")
 _DR_COLUMNS = [
     ("Documento relacionado (UUID)", 58.0, "L"),
     ("Serie / folio", 24.0, "L"),
-    ("Moneda / equivalencia", 28.0, "L"),
-    ("Parcialidad", 15.0, "R"),
+    ("Moneda / equiv.", 26.0, "L"),
+    ("Parcialidad", 17.0, "R"),
     ("Saldo anterior", 22.0, "R"),
     ("Importe pagado", 22.0, "R"),
     ("Saldo insoluto", 0.0, "R"),

@@ -508,6 +508,20 @@ def _rate(tipo_factor: str | None, value: Decimal | None) -> str:
     return f"{value:f}"
 
 
+_ELEMENT_NAME = re.compile(rb"<\s*(?:[\w.-]+:)?([\w.-]+)")
+
+
+def _complement_names(elements: list[bytes]) -> list[str]:
+    """Local names of complements the model keeps verbatim (CartaPorte, ComercioExterior…)."""
+    names = []
+    for raw in elements:
+        body = raw.split(b"?>", 1)[-1] if raw.lstrip().startswith(b"<?") else raw
+        match = _ELEMENT_NAME.search(body)
+        if match:
+            names.append(match.group(1).decode("ascii", "replace"))
+    return names
+
+
 def total_for_qr(total: Decimal | None) -> str:
     """Anexo 20 4.0: up to 6 decimals, non-significant zeros omitted, at least one decimal."""
     d = Decimal(total or 0).quantize(Decimal("0.000001"))
@@ -981,8 +995,10 @@ class _Renderer:
                 ("No. de certificado del emisor", c.NoCertificado or ""),
                 ("Versión", c.Version),
                 ("Confirmación", c.Confirmacion or ""),
+                ("Otros complementos", ", ".join(_complement_names(c.OtrosComplementos))),
             ],
             4,
+            spans={"Otros complementos": 2},
         )
         g = c.InformacionGlobal
         if g is not None:

@@ -688,3 +688,17 @@ def test_huge_values_flow_over_pages_and_stay_on_the_page(
         assert 10 <= y <= letter_h - 10, (y, shown)
         assert 20 <= x <= 612 - 20, (x, shown)
     _assert_margins_clear(pdf, tmp_path)
+
+
+def test_other_complements_are_named(stamped: Comprobante) -> None:
+    c = stamped.model_copy(
+        update={
+            "OtrosComplementos": [
+                b'<implocal:ImpuestosLocales xmlns:implocal="http://www.sat.gob.mx/implocal"'
+                b' version="1.0" TotaldeRetenciones="0" TotaldeTraslados="0"/>'
+            ]
+        }
+    )
+    text = " ".join("".join(_pages(render_pdf(c))).split())
+    assert "OTROS COMPLEMENTOS ImpuestosLocales" in text
+    assert "OTROS COMPLEMENTOS" not in "".join(_pages(render_pdf(stamped)))

@@ -524,7 +524,10 @@ def _complement_names(elements: list[bytes]) -> list[str]:
 
 def total_for_qr(total: Decimal | None) -> str:
     """Anexo 20 4.0: up to 6 decimals, non-significant zeros omitted, at least one decimal."""
-    d = Decimal(total or 0).quantize(Decimal("0.000001"))
+    try:
+        d = Decimal(total or 0).quantize(Decimal("0.000001"))
+    except InvalidOperation:  # beyond SAT's 18 integer digits: print what the XML has
+        return f"{total}"
     text = f"{d:f}".rstrip("0")
     return text + "0" if text.endswith(".") else text
 

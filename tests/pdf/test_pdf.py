@@ -159,6 +159,7 @@ def test_qr_url_follows_anexo_20(stamped: Comprobante) -> None:
         ("0.1234567", "0.123457"),
         ("123456789012345678.123456", "123456789012345678.123456"),
         ("10.500000", "10.5"),
+        ("1E+30", "1E+30"),
     ],
 )
 def test_total_for_qr(total: str, expected: str) -> None:

@@ -603,7 +603,7 @@ _ANY_TEXT = st.text(
 )
 _ANY_AMOUNT = st.one_of(
     st.none(),
-    st.decimals(allow_nan=False, allow_infinity=False, min_value=-(10**20), max_value=10**20),
+    st.decimals(allow_nan=False, allow_infinity=False, min_value=-(10**40), max_value=10**40),
 )
 
 

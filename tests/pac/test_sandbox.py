@@ -596,7 +596,8 @@ def test_fecha_outside_the_certificate_validity_is_305(pac: SandboxPac) -> None:
     root = xmlio.build_tree(c)
     root.set("Sello", expired.sign(cadena_original(root)))
     xml = xmlio.serialize(root)
-    assert verify_seal(xml) == []  # a good seal, by a certificate no longer valid
+    # the seal itself is good (no CFDI40102); only the certificate's validity is wrong
+    assert [p.code for p in verify_seal(xml)] == ["CONN-CSD-EXPIRED"]
 
     r = timbrar(pac, xml, "REF-EXP")
     assert r.CodigoRespuesta == "305"

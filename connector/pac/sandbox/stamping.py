@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 RFC_PROV_CERTIF = "SPR190613I52"
 HOURS_72 = timedelta(hours=72)
 FUTURE_TOLERANCE = timedelta(minutes=2)
+_VALIDITY_CODES = frozenset({"CONN-CSD-EXPIRED", "CONN-CSD-NOT-YET-VALID"})
 _C = "{" + NS_CFDI + "}"
 _T = "{" + NS_TFD + "}"
 _X500_UNIQUE_ID = x509.ObjectIdentifier("2.5.4.45")
@@ -393,7 +394,8 @@ class PacEngine:
             return _fail(
                 "303", f"El certificado es de {info.rfc}; el emisor del comprobante es {rfc_emisor}"
             )
-        problems = seal.verify_seal(root)
+        # the certificate's validity at Fecha is answered below with its own code (305)
+        problems = [p for p in seal.verify_seal(root) if p.code not in _VALIDITY_CODES]
         if problems:
             return _fail("302", _problems_text(problems))
         fecha = _parse_fecha(root.get("Fecha"))

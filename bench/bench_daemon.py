@@ -109,6 +109,9 @@ class Sandbox:
         self.proc.wait(30)
 
 
+SYNC = "FULL"
+
+
 def workspace(base: Path, url: str, *, pdf: bool, acuse: bool, workers: int, stable: float) -> Path:
     for d in ("inbox", "out/xml", "out/pdf", "out/acuse", "archive", "failed", "var"):
         (base / d).mkdir(parents=True, exist_ok=True)
@@ -126,6 +129,7 @@ workers = {workers}
 poll_seconds = 0.2
 log_level = "warning"
 log_file = "var/connector.log"
+journal_synchronous = "{SYNC}"
 
 [[emisores]]
 rfc = "{RFC}"
@@ -277,28 +281,97 @@ def case_backlog(files: int, seconds: float) -> dict[str, float]:
     return {"rss_mb": rss, "rss_before_mb": rss0, "scan_s": scan, "done": done, "wall": wall}
 
 
+def case_breakdown(n: int) -> dict[str, float]:
+    """CPU ms per invoice of each stage, one thread, sandbox in its own process."""
+    from connector.adapters.base import load_invoices
+    from connector.cfdi import amounts, rules, seal
+    from connector.cfdi.csd import Csd
+    from connector.journal import Journal
+    from connector.pac import create_driver
+    from connector.sinks import atomic_write
+
+    out: dict[str, float] = {}
+    when = fecha()
+    data = "".join(invoice("Z", i, when) for i in range(1, n + 1)).encode()
+    csd = Csd.from_files(f"{CSD}.cer", f"{CSD}.key", "12345678a")
+
+    def clock(name: str, fn):  # type: ignore[no-untyped-def]
+        t = time.process_time()
+        r = fn()
+        out[name] = 1000 * (time.process_time() - t) / n
+        return r
+
+    invs = clock("parse+map (adapter, mapping)", lambda: list(load_invoices(
+        data, "z.dat", adapter="dat", mapping=None)))  # fmt: skip
+    cs = clock("amounts.complete", lambda: [amounts.complete(i.comprobante) for i in invs])
+    clock("rules.validate", lambda: [rules.validate(c, now=datetime.now()) for c in cs])
+    sealed = clock(
+        "seal_invoice (XML, cadena, RSA)", lambda: [seal.seal_invoice(c, csd) for c in cs]
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        j = Journal(base / "j.sqlite", synchronous=SYNC)
+
+        def journal_steps() -> None:
+            for i, c in enumerate(cs):
+                _, e = j.admit(c.business_key, str(i), mode="stamp", source="s",
+                               source_file="z.dat", location="z.dat:1")  # fmt: skip
+                j.mark_validated(e.id)
+                j.mark_sealed(e.id, sealed[i], f"R{i}")
+                j.mark_sending(e.id)
+                j.mark_stamped(e.id, f"U{i}", sealed[i], b"<acuse/>")
+                j.mark_delivered(e.id, {"xml": "x"})
+
+        clock(f"journal, 6 transitions (synchronous={SYNC})", journal_steps)
+        (base / "o").mkdir()
+        clock("atomic_write x2 (xml, acuse)", lambda: [
+            (atomic_write(base / "o" / f"{i}.xml", x), atomic_write(base / "o" / f"{i}.a", x))
+            for i, x in enumerate(sealed)])  # fmt: skip
+        sb = Sandbox(base, 0.0)
+        try:
+            drv = create_driver("fel", sb.url, usuario="demo", password="demo", cuenta="DEMO")
+            res = clock("PAC stamp call (zeep client side)", lambda: [
+                drv.stamp(x, f"R{i}") for i, x in enumerate(sealed)])  # fmt: skip
+            clock("PAC acuse_envio call (zeep client side)", lambda: [
+                drv.acuse_envio(r.uuid) for r in res])  # fmt: skip
+            drv.close()
+        finally:
+            sb.close()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--case", choices=["throughput", "pickup", "backlog", "all"], default="all")
+    ap.add_argument(
+        "--case", choices=["throughput", "breakdown", "pickup", "backlog", "all"], default="all"
+    )
     ap.add_argument("--invoices", type=int, default=1000)
     ap.add_argument("--latency", type=float, nargs="+", default=[0.0, 0.15])
     ap.add_argument("--workers", type=int, default=32)
     ap.add_argument("--pdf", action="store_true", help="also render the PDF of every invoice")
     ap.add_argument("--no-acuse", action="store_true", help="do not fetch the acuse")
+    ap.add_argument("--sync", choices=["FULL", "NORMAL"], default="FULL")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--stable", type=float, default=0.5)
     ap.add_argument("--files", type=int, default=10000)
     ap.add_argument("--seconds", type=float, default=60.0)
     a = ap.parse_args()
+    global SYNC
+    SYNC = a.sync
     print(f"# {platform.python_version()} {platform.machine()} cpus={os.cpu_count()}")
     if a.case in ("throughput", "all"):
         for lat in a.latency:
             r = case_throughput(a.invoices, lat, pdf=a.pdf, acuse=not a.no_acuse, workers=a.workers)
             print(
                 f"throughput latency={lat * 1000:.0f}ms invoices={a.invoices} pdf={a.pdf} "
-                f"acuse={not a.no_acuse} workers={a.workers}: {r['rate']:.1f} invoices/s "
+                f"acuse={not a.no_acuse} workers={a.workers} sync={a.sync}: {r['rate']:.1f} invoices/s "
                 f"(wall {r['wall']:.1f} s), connector CPU {r['cpu_ms']:.2f} ms/invoice"
             )
+    if a.case in ("breakdown", "all"):
+        parts = case_breakdown(min(a.invoices, 300))
+        for name, ms in parts.items():
+            print(f"breakdown {name}: {ms:.2f} ms CPU/invoice")
+        print(f"breakdown total: {sum(parts.values()):.2f} ms CPU/invoice")
     if a.case in ("pickup", "all"):
         res = case_pickup(a.rounds, a.stable)
         picks = sorted(x[0] for x in res)

@@ -178,6 +178,7 @@ class Pipeline:
         self._files_lock = threading.RLock()
         self._open_files: dict[int, tuple[str, Path]] = {}  # file_id → (source, work path)
         self._files_of: dict[int, set[int]] = {}  # invoice_id → open files carrying it
+        self._fresh: set[int] = set()  # sealed in this run, attempt 1 recorded, not sent yet
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.max_inflight = max_inflight or max(64, cfg.daemon.workers * 4)
@@ -686,6 +687,10 @@ class Pipeline:
             ilog.info("seal_failed", code=exc.code)
             return FileItem(rec.id, idx, location, e.id, []), None, None
         e = self.journal.mark_sealed(e.id, payload, new_referencia(key[1], key[2]))
+        # the first attempt is recorded in the same commit; the send leaves after the commit
+        e = self.journal.mark_sending(e.id)
+        with self._lock:
+            self._fresh.add(e.id)
         ilog.debug("sealed", referencia=e.referencia)
         return FileItem(rec.id, idx, location, e.id, []), e, "send"
 
@@ -770,8 +775,14 @@ class Pipeline:
         from connector.pac.errors import PacAmbiguous, PacInvalid
 
         assert self.journal is not None and e.payload is not None and e.referencia
-        maybe_sent = e.attempts > 0  # a previous attempt may have reached the PAC
-        e = self.journal.mark_sending(e.id)
+        with self._lock:
+            fresh = e.id in self._fresh
+            self._fresh.discard(e.id)
+        if fresh and e.state is State.SENDING and e.attempts == 1:
+            maybe_sent = False  # attempt 1 recorded with the seal, nothing sent yet
+        else:
+            maybe_sent = e.attempts > 0  # a previous attempt may have reached the PAC
+            e = self.journal.mark_sending(e.id)
         ilog = log.bind(file=e.source_file, invoice=e.label, referencia=e.referencia)
         pac = src.pac
         try:

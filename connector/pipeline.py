@@ -321,6 +321,9 @@ class Pipeline:
             due = self._next_retry_in()
             if due is not None:
                 interval = min(interval, max(0.05, due))
+            if self.inbox_waiting():  # a file is settling: look again when it may be stable
+                stable = min(s.cfg.stable_seconds for s in self.sources.values())
+                interval = min(interval, max(0.05, stable / 2))
             self.wake.wait(interval)
             if stop.is_set():
                 break

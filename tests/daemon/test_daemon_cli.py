@@ -110,7 +110,9 @@ def test_status_replay_and_reprocessing_skip_delivered(
     assert main(["replay", "--config", str(workspace), "--item", "Q/7"]) == 2
 
 
-def test_run_daemon_subprocess_stops_cleanly_on_sigterm(workspace: Path, sandbox) -> None:
+def test_run_daemon_subprocess_stops_cleanly_on_sigterm(
+    workspace: Path, sandbox, capsys: pytest.CaptureFixture
+) -> None:
     ws = workspace.parent
     (ws / "inbox" / "h.dat").write_bytes(dat_file("H", [1, 2, 3]))
     proc = subprocess.Popen(
@@ -124,6 +126,13 @@ def test_run_daemon_subprocess_stops_cleanly_on_sigterm(workspace: Path, sandbox
             if list((ws / "archive").rglob("h.dat")):
                 break
             time.sleep(0.1)
+        for _ in range(100):  # the daemon publishes its PAC circuit state for `status`
+            if (ws / "var" / "journal.sqlite.status.json").exists():
+                break
+            time.sleep(0.1)
+        assert main(["status", "--config", str(workspace)]) == 0
+        out = capsys.readouterr().out
+        assert f"Daemon en marcha (pid {proc.pid}" in out and "PAC sandbox: circuito closed" in out
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
     finally:

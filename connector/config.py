@@ -655,6 +655,7 @@ def _check_mapping(mapping: Path, kp: str, rep: _Reporter) -> None:
         problems = getattr(exc, "problems", None)
         if problems:
             for p in problems:
-                rep.add(p.code, kp, f"{mapping}: {p.location or p.path}: {p.message}")
+                where = p.location or f"{mapping.name}: {p.path}"
+                rep.add(p.code, kp, f"Mapeo {where}: {p.message}")
         else:
             rep.add("CONN-CFG-MAPEO", kp, f"El mapeo {mapping} no se puede cargar: {exc}.")

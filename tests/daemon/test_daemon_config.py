@@ -183,3 +183,28 @@ def test_the_example_configuration_loads() -> None:
     # references are consistent; only machine-specific folders/CSD are missing here
     _, problems = check_config(example, deep=False)
     assert [p for p in problems if p.code != "CONN-CFG-CARPETA"] == []
+
+
+def test_mapping_file_errors_are_reported_one_by_one(tmp_path: Path) -> None:
+    mapping = tmp_path / "ventas.mapping.toml"
+    mapping.write_text(
+        '[mapping]\nname = "x"\n[Comprobante]\nSerie = { lookup = "nope", key = "X", '
+        'column = "y" }\nFoo = "BAR"\n',
+        encoding="utf-8",
+    )
+    broken = tmp_path / "roto.mapping.toml"
+    broken.write_text("[[[ esto no es TOML\n", encoding="utf-8")
+    text = GOOD_SHAPE.replace('adapter = "dat"', 'adapter = "dat"\nmapping = "ventas.mapping.toml"')
+    text += (
+        text[text.index("[[sources]]") :]
+        .replace('"ventas"', '"otra"')
+        .replace("ventas.mapping.toml", "roto.mapping.toml")
+    )
+    _, problems = check_config(write(tmp_path, text))
+    first = [p for p in problems if p.path == "sources[0].mapping"]
+    assert {p.code for p in first} == {"CONN-MAPPING"}
+    assert any("'nope'" in p.message for p in first)
+    assert any("'Foo' no es un campo" in p.message for p in first)
+    assert all("ventas.mapping.toml" in p.message for p in first)
+    second = [p for p in problems if p.path == "sources[1].mapping"]
+    assert second and "roto.mapping.toml" in second[0].message

@@ -269,6 +269,16 @@ class _Reporter:
         self.file = file
         self.locator = locator
         self.problems: list[Problem] = []
+        # a partial configuration (some entries had shape errors): their original positions
+        self.index: dict[str, list[int]] = {}
+        self.known_rfcs: set[str] = set()
+        self.known_pacs: set[str] = set()
+        self.partial = False
+
+    def ix(self, section: str, i: int) -> int:
+        """The position in the file of the i-th valid entry of ``section``."""
+        positions = self.index.get(section)
+        return positions[i] if positions is not None else i
 
     def add(self, code: str, key_path: str, message: str) -> None:
         line = self.locator.line(key_path)
@@ -404,11 +414,48 @@ def _parse(path: Path) -> tuple[Config | None, _Reporter]:
             else:
                 msg = _PYDANTIC_ES.get(err["type"], f"no es válido ({err['msg']})")
             rep.add("CONN-CFG-VALOR", kp, f"La opción {kp or '(raíz)'} {msg}.")
-        return None, rep
+        cfg = _partial(data, rep)  # go on with the entries that are well formed
+        if cfg is None:
+            return None, rep
     base = path.resolve().parent
     _resolve_paths(cfg, base)
     cfg.path = path.resolve()
     return cfg, rep
+
+
+def _partial(data: dict[str, Any], rep: _Reporter) -> Config | None:
+    """The well-formed entries of a configuration with shape errors, to check the rest too."""
+    try:
+        daemon = DaemonSettings.model_validate(data.get("daemon") or {})
+    except (ValidationError, TypeError, AttributeError):
+        daemon = DaemonSettings()
+    models: dict[str, type[BaseModel]] = {
+        "emisores": EmisorConfig,
+        "pacs": PacConfig,
+        "sources": SourceConfig,
+    }
+    good: dict[str, list[Any]] = {}
+    for section, model in models.items():
+        items = data.get(section) or []
+        good[section] = []
+        rep.index[section] = []
+        if not isinstance(items, list):
+            continue
+        for i, item in enumerate(items):
+            try:
+                good[section].append(model.model_validate(item))
+                rep.index[section].append(i)
+            except (ValidationError, TypeError):
+                if isinstance(item, dict):
+                    if isinstance(item.get("rfc"), str):
+                        rep.known_rfcs.add(item["rfc"].strip().upper())
+                    if isinstance(item.get("name"), str) and section == "pacs":
+                        rep.known_pacs.add(item["name"])
+    rep.partial = True
+    try:
+        return Config(daemon=daemon, **good)
+    except ValidationError:
+        return None
 
 
 def _find_plain_passwords(data: Any, prefix: str, rep: _Reporter) -> None:
@@ -432,7 +479,7 @@ def _find_plain_passwords(data: Any, prefix: str, rep: _Reporter) -> None:
 def load_config(path: Path | str) -> Config:
     """Parse and validate the shape (no file-system checks); ``ConfigError`` with every problem."""
     cfg, rep = _parse(Path(path))
-    if cfg is None or rep.problems:
+    if cfg is None or rep.problems or rep.partial:
         raise ConfigError(rep.problems)
     return cfg
 
@@ -483,12 +530,14 @@ def _dupes(names: list[str]) -> set[str]:
 
 
 def _check_references(cfg: Config, rep: _Reporter) -> None:
-    if not cfg.sources:
+    if not cfg.sources and not rep.partial:
         rep.add(
             "CONN-CFG-VALOR", "sources", "La configuración no define ninguna fuente [[sources]]."
         )
     rfcs = [e.rfc for e in cfg.emisores]
     pacs = [p.name for p in cfg.pacs]
+    known_rfcs = set(rfcs) | rep.known_rfcs  # entries with shape errors are reported already
+    known_pacs = set(pacs) | rep.known_pacs
     for d in _dupes(rfcs):
         rep.add("CONN-CFG-DUPLICADO", "emisores", f"El emisor {d} está definido dos veces.")
     for d in _dupes(pacs):
@@ -499,25 +548,25 @@ def _check_references(cfg: Config, rep: _Reporter) -> None:
         if p.kind not in PAC_KINDS:
             rep.add(
                 "CONN-CFG-PAC",
-                f"pacs[{i}].kind",
+                f"pacs[{rep.ix('pacs', i)}].kind",
                 f"El tipo de PAC {p.kind!r} no existe; use uno de: {', '.join(PAC_KINDS)}.",
             )
     adapters = known_adapters()
     for i, s in enumerate(cfg.sources):
-        kp = f"sources[{i}]"
-        if s.emisor.upper() not in rfcs:
+        kp = f"sources[{rep.ix('sources', i)}]"
+        if s.emisor.upper() not in known_rfcs:
             rep.add(
                 "CONN-CFG-EMISOR",
                 f"{kp}.emisor",
                 f"La fuente {s.name!r} usa el emisor {s.emisor!r}, que no está en [[emisores]].",
             )
-        if s.pac not in pacs:
+        if s.pac not in known_pacs:
             rep.add(
                 "CONN-CFG-PAC",
                 f"{kp}.pac",
                 f"La fuente {s.name!r} usa el PAC {s.pac!r}, que no está en [[pacs]].",
             )
-        elif s.mode == "remote" and not cfg.pac(s.pac).url_remote:
+        elif s.pac in pacs and s.mode == "remote" and not cfg.pac(s.pac).url_remote:
             rep.add(
                 "CONN-CFG-PAC",
                 f"{kp}.mode",
@@ -548,7 +597,7 @@ def _check_files(cfg: Config, rep: _Reporter) -> None:
             f"La carpeta del diario {jparent} no existe.",
         )
     for i, e in enumerate(cfg.emisores):
-        kp = f"emisores[{i}]"
+        kp = f"emisores[{rep.ix('emisores', i)}]"
         _check_csd(e, kp, rep)
         if e.pdf.logo is not None and not e.pdf.logo.is_file():
             rep.add("CONN-CFG-ARCHIVO", f"{kp}.pdf.logo", f"El logotipo {e.pdf.logo} no existe.")
@@ -556,9 +605,9 @@ def _check_files(cfg: Config, rep: _Reporter) -> None:
         try:
             read_secret(p, f"el PAC {p.name!r}")
         except SecretError as exc:
-            rep.add(exc.code, f"pacs[{i}]", exc.message)
+            rep.add(exc.code, f"pacs[{rep.ix('pacs', i)}]", exc.message)
     for i, s in enumerate(cfg.sources):
-        kp = f"sources[{i}]"
+        kp = f"sources[{rep.ix('sources', i)}]"
         folders: list[tuple[str, Path | None]] = [
             ("inbox", s.inbox),
             ("archive", s.archive),

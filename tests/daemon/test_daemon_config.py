@@ -208,3 +208,32 @@ def test_mapping_file_errors_are_reported_one_by_one(tmp_path: Path) -> None:
     assert all("ventas.mapping.toml" in p.message for p in first)
     second = [p for p in problems if p.path == "sources[1].mapping"]
     assert second and "roto.mapping.toml" in second[0].message
+
+
+def test_shape_errors_do_not_hide_the_other_checks(tmp_path: Path) -> None:
+    # sources[0] has a misspelled option; sources[1] is well formed but its folders are missing
+    # and it names an unknown PAC: all of it is reported in one run
+    text = GOOD_SHAPE.replace('adapter = "dat"', 'adapter = "dat"\nstable_secnds = 2', 1)
+    second = (
+        text[text.index("[[sources]]") :]
+        .replace('"ventas"', '"b"')
+        .replace('pac = "fel"', 'pac = "nadie"')
+        .replace("stable_secnds = 2\n", "")
+        .replace('inbox = "inbox"', 'inbox = "in-b"')
+    )
+    path = write(tmp_path, text + second)
+    cfg, problems = check_config(path)
+    assert cfg is None
+    found = {(p.code, p.path) for p in problems}
+    assert ("CONN-CFG-VALOR", "sources[0].stable_secnds") in found
+    assert ("CONN-CFG-PAC", "sources[1].pac") in found
+    assert ("CONN-CFG-CARPETA", "sources[1].inbox") in found
+    assert ("CONN-CFG-CSD", "emisores[0].cer") in found
+    lines = (text + second).splitlines()
+    pac_line = lines.index('pac = "nadie"') + 1
+    pac = next(p for p in problems if p.path == "sources[1].pac")
+    assert pac.location == f"{path}:{pac_line} (sources[1].pac)"
+    # the broken source's references are not checked twice nor reported as unknown
+    assert not any(
+        p.path.startswith("sources[0].") and p.code != "CONN-CFG-VALOR" for p in problems
+    )

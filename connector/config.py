@@ -566,6 +566,13 @@ def _check_references(cfg: Config, rep: _Reporter) -> None:
                 f"{kp}.pac",
                 f"La fuente {s.name!r} usa el PAC {s.pac!r}, que no está en [[pacs]].",
             )
+        elif s.pac in pacs and s.mode == "remote" and cfg.pac(s.pac).kind != "fel":
+            rep.add(
+                "CONN-CFG-PAC",
+                f"sources[{rep.ix('sources', i)}].mode",
+                f"La fuente {s.name!r} usa el modo remote, que solo ofrece FEL (Conexión Remota); "
+                f"el PAC {s.pac!r} es {cfg.pac(s.pac).kind}.",
+            )
         elif s.pac in pacs and s.mode == "remote" and not cfg.pac(s.pac).url_remote:
             rep.add(
                 "CONN-CFG-PAC",

@@ -237,3 +237,13 @@ def test_shape_errors_do_not_hide_the_other_checks(tmp_path: Path) -> None:
     assert not any(
         p.path.startswith("sources[0].") and p.code != "CONN-CFG-VALOR" for p in problems
     )
+
+
+def test_remote_mode_needs_fel_conexion_remota(tmp_path: Path) -> None:
+    text = GOOD_SHAPE.replace('pac = "fel"', 'pac = "fel"\nmode = "remote"')
+    _, problems = check_config(write(tmp_path, text), deep=False)
+    assert any(p.path == "sources[0].mode" and "url_remote" in p.message for p in problems)
+    _, problems = check_config(
+        write(tmp_path, text.replace('kind = "fel"', 'kind = "finkok"')), deep=False
+    )
+    assert any(p.path == "sources[0].mode" and "solo ofrece FEL" in p.message for p in problems)

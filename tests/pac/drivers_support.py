@@ -1,10 +1,12 @@
-"""Helpers for the PAC driver tests (owned by the PAC drivers area): valid invoices sealed with
-SAT's test CSD, Fecha = now (the sandbox, like SAT, refuses Fecha older than 72 h)."""
+"""The one invoice factory of the PAC tests (drivers and sandbox): a valid one-concepto Ingreso
+sealed with SAT's test CSD, Fecha = a minute ago (the sandbox, like SAT, refuses a Fecha older
+than 72 h or in the future)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from connector.cfdi.amounts import complete
 from connector.cfdi.csd import Csd
@@ -15,7 +17,15 @@ EMISOR = "EKU9003173C9"
 RECEPTOR = "CACX7605101P8"
 
 
-def invoice(folio: str, *, serie: str = "PAC", fecha: datetime | None = None) -> Comprobante:
+def invoice(
+    folio: str,
+    *,
+    serie: str = "PAC",
+    fecha: datetime | None = None,
+    rfc: str = EMISOR,
+    receptor: str = RECEPTOR,
+    uso: str = "G03",
+) -> Comprobante:
     when = (fecha or datetime.now() - timedelta(minutes=1)).replace(microsecond=0)
     c, problems = load_invoice(
         {
@@ -28,17 +38,13 @@ def invoice(folio: str, *, serie: str = "PAC", fecha: datetime | None = None) ->
             "Exportacion": "01",
             "MetodoPago": "PUE",
             "LugarExpedicion": "86000",
-            "Emisor": {
-                "Rfc": EMISOR,
-                "Nombre": "ESCUELA KEMPER URGATE",
-                "RegimenFiscal": "601",
-            },
+            "Emisor": {"Rfc": rfc, "Nombre": "ESCUELA KEMPER URGATE", "RegimenFiscal": "601"},
             "Receptor": {
-                "Rfc": RECEPTOR,
+                "Rfc": receptor,
                 "Nombre": "XOCHILT CASAS CHAVEZ",
                 "DomicilioFiscalReceptor": "36257",
                 "RegimenFiscalReceptor": "612",
-                "UsoCFDI": "G03",
+                "UsoCFDI": uso,
             },
             "Conceptos": [
                 {
@@ -67,7 +73,7 @@ def load_csd(csd_files: tuple[bytes, bytes, str]) -> Csd:
     return Csd.load(cer, key, password)
 
 
-def sealed(csd: Csd, folio: str, **kw) -> bytes:
+def sealed(csd: Csd, folio: str, **kw: Any) -> bytes:
     return seal_invoice(invoice(folio, **kw), csd)
 
 

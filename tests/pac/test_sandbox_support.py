@@ -16,15 +16,14 @@ import requests
 import zeep
 from zeep.transports import Transport
 
-from connector.cfdi.amounts import complete
 from connector.cfdi.csd import Csd
-from connector.cfdi.model import Comprobante, load_invoice
-from connector.cfdi.seal import seal_invoice
 from connector.pac.sandbox import SandboxAccount, SandboxPac
 
+from .drivers_support import EMISOR, RECEPTOR, invoice, sealed
+
+__all__ = ["EMISOR", "RECEPTOR", "client", "csd", "hours_ago", "invoice", "pac", "sealed"]
+
 WSDL = Path(__file__).resolve().parents[2] / "connector" / "pac" / "wsdl"
-EMISOR = "EKU9003173C9"
-RECEPTOR = "CACX7605101P8"
 
 BINDINGS = {
     "fel_timbrado": (
@@ -52,61 +51,6 @@ def client(key: str, address: str, timeout: float = 30) -> Any:
         transport = Transport(session=session, timeout=timeout, operation_timeout=timeout)
         c = _clients[(key, timeout)] = zeep.Client(str(WSDL / wsdl), transport=transport)
     return c.create_service(binding, address)
-
-
-def invoice(
-    folio: str,
-    *,
-    fecha: datetime | None = None,
-    rfc: str = EMISOR,
-    receptor: str = RECEPTOR,
-    uso: str = "G03",
-    serie: str = "SBX",
-) -> Comprobante:
-    when = (fecha or datetime.now()).replace(microsecond=0)
-    c, problems = load_invoice(
-        {
-            "Serie": serie,
-            "Folio": folio,
-            "Fecha": when.isoformat(),
-            "FormaPago": "03",
-            "Moneda": "MXN",
-            "TipoDeComprobante": "I",
-            "Exportacion": "01",
-            "MetodoPago": "PUE",
-            "LugarExpedicion": "86000",
-            "Emisor": {"Rfc": rfc, "Nombre": "ESCUELA KEMPER URGATE", "RegimenFiscal": "601"},
-            "Receptor": {
-                "Rfc": receptor,
-                "Nombre": "XOCHILT CASAS CHAVEZ",
-                "DomicilioFiscalReceptor": "36257",
-                "RegimenFiscalReceptor": "612",
-                "UsoCFDI": uso,
-            },
-            "Conceptos": [
-                {
-                    "ClaveProdServ": "52161557",
-                    "Cantidad": "2",
-                    "ClaveUnidad": "H87",
-                    "Unidad": "PIEZA",
-                    "Descripcion": f"Artículo de prueba {folio}",
-                    "ValorUnitario": "150.00",
-                    "ObjetoImp": "02",
-                    "Impuestos": {
-                        "Traslados": [
-                            {"Impuesto": "002", "TipoFactor": "Tasa", "TasaOCuota": "0.160000"}
-                        ]
-                    },
-                }
-            ],
-        }
-    )
-    assert c is not None, problems
-    return complete(c)
-
-
-def sealed(csd: Csd, folio: str, **kw: Any) -> bytes:
-    return seal_invoice(invoice(folio, **kw), csd)
 
 
 def hours_ago(hours: float) -> datetime:

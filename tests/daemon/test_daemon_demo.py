@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 
 from lxml import etree
@@ -46,3 +47,48 @@ def test_demo_stamps_every_valid_invoice_and_reports_the_bad_file(tmp_path: Path
     # a second demo in the same folder stamps new invoices (new folios), nothing is overwritten
     assert run_demo(base, out=io.StringIO()) == 0
     assert len(list((base / "out" / "xml").glob("*.xml"))) == 2 * valid
+
+
+def test_demo_keep_running_takes_new_files_until_interrupted(tmp_path: Path) -> None:
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import time
+
+    from tests.daemon.conftest import dat_file
+
+    exe = shutil.which("cfdi-connector")
+    cmd = [exe] if exe else [sys.executable, "-m", "connector.cli"]
+    base = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [*cmd, "demo", "--dir", str(base), "--keep-running"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if "Sigo vigilando" in line:
+                break
+        assert any("Facturas timbradas: 8" in x for x in seen), "".join(seen)
+        tmp = base / "inbox" / ".nuevo.dat.part"
+        tmp.write_bytes(dat_file("NEW", [1]))
+        os.replace(tmp, base / "inbox" / "nuevo.dat")
+        for _ in range(600):
+            if list((base / "out" / "xml").glob("NEW1_*.xml")) and list(
+                (base / "archive").rglob("nuevo.dat")
+            ):
+                break
+            time.sleep(0.1)
+        assert list((base / "out" / "xml").glob("NEW1_*.xml"))
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert list((base / "archive").rglob("nuevo.dat"))

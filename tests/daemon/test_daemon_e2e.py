@@ -240,3 +240,45 @@ xml = "out/xml"
     (out,) = outputs(ws, "xml")
     assert e.uuid in out.name
     assert {k: len(v) for k, v in stamps_by_key(sandbox.store).items()} == {("R", "1"): 1}
+
+
+def test_finkok_pac_kind_stamps_too(tmp_path: Path, sandbox) -> None:
+    from tests.daemon.conftest import write_config
+
+    extra = f"""
+[[pacs]]
+name = "finkok"
+kind = "finkok"
+url = "{sandbox.finkok_stamp_url}"
+usuario = "demo"
+password_file = "pac.pw"
+
+[[sources]]
+name = "fk"
+inbox = "inbox-fk"
+adapter = "dat"
+include = ["*.dat"]
+emisor = "EKU9003173C9"
+pac = "finkok"
+stable_seconds = 0
+archive = "archive"
+failed = "failed"
+[sources.output]
+xml = "out/xml"
+"""
+    config = write_config(
+        tmp_path / "ws4", timbrado_url=sandbox.fel_timbrado_url, extra_sources=extra
+    )
+    ws = config.parent
+    (ws / "inbox-fk").mkdir()
+    (ws / "inbox-fk" / "fk.dat").write_bytes(dat_file("FK", [1, 2]))
+    pipe = start_pipeline(config)
+    try:
+        assert pipe.run_until_idle(60)
+    finally:
+        pipe.close()
+    assert [p.name.split("_")[0] for p in outputs(ws, "xml")] == ["FK1", "FK2"]
+    assert {k: len(v) for k, v in stamps_by_key(sandbox.store).items()} == {
+        ("FK", "1"): 1,
+        ("FK", "2"): 1,
+    }

@@ -282,3 +282,49 @@ xml = "out/xml"
         ("FK", "1"): 1,
         ("FK", "2"): 1,
     }
+
+
+def test_done_marker_source_waits_for_the_marker_and_archives_it(tmp_path: Path, sandbox) -> None:
+    from tests.daemon.conftest import write_config
+
+    extra = """
+[[sources]]
+name = "marcado"
+inbox = "inbox-m"
+adapter = "dat"
+include = ["*.dat"]
+emisor = "EKU9003173C9"
+pac = "sandbox"
+done_marker = ".listo"
+archive = "archive"
+failed = "failed"
+[sources.output]
+xml = "out/xml"
+"""
+    config = write_config(
+        tmp_path / "ws5", timbrado_url=sandbox.fel_timbrado_url, extra_sources=extra
+    )
+    ws = config.parent
+    inbox = ws / "inbox-m"
+    inbox.mkdir()
+    (inbox / "m.dat").write_bytes(dat_file("M", [1]))
+    pipe = start_pipeline(config)
+    try:
+        for _ in range(5):
+            assert pipe.poll_once() == 0  # no marker yet: never taken, however stable
+        assert (inbox / "m.dat").exists()
+        (inbox / "m.dat.listo").write_bytes(b"")
+        assert pipe.poll_once() == 1
+        for _ in range(600):
+            if pipe.finished:
+                break
+            pipe.poll_once()
+            pipe.wake.wait(0.05)
+    finally:
+        pipe.close()
+    assert sorted(p.name for p in (ws / "archive").rglob("*") if p.is_file()) == [
+        "m.dat",
+        "m.dat.listo",
+    ]
+    assert list(inbox.iterdir()) == []
+    assert [p.name.split("_")[0] for p in outputs(ws, "xml")] == ["M1"]

@@ -398,7 +398,11 @@ class Pipeline:
                 names = os.listdir(src.cfg.inbox)
             except OSError:
                 continue
+            marker = src.cfg.done_marker
+            present = set(names)
             for n in names:
+                if marker and n + marker not in present:
+                    continue  # waits for the ERP's done-marker, not for us
                 if candidate is None or candidate(n):
                     return True
         return False

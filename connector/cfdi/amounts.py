@@ -1,7 +1,8 @@
 """Derived amounts of a CFDI 4.0 by SAT's rounding rules (Anexo 20, Guía de llenado).
 
-``complete(c)`` returns a *copy* of the Comprobante with every missing derived amount computed;
-an amount the input gives is kept as given (``connector.cfdi.rules`` checks it):
+``complete(c)`` returns a *copy* of the Comprobante with every missing derived amount computed
+(only the nodes that change are copied; the rest are shared with ``c``, which is never
+modified); an amount the input gives is kept as given (``connector.cfdi.rules`` checks it):
 
 * concepto ``Importe`` = Cantidad × ValorUnitario, rounded half-up to the currency's decimals;
 * concepto tax ``Base`` = Importe − Descuento; tax ``Importe`` = Base × TasaOCuota, rounded
@@ -38,8 +39,10 @@ from .model import (
     Impuestos,
     ImpuestosP,
     Pagos,
+    Retencion,
     RetencionP,
     RetencionResumen,
+    Traslado,
     TrasladoP,
     TrasladoResumen,
 )
@@ -96,28 +99,113 @@ def concepto_base(concepto: Concepto) -> Decimal | None:
         return concepto.Importe - (concepto.Descuento or ZERO)
 
 
-def _complete_concepto(concepto: Concepto, decimals: int) -> None:
-    with localcontext(CONTEXT):
-        if concepto.Importe is None:
-            concepto.Importe = round_to(concepto.Cantidad * concepto.ValorUnitario, decimals)
-        if concepto.Impuestos is None:
-            return
-        base = concepto_base(concepto)
-        for t in concepto.Impuestos.Traslados:
-            if t.Base is None:
-                t.Base = base
-            if (
-                t.Importe is None
-                and t.TipoFactor != "Exento"
-                and t.TasaOCuota is not None
-                and t.Base is not None
-            ):
-                t.Importe = round_to(t.Base * t.TasaOCuota, decimals)
-        for r in concepto.Impuestos.Retenciones:
-            if r.Base is None:
-                r.Base = base
-            if r.Importe is None and r.Base is not None:
-                r.Importe = round_to(r.Base * r.TasaOCuota, decimals)
+_new = object.__new__
+_setattr = object.__setattr__
+
+
+def _copy(node: N) -> N:
+    """A shallow copy of a model node (what ``model_copy()`` does, without its overhead)."""
+    new = _new(type(node))
+    _setattr(new, "__dict__", node.__dict__.copy())
+    _setattr(new, "__pydantic_fields_set__", node.__pydantic_fields_set__.copy())
+    extra, private = node.__pydantic_extra__, node.__pydantic_private__
+    _setattr(new, "__pydantic_extra__", None if extra is None else extra.copy())
+    _setattr(new, "__pydantic_private__", None if private is None else private.copy())
+    return new
+
+
+def _make(cls: type[N], **values: object) -> N:
+    """``cls.model_construct(**values)`` for nodes whose every field is given."""
+    new = _new(cls)
+    _setattr(new, "__dict__", values)
+    _setattr(new, "__pydantic_fields_set__", set(values))
+    _setattr(new, "__pydantic_extra__", None)
+    _setattr(new, "__pydantic_private__", None)
+    return new
+
+
+def _set(node: BaseModel, name: str, value: object) -> None:
+    """Assign a field of a node this module just copied (no validation, as before)."""
+    node.__dict__[name] = value
+    node.__pydantic_fields_set__.add(name)
+
+
+def _completed_traslados(
+    items: list[Traslado], base: Decimal | None, decimals: int
+) -> list[Traslado]:
+    out: list[Traslado] | None = None
+    for i, t in enumerate(items):
+        b, importe = t.Base, t.Importe
+        new_base = b is None and base is not None
+        if new_base:
+            b = base
+        new_importe = (
+            importe is None
+            and t.TipoFactor != "Exento"
+            and t.TasaOCuota is not None
+            and b is not None
+        )
+        if not (new_base or new_importe):
+            continue
+        t = _copy(t)
+        if new_base:
+            _set(t, "Base", b)
+        if new_importe:
+            _set(t, "Importe", round_to(b * t.TasaOCuota, decimals))
+        if out is None:
+            out = list(items)
+        out[i] = t
+    return items if out is None else out
+
+
+def _completed_retenciones(
+    items: list[Retencion], base: Decimal | None, decimals: int
+) -> list[Retencion]:
+    out: list[Retencion] | None = None
+    for i, r in enumerate(items):
+        b, importe = r.Base, r.Importe
+        new_base = b is None and base is not None
+        if new_base:
+            b = base
+        new_importe = importe is None and b is not None
+        if not (new_base or new_importe):
+            continue
+        r = _copy(r)
+        if new_base:
+            _set(r, "Base", b)
+        if new_importe:
+            _set(r, "Importe", round_to(b * r.TasaOCuota, decimals))
+        if out is None:
+            out = list(items)
+        out[i] = r
+    return items if out is None else out
+
+
+def _completed_concepto(concepto: Concepto, decimals: int) -> Concepto:
+    """``concepto`` with its missing amounts (a copy of the changed nodes only); runs in
+    ``CONTEXT``."""
+    importe = concepto.Importe
+    new_importe = importe is None
+    if new_importe:
+        importe = round_to(concepto.Cantidad * concepto.ValorUnitario, decimals)
+    impuestos = concepto.Impuestos
+    new_impuestos = None
+    if impuestos is not None:
+        base = None if importe is None else importe - (concepto.Descuento or ZERO)
+        traslados = _completed_traslados(impuestos.Traslados, base, decimals)
+        retenciones = _completed_retenciones(impuestos.Retenciones, base, decimals)
+        if traslados is not impuestos.Traslados or retenciones is not impuestos.Retenciones:
+            new_impuestos = _copy(impuestos)
+            _set(new_impuestos, "Traslados", traslados)
+            _set(new_impuestos, "Retenciones", retenciones)
+    if not new_importe and new_impuestos is None:
+        return concepto
+    out = _copy(concepto)
+    if new_importe:
+        _set(out, "Importe", importe)
+    if new_impuestos is not None:
+        _set(out, "Impuestos", new_impuestos)
+    return out
 
 
 # --- Impuestos summary --------------------------------------------------------------------------
@@ -158,7 +246,8 @@ def retencion_groups(conceptos: Iterable[Concepto]) -> dict[str, Decimal]:
 def summarize(conceptos: list[Concepto], decimals: int) -> Impuestos | None:
     """The comprobante-level Impuestos node from the concepts (None when they have no taxes)."""
     traslados = [
-        TrasladoResumen.model_construct(
+        _make(
+            TrasladoResumen,
             Base=round_to(base, decimals),
             Impuesto=imp,
             TipoFactor=factor,
@@ -168,12 +257,18 @@ def summarize(conceptos: list[Concepto], decimals: int) -> Impuestos | None:
         for (imp, factor, tasa), (base, importe) in traslado_groups(conceptos).items()
     ]
     retenciones = [
-        RetencionResumen.model_construct(Impuesto=imp, Importe=round_to(importe, decimals))
+        _make(RetencionResumen, Impuesto=imp, Importe=round_to(importe, decimals))
         for imp, importe in retencion_groups(conceptos).items()
     ]
     if not traslados and not retenciones:
         return None
-    out = Impuestos.model_construct(Traslados=traslados, Retenciones=retenciones)
+    out = _make(
+        Impuestos,
+        TotalImpuestosRetenidos=None,
+        TotalImpuestosTrasladados=None,
+        Retenciones=retenciones,
+        Traslados=traslados,
+    )
     _complete_summary_totals(out, decimals)
     return out
 
@@ -302,31 +397,50 @@ def clone(node: N) -> N:
 
 
 def complete(c: Comprobante) -> Comprobante:
-    """A copy of ``c`` with every missing derived amount computed (given amounts are kept)."""
-    out = clone(c)
+    """A copy of ``c`` with every missing derived amount computed (given amounts are kept).
+
+    ``c`` is never modified. Only the nodes that change are copied: the result shares the
+    others with ``c`` (treat both as values; copy before mutating either in place).
+    """
+    out = _copy(c)
     decimals = catalogs().decimals(out.Moneda)
     with localcontext(CONTEXT):
-        for concepto in out.Conceptos:
-            _complete_concepto(concepto, decimals)
+        conceptos = c.Conceptos
+        new_conceptos: list[Concepto] | None = None
+        for i, concepto in enumerate(conceptos):
+            done = _completed_concepto(concepto, decimals)
+            if done is not concepto:
+                if new_conceptos is None:
+                    new_conceptos = list(conceptos)
+                new_conceptos[i] = done
+        if new_conceptos is not None:
+            _set(out, "Conceptos", new_conceptos)
         if out.TipoDeComprobante in ("T", "P"):
             if out.SubTotal is None:
-                out.SubTotal = ZERO
+                _set(out, "SubTotal", ZERO)
             if out.Total is None:
-                out.Total = ZERO
+                _set(out, "Total", ZERO)
         else:
             if out.Impuestos is None:
-                out.Impuestos = summarize(out.Conceptos, decimals)
-            else:
-                _complete_summary_totals(out.Impuestos, decimals)
+                _set(out, "Impuestos", summarize(out.Conceptos, decimals))
+            elif (
+                out.Impuestos.TotalImpuestosTrasladados is None
+                or out.Impuestos.TotalImpuestosRetenidos is None
+            ):
+                impuestos = _copy(out.Impuestos)
+                _complete_summary_totals(impuestos, decimals)
+                _set(out, "Impuestos", impuestos)
             if out.SubTotal is None:
-                out.SubTotal = round_to(_sum(k.Importe for k in out.Conceptos), decimals)
+                _set(out, "SubTotal", round_to(_sum(k.Importe for k in out.Conceptos), decimals))
             descuentos = [k.Descuento for k in out.Conceptos if k.Descuento is not None]
             if out.Descuento is None and descuentos:
-                out.Descuento = round_to(_sum(descuentos), decimals)
+                _set(out, "Descuento", round_to(_sum(descuentos), decimals))
             if out.Total is None:
-                out.Total = round_to(expected_total(out), decimals)
+                _set(out, "Total", round_to(expected_total(out), decimals))
         if out.Pagos is not None:
-            _complete_pagos(out.Pagos)
+            pagos = clone(out.Pagos)
+            _complete_pagos(pagos)
+            _set(out, "Pagos", pagos)
     return out
 
 

@@ -23,7 +23,7 @@ from .cadena import _model_cadena, cadena_original, cadena_tfd
 from .csd import Csd, CsdCertificate, load_certificate
 from .errors import CsdError, Problem, SealError, XmlError
 from .model import NS_CFDI, NS_TFD, Comprobante
-from .xmlio import build_tree, check_root, parse_xml_bytes, serialize
+from .xmlio import build_tree, check_root, parse_own, parse_xml_bytes, serialize, xml_text
 
 __all__ = ["seal_invoice", "seal_tree", "seal_xml", "verify_seal", "verify_tfd"]
 
@@ -87,8 +87,9 @@ def _refuse_stamped() -> SealError:
     )
 
 
-def seal_tree(c: Comprobante, csd: Csd) -> etree._Element:
-    """The sealed lxml tree of ``c`` (what ``seal_invoice`` serializes)."""
+def _seal(c: Comprobante, csd: Csd) -> tuple[str | None, etree._Element | None]:
+    """The sealed document: as text (the usual case), or as a tree when it has parts only the
+    element path and SAT's XSLT handle (verbatim complements, Parte)."""
     if c.TimbreFiscalDigital is not None:
         raise _refuse_stamped()
     csd.check_can_seal(c.Emisor.Rfc, _fecha(c.Fecha))
@@ -99,11 +100,21 @@ def seal_tree(c: Comprobante, csd: Csd) -> etree._Element:
             "Sello": "",  # placeholder: keeps Sello in its XSD position; not in the cadena
         }
     )
-    root = build_tree(c)
     # the cadena straight from the model (no tree walk) unless only SAT's XSLT can compute it
     cadena = _model_cadena(c)
+    text = xml_text(c) if cadena is not None else None
+    if text is not None and cadena is not None:
+        # The first ' Sello=""' is the root's: every value before it is escaped (no quotes).
+        return text.replace(' Sello=""', f' Sello="{csd.sign(cadena)}"', 1), None
+    root = build_tree(c)
     root.set("Sello", csd.sign(cadena if cadena is not None else cadena_original(root)))
-    return root
+    return None, root
+
+
+def seal_tree(c: Comprobante, csd: Csd) -> etree._Element:
+    """The sealed lxml tree of ``c`` (what ``seal_invoice`` serializes)."""
+    text, root = _seal(c, csd)
+    return root if root is not None else parse_own(text or "")
 
 
 def seal_invoice(c: Comprobante, csd: Csd) -> bytes:
@@ -113,7 +124,8 @@ def seal_invoice(c: Comprobante, csd: Csd) -> bytes:
     when the CSD cannot seal it (expired at Fecha, another RFC) and ``SealError`` when the
     comprobante is already stamped.
     """
-    return serialize(seal_tree(c, csd))
+    text, root = _seal(c, csd)
+    return text.encode("utf-8") if text is not None else serialize(root)  # type: ignore[arg-type]
 
 
 def seal_xml(xml_bytes: bytes, csd: Csd) -> bytes:

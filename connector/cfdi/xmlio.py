@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -435,6 +436,9 @@ def _tfd(parent: etree._Element, t: TimbreFiscalDigital) -> None:
 
 def build_tree(c: Comprobante) -> etree._Element:
     """The lxml tree of a Comprobante (what ``to_xml`` serializes)."""
+    text = xml_text(c)  # written as text and parsed once: cheaper than element by element
+    if text is not None:
+        return parse_own(text)
     try:
         return _build(c)
     except ValueError as exc:  # lxml refuses characters XML cannot carry (NUL, control chars)
@@ -567,6 +571,374 @@ def _build(c: Comprobante) -> etree._Element:
     return root
 
 
+# --- model → XML text without lxml elements (the fast path) --------------------------------------
+#
+# Building ~30 lxml elements attribute by attribute costs more than writing the same document as
+# text and letting libxml2 parse it once. ``_xml_text`` writes exactly what ``serialize(_build(c))``
+# writes (same declaration, namespace declarations, attribute order and escaping); documents
+# with verbatim parts (OtrosComplementos, ComplementoConcepto) take the element path.
+
+_DECLARATION = "<?xml version='1.0' encoding='UTF-8'?>\n"
+# libxml2's escaping of attribute values
+_ESCAPE = str.maketrans(
+    {
+        "&": "&amp;",
+        "<": "&lt;",
+        ">": "&gt;",
+        '"': "&quot;",
+        "\t": "&#9;",
+        "\n": "&#10;",
+        "\r": "&#13;",
+    }
+)
+_NEEDS_ESCAPE = re.compile('[&<>"\t\n\r]')
+# what lxml refuses in a value: control characters, U+FFFE, U+FFFF and lone surrogates
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+_Spec = tuple[tuple[str, str], ...]
+
+
+def _spec(*names: str) -> _Spec:
+    return tuple((n, f' {n}="') for n in names)
+
+
+_S_COMPROBANTE = _spec(
+    "Version",
+    "Serie",
+    "Folio",
+    "Fecha",
+    "Sello",
+    "FormaPago",
+    "NoCertificado",
+    "Certificado",
+    "CondicionesDePago",
+    "SubTotal",
+    "Descuento",
+    "Moneda",
+    "TipoCambio",
+    "Total",
+    "TipoDeComprobante",
+    "Exportacion",
+    "MetodoPago",
+    "LugarExpedicion",
+    "Confirmacion",
+)
+_S_EMISOR = _spec("Rfc", "Nombre", "RegimenFiscal", "FacAtrAdquirente")
+_S_RECEPTOR = _spec(
+    "Rfc",
+    "Nombre",
+    "DomicilioFiscalReceptor",
+    "ResidenciaFiscal",
+    "NumRegIdTrib",
+    "RegimenFiscalReceptor",
+    "UsoCFDI",
+)
+_S_CONCEPTO = _spec(
+    "ClaveProdServ",
+    "NoIdentificacion",
+    "Cantidad",
+    "ClaveUnidad",
+    "Unidad",
+    "Descripcion",
+    "ValorUnitario",
+    "Importe",
+    "Descuento",
+    "ObjetoImp",
+)
+_S_IMPUESTO = _spec("Base", "Impuesto", "TipoFactor", "TasaOCuota", "Importe")
+_S_ACUENTA = _spec(
+    "RfcACuentaTerceros",
+    "NombreACuentaTerceros",
+    "RegimenFiscalACuentaTerceros",
+    "DomicilioFiscalACuentaTerceros",
+)
+_S_PARTE = _spec(
+    "ClaveProdServ",
+    "NoIdentificacion",
+    "Cantidad",
+    "Unidad",
+    "Descripcion",
+    "ValorUnitario",
+    "Importe",
+)
+_S_IMPUESTOS = _spec("TotalImpuestosRetenidos", "TotalImpuestosTrasladados")
+_S_RETENCION_RES = _spec("Impuesto", "Importe")
+_S_TOTALES = _spec(
+    "TotalRetencionesIVA",
+    "TotalRetencionesISR",
+    "TotalRetencionesIEPS",
+    "TotalTrasladosBaseIVA16",
+    "TotalTrasladosImpuestoIVA16",
+    "TotalTrasladosBaseIVA8",
+    "TotalTrasladosImpuestoIVA8",
+    "TotalTrasladosBaseIVA0",
+    "TotalTrasladosImpuestoIVA0",
+    "TotalTrasladosBaseIVAExento",
+    "MontoTotalPagos",
+)
+_S_PAGO = _spec(
+    "FechaPago",
+    "FormaDePagoP",
+    "MonedaP",
+    "TipoCambioP",
+    "Monto",
+    "NumOperacion",
+    "RfcEmisorCtaOrd",
+    "NomBancoOrdExt",
+    "CtaOrdenante",
+    "RfcEmisorCtaBen",
+    "CtaBeneficiario",
+    "TipoCadPago",
+    "CertPago",
+    "CadPago",
+    "SelloPago",
+)
+_S_DOCTO = _spec(
+    "IdDocumento",
+    "Serie",
+    "Folio",
+    "MonedaDR",
+    "EquivalenciaDR",
+    "NumParcialidad",
+    "ImpSaldoAnt",
+    "ImpPagado",
+    "ImpSaldoInsoluto",
+    "ObjetoImpDR",
+)
+_S_IMPUESTO_DR = _spec("BaseDR", "ImpuestoDR", "TipoFactorDR", "TasaOCuotaDR", "ImporteDR")
+_S_RETENCION_P = _spec("ImpuestoP", "ImporteP")
+_S_TRASLADO_P = _spec("BaseP", "ImpuestoP", "TipoFactorP", "TasaOCuotaP", "ImporteP")
+_S_TFD = _spec(
+    "Version",
+    "UUID",
+    "FechaTimbrado",
+    "RfcProvCertif",
+    "Leyenda",
+    "SelloCFD",
+    "NoCertificadoSAT",
+    "SelloSAT",
+)
+_XMLNS_ROOT = f' xmlns:cfdi="{NS_CFDI}" xmlns:xsi="{NS_XSI}"'
+_XMLNS_PAGO20 = f' xmlns:pago20="{NS_PAGO20}"'
+
+
+def _text(value: Any) -> str:
+    if type(value) is Decimal:
+        return _d(value)
+    text = value if isinstance(value, str) else str(value)
+    if _NEEDS_ESCAPE.search(text) is not None:
+        return text.translate(_ESCAPE)
+    return text
+
+
+def _put(out: list[str], node: Any, spec: _Spec) -> None:
+    """The attributes of ``node`` in ``spec`` order (None left out), escaped."""
+    values = node.__dict__
+    needs_escape = _NEEDS_ESCAPE.search
+    for name, prefix in spec:
+        value = values[name]
+        if value is None:
+            continue
+        if type(value) is Decimal:
+            text = str(value)
+            if "E" in text or "e" in text:
+                text = format(value, "f")
+        else:
+            text = value if isinstance(value, str) else str(value)
+            if needs_escape(text) is not None:
+                text = text.translate(_ESCAPE)
+        out.append(prefix)
+        out.append(text)
+        out.append('"')
+
+
+def _leaf(out: list[str], tag: str, node: Any, spec: _Spec) -> None:
+    out.append(tag)
+    _put(out, node, spec)
+    out.append("/>")
+
+
+def _end(out: list[str], mark: int, close: str) -> None:
+    """Close an element opened at ``mark`` (its ``>`` is ``out[mark - 1]``): ``/>`` when empty."""
+    if len(out) == mark:
+        out[-1] = "/>"
+    else:
+        out.append(close)
+
+
+def _xml_text(c: Comprobante) -> str | None:
+    """``serialize(build_tree(c))`` as text, or None when ``c`` has verbatim parts."""
+    if c.OtrosComplementos:
+        return None
+    out: list[str] = [_DECLARATION, "<cfdi:Comprobante", _XMLNS_ROOT]
+    schema = SCHEMA_CFDI
+    if c.Pagos is not None:
+        out.append(_XMLNS_PAGO20)
+        schema += " " + SCHEMA_PAGOS
+    out.append(f' xsi:schemaLocation="{schema}"')
+    _put(out, c, _S_COMPROBANTE)
+    out.append(">")
+    ig = c.InformacionGlobal
+    if ig is not None:
+        out.append(
+            f'<cfdi:InformacionGlobal Periodicidad="{_text(ig.Periodicidad)}" '
+            f'Meses="{_text(ig.Meses)}" Año="{_text(ig.Anio)}"/>'
+        )
+    for rel in c.CfdiRelacionados:
+        out.append(f'<cfdi:CfdiRelacionados TipoRelacion="{_text(rel.TipoRelacion)}">')
+        mark = len(out)
+        for uuid in rel.UUIDs:
+            out.append(f'<cfdi:CfdiRelacionado UUID="{_text(uuid)}"/>')
+        _end(out, mark, "</cfdi:CfdiRelacionados>")
+    _leaf(out, "<cfdi:Emisor", c.Emisor, _S_EMISOR)
+    _leaf(out, "<cfdi:Receptor", c.Receptor, _S_RECEPTOR)
+    out.append("<cfdi:Conceptos>")
+    conceptos_mark = len(out)
+    for k in c.Conceptos:
+        if k.ComplementoConcepto:
+            return None
+        out.append("<cfdi:Concepto")
+        _put(out, k, _S_CONCEPTO)
+        out.append(">")
+        mark = len(out)
+        imp = k.Impuestos
+        if imp is not None:
+            out.append("<cfdi:Impuestos>")
+            imark = len(out)
+            if imp.Traslados:
+                out.append("<cfdi:Traslados>")
+                for t in imp.Traslados:
+                    _leaf(out, "<cfdi:Traslado", t, _S_IMPUESTO)
+                out.append("</cfdi:Traslados>")
+            if imp.Retenciones:
+                out.append("<cfdi:Retenciones>")
+                for r in imp.Retenciones:
+                    _leaf(out, "<cfdi:Retencion", r, _S_IMPUESTO)
+                out.append("</cfdi:Retenciones>")
+            _end(out, imark, "</cfdi:Impuestos>")
+        if k.ACuentaTerceros is not None:
+            _leaf(out, "<cfdi:ACuentaTerceros", k.ACuentaTerceros, _S_ACUENTA)
+        for numero in k.InformacionAduanera:
+            out.append(f'<cfdi:InformacionAduanera NumeroPedimento="{_text(numero)}"/>')
+        for numero in k.CuentaPredial:
+            out.append(f'<cfdi:CuentaPredial Numero="{_text(numero)}"/>')
+        for parte in k.Parte:
+            out.append("<cfdi:Parte")
+            _put(out, parte, _S_PARTE)
+            out.append(">")
+            pmark = len(out)
+            for numero in parte.InformacionAduanera:
+                out.append(f'<cfdi:InformacionAduanera NumeroPedimento="{_text(numero)}"/>')
+            _end(out, pmark, "</cfdi:Parte>")
+        _end(out, mark, "</cfdi:Concepto>")
+    _end(out, conceptos_mark, "</cfdi:Conceptos>")
+    imp2 = c.Impuestos
+    if imp2 is not None:
+        out.append("<cfdi:Impuestos")
+        _put(out, imp2, _S_IMPUESTOS)
+        out.append(">")
+        mark = len(out)
+        if imp2.Retenciones:
+            out.append("<cfdi:Retenciones>")
+            for rr in imp2.Retenciones:
+                _leaf(out, "<cfdi:Retencion", rr, _S_RETENCION_RES)
+            out.append("</cfdi:Retenciones>")
+        if imp2.Traslados:
+            out.append("<cfdi:Traslados>")
+            for tr in imp2.Traslados:
+                _leaf(out, "<cfdi:Traslado", tr, _S_IMPUESTO)
+            out.append("</cfdi:Traslados>")
+        _end(out, mark, "</cfdi:Impuestos>")
+    if c.Pagos is not None or c.TimbreFiscalDigital is not None:
+        out.append("<cfdi:Complemento>")
+        if c.Pagos is not None:
+            _pagos_text(out, c.Pagos)
+        t = c.TimbreFiscalDigital
+        if t is not None:
+            out.append(
+                f'<tfd:TimbreFiscalDigital xmlns:tfd="{NS_TFD}" xsi:schemaLocation="{SCHEMA_TFD}"'
+            )
+            _put(out, t, _S_TFD)
+            out.append("/>")
+        out.append("</cfdi:Complemento>")
+    out.append("</cfdi:Comprobante>")
+    return "".join(out)
+
+
+def _pagos_text(out: list[str], pagos: Pagos) -> None:
+    out.append(f'<pago20:Pagos Version="{_text(pagos.Version)}">')
+    _leaf(out, "<pago20:Totales", pagos.Totales, _S_TOTALES)
+    for p in pagos.Pago:
+        out.append("<pago20:Pago")
+        _put(out, p, _S_PAGO)
+        out.append(">")
+        mark = len(out)
+        for d in p.DoctoRelacionado:
+            out.append("<pago20:DoctoRelacionado")
+            _put(out, d, _S_DOCTO)
+            out.append(">")
+            dmark = len(out)
+            idr = d.ImpuestosDR
+            if idr is not None:
+                out.append("<pago20:ImpuestosDR>")
+                imark = len(out)
+                if idr.RetencionesDR:
+                    out.append("<pago20:RetencionesDR>")
+                    for r in idr.RetencionesDR:
+                        _leaf(out, "<pago20:RetencionDR", r, _S_IMPUESTO_DR)
+                    out.append("</pago20:RetencionesDR>")
+                if idr.TrasladosDR:
+                    out.append("<pago20:TrasladosDR>")
+                    for t in idr.TrasladosDR:
+                        _leaf(out, "<pago20:TrasladoDR", t, _S_IMPUESTO_DR)
+                    out.append("</pago20:TrasladosDR>")
+                _end(out, imark, "</pago20:ImpuestosDR>")
+            _end(out, dmark, "</pago20:DoctoRelacionado>")
+        ip = p.ImpuestosP
+        if ip is not None:
+            out.append("<pago20:ImpuestosP>")
+            imark = len(out)
+            if ip.RetencionesP:
+                out.append("<pago20:RetencionesP>")
+                for r2 in ip.RetencionesP:
+                    _leaf(out, "<pago20:RetencionP", r2, _S_RETENCION_P)
+                out.append("</pago20:RetencionesP>")
+            if ip.TrasladosP:
+                out.append("<pago20:TrasladosP>")
+                for t3 in ip.TrasladosP:
+                    _leaf(out, "<pago20:TrasladoP", t3, _S_TRASLADO_P)
+                out.append("</pago20:TrasladosP>")
+            _end(out, imark, "</pago20:ImpuestosP>")
+        _end(out, mark, "</pago20:Pago>")
+    out.append("</pago20:Pagos>")
+
+
+def _chars_error(detail: str) -> XmlError:
+    return XmlError.one(
+        "CONN-XML-CHARS",
+        f"Un valor del comprobante contiene caracteres que XML no admite: {detail}",
+    )
+
+
+def xml_text(c: Comprobante) -> str | None:
+    """The serialized document as text (fast path), None when only the element path can write
+    it; ``XmlError`` CONN-XML-CHARS for characters XML cannot carry."""
+    text = _xml_text(c)
+    if text is not None:
+        bad = _NOT_XML.search(text)
+        if bad is not None:
+            raise _chars_error(
+                f"{bad.group()!r}: All strings must be XML compatible: Unicode or ASCII, "
+                "no NULL bytes or control characters"
+            )
+    return text
+
+
+def parse_own(text: str) -> etree._Element:
+    """The tree of a document this module wrote (trusted, well-formed): one libxml2 parse."""
+    return etree.fromstring(text.encode("utf-8"), _parser())
+
+
 def serialize(root: etree._Element) -> bytes:
     """UTF-8 bytes with an XML declaration, as SAT and the PACs expect."""
     return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")
@@ -574,6 +946,9 @@ def serialize(root: etree._Element) -> bytes:
 
 def to_xml(c: Comprobante) -> bytes:
     """Serialize a Comprobante as CFDI 4.0 XML (UTF-8, attributes in SAT's XSD order)."""
+    text = xml_text(c)
+    if text is not None:
+        return text.encode("utf-8")
     return serialize(build_tree(c))
 
 

@@ -644,6 +644,7 @@ def _check_files(cfg: Config, rep: _Reporter) -> None:
                 )
         if s.mapping is not None:
             _check_mapping(s.mapping, f"{kp}.mapping", rep)
+        _check_adapter_options(s, f"{kp}.options", rep)
         layout = s.options.get("layout")
         if isinstance(layout, str) and not Path(layout).is_file():
             rep.add(
@@ -651,6 +652,26 @@ def _check_files(cfg: Config, rep: _Reporter) -> None:
                 f"{kp}.options.layout",
                 f"El archivo de layout {layout} no existe.",
             )
+
+
+def _check_adapter_options(s: SourceConfig, kp: str, rep: _Reporter) -> None:
+    """The adapter accepts the source's options (an unknown option, a bad delimiter…)."""
+    try:
+        from connector.adapters.base import AdapterNotFound, get_adapter
+    except ImportError:
+        return
+    try:
+        get_adapter(s.adapter, **s.options)
+    except AdapterNotFound:
+        return  # reported with the adapter's name
+    except Exception as exc:
+        problems = getattr(exc, "problems", None)
+        msg = "; ".join(p.message for p in problems) if problems else str(exc)
+        rep.add(
+            "CONN-CFG-ADAPTADOR",
+            kp,
+            f"El adaptador {s.adapter!r} de la fuente {s.name!r} no acepta sus opciones: {msg}",
+        )
 
 
 def _check_csd(e: EmisorConfig, kp: str, rep: _Reporter) -> None:

@@ -606,6 +606,15 @@ class Pipeline:
                     f"({src.emisor.rfc}).",
                 )
             )
+        if src.emisor.series and key[1] not in src.emisor.series:
+            problems.append(
+                Problem(
+                    "CONN-SERIE",
+                    "Serie",
+                    f"La serie {key[1]!r} no está entre las series del emisor {src.emisor.rfc} "
+                    f"en la configuración ({', '.join(src.emisor.series)}).",
+                )
+            )
         if not key[2]:
             problems.append(
                 Problem(
@@ -662,13 +671,15 @@ class Pipeline:
                 action = "send"
             return FileItem(rec.id, idx, location, e.id, []), e, action
         # NEW / RESTART: validate, seal, hand to the PAC
-        if xml is None and not _has_errors(problems):
-            try:
-                from connector.cfdi.rules import validate
+        if not _has_errors(problems):
+            from connector.cfdi.rules import validate
 
+            if xml is not None and c.Sello:  # a sealed XML drop: SAT's schema first
+                from connector.cfdi.xmlio import validate_xsd
+
+                problems.extend(validate_xsd(xml))
+            if not _has_errors(problems):
                 problems.extend(validate(c, now=self.now()))
-            except ImportError:
-                pass
         if _has_errors(problems):
             first = next(p for p in problems if p.severity == "error")
             self.journal.mark_failed(

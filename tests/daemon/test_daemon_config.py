@@ -247,3 +247,12 @@ def test_remote_mode_needs_fel_conexion_remota(tmp_path: Path) -> None:
         write(tmp_path, text.replace('kind = "fel"', 'kind = "finkok"')), deep=False
     )
     assert any(p.path == "sources[0].mode" and "solo ofrece FEL" in p.message for p in problems)
+
+
+def test_adapter_options_are_checked(tmp_path: Path) -> None:
+    text = GOOD_SHAPE.replace(
+        'adapter = "dat"', 'adapter = "dat"\noptions = { charset = "latin1" }'
+    )
+    _, problems = check_config(write(tmp_path, text))
+    (p,) = [p for p in problems if p.path == "sources[0].options"]
+    assert p.code == "CONN-CFG-ADAPTADOR" and "charset" in p.message

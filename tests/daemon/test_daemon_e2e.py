@@ -328,3 +328,33 @@ xml = "out/xml"
     ]
     assert list(inbox.iterdir()) == []
     assert [p.name.split("_")[0] for p in outputs(ws, "xml")] == ["M1"]
+
+
+def test_sealed_xml_drop_is_sent_as_is_and_series_are_enforced(workspace: Path, sandbox) -> None:
+    from connector.adapters.base import load_invoices
+    from connector.cfdi.amounts import complete
+    from connector.cfdi.csd import Csd
+    from connector.cfdi.seal import seal_xml
+    from tests.daemon.conftest import DEMO_CSD
+
+    ws = workspace.parent
+    text = workspace.read_text(encoding="utf-8").replace(
+        'password_file = "csd.pw"', 'password_file = "csd.pw"\nseries = ["S", "A"]', 1
+    )
+    workspace.write_text(text, encoding="utf-8")
+    csd = Csd.from_files(f"{DEMO_CSD}.cer", f"{DEMO_CSD}.key", "12345678a")
+    (inv,) = load_invoices(dat_file("S", [5]), "s.dat", adapter="dat", mapping=None)
+    sealed = seal_xml(to_xml(complete(inv.comprobante)), csd)
+    (ws / "inbox" / "sellada.xml").write_bytes(sealed)
+    (ws / "inbox" / "otra-serie.dat").write_bytes(dat_file("Q", [1]))
+    pipe = start_pipeline(workspace)
+    try:
+        assert pipe.run_until_idle(60)
+        e = pipe.journal.get(("EKU9003173C9", "S", "5"))
+    finally:
+        pipe.close()
+    assert e.state is State.DELIVERED and e.payload == sealed  # never re-sealed
+    (out,) = outputs(ws, "xml")
+    assert etree.fromstring(out.read_bytes()).get("Sello") == etree.fromstring(sealed).get("Sello")
+    doc = json.loads((ws / "failed" / "otra-serie.dat.error.json").read_text(encoding="utf-8"))
+    assert [x["code"] for x in doc["errors"]] == ["CONN-SERIE"]

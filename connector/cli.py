@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 
 def _add_cfdi_commands(sub: argparse._SubParsersAction) -> None:
@@ -163,15 +164,16 @@ def _add_cfdi_commands(sub: argparse._SubParsersAction) -> None:
             show(exc.problems, args.input)
             return 1
         target = os.path.abspath(args.output)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".sellando-")
+        tmp = ""
         try:
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".sellando-")
             with os.fdopen(fd, "wb") as fh:
                 fh.write(sealed)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, target)
         except OSError as exc:
-            if os.path.exists(tmp):
+            if tmp and os.path.exists(tmp):
                 os.unlink(tmp)
             out(f"CONN-FILE {args.output}: no se pudo escribir: {exc.strerror}")
             return 2
@@ -377,8 +379,35 @@ def _cmd_pdf(args: argparse.Namespace) -> int:
     return pdf_command(args.xml, args.output, args.logo, args.color, args.cancelado)
 
 
+# argparse speaks English; a person fixing a command line reads Spanish with a code.
+_USAGE_ES = (
+    (r"the following arguments are required: (.*)", r"faltan argumentos obligatorios: \1"),
+    (r"one of the arguments (.*) is required", r"falta uno de estos argumentos: \1"),
+    (r"unrecognized arguments: (.*)", r"argumentos desconocidos: \1"),
+    (r"argument (\S+): not allowed with argument (.*)", r"\1 no se puede usar junto con \2"),
+    (r"argument (\S+): expected one argument", r"\1 necesita un valor"),
+    (r"argument (\S+): invalid choice: (.*) \(choose from (.*)\)", r"\1: \2 no es válido; use \3"),
+    (r"argument (\S+): invalid (\w+) value: (.*)", r"\1: \3 no es un valor válido (\2)"),
+    (r"argument (\S+): (.*)", r"\1: \2"),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are Spanish, coded ``CONN-CLI-USO``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        import re
+
+        for pattern, spanish in _USAGE_ES:
+            if re.fullmatch(pattern, message):
+                message = re.sub(pattern, spanish, message)
+                break
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: CONN-CLI-USO {message}\n(use --help para ver las opciones)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cfdi-connector",
         description="Conector ERP → CFDI 4.0: valida, sella, timbra y entrega facturas.",
     )

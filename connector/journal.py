@@ -543,14 +543,23 @@ class Journal:
             ).fetchall()
         return [_entry(r) for r in rows]
 
-    def due_retries(self, now: float | None = None) -> list[Entry]:
+    def due_retries(self, now: float | None = None, limit: int = 1_000_000) -> list[Entry]:
         now = time.time() if now is None else now
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_COLS} FROM invoices WHERE state=? AND next_retry_at<=? ORDER BY id",
-                (State.RETRY_WAIT, now),
+                f"SELECT {_COLS} FROM invoices WHERE state=? AND next_retry_at<=? "
+                "ORDER BY next_retry_at, id LIMIT ?",
+                (State.RETRY_WAIT, now, limit),
             ).fetchall()
         return [_entry(r) for r in rows]
+
+    def next_retry_at(self) -> float | None:
+        """When the earliest invoice waiting for a retry is due (None: none waits)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MIN(next_retry_at) FROM invoices WHERE state=?", (State.RETRY_WAIT,)
+            ).fetchone()
+        return None if row[0] is None else float(row[0])
 
     def counts(self) -> dict[str, int]:
         with self._lock:

@@ -371,14 +371,15 @@ class Pipeline:
 
     def _next_retry_in(self) -> float | None:
         assert self.journal is not None
-        waiting = self.journal.in_state(State.RETRY_WAIT)
-        if not waiting:
-            return None
-        return min((e.next_retry_at or 0.0) for e in waiting) - time.time()
+        due = self.journal.next_retry_at()
+        return None if due is None else due - time.time()
 
     def _dispatch_due_retries(self) -> None:
         assert self.journal is not None
-        for e in self.journal.due_retries():
+        room = self.max_inflight - len(self._inflight)
+        if room <= 0:
+            return
+        for e in self.journal.due_retries(limit=room + len(self._inflight)):
             if e.id not in self._inflight:
                 self._dispatch(e)
 

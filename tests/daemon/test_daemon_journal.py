@@ -188,3 +188,19 @@ def test_files_table_tracks_one_final_place(tmp_path: Path) -> None:
 def test_wal_mode(tmp_path: Path) -> None:
     j = Journal(tmp_path / "j.sqlite")
     assert j._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_next_retry_at_and_due_limit(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    assert j.next_retry_at() is None
+    ids = []
+    for n in range(3):
+        _, iid = admit(j, ("EKU9003173C9", "R", str(n)))
+        j.mark_validated(iid)
+        j.mark_sealed(iid, b"x", f"R{n}")
+        j.mark_sending(iid)
+        j.mark_retry_wait(iid, 100.0 + n, "T", "t")
+        ids.append(iid)
+    assert j.next_retry_at() == 100.0
+    assert [e.id for e in j.due_retries(now=1000.0, limit=2)] == ids[:2]
+    assert j.due_retries(now=50.0) == []

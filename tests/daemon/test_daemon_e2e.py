@@ -358,3 +358,32 @@ def test_sealed_xml_drop_is_sent_as_is_and_series_are_enforced(workspace: Path, 
     assert etree.fromstring(out.read_bytes()).get("Sello") == etree.fromstring(sealed).get("Sello")
     doc = json.loads((ws / "failed" / "otra-serie.dat.error.json").read_text(encoding="utf-8"))
     assert [x["code"] for x in doc["errors"]] == ["CONN-SERIE"]
+
+
+def test_pac_down_invoices_wait_in_work_then_finish_when_it_is_back(
+    workspace: Path, sandbox
+) -> None:
+    ws = workspace.parent
+    sandbox.faults.add("http500", times=None, operations={"TimbrarCFDI"})
+    (ws / "inbox" / "caida.dat").write_bytes(dat_file("W", [1, 2]))
+    pipe = start_pipeline(workspace)
+    try:
+        for _ in range(400):
+            pipe.poll_once()
+            waiting = pipe.journal.in_state(State.RETRY_WAIT)
+            if len(waiting) == 2:
+                break
+            pipe.wake.wait(0.05)
+        assert {e.error_code for e in waiting} and all(e.attempts >= 1 for e in waiting)
+        assert [p.name.split("--")[1] for p in (ws / "work" / "ventas").iterdir()] == ["caida.dat"]
+        assert not list((ws / "archive").rglob("caida.dat")) and sandbox.store.count() == 0
+        assert sandbox.faults.fired["http500"] >= 2
+        sandbox.faults.clear()  # the PAC is back
+        assert pipe.run_until_idle(60)
+    finally:
+        pipe.close()
+    assert list((ws / "archive").rglob("caida.dat"))
+    assert {k: len(v) for k, v in stamps_by_key(sandbox.store).items()} == {
+        ("W", "1"): 1,
+        ("W", "2"): 1,
+    }

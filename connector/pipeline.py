@@ -313,7 +313,10 @@ class Pipeline:
         """Until ``stop`` is set: scan, claim, process; wake on events or the poll interval."""
         while not stop.is_set() and not self.stopping.is_set():
             self.wake.clear()
-            self.poll_once(stop)
+            try:
+                self.poll_once(stop)
+            except Exception:  # e.g. the journal busy for too long: log, wait, go on
+                log.exception("poll_failed")
             interval = self.cfg.daemon.poll_seconds
             srcs = [s.cfg.poll_seconds for s in self.sources.values() if s.cfg.poll_seconds]
             if srcs:
@@ -353,7 +356,10 @@ class Pipeline:
                 if work is None:
                     continue
                 taken += 1
-                self.process_file(src, Path(work))
+                try:
+                    self.process_file(src, Path(work))
+                except Exception:  # stays in work/: resumed on the next start
+                    log.exception("file_failed_internal", file=Path(work).name)
         self._reap()
         if time.monotonic() - self._last_status > 2.0:
             self.write_status()
@@ -439,7 +445,10 @@ class Pipeline:
                 continue
             if Path(rec.work_path).exists():
                 log.info("resume_file", file=rec.name, source=rec.source)
-                self.process_file(src, Path(rec.work_path))
+                try:
+                    self.process_file(src, Path(rec.work_path))
+                except Exception:
+                    log.exception("file_failed_internal", file=rec.name)
         for src in self.sources.values():
             assert src.cfg.work is not None
             marker = src.cfg.done_marker

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 import threading
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -314,82 +313,14 @@ def _as_element(x: Any) -> etree._Element:
 # --- straight from the model (no tree): what sealing uses ----------------------------------------
 
 
-def _v(value: Any) -> str:
-    """An attribute value as ``to_xml`` writes it, then normalize-space'd."""
-    if isinstance(value, str):
-        return normalize_space(value) if value else value
-    if isinstance(value, Decimal):
-        text = str(value)
-        return format(value, "f") if "E" in text else text
-    return str(value)
-
-
-def _m(out: list[str], node: Any, spec: tuple[tuple[str, bool], ...]) -> None:
-    for name, required in spec:
-        value = getattr(node, name)
-        if value is None:
-            if required:
-                out.append("")
-        else:
-            out.append(_v(value))
-
-
 def _model_cadena(c: Comprobante) -> str | None:
-    """The cadena walked on the model, or None when only SAT's XSLT can do it."""
-    if c.OtrosComplementos:
-        return None
-    out: list[str] = []
-    _m(out, c, _COMPROBANTE)
-    ig = c.InformacionGlobal
-    if ig is not None:
-        out += [_v(ig.Periodicidad), _v(ig.Meses), str(ig.Anio)]
-    for rel in c.CfdiRelacionados:
-        out.append(_v(rel.TipoRelacion))
-        out.extend(_v(u) for u in rel.UUIDs)
-    _m(out, c.Emisor, _EMISOR)
-    _m(out, c.Receptor, _RECEPTOR)
-    for k in c.Conceptos:
-        if k.Parte or k.ComplementoConcepto:
-            return None
-        _m(out, k, _CONCEPTO)
-        if k.Impuestos is not None:
-            for t in k.Impuestos.Traslados:
-                _m(out, t, _TRASLADO)
-            for r in k.Impuestos.Retenciones:
-                _m(out, r, _RETENCION)
-        if k.ACuentaTerceros is not None:
-            _m(out, k.ACuentaTerceros, _ACUENTA)
-        out.extend(_v(n) for n in k.InformacionAduanera)
-        out.extend(_v(n) for n in k.CuentaPredial)
-    imp = c.Impuestos
-    if imp is not None:
-        for rr in imp.Retenciones:
-            _m(out, rr, _RETENCION_RES)
-        if imp.TotalImpuestosRetenidos is not None:
-            out.append(_v(imp.TotalImpuestosRetenidos))
-        for tr in imp.Traslados:
-            _m(out, tr, _TRASLADO)
-        if imp.TotalImpuestosTrasladados is not None:
-            out.append(_v(imp.TotalImpuestosTrasladados))
-    pagos = c.Pagos
-    if pagos is not None:
-        out.append(_v(pagos.Version))
-        _m(out, pagos.Totales, _TOTALES)
-        for pago in pagos.Pago:
-            _m(out, pago, _PAGO)
-            for d in pago.DoctoRelacionado:
-                _m(out, d, _DOCTO)
-                if d.ImpuestosDR is not None:
-                    for rd in d.ImpuestosDR.RetencionesDR:
-                        _m(out, rd, _RETENCION_DR)
-                    for td in d.ImpuestosDR.TrasladosDR:
-                        _m(out, td, _TRASLADO_DR)
-            if pago.ImpuestosP is not None:
-                for rp in pago.ImpuestosP.RetencionesP:
-                    _m(out, rp, _RETENCION_P)
-                for tp in pago.ImpuestosP.TrasladosP:
-                    _m(out, tp, _TRASLADO_P)
-    return "||" + "|".join(out) + "||"
+    """The cadena walked on the model, or None when only SAT's XSLT can do it.
+
+    ``xmlio.xml_and_cadena`` walks the model once for both the XML text and the cadena (the
+    field specs above give the cadena's order and Requerido/Opcional)."""
+    from .xmlio import xml_and_cadena
+
+    return xml_and_cadena(c)[1]
 
 
 def cadena_original(c_or_element: Comprobante | etree._Element | etree._ElementTree | bytes) -> str:

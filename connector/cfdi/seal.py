@@ -19,11 +19,19 @@ from typing import Any
 
 from lxml import etree
 
-from .cadena import _model_cadena, cadena_original, cadena_tfd
+from .cadena import cadena_original, cadena_tfd
 from .csd import Csd, CsdCertificate, load_certificate
 from .errors import CsdError, Problem, SealError, XmlError
 from .model import NS_CFDI, NS_TFD, Comprobante
-from .xmlio import build_tree, check_root, parse_own, parse_xml_bytes, serialize, xml_text
+from .xmlio import (
+    build_tree,
+    check_chars,
+    check_root,
+    parse_own,
+    parse_xml_bytes,
+    serialize,
+    xml_and_cadena,
+)
 
 __all__ = ["seal_invoice", "seal_tree", "seal_xml", "verify_seal", "verify_tfd"]
 
@@ -100,10 +108,10 @@ def _seal(c: Comprobante, csd: Csd) -> tuple[str | None, etree._Element | None]:
             "Sello": "",  # placeholder: keeps Sello in its XSD position; not in the cadena
         }
     )
-    # the cadena straight from the model (no tree walk) unless only SAT's XSLT can compute it
-    cadena = _model_cadena(c)
-    text = xml_text(c) if cadena is not None else None
+    # document and cadena in one walk of the model, unless only lxml / SAT's XSLT can do them
+    text, cadena = xml_and_cadena(c)
     if text is not None and cadena is not None:
+        check_chars(text)
         # The first ' Sello=""' is the root's: every value before it is escaped (no quotes).
         return text.replace(' Sello=""', f' Sello="{csd.sign(cadena)}"', 1), None
     root = build_tree(c)

@@ -19,6 +19,8 @@ from typing import Any
 
 from lxml import etree
 
+from . import cadena as _cad
+from .cadena import normalize_space
 from .errors import Problem, XmlError
 from .model import (
     NS_CFDI,
@@ -574,7 +576,7 @@ def _build(c: Comprobante) -> etree._Element:
 # --- model → XML text without lxml elements (the fast path) --------------------------------------
 #
 # Building ~30 lxml elements attribute by attribute costs more than writing the same document as
-# text and letting libxml2 parse it once. ``_xml_text`` writes exactly what ``serialize(_build(c))``
+# text and letting libxml2 parse it once. ``xml_and_cadena`` writes exactly what ``serialize(_build(c))``
 # writes (same declaration, namespace declarations, attribute order and escaping); documents
 # with verbatim parts (OtrosComplementos, ComplementoConcepto) take the element path.
 
@@ -595,156 +597,213 @@ _NEEDS_ESCAPE = re.compile('[&<>"\t\n\r]')
 # what lxml refuses in a value: control characters, U+FFFE, U+FFFF and lone surrogates
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
-_Spec = tuple[tuple[str, str], ...]
+_Spec = tuple[tuple[str, str, int], ...]
+_NOT_IN_CADENA, _OPTIONAL, _REQUIRED = 0, 1, 2
 
 
-def _spec(*names: str) -> _Spec:
-    return tuple((n, f' {n}="') for n in names)
+def _spec(names: tuple[str, ...], cadena: tuple[tuple[str, bool], ...] = ()) -> _Spec:
+    """(field, ' Name="', how the cadena takes it) per attribute, in XSD order. Where a node is
+    in the cadena, SAT's XSLT walks its attributes in this same order (Sello and Certificado
+    left out)."""
+    required = dict(cadena)
+    return tuple(
+        (
+            n,
+            f' {n}="',
+            _NOT_IN_CADENA if n not in required else (_REQUIRED if required[n] else _OPTIONAL),
+        )
+        for n in names
+    )
 
 
+_IMPUESTO_NAMES = ("Base", "Impuesto", "TipoFactor", "TasaOCuota", "Importe")
 _S_COMPROBANTE = _spec(
-    "Version",
-    "Serie",
-    "Folio",
-    "Fecha",
-    "Sello",
-    "FormaPago",
-    "NoCertificado",
-    "Certificado",
-    "CondicionesDePago",
-    "SubTotal",
-    "Descuento",
-    "Moneda",
-    "TipoCambio",
-    "Total",
-    "TipoDeComprobante",
-    "Exportacion",
-    "MetodoPago",
-    "LugarExpedicion",
-    "Confirmacion",
+    (
+        "Version",
+        "Serie",
+        "Folio",
+        "Fecha",
+        "Sello",
+        "FormaPago",
+        "NoCertificado",
+        "Certificado",
+        "CondicionesDePago",
+        "SubTotal",
+        "Descuento",
+        "Moneda",
+        "TipoCambio",
+        "Total",
+        "TipoDeComprobante",
+        "Exportacion",
+        "MetodoPago",
+        "LugarExpedicion",
+        "Confirmacion",
+    ),
+    _cad._COMPROBANTE,
 )
-_S_EMISOR = _spec("Rfc", "Nombre", "RegimenFiscal", "FacAtrAdquirente")
+_S_EMISOR = _spec(("Rfc", "Nombre", "RegimenFiscal", "FacAtrAdquirente"), _cad._EMISOR)
 _S_RECEPTOR = _spec(
-    "Rfc",
-    "Nombre",
-    "DomicilioFiscalReceptor",
-    "ResidenciaFiscal",
-    "NumRegIdTrib",
-    "RegimenFiscalReceptor",
-    "UsoCFDI",
+    (
+        "Rfc",
+        "Nombre",
+        "DomicilioFiscalReceptor",
+        "ResidenciaFiscal",
+        "NumRegIdTrib",
+        "RegimenFiscalReceptor",
+        "UsoCFDI",
+    ),
+    _cad._RECEPTOR,
 )
 _S_CONCEPTO = _spec(
-    "ClaveProdServ",
-    "NoIdentificacion",
-    "Cantidad",
-    "ClaveUnidad",
-    "Unidad",
-    "Descripcion",
-    "ValorUnitario",
-    "Importe",
-    "Descuento",
-    "ObjetoImp",
+    (
+        "ClaveProdServ",
+        "NoIdentificacion",
+        "Cantidad",
+        "ClaveUnidad",
+        "Unidad",
+        "Descripcion",
+        "ValorUnitario",
+        "Importe",
+        "Descuento",
+        "ObjetoImp",
+    ),
+    _cad._CONCEPTO,
 )
-_S_IMPUESTO = _spec("Base", "Impuesto", "TipoFactor", "TasaOCuota", "Importe")
+_S_TRASLADO = _spec(_IMPUESTO_NAMES, _cad._TRASLADO)
+_S_RETENCION = _spec(_IMPUESTO_NAMES, _cad._RETENCION)
 _S_ACUENTA = _spec(
-    "RfcACuentaTerceros",
-    "NombreACuentaTerceros",
-    "RegimenFiscalACuentaTerceros",
-    "DomicilioFiscalACuentaTerceros",
+    (
+        "RfcACuentaTerceros",
+        "NombreACuentaTerceros",
+        "RegimenFiscalACuentaTerceros",
+        "DomicilioFiscalACuentaTerceros",
+    ),
+    _cad._ACUENTA,
 )
+# Parte: the cadena of a document with Parte comes from SAT's XSLT
 _S_PARTE = _spec(
-    "ClaveProdServ",
-    "NoIdentificacion",
-    "Cantidad",
-    "Unidad",
-    "Descripcion",
-    "ValorUnitario",
-    "Importe",
+    (
+        "ClaveProdServ",
+        "NoIdentificacion",
+        "Cantidad",
+        "Unidad",
+        "Descripcion",
+        "ValorUnitario",
+        "Importe",
+    )
 )
-_S_IMPUESTOS = _spec("TotalImpuestosRetenidos", "TotalImpuestosTrasladados")
-_S_RETENCION_RES = _spec("Impuesto", "Importe")
+# the summary's totals come after its children in the cadena: written there by hand
+_S_IMPUESTOS = _spec(("TotalImpuestosRetenidos", "TotalImpuestosTrasladados"))
+_S_RETENCION_RES = _spec(("Impuesto", "Importe"), _cad._RETENCION_RES)
 _S_TOTALES = _spec(
-    "TotalRetencionesIVA",
-    "TotalRetencionesISR",
-    "TotalRetencionesIEPS",
-    "TotalTrasladosBaseIVA16",
-    "TotalTrasladosImpuestoIVA16",
-    "TotalTrasladosBaseIVA8",
-    "TotalTrasladosImpuestoIVA8",
-    "TotalTrasladosBaseIVA0",
-    "TotalTrasladosImpuestoIVA0",
-    "TotalTrasladosBaseIVAExento",
-    "MontoTotalPagos",
+    (
+        "TotalRetencionesIVA",
+        "TotalRetencionesISR",
+        "TotalRetencionesIEPS",
+        "TotalTrasladosBaseIVA16",
+        "TotalTrasladosImpuestoIVA16",
+        "TotalTrasladosBaseIVA8",
+        "TotalTrasladosImpuestoIVA8",
+        "TotalTrasladosBaseIVA0",
+        "TotalTrasladosImpuestoIVA0",
+        "TotalTrasladosBaseIVAExento",
+        "MontoTotalPagos",
+    ),
+    _cad._TOTALES,
 )
 _S_PAGO = _spec(
-    "FechaPago",
-    "FormaDePagoP",
-    "MonedaP",
-    "TipoCambioP",
-    "Monto",
-    "NumOperacion",
-    "RfcEmisorCtaOrd",
-    "NomBancoOrdExt",
-    "CtaOrdenante",
-    "RfcEmisorCtaBen",
-    "CtaBeneficiario",
-    "TipoCadPago",
-    "CertPago",
-    "CadPago",
-    "SelloPago",
+    (
+        "FechaPago",
+        "FormaDePagoP",
+        "MonedaP",
+        "TipoCambioP",
+        "Monto",
+        "NumOperacion",
+        "RfcEmisorCtaOrd",
+        "NomBancoOrdExt",
+        "CtaOrdenante",
+        "RfcEmisorCtaBen",
+        "CtaBeneficiario",
+        "TipoCadPago",
+        "CertPago",
+        "CadPago",
+        "SelloPago",
+    ),
+    _cad._PAGO,
 )
 _S_DOCTO = _spec(
-    "IdDocumento",
-    "Serie",
-    "Folio",
-    "MonedaDR",
-    "EquivalenciaDR",
-    "NumParcialidad",
-    "ImpSaldoAnt",
-    "ImpPagado",
-    "ImpSaldoInsoluto",
-    "ObjetoImpDR",
+    (
+        "IdDocumento",
+        "Serie",
+        "Folio",
+        "MonedaDR",
+        "EquivalenciaDR",
+        "NumParcialidad",
+        "ImpSaldoAnt",
+        "ImpPagado",
+        "ImpSaldoInsoluto",
+        "ObjetoImpDR",
+    ),
+    _cad._DOCTO,
 )
-_S_IMPUESTO_DR = _spec("BaseDR", "ImpuestoDR", "TipoFactorDR", "TasaOCuotaDR", "ImporteDR")
-_S_RETENCION_P = _spec("ImpuestoP", "ImporteP")
-_S_TRASLADO_P = _spec("BaseP", "ImpuestoP", "TipoFactorP", "TasaOCuotaP", "ImporteP")
+_IMPUESTO_DR_NAMES = ("BaseDR", "ImpuestoDR", "TipoFactorDR", "TasaOCuotaDR", "ImporteDR")
+_S_RETENCION_DR = _spec(_IMPUESTO_DR_NAMES, _cad._RETENCION_DR)
+_S_TRASLADO_DR = _spec(_IMPUESTO_DR_NAMES, _cad._TRASLADO_DR)
+_S_RETENCION_P = _spec(("ImpuestoP", "ImporteP"), _cad._RETENCION_P)
+_S_TRASLADO_P = _spec(
+    ("BaseP", "ImpuestoP", "TipoFactorP", "TasaOCuotaP", "ImporteP"), _cad._TRASLADO_P
+)
+# the TFD is not part of the comprobante's cadena
 _S_TFD = _spec(
-    "Version",
-    "UUID",
-    "FechaTimbrado",
-    "RfcProvCertif",
-    "Leyenda",
-    "SelloCFD",
-    "NoCertificadoSAT",
-    "SelloSAT",
+    (
+        "Version",
+        "UUID",
+        "FechaTimbrado",
+        "RfcProvCertif",
+        "Leyenda",
+        "SelloCFD",
+        "NoCertificadoSAT",
+        "SelloSAT",
+    )
 )
 _XMLNS_ROOT = f' xmlns:cfdi="{NS_CFDI}" xmlns:xsi="{NS_XSI}"'
 _XMLNS_PAGO20 = f' xmlns:pago20="{NS_PAGO20}"'
 
 
+def _value(value: Any) -> str:
+    """An attribute value as written (before escaping)."""
+    return _d(value) if type(value) is Decimal else value if isinstance(value, str) else str(value)
+
+
 def _text(value: Any) -> str:
-    if type(value) is Decimal:
-        return _d(value)
-    text = value if isinstance(value, str) else str(value)
+    """An attribute value escaped for XML."""
+    text = _value(value)
     if _NEEDS_ESCAPE.search(text) is not None:
         return text.translate(_ESCAPE)
     return text
 
 
-def _put(out: list[str], node: Any, spec: _Spec) -> None:
-    """The attributes of ``node`` in ``spec`` order (None left out), escaped."""
+def _put(out: list[str], cad: list[str], node: Any, spec: _Spec) -> None:
+    """The attributes of ``node`` in ``spec`` order (None left out), escaped, into ``out``; its
+    cadena fields into ``cad``."""
     values = node.__dict__
     needs_escape = _NEEDS_ESCAPE.search
-    for name, prefix in spec:
+    for name, prefix, how in spec:
         value = values[name]
         if value is None:
+            if how == _REQUIRED:
+                cad.append("")
             continue
         if type(value) is Decimal:
             text = str(value)
             if "E" in text or "e" in text:
                 text = format(value, "f")
+            if how:
+                cad.append(text)
         else:
             text = value if isinstance(value, str) else str(value)
+            if how:
+                cad.append(normalize_space(text) if text else text)
             if needs_escape(text) is not None:
                 text = text.translate(_ESCAPE)
         out.append(prefix)
@@ -752,9 +811,9 @@ def _put(out: list[str], node: Any, spec: _Spec) -> None:
         out.append('"')
 
 
-def _leaf(out: list[str], tag: str, node: Any, spec: _Spec) -> None:
+def _leaf(out: list[str], cad: list[str], tag: str, node: Any, spec: _Spec) -> None:
     out.append(tag)
-    _put(out, node, spec)
+    _put(out, cad, node, spec)
     out.append("/>")
 
 
@@ -766,17 +825,26 @@ def _end(out: list[str], mark: int, close: str) -> None:
         out.append(close)
 
 
-def _xml_text(c: Comprobante) -> str | None:
-    """``serialize(build_tree(c))`` as text, or None when ``c`` has verbatim parts."""
+def _cadena_value(value: Any) -> str:
+    text = _value(value)
+    return normalize_space(text) if text and type(value) is not Decimal else text
+
+
+def xml_and_cadena(c: Comprobante) -> tuple[str | None, str | None]:
+    """In one walk of the model: the document as ``serialize(build_tree(c))`` writes it, and
+    its cadena original as SAT's XSLT computes it. Either is None when only the element path
+    (verbatim ComplementoConcepto, OtrosComplementos) or SAT's XSLT (those, and Parte) can
+    produce it. Characters XML cannot carry are not checked here (``xml_text`` does)."""
     if c.OtrosComplementos:
-        return None
+        return None, None
     out: list[str] = [_DECLARATION, "<cfdi:Comprobante", _XMLNS_ROOT]
+    cad: list[str] = []
     schema = SCHEMA_CFDI
     if c.Pagos is not None:
         out.append(_XMLNS_PAGO20)
         schema += " " + SCHEMA_PAGOS
     out.append(f' xsi:schemaLocation="{schema}"')
-    _put(out, c, _S_COMPROBANTE)
+    _put(out, cad, c, _S_COMPROBANTE)
     out.append(">")
     ig = c.InformacionGlobal
     if ig is not None:
@@ -784,21 +852,25 @@ def _xml_text(c: Comprobante) -> str | None:
             f'<cfdi:InformacionGlobal Periodicidad="{_text(ig.Periodicidad)}" '
             f'Meses="{_text(ig.Meses)}" Año="{_text(ig.Anio)}"/>'
         )
+        cad += (_cadena_value(ig.Periodicidad), _cadena_value(ig.Meses), str(ig.Anio))
     for rel in c.CfdiRelacionados:
         out.append(f'<cfdi:CfdiRelacionados TipoRelacion="{_text(rel.TipoRelacion)}">')
+        cad.append(_cadena_value(rel.TipoRelacion))
         mark = len(out)
         for uuid in rel.UUIDs:
             out.append(f'<cfdi:CfdiRelacionado UUID="{_text(uuid)}"/>')
+            cad.append(_cadena_value(uuid))
         _end(out, mark, "</cfdi:CfdiRelacionados>")
-    _leaf(out, "<cfdi:Emisor", c.Emisor, _S_EMISOR)
-    _leaf(out, "<cfdi:Receptor", c.Receptor, _S_RECEPTOR)
+    _leaf(out, cad, "<cfdi:Emisor", c.Emisor, _S_EMISOR)
+    _leaf(out, cad, "<cfdi:Receptor", c.Receptor, _S_RECEPTOR)
     out.append("<cfdi:Conceptos>")
     conceptos_mark = len(out)
+    with_parte = False
     for k in c.Conceptos:
         if k.ComplementoConcepto:
-            return None
+            return None, None
         out.append("<cfdi:Concepto")
-        _put(out, k, _S_CONCEPTO)
+        _put(out, cad, k, _S_CONCEPTO)
         out.append(">")
         mark = len(out)
         imp = k.Impuestos
@@ -808,23 +880,26 @@ def _xml_text(c: Comprobante) -> str | None:
             if imp.Traslados:
                 out.append("<cfdi:Traslados>")
                 for t in imp.Traslados:
-                    _leaf(out, "<cfdi:Traslado", t, _S_IMPUESTO)
+                    _leaf(out, cad, "<cfdi:Traslado", t, _S_TRASLADO)
                 out.append("</cfdi:Traslados>")
             if imp.Retenciones:
                 out.append("<cfdi:Retenciones>")
                 for r in imp.Retenciones:
-                    _leaf(out, "<cfdi:Retencion", r, _S_IMPUESTO)
+                    _leaf(out, cad, "<cfdi:Retencion", r, _S_RETENCION)
                 out.append("</cfdi:Retenciones>")
             _end(out, imark, "</cfdi:Impuestos>")
         if k.ACuentaTerceros is not None:
-            _leaf(out, "<cfdi:ACuentaTerceros", k.ACuentaTerceros, _S_ACUENTA)
+            _leaf(out, cad, "<cfdi:ACuentaTerceros", k.ACuentaTerceros, _S_ACUENTA)
         for numero in k.InformacionAduanera:
             out.append(f'<cfdi:InformacionAduanera NumeroPedimento="{_text(numero)}"/>')
+            cad.append(_cadena_value(numero))
         for numero in k.CuentaPredial:
             out.append(f'<cfdi:CuentaPredial Numero="{_text(numero)}"/>')
+            cad.append(_cadena_value(numero))
         for parte in k.Parte:
+            with_parte = True
             out.append("<cfdi:Parte")
-            _put(out, parte, _S_PARTE)
+            _put(out, cad, parte, _S_PARTE)
             out.append(">")
             pmark = len(out)
             for numero in parte.InformacionAduanera:
@@ -835,47 +910,52 @@ def _xml_text(c: Comprobante) -> str | None:
     imp2 = c.Impuestos
     if imp2 is not None:
         out.append("<cfdi:Impuestos")
-        _put(out, imp2, _S_IMPUESTOS)
+        _put(out, cad, imp2, _S_IMPUESTOS)
         out.append(">")
         mark = len(out)
         if imp2.Retenciones:
             out.append("<cfdi:Retenciones>")
             for rr in imp2.Retenciones:
-                _leaf(out, "<cfdi:Retencion", rr, _S_RETENCION_RES)
+                _leaf(out, cad, "<cfdi:Retencion", rr, _S_RETENCION_RES)
             out.append("</cfdi:Retenciones>")
+        if imp2.TotalImpuestosRetenidos is not None:
+            cad.append(_d(imp2.TotalImpuestosRetenidos))
         if imp2.Traslados:
             out.append("<cfdi:Traslados>")
             for tr in imp2.Traslados:
-                _leaf(out, "<cfdi:Traslado", tr, _S_IMPUESTO)
+                _leaf(out, cad, "<cfdi:Traslado", tr, _S_TRASLADO)
             out.append("</cfdi:Traslados>")
+        if imp2.TotalImpuestosTrasladados is not None:
+            cad.append(_d(imp2.TotalImpuestosTrasladados))
         _end(out, mark, "</cfdi:Impuestos>")
     if c.Pagos is not None or c.TimbreFiscalDigital is not None:
         out.append("<cfdi:Complemento>")
         if c.Pagos is not None:
-            _pagos_text(out, c.Pagos)
+            _pagos_text(out, cad, c.Pagos)
         t = c.TimbreFiscalDigital
         if t is not None:
             out.append(
                 f'<tfd:TimbreFiscalDigital xmlns:tfd="{NS_TFD}" xsi:schemaLocation="{SCHEMA_TFD}"'
             )
-            _put(out, t, _S_TFD)
+            _put(out, cad, t, _S_TFD)
             out.append("/>")
         out.append("</cfdi:Complemento>")
     out.append("</cfdi:Comprobante>")
-    return "".join(out)
+    return "".join(out), None if with_parte else "||" + "|".join(cad) + "||"
 
 
-def _pagos_text(out: list[str], pagos: Pagos) -> None:
+def _pagos_text(out: list[str], cad: list[str], pagos: Pagos) -> None:
     out.append(f'<pago20:Pagos Version="{_text(pagos.Version)}">')
-    _leaf(out, "<pago20:Totales", pagos.Totales, _S_TOTALES)
+    cad.append(_cadena_value(pagos.Version))
+    _leaf(out, cad, "<pago20:Totales", pagos.Totales, _S_TOTALES)
     for p in pagos.Pago:
         out.append("<pago20:Pago")
-        _put(out, p, _S_PAGO)
+        _put(out, cad, p, _S_PAGO)
         out.append(">")
         mark = len(out)
         for d in p.DoctoRelacionado:
             out.append("<pago20:DoctoRelacionado")
-            _put(out, d, _S_DOCTO)
+            _put(out, cad, d, _S_DOCTO)
             out.append(">")
             dmark = len(out)
             idr = d.ImpuestosDR
@@ -885,12 +965,12 @@ def _pagos_text(out: list[str], pagos: Pagos) -> None:
                 if idr.RetencionesDR:
                     out.append("<pago20:RetencionesDR>")
                     for r in idr.RetencionesDR:
-                        _leaf(out, "<pago20:RetencionDR", r, _S_IMPUESTO_DR)
+                        _leaf(out, cad, "<pago20:RetencionDR", r, _S_RETENCION_DR)
                     out.append("</pago20:RetencionesDR>")
                 if idr.TrasladosDR:
                     out.append("<pago20:TrasladosDR>")
                     for t in idr.TrasladosDR:
-                        _leaf(out, "<pago20:TrasladoDR", t, _S_IMPUESTO_DR)
+                        _leaf(out, cad, "<pago20:TrasladoDR", t, _S_TRASLADO_DR)
                     out.append("</pago20:TrasladosDR>")
                 _end(out, imark, "</pago20:ImpuestosDR>")
             _end(out, dmark, "</pago20:DoctoRelacionado>")
@@ -901,12 +981,12 @@ def _pagos_text(out: list[str], pagos: Pagos) -> None:
             if ip.RetencionesP:
                 out.append("<pago20:RetencionesP>")
                 for r2 in ip.RetencionesP:
-                    _leaf(out, "<pago20:RetencionP", r2, _S_RETENCION_P)
+                    _leaf(out, cad, "<pago20:RetencionP", r2, _S_RETENCION_P)
                 out.append("</pago20:RetencionesP>")
             if ip.TrasladosP:
                 out.append("<pago20:TrasladosP>")
                 for t3 in ip.TrasladosP:
-                    _leaf(out, "<pago20:TrasladoP", t3, _S_TRASLADO_P)
+                    _leaf(out, cad, "<pago20:TrasladoP", t3, _S_TRASLADO_P)
                 out.append("</pago20:TrasladosP>")
             _end(out, imark, "</pago20:ImpuestosP>")
         _end(out, mark, "</pago20:Pago>")
@@ -923,15 +1003,20 @@ def _chars_error(detail: str) -> XmlError:
 def xml_text(c: Comprobante) -> str | None:
     """The serialized document as text (fast path), None when only the element path can write
     it; ``XmlError`` CONN-XML-CHARS for characters XML cannot carry."""
-    text = _xml_text(c)
+    text = xml_and_cadena(c)[0]
     if text is not None:
-        bad = _NOT_XML.search(text)
-        if bad is not None:
-            raise _chars_error(
-                f"{bad.group()!r}: All strings must be XML compatible: Unicode or ASCII, "
-                "no NULL bytes or control characters"
-            )
+        check_chars(text)
     return text
+
+
+def check_chars(text: str) -> None:
+    """``XmlError`` CONN-XML-CHARS when ``text`` has characters XML cannot carry."""
+    bad = _NOT_XML.search(text)
+    if bad is not None:
+        raise _chars_error(
+            f"{bad.group()!r}: All strings must be XML compatible: Unicode or ASCII, "
+            "no NULL bytes or control characters"
+        )
 
 
 def parse_own(text: str) -> etree._Element:

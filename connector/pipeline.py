@@ -797,7 +797,10 @@ class Pipeline:
         finally:
             with self._lock:
                 self._inflight.pop(invoice_id, None)
-            self._after_invoice(invoice_id)
+            try:
+                self._after_invoice(invoice_id)
+            except Exception:  # e.g. the archive is not writable: the file stays in work/
+                log.exception("finish_failed", invoice_id=invoice_id)
 
     def _send(self, src: SourceRuntime, e: Entry) -> Entry:
         from connector.pac.errors import PacAmbiguous, PacInvalid

@@ -23,6 +23,14 @@ class UsageError(Exception):
     """Bad command-line input or configuration (Spanish message with a code)."""
 
 
+def _timeouts(seconds: float) -> Timeouts:
+    if not seconds > 0 or seconds == float("inf"):
+        raise UsageError(
+            f"CONN-CLI: --timeout debe ser un número de segundos mayor que 0 ({seconds})."
+        )
+    return Timeouts(connect=min(5.0, seconds), read=seconds)
+
+
 def _driver(args: argparse.Namespace) -> PacDriver:
     from . import create_driver
 
@@ -73,7 +81,7 @@ def _driver(args: argparse.Namespace) -> PacDriver:
     password = os.environ.get(args.password_env)
     if password is None:
         raise UsageError(f"CONN-CLI-PAC: la variable de entorno {args.password_env} no existe.")
-    timeouts = Timeouts(connect=min(5.0, args.timeout), read=args.timeout)
+    timeouts = _timeouts(args.timeout)
     if args.pac_kind == "fel":
         return create_driver(
             "fel",
@@ -150,10 +158,7 @@ def _cancel(args: argparse.Namespace) -> int:
 def _sat_status(args: argparse.Namespace) -> int:
     from .sat_status import SAT_URL, SatStatusClient
 
-    client = SatStatusClient(
-        args.sat_url or SAT_URL,
-        timeouts=Timeouts(connect=min(5.0, args.timeout), read=args.timeout),
-    )
+    client = SatStatusClient(args.sat_url or SAT_URL, timeouts=_timeouts(args.timeout))
     try:
         st = client.consulta(args.uuid, args.re, args.rr, _total(args.tt))
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sqlite3
 import sys
 import threading
 from types import FrameType
@@ -24,15 +25,20 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
     try:
         specs = [parse_fault_spec(spec) for spec in args.fault or []]
+        for spec in specs:
+            _check_fault(spec)
     except FaultSpecError as exc:
         print(f"ERROR {exc}", file=sys.stderr)
         return 2
     if args.latency < 0:
         print("ERROR SBX-LATENCY: --latency no puede ser negativa", file=sys.stderr)
         return 2
+    if not 0 <= args.port <= 65535:
+        print(f"ERROR SBX-PORT: el puerto {args.port} no existe; use 0 a 65535", file=sys.stderr)
+        return 2
     try:
         sandbox = SandboxPac.demo(args.db, port=args.port, latency=args.latency)
-    except (OSError, CfdiError) as exc:
+    except (OSError, sqlite3.Error, CfdiError) as exc:
         print(
             f"ERROR SBX-START: no se pudo preparar el sandbox ({args.db}): {exc}", file=sys.stderr
         )
@@ -77,3 +83,25 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             signal.signal(sig, handler)
     print("PAC de pruebas detenido.", file=out, flush=True)
     return 0
+
+
+def _check_fault(spec: dict[str, object]) -> None:
+    """Refuse, before starting, a fault that would fail later or never fire: values out of
+    range and operation names no sandbox service has (a typo would silently disable it)."""
+    import math
+
+    from .faults import Faults, FaultSpecError
+    from .server import SERVICES
+
+    for key in ("probability", "seconds"):
+        value = spec.get(key)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise FaultSpecError(f"SBX-FAULT: {key} debe ser un número finito ({value})")
+    Faults().add(**spec)  # type: ignore[arg-type]  # raises FaultSpecError for bad values
+    known = {name for svc in SERVICES for name in svc.handlers}
+    unknown = sorted(set(spec.get("operations") or ()) - known)  # type: ignore[call-overload]
+    if unknown:
+        raise FaultSpecError(
+            f"SBX-FAULT: operación desconocida {', '.join(unknown)}; use una de "
+            f"{', '.join(sorted(known))}"
+        )

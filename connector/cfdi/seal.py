@@ -104,16 +104,21 @@ def _seal(c: Comprobante, csd: Csd) -> tuple[str | None, etree._Element | None]:
     c = _complete(c).model_copy(
         update={
             "NoCertificado": csd.no_certificado,
-            "Certificado": csd.certificado_b64,
-            "Sello": "",  # placeholder: keeps Sello in its XSD position; not in the cadena
+            # placeholders, filled in below: they keep their XSD positions and are not in the
+            # cadena; the certificate (base64, ~2 KB) need not be scanned for bad characters
+            "Certificado": "",
+            "Sello": "",
         }
     )
     # document and cadena in one walk of the model, unless only lxml / SAT's XSLT can do them
     text, cadena = xml_and_cadena(c)
     if text is not None and cadena is not None:
         check_chars(text)
-        # The first ' Sello=""' is the root's: every value before it is escaped (no quotes).
-        return text.replace(' Sello=""', f' Sello="{csd.sign(cadena)}"', 1), None
+        # The first ' Sello=""' and ' Certificado=""' are the root's: every value written
+        # before them is escaped (no quotes); both values are base64.
+        text = text.replace(' Sello=""', f' Sello="{csd.sign(cadena)}"', 1)
+        return text.replace(' Certificado=""', f' Certificado="{csd.certificado_b64}"', 1), None
+    c = c.model_copy(update={"Certificado": csd.certificado_b64})
     root = build_tree(c)
     root.set("Sello", csd.sign(cadena if cadena is not None else cadena_original(root)))
     return None, root

@@ -917,7 +917,8 @@ class _Renderer:
             except Exception as exc:  # noqa: BLE001 - any unreadable image
                 raise CfdiError.one(
                     "CONN-PDF-LOGO",
-                    f"El logotipo {self.style.logo_path} no es una imagen PNG/JPEG válida: {exc}",
+                    f"El logotipo {self.style.logo_path} no es una imagen PNG/JPEG válida "
+                    f"({type(exc).__name__}).",
                     "logo_path",
                 ) from exc
             x = _MARGIN + min(float(info.rendered_width), 45.0) + 3

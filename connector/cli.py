@@ -293,6 +293,10 @@ def _add_pac_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rfc-receptor", required=True)
     p.add_argument("--total", required=True, help="total del CFDI")
     p.add_argument("--acuse", metavar="FILE", help="guarda aquí el acuse de cancelación")
+    g = p.add_argument_group("CSD del emisor (FEL Timbrado, sin Conexión Remota)")
+    g.add_argument("--cer", help="certificado del CSD (.cer)")
+    g.add_argument("--key", help="llave privada del CSD (.key)")
+    g.add_argument("--key-password-env", metavar="VAR", help="variable con la contraseña del CSD")
     _pac_options(p)
     p.set_defaults(func=_pac_cmd("cancel_cmd"))
 

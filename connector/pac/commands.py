@@ -31,7 +31,8 @@ def _timeouts(seconds: float) -> Timeouts:
     return Timeouts(connect=min(5.0, seconds), read=seconds)
 
 
-def _driver(args: argparse.Namespace) -> PacDriver:
+def _driver(args: argparse.Namespace, **cancel_csd: Any) -> PacDriver:
+    """The PAC of the command line; ``cancel_csd`` adds the emisor's CSD (FEL Timbrado)."""
     from . import create_driver
 
     if args.config:
@@ -61,9 +62,11 @@ def _driver(args: argparse.Namespace) -> PacDriver:
             raise UsageError(str(exc)) from None
         extra: dict[str, Any] = {}
         if pc.kind == "fel":
-            extra = {"cuenta": pc.cuenta, "remote_url": pc.url_remote}
+            extra = {"cuenta": pc.cuenta, "remote_url": pc.url_remote, **cancel_csd}
         elif pc.url_cancel:
             extra = {"cancel_url": pc.url_cancel}
+        if cancel_csd and pc.kind != "fel":
+            raise UsageError(_FINKOK_CANCEL)
         t = pc.timeout_seconds
         return create_driver(
             pc.kind,
@@ -91,7 +94,10 @@ def _driver(args: argparse.Namespace) -> PacDriver:
             cuenta=args.cuenta,
             remote_url=args.remote_url,
             timeouts=timeouts,
+            **cancel_csd,
         )
+    if cancel_csd:
+        raise UsageError(_FINKOK_CANCEL)
     return create_driver(
         "finkok",
         args.pac_url,
@@ -140,17 +146,56 @@ def _total(text: str) -> Decimal:
     return value
 
 
+_FINKOK_CANCEL = (
+    "CONN-CLI-PAC: --cer/--key sirven para cancelar por FEL Timbrado; la cancelación por Finkok "
+    "desde la línea de comandos no está disponible."
+)
+
+
+def _cancel_csd(args: argparse.Namespace) -> dict[str, Any]:
+    """--cer/--key/--key-password-env: the emisor's CSD, checked here (password, FIEL, RFC)
+    so a mistake is a clear message before any request; FEL Timbrado signs with it."""
+    given = [args.cer, args.key, args.key_password_env]
+    if not any(given):
+        return {}
+    if not all(given):
+        raise UsageError("CONN-CLI-CSD: indique juntos --cer, --key y --key-password-env.")
+    from connector.cfdi.csd import Csd
+    from connector.cfdi.errors import CfdiError
+
+    password = os.environ.get(args.key_password_env)
+    if password is None:
+        raise UsageError(f"CONN-CLI-CSD: la variable de entorno {args.key_password_env} no existe.")
+    try:
+        csd = Csd.from_files(args.cer, args.key, password)
+        with open(args.key, "rb") as fh:
+            key_der = fh.read()
+    except CfdiError as exc:
+        raise UsageError("; ".join(str(p) for p in exc.problems)) from None
+    except OSError as exc:
+        raise UsageError(f"CONN-CLI-CSD: no se pudo leer {args.key}: {exc.strerror}") from None
+    return {"cancel_rfc": csd.rfc, "cancel_key_der": key_der, "cancel_key_password": password}
+
+
 def _cancel(args: argparse.Namespace) -> int:
     total = _total(args.total)
     if args.motivo not in ("01", "02", "03", "04"):
         raise UsageError("CONN-CLI: el motivo debe ser 01, 02, 03 o 04.")
-    with _driver(args) as d:
+    with _driver(args, **_cancel_csd(args)) as d:
         r = d.cancel(args.uuid, args.motivo, args.folio_sustitucion, args.rfc_receptor, total)
     print(f"UUID {r.uuid}: {r.estatus or 'solicitud aceptada'} (código {r.code or '-'})")
     if r.acuse and args.acuse:
         from pathlib import Path
 
-        Path(args.acuse).write_bytes(r.acuse)
+        try:
+            Path(args.acuse).write_bytes(r.acuse)
+        except OSError as exc:
+            print(
+                f"CONN-FILE {args.acuse}: no se pudo guardar el acuse ({exc.strerror}); la "
+                "cancelación sí se hizo: pida el acuse de nuevo al PAC.",
+                file=sys.stderr,
+            )
+            return 1
         print(f"Acuse guardado en {args.acuse}")
     return 0
 

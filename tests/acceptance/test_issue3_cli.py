@@ -134,3 +134,55 @@ def test_pac_commands_bad_inputs(
     assert rc == 1 and "CONN-SAT-DATOS" in text
     rc, text = _run(["sat-status", UUID, *sat, "--tt", "1"], capsys)
     assert rc == 1 and "No Encontrado" in text
+
+
+def test_cancel_through_fel_timbrado_with_the_emisor_csd(
+    pac: SandboxPac,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Without Conexión Remota, FEL cancels through Timbrado signed with the emisor's CSD; the
+    command had no way to give it (every such cancel was CONN-PAC-NO-SOPORTADO)."""
+    from connector.pac.fel import FelDriver
+    from tests.cfdi.strategies import shared_test_csd
+    from tests.conftest import CSD_PASSWORD, TESTCSD
+    from tests.pac.drivers_support import RECEPTOR, invoice, sealed
+
+    monkeypatch.setenv("QA_PAC_PW", "demo")
+    monkeypatch.setenv("QA_CSD_PW", CSD_PASSWORD)
+    monkeypatch.setenv("QA_WRONG_PW", "equivocada")
+    csd_base = TESTCSD / "eku9003173c9_csd_2023_30001000000500003416"
+    fiel_base = TESTCSD / "eku9003173c9_fiel_2023_30001000000500003415"
+
+    def csd_args(base: Path = csd_base, env: str = "QA_CSD_PW") -> list[str]:
+        cer, key = str(base.with_suffix(".cer")), str(base.with_suffix(".key"))
+        return ["--cer", cer, "--key", key, "--key-password-env", env]
+
+    with FelDriver("demo", "demo", timbrado_url=pac.fel_timbrado_url) as d:
+        res = d.stamp(sealed(shared_test_csd(), "CLICAN1"), f"R-{uuidlib.uuid4().hex}")
+    total = str(invoice("CLICAN1").Total)
+    timbrado = ["--pac-url", pac.fel_timbrado_url, "--usuario", "demo", "--password-env", "QA_PAC_PW"]  # fmt: skip
+    cancel = ["cancel", res.uuid, "--motivo", "02", "--rfc-receptor", RECEPTOR, "--total", total]
+
+    rc, text = _run([*cancel, *timbrado], capsys)
+    assert rc == 1 and "CONN-PAC-NO-SOPORTADO" in text  # no CSD, no Conexión Remota
+    rc, text = _run([*cancel, *timbrado, *csd_args(env="QA_WRONG_PW")], capsys)
+    assert rc == 2 and "CONN-CSD-PASSWORD" in text and "equivocada" not in text
+    rc, text = _run([*cancel, *timbrado, *csd_args(fiel_base)], capsys)
+    assert rc == 2 and "CONN-CSD-FIEL" in text
+    rc, text = _run([*cancel, *timbrado, "--cer", str(csd_base.with_suffix(".cer"))], capsys)
+    assert rc == 2 and "CONN-CLI-CSD" in text
+    finkok = ["--pac-kind", "finkok", "--pac-url", pac.finkok_stamp_url, *timbrado[2:]]
+    rc, text = _run([*cancel, *finkok, *csd_args()], capsys)
+    assert rc == 2 and "Finkok" in text
+
+    acuse = tmp_path / "no-existe" / "acuse.xml"
+    rc, text = _run([*cancel, *timbrado, *csd_args(), "--acuse", str(acuse)], capsys)
+    assert rc == 1 and "CONN-FILE" in text and "sí se hizo" in text  # was a traceback
+    rc, text = _run([*cancel, *timbrado, *csd_args()], capsys)
+    assert rc == 0 and "202" in text  # already cancelled: harmless to ask again
+    assert CSD_PASSWORD not in text
+    sat = ["--re", "EKU9003173C9", "--rr", RECEPTOR, "--tt", total, "--sat-url", pac.sat_status_url]
+    rc, text = _run(["sat-status", res.uuid, *sat], capsys)
+    assert rc == 0 and "Estado: Cancelado" in text

@@ -185,3 +185,25 @@ def test_passwords_never_in_logs_or_exception_chains(
     assert caplog.text  # there were logs to look at
     for secret in (old, new, wrong):
         assert secret not in text
+
+
+def test_fel_conexion_remota_alone_covers_its_operations(pac: SandboxPac) -> None:
+    """A driver with only Conexión Remota: GenerarCFDI40, ObtenerXMLPorReferencia40,
+    ObtenerAcuseEnvio40, CancelarCFDIsV4, ObtenerAcuseCancelacion40, ObtenerNumerosCreditos
+    (the sandbox tests call these with raw zeep; here the driver does)."""
+    d = FelDriver(USUARIO, PASSWORD, cuenta=CUENTA, remote_url=pac.fel_remote_url)
+    try:
+        before = d.credits().restantes
+        c = invoice(f"R{uuidlib.uuid4().hex[:8]}")
+        ref = f"CR-{uuidlib.uuid4().hex}"
+        gen = d.generate(c, ref)
+        _assert_good_stamp(gen.xml, pac)
+        assert d.credits().restantes == before - 1
+        assert d.recover(ref).uuid == gen.uuid
+        assert gen.uuid.encode() in d.acuse_envio(gen.uuid).upper()
+        out = d.cancel(gen.uuid, "02", None, c.Receptor.Rfc, c.Total)
+        assert out.accepted and out.code == "201"
+        assert gen.uuid.encode() in d.acuse_cancelacion(gen.uuid).upper()
+        assert pac.store.get(gen.uuid).status == "cancelado"
+    finally:
+        d.close()

@@ -74,6 +74,19 @@ def _load(path: Path, out: TextIO = sys.stdout) -> Config | None:
     return cfg
 
 
+def _open_journal(cfg: Config) -> Any:
+    """The journal, or None after printing a coded error (never a traceback)."""
+    import sqlite3
+
+    from connector.journal import Journal
+
+    try:
+        return Journal(cfg.daemon.journal)
+    except (sqlite3.Error, OSError) as exc:
+        print(f"CONN-DIARIO No se puede abrir el diario {cfg.daemon.journal}: {exc}.")
+        return None
+
+
 # --- check-config -----------------------------------------------------------------------------
 
 
@@ -227,14 +240,16 @@ def parse_item_key(text: str, cfg: Config) -> tuple[str, str, str] | None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from connector.journal import FileState, Journal, JournalError, State
+    from connector.journal import FileState, JournalError, State
     from connector.sinks import free_name, move_file
 
     cfg = _load(Path(args.config))
     if cfg is None:
         return 2
     dry = args.dry_run
-    j = Journal(cfg.daemon.journal)
+    j = _open_journal(cfg)
+    if j is None:
+        return 2
     try:
         files = []
         reset_ids: set[int] | None = None  # None: every non-delivered invoice of the files
@@ -323,15 +338,15 @@ def _pid_alive(pid: int) -> bool:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from connector.journal import Journal
-
     cfg = _load(Path(args.config))
     if cfg is None:
         return 2
     if not cfg.daemon.journal.exists():
         print(f"Aún no hay diario en {cfg.daemon.journal}: el daemon no ha procesado nada.")
         return 0
-    j = Journal(cfg.daemon.journal)
+    j = _open_journal(cfg)
+    if j is None:
+        return 2
     try:
         counts = j.counts()
         files = j.file_counts()

@@ -19,6 +19,7 @@ import json
 import os
 import random
 import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -191,7 +192,18 @@ class Pipeline:
     def start(self, *, watch: bool = False) -> None:
         cfg = self.cfg
         problems: list[Problem] = []
-        self.journal = Journal(cfg.daemon.journal, synchronous=cfg.daemon.journal_synchronous)
+        try:
+            self.journal = Journal(cfg.daemon.journal, synchronous=cfg.daemon.journal_synchronous)
+        except (sqlite3.Error, OSError) as exc:
+            raise PipelineError(
+                [
+                    Problem(
+                        "CONN-DIARIO",
+                        "daemon.journal",
+                        f"No se puede abrir el diario {cfg.daemon.journal}: {exc}.",
+                    )
+                ]
+            ) from exc
         for p in cfg.pacs:
             if any(s.pac == p.name for s in cfg.sources):
                 try:

@@ -143,3 +143,16 @@ def test_run_daemon_subprocess_stops_cleanly_on_sigterm(
     log = (ws / "var" / "connector.log").read_text(encoding="utf-8")
     events = [json.loads(x)["event"] for x in log.splitlines() if x.strip()]
     assert "shutdown_requested" in events and events[-1] == "stopped"
+
+
+def test_unusable_journal_is_a_coded_error_not_a_traceback(
+    workspace: Path, capsys: pytest.CaptureFixture
+) -> None:
+    journal = workspace.parent / "var" / "journal.sqlite"
+    journal.write_bytes(b"esto no es una base de datos SQLite" * 100)
+    assert main(["submit", str(journal), "--config", str(workspace), "--source", "ventas"]) == 2
+    out = capsys.readouterr().out
+    assert "CONN-DIARIO" in out and "journal.sqlite" in out
+    assert main(["status", "--config", str(workspace)]) == 2
+    assert main(["replay", "--config", str(workspace), "--all-failed"]) == 2
+    assert capsys.readouterr().out.count("CONN-DIARIO") == 2

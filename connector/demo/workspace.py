@@ -207,4 +207,8 @@ def _report(pipe: Any, base: Path, out: Any) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return run_demo(Path(args.dir), keep_running=args.keep_running)
+    try:
+        return run_demo(Path(args.dir), keep_running=args.keep_running)
+    except OSError as exc:
+        print(f"CONN-DEMO No se puede preparar la demostración en {args.dir}: {exc}.")
+        return 2

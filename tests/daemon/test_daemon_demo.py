@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 from lxml import etree
 
 from connector.demo.erp import INVALID_INVOICES, VALID_INVOICES
@@ -92,3 +93,14 @@ def test_demo_keep_running_takes_new_files_until_interrupted(tmp_path: Path) -> 
         if proc.poll() is None:
             proc.kill()
     assert list((base / "archive").rglob("nuevo.dat"))
+
+
+def test_demo_in_an_impossible_folder_is_a_coded_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from connector.cli import main
+
+    blocker = tmp_path / "archivo"
+    blocker.write_text("no soy carpeta")
+    assert main(["demo", "--dir", str(blocker / "demo")]) == 2
+    assert "CONN-DEMO" in capsys.readouterr().out

@@ -206,3 +206,46 @@ def test_pdf_command_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[st
         assert code in text, (argv, text)
         assert "object at 0x" not in text  # no Python internals in a person's message
     assert not (tmp_path / "x.pdf").exists()
+
+
+def test_usd_with_tipo_cambio_and_discount(fel: FelDriver, csd: Csd, tmp_path: Path) -> None:
+    """Moneda, TipoCambio, Descuento (per line and in the totals) and the total in words of a
+    foreign currency, on a stamped invoice (the shared sample is MXN)."""
+    from connector.cfdi.model import ImpuestosConcepto, Traslado
+
+    c = invoice("USD1")
+    iva = Traslado(Impuesto="002", TipoFactor="Tasa", TasaOCuota=Decimal("0.160000"))
+    concepto = c.Conceptos[0].model_copy(
+        update={"Descuento": Decimal("50.00"), "Impuestos": ImpuestosConcepto(Traslados=[iva])}
+    )
+    derived = {"SubTotal": None, "Descuento": None, "Total": None, "Impuestos": None}
+    c = complete(
+        c.model_copy(
+            update={"Moneda": "USD", "TipoCambio": Decimal("17.2345"), "Conceptos": [concepto]}
+            | derived
+        )
+    )
+    assert (c.SubTotal, c.Descuento, c.Total) == (
+        Decimal("300.00"),
+        Decimal("50.00"),
+        Decimal("290.00"),
+    )
+    res = fel.stamp(seal_invoice(c, csd), "PDF-USD1")
+    xml = tmp_path / "usd.xml"
+    xml.write_bytes(res.xml)
+    assert main(["pdf", str(xml)]) == 0
+    pdf = (tmp_path / "usd.pdf").read_bytes()
+    text = " ".join("".join(_pages(pdf)).split())
+    for expected in (
+        "USD",
+        "17.2345",
+        "Descuento",
+        "50.00",
+        "250.00",  # the tax base after the discount
+        "290.00",
+        "DOSCIENTOS NOVENTA DÓLARES 00/100 USD",
+    ):
+        assert expected in text, expected
+    assert "M.N." not in text
+    [qr] = _qr_codes(pdf, tmp_path)
+    assert "&tt=290.0&" in qr and f"id={res.uuid}&" in qr

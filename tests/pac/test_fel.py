@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import uuid as uuidlib
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
 
 from connector.cfdi.seal import verify_seal, verify_tfd
+from connector.cfdi.xmlio import from_xml
 from connector.pac import create_driver
 from connector.pac.base import Timeouts
 from connector.pac.errors import PacInvalid, PacNotFound, PacTransient, PacUnsupported
@@ -59,7 +61,9 @@ def test_stamp_returns_a_verifiable_stamp(fel, pac, csd):
     assert uuidlib.UUID(res.uuid)
     assert res.previously_stamped is False
     assert res.no_certificado_sat == pac.no_certificado_sat
-    assert res.fecha_timbrado.startswith(res.fecha_timbrado[:4]) and "T" in res.fecha_timbrado
+    tfd = from_xml(res.xml).TimbreFiscalDigital
+    assert tfd is not None and (tfd.UUID, tfd.FechaTimbrado) == (res.uuid, res.fecha_timbrado)
+    assert datetime.fromisoformat(res.fecha_timbrado).tzinfo is None  # SAT's local time, no zone
     assert res.creditos_restantes is not None and res.creditos_restantes >= 0
     assert verify_seal(res.xml) == []
     assert verify_tfd(res.xml, pac.certificate_der) == []

@@ -57,6 +57,7 @@ from connector.sinks import (
 
 log = structlog.get_logger("connector.pipeline")
 
+_REDELIVER_SECONDS = 30.0
 _CHUNK = 32  # invoices journaled per transaction before their sends are dispatched
 _HASH_EXCLUDE = {"Fecha", "Sello", "NoCertificado", "Certificado", "TimbreFiscalDigital"}
 
@@ -185,6 +186,7 @@ class Pipeline:
         self.max_inflight = max_inflight or max(64, cfg.daemon.workers * 4)
         self._watchers: list[Any] = []
         self._last_status = 0.0
+        self._last_redeliver = time.monotonic()
         self.finished: list[FileOutcome] = []  # outcomes since start (for submit / demo)
 
     # --- life cycle -------------------------------------------------------------------------
@@ -394,6 +396,12 @@ class Pipeline:
 
     def _dispatch_due_retries(self) -> None:
         assert self.journal is not None
+        if time.monotonic() - self._last_redeliver > _REDELIVER_SECONDS:
+            # stamped but not delivered (e.g. an output folder was missing): try again
+            self._last_redeliver = time.monotonic()
+            for e in self.journal.in_state(State.STAMPED):
+                if e.id not in self._inflight:
+                    self._dispatch(e, deliver_only=True)
         room = self.max_inflight - len(self._inflight)
         if room <= 0:
             return

@@ -387,3 +387,33 @@ def test_pac_down_invoices_wait_in_work_then_finish_when_it_is_back(
         ("W", "1"): 1,
         ("W", "2"): 1,
     }
+
+
+def test_missing_output_folder_delays_delivery_never_loses_the_stamp(
+    workspace: Path, sandbox, monkeypatch
+) -> None:
+    import shutil
+
+    import connector.pipeline as pipeline_mod
+
+    monkeypatch.setattr(pipeline_mod, "_REDELIVER_SECONDS", 0.1)
+    ws = workspace.parent
+    pipe = start_pipeline(workspace)
+    shutil.rmtree(ws / "out" / "acuse")  # someone removed a share while the daemon runs
+    (ws / "inbox" / "v.dat").write_bytes(dat_file("V", [1]))
+    try:
+        for _ in range(400):
+            pipe.poll_once()
+            e = pipe.journal.get(("EKU9003173C9", "V", "1"))
+            if e is not None and e.state is State.STAMPED and not pipe._inflight:
+                break
+            pipe.wake.wait(0.05)
+        assert e.state is State.STAMPED and e.uuid  # stamped once, not delivered yet
+        assert list((ws / "work" / "ventas").iterdir())
+        (ws / "out" / "acuse").mkdir()  # the folder is back
+        assert pipe.run_until_idle(60)
+        assert pipe.journal.get(("EKU9003173C9", "V", "1")).state is State.DELIVERED
+    finally:
+        pipe.close()
+    assert [p.name for p in outputs(ws, "acuse")] == [f"V1_{e.uuid}_acuse.xml"]
+    assert {k: len(v) for k, v in stamps_by_key(sandbox.store).items()} == {("V", "1"): 1}

@@ -320,7 +320,7 @@ def _model_cadena(c: Comprobante) -> str | None:
     field specs above give the cadena's order and Requerido/Opcional)."""
     from .xmlio import xml_and_cadena
 
-    return xml_and_cadena(c)[1]
+    return xml_and_cadena(c, check=False)[1]
 
 
 def cadena_original(c_or_element: Comprobante | etree._Element | etree._ElementTree | bytes) -> str:

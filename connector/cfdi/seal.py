@@ -25,7 +25,6 @@ from .errors import CsdError, Problem, SealError, XmlError
 from .model import NS_CFDI, NS_TFD, Comprobante
 from .xmlio import (
     build_tree,
-    check_chars,
     check_root,
     parse_own,
     parse_xml_bytes,
@@ -101,19 +100,19 @@ def _seal(c: Comprobante, csd: Csd) -> tuple[str | None, etree._Element | None]:
     if c.TimbreFiscalDigital is not None:
         raise _refuse_stamped()
     csd.check_can_seal(c.Emisor.Rfc, _fecha(c.Fecha))
-    c = _complete(c).model_copy(
-        update={
-            "NoCertificado": csd.no_certificado,
-            # placeholders, filled in below: they keep their XSD positions and are not in the
-            # cadena; the certificate (base64, ~2 KB) need not be scanned for bad characters
-            "Certificado": "",
-            "Sello": "",
-        }
-    )
+    c = _complete(c)  # a new root node (amounts.complete copies it): ours to fill in
+    seal_fields = {
+        "NoCertificado": csd.no_certificado,
+        # placeholders, filled in below: they keep their XSD positions and are not in the
+        # cadena; the certificate (base64, ~2 KB) need not be scanned for bad characters
+        "Certificado": "",
+        "Sello": "",
+    }
+    c.__dict__.update(seal_fields)
+    c.__pydantic_fields_set__.update(seal_fields)
     # document and cadena in one walk of the model, unless only lxml / SAT's XSLT can do them
     text, cadena = xml_and_cadena(c)
     if text is not None and cadena is not None:
-        check_chars(text)
         # The first ' Sello=""' and ' Certificado=""' are the root's: every value written
         # before them is escaped (no quotes); both values are base64.
         text = text.replace(' Sello=""', f' Sello="{csd.sign(cadena)}"', 1)

@@ -593,7 +593,8 @@ _ESCAPE = str.maketrans(
         "\r": "&#13;",
     }
 )
-_NEEDS_ESCAPE = re.compile('[&<>"\t\n\r]')
+# one search per value finds both (tab, LF and CR are in \x00-\x1f)
+_SPECIAL = re.compile('[&<>"\x00-\x1f\ufffe\uffff\ud800-\udfff]')
 # what lxml refuses in a value: control characters, U+FFFE, U+FFFF and lone surrogates
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
@@ -770,24 +771,39 @@ _XMLNS_ROOT = f' xmlns:cfdi="{NS_CFDI}" xmlns:xsi="{NS_XSI}"'
 _XMLNS_PAGO20 = f' xmlns:pago20="{NS_PAGO20}"'
 
 
+class _Out(list[str]):
+    """The pieces of a document being written; ``bad`` once a value has characters XML cannot
+    carry."""
+
+    __slots__ = ("bad",)
+
+    def __init__(self, *pieces: str) -> None:
+        super().__init__(pieces)
+        self.bad = False
+
+
 def _value(value: Any) -> str:
     """An attribute value as written (before escaping)."""
     return _d(value) if type(value) is Decimal else value if isinstance(value, str) else str(value)
 
 
-def _text(value: Any) -> str:
+def _escape(out: _Out, text: str) -> str:
+    if _NOT_XML.search(text) is not None:
+        out.bad = True
+    return text.translate(_ESCAPE)
+
+
+def _text(out: _Out, value: Any) -> str:
     """An attribute value escaped for XML."""
     text = _value(value)
-    if _NEEDS_ESCAPE.search(text) is not None:
-        return text.translate(_ESCAPE)
-    return text
+    return text if _SPECIAL.search(text) is None else _escape(out, text)
 
 
-def _put(out: list[str], cad: list[str], node: Any, spec: _Spec) -> None:
+def _put(out: _Out, cad: list[str], node: Any, spec: _Spec) -> None:
     """The attributes of ``node`` in ``spec`` order (None left out), escaped, into ``out``; its
     cadena fields into ``cad``."""
     values = node.__dict__
-    needs_escape = _NEEDS_ESCAPE.search
+    special = _SPECIAL.search
     for name, prefix, how in spec:
         value = values[name]
         if value is None:
@@ -804,20 +820,20 @@ def _put(out: list[str], cad: list[str], node: Any, spec: _Spec) -> None:
             text = value if isinstance(value, str) else str(value)
             if how:
                 cad.append(normalize_space(text) if text else text)
-            if needs_escape(text) is not None:
-                text = text.translate(_ESCAPE)
+            if special(text) is not None:
+                text = _escape(out, text)
         out.append(prefix)
         out.append(text)
         out.append('"')
 
 
-def _leaf(out: list[str], cad: list[str], tag: str, node: Any, spec: _Spec) -> None:
+def _leaf(out: _Out, cad: list[str], tag: str, node: Any, spec: _Spec) -> None:
     out.append(tag)
     _put(out, cad, node, spec)
     out.append("/>")
 
 
-def _end(out: list[str], mark: int, close: str) -> None:
+def _end(out: _Out, mark: int, close: str) -> None:
     """Close an element opened at ``mark`` (its ``>`` is ``out[mark - 1]``): ``/>`` when empty."""
     if len(out) == mark:
         out[-1] = "/>"
@@ -830,14 +846,26 @@ def _cadena_value(value: Any) -> str:
     return normalize_space(text) if text and type(value) is not Decimal else text
 
 
-def xml_and_cadena(c: Comprobante) -> tuple[str | None, str | None]:
+def xml_and_cadena(c: Comprobante, *, check: bool = True) -> tuple[str | None, str | None]:
     """In one walk of the model: the document as ``serialize(build_tree(c))`` writes it, and
     its cadena original as SAT's XSLT computes it. Either is None when only the element path
     (verbatim ComplementoConcepto, OtrosComplementos) or SAT's XSLT (those, and Parte) can
-    produce it. Characters XML cannot carry are not checked here (``xml_text`` does)."""
+    produce it. ``XmlError`` CONN-XML-CHARS for characters XML cannot carry (unless
+    ``check=False``: the cadena alone)."""
+    out = _Out()
+    text, cadena = _write(c, out)
+    if check and out.bad:
+        raise _chars_error(
+            "All strings must be XML compatible: Unicode or ASCII, no NULL bytes "
+            "or control characters"
+        )
+    return text, cadena
+
+
+def _write(c: Comprobante, out: _Out) -> tuple[str | None, str | None]:
     if c.OtrosComplementos:
         return None, None
-    out: list[str] = [_DECLARATION, "<cfdi:Comprobante", _XMLNS_ROOT]
+    out += (_DECLARATION, "<cfdi:Comprobante", _XMLNS_ROOT)
     cad: list[str] = []
     schema = SCHEMA_CFDI
     if c.Pagos is not None:
@@ -849,16 +877,16 @@ def xml_and_cadena(c: Comprobante) -> tuple[str | None, str | None]:
     ig = c.InformacionGlobal
     if ig is not None:
         out.append(
-            f'<cfdi:InformacionGlobal Periodicidad="{_text(ig.Periodicidad)}" '
-            f'Meses="{_text(ig.Meses)}" Año="{_text(ig.Anio)}"/>'
+            f'<cfdi:InformacionGlobal Periodicidad="{_text(out, ig.Periodicidad)}" '
+            f'Meses="{_text(out, ig.Meses)}" Año="{_text(out, ig.Anio)}"/>'
         )
         cad += (_cadena_value(ig.Periodicidad), _cadena_value(ig.Meses), str(ig.Anio))
     for rel in c.CfdiRelacionados:
-        out.append(f'<cfdi:CfdiRelacionados TipoRelacion="{_text(rel.TipoRelacion)}">')
+        out.append(f'<cfdi:CfdiRelacionados TipoRelacion="{_text(out, rel.TipoRelacion)}">')
         cad.append(_cadena_value(rel.TipoRelacion))
         mark = len(out)
         for uuid in rel.UUIDs:
-            out.append(f'<cfdi:CfdiRelacionado UUID="{_text(uuid)}"/>')
+            out.append(f'<cfdi:CfdiRelacionado UUID="{_text(out, uuid)}"/>')
             cad.append(_cadena_value(uuid))
         _end(out, mark, "</cfdi:CfdiRelacionados>")
     _leaf(out, cad, "<cfdi:Emisor", c.Emisor, _S_EMISOR)
@@ -891,10 +919,10 @@ def xml_and_cadena(c: Comprobante) -> tuple[str | None, str | None]:
         if k.ACuentaTerceros is not None:
             _leaf(out, cad, "<cfdi:ACuentaTerceros", k.ACuentaTerceros, _S_ACUENTA)
         for numero in k.InformacionAduanera:
-            out.append(f'<cfdi:InformacionAduanera NumeroPedimento="{_text(numero)}"/>')
+            out.append(f'<cfdi:InformacionAduanera NumeroPedimento="{_text(out, numero)}"/>')
             cad.append(_cadena_value(numero))
         for numero in k.CuentaPredial:
-            out.append(f'<cfdi:CuentaPredial Numero="{_text(numero)}"/>')
+            out.append(f'<cfdi:CuentaPredial Numero="{_text(out, numero)}"/>')
             cad.append(_cadena_value(numero))
         for parte in k.Parte:
             with_parte = True
@@ -903,7 +931,7 @@ def xml_and_cadena(c: Comprobante) -> tuple[str | None, str | None]:
             out.append(">")
             pmark = len(out)
             for numero in parte.InformacionAduanera:
-                out.append(f'<cfdi:InformacionAduanera NumeroPedimento="{_text(numero)}"/>')
+                out.append(f'<cfdi:InformacionAduanera NumeroPedimento="{_text(out, numero)}"/>')
             _end(out, pmark, "</cfdi:Parte>")
         _end(out, mark, "</cfdi:Concepto>")
     _end(out, conceptos_mark, "</cfdi:Conceptos>")
@@ -944,8 +972,8 @@ def xml_and_cadena(c: Comprobante) -> tuple[str | None, str | None]:
     return "".join(out), None if with_parte else "||" + "|".join(cad) + "||"
 
 
-def _pagos_text(out: list[str], cad: list[str], pagos: Pagos) -> None:
-    out.append(f'<pago20:Pagos Version="{_text(pagos.Version)}">')
+def _pagos_text(out: _Out, cad: list[str], pagos: Pagos) -> None:
+    out.append(f'<pago20:Pagos Version="{_text(out, pagos.Version)}">')
     cad.append(_cadena_value(pagos.Version))
     _leaf(out, cad, "<pago20:Totales", pagos.Totales, _S_TOTALES)
     for p in pagos.Pago:
@@ -1003,20 +1031,7 @@ def _chars_error(detail: str) -> XmlError:
 def xml_text(c: Comprobante) -> str | None:
     """The serialized document as text (fast path), None when only the element path can write
     it; ``XmlError`` CONN-XML-CHARS for characters XML cannot carry."""
-    text = xml_and_cadena(c)[0]
-    if text is not None:
-        check_chars(text)
-    return text
-
-
-def check_chars(text: str) -> None:
-    """``XmlError`` CONN-XML-CHARS when ``text`` has characters XML cannot carry."""
-    bad = _NOT_XML.search(text)
-    if bad is not None:
-        raise _chars_error(
-            f"{bad.group()!r}: All strings must be XML compatible: Unicode or ASCII, "
-            "no NULL bytes or control characters"
-        )
+    return xml_and_cadena(c)[0]
 
 
 def parse_own(text: str) -> etree._Element:

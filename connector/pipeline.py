@@ -272,10 +272,10 @@ class Pipeline:
         log.info("pipeline_started", sources=sorted(self.sources), workers=cfg.daemon.workers)
 
     def _pac_runtime(self, p: PacConfig) -> PacRuntime:
-        from connector.pac.resilience import ResilientPac, RetryPolicy, breaker_for
+        from connector.pac.resilience import CircuitBreaker, ResilientPac, RetryPolicy
 
         driver = make_driver(p, pool_size=self.cfg.daemon.workers)
-        breaker = breaker_for(
+        breaker = CircuitBreaker(  # one per configured PAC and pipeline
             p.name,
             failure_threshold=p.breaker.failure_threshold,
             reset_timeout=p.breaker.reset_seconds,

@@ -417,3 +417,36 @@ def test_missing_output_folder_delays_delivery_never_loses_the_stamp(
         pipe.close()
     assert [p.name for p in outputs(ws, "acuse")] == [f"V1_{e.uuid}_acuse.xml"]
     assert {k: len(v) for k, v in stamps_by_key(sandbox.store).items()} == {("V", "1"): 1}
+
+
+def test_circuit_breaker_opens_while_the_pac_fails_and_closes_after(
+    workspace: Path, sandbox
+) -> None:
+    ws = workspace.parent
+    text = workspace.read_text(encoding="utf-8").replace(
+        "failure_threshold = 50", "failure_threshold = 2"
+    )
+    workspace.write_text(text, encoding="utf-8")
+    sandbox.faults.add("http500", times=None, operations={"TimbrarCFDI"})
+    (ws / "inbox" / "cb.dat").write_bytes(dat_file("CB", [1, 2, 3]))
+    pipe = start_pipeline(workspace)
+    try:
+        for _ in range(400):
+            pipe.poll_once()
+            if pipe.pacs["sandbox"].state()["state"] == "open":
+                break
+            pipe.wake.wait(0.02)
+        assert pipe.pacs["sandbox"].state()["state"] == "open"
+        pipe.write_status()
+        status = json.loads(pipe.status_path().read_text(encoding="utf-8"))
+        assert status["pacs"]["sandbox"]["state"] == "open"
+        sandbox.faults.clear()
+        assert pipe.run_until_idle(60)
+        assert pipe.pacs["sandbox"].state()["state"] == "closed"
+    finally:
+        pipe.close()
+    assert {k: len(v) for k, v in stamps_by_key(sandbox.store).items()} == {
+        ("CB", "1"): 1,
+        ("CB", "2"): 1,
+        ("CB", "3"): 1,
+    }

@@ -130,28 +130,35 @@ def _set(node: BaseModel, name: str, value: object) -> None:
     node.__pydantic_fields_set__.add(name)
 
 
-def _completed_traslados(
-    items: list[Traslado], base: Decimal | None, decimals: int
-) -> list[Traslado]:
+# The functions below run for every concepto of every invoice: they read fields through
+# ``__dict__`` and round with a precomputed quantum (same operations as ``round_to``).
+
+
+def _completed_traslados(items: list[Traslado], base: Decimal | None, q: Decimal) -> list[Traslado]:
     out: list[Traslado] | None = None
     for i, t in enumerate(items):
-        b, importe = t.Base, t.Importe
+        values = t.__dict__
+        b = values["Base"]
         new_base = b is None and base is not None
         if new_base:
             b = base
+        tasa = values["TasaOCuota"]
         new_importe = (
-            importe is None
-            and t.TipoFactor != "Exento"
-            and t.TasaOCuota is not None
+            values["Importe"] is None
+            and values["TipoFactor"] != "Exento"
+            and tasa is not None
             and b is not None
         )
         if not (new_base or new_importe):
             continue
         t = _copy(t)
+        changed, fields = t.__dict__, t.__pydantic_fields_set__
         if new_base:
-            _set(t, "Base", b)
+            changed["Base"] = b
+            fields.add("Base")
         if new_importe:
-            _set(t, "Importe", round_to(b * t.TasaOCuota, decimals))
+            changed["Importe"] = (b * tasa).quantize(q, ROUND_HALF_UP, CONTEXT)
+            fields.add("Importe")
         if out is None:
             out = list(items)
         out[i] = t
@@ -159,52 +166,63 @@ def _completed_traslados(
 
 
 def _completed_retenciones(
-    items: list[Retencion], base: Decimal | None, decimals: int
+    items: list[Retencion], base: Decimal | None, q: Decimal
 ) -> list[Retencion]:
     out: list[Retencion] | None = None
     for i, r in enumerate(items):
-        b, importe = r.Base, r.Importe
+        values = r.__dict__
+        b = values["Base"]
         new_base = b is None and base is not None
         if new_base:
             b = base
-        new_importe = importe is None and b is not None
+        new_importe = values["Importe"] is None and b is not None
         if not (new_base or new_importe):
             continue
         r = _copy(r)
+        changed, fields = r.__dict__, r.__pydantic_fields_set__
         if new_base:
-            _set(r, "Base", b)
+            changed["Base"] = b
+            fields.add("Base")
         if new_importe:
-            _set(r, "Importe", round_to(b * r.TasaOCuota, decimals))
+            changed["Importe"] = (b * values["TasaOCuota"]).quantize(q, ROUND_HALF_UP, CONTEXT)
+            fields.add("Importe")
         if out is None:
             out = list(items)
         out[i] = r
     return items if out is None else out
 
 
-def _completed_concepto(concepto: Concepto, decimals: int) -> Concepto:
-    """``concepto`` with its missing amounts (a copy of the changed nodes only); runs in
-    ``CONTEXT``."""
-    importe = concepto.Importe
+def _completed_concepto(concepto: Concepto, q: Decimal) -> Concepto:
+    """``concepto`` with its missing amounts (a copy of the changed nodes only), rounded to the
+    quantum ``q``; runs in ``CONTEXT``."""
+    values = concepto.__dict__
+    importe = values["Importe"]
     new_importe = importe is None
     if new_importe:
-        importe = round_to(concepto.Cantidad * concepto.ValorUnitario, decimals)
-    impuestos = concepto.Impuestos
+        importe = (values["Cantidad"] * values["ValorUnitario"]).quantize(q, ROUND_HALF_UP, CONTEXT)
+    impuestos = values["Impuestos"]
     new_impuestos = None
     if impuestos is not None:
-        base = None if importe is None else importe - (concepto.Descuento or ZERO)
-        traslados = _completed_traslados(impuestos.Traslados, base, decimals)
-        retenciones = _completed_retenciones(impuestos.Retenciones, base, decimals)
-        if traslados is not impuestos.Traslados or retenciones is not impuestos.Retenciones:
+        base = None if importe is None else importe - (values["Descuento"] or ZERO)
+        traslados = impuestos.Traslados
+        retenciones = impuestos.Retenciones
+        new_traslados = _completed_traslados(traslados, base, q) if traslados else traslados
+        new_retenciones = (
+            _completed_retenciones(retenciones, base, q) if retenciones else retenciones
+        )
+        if new_traslados is not traslados or new_retenciones is not retenciones:
             new_impuestos = _copy(impuestos)
-            _set(new_impuestos, "Traslados", traslados)
-            _set(new_impuestos, "Retenciones", retenciones)
+            new_impuestos.__dict__.update(Traslados=new_traslados, Retenciones=new_retenciones)
+            new_impuestos.__pydantic_fields_set__.update(("Traslados", "Retenciones"))
     if not new_importe and new_impuestos is None:
         return concepto
     out = _copy(concepto)
     if new_importe:
-        _set(out, "Importe", importe)
+        out.__dict__["Importe"] = importe
+        out.__pydantic_fields_set__.add("Importe")
     if new_impuestos is not None:
-        _set(out, "Impuestos", new_impuestos)
+        out.__dict__["Impuestos"] = new_impuestos
+        out.__pydantic_fields_set__.add("Impuestos")
     return out
 
 
@@ -216,31 +234,40 @@ def traslado_groups(
 ) -> dict[TrasladoKey, tuple[Decimal, Decimal | None]]:
     """Concept traslados grouped by (Impuesto, TipoFactor, TasaOCuota): unrounded (Σ Base, Σ
     Importe). Σ Importe is None for Exento groups."""
-    bases: dict[TrasladoKey, list[Decimal | None]] = {}
-    importes: dict[TrasladoKey, list[Decimal | None]] = {}
+    add = CONTEXT.add
+    groups: dict[TrasladoKey, list[Decimal]] = {}
     for concepto in conceptos:
-        if concepto.Impuestos is None:
+        impuestos = concepto.Impuestos
+        if impuestos is None:
             continue
-        for t in concepto.Impuestos.Traslados:
-            exento = t.TipoFactor == "Exento"
-            key = (t.Impuesto, t.TipoFactor, None if exento else tasa_key(t.TasaOCuota))
-            bases.setdefault(key, []).append(t.Base)
-            importes.setdefault(key, []).append(t.Importe)
+        for t in impuestos.Traslados:
+            factor = t.TipoFactor
+            key = (t.Impuesto, factor, None if factor == "Exento" else tasa_key(t.TasaOCuota))
+            sums = groups.get(key)
+            if sums is None:
+                sums = groups[key] = [ZERO, ZERO]
+            if t.Base is not None:
+                sums[0] = add(sums[0], t.Base)
+            if t.Importe is not None:
+                sums[1] = add(sums[1], t.Importe)
     return {
-        key: (_sum(bases[key]), None if key[1] == "Exento" else _sum(importes[key]))
-        for key in bases
+        key: (base, None if key[1] == "Exento" else importe)
+        for key, (base, importe) in groups.items()
     }
 
 
 def retencion_groups(conceptos: Iterable[Concepto]) -> dict[str, Decimal]:
     """Concept retenciones grouped by Impuesto: unrounded Σ Importe."""
-    out: dict[str, list[Decimal | None]] = {}
+    add = CONTEXT.add
+    out: dict[str, Decimal] = {}
     for concepto in conceptos:
-        if concepto.Impuestos is None:
+        impuestos = concepto.Impuestos
+        if impuestos is None:
             continue
-        for r in concepto.Impuestos.Retenciones:
-            out.setdefault(r.Impuesto, []).append(r.Importe)
-    return {key: _sum(values) for key, values in out.items()}
+        for r in impuestos.Retenciones:
+            total = out.get(r.Impuesto, ZERO)
+            out[r.Impuesto] = total if r.Importe is None else add(total, r.Importe)
+    return out
 
 
 def summarize(conceptos: list[Concepto], decimals: int) -> Impuestos | None:
@@ -404,11 +431,12 @@ def complete(c: Comprobante) -> Comprobante:
     """
     out = _copy(c)
     decimals = catalogs().decimals(out.Moneda)
+    q = quantum(decimals)
     with localcontext(CONTEXT):
         conceptos = c.Conceptos
         new_conceptos: list[Concepto] | None = None
         for i, concepto in enumerate(conceptos):
-            done = _completed_concepto(concepto, decimals)
+            done = _completed_concepto(concepto, q)
             if done is not concepto:
                 if new_conceptos is None:
                     new_conceptos = list(conceptos)

@@ -207,3 +207,41 @@ def test_fel_conexion_remota_alone_covers_its_operations(pac: SandboxPac) -> Non
         assert pac.store.get(gen.uuid).status == "cancelado"
     finally:
         d.close()
+
+
+@pytest.fixture
+def tijuana_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The machine's clock set to Tijuana (UTC−8, west of Mexico City)."""
+    import time
+
+    monkeypatch.setenv("TZ", "America/Tijuana")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_fecha_in_mexico_city_time_stamps_on_a_machine_west_of_it(
+    tijuana_clock: None, pac: SandboxPac, fel: FelDriver, csd: Csd
+) -> None:
+    """``seal --now`` dates in Mexico City time; the sandbox compared Fecha with the machine's
+    naive clock only, so on a Tijuana (or US Pacific) machine every such CFDI was 401 "en el
+    futuro" — a real PAC accepts a Fecha that is current in any Mexican zone."""
+    from connector.cfdi.csd import MEXICO_TZ
+
+    cdmx_now = datetime.now(MEXICO_TZ).replace(tzinfo=None, microsecond=0)
+    assert cdmx_now > datetime.now() + timedelta(hours=1)  # the clock really is west of CDMX
+    ok = fel.stamp(sealed(csd, "TJ1", fecha=cdmx_now - timedelta(minutes=1)), "TJ-1")
+    _assert_good_stamp(ok.xml, pac)
+    gen = fel.generate(invoice("TJ2", fecha=cdmx_now - timedelta(minutes=1)), "TJ-2")
+    _assert_good_stamp(gen.xml, pac)
+    for folio, fecha in (
+        ("TJ3", cdmx_now + timedelta(hours=2)),  # future in every Mexican zone
+        ("TJ4", cdmx_now - timedelta(hours=72 + 3)),  # older than 72 h everywhere
+    ):
+        with pytest.raises(PacInvalid) as info:
+            fel.stamp(sealed(csd, folio, fecha=fecha), f"TJ-{folio}")
+        assert info.value.code == "401"
+        with pytest.raises(PacInvalid) as info:
+            fel.generate(invoice(folio, fecha=fecha), f"TJ-R-{folio}")
+        assert info.value.code == "401"

@@ -23,7 +23,10 @@ Cancellation codes (SAT's): 201 accepted, 202 previously cancelled, 205 UUID unk
 account, 312 motivo not in 01–04, 313 motivo 01 without a FolioSustitucion.
 
 Fecha (and the 72-hour window, with 2 minutes of tolerance for the future) is read against the
-machine's local clock: the sandbox runs beside the connector, so both share one clock.
+machine's local clock: the sandbox runs beside the connector, so both share one clock. A Fecha
+ahead of that clock is still accepted while it is not in the future in Mexico's easternmost
+zone (UTC−5), as a real PAC does: a CFDI dated in Mexico City time (``seal --now``) stamps on a
+machine set to Tijuana's or California's clock.
 FechaTimbrado is local time too, without zone, as SAT writes it. The Addenda is not validated
 (it is not part of the CFDI's schema nor of its seal).
 
@@ -201,6 +204,17 @@ class PacCertificate:
 
 def now_local() -> datetime:
     return datetime.now().replace(microsecond=0)
+
+
+EASTERNMOST_MEXICO = timedelta(hours=-5)  # Quintana Roo: the latest local time in Mexico
+
+
+def fecha_out_of_window(fecha: datetime) -> bool:
+    """True when ``fecha`` (local, naive) is more than 72 h old by the machine's clock, or in
+    the future both by the machine's clock and in every Mexican zone."""
+    machine = now_local()
+    mexico = datetime.now(UTC).replace(tzinfo=None, microsecond=0) + EASTERNMOST_MEXICO
+    return fecha < machine - HOURS_72 or fecha > max(machine, mexico) + FUTURE_TOLERANCE
 
 
 def _parse_fecha(value: str | None) -> datetime | None:
@@ -407,9 +421,10 @@ class PacEngine:
                 f"Fecha {fecha.isoformat()} fuera de la vigencia del certificado "
                 f"({info.not_before.isoformat()} – {info.not_after.isoformat()})",
             )
-        now = now_local()
-        if fecha < now - HOURS_72 or fecha > now + FUTURE_TOLERANCE:
-            return _fail("401", f"Fecha {fecha.isoformat()}; hora del PAC {now.isoformat()}")
+        if fecha_out_of_window(fecha):
+            return _fail(
+                "401", f"Fecha {fecha.isoformat()}; hora del PAC {now_local().isoformat()}"
+            )
         account = self.accounts.get(usuario)
         if account is None or rfc_emisor.upper() not in account.registered_rfcs:
             return _fail("402", f"RFC {rfc_emisor} no registrado en la cuenta {usuario}")
@@ -490,7 +505,7 @@ class PacEngine:
         if account is None or not account.csds:
             return _fail("402", "La cuenta no tiene un CSD cargado para sellar")
         rfc, csd = next(iter(account.csds.items()))
-        from connector.cfdi.errors import CfdiError
+        from connector.cfdi.errors import CfdiError, Problem
 
         try:
             comprobante = from_comprobante40r(data, rfc_emisor=rfc.upper())
@@ -507,7 +522,11 @@ class PacEngine:
             comprobante = amounts.complete(comprobante)
         except Exception as exc:  # a defect in the data the amounts code cannot handle
             return Outcome(False, "301", "No se pudieron calcular los importes", detail=str(exc))
-        errors = [p for p in rules.validate(comprobante, now=now_local()) if p.severity == "error"]
+        errors = [p for p in rules.validate(comprobante) if p.severity == "error"]
+        fecha = _parse_fecha(comprobante.Fecha)
+        if fecha is not None and fecha_out_of_window(fecha):  # the same window as stamp()
+            when = f"Fecha {fecha.isoformat()}; hora del PAC {now_local().isoformat()}"
+            errors.insert(0, Problem("401", "Fecha", f"{MSG['401']}. {when}"))
         if errors:
             return Outcome(False, errors[0].code, errors[0].message, detail=_problems_text(errors))
         try:

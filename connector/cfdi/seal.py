@@ -124,7 +124,8 @@ def _seal(c: Comprobante, csd: Csd) -> tuple[str | None, etree._Element | None]:
 
 
 def seal_tree(c: Comprobante, csd: Csd) -> etree._Element:
-    """The sealed lxml tree of ``c`` (what ``seal_invoice`` serializes)."""
+    """The sealed lxml tree of ``c`` (what ``seal_invoice`` serializes): the sealed bytes
+    parsed once, so its source lines (and XSD messages about it) are those of the bytes."""
     text, root = _seal(c, csd)
     return root if root is not None else parse_own(text or "")
 

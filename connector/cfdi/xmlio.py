@@ -437,10 +437,9 @@ def _tfd(parent: etree._Element, t: TimbreFiscalDigital) -> None:
 
 
 def build_tree(c: Comprobante) -> etree._Element:
-    """The lxml tree of a Comprobante (what ``to_xml`` serializes)."""
-    text = xml_text(c)  # written as text and parsed once: cheaper than element by element
-    if text is not None:
-        return parse_own(text)
+    """The lxml tree of a Comprobante (what ``to_xml`` serializes), built element by element
+    (no source lines: XSD messages about it carry none). Sealing and ``to_xml`` write text
+    instead (``xml_and_cadena``)."""
     try:
         return _build(c)
     except ValueError as exc:  # lxml refuses characters XML cannot carry (NUL, control chars)

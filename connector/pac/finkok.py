@@ -175,10 +175,17 @@ class FinkokDriver(PacDriver):
 
     def _need_cancel(self, operation: str) -> SoapService:
         if self.cancel_service is None or not self.rfc_emisor:
+            missing = [
+                what
+                for what, ok in (
+                    ("la dirección de cancelación", self.cancel_service is not None),
+                    ("el RFC del emisor", bool(self.rfc_emisor)),
+                )
+                if not ok
+            ]
             raise PacInvalid(
                 "CONN-PAC-CONFIG",
-                f"Finkok: para '{operation}' configure la dirección de cancelación y el RFC "
-                "del emisor.",
+                f"Finkok: para '{operation}' falta configurar {' y '.join(missing)}.",
                 pac=self.name,
                 operation=operation,
             )

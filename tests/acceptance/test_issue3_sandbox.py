@@ -245,3 +245,21 @@ def test_fecha_in_mexico_city_time_stamps_on_a_machine_west_of_it(
         with pytest.raises(PacInvalid) as info:
             fel.generate(invoice(folio, fecha=fecha), f"TJ-R-{folio}")
         assert info.value.code == "401"
+
+
+def test_finkok_cancel_without_configuration_names_what_is_missing(pac: SandboxPac) -> None:
+    from decimal import Decimal
+
+    cases = [
+        ({"cancel_url": pac.finkok_cancel_url}, "el RFC del emisor"),  # was "configure la
+        ({"rfc_emisor": EMISOR}, "la dirección de cancelación"),  # dirección… y el RFC" always
+    ]
+    for extra, missing in cases:
+        d = FinkokDriver(USUARIO, PASSWORD, stamp_url=pac.finkok_stamp_url, **extra)
+        try:
+            with pytest.raises(PacInvalid) as info:
+                d.cancel(str(uuidlib.uuid4()), "02", None, "XAXX010101000", Decimal("1"))
+            assert info.value.code == "CONN-PAC-CONFIG"
+            assert f"falta configurar {missing}." in info.value.message
+        finally:
+            d.close()

@@ -39,6 +39,10 @@ OID_RFC = x509.ObjectIdentifier("2.5.4.45")  # x500UniqueIdentifier: "RFC / RFC 
 # time is used to compare it with the certificate's validity (UTC); near the boundary this is as
 # precise as the data allows.
 MEXICO_TZ = ZoneInfo("America/Mexico_City")
+# Stateless descriptors, shared by every signature: OpenSSL does the work (EVP_PKEY_sign with the
+# key's cached blinding and CRT values); creating these per call cost ~1 µs of ~700 µs.
+_PKCS1V15 = padding.PKCS1v15()
+_SHA256 = hashes.SHA256()
 
 
 def _fmt(dt: datetime) -> str:
@@ -301,7 +305,7 @@ class Csd:
         """RSA PKCS#1 v1.5 with SHA-256 over ``data`` (UTF-8 when text), base64-encoded."""
         if isinstance(data, str):
             data = data.encode("utf-8")
-        sig = self._key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        sig = self._key.sign(data, _PKCS1V15, _SHA256)
         return base64.b64encode(sig).decode("ascii")
 
     def verify(self, data: bytes | str, signature_b64: str) -> bool:

@@ -396,8 +396,23 @@ _USAGE_ES = (
 )
 
 
+class _Formatter(argparse.HelpFormatter):
+    def add_usage(self, usage, actions, groups, prefix=None):  # type: ignore[no-untyped-def]
+        super().add_usage(usage, actions, groups, "uso: " if prefix is None else prefix)
+
+
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are Spanish, coded ``CONN-CLI-USO``, exit 2."""
+    """An ArgumentParser in Spanish: help headings, and usage errors coded ``CONN-CLI-USO``
+    (exit 2)."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+        self._positionals.title = "argumentos"
+        self._optionals.title = "opciones"
+        for action in self._actions:
+            if isinstance(action, argparse._HelpAction):
+                action.help = "muestra esta ayuda y termina"
 
     def error(self, message: str) -> NoReturn:
         import re

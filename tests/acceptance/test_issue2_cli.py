@@ -217,3 +217,15 @@ def test_usage_errors_are_spanish_with_a_code(
     err = capsys.readouterr().err
     assert "CONN-CLI-USO" in err and spanish in err, err
     assert "error:" not in err and "required" not in err
+    assert err.startswith("uso: cfdi-connector") and "usage:" not in err
+
+
+@pytest.mark.parametrize("command", ["validate", "seal", "verify", "pdf", "cancel", "sandbox-pac"])
+def test_help_is_spanish(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"uso: cfdi-connector {command}")
+    assert "opciones:" in out and "muestra esta ayuda y termina" in out
+    assert "usage:" not in out and "show this help" not in out

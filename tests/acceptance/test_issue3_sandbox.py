@@ -263,3 +263,43 @@ def test_finkok_cancel_without_configuration_names_what_is_missing(pac: SandboxP
             assert f"falta configurar {missing}." in info.value.message
         finally:
             d.close()
+
+
+def _resigned(xml: bytes, signer: Csd) -> bytes:
+    """``xml`` sealed again, by hand, with ``signer`` (which ``seal_invoice`` would refuse)."""
+    from connector.cfdi.cadena import cadena_original
+    from connector.cfdi.xmlio import serialize
+
+    root = parse_xml_bytes(xml)
+    root.set("NoCertificado", signer.no_certificado)
+    root.set("Certificado", signer.certificado_b64)
+    root.set("Sello", signer.sign(cadena_original(root)))
+    return serialize(root)
+
+
+def test_sandbox_refuses_a_fiel_seal_and_an_expired_csd(
+    pac: SandboxPac, fel: FelDriver, csd: Csd
+) -> None:
+    from cryptography.hazmat.primitives.serialization import load_der_private_key
+
+    from connector.cfdi.csd import load_certificate
+    from tests.conftest import CSD_PASSWORD, TESTCSD
+
+    fiel_base = TESTCSD / "eku9003173c9_fiel_2023_30001000000500003415"
+    fiel = Csd(
+        load_certificate(fiel_base.with_suffix(".cer").read_bytes()),
+        load_der_private_key(fiel_base.with_suffix(".key").read_bytes(), CSD_PASSWORD.encode()),  # type: ignore[arg-type]
+    )
+    expired = Csd.from_files(
+        TESTCSD / "eku9003173c9_csd.cer", TESTCSD / "eku9003173c9_csd.key", CSD_PASSWORD
+    )
+    assert fiel.certificate.is_fiel and not expired.is_valid_at()
+    before = pac.store.count()
+    for folio, signer, code in (("FIEL1", fiel, "302"), ("EXP1", expired, "305")):
+        xml = _resigned(sealed(csd, folio), signer)
+        # the seal itself is sound: only the kind or the validity of the certificate is wrong
+        assert {p.code for p in verify_seal(xml)} & {"CONN-CSD-FIEL", "CONN-CSD-EXPIRED"}
+        with pytest.raises(PacInvalid) as info:
+            fel.stamp(xml, f"R-{folio}-{uuidlib.uuid4().hex}")
+        assert info.value.code == code, info.value.message
+    assert pac.store.count() == before

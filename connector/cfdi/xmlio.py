@@ -803,27 +803,35 @@ def _put(out: _Out, cad: list[str], node: Any, spec: _Spec) -> None:
     cadena fields into ``cad``."""
     values = node.__dict__
     special = _SPECIAL.search
+    put, put_cadena = out.append, cad.append
     for name, prefix, how in spec:
         value = values[name]
         if value is None:
             if how == _REQUIRED:
-                cad.append("")
+                put_cadena("")
             continue
         if type(value) is Decimal:
             text = str(value)
             if "E" in text or "e" in text:
                 text = format(value, "f")
             if how:
-                cad.append(text)
+                put_cadena(text)
         else:
             text = value if isinstance(value, str) else str(value)
-            if how:
-                cad.append(normalize_space(text) if text else text)
-            if special(text) is not None:
+            if special(text) is None:  # no tab, CR or LF: only spaces can need normalizing
+                if how:
+                    put_cadena(
+                        normalize_space(text)
+                        if text and (text[0] == " " or text[-1] == " " or "  " in text)
+                        else text
+                    )
+            else:
+                if how:
+                    put_cadena(normalize_space(text))
                 text = _escape(out, text)
-        out.append(prefix)
-        out.append(text)
-        out.append('"')
+        put(prefix)
+        put(text)
+        put('"')
 
 
 def _leaf(out: _Out, cad: list[str], tag: str, node: Any, spec: _Spec) -> None:

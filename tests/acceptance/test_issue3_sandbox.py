@@ -92,7 +92,7 @@ def _assert_one_uuid(pac: SandboxPac, ref: str, res: StampResult) -> None:
         assert pac.store.uuids_for_referencia(ref) == [res.uuid]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(c=comprobantes())
 def test_generated_shapes_stamped_and_remote_generated_are_valid(
     pac: SandboxPac, fel: FelDriver, csd: Csd, c: Comprobante
@@ -105,12 +105,8 @@ def test_generated_shapes_stamped_and_remote_generated_are_valid(
     assert from_xml(res.xml).Total == c.Total
 
     ref = f"REMOTE-{uuidlib.uuid4().hex}"
-    try:
-        gen = fel.generate(c, ref)
-    except PacInvalid as exc:  # the PAC applies SAT's rules: only what our rules also refuse
-        assert exc.code in {p.code for p in rules.validate(c)}, exc
-        assert pac.store.uuids_for_referencia(ref) == []
-        return
+    assert rules.validate(c) == []  # so the PAC, applying SAT's rules, has nothing to refuse
+    gen = fel.generate(c, ref)
     _assert_good_stamp(gen.xml, pac)
     _assert_one_uuid(pac, ref, gen)
     stamped = from_xml(gen.xml)

@@ -87,6 +87,9 @@ RECEPTORES = [
     ),
 ]
 
+# c_UsoCFDI: G02 (devoluciones, descuentos o bonificaciones) is not for régimen 605 (CFDI40161)
+RECEPTORES_G02 = [r for r in RECEPTORES if r.RegimenFiscalReceptor != "605"]
+
 LUGARES = ["86000", "52000", "06600", "44100", "64000"]
 PRODUCTOS = [("01010101", "H87"), ("52161557", "H87"), ("43211503", "H87"), ("81111500", "E48")]
 UNIDADES_TEXTO = ["PIEZA", "Servicio", "Kilo gramo", None]
@@ -246,10 +249,11 @@ def _ingreso(draw: st.DrawFn) -> Comprobante:
 @st.composite
 def _publico_general(draw: st.DrawFn) -> Comprobante:
     lugar = draw(st.sampled_from(LUGARES))
+    fecha = draw(fechas())
     return Comprobante(
         Serie="PG",
         Folio=str(draw(st.integers(1, 99999))),
-        Fecha=draw(fechas()),
+        Fecha=fecha,
         FormaPago="01",
         Moneda="MXN",
         TipoDeComprobante="I",
@@ -259,7 +263,7 @@ def _publico_general(draw: st.DrawFn) -> Comprobante:
         InformacionGlobal=InformacionGlobal(
             Periodicidad=draw(st.sampled_from(["01", "02", "04"])),
             Meses=draw(st.sampled_from([f"{m:02d}" for m in range(1, 13)])),
-            Anio=draw(st.integers(2024, 2026)),
+            Anio=int(fecha[:4]) - draw(st.integers(0, 1)),  # CFDI40136: not after Fecha's year
         ),
         Emisor=EMISOR,
         Receptor=Receptor(
@@ -292,7 +296,7 @@ def _egreso(draw: st.DrawFn) -> Comprobante:
             )
         ],
         Emisor=EMISOR,
-        Receptor=draw(st.sampled_from(RECEPTORES)).model_copy(update={"UsoCFDI": "G02"}),
+        Receptor=draw(st.sampled_from(RECEPTORES_G02)).model_copy(update={"UsoCFDI": "G02"}),
         Conceptos=[
             Concepto(
                 ClaveProdServ="84111506",

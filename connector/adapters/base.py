@@ -157,8 +157,37 @@ class Adapter(ABC):
         return None
 
     def load(self, data: bytes, filename: str, mapping: Mapping | None) -> Iterator[InvoiceInput]:
+        return self._map_records(self.parse(data, filename), mapping)
+
+    # header file + lines file (a source with ``pair``): adapters that read pairs override
+    # ``parse_pair`` (and ``check_pair``)
+    def check_pair(self) -> list[str]:
+        """Why this adapter (with its options) cannot read a pair; empty when it can."""
+        if type(self).parse_pair is Adapter.parse_pair:
+            return [f"el adaptador '{self.name}' no lee pares de archivos (encabezado y líneas)"]
+        return []
+
+    def parse_pair(
+        self, header: bytes, header_name: str, lines: bytes, lines_name: str
+    ) -> Iterator[ParsedRecord]:
+        """One ``ParsedRecord`` tree per invoice of a header file and its lines file."""
+        raise NotImplementedError(self.check_pair()[0])
+
+    def load_pair(
+        self,
+        header: bytes,
+        header_name: str,
+        lines: bytes,
+        lines_name: str,
+        mapping: Mapping | None,
+    ) -> Iterator[InvoiceInput]:
+        return self._map_records(self.parse_pair(header, header_name, lines, lines_name), mapping)
+
+    def _map_records(
+        self, records: Iterator[ParsedRecord], mapping: Mapping | None
+    ) -> Iterator[InvoiceInput]:
         mapping = mapping if mapping is not None else self.default_mapping()
-        for index, record in enumerate(self.parse(data, filename)):
+        for index, record in enumerate(records):
             problems = list(record.problems)
             comprobante = None
             if mapping is None:
@@ -253,6 +282,67 @@ def load_invoices(
     invoice does not stop the others. ``comprobante`` may still lack derived amounts: the
     caller runs ``amounts.complete``.
     """
+    return _run(adapter, options, filename, lambda impl: impl.load(data, filename, mapping))
+
+
+@dataclass
+class FilePart:
+    """One file of a pair: its name (as the ERP wrote it) and bytes (``None``: missing)."""
+
+    name: str
+    data: bytes | None
+
+
+def load_pair(
+    header: FilePart,
+    lines: FilePart,
+    *,
+    adapter: str,
+    options: dict[str, Any] | None = None,
+    mapping: Mapping | None,
+) -> Iterator[InvoiceInput]:
+    """The façade for a header file + lines file pair (same contract as ``load_invoices``).
+
+    A missing half (``data is None``: the folder source gave up waiting for it) is one
+    ``CONN-PAR-INCOMPLETO`` problem at the file that is there; the pair is never read alone.
+    """
+    present, missing = (header, lines) if lines.data is None else (lines, header)
+    if present.data is None or missing.data is None:
+        what = "de líneas" if missing is lines else "de encabezado"
+        return iter(
+            [
+                InvoiceInput(
+                    0,
+                    present.name,
+                    None,
+                    None,
+                    [
+                        problem(
+                            "CONN-PAR-INCOMPLETO",
+                            f"Falta el archivo {what} {missing.name}: el par no llegó completo "
+                            "a tiempo y no se procesa.",
+                            present.name,
+                        )
+                    ],
+                )
+            ]
+        )
+    h, ln = header.data, lines.data
+    assert h is not None and ln is not None
+    return _run(
+        adapter,
+        options,
+        header.name,
+        lambda impl: impl.load_pair(h, header.name, ln, lines.name, mapping),
+    )
+
+
+def _run(
+    adapter: str,
+    options: dict[str, Any] | None,
+    filename: str,
+    load: Callable[[Adapter], Iterator[InvoiceInput]],
+) -> Iterator[InvoiceInput]:
     try:
         impl = get_adapter(adapter, **(options or {}))
     except AdapterNotFound as exc:
@@ -277,7 +367,7 @@ def load_invoices(
         return
     produced = 0
     try:
-        for item in impl.load(data, filename, mapping):
+        for item in load(impl):
             produced += 1
             yield item
     except Exception as exc:  # defensive: a bug in a third-party adapter stays a problem

@@ -33,8 +33,8 @@ import urllib3
 from lxml import etree
 from requests.adapters import HTTPAdapter
 from zeep import Client, Settings
+from zeep.exceptions import DTDForbidden, Fault, TransportError, XMLParseError
 from zeep.exceptions import Error as ZeepError
-from zeep.exceptions import Fault, TransportError
 from zeep.exceptions import ValidationError as ZeepValidationError
 from zeep.transports import Transport
 from zeep.wsdl import Document
@@ -309,6 +309,17 @@ class SoapService:
             binding = next(iter(doc.bindings))
         self.address = address
         self.service = self.client.create_service(binding, address)
+        self._fast: dict[str, FastOperation | None] = {}
+
+    def fast_op(self, operation: str) -> FastOperation | None:
+        """The hand-built envelope for ``operation``, or None when zeep must build it."""
+        try:
+            return self._fast[operation]
+        except KeyError:
+            pass
+        op = fast_operation(self.service._binding, operation)
+        self._fast[operation] = op
+        return op
 
     def type(self, name: str) -> Any:
         """A complex type factory by local name (searched in every namespace of the WSDL)."""
@@ -345,6 +356,228 @@ class SoapService:
                 raise
             err.message = redact(err.message, secrets)
             raise err from None
+
+    def call_fast(
+        self,
+        operation: str,
+        *,
+        pac: str,
+        write: bool,
+        secrets: Iterable[str],
+        **params: str | None,
+    ) -> Any:
+        """Like :meth:`call` for an operation of string parameters and a flat-ish result.
+
+        The envelope is built with lxml from the element names, namespace and SOAPAction zeep
+        read from the shipped WSDL (the same bytes zeep would send), and the reply is read with
+        a safe parser straight into dicts (the values zeep's types would give). Operations the
+        WSDL does not allow this for go through zeep. Failures are classified exactly as
+        :meth:`call` classifies zeep's.
+        """
+        fop = self.fast_op(operation)
+        if fop is None:
+            return self.call(operation, pac=pac, write=write, secrets=secrets, **params)
+        local = self.transport.local
+        local.posted = False
+        local.status = None
+        try:
+            body = fop.envelope(params)
+            response = self.transport.post(self.address, body, fop.headers)
+            return fop.reply(response.status_code, response.content)
+        except PacError:
+            raise
+        except Exception as exc:
+            posted = getattr(self.transport.local, "posted", False)
+            status = getattr(self.transport.local, "status", None)
+            err = classify_exception(
+                exc, pac=pac, operation=operation, write=write, posted=posted, status=status
+            )
+            if err is None:
+                raise
+            err.message = redact(err.message, secrets)
+            raise err from None
+
+
+_SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+_XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
+_ENVELOPE = f"{{{_SOAP_ENV}}}Envelope"
+_BODY = f"{{{_SOAP_ENV}}}Body"
+_FAULT = f"{{{_SOAP_ENV}}}Fault"
+_REPLY_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    huge_tree=False,
+    load_dtd=False,
+    remove_comments=True,
+)
+
+
+class SoapValues(dict[str, Any]):
+    """A reply read by the fast path: item and attribute access, like zeep's objects."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+# A result spec: {element qname: (field name, converter | nested spec)}
+_Spec = dict[str, tuple[str, Any]]
+
+
+def _result_spec(xsd_type: Any, depth: int = 0) -> _Spec | None:
+    """How to read a complex type's children; None if not plain (arrays, any, attributes)."""
+    from zeep.xsd.types.builtins import BuiltinType
+    from zeep.xsd.types.complex import ComplexType
+
+    if depth > 2 or not isinstance(xsd_type, ComplexType) or xsd_type.attributes:
+        return None
+    spec: _Spec = {}
+    for name, el in xsd_type.elements:
+        qname = getattr(el, "qname", None)
+        if qname is None or getattr(el, "max_occurs", 1) != 1:
+            return None
+        if isinstance(el.type, BuiltinType):
+            spec[str(qname)] = (name, el.type.pythonvalue)
+        else:
+            sub = _result_spec(el.type, depth + 1)
+            if sub is None:
+                return None
+            spec[str(qname)] = (name, sub)
+    return spec
+
+
+def _read(node: Any, spec: _Spec) -> SoapValues:
+    out = SoapValues((name, None) for name, _ in spec.values())
+    for child in node:
+        entry = spec.get(child.tag) if isinstance(child.tag, str) else None
+        if entry is None or child.get(_XSI_NIL) in ("true", "1"):
+            continue
+        name, conv = entry
+        if isinstance(conv, dict):
+            out[name] = _read(child, conv)
+        elif child.text is not None:
+            try:
+                out[name] = conv(child.text)
+            except (TypeError, ValueError):  # zeep gives None for an unreadable value too
+                out[name] = None
+    return out
+
+
+@dataclass(frozen=True)
+class FastOperation:
+    """One document/literal operation whose envelope we build and whose reply we read."""
+
+    name: str
+    request_tag: str
+    params: tuple[tuple[str, str], ...]  # (keyword, element qname), WSDL order
+    headers: dict[str, str]
+    result_tag: str
+    result: _Spec
+
+    def envelope(self, values: dict[str, str | None]) -> bytes:
+        unknown = set(values) - {k for k, _ in self.params}
+        if unknown:
+            raise TypeError(f"{self.name}() got unexpected arguments {sorted(unknown)}")
+        env = etree.Element(_ENVELOPE, nsmap={"soap-env": _SOAP_ENV})
+        body = etree.SubElement(env, _BODY)
+        ns = etree.QName(self.request_tag).namespace
+        req = etree.SubElement(body, self.request_tag, nsmap={"ns0": ns})
+        for key, tag in self.params:
+            value = values.get(key)
+            if value is None:
+                continue  # minOccurs=0: left out, as zeep does
+            if not isinstance(value, str):
+                raise TypeError(f"{self.name}: '{key}' debe ser texto")
+            etree.SubElement(req, tag).text = value
+        return etree.tostring(env, xml_declaration=True, encoding="utf-8")
+
+    def reply(self, status: int, content: bytes) -> SoapValues | None:
+        """Read the reply as zeep's SOAP 1.1 binding does (same exceptions for the same cases)."""
+        if status in (201, 202) and not content:
+            return None
+        if status != 200 and not content:
+            raise TransportError(
+                f"Server returned HTTP status {status} (no content available)",
+                status_code=status,
+            )
+        try:
+            root = etree.fromstring(content, _REPLY_PARSER)
+        except etree.XMLSyntaxError as exc:
+            raise TransportError(
+                f"Server returned response ({status}) with invalid XML: {exc}.",
+                status_code=status,
+            ) from None
+        if root.getroottree().docinfo.doctype:
+            raise DTDForbidden(root.getroottree().docinfo.doctype, "", "")
+        body = root.find(_BODY)
+        fault = body.find(_FAULT) if body is not None else None
+        if status != 200 or fault is not None:
+            if fault is None:
+                raise Fault(message="Unknown fault occured", code=None)
+
+            def text(name: str) -> str | None:
+                child = fault.find(name)
+                return child.text if child is not None else None
+
+            raise Fault(
+                message=text("faultstring"), code=text("faultcode"), actor=text("faultactor")
+            )
+        if root.tag != _ENVELOPE:
+            raise etree.XMLSyntaxError(f"no SOAP Envelope: {root.tag}", 0, 0, 0)
+        if body is None or len(body) == 0:
+            raise XMLParseError("SOAP Body vacío o ausente")
+        wrapper = body[0]
+        for child in wrapper:
+            if child.tag == self.result_tag:
+                if child.get(_XSI_NIL) in ("true", "1"):
+                    return None
+                return _read(child, self.result)
+        return None
+
+
+def fast_operation(binding: Any, operation: str) -> FastOperation | None:
+    """A :class:`FastOperation` read from zeep's parsed WSDL, or None when not plain enough.
+
+    Plain: SOAP 1.1 document/literal, request = string elements (minOccurs 0..1), reply = one
+    result element whose type has only simple children or one nested level of them.
+    """
+    from zeep.wsdl.bindings.soap import Soap11Binding
+    from zeep.xsd.types.builtins import String
+
+    if not isinstance(binding, Soap11Binding):
+        return None
+    try:
+        op = binding._operations[operation]
+        if op.style != "document" or op.input is None or op.output is None:
+            return None
+        req_el, resp_el = op.input.body, op.output.body
+        params = []
+        for name, el in req_el.type.elements:
+            if not isinstance(el.type, String) or el.max_occurs != 1:
+                return None
+            params.append((name, str(el.qname)))
+        outs = resp_el.type.elements
+        if len(outs) != 1 or op.input.header.type.elements or op.output.header.type.elements:
+            return None
+        result_el = outs[0][1]
+        spec = _result_spec(result_el.type)
+        if spec is None:
+            return None
+    except (AttributeError, KeyError, TypeError):
+        return None
+    return FastOperation(
+        name=operation,
+        request_tag=str(req_el.qname),
+        params=tuple(params),
+        headers={
+            "SOAPAction": f'"{op.soapaction}"',
+            "Content-Type": "text/xml; charset=utf-8",
+        },
+        result_tag=str(result_el.qname),
+        result=spec,
+    )
 
 
 def _never_connected(exc: BaseException) -> bool:

@@ -11,6 +11,15 @@
   system) under a unique name; when two scanners race, exactly one wins, the other gets
   ``None``. The done-marker moves along with its file. Inputs are never deleted.
 
+- **Pairs** (``pair=PairSpec(...)``: a header file and a lines file per export, e.g.
+  ``ventas_0415_H.csv`` + ``ventas_0415_D.csv``): only names ending (before the extension) in
+  one of the two suffixes are candidates. A pair is ready when BOTH files are (stable or with
+  their own done-markers); ``scan()`` then lists the header file only. ``claim(header)`` renames
+  the header first — whoever wins it owns the pair — then its lines file, under the same unique
+  prefix. A half whose other half is missing waits; after ``orphan_seconds`` (counted from when
+  this source first saw it alone) it is listed and claimed alone, so that the daemon reports it
+  as an error instead of waiting forever.
+
 Hidden files (``.x``), temporary and partial names (``~$x``, ``x.tmp``, ``x.part``,
 ``x.partial``, ``x.crdownload``, ``x.swp``, ``x~``) and done-markers themselves are ignored.
 """
@@ -46,6 +55,55 @@ _TEMP_RE = _patterns(TEMP_PATTERNS)
 assert _TEMP_RE is not None
 
 
+@dataclass(frozen=True)
+class PairSpec:
+    """How the two files of an export are named: ``<base><suffix><.ext>``."""
+
+    header_suffix: str = "_H"
+    lines_suffix: str = "_D"
+    orphan_seconds: float = 3600.0
+
+    def __post_init__(self) -> None:
+        h, d = self.header_suffix.lower(), self.lines_suffix.lower()
+        for what, suffix in (("header_suffix", h), ("lines_suffix", d)):
+            if not suffix or any(c in suffix for c in "./\\*?[]"):
+                raise ValueError(
+                    f"{what} debe ser un sufijo de nombre no vacío, sin '.', '/', ni comodines"
+                )
+        if h.endswith(d) or d.endswith(h):
+            raise ValueError(
+                f"los sufijos {self.header_suffix!r} y {self.lines_suffix!r} se confunden: uno "
+                "termina con el otro"
+            )
+        if self.orphan_seconds <= 0:
+            raise ValueError("orphan_seconds debe ser mayor que cero")
+
+    def split(self, name: str) -> tuple[str, str, str] | None:
+        """``("header" | "lines", base, ext)`` of a file name of a pair; None otherwise."""
+        stem, dot, ext = name.rpartition(".")
+        if not dot or not stem:
+            stem, ext = name, ""
+        else:
+            ext = dot + ext
+        low = stem.lower()
+        for role, suffix in (("header", self.header_suffix), ("lines", self.lines_suffix)):
+            if low.endswith(suffix.lower()) and len(stem) > len(suffix):
+                return role, stem[: len(stem) - len(suffix)], ext
+        return None
+
+    def role(self, name: str) -> str | None:
+        parts = self.split(name)
+        return parts[0] if parts else None
+
+    def partner(self, name: str) -> str | None:
+        """The name the other file of ``name``'s pair should have."""
+        parts = self.split(name)
+        if parts is None:
+            return None
+        role, base, ext = parts
+        return base + (self.lines_suffix if role == "header" else self.header_suffix) + ext
+
+
 @dataclass
 class _Seen:
     size: int
@@ -68,6 +126,7 @@ class FolderSource:
         polling: bool = False,
         poll_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        pair: PairSpec | None = None,
     ) -> None:
         if done_marker is not None and not done_marker:
             raise ValueError('done_marker no puede estar vacío (use p. ej. ".done")')
@@ -86,6 +145,9 @@ class FolderSource:
         self.poll_interval = poll_interval
         self._clock = clock
         self._seen: dict[str, _Seen] = {}
+        self.pair = pair
+        self._alone: dict[str, float] = {}  # half of a pair → clock() when first seen alone
+        self._ready: set[str] = set()  # names ready at the last scan
         self._observer: Any = None
         self.observer_kind: str | None = None  # "native" or "polling" once watching
 
@@ -98,6 +160,8 @@ class FolderSource:
         if self.done_marker and low.endswith(self.done_marker.lower()):
             return False
         if self._include_re is None or not self._include_re.match(low):
+            return False
+        if self.pair is not None and self.pair.split(name) is None:
             return False
         return self._exclude_re is None or not self._exclude_re.match(low)
 
@@ -143,20 +207,90 @@ class FolderSource:
             ready.append((st.st_mtime_ns, entry.name, Path(entry.path)))
         for gone in set(self._seen) - alive:
             del self._seen[gone]
+        if self.pair is not None:
+            ready = self._pairs_ready(ready, alive, now)
         if self.oldest_first:
             ready.sort(key=lambda r: (r[0], r[1]))
         else:
             ready.sort(key=lambda r: r[1])
         return [r[2] for r in ready]
 
+    def _pairs_ready(
+        self, ready: list[tuple[int, str, Path]], alive: set[str], now: float
+    ) -> list[tuple[int, str, Path]]:
+        """Pairs whose two files are ready (listed by their header), and halves alone for
+        longer than ``orphan_seconds``."""
+        assert self.pair is not None
+        by_name = {r[1]: r for r in ready}
+        groups: dict[tuple[str, str], dict[str, str]] = {}
+        for name in sorted(alive):
+            parts = self.pair.split(name)
+            if parts is not None:
+                groups.setdefault((parts[1].lower(), parts[2].lower()), {})[parts[0]] = name
+        out: list[tuple[int, str, Path]] = []
+        alone: dict[str, float] = {}
+        for group in groups.values():
+            header, lines = group.get("header"), group.get("lines")
+            if header is not None and lines is not None:
+                if header in by_name and lines in by_name:
+                    mtime = max(by_name[header][0], by_name[lines][0])
+                    out.append((mtime, header, by_name[header][2]))
+                continue
+            name = header or lines
+            assert name is not None
+            since = alone[name] = self._alone.get(name, now)
+            if name in by_name and now - since >= self.pair.orphan_seconds:
+                out.append(by_name[name])
+        self._alone = alone
+        self._ready = set(by_name)
+        return out
+
     # --- claiming --------------------------------------------------------------------------
 
     def claim(self, path: Path) -> Path | None:
-        """Move ``path`` into ``work_dir`` under a unique name; ``None`` if someone else took it."""
+        """Move ``path`` into ``work_dir`` under a unique name; ``None`` if someone else took it.
+
+        With pairs, claiming a header also claims its lines file (when the last scan found it
+        ready) under the same unique prefix; claiming a half that was alone also takes its
+        other half if it became ready since, and then returns the header's work path.
+        """
         path = Path(path)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
-        target = self.work_dir / f"{stamp}-{secrets.token_hex(4)}{_SEP}{path.name}"
+        prefix = f"{stamp}-{secrets.token_hex(4)}"
+        target = self._move_in(path, self.work_dir / f"{prefix}{_SEP}{path.name}")
+        if target is None or self.pair is None:
+            return target
+        partner = self.pair.partner(path.name) or ""
+        found = next((n for n in self._ready if n.lower() == partner.lower()), None)
+        if found is None:
+            return target
+        other = self._move_in(path.with_name(found), self.work_dir / f"{prefix}{_SEP}{found}")
+        if other is not None and self.pair.role(found) == "header":
+            return other
+        return target
+
+    def partner_in_work(self, claimed: Path) -> Path | None:
+        """The other file of a claimed pair file (same unique prefix in ``work_dir``), if any."""
+        if self.pair is None:
+            return None
+        claimed = Path(claimed)
+        partner = self.pair.partner(self.original_name(claimed))
+        if partner is None or _SEP not in claimed.name:
+            return None
+        want = f"{claimed.name.split(_SEP, 1)[0]}{_SEP}{partner}"
+        exact = claimed.with_name(want)
+        if exact.is_file():
+            return exact
+        try:
+            names = os.listdir(claimed.parent)
+        except OSError:
+            return None
+        found = next((n for n in names if n.lower() == want.lower()), None)
+        return claimed.with_name(found) if found is not None else None
+
+    def _move_in(self, path: Path, target: Path) -> Path | None:
+        """Rename ``path`` to ``target`` in ``work_dir`` (with its done-marker)."""
         try:
             os.rename(path, target)
         except FileNotFoundError:
@@ -171,6 +305,8 @@ class FolderSource:
                 ) from exc
             raise
         self._seen.pop(path.name, None)
+        self._alone.pop(path.name, None)
+        self._ready.discard(path.name)
         if self.done_marker is not None:
             marker = path.with_name(path.name + self.done_marker)
             with contextlib.suppress(FileNotFoundError):

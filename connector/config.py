@@ -112,6 +112,23 @@ class OutputConfig(_Cfg):
     errors: Path | None = None  # error files also copied here (beside the original in failed/)
 
 
+class PairConfig(_Cfg):
+    """A header file and a lines file per export (``ventas_0415_H.csv`` + ``ventas_0415_D.csv``)."""
+
+    header_suffix: str = "_H"  # end of the header file's name, before the extension
+    lines_suffix: str = "_D"
+    orphan_seconds: float = Field(default=3600.0, gt=0)  # a half alone this long: error file
+
+    @field_validator("header_suffix", "lines_suffix")
+    @classmethod
+    def _suffix(cls, v: str) -> str:
+        if not v or any(c in v for c in "./\\*?[]"):
+            raise ValueError(
+                f"el sufijo {v!r} debe ser un final de nombre no vacío, sin '.', '/' ni comodines"
+            )
+        return v
+
+
 class SourceConfig(_Cfg):
     name: str
     inbox: Path
@@ -126,6 +143,7 @@ class SourceConfig(_Cfg):
     exclude: list[str] = Field(default_factory=list)
     stable_seconds: float = Field(default=2.0, ge=0)
     done_marker: str | None = None
+    pair: PairConfig | None = None  # header + lines files per export (csv)
     polling: bool = False  # True: never use file-system events, only the poll interval
     poll_seconds: float | None = Field(default=None, gt=0)
     output: OutputConfig
@@ -661,7 +679,7 @@ def _check_adapter_options(s: SourceConfig, kp: str, rep: _Reporter) -> None:
     except ImportError:
         return
     try:
-        get_adapter(s.adapter, **s.options)
+        adapter = get_adapter(s.adapter, **s.options)
     except AdapterNotFound:
         return  # reported with the adapter's name
     except Exception as exc:
@@ -671,6 +689,23 @@ def _check_adapter_options(s: SourceConfig, kp: str, rep: _Reporter) -> None:
             "CONN-CFG-ADAPTADOR",
             kp,
             f"El adaptador {s.adapter!r} de la fuente {s.name!r} no acepta sus opciones: {msg}",
+        )
+        return
+    if s.pair is None:
+        return
+    pair_kp = kp.rsplit(".", 1)[0] + ".pair"
+    try:
+        from connector.adapters.folder import PairSpec
+
+        PairSpec(s.pair.header_suffix, s.pair.lines_suffix, s.pair.orphan_seconds)
+    except ValueError as exc:
+        rep.add("CONN-CFG-VALOR", pair_kp, f"La opción {pair_kp}: {exc}.")
+    check_pair = getattr(adapter, "check_pair", None)
+    for reason in check_pair() if check_pair is not None else ["no lee pares de archivos"]:
+        rep.add(
+            "CONN-CFG-ADAPTADOR",
+            pair_kp,
+            f"La fuente {s.name!r} lee pares (encabezado y líneas), pero: {reason}.",
         )
 
 

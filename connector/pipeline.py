@@ -289,8 +289,11 @@ class Pipeline:
         return PacRuntime(cfg=p, driver=driver, breaker=breaker, submitter=submitter)
 
     def _folder_source(self, s: SourceConfig) -> Any:
-        from connector.adapters.folder import FolderSource
+        from connector.adapters.folder import FolderSource, PairSpec
 
+        pair = None
+        if s.pair is not None:
+            pair = PairSpec(s.pair.header_suffix, s.pair.lines_suffix, s.pair.orphan_seconds)
         return FolderSource(
             s.inbox,
             s.work,
@@ -300,6 +303,7 @@ class Pipeline:
             done_marker=s.done_marker,
             polling=s.polling,
             poll_interval=s.poll_seconds or self.cfg.daemon.poll_seconds,
+            pair=pair,
         )
 
     def close(self, *, wait: bool = True) -> None:
@@ -475,6 +479,8 @@ class Pipeline:
             for p in sorted(src.cfg.work.iterdir()):
                 if marker and p.name.endswith(marker):
                     continue
+                if _lines_of_a_claimed_pair(src, p):
+                    continue  # read (and moved) with its header file
                 if p.is_file() and not p.name.startswith(".") and str(p) not in known:
                     log.info("adopt_file", file=p.name, source=src.cfg.name)
                     self.process_file(src, p)
@@ -520,7 +526,7 @@ class Pipeline:
         dispatch: list[Entry] = []
         deliver: list[Entry] = []
         try:
-            invoices = list(self._load(src, data, name))
+            invoices = list(self._load(src, data, name, work))
         except Exception as exc:  # never crash the daemon on one file
             flog.exception("load_failed")
             invoices = []
@@ -580,11 +586,24 @@ class Pipeline:
         dispatch.clear()
         deliver.clear()
 
-    def _load(self, src: SourceRuntime, data: bytes, name: str) -> Any:
-        from connector.adapters.base import load_invoices
+    def _load(self, src: SourceRuntime, data: bytes, name: str, work: Path | None = None) -> Any:
+        from connector.adapters.base import FilePart, load_invoices, load_pair
 
-        return load_invoices(
-            data, name, adapter=src.cfg.adapter, options=src.cfg.options, mapping=src.mapping
+        pair = getattr(src.folder, "pair", None)
+        if pair is None or work is None:
+            return load_invoices(
+                data, name, adapter=src.cfg.adapter, options=src.cfg.options, mapping=src.mapping
+            )
+        # a header file with its lines file (claimed together), or a half that came alone
+        other = src.folder.partner_in_work(work)
+        other_part = FilePart(
+            original_name(other) if other is not None else (pair.partner(name) or ""),
+            other.read_bytes() if other is not None else None,
+        )
+        this = FilePart(name, data)
+        header, lines = (this, other_part) if pair.role(name) != "lines" else (other_part, this)
+        return load_pair(
+            header, lines, adapter=src.cfg.adapter, options=src.cfg.options, mapping=src.mapping
         )
 
     def _admit_invoice(
@@ -992,6 +1011,19 @@ class Pipeline:
             mdest = dest.with_name(dest.name + marker)
             if not mdest.exists():
                 move_file(work.with_name(work.name + marker), mdest)
+        other = getattr(src.folder, "partner_in_work", _none)(work) if src is not None else None
+        if other is not None:  # the other file of a pair goes to the same place
+            odest = _beside(dest, rec.name, original_name(other))
+            if odest.exists() and os.path.samefile(other, odest):
+                os.unlink(other)
+            else:
+                move_file(
+                    other, odest if not odest.exists() else free_name(odest.parent, odest.name)
+                )
+            if marker and other.with_name(other.name + marker).exists():
+                mdest = odest.with_name(odest.name + marker)
+                if not mdest.exists():
+                    move_file(other.with_name(other.name + marker), mdest)
         self.journal.file_done(rec.id)
 
     def _report_of(self, rec: FileRecord) -> tuple[list[ItemError], list[dict[str, str]]]:
@@ -1077,6 +1109,30 @@ def _pdf_style(pdf_mod: Any, emisor: EmisorConfig) -> Any:
         )
         _styles[key] = style
     return style
+
+
+def _none(_: Path) -> None:
+    return None
+
+
+def _lines_of_a_claimed_pair(src: SourceRuntime, work: Path) -> bool:
+    """A lines file in work/ whose header file is there too (the header carries the pair)."""
+    pair = getattr(src.folder, "pair", None)
+    if pair is None or pair.role(original_name(work)) != "lines":
+        return False
+    return src.folder.partner_in_work(work) is not None
+
+
+def _beside(dest: Path, name: str, other: str) -> Path:
+    """Where the other file of a pair goes: next to ``dest`` (the final place of ``name``),
+    with the same ``-N`` that ``free_name`` may have given it."""
+    stem, dot, ext = name.partition(".")
+    if dest.name != name and dest.name.startswith(f"{stem}-") and dest.name.endswith(dot + ext):
+        n = dest.name[len(stem) + 1 : len(dest.name) - len(dot + ext)]
+        if n.isdigit():
+            ostem, odot, oext = other.partition(".")
+            return dest.with_name(f"{ostem}-{n}{odot}{oext}")
+    return dest.with_name(other)
 
 
 def _located(inp: Any, problems: list[Problem]) -> list[Problem]:

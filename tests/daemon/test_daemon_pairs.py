@@ -1,0 +1,125 @@
+"""End to end: a CSV export as a header file + lines file, through the daemon and the sandbox."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from lxml import etree
+
+from connector.config import check_config
+from tests.daemon.conftest import REPO, stamps_by_key, start_pipeline, write_config
+
+MAPPING = REPO / "connector" / "demo" / "erp" / "ventas_csv.mapping.toml"
+PAIR_SOURCE = f"""
+[[sources]]
+name = "csv-pares"
+inbox = "inbox"
+adapter = "csv"
+include = ["ventas_*.csv"]
+mapping = "{MAPPING}"
+emisor = "EKU9003173C9"
+pac = "sandbox"
+stable_seconds = 0.2
+archive = "archive"
+failed = "failed"
+[sources.options]
+delimiter = ";"
+encoding = "cp1252"
+key = ["SERIE", "FOLIO"]
+[sources.pair]
+header_suffix = "_H"
+lines_suffix = "_D"
+orphan_seconds = 600
+[sources.output]
+xml = "out/xml"
+errors = "out/errors"
+"""
+
+
+def _fecha() -> str:
+    return (datetime.now() - timedelta(minutes=5)).strftime("%d/%m/%Y %H:%M:%S")
+
+
+def test_a_pair_becomes_stamped_xml_and_both_files_are_archived_together(
+    tmp_path: Path, sandbox
+) -> None:
+    config = write_config(
+        tmp_path / "ws", timbrado_url=sandbox.fel_timbrado_url, extra_sources=PAIR_SOURCE
+    )
+    ws = config.parent
+    inbox = ws / "inbox"
+    f = _fecha()
+    header = (
+        "SERIE;FOLIO;FECHA;CLIENTE;FORMA_PAGO;CONDICIONES\r\n"
+        f"P;1;{f};C001;TRANSFERENCIA;CONTADO\r\n"
+        f"P;2;{f};C002;EFECTIVO;CONTADO\r\n"
+    )
+    lines = (
+        "SERIE;FOLIO;ARTICULO;DESCRIPCION;CANTIDAD;PRECIO;DESCUENTO\r\n"
+        "P;1;A100;Cañón de proyección;1;12.500,00;500,00\r\n"
+        "P;2;A200;Extensión eléctrica;3;150,50;0,00\r\n"
+        "P;1;A200;Extensión eléctrica;2;150,50;0,00\r\n"
+    )
+    (inbox / "ventas_0415_H.csv").write_bytes(header.encode("cp1252"))
+    (inbox / "ventas_0415_D.csv").write_bytes(lines.encode("cp1252"))
+    # a second pair with a line whose key has no invoice: both files fail together
+    (inbox / "ventas_0416_H.csv").write_bytes(
+        f"SERIE;FOLIO;FECHA;CLIENTE;FORMA_PAGO;CONDICIONES\r\nP;3;{f};C001;EFECTIVO;\r\n".encode()
+    )
+    (inbox / "ventas_0416_D.csv").write_bytes(
+        b"SERIE;FOLIO;ARTICULO;DESCRIPCION;CANTIDAD;PRECIO;DESCUENTO\r\n"
+        b"P;3;A100;Uno;1;10,00;\r\nP;9;A100;Sin factura;1;10,00;\r\n"
+    )
+    pipe = start_pipeline(config)
+    try:
+        assert pipe.run_until_idle(60)
+    finally:
+        pipe.close()
+    xmls = sorted(p.name for p in (ws / "out" / "xml").iterdir() if not p.name.startswith("."))
+    assert [n.split("_")[0] for n in xmls] == ["P1", "P2", "P3"]
+    root = etree.fromstring((ws / "out" / "xml" / xmls[0]).read_bytes())
+    ns = {"cfdi": "http://www.sat.gob.mx/cfd/4"}
+    assert [c.get("Descripcion") for c in root.findall(".//cfdi:Concepto", ns)] == [
+        "Cañón de proyección",
+        "Extensión eléctrica",
+    ]
+    assert {k: len(v) for k, v in stamps_by_key(sandbox.store).items()} == {
+        ("P", "1"): 1,
+        ("P", "2"): 1,
+        ("P", "3"): 1,
+    }
+    (day,) = (ws / "archive").iterdir()
+    assert sorted(p.name for p in day.iterdir()) == ["ventas_0415_D.csv", "ventas_0415_H.csv"]
+    assert (day / "ventas_0415_D.csv").read_bytes() == lines.encode("cp1252")
+    assert sorted(p.name for p in (ws / "failed").iterdir()) == [
+        "ventas_0416_D.csv",
+        "ventas_0416_H.csv",
+        "ventas_0416_H.csv.error.json",
+        "ventas_0416_H.csv.error.txt",
+    ]
+    doc = json.loads((ws / "failed" / "ventas_0416_H.csv.error.json").read_text("utf-8"))
+    assert doc["delivered"] == ["P3"]
+    assert [(e["code"], e["location"]) for e in doc["errors"]] == [
+        ("CONN-CSV-KEY", "ventas_0416_D.csv:3")
+    ]
+    assert list(inbox.iterdir()) == [] and list((ws / "work" / "csv-pares").iterdir()) == []
+
+
+def test_check_config_reports_bad_pair_options(tmp_path: Path, sandbox) -> None:
+    bad = PAIR_SOURCE.replace('lines_suffix = "_D"', 'lines_suffix = "H"').replace(
+        'key = ["SERIE", "FOLIO"]', 'key = []\nheader = false\ncolumns = ["A"]'
+    )
+    bad += '\n[[sources]]\nname = "dat-pares"\ninbox = "inbox"\nadapter = "dat"\n'
+    bad += 'emisor = "EKU9003173C9"\npac = "sandbox"\narchive = "archive"\nfailed = "failed"\n'
+    bad += '[sources.pair]\norphan_seconds = 0\n[sources.output]\nxml = "out/xml"\n'
+    config = write_config(tmp_path / "ws", timbrado_url=sandbox.fel_timbrado_url, extra_sources=bad)
+    cfg, problems = check_config(config)
+    assert cfg is None
+    found = {(p.code, p.path) for p in problems}
+    assert ("CONN-CFG-VALOR", "sources[2].pair") in found  # "_H" ends with "H"
+    msgs = [p.message for p in problems if p.path == "sources[2].pair"]
+    assert any("lines_columns" in m for m in msgs) and any("key" in m for m in msgs)
+    assert ("CONN-CFG-VALOR", "sources[3].pair.orphan_seconds") in found
+    assert all(p.location and "connector.toml:" in p.location for p in problems)

@@ -123,3 +123,52 @@ def test_check_config_reports_bad_pair_options(tmp_path: Path, sandbox) -> None:
     assert any("lines_columns" in m for m in msgs) and any("key" in m for m in msgs)
     assert ("CONN-CFG-VALOR", "sources[3].pair.orphan_seconds") in found
     assert all(p.location and "connector.toml:" in p.location for p in problems)
+
+
+def _pair_files(folio: str) -> tuple[bytes, bytes]:
+    header = f"SERIE;FOLIO;FECHA;CLIENTE;FORMA_PAGO;CONDICIONES\r\nP;{folio};{_fecha()};C001;;\r\n"
+    lines = "SERIE;FOLIO;ARTICULO;DESCRIPCION;CANTIDAD;PRECIO;DESCUENTO\r\n"
+    lines += f"P;{folio};A100;Uno;1;10,00;\r\n"
+    return header.encode(), lines.encode()
+
+
+def test_a_half_alone_too_long_becomes_an_error_file_and_is_kept(tmp_path: Path, sandbox) -> None:
+    source = PAIR_SOURCE.replace("orphan_seconds = 600", "orphan_seconds = 0.3")
+    config = write_config(
+        tmp_path / "ws", timbrado_url=sandbox.fel_timbrado_url, extra_sources=source
+    )
+    ws = config.parent
+    header, _ = _pair_files("5")
+    (ws / "inbox" / "ventas_0501_H.csv").write_bytes(header)
+    pipe = start_pipeline(config)
+    try:
+        assert pipe.run_until_idle(60)
+    finally:
+        pipe.close()
+    assert (ws / "failed" / "ventas_0501_H.csv").read_bytes() == header
+    doc = json.loads((ws / "failed" / "ventas_0501_H.csv.error.json").read_text("utf-8"))
+    ((code, location, message),) = [(e["code"], e["location"], e["message"]) for e in doc["errors"]]
+    assert (code, location) == ("CONN-PAR-INCOMPLETO", "ventas_0501_H.csv")
+    assert "ventas_0501_D.csv" in message
+    assert sandbox.store.count() == 0
+
+
+def test_a_pair_left_in_work_by_a_crash_is_resumed_as_one_file(tmp_path: Path, sandbox) -> None:
+    config = write_config(
+        tmp_path / "ws", timbrado_url=sandbox.fel_timbrado_url, extra_sources=PAIR_SOURCE
+    )
+    ws = config.parent
+    work = ws / "work" / "csv-pares"
+    work.mkdir(parents=True)
+    header, lines = _pair_files("6")
+    (work / "20250101T000000-0a0b0c0d--ventas_0601_H.csv").write_bytes(header)
+    (work / "20250101T000000-0a0b0c0d--ventas_0601_D.csv").write_bytes(lines)
+    pipe = start_pipeline(config)
+    try:
+        assert pipe.run_until_idle(60)
+    finally:
+        pipe.close()
+    (day,) = (ws / "archive").iterdir()
+    assert sorted(p.name for p in day.iterdir()) == ["ventas_0601_D.csv", "ventas_0601_H.csv"]
+    assert list(work.iterdir()) == [] and list((ws / "failed").iterdir()) == []
+    assert {k: len(v) for k, v in stamps_by_key(sandbox.store).items()} == {("P", "6"): 1}

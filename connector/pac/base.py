@@ -258,21 +258,56 @@ class _QuietTransport(Transport):
             operation_timeout=timeouts.as_tuple(),
         )
         self.local = threading.local()
+        self._env: dict[str, dict[str, Any]] = {}
+        self._templates: dict[tuple[str, ...], requests.PreparedRequest] = {}
 
     def post(self, address: str, message: Any, headers: dict[str, str]) -> requests.Response:
         self.local.posted = True
         self.local.status = None
-        # verify passed per request: a configured CA bundle must win over REQUESTS_CA_BUNDLE
-        response = self.session.post(
-            address,
-            data=message,
-            headers=headers,
+        # What Session.post does, with the environment's settings (proxies, CA bundle) read
+        # once per address: requests otherwise walks os.environ twice on every call.
+        session = self.session
+        env = self._env.get(address)
+        if env is None:
+            # verify passed explicitly: a configured CA bundle wins over REQUESTS_CA_BUNDLE
+            env = session.merge_environment_settings(address, {}, None, session.verify, None)
+            self._env[address] = env
+        prepared = self._prepare(address, message, headers)
+        response = session.send(
+            prepared,
             timeout=self.operation_timeout,
-            verify=self.session.verify,
+            allow_redirects=True,
+            proxies=dict(env["proxies"]),
+            stream=env["stream"],
+            verify=env["verify"],
+            cert=env["cert"],
         )
         self.local.status = response.status_code
         log.debug("PAC %s respondió HTTP %s", address, response.status_code)
         return response
+
+    def _prepare(
+        self, address: str, message: Any, headers: dict[str, str]
+    ) -> requests.PreparedRequest:
+        """``session.prepare_request`` of the POST; the URL, merged headers and hooks are
+        prepared once per address and headers and copied (the same request, far less work),
+        unless the session has cookies or auth to merge."""
+        session = self.session
+        if not isinstance(message, bytes) or session.cookies or session.auth:
+            return session.prepare_request(
+                requests.Request("POST", address, data=message, headers=headers)
+            )
+        key = (address, *sorted(headers.items()))
+        template = self._templates.get(key)
+        if template is None:
+            template = session.prepare_request(
+                requests.Request("POST", address, data=b"", headers=headers)
+            )
+            self._templates[key] = template
+        prepared = template.copy()
+        prepared.body = message
+        prepared.headers["Content-Length"] = str(len(message))
+        return prepared
 
     def load(self, url: str) -> bytes:  # never fetch WSDL/XSD from the network
         raise TransportError("El conector no descarga WSDL/XSD de la red.")

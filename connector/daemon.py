@@ -162,6 +162,26 @@ def _pick_source(cfg: Config, name: str | None, file: Path) -> Any:
     raise KeyError(file.name)
 
 
+def _pair_partner(scfg: Any, file: Path, name: str | None = None) -> Path | None:
+    """The other file of a pair beside ``file`` (whose ERP name is ``name``), if the source
+    reads pairs and it is there (matched without regard to case)."""
+    if getattr(scfg, "pair", None) is None:
+        return None
+    from connector.adapters.folder import PairSpec, beside
+
+    pair = PairSpec(scfg.pair.header_suffix, scfg.pair.lines_suffix, scfg.pair.orphan_seconds)
+    name = name or file.name
+    partner = pair.partner(name)
+    if partner is None:
+        return None
+    want = beside(file, name, partner).name.lower()
+    try:
+        found = next((n for n in os.listdir(file.parent) if n.lower() == want), None)
+    except OSError:
+        return None
+    return file.with_name(found) if found is not None else None
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from connector.pipeline import Pipeline, PipelineError
     from connector.sinks import atomic_write
@@ -196,6 +216,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
         stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
         work = scfg.work / f"{stamp}-{secrets.token_hex(4)}--{file.name}"
         atomic_write(work, file.read_bytes())
+        partner = _pair_partner(scfg, file)
+        if partner is not None:  # a pair: its other file goes along (same prefix)
+            atomic_write(work.with_name(f"{work.name.split('--', 1)[0]}--{partner.name}"),
+                         partner.read_bytes())  # fmt: skip
         rec = pipe.process_file(src, work)
         deadline = time.monotonic() + args.timeout
         outcome = None
@@ -302,10 +326,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     except JournalError:
                         continue
                 print(f"{'[simulación] ' if dry else ''}  factura {e.label} reiniciada")
+            partner = _pair_partner(src, final, rec.name)
             if not dry:
                 move_file(final, dest)
                 j.file_replayed(rec.id, str(dest))
             print(f"{'[simulación] ' if dry else ''}{final} → {dest}")
+            if partner is not None:  # the other file of the pair goes back with it
+                pdest = free_name(src.inbox, partner.name)
+                if not dry:
+                    move_file(partner, pdest)
+                print(f"{'[simulación] ' if dry else ''}{partner} → {pdest}")
         if not files:
             print("No hay archivos que reprocesar.")
     finally:

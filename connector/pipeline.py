@@ -1013,7 +1013,9 @@ class Pipeline:
                 move_file(work.with_name(work.name + marker), mdest)
         other = getattr(src.folder, "partner_in_work", _none)(work) if src is not None else None
         if other is not None:  # the other file of a pair goes to the same place
-            odest = _beside(dest, rec.name, original_name(other))
+            from connector.adapters.folder import beside
+
+            odest = beside(dest, rec.name, original_name(other))
             if odest.exists() and os.path.samefile(other, odest):
                 os.unlink(other)
             else:
@@ -1121,18 +1123,6 @@ def _lines_of_a_claimed_pair(src: SourceRuntime, work: Path) -> bool:
     if pair is None or pair.role(original_name(work)) != "lines":
         return False
     return src.folder.partner_in_work(work) is not None
-
-
-def _beside(dest: Path, name: str, other: str) -> Path:
-    """Where the other file of a pair goes: next to ``dest`` (the final place of ``name``),
-    with the same ``-N`` that ``free_name`` may have given it."""
-    stem, dot, ext = name.partition(".")
-    if dest.name != name and dest.name.startswith(f"{stem}-") and dest.name.endswith(dot + ext):
-        n = dest.name[len(stem) + 1 : len(dest.name) - len(dot + ext)]
-        if n.isdigit():
-            ostem, odot, oext = other.partition(".")
-            return dest.with_name(f"{ostem}-{n}{odot}{oext}")
-    return dest.with_name(other)
 
 
 def _located(inp: Any, problems: list[Problem]) -> list[Problem]:

@@ -104,6 +104,18 @@ class PairSpec:
         return base + (self.lines_suffix if role == "header" else self.header_suffix) + ext
 
 
+def beside(dest: Path, name: str, other: str) -> Path:
+    """Where the file ``other`` of a pair goes: next to ``dest``, the final place of ``name``
+    (its partner), with the same ``-N`` that ``sinks.free_name`` may have given ``dest``."""
+    stem, dot, ext = name.partition(".")
+    if dest.name != name and dest.name.startswith(f"{stem}-") and dest.name.endswith(dot + ext):
+        n = dest.name[len(stem) + 1 : len(dest.name) - len(dot + ext)]
+        if n.isdigit():
+            ostem, odot, oext = other.partition(".")
+            return dest.with_name(f"{ostem}-{n}{odot}{oext}")
+    return dest.with_name(other)
+
+
 @dataclass
 class _Seen:
     size: int

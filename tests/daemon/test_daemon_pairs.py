@@ -172,3 +172,56 @@ def test_a_pair_left_in_work_by_a_crash_is_resumed_as_one_file(tmp_path: Path, s
     assert sorted(p.name for p in day.iterdir()) == ["ventas_0601_D.csv", "ventas_0601_H.csv"]
     assert list(work.iterdir()) == [] and list((ws / "failed").iterdir()) == []
     assert {k: len(v) for k, v in stamps_by_key(sandbox.store).items()} == {("P", "6"): 1}
+
+
+def test_submit_takes_the_other_file_along_and_replay_puts_both_back(
+    tmp_path: Path, sandbox, capsys
+) -> None:
+    from connector.cli import main
+
+    config = write_config(
+        tmp_path / "ws", timbrado_url=sandbox.fel_timbrado_url, extra_sources=PAIR_SOURCE
+    )
+    ws = config.parent
+    given = tmp_path / "given"
+    given.mkdir()
+    header, lines = _pair_files("7")
+    (given / "ventas_0701_H.csv").write_bytes(header)
+    (given / "ventas_0701_D.csv").write_bytes(lines)
+    args = ["submit", str(given / "ventas_0701_H.csv"), "--config", str(config)]
+    assert main([*args, "--source", "csv-pares"]) == 0
+    assert "TIMBRADA P7" in capsys.readouterr().out
+    assert sorted(p.name for p in given.iterdir()) == ["ventas_0701_D.csv", "ventas_0701_H.csv"]
+    # a pair that fails (its line has no invoice) is replayed as a pair
+    header, _ = _pair_files("8")
+    (ws / "inbox" / "ventas_0801_H.csv").write_bytes(header)
+    (ws / "inbox" / "ventas_0801_D.csv").write_bytes(_pair_files("9")[1])
+    pipe = start_pipeline(config)
+    try:
+        assert pipe.run_until_idle(60)
+    finally:
+        pipe.close()
+    assert (ws / "failed" / "ventas_0801_D.csv").is_file()
+    assert main(["replay", "--config", str(config), "--file", "ventas_0801_H.csv"]) == 0
+    assert sorted(p.name for p in (ws / "inbox").iterdir()) == [
+        "ventas_0801_D.csv",
+        "ventas_0801_H.csv",
+    ]
+    assert not (ws / "failed" / "ventas_0801_D.csv").exists()
+    (ws / "inbox" / "ventas_0801_D.csv").write_bytes(_pair_files("8")[1])  # the ERP fixes it
+    pipe = start_pipeline(config)
+    try:
+        assert pipe.run_until_idle(60)
+    finally:
+        pipe.close()
+    assert {k: len(v) for k, v in stamps_by_key(sandbox.store).items()} == {
+        ("P", "7"): 1,
+        ("P", "8"): 1,
+    }
+    (day,) = (ws / "archive").iterdir()
+    assert sorted(p.name for p in day.iterdir()) == [  # the submitted copies too
+        "ventas_0701_D.csv",
+        "ventas_0701_H.csv",
+        "ventas_0801_D.csv",
+        "ventas_0801_H.csv",
+    ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connector.adapters import FilePart, load_invoices, load_pair
 from connector.adapters.csv import CsvAdapter
@@ -141,3 +143,12 @@ def test_adapters_without_pairs_say_so() -> None:
         FilePart("v_H.dat", b"x"), FilePart("v_D.dat", b"y"), adapter="dat", mapping=None
     )
     assert inv.problems[0].code == "CONN-ADAPTER" and "pares" in inv.problems[0].message
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.text(alphabet=';"\r\nA1,.x ñ', max_size=120), st.text(alphabet=';"\r\nA1,.x ñ', max_size=120)
+)
+def test_arbitrary_pairs_never_raise(header: str, lines: str) -> None:
+    out = _pair(H_HEAD + header, D_HEAD + lines)
+    assert out and all(i.comprobante is not None or i.problems for i in out)

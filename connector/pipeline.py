@@ -130,6 +130,10 @@ class FileOutcome:
     errors: list[ItemError] = field(default_factory=list)
 
 
+def _local_now() -> datetime:
+    return datetime.now().astimezone()
+
+
 class PipelineError(Exception):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
@@ -170,7 +174,9 @@ class Pipeline:
         max_inflight: int | None = None,
     ) -> None:
         self.cfg = cfg
-        self.now = now or datetime.now
+        # aware local time: the 72-hour rule then accepts a Fecha written in any Mexican zone
+        # or in this machine's own zone (rules._fecha)
+        self.now = now or _local_now
         self.journal: Journal | None = None
         self.sources: dict[str, SourceRuntime] = {}
         self.pacs: dict[str, PacRuntime] = {}

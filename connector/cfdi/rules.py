@@ -10,7 +10,7 @@ Codes that are not in SAT's matrix:
 * ``401`` — the PACs' (and SAT's) code for the 72-hour rule: with ``now``, a Fecha more than
   72 hours before ``now`` or later than ``now`` is rejected at stamping. Fecha is local time of
   the place of issue; for an aware ``now`` every Mexican zone (UTC−5 … UTC−8) is accepted, plus
-  :data:`CLOCK_SKEW` of tolerance; a naive ``now`` is compared as the same local time.
+  :data:`CLOCK_SKEW` of tolerance; the zone of an aware ``now`` itself too; a naive ``now`` is compared as the same local time.
 * ``CONN-*`` — ours: XSD-level data checks the matrix leaves to the schema (numbers, RFC and
   postal-code patterns), the Pagos 2.0 rules (``CONN-PAGOS-xxx``), and ``CONN-REGLA`` when a rule
   could not run on odd data (a bug to fix; it never raises).
@@ -285,10 +285,13 @@ def _fecha(x: _Ctx) -> None:
     if now.tzinfo is None:
         earliest = latest = fecha
     else:
+        # Fecha is local time where it was issued: any Mexican zone, or the zone of the clock
+        # that gives ``now`` (the ERP and the connector usually share it). Of those readings
+        # the easternmost is the earliest instant, the westernmost the latest.
+        offsets = (*MEXICO_OFFSETS, now.utcoffset() or timedelta(0))
         now = now.astimezone(UTC).replace(tzinfo=None)
-        # local time in the easternmost zone is the earliest instant, westernmost the latest
-        earliest = fecha - MEXICO_OFFSETS[0]
-        latest = fecha - MEXICO_OFFSETS[1]
+        earliest = fecha - max(offsets)
+        latest = fecha - min(offsets)
     if earliest > now + CLOCK_SKEW:
         x.add("401", "Fecha", f"La fecha {x.c.Fecha} es posterior a la fecha actual.")
     elif latest < now - MAX_AGE:

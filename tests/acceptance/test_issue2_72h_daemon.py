@@ -2,14 +2,9 @@
 City (Tijuana, or a server on US Pacific time): an ERP export dated in Mexico City time, five
 minutes ago, must be stamped.
 
-KNOWN FAILING (reported to the lead, not fixed here: connector/pipeline.py belongs to the daemon
-engineer). ``Pipeline.__init__`` defaults ``self.now`` to the naive ``datetime.now``
-(connector/pipeline.py:173) and ``validate(c, now=self.now())`` (connector/pipeline.py:712)
-compares Fecha with the machine's local clock; ``connector.cfdi.rules`` treats a naive ``now``
-as the Fecha's own zone, so a CDMX Fecha two hours ahead of a Tijuana clock is 401 "posterior a
-la fecha actual" and the invoice fails before reaching the PAC. A tz-aware now (e.g.
-``datetime.now(UTC)``, which the rule already handles against every Mexican zone) is the fix
-the rule was written for; the sandbox PAC accepts such a Fecha since commit 67559df."""
+The pipeline validates with an aware local ``now`` (``Pipeline._local_now``) and the 72-hour
+rule reads Fecha in any Mexican zone or in the clock's own zone, so a Mexico City Fecha on a
+Tijuana clock is accepted; the sandbox PAC accepts it too."""
 
 from __future__ import annotations
 

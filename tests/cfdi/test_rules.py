@@ -8,7 +8,7 @@ asserts that the rule's code is reported at the field's path with the official S
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,8 @@ BASES: dict[str, Callable[[], Data]] = {
     "exento": exento_data,
     "pago": pago_data,
 }
+
+CDMX = timezone(timedelta(hours=-6))  # Mexico City, no DST since 2022
 
 
 def problems_of(
@@ -1125,10 +1127,13 @@ def test_importe_within_limits_is_accepted() -> None:
         (datetime(2025, 1, 15, 10, 4, 0), True),
         (datetime(2025, 1, 15, 9, 50, 0), False),  # Fecha 10 min in the future
         (datetime(2025, 1, 15, 9, 57, 0), True),  # within the clock skew
-        (datetime(2025, 1, 15, 16, 0, tzinfo=UTC), True),  # 10:00 in Mexico City
-        (datetime(2025, 1, 15, 14, 0, tzinfo=UTC), False),  # before 10:00 anywhere in Mexico
-        (datetime(2025, 1, 18, 17, 59, tzinfo=UTC), True),  # Tijuana (UTC-8) still inside
-        (datetime(2025, 1, 18, 18, 6, tzinfo=UTC), False),
+        (datetime(2025, 1, 15, 10, 0, tzinfo=CDMX), True),  # 10:00 in Mexico City
+        (datetime(2025, 1, 15, 8, 0, tzinfo=CDMX), False),  # before 10:00 anywhere in Mexico
+        (datetime(2025, 1, 18, 11, 59, tzinfo=CDMX), True),  # Tijuana (UTC-8) still inside
+        (datetime(2025, 1, 18, 12, 6, tzinfo=CDMX), False),
+        # the clock's own zone counts too: 10:00 on a UTC server (an ERP writing UTC wall time)
+        (datetime(2025, 1, 15, 10, 0, tzinfo=UTC), True),
+        (datetime(2025, 1, 15, 9, 50, tzinfo=UTC), False),
     ],
 )
 def test_401_fecha_within_72_hours(now: datetime, ok: bool) -> None:

@@ -69,14 +69,15 @@ def quantum(decimals: int) -> Decimal:
 
 def round_to(value: Decimal, decimals: int) -> Decimal:
     """Round half-up to ``decimals`` places (NaN for values that cannot be represented)."""
-    return value.quantize(quantum(decimals), rounding=ROUND_HALF_UP, context=CONTEXT)
+    # positional arguments: Decimal.quantize parses keywords slowly (~0.4 µs a call)
+    return value.quantize(quantum(decimals), ROUND_HALF_UP, CONTEXT)
 
 
 def tasa_key(value: Decimal | None) -> Decimal | None:
     """TasaOCuota as SAT writes it (6 decimals), for grouping and output."""
     if value is None:
         return None
-    return value.quantize(TASA_QUANTUM, context=CONTEXT)
+    return value.quantize(TASA_QUANTUM, None, CONTEXT)
 
 
 def _sum(values: Iterable[Decimal | None]) -> Decimal:

@@ -3,7 +3,9 @@
 * ``parse_xml_bytes`` is the only way bytes from outside become an lxml tree: no DTD, no
   entities, no network, no file system, a size limit; anything else is an ``XmlError``.
 * ``to_xml`` writes attributes in the order SAT's XSD declares them, and each ``Decimal`` as it
-  was given (``Decimal("0.160000")`` stays ``0.160000``).
+  was given (``Decimal("0.160000")`` stays ``0.160000``). It writes text straight from the model
+  (``xml_and_cadena``, which also gives the cadena original in the same walk: what sealing
+  uses); ``build_tree`` builds the same document element by element.
 * ``from_xml`` reads any CFDI 4.0 (stamped or not, Pagos 2.0, other software's output); the
   complements the model does not type are kept verbatim in ``OtrosComplementos``.
 * ``validate_xsd`` validates against SAT's schemas (compiled once per process).
@@ -45,6 +47,8 @@ __all__ = [
     "serialize",
     "to_xml",
     "validate_xsd",
+    "xml_and_cadena",
+    "xml_text",
 ]
 
 SAT_DIR = Path(__file__).resolve().parent / "sat"

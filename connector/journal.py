@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -121,6 +121,24 @@ class Entry:
 
 
 @dataclass
+class Cancellation:
+    """A cancellation the PAC accepted (201/202) for a stamped UUID; the invoice row keeps its
+    state (delivered), this record says it no longer counts at SAT."""
+
+    uuid: str
+    invoice_id: int | None  # None: a UUID this journal never stamped
+    motivo: str
+    folio_sustitucion: str | None
+    code: str | None
+    estatus: str | None
+    acuse: bytes | None
+    at: float
+
+
+_CANCEL_COLS = "uuid, invoice_id, motivo, folio_sustitucion, code, estatus, acuse, at"
+
+
+@dataclass
 class FileRecord:
     id: int
     source: str
@@ -202,6 +220,17 @@ CREATE TABLE IF NOT EXISTS file_items (
     PRIMARY KEY (file_id, idx)
 );
 CREATE INDEX IF NOT EXISTS file_items_invoice ON file_items(invoice_id);
+CREATE TABLE IF NOT EXISTS cancellations (
+    uuid TEXT PRIMARY KEY,
+    invoice_id INTEGER,
+    motivo TEXT NOT NULL,
+    folio_sustitucion TEXT,
+    code TEXT,
+    estatus TEXT,
+    acuse BLOB,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS invoices_uuid ON invoices(uuid);
 """
 
 _COLS = (
@@ -386,6 +415,8 @@ class Journal:
                 if same:
                     return Admission.RESUME, e
                 return Admission.CONFLICT, e
+            if e.state == State.FAILED and e.uuid:  # stamped at SAT, reply failed our checks
+                return (Admission.FAILED if same else Admission.CONFLICT), e
             if same and e.state == State.FAILED and e.error_origin == "pac":
                 return Admission.FAILED, e
             # received / validated / failed-before-the-PAC: nothing was sent, redo from scratch
@@ -432,7 +463,12 @@ class Journal:
             sets = ", ".join(f"{k}=?" for k in cols)
             db.execute(f"UPDATE invoices SET {sets} WHERE id=?", (*cols.values(), invoice_id))
             self._event(db, invoice_id, e.state, to, detail)
-            return self._get_locked(invoice_id)
+            # the row as just written (no second read inside our own transaction)
+            cols["state"] = to
+            for k in ("problems", "outputs"):
+                if k in cols:
+                    cols[k] = json.loads(cols[k])
+            return replace(e, **cols)
 
     def mark_validated(self, invoice_id: int) -> Entry:
         return self._transition(invoice_id, State.VALIDATED)
@@ -449,13 +485,16 @@ class Journal:
             e = self._get_locked(invoice_id)
             if State.SENDING not in TRANSITIONS[e.state]:
                 raise JournalError(f"transition {e.state} → sending not allowed for {e.label}")
+            now = time.time()
             db.execute(
                 "UPDATE invoices SET state=?, attempts=attempts+1, next_retry_at=NULL, "
                 "updated_at=? WHERE id=?",
-                (State.SENDING, time.time(), invoice_id),
+                (State.SENDING, now, invoice_id),
             )
             self._event(db, invoice_id, e.state, State.SENDING, f"attempt {e.attempts + 1}")
-            return self._get_locked(invoice_id)
+            return replace(
+                e, state=State.SENDING, attempts=e.attempts + 1, next_retry_at=None, updated_at=now
+            )
 
     def mark_stamped(
         self, invoice_id: int, uuid: str, stamped_xml: bytes, acuse: bytes | None = None
@@ -496,7 +535,14 @@ class Journal:
         *,
         origin: str,
         problems: list[dict[str, Any]] | None = None,
+        uuid: str | None = None,
+        stamped_xml: bytes | None = None,
     ) -> Entry:
+        """``uuid``/``stamped_xml``: the PAC stamped it but its reply did not pass our checks;
+        the UUID exists at SAT, so the row is never re-sent, restarted or reset."""
+        extra: dict[str, Any] = {}
+        if uuid is not None:
+            extra = {"uuid": uuid, "stamped_xml": stamped_xml}
         return self._transition(
             invoice_id,
             State.FAILED,
@@ -505,6 +551,7 @@ class Journal:
             error_message=message,
             error_origin=origin,
             problems=json.dumps(problems or [], ensure_ascii=False),
+            **extra,
         )
 
     def reset(self, invoice_id: int) -> Entry:
@@ -518,6 +565,8 @@ class Journal:
             e = self._get_locked(invoice_id)
             if e.state in (State.STAMPED, State.DELIVERED):
                 raise JournalError(f"{e.serie}{e.folio} is {e.state}: never reset")
+            if e.uuid:  # failed after the PAC stamped it: a replay would stamp a second UUID
+                raise JournalError(f"{e.serie}{e.folio} has UUID {e.uuid} at SAT: never reset")
             if e.state == State.FAILED:
                 to = State.RECEIVED
                 db.execute(
@@ -586,6 +635,73 @@ class Journal:
                 (invoice_id,),
             ).fetchall()
         return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    # --- cancellations ----------------------------------------------------------------------
+
+    def find_uuid(self, uuid: str) -> Entry | None:
+        """The invoice stamped with ``uuid`` (any letter case), or None."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_COLS} FROM invoices WHERE uuid IN (?,?) ORDER BY id LIMIT 1",
+                (uuid.upper(), uuid.lower()),
+            ).fetchone()
+        return _entry(row) if row else None
+
+    def mark_cancelled(
+        self,
+        uuid: str,
+        motivo: str,
+        folio_sustitucion: str | None = None,
+        *,
+        code: str | None = None,
+        estatus: str | None = None,
+        acuse: bytes | None = None,
+    ) -> Cancellation:
+        """Record that the PAC accepted the cancellation of ``uuid`` (before writing any file).
+
+        Idempotent: a second call keeps the first record (motivo, when) and only fills in an
+        acuse that was missing."""
+        uuid = uuid.upper()
+        with self._tx() as db:
+            row = db.execute(
+                f"SELECT {_CANCEL_COLS} FROM cancellations WHERE uuid=?", (uuid,)
+            ).fetchone()
+            if row is None:
+                found = db.execute(
+                    "SELECT id FROM invoices WHERE uuid IN (?,?) ORDER BY id LIMIT 1",
+                    (uuid, uuid.lower()),
+                ).fetchone()
+                invoice_id = found[0] if found else None
+                db.execute(
+                    f"INSERT INTO cancellations ({_CANCEL_COLS}) VALUES (?,?,?,?,?,?,?,?)",
+                    (uuid, invoice_id, motivo, folio_sustitucion, code, estatus, acuse,
+                     time.time()),
+                )  # fmt: skip
+                if invoice_id is not None:
+                    db.execute(
+                        "INSERT INTO events (invoice_id, at, from_state, to_state, detail) "
+                        "VALUES (?,?,?,?,?)",
+                        (invoice_id, time.time(), None, "cancelled", f"motivo {motivo}"),
+                    )
+            elif acuse and not row[6]:
+                db.execute("UPDATE cancellations SET acuse=? WHERE uuid=?", (acuse, uuid))
+            row = db.execute(
+                f"SELECT {_CANCEL_COLS} FROM cancellations WHERE uuid=?", (uuid,)
+            ).fetchone()
+        return Cancellation(*row)
+
+    def cancellation(self, uuid: str) -> Cancellation | None:
+        """The recorded cancellation of ``uuid`` (any letter case), or None."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_CANCEL_COLS} FROM cancellations WHERE uuid=?", (uuid.upper(),)
+            ).fetchone()
+        return Cancellation(*row) if row else None
+
+    def cancelled_count(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT COUNT(*) FROM cancellations").fetchone()
+        return int(row[0])
 
     # --- files ------------------------------------------------------------------------------
 

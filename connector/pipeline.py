@@ -262,6 +262,12 @@ class Pipeline:
         self._executor = ThreadPoolExecutor(
             max_workers=cfg.daemon.workers, thread_name_prefix="pac"
         )
+        try:  # SAT's catalogs load once per process (~0.3 s): now, not inside the first file
+            from connector.cfdi.catalogs import catalogs
+
+            catalogs()
+        except Exception:  # the first invoice that needs them reports the problem
+            log.warning("catalogs_unavailable", exc_info=True)
         for src in self.sources.values():
             o = src.cfg.output
             clean_temp_files([o.xml, o.pdf, o.acuse, o.errors, src.cfg.archive, src.cfg.failed])

@@ -374,13 +374,50 @@ def _add_pdf_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--logo", metavar="PNG", help="logotipo del emisor (PNG o JPEG)")
     p.add_argument("--color", metavar="#RRGGBB", help="color principal, p. ej. #1F4E79")
     p.add_argument("--cancelado", action="store_true", help="marca de agua CANCELADO")
+    p.add_argument(
+        "--config",
+        metavar="connector.toml",
+        help="marca CANCELADO si el diario de esta configuración sabe que el UUID se canceló",
+    )
     p.set_defaults(func=_cmd_pdf)
 
 
 def _cmd_pdf(args: argparse.Namespace) -> int:
     from connector.cfdi.pdf import pdf_command
 
-    return pdf_command(args.xml, args.output, args.logo, args.color, args.cancelado)
+    cancelled = args.cancelado
+    if args.config and not cancelled:
+        known = _cancelled_in_journal(args.config, args.xml)
+        if known is None:
+            return 2
+        cancelled = known
+    return pdf_command(args.xml, args.output, args.logo, args.color, cancelled)
+
+
+def _cancelled_in_journal(config: str, xml_path: str) -> bool | None:
+    """Whether the journal of ``config`` recorded the cancellation of the XML's UUID (None:
+    a coded message was printed). A file that cannot be read is left to ``pdf_command``."""
+    from pathlib import Path
+
+    from connector.daemon import _load, _open_journal
+    from connector.pac.base import tfd_of
+
+    cfg = _load(Path(config))
+    if cfg is None:
+        return None
+    try:
+        uuid = (tfd_of(Path(xml_path).read_bytes()) or {}).get("UUID")
+    except Exception:  # not readable or not a CFDI: pdf_command says why
+        return False
+    if not uuid or not cfg.daemon.journal.exists():
+        return False
+    j = _open_journal(cfg)
+    if j is None:
+        return None
+    try:
+        return j.cancellation(str(uuid)) is not None
+    finally:
+        j.close()
 
 
 # argparse speaks English; a person fixing a command line reads Spanish with a code.

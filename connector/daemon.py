@@ -286,6 +286,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
             if e.state in (State.STAMPED, State.DELIVERED):
                 print(f"La factura {e.label} ya está timbrada (UUID {e.uuid}); no se reprocesa.")
                 return 0
+            if e.uuid:  # stamped, but the PAC's reply failed our checks (CONN-PAC-XML)
+                print(
+                    f"CONN-REPLAY La factura {e.label} ya tiene el UUID {e.uuid} en el SAT; "
+                    "reprocesarla la timbraría dos veces. Revise el XML del PAC en la carpeta "
+                    "de errores con su proveedor."
+                )
+                return 1
             reset_ids = {e.id}
             files = [f for f in j.files_of_invoice(e.id) if f.state is FileState.FAILED]
             files = files[-1:]
@@ -367,6 +374,59 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def record_cancellation(
+    cfg: Config,
+    uuid: str,
+    motivo: str,
+    folio_sustitucion: str | None,
+    *,
+    code: str | None,
+    estatus: str | None,
+    acuse: bytes | None,
+    out: TextIO | None = None,
+) -> int:
+    """After the PAC accepted a cancellation: the journal first, then the PDF with the
+    CANCELADO mark in place of the delivered one and the acuse de cancelación. Safe to repeat
+    (a second run rewrites the same files). Exit code: 0 recorded, 1 a file could not be
+    written (the cancellation is recorded: run it again)."""
+    from connector.journal import State
+    from connector.pipeline import deliver_cancellation
+
+    out = out or sys.stdout
+    j = _open_journal(cfg)
+    if j is None:
+        return 1
+    try:
+        j.mark_cancelled(uuid, motivo, folio_sustitucion, code=code, estatus=estatus, acuse=acuse)
+        e = j.find_uuid(uuid)
+    finally:
+        j.close()
+    if e is None:
+        print(f"Cancelación registrada en el diario; el UUID {uuid} no lo timbró este "
+              "conector: no hay PDF que marcar.", file=out)  # fmt: skip
+        return 0
+    print(f"Cancelación de {e.label} registrada en el diario {cfg.daemon.journal}.", file=out)
+    if e.state not in (State.STAMPED, State.DELIVERED) or e.stamped_xml is None:
+        return 0
+    try:
+        src, emisor = cfg.source(e.source), cfg.emisor(e.emisor_rfc)
+    except KeyError:
+        print(f"CONN-CFG El origen {e.source!r} de {e.label} ya no está en la configuración: "
+              "el PDF no se volvió a generar.", file=out)  # fmt: skip
+        return 1
+    try:
+        written = deliver_cancellation(src, emisor, e, acuse)
+    except OSError as exc:
+        print(f"CONN-FILE No se pudo escribir la salida de {e.label} ({exc}); la cancelación "
+              "sí quedó registrada: repita el comando.", file=out)  # fmt: skip
+        return 1
+    if "pdf" in written:
+        print(f"PDF con la marca CANCELADO: {written['pdf']}", file=out)
+    if "acuse_cancelacion" in written:
+        print(f"Acuse de cancelación: {written['acuse_cancelacion']}", file=out)
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     cfg = _load(Path(args.config))
     if cfg is None:
@@ -379,6 +439,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 2
     try:
         counts = j.counts()
+        cancelled = j.cancelled_count()
         files = j.file_counts()
         failures = j.recent_failures(args.limit)
     finally:
@@ -395,6 +456,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     "invoices": counts,
+                    "cancelled": cancelled,
                     "files": files,
                     "daemon": daemon_doc,
                     "recent_failures": [
@@ -416,6 +478,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print("Facturas por estado:")
     for state, n in counts.items():
         print(f"  {_STATE_ES.get(state, state):28} {n}")
+    print(f"  {'canceladas (de las entregadas)':28} {cancelled}")
     print("Archivos:")
     for state, n in files.items():
         print(f"  {state:28} {n}")

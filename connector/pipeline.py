@@ -917,7 +917,9 @@ class Pipeline:
 
     def _deliver(self, src: SourceRuntime, e: Entry) -> Entry:
         assert self.journal is not None and e.stamped_xml is not None and e.uuid
-        outputs = deliver_outputs(src.cfg, src.emisor, e)
+        outputs = deliver_outputs(
+            src.cfg, src.emisor, e, cancelled=self.journal.cancellation(e.uuid) is not None
+        )
         if e.state is State.STAMPED:
             e = self.journal.mark_delivered(e.id, outputs)
         log.info(
@@ -1075,8 +1077,11 @@ class Pipeline:
             atomic_write(self.status_path(), json.dumps(doc).encode())
 
 
-def deliver_outputs(src: SourceConfig, emisor: EmisorConfig, e: Entry) -> dict[str, str]:
-    """Write the stamped XML, the PDF (when available) and the acuse; whole or not at all."""
+def deliver_outputs(
+    src: SourceConfig, emisor: EmisorConfig, e: Entry, *, cancelled: bool = False
+) -> dict[str, str]:
+    """Write the stamped XML, the PDF (when available) and the acuse; whole or not at all.
+    ``cancelled``: the journal knows the UUID was cancelled (the PDF carries the mark)."""
     assert e.stamped_xml is not None and e.uuid
     stem = output_stem(
         src.filename_pattern, serie=e.serie, folio=e.folio, uuid=e.uuid, rfc=e.emisor_rfc
@@ -1084,7 +1089,7 @@ def deliver_outputs(src: SourceConfig, emisor: EmisorConfig, e: Entry) -> dict[s
     out: dict[str, str] = {}
     out["xml"] = str(atomic_write(src.output.xml / f"{stem}.xml", e.stamped_xml))
     if src.output.pdf is not None:
-        pdf = render_pdf_bytes(e.stamped_xml, emisor)
+        pdf = render_pdf_bytes(e.stamped_xml, emisor, cancelled=cancelled)
         if pdf is not None:
             out["pdf"] = str(atomic_write(src.output.pdf / f"{stem}.pdf", pdf))
     if src.output.acuse is not None and e.acuse:
@@ -1092,7 +1097,33 @@ def deliver_outputs(src: SourceConfig, emisor: EmisorConfig, e: Entry) -> dict[s
     return out
 
 
-def render_pdf_bytes(stamped_xml: bytes, emisor: EmisorConfig) -> bytes | None:
+def deliver_cancellation(
+    src: SourceConfig, emisor: EmisorConfig, e: Entry, acuse: bytes | None
+) -> dict[str, str]:
+    """After the journal recorded a cancellation: the PDF again with the CANCELADO mark, in
+    place of the delivered one (same name, atomic), and the acuse de cancelación beside the
+    other acuses (``<stem>_cancelacion.xml``). Safe to repeat."""
+    assert e.stamped_xml is not None and e.uuid
+    stem = output_stem(
+        src.filename_pattern, serie=e.serie, folio=e.folio, uuid=e.uuid, rfc=e.emisor_rfc
+    )
+    out: dict[str, str] = {}
+    pdf_path = e.outputs.get("pdf") or (
+        str(src.output.pdf / f"{stem}.pdf") if src.output.pdf is not None else None
+    )
+    if pdf_path:
+        pdf = render_pdf_bytes(e.stamped_xml, emisor, cancelled=True)
+        if pdf is not None:
+            out["pdf"] = str(atomic_write(Path(pdf_path), pdf))
+    if src.output.acuse is not None and acuse:
+        name = f"{stem}_cancelacion.xml"
+        out["acuse_cancelacion"] = str(atomic_write(src.output.acuse / name, acuse))
+    return out
+
+
+def render_pdf_bytes(
+    stamped_xml: bytes, emisor: EmisorConfig, *, cancelled: bool = False
+) -> bytes | None:
     """The representación impresa, when ``connector.cfdi.pdf`` is installed; else None."""
     try:
         from connector.cfdi import pdf as pdf_mod
@@ -1102,7 +1133,7 @@ def render_pdf_bytes(stamped_xml: bytes, emisor: EmisorConfig) -> bytes | None:
     try:
         c = from_xml(stamped_xml)
         style = _pdf_style(pdf_mod, emisor)
-        return pdf_mod.render_pdf(c, style=style)
+        return pdf_mod.render_pdf(c, style=style, cancelled=cancelled)
     except Exception as exc:
         log.error("pdf_failed", error=str(exc))
         return None

@@ -183,7 +183,27 @@ def _cancel(args: argparse.Namespace) -> int:
         raise UsageError("CONN-CLI: el motivo debe ser 01, 02, 03 o 04.")
     with _driver(args, **_cancel_csd(args)) as d:
         r = d.cancel(args.uuid, args.motivo, args.folio_sustitucion, args.rfc_receptor, total)
+        acuse = r.acuse
+        if r.accepted and args.config and not acuse:
+            try:  # the acuse de cancelación goes beside the invoice's outputs
+                acuse = d.acuse_cancelacion(r.uuid)
+            except PacError as exc:
+                print(f"Acuse de cancelación no disponible aún ({exc.code}).", file=sys.stderr)
     print(f"UUID {r.uuid}: {r.estatus or 'solicitud aceptada'} (código {r.code or '-'})")
+    rc = 0
+    if r.accepted and args.config:  # journal first, then the PDF with the mark and the acuse
+        from connector.config import load_config
+        from connector.daemon import record_cancellation
+
+        rc = record_cancellation(
+            load_config(args.config),
+            r.uuid,
+            args.motivo,
+            args.folio_sustitucion,
+            code=r.code,
+            estatus=r.estatus,
+            acuse=acuse,
+        )
     if r.acuse and args.acuse:
         from pathlib import Path
 
@@ -197,7 +217,7 @@ def _cancel(args: argparse.Namespace) -> int:
             )
             return 1
         print(f"Acuse guardado en {args.acuse}")
-    return 0
+    return rc
 
 
 def _sat_status(args: argparse.Namespace) -> int:

@@ -100,7 +100,9 @@ def _seal(c: Comprobante, csd: Csd) -> tuple[str | None, etree._Element | None]:
     if c.TimbreFiscalDigital is not None:
         raise _refuse_stamped()
     csd.check_can_seal(c.Emisor.Rfc, _fecha(c.Fecha))
-    c = _complete(c)  # a new root node (amounts.complete copies it): ours to fill in
+    completed = _complete(c)
+    # a new root node (amounts.complete copies it): ours to fill in
+    c = completed if completed is not c else c.model_copy()
     seal_fields = {
         "NoCertificado": csd.no_certificado,
         # placeholders, filled in below: they keep their XSD positions and are not in the

@@ -103,6 +103,8 @@ class PacConfig(SecretSource):
     timeout_seconds: float = Field(default=30.0, gt=0)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    # the PAC's/SAT's certificate (DER .cer): every stamp's SelloSAT is verified with it
+    sat_cert: Path | None = None
 
 
 class OutputConfig(_Cfg):
@@ -323,6 +325,7 @@ def _resolve_paths(cfg: Config, base: Path) -> None:
         e.pdf.logo = _resolve(base, e.pdf.logo)
     for p in cfg.pacs:
         p.password_file = _resolve(base, p.password_file)
+        p.sat_cert = _resolve(base, p.sat_cert)
     for s in cfg.sources:
         s.inbox = _resolve(base, s.inbox)  # type: ignore[assignment]
         s.work = _resolve(base, s.work) or (s.inbox.parent / "work" / s.name)

@@ -52,6 +52,7 @@ from connector.sinks import (
     free_name,
     move_file,
     output_stem,
+    safe_part,
     write_error_files,
 )
 
@@ -101,6 +102,7 @@ class PacRuntime:
     driver: Any  # connector.pac.base.PacDriver
     breaker: Any | None = None  # connector.pac.resilience circuit breaker, when available
     submitter: Any | None = None
+    sat_cert_der: bytes | None = None  # [[pacs]] sat_cert: every SelloSAT is verified with it
 
     def state(self) -> dict[str, Any]:
         if self.breaker is not None:
@@ -298,7 +300,13 @@ class Pipeline:
             max_delay=p.retry.backoff_max_seconds,
         )
         submitter = ResilientPac(driver, policy=policy, breaker=breaker)
-        return PacRuntime(cfg=p, driver=driver, breaker=breaker, submitter=submitter)
+        return PacRuntime(
+            cfg=p,
+            driver=driver,
+            breaker=breaker,
+            submitter=submitter,
+            sat_cert_der=_sat_cert(p),
+        )
 
     def _folder_source(self, s: SourceConfig) -> Any:
         from connector.adapters.folder import FolderSource, PairSpec
@@ -891,6 +899,9 @@ class Pipeline:
                 retry_in=round(delay, 2),
             )
             return self.journal.mark_retry_wait(e.id, time.time() + delay, str(code), message)
+        reply_problems = self._check_reply(pac, e, result)
+        if reply_problems:
+            return self._reply_failed(src, e, result, reply_problems)
         acuse = None
         if src.cfg.output.acuse is not None:
             try:
@@ -899,6 +910,61 @@ class Pipeline:
                 ilog.warning("acuse_unavailable", uuid=result.uuid, error=str(exc))
         e = self.journal.mark_stamped(e.id, result.uuid, result.xml, acuse)
         ilog.info("stamped", uuid=result.uuid, previously=result.previously_stamped)
+        return e
+
+    def _check_reply(self, pac: PacRuntime, e: Entry, result: Any) -> list[Problem]:
+        """What the PAC returned, before anything is delivered: a CFDI 4.0 whose seal verifies,
+        whose TFD matches it and the UUID reported; in stamp mode the cadena we sealed; with
+        ``sat_cert`` the SelloSAT."""
+        from connector.cfdi.seal import verify_stamped
+
+        try:
+            return verify_stamped(
+                result.xml,
+                uuid=result.uuid,
+                sealed=None if e.mode == "remote" else e.payload,
+                pac_cert_der=pac.sat_cert_der,
+            )
+        except Exception as exc:  # never lose the stamp to a bug in a check
+            return [_as_problem(exc, "", "CONN-PAC-XML")]
+
+    def _reply_failed(
+        self, src: SourceRuntime, e: Entry, result: Any, problems: list[Problem]
+    ) -> Entry:
+        """The PAC stamped (the UUID exists at SAT) but its document failed our checks: failed
+        with CONN-PAC-XML, never re-sent; the journal keeps the UUID and the XML, a copy goes to
+        the errors folder for support."""
+        assert self.journal is not None
+        folder = src.cfg.output.errors or src.cfg.failed
+        name = f"{safe_part(e.serie)}{safe_part(e.folio)}_{safe_part(result.uuid)}_pac.xml"
+        detail = "; ".join(f"{p.code} {p.message}" for p in problems)
+        message = (
+            f"El PAC timbró {e.label} con el UUID {result.uuid}, pero el XML que devolvió no "
+            f"pasó la verificación ({detail}). El CFDI existe en el SAT: no se reenvía. Revise "
+            f"con su PAC el XML guardado en {folder / name}."
+        )
+        e = self.journal.mark_failed(
+            e.id,
+            "CONN-PAC-XML",
+            message,
+            origin="pac",
+            problems=[
+                {"code": "CONN-PAC-XML", "path": "", "message": message, "location": e.location}
+            ],
+            uuid=result.uuid,
+            stamped_xml=result.xml,
+        )
+        log.error(
+            "pac_reply_invalid",
+            file=e.source_file,
+            invoice=e.label,
+            uuid=result.uuid,
+            codes=[p.code for p in problems],
+        )
+        try:
+            atomic_write(folder / name, result.xml)
+        except OSError as exc:  # the journal keeps the XML
+            log.error("pac_reply_not_written", invoice=e.label, error=str(exc))
         return e
 
     def _call(self, pac: PacRuntime, e: Entry, maybe_sent: bool) -> Any:
@@ -1154,6 +1220,23 @@ def _pdf_style(pdf_mod: Any, emisor: EmisorConfig) -> Any:
         )
         _styles[key] = style
     return style
+
+
+def _sat_cert(p: PacConfig) -> bytes | None:
+    """The DER of ``[[pacs]] sat_cert``, read and checked at start (CONN-CFG-SATCERT)."""
+    if p.sat_cert is None:
+        return None
+    from connector.cfdi.csd import load_certificate
+
+    try:
+        der = Path(p.sat_cert).read_bytes()
+        load_certificate(der)
+    except Exception as exc:
+        reason = getattr(exc, "strerror", None) or "no es un certificado DER (.cer)"
+        raise PipelineError(
+            [Problem("CONN-CFG-SATCERT", f"pacs.{p.name}.sat_cert", f"{p.sat_cert}: {reason}.")]
+        ) from None
+    return der
 
 
 def _none(_: Path) -> None:

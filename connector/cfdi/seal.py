@@ -9,6 +9,8 @@
   Emisor.
 * ``verify_tfd(xml, pac_cert_der)``: the TimbreFiscalDigital's SelloCFD is the comprobante's
   Sello and its SelloSAT verifies with the PAC/SAT certificate over the TFD cadena.
+* ``verify_stamped(xml, uuid=, sealed=, pac_cert_der=)``: what a PAC returned, before it is
+  delivered (CFDI 4.0, seal, TFD, UUID, the cadena we sealed unchanged, SelloSAT).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from .xmlio import (
     xml_and_cadena,
 )
 
-__all__ = ["seal_invoice", "seal_tree", "seal_xml", "verify_seal", "verify_tfd"]
+__all__ = ["seal_invoice", "seal_tree", "seal_xml", "verify_seal", "verify_stamped", "verify_tfd"]
 
 _C = "{" + NS_CFDI + "}"
 _T = "{" + NS_TFD + "}"
@@ -315,4 +317,78 @@ def verify_tfd(xml: bytes | etree._Element | Comprobante, pac_cert_der: bytes) -
                 "con el certificado del PAC/SAT.",
             )
         )
+    return problems
+
+
+def verify_stamped(
+    xml: bytes,
+    *,
+    uuid: str | None = None,
+    sealed: bytes | None = None,
+    pac_cert_der: bytes | None = None,
+) -> list[Problem]:
+    """What a PAC returned, checked before it is delivered; an empty list when it holds.
+
+    It parses as a CFDI 4.0, its Sello verifies (``verify_seal``), it carries a
+    TimbreFiscalDigital whose SelloCFD is the Sello and whose UUID is ``uuid`` (the one the PAC
+    reported); with ``sealed`` (stamp mode: the bytes we sent) its cadena original is the one we
+    sealed, so the PAC altered nothing; with ``pac_cert_der`` the SelloSAT verifies too
+    (``verify_tfd``)."""
+    try:
+        root = parse_xml_bytes(xml)
+        check_root(root)
+    except XmlError as exc:
+        return list(exc.problems)
+    if root.get("Version") != "4.0":
+        return [
+            Problem(
+                code="CONN-PAC-XML",
+                path="Version",
+                message=f"El comprobante no es CFDI 4.0 (Version {root.get('Version')!r}).",
+            )
+        ]
+    problems = verify_seal(root)
+    tfd = root.find(f"{_C}Complemento/{_T}TimbreFiscalDigital")
+    if tfd is None:
+        return problems + [
+            Problem(
+                code="CONN-TFD-MISSING",
+                path="Complemento.TimbreFiscalDigital",
+                message="El comprobante no trae TimbreFiscalDigital (no está timbrado).",
+            )
+        ]
+    if pac_cert_der is not None:
+        problems.extend(verify_tfd(root, pac_cert_der))
+    elif tfd.get("SelloCFD") != root.get("Sello"):
+        problems.append(
+            Problem(
+                code="CONN-TFD-SELLOCFD",
+                path="Complemento.TimbreFiscalDigital.SelloCFD",
+                message="El SelloCFD del timbre no es igual al Sello del comprobante.",
+            )
+        )
+    got = (tfd.get("UUID") or "").upper()
+    if uuid is not None and got != uuid.upper():
+        problems.append(
+            Problem(
+                code="CONN-TFD-UUID",
+                path="Complemento.TimbreFiscalDigital.UUID",
+                message=f"El UUID del timbre ({got or 'vacío'}) no es el que informó el PAC "
+                f"({uuid.upper()}).",
+            )
+        )
+    if sealed is not None:
+        try:
+            ours = parse_xml_bytes(sealed)
+        except XmlError as exc:
+            return problems + list(exc.problems)
+        if cadena_original(root) != cadena_original(ours):
+            problems.append(
+                Problem(
+                    code="CONN-PAC-ALTERADO",
+                    path="",
+                    message="La cadena original del comprobante timbrado no es la del "
+                    "comprobante que sellamos: el PAC alteró la parte sellada.",
+                )
+            )
     return problems

@@ -27,8 +27,11 @@ def _toml_str(p: Path | str) -> str:
     return '"' + str(p).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def build_workspace(base: Path, *, timbrado_url: str, remote_url: str) -> Path:
-    """Folders, CSD, secrets, mappings and ``connector.toml`` under ``base``; returns the config."""
+def build_workspace(
+    base: Path, *, timbrado_url: str, remote_url: str, sat_cert_der: bytes | None = None
+) -> Path:
+    """Folders, CSD, secrets, mappings and ``connector.toml`` under ``base``; returns the config.
+    ``sat_cert_der``: the sandbox's certificate, so every stamp's SelloSAT is verified."""
     from connector.demo import erp
 
     base.mkdir(parents=True, exist_ok=True)
@@ -43,6 +46,10 @@ def build_workspace(base: Path, *, timbrado_url: str, remote_url: str) -> Path:
     secrets_dir.mkdir(exist_ok=True)
     (secrets_dir / "csd.password").write_text(CSD_PASSWORD, encoding="utf-8")
     (secrets_dir / "pac.password").write_text("demo", encoding="utf-8")
+    sat_cert_line = ""
+    if sat_cert_der is not None:
+        (csd_dir / "sandbox-pac.cer").write_bytes(sat_cert_der)
+        sat_cert_line = 'sat_cert = "csd/sandbox-pac.cer"   # verifica el SelloSAT de cada timbre'
     maps = base / "mappings"
     maps.mkdir(exist_ok=True)
     for f in (erp.CSV_MAPPING, erp.ARTICULOS, erp.CLIENTES):
@@ -105,6 +112,7 @@ usuario = "demo"
 cuenta = "DEMO"
 password_file = "secrets/pac.password"
 timeout_seconds = 15
+{sat_cert_line}
 
 {chr(10).join(sources)}"""
     path = base / "connector.toml"
@@ -133,7 +141,10 @@ def run_demo(base: Path, *, keep_running: bool = False, out: Any = None) -> int:
     sandbox.start()
     try:
         config = build_workspace(
-            base, timbrado_url=sandbox.fel_timbrado_url, remote_url=sandbox.fel_remote_url
+            base,
+            timbrado_url=sandbox.fel_timbrado_url,
+            remote_url=sandbox.fel_remote_url,
+            sat_cert_der=sandbox.certificate_der,
         )
         from connector.config import check_config
 

@@ -50,12 +50,17 @@ def write_config(
     poll: float = 0.1,
     extra_sources: str = "",
     retry_wait: float = 0.2,
+    sat_cert_der: bytes | None = None,
 ) -> Path:
     """A complete workspace under ``base`` (folders, password files, config) for the sandbox."""
     for d in ("inbox", "out/xml", "out/pdf", "out/acuse", "out/errors", "archive", "failed", "var"):
         (base / d).mkdir(parents=True, exist_ok=True)
     (base / "csd.pw").write_text("12345678a", encoding="utf-8")
     (base / "pac.pw").write_text("demo", encoding="utf-8")
+    sat_cert = ""
+    if sat_cert_der is not None:  # every stamp's SelloSAT is verified with it
+        (base / "sandbox-pac.cer").write_bytes(sat_cert_der)
+        sat_cert = 'sat_cert = "sandbox-pac.cer"'
     cfg = f"""
 [daemon]
 journal = "var/journal.sqlite"
@@ -80,6 +85,7 @@ usuario = "demo"
 cuenta = "DEMO"
 password_file = "pac.pw"
 timeout_seconds = 10
+{sat_cert}
 [pacs.retry]
 attempts = 2
 backoff_seconds = 0.05
@@ -146,6 +152,7 @@ def workspace(tmp_path: Path, sandbox: object) -> Path:
         tmp_path / "ws",
         timbrado_url=sandbox.fel_timbrado_url,  # type: ignore[attr-defined]
         remote_url=sandbox.fel_remote_url,  # type: ignore[attr-defined]
+        sat_cert_der=sandbox.certificate_der,  # type: ignore[attr-defined]
     )
 
 

@@ -188,6 +188,26 @@ def test_generated_invoices_round_trip_through_xml(c: Comprobante) -> None:
 
 @PROPS
 @given(comprobantes())
+def test_text_writer_equals_the_element_path_and_sats_xslt(c: Comprobante) -> None:
+    """The fast writer (model → text and cadena in one walk) must never drift from the lxml
+    element path it stands in for, nor from SAT's cadena XSLT."""
+    from connector.cfdi.cadena import cadena_original_xslt
+    from connector.cfdi.xmlio import build_tree, serialize, xml_and_cadena
+
+    text, cadena = xml_and_cadena(c)
+    root = build_tree(c)
+    # None means "not this path's job" (verbatim complements; Parte goes to the XSLT)
+    assert (
+        text is not None or c.OtrosComplementos or any(k.ComplementoConcepto for k in c.Conceptos)
+    )
+    if text is not None:
+        assert text.encode("utf-8") == serialize(root)
+    if cadena is not None:
+        assert cadena == cadena_original_xslt(root)
+
+
+@PROPS
+@given(comprobantes())
 def test_generated_invoices_are_xsd_valid_once_sealed(c: Comprobante) -> None:
     from connector.cfdi.seal import seal_tree
 

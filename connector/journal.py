@@ -15,6 +15,11 @@ maybe sent, so the PAC is asked by referencia before any resend.
 The ``files`` table follows each claimed input file to exactly one final place (archive or
 failed), and ``file_items`` links each file to the invoices it carried (or to the problems of
 records that never became an invoice).
+
+The ``cancellations`` table records each cancellation the PAC accepted (``cancel --config``),
+before the PDF with the CANCELADO mark and the acuse are written; the invoice stays
+``delivered``. A ``failed`` row that carries a UUID was stamped but the PAC's reply failed our
+checks (CONN-PAC-XML): the UUID exists at SAT, so it is never restarted, reset or re-sent.
 """
 
 from __future__ import annotations

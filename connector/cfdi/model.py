@@ -14,7 +14,8 @@ them with SAT's rounding rules, and the validator checks them when they are give
 """
 
 from decimal import Decimal
-from typing import Any
+from functools import cache
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -343,6 +344,22 @@ class Comprobante(_Node):
     @property
     def uuid(self) -> str | None:
         return self.TimbreFiscalDigital.UUID if self.TimbreFiscalDigital else None
+
+
+@cache
+def attribute_fields(cls: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of a node that are XML attributes (not child nodes or lists), in the order the
+    model declares them, which is SAT's XSD order. One source for the writer, the reader and
+    the seal code. ``InformacionGlobal.Anio`` is written as ``Año`` by its users."""
+    out = []
+    for name, f in cls.model_fields.items():
+        ann = f.annotation
+        if get_origin(ann) is list:
+            continue
+        if any(isinstance(a, type) and issubclass(a, BaseModel) for a in (get_args(ann) or (ann,))):
+            continue
+        out.append(name)
+    return tuple(out)
 
 
 def _loc(loc: tuple[Any, ...]) -> str:

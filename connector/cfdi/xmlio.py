@@ -29,10 +29,18 @@ from .model import (
     NS_PAGO20,
     NS_TFD,
     NS_XSI,
+    ACuentaTerceros,
     Comprobante,
     Concepto,
+    DoctoRelacionado,
+    Emisor,
+    Pago,
     Pagos,
+    PagosTotales,
+    Parte,
+    Receptor,
     TimbreFiscalDigital,
+    attribute_fields,
     load_invoice,
 )
 
@@ -622,132 +630,39 @@ def _spec(names: tuple[str, ...], cadena: tuple[tuple[str, bool], ...] = ()) -> 
 
 _IMPUESTO_NAMES = ("Base", "Impuesto", "TipoFactor", "TasaOCuota", "Importe")
 _S_COMPROBANTE = _spec(
-    (
-        "Version",
-        "Serie",
-        "Folio",
-        "Fecha",
-        "Sello",
-        "FormaPago",
-        "NoCertificado",
-        "Certificado",
-        "CondicionesDePago",
-        "SubTotal",
-        "Descuento",
-        "Moneda",
-        "TipoCambio",
-        "Total",
-        "TipoDeComprobante",
-        "Exportacion",
-        "MetodoPago",
-        "LugarExpedicion",
-        "Confirmacion",
-    ),
+    attribute_fields(Comprobante),
     _cad._COMPROBANTE,
 )
-_S_EMISOR = _spec(("Rfc", "Nombre", "RegimenFiscal", "FacAtrAdquirente"), _cad._EMISOR)
+_S_EMISOR = _spec(attribute_fields(Emisor), _cad._EMISOR)
 _S_RECEPTOR = _spec(
-    (
-        "Rfc",
-        "Nombre",
-        "DomicilioFiscalReceptor",
-        "ResidenciaFiscal",
-        "NumRegIdTrib",
-        "RegimenFiscalReceptor",
-        "UsoCFDI",
-    ),
+    attribute_fields(Receptor),
     _cad._RECEPTOR,
 )
 _S_CONCEPTO = _spec(
-    (
-        "ClaveProdServ",
-        "NoIdentificacion",
-        "Cantidad",
-        "ClaveUnidad",
-        "Unidad",
-        "Descripcion",
-        "ValorUnitario",
-        "Importe",
-        "Descuento",
-        "ObjetoImp",
-    ),
+    attribute_fields(Concepto),
     _cad._CONCEPTO,
 )
 _S_TRASLADO = _spec(_IMPUESTO_NAMES, _cad._TRASLADO)
 _S_RETENCION = _spec(_IMPUESTO_NAMES, _cad._RETENCION)
 _S_ACUENTA = _spec(
-    (
-        "RfcACuentaTerceros",
-        "NombreACuentaTerceros",
-        "RegimenFiscalACuentaTerceros",
-        "DomicilioFiscalACuentaTerceros",
-    ),
+    attribute_fields(ACuentaTerceros),
     _cad._ACUENTA,
 )
 # Parte: the cadena of a document with Parte comes from SAT's XSLT
-_S_PARTE = _spec(
-    (
-        "ClaveProdServ",
-        "NoIdentificacion",
-        "Cantidad",
-        "Unidad",
-        "Descripcion",
-        "ValorUnitario",
-        "Importe",
-    )
-)
+_S_PARTE = _spec(attribute_fields(Parte))
 # the summary's totals come after its children in the cadena: written there by hand
 _S_IMPUESTOS = _spec(("TotalImpuestosRetenidos", "TotalImpuestosTrasladados"))
 _S_RETENCION_RES = _spec(("Impuesto", "Importe"), _cad._RETENCION_RES)
 _S_TOTALES = _spec(
-    (
-        "TotalRetencionesIVA",
-        "TotalRetencionesISR",
-        "TotalRetencionesIEPS",
-        "TotalTrasladosBaseIVA16",
-        "TotalTrasladosImpuestoIVA16",
-        "TotalTrasladosBaseIVA8",
-        "TotalTrasladosImpuestoIVA8",
-        "TotalTrasladosBaseIVA0",
-        "TotalTrasladosImpuestoIVA0",
-        "TotalTrasladosBaseIVAExento",
-        "MontoTotalPagos",
-    ),
+    attribute_fields(PagosTotales),
     _cad._TOTALES,
 )
 _S_PAGO = _spec(
-    (
-        "FechaPago",
-        "FormaDePagoP",
-        "MonedaP",
-        "TipoCambioP",
-        "Monto",
-        "NumOperacion",
-        "RfcEmisorCtaOrd",
-        "NomBancoOrdExt",
-        "CtaOrdenante",
-        "RfcEmisorCtaBen",
-        "CtaBeneficiario",
-        "TipoCadPago",
-        "CertPago",
-        "CadPago",
-        "SelloPago",
-    ),
+    attribute_fields(Pago),
     _cad._PAGO,
 )
 _S_DOCTO = _spec(
-    (
-        "IdDocumento",
-        "Serie",
-        "Folio",
-        "MonedaDR",
-        "EquivalenciaDR",
-        "NumParcialidad",
-        "ImpSaldoAnt",
-        "ImpPagado",
-        "ImpSaldoInsoluto",
-        "ObjetoImpDR",
-    ),
+    attribute_fields(DoctoRelacionado),
     _cad._DOCTO,
 )
 _IMPUESTO_DR_NAMES = ("BaseDR", "ImpuestoDR", "TipoFactorDR", "TasaOCuotaDR", "ImporteDR")
@@ -758,18 +673,7 @@ _S_TRASLADO_P = _spec(
     ("BaseP", "ImpuestoP", "TipoFactorP", "TasaOCuotaP", "ImporteP"), _cad._TRASLADO_P
 )
 # the TFD is not part of the comprobante's cadena
-_S_TFD = _spec(
-    (
-        "Version",
-        "UUID",
-        "FechaTimbrado",
-        "RfcProvCertif",
-        "Leyenda",
-        "SelloCFD",
-        "NoCertificadoSAT",
-        "SelloSAT",
-    )
-)
+_S_TFD = _spec(attribute_fields(TimbreFiscalDigital))
 _XMLNS_ROOT = f' xmlns:cfdi="{NS_CFDI}" xmlns:xsi="{NS_XSI}"'
 _XMLNS_PAGO20 = f' xmlns:pago20="{NS_PAGO20}"'
 
@@ -1100,103 +1004,16 @@ def _a(el: etree._Element, names: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-_COMPROBANTE_ATTRS = (
-    "Version",
-    "Serie",
-    "Folio",
-    "Fecha",
-    "Sello",
-    "FormaPago",
-    "NoCertificado",
-    "Certificado",
-    "CondicionesDePago",
-    "SubTotal",
-    "Descuento",
-    "Moneda",
-    "TipoCambio",
-    "Total",
-    "TipoDeComprobante",
-    "Exportacion",
-    "MetodoPago",
-    "LugarExpedicion",
-    "Confirmacion",
-)
-_CONCEPTO_ATTRS = (
-    "ClaveProdServ",
-    "NoIdentificacion",
-    "Cantidad",
-    "ClaveUnidad",
-    "Unidad",
-    "Descripcion",
-    "ValorUnitario",
-    "Importe",
-    "Descuento",
-    "ObjetoImp",
-)
-_PARTE_ATTRS = (
-    "ClaveProdServ",
-    "NoIdentificacion",
-    "Cantidad",
-    "Unidad",
-    "Descripcion",
-    "ValorUnitario",
-    "Importe",
-)
+_COMPROBANTE_ATTRS = attribute_fields(Comprobante)
+_CONCEPTO_ATTRS = attribute_fields(Concepto)
+_PARTE_ATTRS = attribute_fields(Parte)
 _IMP_ATTRS = ("Base", "Impuesto", "TipoFactor", "TasaOCuota", "Importe")
-_TOTALES_ATTRS = (
-    "TotalRetencionesIVA",
-    "TotalRetencionesISR",
-    "TotalRetencionesIEPS",
-    "TotalTrasladosBaseIVA16",
-    "TotalTrasladosImpuestoIVA16",
-    "TotalTrasladosBaseIVA8",
-    "TotalTrasladosImpuestoIVA8",
-    "TotalTrasladosBaseIVA0",
-    "TotalTrasladosImpuestoIVA0",
-    "TotalTrasladosBaseIVAExento",
-    "MontoTotalPagos",
-)
-_PAGO_ATTRS = (
-    "FechaPago",
-    "FormaDePagoP",
-    "MonedaP",
-    "TipoCambioP",
-    "Monto",
-    "NumOperacion",
-    "RfcEmisorCtaOrd",
-    "NomBancoOrdExt",
-    "CtaOrdenante",
-    "RfcEmisorCtaBen",
-    "CtaBeneficiario",
-    "TipoCadPago",
-    "CertPago",
-    "CadPago",
-    "SelloPago",
-)
-_DOCTO_ATTRS = (
-    "IdDocumento",
-    "Serie",
-    "Folio",
-    "MonedaDR",
-    "EquivalenciaDR",
-    "NumParcialidad",
-    "ImpSaldoAnt",
-    "ImpPagado",
-    "ImpSaldoInsoluto",
-    "ObjetoImpDR",
-)
+_TOTALES_ATTRS = attribute_fields(PagosTotales)
+_PAGO_ATTRS = attribute_fields(Pago)
+_DOCTO_ATTRS = attribute_fields(DoctoRelacionado)
 _IMPDR_ATTRS = ("BaseDR", "ImpuestoDR", "TipoFactorDR", "TasaOCuotaDR", "ImporteDR")
 _IMPP_ATTRS = ("BaseP", "ImpuestoP", "TipoFactorP", "TasaOCuotaP", "ImporteP")
-_TFD_ATTRS = (
-    "Version",
-    "UUID",
-    "FechaTimbrado",
-    "RfcProvCertif",
-    "Leyenda",
-    "SelloCFD",
-    "NoCertificadoSAT",
-    "SelloSAT",
-)
+_TFD_ATTRS = attribute_fields(TimbreFiscalDigital)
 
 
 def _read_concepto(el: etree._Element) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from lxml import etree
 from .cadena import cadena_original, cadena_tfd
 from .csd import Csd, CsdCertificate, load_certificate
 from .errors import CsdError, Problem, SealError, XmlError
-from .model import NS_CFDI, NS_TFD, Comprobante
+from .model import NS_CFDI, NS_TFD, Comprobante, attribute_fields
 from .xmlio import (
     build_tree,
     check_root,
@@ -44,27 +44,7 @@ MSG_CFDI40102 = (
 )
 MSG_CFDI40106 = "EL certificado no cumple con alguno de los valores permitidos."
 
-_COMPROBANTE_ORDER = (
-    "Version",
-    "Serie",
-    "Folio",
-    "Fecha",
-    "Sello",
-    "FormaPago",
-    "NoCertificado",
-    "Certificado",
-    "CondicionesDePago",
-    "SubTotal",
-    "Descuento",
-    "Moneda",
-    "TipoCambio",
-    "Total",
-    "TipoDeComprobante",
-    "Exportacion",
-    "MetodoPago",
-    "LugarExpedicion",
-    "Confirmacion",
-)
+_COMPROBANTE_ORDER = attribute_fields(Comprobante)
 
 
 def _fecha(value: str | None) -> datetime:

@@ -31,7 +31,17 @@ from typing import Any
 from lxml import etree
 
 from connector.cfdi.errors import CfdiError, Problem
-from connector.cfdi.model import Comprobante, load_invoice
+from connector.cfdi.model import (
+    ACuentaTerceros,
+    Comprobante,
+    Concepto,
+    Pago,
+    Receptor,
+    Traslado,
+    TrasladoDR,
+    attribute_fields,
+    load_invoice,
+)
 
 NS_CR = "http://schemas.datacontract.org/2004/07/TES.V33.CFDI.Negocios"
 
@@ -79,51 +89,11 @@ _SIMPLE = (
     "LugarExpedicion",
     "Confirmacion",
 )
-_CONCEPTO = (
-    "ClaveProdServ",
-    "NoIdentificacion",
-    "Cantidad",
-    "ClaveUnidad",
-    "Unidad",
-    "Descripcion",
-    "ValorUnitario",
-    "Importe",
-    "Descuento",
-    "ObjetoImp",
-)
-_TAX = ("Base", "Impuesto", "TipoFactor", "TasaOCuota", "Importe")
-_RECEPTOR = (
-    "Rfc",
-    "Nombre",
-    "DomicilioFiscalReceptor",
-    "ResidenciaFiscal",
-    "NumRegIdTrib",
-    "RegimenFiscalReceptor",
-    "UsoCFDI",
-)
-_TERCEROS = (
-    "RfcACuentaTerceros",
-    "NombreACuentaTerceros",
-    "RegimenFiscalACuentaTerceros",
-    "DomicilioFiscalACuentaTerceros",
-)
-_PAGO = (
-    "FechaPago",
-    "FormaDePagoP",
-    "MonedaP",
-    "TipoCambioP",
-    "Monto",
-    "NumOperacion",
-    "RfcEmisorCtaOrd",
-    "NomBancoOrdExt",
-    "CtaOrdenante",
-    "RfcEmisorCtaBen",
-    "CtaBeneficiario",
-    "TipoCadPago",
-    "CertPago",
-    "CadPago",
-    "SelloPago",
-)
+_CONCEPTO = attribute_fields(Concepto)
+_TAX = attribute_fields(Traslado)
+_RECEPTOR = attribute_fields(Receptor)
+_TERCEROS = attribute_fields(ACuentaTerceros)
+_PAGO = attribute_fields(Pago)
 _DOCTO = (
     "IdDocumento",
     "Serie",
@@ -135,7 +105,7 @@ _DOCTO = (
     "ImpSaldoInsoluto",
     "ObjetoImpDR",
 )
-_TAX_DR = ("BaseDR", "ImpuestoDR", "TipoFactorDR", "TasaOCuotaDR", "ImporteDR")
+_TAX_DR = attribute_fields(TrasladoDR)
 _UNSUPPORTED = (
     "Nomina",
     "CartaPorte20",

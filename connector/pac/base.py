@@ -260,6 +260,8 @@ class _QuietTransport(Transport):
         self.local = threading.local()
         self._env: dict[str, dict[str, Any]] = {}
         self._templates: dict[tuple[str, ...], requests.PreparedRequest] = {}
+        self._routes: dict[tuple[str, ...], tuple[Any, str, dict[str, str], Any]] = {}
+        self._timeout = urllib3.Timeout(connect=timeouts.connect, read=timeouts.read)
 
     def post(self, address: str, message: Any, headers: dict[str, str]) -> requests.Response:
         self.local.posted = True
@@ -267,11 +269,7 @@ class _QuietTransport(Transport):
         # What Session.post does, with the environment's settings (proxies, CA bundle) read
         # once per address: requests otherwise walks os.environ twice on every call.
         session = self.session
-        env = self._env.get(address)
-        if env is None:
-            # verify passed explicitly: a configured CA bundle wins over REQUESTS_CA_BUNDLE
-            env = session.merge_environment_settings(address, {}, None, session.verify, None)
-            self._env[address] = env
+        env = self._environment(address)
         prepared = self._prepare(address, message, headers)
         response = session.send(
             prepared,
@@ -285,6 +283,126 @@ class _QuietTransport(Transport):
         self.local.status = response.status_code
         log.debug("PAC %s respondió HTTP %s", address, response.status_code)
         return response
+
+    def post_bytes(
+        self, address: str, message: bytes, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        """(status, body) of a POST through the session's own urllib3 pool (same connections,
+        TLS settings and timeouts as :meth:`post`) without building a requests ``Response``;
+        failures are the exceptions requests raises for the same cases. With a proxy, cookies,
+        auth, hooks or a foreign adapter it is :meth:`post`."""
+        session = self.session
+        env = self._environment(address)
+        adapter = session.get_adapter(address)
+        if (
+            env["proxies"]
+            or session.cookies
+            or session.auth
+            or session.hooks.get("response")
+            or type(adapter) is not HTTPAdapter
+        ):
+            response = self.post(address, message, headers)
+            return response.status_code, response.content
+        rq = requests.exceptions
+        u3 = urllib3.exceptions
+        self.local.posted = True
+        self.local.status = None
+        verify, cert = env["verify"], env["cert"]
+        key = (address, *sorted(headers.items()))
+        route = self._routes.get(key)
+        if route is None or route[0].pool is None:  # none yet, or the pool was closed
+            template = self._prepare(address, b"", headers)
+            try:
+                conn = adapter.get_connection_with_tls_context(template, verify, cert=cert)
+            except u3.LocationValueError as exc:
+                raise rq.InvalidURL(exc, request=template) from exc
+            adapter.cert_verify(conn, template.url, verify, cert)
+            route = (conn, adapter.request_url(template, {}), dict(template.headers), template)
+            self._routes[key] = route
+        conn, path, base_headers, prepared = route
+        send_headers = dict(base_headers)
+        send_headers["Content-Length"] = str(len(message))
+        try:  # HTTPAdapter.send's translation of urllib3's failures
+            resp = conn.urlopen(
+                method="POST",
+                url=path,
+                body=message,
+                headers=send_headers,
+                redirect=False,
+                assert_same_host=False,
+                preload_content=False,
+                decode_content=False,
+                retries=adapter.max_retries,
+                timeout=self._timeout,
+                chunked=False,
+            )
+        except (u3.ProtocolError, OSError) as exc:
+            raise rq.ConnectionError(exc, request=prepared) from exc
+        except u3.MaxRetryError as exc:
+            reason = exc.reason
+            if isinstance(reason, u3.ConnectTimeoutError) and not isinstance(
+                reason, u3.NewConnectionError
+            ):
+                raise rq.ConnectTimeout(exc, request=prepared) from exc
+            if isinstance(reason, u3.ResponseError):
+                raise rq.RetryError(exc, request=prepared) from exc
+            if isinstance(reason, u3.SSLError):
+                raise rq.SSLError(exc, request=prepared) from exc
+            raise rq.ConnectionError(exc, request=prepared) from exc
+        except u3.ClosedPoolError as exc:
+            raise rq.ConnectionError(exc, request=prepared) from exc
+        except u3.SSLError as exc:
+            raise rq.SSLError(exc, request=prepared) from exc
+        except u3.ReadTimeoutError as exc:
+            raise rq.ReadTimeout(exc, request=prepared) from exc
+        except u3.InvalidHeader as exc:
+            raise rq.InvalidHeader(exc, request=prepared) from exc
+        self.local.status = resp.status
+        if resp.headers.get("Set-Cookie") or resp.get_redirect_location():
+            # what Session.send does next (cookie jar, redirects) needs a requests Response
+            prepared = prepared.copy()
+            prepared.body = message
+            prepared.headers["Content-Length"] = str(len(message))
+            response = adapter.build_response(prepared, resp)
+            requests.cookies.extract_cookies_to_jar(session.cookies, prepared, resp)
+            history = list(
+                session.resolve_redirects(
+                    response,
+                    prepared,
+                    stream=False,
+                    timeout=self.operation_timeout,
+                    verify=verify,
+                    cert=cert,
+                    proxies={},
+                )
+            )
+            if history:
+                response = history[-1]
+            self.local.status = response.status_code
+            return response.status_code, response.content
+        try:  # Response.content's translation of urllib3's failures while reading the body
+            content = resp.read(decode_content=True)
+        except u3.ProtocolError as exc:
+            raise rq.ChunkedEncodingError(exc) from exc
+        except u3.DecodeError as exc:
+            raise rq.ContentDecodingError(exc) from exc
+        except u3.ReadTimeoutError as exc:
+            raise rq.ConnectionError(exc) from exc
+        except u3.SSLError as exc:
+            raise rq.SSLError(exc) from exc
+        log.debug("PAC %s respondió HTTP %s", address, resp.status)
+        return resp.status, content
+
+    def _environment(self, address: str) -> dict[str, Any]:
+        """Session.merge_environment_settings for ``address``, read once (requests otherwise
+        walks os.environ twice per call); verify passed explicitly: a configured CA bundle
+        wins over REQUESTS_CA_BUNDLE."""
+        env = self._env.get(address)
+        if env is None:
+            session = self.session
+            env = session.merge_environment_settings(address, {}, None, session.verify, None)
+            self._env[address] = env
+        return env
 
     def _prepare(
         self, address: str, message: Any, headers: dict[str, str]
@@ -417,8 +535,8 @@ class SoapService:
         local.status = None
         try:
             body = fop.envelope(params)
-            response = self.transport.post(self.address, body, fop.headers)
-            return fop.reply(response.status_code, response.content)
+            status, content = self.transport.post_bytes(self.address, body, fop.headers)
+            return fop.reply(status, content)
         except PacError:
             raise
         except Exception as exc:

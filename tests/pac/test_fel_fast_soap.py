@@ -233,3 +233,93 @@ def test_a_soap_fault_and_an_empty_reply_are_classified(fel):
     )
     assert fop.reply(200, empty) is None
     assert fast_operation(svc.service._binding, "NoExiste") is None
+
+
+def test_fast_path_verifies_tls_and_keeps_cookies(tmp_path):
+    """A real HTTPS server with a self-signed certificate: the hand-built path refuses it
+    (nothing sent) unless that certificate is the configured CA; a cookie the server sets is
+    sent back on the next call, as requests' Session does."""
+    import datetime as dt
+    import ipaddress
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from connector.pac.errors import PacTransient
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem, key_pem = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    hits: list[tuple[str, str | None]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            hits.append((self.headers.get("SOAPAction"), self.headers.get("Cookie")))
+            body = b"no soap"
+            self.send_response(503)
+            self.send_header("Set-Cookie", "afinidad=nodo7; Path=/")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert_pem, key_pem)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"https://127.0.0.1:{server.server_address[1]}/WSCFDI33.svc"
+    d = FelDriver("u", "p", timbrado_url=url, timeouts=Timeouts(2, 2))
+    trusted = FelDriver("u", "p", timbrado_url=url, timeouts=Timeouts(2, 2), verify=str(cert_pem))
+    try:
+        with pytest.raises(PacTransient) as info:
+            d.acuse_envio("X")
+        assert info.value.code == "CONN-PAC-TLS"
+        assert hits == []  # nothing was sent to an unverified server
+        for _ in range(2):
+            with pytest.raises(PacTransient) as info:
+                trusted.acuse_envio("X")
+            assert info.value.code == "HTTP-503"  # TLS accepted; the server answered 503
+        assert hits == [
+            ('"http://tempuri.org/IWSCFDI33/ObtenerAcuseEnvio"', None),
+            ('"http://tempuri.org/IWSCFDI33/ObtenerAcuseEnvio"', "afinidad=nodo7"),
+        ]
+    finally:
+        d.close()
+        trusted.close()  # the server's keep-alive connection ends here
+        server.shutdown()
+        server.server_close()

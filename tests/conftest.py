@@ -25,4 +25,8 @@ def shared_dir() -> Path:
 def csd_files(shared_dir: Path) -> tuple[bytes, bytes, str]:
     """(cer, key, password) of SAT's valid test CSD for EKU9003173C9."""
     base = TESTCSD / "eku9003173c9_csd_2023_30001000000500003416"
-    return base.with_suffix(".cer").read_bytes(), base.with_suffix(".key").read_bytes(), CSD_PASSWORD
+    return (
+        base.with_suffix(".cer").read_bytes(),
+        base.with_suffix(".key").read_bytes(),
+        CSD_PASSWORD,
+    )

@@ -2,7 +2,7 @@
 
 Consecutive rows with the same values in the ``group_by`` columns (default ``SERIE`` and
 ``FOLIO``) form one invoice — the shape of flat "TXT/CSV" exports (see
-``/work/shared/layouts/solucionfactible_txt51_cfdi40_fields.txt``). Each invoice is a record
+the reference layout ``layouts/solucionfactible_txt51_cfdi40_fields.txt`` of the project's shared data). Each invoice is a record
 ``FACTURA`` (the columns of its first row) with one child ``LINEA`` per row; the mapping reads
 header columns and line columns by their names (``"FOLIO"``, ``"LINEA.CANTIDAD"``).
 

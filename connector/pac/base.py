@@ -493,15 +493,35 @@ class SoapService:
         **params: Any,
     ) -> Any:
         """Call ``operation`` and turn every failure into a PacError of the right kind."""
-        self.transport.local.posted = False
-        self.transport.local.status = None
+        return self._classified(
+            lambda: getattr(self.service, operation)(**params),
+            operation=operation,
+            pac=pac,
+            write=write,
+            secrets=secrets,
+        )
+
+    def _classified(
+        self,
+        send: Callable[[], Any],
+        *,
+        operation: str,
+        pac: str,
+        write: bool,
+        secrets: Iterable[str],
+    ) -> Any:
+        """Run one request; any failure becomes a PacError of the right kind (one place for
+        both the zeep path and the hand-built one), with secrets redacted."""
+        local = self.transport.local
+        local.posted = False
+        local.status = None
         try:
-            return getattr(self.service, operation)(**params)
+            return send()
         except PacError:
             raise
         except Exception as exc:
-            posted = getattr(self.transport.local, "posted", False)
-            status = getattr(self.transport.local, "status", None)
+            posted = getattr(local, "posted", False)
+            status = getattr(local, "status", None)
             err = classify_exception(
                 exc, pac=pac, operation=operation, write=write, posted=posted, status=status
             )
@@ -530,25 +550,13 @@ class SoapService:
         fop = self.fast_op(operation)
         if fop is None:
             return self.call(operation, pac=pac, write=write, secrets=secrets, **params)
-        local = self.transport.local
-        local.posted = False
-        local.status = None
-        try:
+
+        def send() -> Any:
             body = fop.envelope(params)
             status, content = self.transport.post_bytes(self.address, body, fop.headers)
             return fop.reply(status, content)
-        except PacError:
-            raise
-        except Exception as exc:
-            posted = getattr(self.transport.local, "posted", False)
-            status = getattr(self.transport.local, "status", None)
-            err = classify_exception(
-                exc, pac=pac, operation=operation, write=write, posted=posted, status=status
-            )
-            if err is None:
-                raise
-            err.message = redact(err.message, secrets)
-            raise err from None
+
+        return self._classified(send, operation=operation, pac=pac, write=write, secrets=secrets)
 
 
 _SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"

@@ -559,6 +559,38 @@ class SoapService:
         return self._classified(send, operation=operation, pac=pac, write=write, secrets=secrets)
 
 
+class SoapPacDriver(PacDriver):
+    """A driver whose SOAP services share one HTTP session (connections reused across calls)."""
+
+    def _open(
+        self,
+        session: requests.Session | None,
+        pool_size: int,
+        verify: bool | str,
+        timeouts: Timeouts | None,
+    ) -> None:
+        self.timeouts = timeouts or Timeouts()
+        self._own_session = session is None
+        self.session = session or make_session(pool_size, verify)
+
+    def _service(self, wsdl_filename: str, url: str | None) -> SoapService | None:
+        if not url:
+            return None
+        return SoapService(wsdl_filename, url, session=self.session, timeouts=self.timeouts)
+
+    def close(self) -> None:
+        if self._own_session:
+            self.session.close()
+
+    @property
+    def _secrets(self) -> list[str]:
+        """Every secret this driver holds, to be redacted from any text it reports."""
+        return []
+
+    def _clean(self, text: Any) -> str:
+        return redact(str(text or "").strip(), self._secrets)
+
+
 _SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 _XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 _ENVELOPE = f"{{{_SOAP_ENV}}}Envelope"

@@ -30,14 +30,13 @@ from .base import (
     CancelResult,
     CreditPackage,
     Credits,
-    PacDriver,
     Secret,
+    SoapPacDriver,
     SoapService,
     StampResult,
     Timeouts,
     garbled,
     iso,
-    make_session,
     reader,
     redact,
     stamp_result_from_xml,
@@ -77,7 +76,7 @@ def split_code(text: str | None) -> tuple[str | None, str]:
     return None, text
 
 
-class FelDriver(PacDriver):
+class FelDriver(SoapPacDriver):
     """FEL over SOAP. Credentials and addresses come from configuration."""
 
     name: ClassVar[str] = "fel"
@@ -108,19 +107,9 @@ class FelDriver(PacDriver):
             Secret(base64.b64encode(cancel_key_der).decode()) if cancel_key_der else None
         )
         self._cancel_key_password = Secret(cancel_key_password) if cancel_key_password else None
-        self.timeouts = timeouts or Timeouts()
-        self._own_session = session is None
-        self.session = session or make_session(pool_size, verify)
-        self.timbrado = (
-            SoapService(WSDL_TIMBRADO, timbrado_url, session=self.session, timeouts=self.timeouts)
-            if timbrado_url
-            else None
-        )
-        self.remote = (
-            SoapService(WSDL_REMOTE, remote_url, session=self.session, timeouts=self.timeouts)
-            if remote_url
-            else None
-        )
+        self._open(session, pool_size, verify, timeouts)
+        self.timbrado = self._service(WSDL_TIMBRADO, timbrado_url)
+        self.remote = self._service(WSDL_REMOTE, remote_url)
 
     def __repr__(self) -> str:
         return (
@@ -128,10 +117,6 @@ class FelDriver(PacDriver):
             f"timbrado={getattr(self.timbrado, 'address', None)!r}, "
             f"remote={getattr(self.remote, 'address', None)!r})"
         )
-
-    def close(self) -> None:
-        if self._own_session:
-            self.session.close()
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -184,9 +169,6 @@ class FelDriver(PacDriver):
             credenciales=cred,
             **params,
         )
-
-    def _clean(self, text: Any) -> str:
-        return redact(str(text or "").strip(), self._secrets)
 
     def _tfd_error(self, r: Any, operation: str, *, write: bool) -> PacError:
         f = reader(r)

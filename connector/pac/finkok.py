@@ -18,15 +18,13 @@ import requests
 
 from .base import (
     CancelResult,
-    PacDriver,
     Secret,
+    SoapPacDriver,
     SoapService,
     StampResult,
     Timeouts,
     garbled,
-    make_session,
     reader,
-    redact,
     stamp_result_from_xml,
     to_bytes,
 )
@@ -37,7 +35,7 @@ WSDL_STAMP = "finkok_stamp.wsdl"
 WSDL_CANCEL = "finkok_cancel40.wsdl"
 
 
-class FinkokDriver(PacDriver):
+class FinkokDriver(SoapPacDriver):
     name: ClassVar[str] = "finkok"
 
     def __init__(
@@ -61,17 +59,11 @@ class FinkokDriver(PacDriver):
         self._cer = cancel_cer_der
         self._key = Secret(base64.b64encode(cancel_key_pem).decode()) if cancel_key_pem else None
         self._key_raw = cancel_key_pem
-        self.timeouts = timeouts or Timeouts()
-        self._own_session = session is None
-        self.session = session or make_session(pool_size, verify)
+        self._open(session, pool_size, verify, timeouts)
         self.stamp_service = SoapService(
             WSDL_STAMP, stamp_url, session=self.session, timeouts=self.timeouts
         )
-        self.cancel_service = (
-            SoapService(WSDL_CANCEL, cancel_url, session=self.session, timeouts=self.timeouts)
-            if cancel_url
-            else None
-        )
+        self.cancel_service = self._service(WSDL_CANCEL, cancel_url)
 
     def __repr__(self) -> str:
         return (
@@ -80,19 +72,12 @@ class FinkokDriver(PacDriver):
             f"cancel={getattr(self.cancel_service, 'address', None)!r})"
         )
 
-    def close(self) -> None:
-        if self._own_session:
-            self.session.close()
-
     @property
     def _secrets(self) -> list[str]:
         out = [self._password.get()]
         if self._key:
             out.append(self._key.get())
         return out
-
-    def _clean(self, text: Any) -> str:
-        return redact(str(text or "").strip(), self._secrets)
 
     def _call(self, svc: SoapService, operation: str, *, write: bool, **params: Any) -> Any:
         return svc.call(

@@ -21,7 +21,7 @@ from connector.pac.fel import FelDriver
 from connector.pac.resilience import CLOSED, OPEN, CircuitBreaker, ResilientPac, RetryPolicy
 from connector.pac.sandbox import SandboxAccount, SandboxPac
 
-from .drivers_support import EMISOR, invoice, load_csd
+from .drivers_support import EMISOR, invoice
 
 SHORT_READ = 0.5  # read timeout when the fault is a slow reply
 BEYOND = 1.5  # seconds a slow/held reply takes: longer than SHORT_READ
@@ -32,11 +32,6 @@ OPS = {
     "stamp": ("TimbrarCFDI", "ConsultarTimbrePorReferencia"),
     "remote": ("GenerarCFDI40", "ObtenerXMLPorReferencia40"),
 }
-
-
-@pytest.fixture(scope="module")
-def csd(csd_files):
-    return load_csd(csd_files)
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,9 @@ from connector.pac.errors import PacInvalid, PacNotFound, PacTransient, PacUnsup
 from connector.pac.fel import FelDriver, split_code
 from connector.pac.sandbox import SandboxAccount, SandboxPac
 
-from .drivers_support import EMISOR, RECEPTOR, invoice, load_csd, sealed
+from .drivers_support import EMISOR, RECEPTOR, invoice, sealed
 
 PASSWORD = "s3cr3t-Fel-Pass!"
-
-
-@pytest.fixture(scope="module")
-def csd(csd_files):
-    return load_csd(csd_files)
 
 
 @pytest.fixture(scope="module")

@@ -21,14 +21,9 @@ from connector.pac.errors import PacError
 from connector.pac.fel import _FAST_TIMBRADO, FelDriver
 from connector.pac.sandbox import SandboxAccount, SandboxPac
 
-from .drivers_support import EMISOR, load_csd, sealed
+from .drivers_support import EMISOR, sealed
 
 PASSWORD = "Fast-Path-Pass1&<"
-
-
-@pytest.fixture(scope="module")
-def csd(csd_files):
-    return load_csd(csd_files)
 
 
 @pytest.fixture(scope="module")

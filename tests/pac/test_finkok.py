@@ -16,14 +16,9 @@ from connector.pac.finkok import FinkokDriver
 from connector.pac.resilience import CircuitBreaker, ResilientPac, RetryPolicy
 from connector.pac.sandbox import SandboxAccount, SandboxPac
 
-from .drivers_support import EMISOR, RECEPTOR, invoice, load_csd, sealed
+from .drivers_support import EMISOR, RECEPTOR, invoice, sealed
 
 PASSWORD = "fk-Pa55word!"
-
-
-@pytest.fixture(scope="module")
-def csd(csd_files):
-    return load_csd(csd_files)
 
 
 @pytest.fixture(scope="module")

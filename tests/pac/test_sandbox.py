@@ -30,7 +30,6 @@ from .test_sandbox_support import (  # noqa: F401 - fixtures
     EMISOR,
     RECEPTOR,
     client,
-    csd,
     hours_ago,
     pac,
     sealed,

@@ -15,7 +15,7 @@ from connector.cfdi.csd import Csd
 from connector.pac.sandbox import SandboxPac
 from connector.pac.sandbox.faults import Faults, FaultSpecError, parse_fault_spec
 
-from .test_sandbox_support import client, csd, pac, sealed  # noqa: F401
+from .test_sandbox_support import client, pac, sealed  # noqa: F401
 
 ENVELOPE = (
     b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>'

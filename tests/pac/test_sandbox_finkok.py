@@ -12,7 +12,7 @@ from connector.cfdi.csd import Csd
 from connector.cfdi.seal import verify_seal, verify_tfd
 from connector.pac.sandbox import SandboxPac
 
-from .test_sandbox_support import EMISOR, RECEPTOR, client, csd, hours_ago, pac, sealed  # noqa: F401
+from .test_sandbox_support import EMISOR, RECEPTOR, client, hours_ago, pac, sealed  # noqa: F401
 
 
 def stamp(pac: SandboxPac, xml: bytes, password: str = "secret"):

@@ -20,7 +20,7 @@ from connector.cfdi.seal import verify_seal, verify_tfd
 from connector.pac.fel_remote_types import from_comprobante40r, to_comprobante40r
 from connector.pac.sandbox import SandboxAccount, SandboxPac
 
-from .test_sandbox_support import EMISOR, client, csd, hours_ago, invoice, pac  # noqa: F401
+from .test_sandbox_support import EMISOR, client, hours_ago, invoice, pac  # noqa: F401
 
 C = "{" + NS_CFDI + "}"
 CRED = {"Cuenta": "C1", "Usuario": "user", "Password": "secret"}

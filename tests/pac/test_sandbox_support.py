@@ -21,7 +21,7 @@ from connector.pac.sandbox import SandboxAccount, SandboxPac
 
 from .drivers_support import EMISOR, RECEPTOR, invoice, sealed
 
-__all__ = ["EMISOR", "RECEPTOR", "client", "csd", "hours_ago", "invoice", "pac", "sealed"]
+__all__ = ["EMISOR", "RECEPTOR", "client", "hours_ago", "invoice", "pac", "sealed"]
 
 WSDL = Path(__file__).resolve().parents[2] / "connector" / "pac" / "wsdl"
 
@@ -55,12 +55,6 @@ def client(key: str, address: str, timeout: float = 30) -> Any:
 
 def hours_ago(hours: float) -> datetime:
     return datetime.now() - timedelta(hours=hours)
-
-
-@pytest.fixture(scope="session")
-def csd(csd_files: tuple[bytes, bytes, str]) -> Csd:
-    cer, key, password = csd_files
-    return Csd.load(cer, key, password)
 
 
 @pytest.fixture

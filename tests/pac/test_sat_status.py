@@ -13,12 +13,7 @@ from connector.pac.fel import FelDriver
 from connector.pac.sandbox import SandboxAccount, SandboxPac
 from connector.pac.sat_status import SatStatusClient, expresion_impresa
 
-from .drivers_support import EMISOR, RECEPTOR, invoice, load_csd, sealed
-
-
-@pytest.fixture(scope="module")
-def csd(csd_files):
-    return load_csd(csd_files)
+from .drivers_support import EMISOR, RECEPTOR, invoice, sealed
 
 
 @pytest.fixture(scope="module")

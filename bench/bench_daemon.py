@@ -24,14 +24,17 @@ Every run checks its result: each invoice stamped exactly once in the sandbox's 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -110,6 +113,21 @@ class Sandbox:
 
 
 SYNC = "FULL"
+WORKDIR: str | None = None  # where workspaces are made (default: the system temp dir)
+SCRATCH: list[Path] = []
+
+
+@contextlib.contextmanager
+def scratch() -> Iterator[str]:
+    """A workspace folder, removed only when the whole bench ends.
+
+    Deleting thousands of files makes every file creation for the next minutes slower on an
+    ext4 without journal (the allocator skips recently deleted inodes; see BENCHMARKS.md), so
+    one case's cleanup must not run before the next case is measured.
+    """
+    path = Path(tempfile.mkdtemp(prefix="bench-daemon-", dir=WORKDIR))
+    SCRATCH.append(path)
+    yield str(path)
 
 
 def workspace(base: Path, url: str, *, pdf: bool, acuse: bool, workers: int, stable: float) -> Path:
@@ -181,7 +199,7 @@ def pipeline(config: Path) -> Pipeline:
 def case_throughput(
     n: int, latency: float, *, pdf: bool, acuse: bool, workers: int
 ) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
+    with scratch() as tmp:
         base = Path(tmp)
         sb = Sandbox(base, latency)
         try:
@@ -192,19 +210,26 @@ def case_throughput(
                 text = "".join(invoice(f"T{f}", i, when) for i in range(1, per_file + 1))
                 drop(base / "ws" / "inbox", f"lote{f:05d}.dat", text)
             pipe = pipeline(config)
-            cpu0, t0 = time.process_time(), time.perf_counter()
+            cpu0, t0 = os.times(), time.perf_counter()
             assert pipe.run_until_idle(3600)
-            wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+            wall, cpu1 = time.perf_counter() - t0, os.times()
             pipe.close()
             stamps = sb.stamps()
             assert len(stamps) == n and set(stamps.values()) == {1}, "one UUID per invoice"
         finally:
             sb.close()
-    return {"wall": wall, "rate": n / wall, "cpu_ms": 1000 * cpu / n}
+    user, system = cpu1.user - cpu0.user, cpu1.system - cpu0.system
+    return {
+        "wall": wall,
+        "rate": n / wall,
+        "cpu_ms": 1000 * (user + system) / n,
+        "user_ms": 1000 * user / n,
+        "sys_ms": 1000 * system / n,
+    }
 
 
 def case_pickup(rounds: int, stable: float) -> list[tuple[float, float]]:
-    with tempfile.TemporaryDirectory() as tmp:
+    with scratch() as tmp:
         base = Path(tmp)
         sb = Sandbox(base, 0.0)
         try:
@@ -250,7 +275,7 @@ def case_pickup(rounds: int, stable: float) -> list[tuple[float, float]]:
 
 
 def case_backlog(files: int, seconds: float) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
+    with scratch() as tmp:
         base = Path(tmp)
         sb = Sandbox(base, 0.0)
         try:
@@ -308,7 +333,7 @@ def case_breakdown(n: int) -> dict[str, float]:
     sealed = clock(
         "seal_invoice (XML, cadena, RSA)", lambda: [seal.seal_invoice(c, csd) for c in cs]
     )
-    with tempfile.TemporaryDirectory() as tmp:
+    with scratch() as tmp:
         base = Path(tmp)
         j = Journal(base / "j.sqlite", synchronous=SYNC)
 
@@ -355,9 +380,10 @@ def main() -> None:
     ap.add_argument("--stable", type=float, default=0.5)
     ap.add_argument("--files", type=int, default=10000)
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--workdir", help="make the workspaces in this folder (default: system temp)")
     a = ap.parse_args()
-    global SYNC
-    SYNC = a.sync
+    global SYNC, WORKDIR
+    SYNC, WORKDIR = a.sync, a.workdir
     print(f"# {platform.python_version()} {platform.machine()} cpus={os.cpu_count()}")
     if a.case in ("throughput", "all"):
         for lat in a.latency:
@@ -365,7 +391,8 @@ def main() -> None:
             print(
                 f"throughput latency={lat * 1000:.0f}ms invoices={a.invoices} pdf={a.pdf} "
                 f"acuse={not a.no_acuse} workers={a.workers} sync={a.sync}: {r['rate']:.1f} invoices/s "
-                f"(wall {r['wall']:.1f} s), connector CPU {r['cpu_ms']:.2f} ms/invoice"
+                f"(wall {r['wall']:.1f} s), connector CPU {r['cpu_ms']:.2f} ms/invoice "
+                f"(user {r['user_ms']:.2f}, kernel {r['sys_ms']:.2f})"
             )
     if a.case in ("breakdown", "all"):
         parts = case_breakdown(min(a.invoices, 300))
@@ -391,4 +418,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        for folder in SCRATCH:
+            shutil.rmtree(folder, ignore_errors=True)

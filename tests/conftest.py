@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CFDI_SHARED_DIR", REPO.parent / "shared")).resolve()
@@ -30,3 +32,11 @@ def csd_files(shared_dir: Path) -> tuple[bytes, bytes, str]:
         base.with_suffix(".key").read_bytes(),
         CSD_PASSWORD,
     )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Tests that run the CLI configure structlog with the sys.stderr of that moment, which
+    pytest closes after the test: give every test structlog's defaults back afterwards."""
+    yield
+    structlog.reset_defaults()

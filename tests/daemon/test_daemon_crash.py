@@ -108,7 +108,11 @@ def test_sigkill_at_random_moments_never_loses_or_double_stamps(tmp_path: Path) 
         proc = _start(config, errlog)
         try:
             for _ in range(1800):
-                if _final_count(ws) == FILES and not any((ws / "work").rglob("*.dat")):
+                if (
+                    _final_count(ws) == FILES
+                    and not any((ws / "work").rglob("*.dat"))
+                    and _started(log) > KILLS  # signal handlers set: SIGTERM is a clean stop
+                ):
                     break
                 time.sleep(0.1)
             proc.send_signal(signal.SIGTERM)

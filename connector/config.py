@@ -42,7 +42,8 @@ class SecretSource(_Cfg):
 
 class DaemonSettings(_Cfg):
     journal: Path = Path("journal.sqlite")
-    workers: int = Field(default=16, ge=1, le=256)  # PAC requests in flight
+    workers: int = Field(default=32, ge=1, le=256)  # PAC requests in flight
+    pdf_processes: int | None = Field(default=None, ge=0, le=64)  # None: one per core, max 4
     poll_seconds: float = Field(default=5.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"

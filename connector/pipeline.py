@@ -44,6 +44,7 @@ from connector.journal import (
     Journal,
     State,
 )
+from connector.rendering import PdfRenderer, default_processes, render_pdf_bytes
 from connector.sinks import (
     ItemError,
     archive_folder,
@@ -183,6 +184,8 @@ class Pipeline:
         self.sources: dict[str, SourceRuntime] = {}
         self.pacs: dict[str, PacRuntime] = {}
         self._executor: ThreadPoolExecutor | None = None
+        processes = cfg.daemon.pdf_processes
+        self.pdf = PdfRenderer(default_processes() if processes is None else processes)
         self._inflight: dict[int, Future[None]] = {}
         self._lock = threading.RLock()
         self._files_lock = threading.RLock()
@@ -336,6 +339,7 @@ class Pipeline:
         if self._executor is not None:
             self._executor.shutdown(wait=wait, cancel_futures=True)
             self._executor = None
+        self.pdf.close()
         for rt in self.pacs.values():
             with contextlib.suppress(Exception):
                 rt.driver.close()
@@ -984,7 +988,11 @@ class Pipeline:
     def _deliver(self, src: SourceRuntime, e: Entry) -> Entry:
         assert self.journal is not None and e.stamped_xml is not None and e.uuid
         outputs = deliver_outputs(
-            src.cfg, src.emisor, e, cancelled=self.journal.cancellation(e.uuid) is not None
+            src.cfg,
+            src.emisor,
+            e,
+            cancelled=self.journal.cancellation(e.uuid) is not None,
+            renderer=self.pdf,
         )
         if e.state is State.STAMPED:
             e = self.journal.mark_delivered(e.id, outputs)
@@ -1144,10 +1152,16 @@ class Pipeline:
 
 
 def deliver_outputs(
-    src: SourceConfig, emisor: EmisorConfig, e: Entry, *, cancelled: bool = False
+    src: SourceConfig,
+    emisor: EmisorConfig,
+    e: Entry,
+    *,
+    cancelled: bool = False,
+    renderer: PdfRenderer | None = None,
 ) -> dict[str, str]:
     """Write the stamped XML, the PDF (when available) and the acuse; whole or not at all.
-    ``cancelled``: the journal knows the UUID was cancelled (the PDF carries the mark)."""
+    ``cancelled``: the journal knows the UUID was cancelled (the PDF carries the mark).
+    ``renderer``: where PDFs are rendered (the daemon's worker processes); default this thread."""
     assert e.stamped_xml is not None and e.uuid
     stem = output_stem(
         src.filename_pattern, serie=e.serie, folio=e.folio, uuid=e.uuid, rfc=e.emisor_rfc
@@ -1155,7 +1169,8 @@ def deliver_outputs(
     out: dict[str, str] = {}
     out["xml"] = str(atomic_write(src.output.xml / f"{stem}.xml", e.stamped_xml))
     if src.output.pdf is not None:
-        pdf = render_pdf_bytes(e.stamped_xml, emisor, cancelled=cancelled)
+        render = renderer.render if renderer is not None else render_pdf_bytes
+        pdf = render(e.stamped_xml, emisor, cancelled=cancelled)
         if pdf is not None:
             out["pdf"] = str(atomic_write(src.output.pdf / f"{stem}.pdf", pdf))
     if src.output.acuse is not None and e.acuse:
@@ -1185,41 +1200,6 @@ def deliver_cancellation(
         name = f"{stem}_cancelacion.xml"
         out["acuse_cancelacion"] = str(atomic_write(src.output.acuse / name, acuse))
     return out
-
-
-def render_pdf_bytes(
-    stamped_xml: bytes, emisor: EmisorConfig, *, cancelled: bool = False
-) -> bytes | None:
-    """The representación impresa, when ``connector.cfdi.pdf`` is installed; else None."""
-    try:
-        from connector.cfdi import pdf as pdf_mod
-        from connector.cfdi.xmlio import from_xml
-    except ImportError:
-        return None
-    try:
-        c = from_xml(stamped_xml)
-        style = _pdf_style(pdf_mod, emisor)
-        return pdf_mod.render_pdf(c, style=style, cancelled=cancelled)
-    except Exception as exc:
-        log.error("pdf_failed", error=str(exc))
-        return None
-
-
-_styles: dict[str, Any] = {}
-
-
-def _pdf_style(pdf_mod: Any, emisor: EmisorConfig) -> Any:
-    """The emisor's ``PdfStyle`` (logo and colours from the configuration), built once."""
-    key = f"{emisor.rfc}|{emisor.pdf.logo}|{emisor.pdf.primary_color}|{emisor.pdf.text_color}"
-    style = _styles.get(key)
-    if style is None:
-        style = pdf_mod.PdfStyle(
-            logo_path=emisor.pdf.logo,
-            primary_color=emisor.pdf.primary_color,
-            text_color=emisor.pdf.text_color,
-        )
-        _styles[key] = style
-    return style
 
 
 def _sat_cert(p: PacConfig) -> bytes | None:

@@ -2,7 +2,7 @@
 sample): a 60-concepto invoice spans pages with numbers and its QR decodes to SAT's URL for
 *its* UUID; a stamped Pagos 2.0 receipt shows its payments and its QR says tt=0.0; the
 ``pdf`` command writes FILE.pdf beside the XML; the emisor's logo and colour from the
-configuration reach the daemon's PDF (``pipeline.render_pdf_bytes``)."""
+configuration reach the daemon's PDF (``rendering.PdfRenderer``)."""
 
 from __future__ import annotations
 
@@ -155,11 +155,12 @@ def test_cancelado_mark_from_the_command(fel: FelDriver, csd: Csd, tmp_path: Pat
     assert all("CANCELADO" in t for t in _pages((tmp_path / "c.pdf").read_bytes()))
 
 
+@pytest.mark.parametrize("processes", [0, 1], ids=["this-thread", "worker-process"])
 def test_emisor_logo_and_colour_from_configuration_reach_the_daemons_pdf(
-    fel: FelDriver, csd: Csd, tmp_path: Path
+    fel: FelDriver, csd: Csd, tmp_path: Path, processes: int
 ) -> None:
     from connector.config import EmisorConfig, PdfStyleConfig
-    from connector.pipeline import render_pdf_bytes
+    from connector.rendering import PdfRenderer
 
     logo = tmp_path / "logo.png"
     Image.new("RGB", (240, 96), (0, 128, 0)).save(logo)
@@ -171,7 +172,11 @@ def test_emisor_logo_and_colour_from_configuration_reach_the_daemons_pdf(
         pdf=PdfStyleConfig(logo=logo, primary_color="#AA0000"),
     )
     res = fel.stamp(seal_invoice(invoice("LOGO1"), csd), "PDF-LOGO1")
-    pdf = render_pdf_bytes(res.xml, emisor)
+    renderer = PdfRenderer(processes)
+    try:
+        pdf = renderer.render(res.xml, emisor)
+    finally:
+        renderer.close()
     assert pdf is not None and pdf.startswith(b"%PDF-")
     src = tmp_path / "l.pdf"
     src.write_bytes(pdf)

@@ -508,72 +508,92 @@ class Pipeline:
                 if p.is_file() and not p.name.startswith(".") and str(p) not in known:
                     log.info("adopt_file", file=p.name, source=src.cfg.name)
                     self.process_file(src, p)
+        self._dispatch_unfinished()
+
+    def _dispatch_unfinished(self) -> None:
+        """Every invoice the journal holds sealed, in ``sending`` or stamped goes to the PAC
+        (or to delivery) whatever became of its file: an invoice whose send may have reached
+        the PAC is recovered by its ``referencia`` and delivered, never left behind."""
+        assert self.journal is not None
+        for e in self.journal.in_state(State.SEALED, State.SENDING):
+            if e.id not in self._inflight and e.source in self.sources:
+                log.info("resume_invoice", invoice=e.label, state=str(e.state))
+                self._dispatch(e)
+        for e in self.journal.in_state(State.STAMPED):
+            if e.id not in self._inflight and e.source in self.sources:
+                self._dispatch(e, deliver_only=True)
 
     # --- one file ---------------------------------------------------------------------------
 
     def process_file(self, src: SourceRuntime, work: Path) -> FileRecord:
-        """Parse the file, run each invoice to the PAC hand-off; finish it when all are final."""
+        """Parse the file, run each invoice to the PAC hand-off; finish it when all are final.
+
+        Read again after a restart, the invoices this file already committed (sealed or later)
+        stay linked to it and continue from their journal rows — resent as sealed, recovered,
+        or delivered — whatever the file parses to now (a mapping edited meanwhile, a read or
+        adapter error): a committed invoice is never re-sealed and never left behind.
+        """
         assert self.journal is not None
         name = original_name(work)
         rec = self.journal.file_claimed(src.cfg.name, name, str(work))
         with self._files_lock:
             self._open_files[rec.id] = (src.cfg.name, work)
         flog = log.bind(file=name, source=src.cfg.name)
+        # on resume: what this very file already committed, by its index in the file
+        previous: dict[int, tuple[Entry, str]] = {}
+        for it in self.journal.file_items(rec.id):
+            if it.invoice_id is not None:
+                pe = self.journal.get_id(it.invoice_id)
+                if pe.state in COMMITTED_STATES:
+                    previous[it.idx] = (pe, it.location)
+        spare = max(previous, default=-1) + 1  # the index of a whole-file error
+        items: list[FileItem] = []
+        dispatch: list[Entry] = []
+        deliver: list[Entry] = []
+        invoices: list[Any] = []
         try:
             data = work.read_bytes()
         except OSError as exc:
             flog.error("read_failed", error=str(exc))
-            items = [
-                FileItem(
-                    rec.id,
-                    0,
-                    name,
-                    None,
-                    [
-                        {
-                            "code": "CONN-LECTURA",
-                            "path": "",
-                            "message": f"No se pudo leer el archivo: {exc}",
-                            "location": name,
-                        }
-                    ],
-                )
-            ]
-            self.journal.set_file_items(rec.id, items)
-            self._maybe_finish(rec.id)
-            return rec
-        # on resume, the invoices this very file already put in the journal (same bytes)
-        previous = {
-            it.idx: it.invoice_id for it in self.journal.file_items(rec.id) if it.invoice_id
-        }
-        items: list[FileItem] = []
-        dispatch: list[Entry] = []
-        deliver: list[Entry] = []
-        try:
-            invoices = list(self._load(src, data, name, work))
-        except Exception as exc:  # never crash the daemon on one file
-            flog.exception("load_failed")
-            invoices = []
             items.append(
                 FileItem(
                     rec.id,
-                    0,
+                    spare,
                     name,
                     None,
-                    [{"code": "CONN-ADAPTADOR", "path": "", "location": name,
-                      "message": f"Error interno al leer el archivo: {type(exc).__name__}: {exc}"}],
+                    [{"code": "CONN-LECTURA", "path": "", "location": name,
+                      "message": f"No se pudo leer el archivo: {exc}"}],
                 )
             )  # fmt: skip
+        else:
+            try:
+                invoices = list(self._load(src, data, name, work))
+            except Exception as exc:  # never crash the daemon on one file
+                flog.exception("load_failed")
+                items.append(
+                    FileItem(
+                        rec.id,
+                        spare,
+                        name,
+                        None,
+                        [{"code": "CONN-ADAPTADOR", "path": "", "location": name,
+                          "message": f"Error interno al leer el archivo: {type(exc).__name__}: {exc}"}],
+                    )
+                )  # fmt: skip
         # invoices are journaled in chunks (one commit each); a chunk's sends leave only
         # after its commit
         for start in range(0, len(invoices), _CHUNK):
             with self.journal.batch():
                 for idx in range(start, min(start + _CHUNK, len(invoices))):
                     inp = invoices[idx]
+                    committed = previous.pop(idx, None)
                     try:
-                        item, entry, action = self._admit_invoice(
-                            src, rec, idx, inp, name, previous.get(idx)
-                        )
+                        if committed is not None:
+                            item, entry, action = self._resume_committed(
+                                rec, idx, inp.location or committed[1], committed[0], inp
+                            )
+                        else:
+                            item, entry, action = self._admit_invoice(src, rec, idx, inp, name)
                     except Exception as exc:
                         flog.exception("invoice_failed_internal", index=idx)
                         item = FileItem(
@@ -592,6 +612,15 @@ class Pipeline:
                         deliver.append(entry)
             if start + _CHUNK < len(invoices):
                 self._dispatch_all(dispatch, deliver)
+        # committed invoices the file no longer yields where they were: still this file's
+        for idx, (pe, location) in sorted(previous.items()):
+            item, entry, action = self._resume_committed(rec, idx, location, pe, None)
+            items.append(item)
+            if entry is not None and action == "send":
+                dispatch.append(entry)
+            elif entry is not None and action == "deliver":
+                deliver.append(entry)
+        items.sort(key=lambda it: it.idx)
         self.journal.set_file_items(rec.id, items)
         with self._files_lock:
             for it in items:
@@ -637,7 +666,6 @@ class Pipeline:
         idx: int,
         inp: Any,
         name: str,
-        previous_id: int | None = None,
     ) -> tuple[FileItem, Entry | None, str | None]:
         """Journal one invoice of a file; returns its file item and what to do next."""
         assert self.journal is not None
@@ -706,10 +734,6 @@ class Pipeline:
                 None,
             )
         h = content_hash(c, xml)
-        if previous_id is not None:
-            resumed = self._resume_item(rec, idx, location, key, h, previous_id)
-            if resumed is not None:
-                return resumed
         adm, e = self.journal.admit(
             key, h, mode=src.cfg.mode, source=src.cfg.name, source_file=name, location=location
         )
@@ -785,33 +809,29 @@ class Pipeline:
         ilog.debug("sealed", referencia=e.referencia)
         return FileItem(rec.id, idx, location, e.id, []), e, "send"
 
-    def _resume_item(
-        self,
-        rec: FileRecord,
-        idx: int,
-        location: str,
-        key: tuple[str, str, str],
-        h: str,
-        previous_id: int,
-    ) -> tuple[FileItem, Entry | None, str | None] | None:
-        """The same claimed file read again after a restart: continue its own invoices.
-
-        The bytes in work/ did not change, so an invoice this file already committed (sealed or
-        later) continues from its journal state even if the derived data would now hash
-        differently (e.g. a mapping edited between the crash and the restart).
-        """
-        assert self.journal is not None
-        e = self.journal.get_id(previous_id)
-        if e.key != (key[0].upper(), key[1], key[2]) or e.state not in COMMITTED_STATES:
-            return None
-        if e.content_hash != h:
-            log.warning("content_changed_on_resume", file=rec.name, invoice=e.label)
+    def _resume_committed(
+        self, rec: FileRecord, idx: int, location: str, e: Entry, inp: Any | None
+    ) -> tuple[FileItem, Entry | None, str | None]:
+        """The same claimed file read again after a restart: an invoice it already committed
+        (sealed or later) continues from its journal row, whatever the record parses to now
+        (``inp``; None when the file no longer yields it): its sealed bytes are resent as they
+        are, never re-sealed; a stamped one is delivered."""
+        now = getattr(inp, "comprobante", None) if inp is not None else None
+        key_now = getattr(now, "business_key", None)
+        if inp is None or (key_now is not None and _norm_key(key_now) != e.key):
+            log.warning(
+                "content_changed_on_resume",
+                file=rec.name,
+                invoice=e.label,
+                index=idx,
+                now=None if key_now is None else f"{key_now[1]}{key_now[2]}",
+            )
         item = FileItem(rec.id, idx, location, e.id, [])
         if e.state in (State.STAMPED, State.DELIVERED):
             return item, e, "deliver"
         if e.state in (State.SEALED, State.SENDING) and e.id not in self._inflight:
             return item, e, "send"
-        return item, None, None
+        return item, None, None  # retry_wait: its retry time dispatches it
 
     def _payload(self, src: SourceRuntime, c: Any, xml: bytes | None) -> bytes:
         """The exact bytes the PAC will receive: sealed XML, or the invoice data (remote)."""
@@ -1243,6 +1263,11 @@ def _located(inp: Any, problems: list[Problem]) -> list[Problem]:
         except Exception:
             out.append(p)
     return out
+
+
+def _norm_key(key: tuple[str, str, str]) -> tuple[str, str, str]:
+    """A business key as the journal keeps it (RFC upper case)."""
+    return (key[0].upper(), key[1], key[2])
 
 
 def _has_errors(problems: list[Problem]) -> bool:

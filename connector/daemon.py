@@ -162,14 +162,41 @@ def _pick_source(cfg: Config, name: str | None, file: Path) -> Any:
     raise KeyError(file.name)
 
 
+def _pair_spec(scfg: Any) -> Any:
+    """The source's ``PairSpec`` when it reads header + lines pairs, else None."""
+    if getattr(scfg, "pair", None) is None:
+        return None
+    from connector.adapters.folder import PairSpec
+
+    return PairSpec(scfg.pair.header_suffix, scfg.pair.lines_suffix, scfg.pair.orphan_seconds)
+
+
+def _marker_back(scfg: Any, final: Path, dest: Path) -> None:
+    """A replayed file of a source with ``done_marker`` needs its marker in the inbox (after
+    the file, as the ERP does): the one that went to failed/ with it, or a new one."""
+    from connector.sinks import atomic_write, move_file
+
+    marker = getattr(scfg, "done_marker", None)
+    if not marker:
+        return
+    mdest = dest.with_name(dest.name + marker)
+    old = final.with_name(final.name + marker)
+    if mdest.exists():
+        return
+    if old.is_file():
+        move_file(old, mdest)
+    else:
+        atomic_write(mdest, b"")
+
+
 def _pair_partner(scfg: Any, file: Path, name: str | None = None) -> Path | None:
     """The other file of a pair beside ``file`` (whose ERP name is ``name``), if the source
     reads pairs and it is there (matched without regard to case)."""
-    if getattr(scfg, "pair", None) is None:
+    pair = _pair_spec(scfg)
+    if pair is None:
         return None
-    from connector.adapters.folder import PairSpec, beside
+    from connector.adapters.folder import beside
 
-    pair = PairSpec(scfg.pair.header_suffix, scfg.pair.lines_suffix, scfg.pair.orphan_seconds)
     name = name or file.name
     partner = pair.partner(name)
     if partner is None:
@@ -264,6 +291,7 @@ def parse_item_key(text: str, cfg: Config) -> tuple[str, str, str] | None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from connector.adapters.folder import free_pair_name
     from connector.journal import FileState, JournalError, State
     from connector.sinks import free_name, move_file
 
@@ -300,11 +328,29 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 j.reset(e.id)
             print(f"{'[simulación] ' if dry else ''}Factura {e.label} reiniciada ({e.state}).")
         elif args.file:
-            files = [
-                f
-                for f in j.files(FileState.FAILED)
-                if f.name == args.file or Path(f.final_path or "").name == args.file
-            ]
+            failed = j.files(FileState.FAILED)
+            # the file as it is in failed/ (exact name); else the ERP's name, if only one
+            files = [f for f in failed if Path(f.final_path or "").name == args.file]
+            others = [f for f in failed if f.name == args.file and f not in files and f.final_path]
+            if files and others:
+                print(
+                    f"Se reprocesa solo {args.file}; otros archivos fallidos con el mismo nombre "
+                    f"original quedan en la carpeta de errores: "
+                    f"{', '.join(Path(f.final_path or '').name for f in others)}."
+                )
+            if not files:
+                files = [f for f in failed if f.name == args.file]
+                present = [f for f in files if Path(f.final_path or "").is_file()]
+                if len(present) > 1:
+                    print(
+                        f"CONN-REPLAY-AMBIGUO [replay --file {args.file}] Hay {len(present)} "
+                        f"archivos fallidos que se llamaban {args.file}; indique con --file el "
+                        "nombre exacto en la carpeta de errores del que quiere reprocesar:"
+                    )
+                    for f in present:
+                        print(f"  {Path(f.final_path or '').name}  ({f.final_path})")
+                    return 2
+                files = present or files[-1:]
             if not files:
                 print(f"CONN-REPLAY No hay ningún archivo fallido llamado {args.file}.")
                 return 2
@@ -320,7 +366,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
             except KeyError:
                 print(f"CONN-REPLAY {rec.name}: la fuente {rec.source!r} ya no existe; se omite.")
                 continue
-            dest = free_name(src.inbox, rec.name)
+            pair = _pair_spec(src)
+            dest = (
+                free_pair_name(src.inbox, rec.name, pair)
+                if pair is not None and pair.role(rec.name)
+                else free_name(src.inbox, rec.name)
+            )
             for it in j.file_items(rec.id):
                 if it.invoice_id is None or reset_ids is not None:
                     continue  # --item: only that invoice was reset
@@ -336,12 +387,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
             partner = _pair_partner(src, final, rec.name)
             if not dry:
                 move_file(final, dest)
+                _marker_back(src, final, dest)
                 j.file_replayed(rec.id, str(dest))
             print(f"{'[simulación] ' if dry else ''}{final} → {dest}")
-            if partner is not None:  # the other file of the pair goes back with it
-                pdest = free_name(src.inbox, partner.name)
+            if partner is not None:  # the other file of the pair goes back with it,
+                assert pair is not None  # under the name that matches the first one's
+                pdest = src.inbox / (pair.partner(dest.name) or partner.name)
                 if not dry:
                     move_file(partner, pdest)
+                    _marker_back(src, partner, pdest)
                 print(f"{'[simulación] ' if dry else ''}{partner} → {pdest}")
         if not files:
             print("No hay archivos que reprocesar.")

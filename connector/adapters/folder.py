@@ -116,6 +116,29 @@ def beside(dest: Path, name: str, other: str) -> Path:
     return dest.with_name(other)
 
 
+def free_pair_name(folder: Path, name: str, pair: PairSpec) -> Path:
+    """Where ``name``, a file of a pair, goes back into the inbox ``folder`` (``replay``):
+    ``name`` itself when neither it nor its partner's name is taken there, else
+    ``<base>-N<suffix><ext>`` (``ventas-1_H.csv``; its partner ``pair.partner`` of that:
+    ``ventas-1_D.csv``), so that both still end in their suffix and still match each other.
+    Names are compared without regard to case, as the scan matches them."""
+    parts = pair.split(name)
+    if parts is None:
+        raise ValueError(f"{name} no es un archivo de un par")
+    role, base, ext = parts
+    suffix = pair.header_suffix if role == "header" else pair.lines_suffix
+    try:
+        taken = {n.lower() for n in os.listdir(folder)}
+    except FileNotFoundError:
+        taken = set()
+    n = 0
+    while True:
+        cand = name if n == 0 else f"{base}-{n}{suffix}{ext}"
+        if cand.lower() not in taken and (pair.partner(cand) or "").lower() not in taken:
+            return Path(folder) / cand
+        n += 1
+
+
 @dataclass
 class _Seen:
     size: int

@@ -12,7 +12,12 @@
   ``PacNotFound``. A driver without recover by referencia (Finkok) re-sends the identical bytes,
   which that PAC answers with the existing stamp (307). ``submit_generate`` does the same for
   remote generation, but never re-sends without a recover (a PAC building the XML itself
-  could stamp twice): it raises ``PacAmbiguous`` instead.
+  could stamp twice): it raises ``PacAmbiguous`` instead. Any other answer of the PAC to that
+  recover (an account or authentication code such as FEL 203, any ``PacInvalid``) does not say
+  whether ``referencia`` was stamped, so it is never final for the invoice: it leaves as
+  ``PacAmbiguous`` ``CONN-PAC-RECUPERACION`` (``maybe_sent``, not retried inside the call),
+  which the pipeline turns into ``retry_wait``; the invoice is asked for by the same
+  ``referencia`` again later and never re-sent under a new one.
 * **Circuit breaker** per PAC name: ``closed`` → (``failure_threshold`` consecutive transient
   or ambiguous failures) → ``open`` (calls fail fast with ``PacCircuitOpen``) → after
   ``reset_timeout`` seconds ``half_open`` (``half_open_max_calls`` trial calls) → ``closed``
@@ -44,6 +49,7 @@ from .errors import (
     PacAmbiguous,
     PacCircuitOpen,
     PacError,
+    PacInvalid,
     PacNotFound,
     PacTransient,
     PacUnsupported,
@@ -217,6 +223,23 @@ def breaker_states() -> list[dict[str, Any]]:
     return [b.snapshot() for b in items]
 
 
+def _recover_unanswered(exc: PacInvalid, pac: str, referencia: str) -> PacAmbiguous:
+    """The PAC refused the recover of a request that may have been stamped (e.g. 203: the
+    password changed, the account is suspended): the invoice may exist, so it is not failed."""
+    err = PacAmbiguous(
+        "CONN-PAC-RECUPERACION",
+        f"No se pudo consultar en el PAC '{pac}' la referencia '{referencia}', que pudo "
+        f"timbrarse en un envío anterior: el PAC respondió {exc.code} - {exc.message}. "
+        "La factura no se reenvía ni se da por fallida; se volverá a consultar por la misma "
+        "referencia (revise el usuario, la contraseña y el estado de la cuenta del PAC).",
+        pac=pac,
+        operation="recover",
+        maybe_sent=True,
+    )
+    err.final = True  # type: ignore[attr-defined]  # the same answer again: wait, do not hammer
+    return err
+
+
 def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, PacCircuitOpen) or getattr(exc, "final", False):
         return False
@@ -286,6 +309,8 @@ class ResilientPac:
                     pass
                 except PacUnsupported:
                     pass  # the PAC recognises the identical bytes (307) instead
+                except PacInvalid as exc:
+                    raise _recover_unanswered(exc, self.driver.name, referencia) from exc
             try:
                 return self.breaker.call(self.driver.stamp, sealed_xml, referencia)
             except PacError as exc:
@@ -318,6 +343,8 @@ class ResilientPac:
                     )
                     err.final = True  # type: ignore[attr-defined]
                     raise err from None
+                except PacInvalid as exc:
+                    raise _recover_unanswered(exc, self.driver.name, referencia) from exc
             try:
                 return self.breaker.call(self.driver.generate, c, referencia)
             except PacError as exc:

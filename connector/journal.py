@@ -20,6 +20,16 @@ The ``cancellations`` table records each cancellation the PAC accepted (``cancel
 before the PDF with the CANCELADO mark and the acuse are written; the invoice stays
 ``delivered``. A ``failed`` row that carries a UUID was stamped but the PAC's reply failed our
 checks (CONN-PAC-XML): the UUID exists at SAT, so it is never restarted, reset or re-sent.
+
+A row that was ever sent (``attempts`` > 0) may be stamped at the PAC even when it ended
+``failed`` without a UUID (e.g. the PAC refused the recover of an ambiguous send). Replay
+(``reset``) and a new export of the same key (``admit`` → RESTART) therefore keep its
+``referencia`` and its attempt count: ``mark_sealed`` keeps that referencia, so the next
+attempt is counted as maybe sent and recovers by it before any send, and never stamps a second
+UUID under a new referencia. The same content also keeps its sealed bytes (never re-sealed);
+new content is sealed again and sent under the old referencia only if the PAC has nothing for
+it (if it has, the stamped XML does not match the new bytes and the pipeline reports it with
+its UUID, never stamping again). Rows never sent start over with nothing kept.
 """
 
 from __future__ import annotations
@@ -86,6 +96,7 @@ class Admission(StrEnum):
     DELIVERED = "delivered"  # same content already stamped/delivered: deliver it again
     FAILED = "failed"  # same content already failed permanently at the PAC: report again
     RESTART = "restart"  # the row was not committed (failed or before sealing): redone
+    # (a row ever sent keeps its referencia and attempts: the redo recovers by it first)
     CONFLICT = "conflict"  # different content under a key that is taken: CONN-FOLIO-USADO
 
 
@@ -300,6 +311,11 @@ def _entry(row: tuple[Any, ...]) -> Entry:
     )
 
 
+def _ever_sent(e: Entry) -> bool:
+    """An attempt was counted under a referencia: the PAC may have stamped it."""
+    return e.attempts > 0 and e.referencia is not None
+
+
 def _file(row: tuple[Any, ...]) -> FileRecord:
     id_, source, name, work, state, final, claimed, finished, errors = row
     return FileRecord(id_, source, name, work, FileState(state), final, claimed, finished, errors)
@@ -390,10 +406,14 @@ class Journal:
 
         - no row: a new row in ``received``;
         - same content: RESUME (in progress), DELIVERED (stamped/delivered), FAILED (rejected by
-          the PAC: invalid is permanent until replay), RESTART (failed before reaching the PAC,
-          or never sealed: safely redone from ``received``);
+          the PAC: invalid is permanent until replay), RESTART (failed, or never sealed: redone
+          from ``received``);
         - different content: CONFLICT when the key is committed (sealed or later, never
           re-stamped), otherwise the row is reset to ``received`` with the new content.
+
+        A RESTART of a row that was ever sent (``attempts`` > 0) keeps its ``referencia`` and
+        ``attempts`` (it may be stamped: the next send recovers by that referencia first) and,
+        for the same content, its sealed bytes.
         """
         rfc, serie, folio = key[0].upper(), key[1], key[2]
         now = time.time()
@@ -424,7 +444,19 @@ class Journal:
                 return (Admission.FAILED if same else Admission.CONFLICT), e
             if same and e.state == State.FAILED and e.error_origin == "pac":
                 return Admission.FAILED, e
-            # received / validated / failed-before-the-PAC: nothing was sent, redo from scratch
+            if _ever_sent(e):  # it may be stamped: recover by its referencia, never a new one
+                db.execute(
+                    "UPDATE invoices SET content_hash=?, state=?, mode=?, source=?, "
+                    "source_file=?, location=?, payload=?, next_retry_at=NULL, error_code=NULL, "
+                    "error_message=NULL, error_origin=NULL, problems='[]', updated_at=? "
+                    "WHERE id=?",
+                    (content_hash, State.RECEIVED, mode, source, source_file, location,
+                     e.payload if same else None, now, e.id),
+                )  # fmt: skip
+                detail = f"restart from {source_file}, keeps referencia {e.referencia}"
+                self._event(db, e.id, e.state, State.RECEIVED, detail)
+                return Admission.RESTART, self._get_locked(e.id)
+            # received / validated / failed and never sent: nothing reached the PAC, redo
             db.execute(
                 "UPDATE invoices SET content_hash=?, state=?, mode=?, source=?, source_file=?, "
                 "location=?, referencia=NULL, payload=NULL, attempts=0, next_retry_at=NULL, "
@@ -479,10 +511,20 @@ class Journal:
         return self._transition(invoice_id, State.VALIDATED)
 
     def mark_sealed(self, invoice_id: int, payload: bytes, referencia: str) -> Entry:
-        """Store the exact bytes to send and their referencia, before the first send."""
-        return self._transition(
-            invoice_id, State.SEALED, referencia, payload=payload, referencia=referencia
-        )
+        """Store the exact bytes to send and their referencia, before the first send.
+
+        A row that was ever sent (replayed or exported again, see ``admit``/``reset``) keeps
+        the referencia it may be stamped under, and its sealed bytes when it still has them;
+        ``referencia`` and ``payload`` are used only when there is nothing to keep."""
+        with self._tx():
+            e = self._get_locked(invoice_id)
+            if _ever_sent(e):
+                assert e.referencia is not None
+                referencia = e.referencia
+                payload = e.payload if e.payload is not None else payload
+            return self._transition(
+                invoice_id, State.SEALED, referencia, payload=payload, referencia=referencia
+            )
 
     def mark_sending(self, invoice_id: int) -> Entry:
         """Count the attempt before the request leaves."""
@@ -563,8 +605,9 @@ class Journal:
         """Replay: put a non-delivered invoice back so it is processed again.
 
         A committed invoice (sealed, sending, retry_wait) keeps its sealed bytes and referencia
-        (never re-sealed); a failed one starts over from ``received``. Stamped and delivered
-        invoices are never reset.
+        (never re-sealed); a failed one starts over from ``received`` — keeping its referencia,
+        sealed bytes and attempts if it was ever sent (it may be stamped: the next attempt
+        recovers by that referencia first). Stamped and delivered invoices are never reset.
         """
         with self._tx() as db:
             e = self._get_locked(invoice_id)
@@ -572,7 +615,15 @@ class Journal:
                 raise JournalError(f"{e.serie}{e.folio} is {e.state}: never reset")
             if e.uuid:  # failed after the PAC stamped it: a replay would stamp a second UUID
                 raise JournalError(f"{e.serie}{e.folio} has UUID {e.uuid} at SAT: never reset")
-            if e.state == State.FAILED:
+            if e.state == State.FAILED and _ever_sent(e):
+                to = State.RECEIVED
+                db.execute(
+                    "UPDATE invoices SET state=?, next_retry_at=NULL, error_code=NULL, "
+                    "error_message=NULL, error_origin=NULL, problems='[]', updated_at=? "
+                    "WHERE id=?",
+                    (to, time.time(), invoice_id),
+                )
+            elif e.state == State.FAILED:
                 to = State.RECEIVED
                 db.execute(
                     "UPDATE invoices SET state=?, referencia=NULL, payload=NULL, attempts=0, "

@@ -1,0 +1,69 @@
+"""A failed row that was ever sent may be stamped at the PAC: replay (``reset``) and a new export
+(``admit`` → RESTART) keep its referencia and attempts so the next send recovers by it; rows
+never sent start over with nothing kept (real SQLite)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from connector.journal import Admission, Journal, State
+
+KEY = ("EKU9003173C9", "A", "1")
+
+
+def admit(j: Journal, h: str = "h1") -> tuple[Admission, int]:
+    adm, e = j.admit(KEY, h, mode="stamp", source="s", source_file="f.dat", location="f.dat:1")
+    return adm, e.id
+
+
+def sent_then_failed(j: Journal) -> int:
+    """Sent once under REF-1 (the reply lost), then failed with the recover's 203, no UUID."""
+    _, iid = admit(j)
+    j.mark_validated(iid)
+    j.mark_sealed(iid, b"<sealed 1/>", "REF-1")
+    j.mark_sending(iid)
+    j.mark_failed(iid, "203", "Usuario o contraseña inválidos", origin="pac")
+    return iid
+
+
+def test_replay_of_a_sent_row_keeps_referencia_bytes_and_attempts(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    iid = sent_then_failed(j)
+    e = j.reset(iid)
+    assert e.state is State.RECEIVED and e.error_code is None
+    assert e.referencia == "REF-1" and e.payload == b"<sealed 1/>" and e.attempts == 1
+    # the file is read again (same invoice): re-sealing gives other bytes (a new Fecha)
+    adm, e = j.admit(KEY, "h1", mode="stamp", source="s", source_file="g", location="g:1")
+    assert adm is Admission.RESTART and e.referencia == "REF-1" and e.attempts == 1
+    j.mark_validated(iid)
+    e = j.mark_sealed(iid, b"<sealed 2/>", "REF-2")
+    assert e.referencia == "REF-1" and e.payload == b"<sealed 1/>"  # never re-sealed
+    assert j.get_id(iid).referencia == "REF-1" and j.get_id(iid).payload == b"<sealed 1/>"
+    e = j.mark_sending(iid)
+    assert e.attempts == 2  # counted as a retry: the pipeline recovers by REF-1 first
+
+
+def test_new_content_for_a_sent_row_keeps_referencia_and_takes_new_bytes(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    iid = sent_then_failed(j)
+    adm, e = j.admit(KEY, "h2", mode="stamp", source="s", source_file="g", location="g:1")
+    assert adm is Admission.RESTART and e.content_hash == "h2"
+    assert e.referencia == "REF-1" and e.payload is None and e.attempts == 1
+    j.mark_validated(iid)
+    e = j.mark_sealed(iid, b"<sealed new/>", "REF-2")
+    assert e.referencia == "REF-1" and e.payload == b"<sealed new/>"
+    assert "keeps referencia REF-1" in (j.events(iid)[-3][2] or "")
+
+
+def test_rows_never_sent_start_over_with_nothing_kept(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    _, iid = admit(j)
+    j.mark_validated(iid)
+    j.mark_failed(iid, "CONN-CSD", "CSD vencido", origin="csd")
+    e = j.reset(iid)
+    assert e.referencia is None and e.payload is None and e.attempts == 0
+    adm, e = j.admit(KEY, "h2", mode="stamp", source="s", source_file="g", location="g:1")
+    assert adm is Admission.RESTART and e.referencia is None and e.attempts == 0
+    j.mark_validated(iid)
+    e = j.mark_sealed(iid, b"<sealed/>", "REF-NEW")
+    assert e.referencia == "REF-NEW" and e.payload == b"<sealed/>"

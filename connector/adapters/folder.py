@@ -42,6 +42,7 @@ from typing import Any
 
 TEMP_PATTERNS = ("~$*", "*.tmp", "*.temp", "*.part", "*.partial", "*.crdownload", "*.swp", "*~")
 _SEP = "--"
+_CLAIMING = ".claiming"  # a pair's first file in work/ while its other file is being claimed
 
 
 def _patterns(patterns: Sequence[str]) -> re.Pattern[str] | None:
@@ -185,6 +186,7 @@ class FolderSource:
         self._ready: set[str] = set()  # names ready at the last scan
         self._observer: Any = None
         self.observer_kind: str | None = None  # "native" or "polling" once watching
+        self.recovered = self._recover()
 
     # --- naming ----------------------------------------------------------------------------
 
@@ -293,17 +295,104 @@ class FolderSource:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
         prefix = f"{stamp}-{secrets.token_hex(4)}"
-        target = self._move_in(path, self.work_dir / f"{prefix}{_SEP}{path.name}")
-        if target is None or self.pair is None:
-            return target
-        partner = self.pair.partner(path.name) or ""
-        found = next((n for n in self._ready if n.lower() == partner.lower()), None)
-        if found is None:
-            return target
+        target = self.work_dir / f"{prefix}{_SEP}{path.name}"
+        if self.pair is not None:
+            partner = self.pair.partner(path.name) or ""
+            found = next((n for n in self._ready if n.lower() == partner.lower()), None)
+            if found is not None:
+                return self._claim_pair(path, found, prefix, target)
+        return self._move_in(path, target)
+
+    def _claim_pair(self, path: Path, found: str, prefix: str, target: Path) -> Path | None:
+        """Claim ``path`` and its ready partner ``found`` under ``prefix``. The first file goes
+        to a hidden name (``.<prefix>--<name>.claiming``, ignored by everyone) until its
+        partner is in work/ too, so a crash in between never leaves a half that looks claimed
+        alone: ``_recover`` finishes the claim at the next start."""
+        hidden = self.work_dir / f".{prefix}{_SEP}{path.name}{_CLAIMING}"
+        if self._rename_in(path, hidden) is None:
+            return None  # another scanner won: the pair is theirs
+        self._forget(path.name)
         other = self._move_in(path.with_name(found), self.work_dir / f"{prefix}{_SEP}{found}")
-        if other is not None and self.pair.role(found) == "header":
+        self._unhide(hidden, target)
+        self._marker_in(path, target)
+        if other is not None and self.pair is not None and self.pair.role(found) == "header":
             return other
         return target
+
+    def _unhide(self, hidden: Path, target: Path) -> None:
+        try:
+            os.rename(hidden, target)
+        except FileNotFoundError:
+            if not target.exists():  # finished by another instance's _recover, or gone
+                raise
+
+    def _recover(self) -> list[Path]:
+        """At start (construction): finish what a crash interrupted in ``claim``.
+
+        - a pair's hidden first file (``.<prefix>--<name>.claiming``): its partner, still in
+          the inbox, is claimed under the same prefix, then the first file gets its name;
+        - a done-marker left in the inbox while its file was already renamed into work/ (the
+          crash came between the two renames): it goes next to that file, so it can no longer
+          make the next export of that name look complete before it is.
+
+        Returns the work/ paths it completed."""
+        done: list[Path] = []
+        try:
+            work_names = os.listdir(self.work_dir)
+        except OSError:
+            return done
+        for hname in sorted(n for n in work_names if n.startswith(".") and n.endswith(_CLAIMING)):
+            inner = hname[1 : len(hname) - len(_CLAIMING)]
+            if _SEP not in inner:
+                continue
+            prefix, name = inner.split(_SEP, 1)
+            target = self.work_dir / inner
+            partner = self.pair.partner(name) if self.pair is not None else None
+            if partner is not None and self.partner_in_work(target) is None:
+                try:
+                    inbox_names = os.listdir(self.inbox)
+                except OSError:
+                    inbox_names = []
+                found = next((n for n in inbox_names if n.lower() == partner.lower()), None)
+                if found is not None:
+                    self._move_in(self.inbox / found, self.work_dir / f"{prefix}{_SEP}{found}")
+            self._unhide(self.work_dir / hname, target)
+            done.append(target)
+        if self.done_marker:
+            done.extend(self._recover_markers())
+        return done
+
+    def _recover_markers(self) -> list[Path]:
+        marker = self.done_marker
+        assert marker
+        try:
+            inbox = {e.name: e for e in os.scandir(self.inbox)}
+            work_names = set(os.listdir(self.work_dir))
+        except OSError:
+            return []
+        done: list[Path] = []
+        for mname, mentry in inbox.items():
+            if not mname.endswith(marker) or len(mname) == len(marker):
+                continue
+            fname = mname[: len(mname) - len(marker)]
+            with contextlib.suppress(OSError):
+                fentry = inbox.get(fname)
+                if fentry is not None and (fentry.stat().st_mtime_ns <= mentry.stat().st_mtime_ns):
+                    continue  # its file is there and complete: an ordinary ready file
+                claimed = sorted(
+                    n
+                    for n in work_names
+                    if _SEP in n
+                    and not n.startswith(".")
+                    and self.original_name(n) == fname
+                    and n + marker not in work_names
+                )
+                if not claimed:
+                    continue
+                os.rename(mentry.path, self.work_dir / (claimed[-1] + marker))
+                work_names.add(claimed[-1] + marker)
+                done.append(self.work_dir / claimed[-1])
+        return done
 
     def partner_in_work(self, claimed: Path) -> Path | None:
         """The other file of a claimed pair file (same unique prefix in ``work_dir``), if any."""
@@ -326,6 +415,13 @@ class FolderSource:
 
     def _move_in(self, path: Path, target: Path) -> Path | None:
         """Rename ``path`` to ``target`` in ``work_dir`` (with its done-marker)."""
+        if self._rename_in(path, target) is None:
+            return None
+        self._forget(path.name)
+        self._marker_in(path, target)
+        return target
+
+    def _rename_in(self, path: Path, target: Path) -> Path | None:
         try:
             os.rename(path, target)
         except FileNotFoundError:
@@ -339,14 +435,20 @@ class FolderSource:
                     "atómico).",
                 ) from exc
             raise
-        self._seen.pop(path.name, None)
-        self._alone.pop(path.name, None)
-        self._ready.discard(path.name)
+        return target
+
+    def _forget(self, name: str) -> None:
+        self._seen.pop(name, None)
+        self._alone.pop(name, None)
+        self._ready.discard(name)
+
+    def _marker_in(self, path: Path, target: Path) -> None:
+        """The done-marker follows its file (renamed after it; ``_recover`` finishes this
+        after a crash in between)."""
         if self.done_marker is not None:
             marker = path.with_name(path.name + self.done_marker)
             with contextlib.suppress(FileNotFoundError):
                 os.rename(marker, target.with_name(target.name + self.done_marker))
-        return target
 
     # --- watching --------------------------------------------------------------------------
 

@@ -198,6 +198,10 @@ class Pipeline:
         self._watchers: list[Any] = []
         self._last_status = 0.0
         self._last_redeliver = time.monotonic()
+        # how often what is stuck is tried again: undelivered stamps, moves to archive/failed,
+        # files whose processing failed, sends no worker holds
+        self.redeliver_seconds = _REDELIVER_SECONDS
+        self._reread: set[int] = set()  # claimed files whose processing raised: read again
         self.finished: list[FileOutcome] = []  # outcomes since start (for submit / demo)
 
     # --- life cycle -------------------------------------------------------------------------
@@ -424,18 +428,65 @@ class Pipeline:
 
     def _dispatch_due_retries(self) -> None:
         assert self.journal is not None
-        if time.monotonic() - self._last_redeliver > _REDELIVER_SECONDS:
-            # stamped but not delivered (e.g. an output folder was missing): try again
+        if time.monotonic() - self._last_redeliver > self.redeliver_seconds:
             self._last_redeliver = time.monotonic()
-            for e in self.journal.in_state(State.STAMPED):
-                if e.id not in self._inflight:
-                    self._dispatch(e, deliver_only=True)
+            self._retry_stuck()
         room = self.max_inflight - len(self._inflight)
         if room <= 0:
             return
         for e in self.journal.due_retries(limit=room + len(self._inflight)):
             if e.id not in self._inflight:
                 self._dispatch(e)
+
+    def _retry_stuck(self) -> None:
+        """The periodic second chance (``redeliver_seconds``) for what no event will retry:
+        moves to archive/ or failed/ and error files that failed (share offline, permissions,
+        disk full), claimed files whose processing failed, stamped invoices not delivered (an
+        output folder missing) and sealed/sending ones no worker holds."""
+        assert self.journal is not None
+        for rec in self.journal.files(FileState.ARCHIVING, FileState.FAILING):
+            if rec.source in self.sources:
+                self._retry_move(rec)
+        for rec in self.journal.files(FileState.CLAIMED):
+            src = self.sources.get(rec.source)
+            if src is None:
+                continue
+            with self._files_lock:
+                is_open = rec.id in self._open_files
+                reread = rec.id in self._reread
+            try:
+                if (reread or not is_open) and Path(rec.work_path).is_file():
+                    log.info("file_read_again", file=rec.name, source=rec.source)
+                    self.process_file(src, Path(rec.work_path))
+                elif is_open:
+                    self._maybe_finish(rec.id)
+            except Exception:
+                log.exception("file_failed_internal", file=rec.name)
+        self._dispatch_unfinished()
+
+    def _retry_move(self, rec: FileRecord) -> None:
+        """Complete a decided move again; on success the file is finished like any other."""
+        assert self.journal is not None
+        try:
+            with self._files_lock:
+                self._complete_move(rec)
+                errors, delivered = self._report_of(rec)
+                outcome = FileOutcome(
+                    rec.id,
+                    rec.name,
+                    self.journal.get_file(rec.id).state,
+                    rec.final_path,
+                    delivered,
+                    errors,
+                )
+                self.finished.append(outcome)
+                self._forget_file(rec.id, self.journal.file_items(rec.id))
+        except Exception as exc:  # still not possible: the next tick tries again
+            log.error("move_failed", file=rec.name, place=rec.final_path, error=str(exc))
+            with self._files_lock:  # not finished: idle() says so
+                self._open_files.setdefault(rec.id, (rec.source, Path(rec.work_path)))
+            return
+        log.info("file_finished", file=rec.name, place=rec.final_path, errors=len(errors))
 
     def idle(self) -> bool:
         """Nothing in flight, nothing waiting for a retry, every claimed file finished."""
@@ -484,7 +535,7 @@ class Pipeline:
         """Finish what a previous run left: moves decided but not done, files left in work/."""
         assert self.journal is not None
         for rec in self.journal.files(FileState.ARCHIVING, FileState.FAILING):
-            self._complete_move(rec)
+            self._retry_move(rec)
         known: set[str] = set()
         for rec in self.journal.files(FileState.CLAIMED):
             known.add(rec.work_path)
@@ -538,6 +589,19 @@ class Pipeline:
         rec = self.journal.file_claimed(src.cfg.name, name, str(work))
         with self._files_lock:
             self._open_files[rec.id] = (src.cfg.name, work)
+            self._reread.discard(rec.id)
+        try:
+            return self._process_file(src, work, rec, name)
+        except Exception:  # e.g. the journal busy: the periodic tick reads the file again
+            if self.journal.get_file(rec.id).state is FileState.CLAIMED:
+                with self._files_lock:
+                    self._reread.add(rec.id)
+            raise
+
+    def _process_file(
+        self, src: SourceRuntime, work: Path, rec: FileRecord, name: str
+    ) -> FileRecord:
+        assert self.journal is not None
         flog = log.bind(file=name, source=src.cfg.name)
         # on resume: what this very file already committed, by its index in the file
         previous: dict[int, tuple[Entry, str]] = {}
@@ -1071,14 +1135,7 @@ class Pipeline:
                 errors,
             )
             self.finished.append(outcome)
-            self._open_files.pop(file_id, None)
-            for it in items:
-                if it.invoice_id is not None:
-                    owners = self._files_of.get(it.invoice_id)
-                    if owners is not None:
-                        owners.discard(file_id)
-                        if not owners:
-                            del self._files_of[it.invoice_id]
+            self._forget_file(file_id, items)
             log.info(
                 "file_finished",
                 file=rec.name,
@@ -1087,6 +1144,19 @@ class Pipeline:
                 errors=len(errors),
             )
             return outcome
+
+    def _forget_file(self, file_id: int, items: list[FileItem]) -> None:
+        """A finished file is no longer open nor waiting for its invoices."""
+        with self._files_lock:
+            self._open_files.pop(file_id, None)
+            self._reread.discard(file_id)
+            for it in items:
+                if it.invoice_id is not None:
+                    owners = self._files_of.get(it.invoice_id)
+                    if owners is not None:
+                        owners.discard(file_id)
+                        if not owners:
+                            del self._files_of[it.invoice_id]
 
     def _complete_move(
         self,

@@ -1,0 +1,76 @@
+"""What fails once is tried again while the daemon runs: a move to archive/ or failed/ (the
+share offline, a permission, a full disk) or an error file that could not be written is
+completed by the periodic tick, not only by a restart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from connector.journal import FileState, State
+from tests.daemon.conftest import dat_file, dat_invoice, start_pipeline
+
+
+def _until(pipe, cond, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(int(timeout / 0.05)):
+        pipe.poll_once()
+        if cond():
+            return
+        pipe.wake.wait(0.05)
+    raise AssertionError("condition not reached")
+
+
+def test_archive_move_that_failed_is_retried_while_running(workspace: Path, sandbox) -> None:
+    ws = workspace.parent
+    pipe = start_pipeline(workspace)
+    pipe.redeliver_seconds = 0.2
+    try:
+        (ws / "archive").rmdir()
+        (ws / "archive").write_text("no es una carpeta (recurso compartido caído)")
+        (ws / "inbox" / "v.dat").write_bytes(dat_file("A", [1]))
+        _until(pipe, lambda: pipe.journal.file_counts()["archiving"] == 1 and not pipe._inflight)
+        assert pipe.journal.get(("EKU9003173C9", "A", "1")).state is State.DELIVERED
+        pipe.run_until_idle(1.0)  # the tick tries again and fails again: still not idle
+        assert not pipe.idle()
+        assert list((ws / "work" / "ventas").iterdir())
+        (ws / "archive").unlink()
+        (ws / "archive").mkdir()  # the share is back
+        assert pipe.run_until_idle(30)
+        assert {k: v for k, v in pipe.journal.file_counts().items() if v} == {"archived": 1}
+        (outcome,) = pipe.finished
+        assert outcome.state is FileState.ARCHIVED and not outcome.errors
+        assert [d["invoice"] for d in outcome.delivered] == ["A1"]
+    finally:
+        pipe.close()
+    assert [p.name for p in (ws / "archive").rglob("*.dat")] == ["v.dat"]
+    assert list((ws / "work" / "ventas").iterdir()) == []
+
+
+def test_failed_folder_unwritable_error_files_and_move_retried_while_running(
+    workspace: Path, sandbox
+) -> None:
+    ws = workspace.parent
+    pipe = start_pipeline(workspace)
+    pipe.redeliver_seconds = 0.2
+    try:
+        (ws / "failed").rmdir()
+        (ws / "failed").write_text("no es una carpeta")
+        data = dat_invoice("B", "1") + dat_invoice("B", "2", tipo="Z")  # B2 is invalid
+        (ws / "inbox" / "mixto.dat").write_bytes(data.encode())
+        _until(pipe, lambda: pipe.journal.file_counts()["failing"] == 1 and not pipe._inflight)
+        assert not pipe.idle()
+        (ws / "failed").unlink()
+        (ws / "failed").mkdir()
+        assert pipe.run_until_idle(30)
+        assert {k: v for k, v in pipe.journal.file_counts().items() if v} == {"failed": 1}
+        (outcome,) = pipe.finished
+        assert outcome.state is FileState.FAILED
+        assert [d["invoice"] for d in outcome.delivered] == ["B1"]
+        assert {e.invoice for e in outcome.errors} == {"B2"}
+    finally:
+        pipe.close()
+    names = sorted(p.name for p in (ws / "failed").iterdir())
+    assert names == ["mixto.dat", "mixto.dat.error.json", "mixto.dat.error.txt"]
+    report = json.loads((ws / "failed" / "mixto.dat.error.json").read_text(encoding="utf-8"))
+    assert report["errors"] and all(e["invoice"] == "B2" for e in report["errors"])
+    assert list((ws / "work" / "ventas").iterdir()) == []

@@ -8,6 +8,7 @@ Human output goes to stdout in Spanish; structured logs (structlog) go to stderr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -87,6 +88,87 @@ def _open_journal(cfg: Config) -> Any:
         return None
 
 
+# --- one process per journal ------------------------------------------------------------------
+
+_WIN_LOCK_AT = 1 << 20  # Windows locks a byte past the pid, so the pid stays readable
+
+
+class JournalLock:
+    """``<journal>.lock``, held by ``run`` (and by ``submit``/``replay`` while they work) so a
+    second process on the same journal refuses instead of taking the first one's files, its
+    temporary files or its invoices. An OS lock (``flock``; ``msvcrt.locking`` on Windows):
+    the kernel releases it when the holder dies, even by SIGKILL, so a stale file never
+    blocks a restart. The file holds the holder's pid, for the message."""
+
+    def __init__(self, journal: Path) -> None:
+        self.path = journal.with_name(journal.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> str | None:
+        """None when held now; else the pid of the holder (``"?"`` when unreadable)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if os.name == "nt":
+                import msvcrt
+
+                os.lseek(fd, _WIN_LOCK_AT, os.SEEK_SET)
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+            else:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = os.pread(fd, 32, 0) if hasattr(os, "pread") else b""
+                if not holder:
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    holder = os.read(fd, 32)
+            except OSError:
+                holder = b""
+            os.close(fd)
+            return holder.decode("ascii", "replace").strip() or "?"
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        self._fd = fd
+        return None
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        if os.name == "nt":
+            import msvcrt
+
+            with contextlib.suppress(OSError):
+                os.lseek(fd, _WIN_LOCK_AT, os.SEEK_SET)
+                msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]
+        os.close(fd)  # closing releases flock too
+
+
+def _lock_journal(cfg: Config, what: str, out: TextIO | None = None) -> JournalLock | None:
+    """The journal's lock, or None after printing CONN-DIARIO-EN-USO with the holder's pid."""
+    lock = JournalLock(cfg.daemon.journal)
+    try:
+        holder = lock.acquire()
+    except OSError as exc:
+        print(f"CONN-DIARIO [{lock.path}] No se puede crear el candado del diario: {exc}.",
+              file=out or sys.stdout)  # fmt: skip
+        return None
+    if holder is not None:
+        print(
+            f"CONN-DIARIO-EN-USO [{lock.path}] El diario {cfg.daemon.journal} está en uso por "
+            f"otro proceso del conector (pid {holder}); {what} no puede trabajar a la vez. "
+            "Detenga ese proceso o espere a que termine.",
+            file=out or sys.stdout,
+        )
+        return None
+    return lock
+
+
 # --- check-config -----------------------------------------------------------------------------
 
 
@@ -125,22 +207,28 @@ def run_daemon(cfg: Config, stop: threading.Event | None = None) -> int:
         stop.set()
         pipe.wake.set()
 
-    pipe = Pipeline(cfg)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _signal)
-        signal.signal(signal.SIGTERM, _signal)
-    try:
-        pipe.start(watch=True)
-    except PipelineError as exc:
-        for p in exc.problems:
-            print(f"{p.code} [{p.path}] {p.message}", file=sys.stderr)
+    lock = _lock_journal(cfg, "el daemon", sys.stderr)
+    if lock is None:
         return 2
     try:
-        pipe.run(stop)
+        pipe = Pipeline(cfg)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, _signal)
+            signal.signal(signal.SIGTERM, _signal)
+        try:
+            pipe.start(watch=True)
+        except PipelineError as exc:
+            for p in exc.problems:
+                print(f"{p.code} [{p.path}] {p.message}", file=sys.stderr)
+            return 2
+        try:
+            pipe.run(stop)
+        finally:
+            pipe.close(wait=True)
+            log.info("stopped")
+        return 0
     finally:
-        pipe.close(wait=True)
-        log.info("stopped")
-    return 0
+        lock.release()
 
 
 # --- submit -----------------------------------------------------------------------------------
@@ -210,9 +298,6 @@ def _pair_partner(scfg: Any, file: Path, name: str | None = None) -> Path | None
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from connector.pipeline import Pipeline, PipelineError
-    from connector.sinks import atomic_write
-
     cfg = _load(Path(args.config))
     if cfg is None:
         return 2
@@ -229,6 +314,19 @@ def cmd_submit(args: argparse.Namespace) -> int:
             f"({', '.join(s.name for s in cfg.sources)})."
         )
         return 2
+    lock = _lock_journal(cfg, "submit")
+    if lock is None:
+        return 2
+    try:
+        return _submit(cfg, scfg, file, args)
+    finally:
+        lock.release()
+
+
+def _submit(cfg: Config, scfg: Any, file: Path, args: argparse.Namespace) -> int:
+    from connector.pipeline import Pipeline, PipelineError
+    from connector.sinks import atomic_write
+
     pipe = Pipeline(cfg)
     try:
         pipe.start(watch=False)
@@ -291,13 +389,23 @@ def parse_item_key(text: str, cfg: Config) -> tuple[str, str, str] | None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    cfg = _load(Path(args.config))
+    if cfg is None:
+        return 2
+    lock = _lock_journal(cfg, "replay")
+    if lock is None:
+        return 2
+    try:
+        return _replay(cfg, args)
+    finally:
+        lock.release()
+
+
+def _replay(cfg: Config, args: argparse.Namespace) -> int:
     from connector.adapters.folder import free_pair_name
     from connector.journal import FileState, JournalError, State
     from connector.sinks import free_name, move_file
 
-    cfg = _load(Path(args.config))
-    if cfg is None:
-        return 2
     dry = args.dry_run
     j = _open_journal(cfg)
     if j is None:

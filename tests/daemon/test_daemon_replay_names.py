@@ -105,3 +105,26 @@ def test_replay_file_takes_the_exact_failed_name_and_refuses_an_erp_name_shared_
     assert _names(inbox) == ["lote.dat"]
     assert "|Z|3|" in inbox.joinpath("lote.dat").read_text(encoding="utf-8")
     assert [n for n in _names(failed) if n.endswith(".dat")] == ["lote-1.dat"]
+
+
+def test_a_replayed_file_of_a_done_marker_source_gets_its_marker_back_and_is_taken_again(
+    tmp_path: Path, sandbox, capsys: pytest.CaptureFixture
+) -> None:
+    from tests.daemon.test_daemon_claim_crash import MARKER_SOURCE
+
+    config = write_config(
+        tmp_path / "ws", timbrado_url=sandbox.fel_timbrado_url, extra_sources=MARKER_SOURCE
+    )
+    ws = config.parent
+    inbox = ws / "inbox-marcas"
+    inbox.mkdir()
+    inbox.joinpath("lote.dat").write_bytes(dat_invoice("Z", "1", tipo="Z").encode())
+    inbox.joinpath("lote.dat.done").write_bytes(b"")
+    _run(config)
+    assert {"lote.dat", "lote.dat.done"} <= set(_names(ws / "failed"))
+    assert main(["replay", "--config", str(config), "--file", "lote.dat"]) == 0
+    capsys.readouterr()
+    assert _names(inbox) == ["lote.dat", "lote.dat.done"]
+    _run(config)  # taken again (and, unchanged, it fails again)
+    assert _names(inbox) == []
+    assert {"lote.dat", "lote.dat.done"} <= set(_names(ws / "failed"))

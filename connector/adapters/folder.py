@@ -18,7 +18,12 @@
   the header first — whoever wins it owns the pair — then its lines file, under the same unique
   prefix. A half whose other half is missing waits; after ``orphan_seconds`` (counted from when
   this source first saw it alone) it is listed and claimed alone, so that the daemon reports it
-  as an error instead of waiting forever.
+  as an error instead of waiting forever. While its partner is being claimed, the first file
+  of a pair sits in work/ under a hidden name (``.<prefix>--<name>.claiming``).
+- **Crash-safe claims.** A kill between the renames of a claim is finished when the source is
+  next created (the daemon's start): a hidden first file of a pair gets its partner from the
+  inbox and its name; a done-marker left in the inbox while its file was already in work/
+  moves next to that file (so it cannot make the next export of that name look complete).
 
 Hidden files (``.x``), temporary and partial names (``~$x``, ``x.tmp``, ``x.part``,
 ``x.partial``, ``x.crdownload``, ``x.swp``, ``x~``) and done-markers themselves are ignored.

@@ -615,6 +615,7 @@ class Pipeline:
         dispatch: list[Entry] = []
         deliver: list[Entry] = []
         invoices: list[Any] = []
+        seen: dict[tuple[str, str, str], str] = {}  # business key → where it first appeared
         try:
             data = work.read_bytes()
         except OSError as exc:
@@ -653,11 +654,15 @@ class Pipeline:
                     committed = previous.pop(idx, None)
                     try:
                         if committed is not None:
+                            where = inp.location or committed[1]
+                            seen.setdefault(committed[0].key, where)
                             item, entry, action = self._resume_committed(
-                                rec, idx, inp.location or committed[1], committed[0], inp
+                                rec, idx, where, committed[0], inp
                             )
                         else:
-                            item, entry, action = self._admit_invoice(src, rec, idx, inp, name)
+                            item, entry, action = self._admit_invoice(
+                                src, rec, idx, inp, name, seen
+                            )
                     except Exception as exc:
                         flog.exception("invoice_failed_internal", index=idx)
                         item = FileItem(
@@ -730,8 +735,13 @@ class Pipeline:
         idx: int,
         inp: Any,
         name: str,
+        seen: dict[tuple[str, str, str], str] | None = None,
     ) -> tuple[FileItem, Entry | None, str | None]:
-        """Journal one invoice of a file; returns its file item and what to do next."""
+        """Journal one invoice of a file; returns its file item and what to do next.
+
+        ``seen``: the business keys earlier records of the same file carried (and where); a
+        key seen again is CONN-FOLIO-DUPLICADO and never reaches the journal (it would
+        restart or resume the earlier record's row and hide its outcome)."""
         assert self.journal is not None
         location = inp.location or f"{name}#{idx + 1}"
         problems: list[Problem] = list(inp.problems)
@@ -797,6 +807,28 @@ class Pipeline:
                 None,
                 None,
             )
+        if seen is not None:
+            earlier = seen.get(_norm_key(key))
+            if earlier is not None:
+                ilog.warning("folio_repeated_in_file", earlier=earlier, location=location)
+                msg = (
+                    f"La serie {key[1]!r} y folio {key[2]!r} ya aparecen antes en este mismo "
+                    f"archivo ({earlier}); cada factura necesita su propio folio. Este registro "
+                    "no se timbra: corrija el folio en el ERP y exporte de nuevo esta factura."
+                )
+                p = Problem("CONN-FOLIO-DUPLICADO", "Folio", msg, location=location)
+                return (
+                    FileItem(
+                        rec.id,
+                        idx,
+                        location,
+                        None,
+                        _dicts(_located(inp, [*problems, p]), location, label),
+                    ),
+                    None,
+                    None,
+                )
+            seen[_norm_key(key)] = location
         h = content_hash(c, xml)
         adm, e = self.journal.admit(
             key, h, mode=src.cfg.mode, source=src.cfg.name, source_file=name, location=location

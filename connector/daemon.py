@@ -392,13 +392,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     cfg = _load(Path(args.config))
     if cfg is None:
         return 2
-    lock = _lock_journal(cfg, "replay")
-    if lock is None:
-        return 2
-    try:
-        return _replay(cfg, args)
-    finally:
-        lock.release()
+    # no journal lock: support staff replay while the service runs (replay only resets journal
+    # rows and moves files back into the inbox; the daemon takes them like any other file)
+    return _replay(cfg, args)
 
 
 def _replay(cfg: Config, args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
-"""One process per journal: while `run` works, `submit`, `replay` and a second `run` refuse
-(CONN-DIARIO-EN-USO, with the pid); a daemon killed with SIGKILL does not block its restart."""
+"""One process per journal: while `run` works, `submit` and a second `run` refuse
+(CONN-DIARIO-EN-USO, with the pid) while `replay` works beside it; a daemon killed with
+SIGKILL does not block its restart."""
 
 from __future__ import annotations
 
@@ -33,11 +34,12 @@ def _wait_archived(ws: Path, name: str) -> None:
     raise AssertionError(f"{name} no llegó al archivo")
 
 
-def test_submit_replay_and_a_second_run_refuse_while_the_daemon_runs_and_sigkill_frees_it(
+def test_submit_and_a_second_run_refuse_while_the_daemon_runs_replay_works_sigkill_frees(
     workspace: Path, sandbox, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     ws = workspace.parent
     (ws / "inbox" / "a.dat").write_bytes(dat_file("A", [1]))
+    (ws / "inbox" / "bad.dat").write_bytes(dat_file("Z", [1], tipo="Z"))
     given = tmp_path / "given.dat"
     given.write_bytes(dat_file("B", [1]))
     first = _start(workspace)
@@ -47,9 +49,21 @@ def test_submit_replay_and_a_second_run_refuse_while_the_daemon_runs_and_sigkill
         assert main(["submit", str(given), "--config", str(workspace)]) == 2
         out = capsys.readouterr().out
         assert "CONN-DIARIO-EN-USO" in out and f"pid {first.pid}" in out
-        assert main(["replay", "--config", str(workspace), "--all-failed"]) == 2
-        out = capsys.readouterr().out
-        assert "CONN-DIARIO-EN-USO" in out and f"pid {first.pid}" in out
+        # support staff replay a failed file while the service runs: the daemon takes it again
+        error_file = ws / "failed" / "bad.dat.error.txt"
+        for _ in range(600):
+            if error_file.is_file():
+                break
+            time.sleep(0.1)
+        first_error = error_file.stat().st_mtime_ns
+        assert main(["replay", "--config", str(workspace), "--file", "bad.dat"]) == 0
+        assert "CONN-DIARIO-EN-USO" not in capsys.readouterr().out
+        for _ in range(600):
+            if error_file.is_file() and error_file.stat().st_mtime_ns != first_error:
+                break
+            time.sleep(0.1)
+        assert error_file.stat().st_mtime_ns != first_error  # processed again by the daemon
+        assert not list((ws / "inbox").glob("*.dat"))
         second = _start(workspace)
         assert second.wait(60) == 2
         err = second.stderr.read().decode("utf-8")  # type: ignore[union-attr]

@@ -65,8 +65,10 @@ def configure_logging(
     )
 
 
-def _load(path: Path, out: TextIO = sys.stdout) -> Config | None:
-    cfg, problems = check_config(path)
+def _load(path: Path, out: TextIO = sys.stdout, *, deep: bool = True) -> Config | None:
+    """The configuration, or None after printing every problem. ``deep=False`` skips the
+    checks of folders, CSD and mappings (``status`` must answer while a folder is missing)."""
+    cfg, problems = check_config(path, deep=deep)
     if cfg is None:
         print(f"La configuración {path} tiene {len(problems)} error(es):", file=out)
         for p in problems:
@@ -586,7 +588,7 @@ def record_cancellation(
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    cfg = _load(Path(args.config))
+    cfg = _load(Path(args.config), deep=False)
     if cfg is None:
         return 2
     if not cfg.daemon.journal.exists():

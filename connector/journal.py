@@ -558,8 +558,30 @@ class Journal:
             error_origin=None,
         )
 
-    def mark_delivered(self, invoice_id: int, outputs: dict[str, str]) -> Entry:
-        return self._transition(invoice_id, State.DELIVERED, outputs=json.dumps(outputs))
+    def mark_delivered(
+        self, invoice_id: int, outputs: dict[str, str], acuse: bytes | None = None
+    ) -> Entry:
+        """Outputs written; ``acuse`` when it was fetched at delivery (after the stamp was
+        recorded). Clears a delivery error noted while the outputs could not be written."""
+        cols: dict[str, Any] = {"outputs": json.dumps(outputs), "error_code": None}
+        if acuse is not None:
+            cols["acuse"] = acuse
+        return self._transition(invoice_id, State.DELIVERED, **cols, error_message=None)
+
+    def note_delivery_error(self, invoice_id: int, code: str, message: str) -> Entry:
+        """A stamped invoice whose outputs could not be written (folder missing, permissions,
+        disk full): the reason is kept on the row for ``status``; the state stays STAMPED and
+        delivery is retried."""
+        with self._tx() as db:
+            e = self._get_locked(invoice_id)
+            if e.state is not State.STAMPED:
+                return e
+            db.execute(
+                "UPDATE invoices SET error_code=?, error_message=?, updated_at=? WHERE id=?",
+                (code, message, time.time(), invoice_id),
+            )
+            self._event(db, invoice_id, e.state, e.state, code)
+            return replace(e, error_code=code, error_message=message)
 
     def mark_retry_wait(
         self, invoice_id: int, next_retry_at: float, code: str, message: str
@@ -676,11 +698,13 @@ class Journal:
         return out
 
     def recent_failures(self, limit: int = 10) -> list[Entry]:
+        """Failed, waiting to retry, or stamped with a delivery error: newest first."""
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {_COLS} FROM invoices WHERE state IN (?,?) "
+                "OR (state=? AND error_code IS NOT NULL) "
                 "ORDER BY updated_at DESC, id DESC LIMIT ?",
-                (State.FAILED, State.RETRY_WAIT, limit),
+                (State.FAILED, State.RETRY_WAIT, State.STAMPED, limit),
             ).fetchall()
         return [_entry(r) for r in rows]
 

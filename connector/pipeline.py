@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -1022,13 +1022,9 @@ class Pipeline:
         reply_problems = self._check_reply(pac, e, result)
         if reply_problems:
             return self._reply_failed(src, e, result, reply_problems)
-        acuse = None
-        if src.cfg.output.acuse is not None:
-            try:
-                acuse = pac.submitter.acuse_envio(result.uuid)
-            except Exception as exc:  # the stamp counts; the acuse is best effort
-                ilog.warning("acuse_unavailable", uuid=result.uuid, error=str(exc))
-        e = self.journal.mark_stamped(e.id, result.uuid, result.xml, acuse)
+        # journal first: the stamp is recorded before any other round trip (the acuse is
+        # fetched at delivery)
+        e = self.journal.mark_stamped(e.id, result.uuid, result.xml)
         ilog.info("stamped", uuid=result.uuid, previously=result.previously_stamped)
         return e
 
@@ -1103,15 +1099,34 @@ class Pipeline:
 
     def _deliver(self, src: SourceRuntime, e: Entry) -> Entry:
         assert self.journal is not None and e.stamped_xml is not None and e.uuid
-        outputs = deliver_outputs(
-            src.cfg,
-            src.emisor,
-            e,
-            cancelled=self.journal.cancellation(e.uuid) is not None,
-            renderer=self.pdf,
-        )
+        fetched = None
+        if e.state is State.STAMPED and e.acuse is None and src.cfg.output.acuse is not None:
+            try:
+                fetched = src.pac.submitter.acuse_envio(e.uuid)
+                e = replace(e, acuse=fetched)
+            except Exception as exc:  # the stamp counts; the acuse is best effort
+                log.warning("acuse_unavailable", file=e.source_file, invoice=e.label,
+                            uuid=e.uuid, error=str(exc))  # fmt: skip
+        try:
+            outputs = deliver_outputs(
+                src.cfg,
+                src.emisor,
+                e,
+                cancelled=self.journal.cancellation(e.uuid) is not None,
+                renderer=self.pdf,
+            )
+        except OSError as exc:
+            # stays STAMPED (redelivered by the periodic tick); the reason shows in `status`
+            where = exc.filename or src.cfg.output.xml
+            self.journal.note_delivery_error(
+                e.id,
+                "CONN-ENTREGA",
+                f"{e.label} está timbrada (UUID {e.uuid}) pero no se pudieron escribir sus "
+                f"archivos en {where}: {exc.strerror or exc}. Se reintenta sola.",
+            )
+            raise
         if e.state is State.STAMPED:
-            e = self.journal.mark_delivered(e.id, outputs)
+            e = self.journal.mark_delivered(e.id, outputs, fetched)
         log.info(
             "delivered", file=e.source_file, invoice=e.label, uuid=e.uuid, xml=outputs.get("xml")
         )

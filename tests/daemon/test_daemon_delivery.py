@@ -1,0 +1,95 @@
+"""Delivery after the stamp: the stamp is in the journal before the acuse round trip starts;
+an acuse the PAC cannot give does not hold the invoice back; outputs that cannot be written
+leave the invoice stamped with the reason shown by `status`, and it is delivered once the
+folder is back."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from connector.cli import main
+from connector.journal import State
+from tests.daemon.conftest import dat_file, start_pipeline
+
+KEY = ("EKU9003173C9", "A", "1")
+
+
+def test_stamp_is_in_the_journal_before_the_acuse_is_asked_for(workspace: Path, sandbox) -> None:
+    ws = workspace.parent
+    sandbox.faults.add("latency", times=None, seconds=1.5, operations="ObtenerAcuseEnvio")
+    pipe = start_pipeline(workspace)
+    seen: list[State] = []
+    try:
+        (ws / "inbox" / "v.dat").write_bytes(dat_file("A", [1]))
+        done = threading.Event()
+        runner = threading.Thread(target=lambda: (pipe.run_until_idle(60), done.set()))
+        runner.start()
+        for _ in range(200):  # while the acuse call is held by the PAC
+            e = pipe.journal.get(KEY)
+            if e is not None and e.uuid:
+                seen.append(e.state)
+                break
+            time.sleep(0.05)
+        runner.join(60)
+        assert done.is_set()
+        e = pipe.journal.get(KEY)
+    finally:
+        pipe.close()
+    assert seen == [State.STAMPED]  # the UUID was recorded before the acuse came back
+    assert e is not None and e.state is State.DELIVERED and e.acuse
+    [acuse] = (ws / "out" / "acuse").glob("A1_*_acuse.xml")
+    assert acuse.read_bytes() == e.acuse and e.uuid in acuse.name
+
+
+def test_acuse_the_pac_cannot_give_does_not_hold_the_invoice(workspace: Path, sandbox) -> None:
+    ws = workspace.parent
+    sandbox.faults.add("http500", times=None, operations="ObtenerAcuseEnvio")
+    pipe = start_pipeline(workspace)
+    try:
+        (ws / "inbox" / "v.dat").write_bytes(dat_file("A", [1]))
+        assert pipe.run_until_idle(60)
+        e = pipe.journal.get(KEY)
+    finally:
+        pipe.close()
+    assert e is not None and e.state is State.DELIVERED and e.acuse is None
+    assert [p.name for p in (ws / "out" / "xml").glob("A1_*.xml")] == [f"A1_{e.uuid}.xml"]
+    assert not list((ws / "out" / "acuse").iterdir())
+    assert [p.name for p in (ws / "archive").rglob("*.dat")] == ["v.dat"]
+
+
+def test_outputs_that_cannot_be_written_show_in_status_and_are_delivered_later(
+    workspace: Path, sandbox, capsys: pytest.CaptureFixture
+) -> None:
+    ws = workspace.parent
+    xml_dir = ws / "out" / "xml"
+    pipe = start_pipeline(workspace)
+    pipe.redeliver_seconds = 0.2
+    try:
+        xml_dir.rmdir()
+        xml_dir.write_text("no es una carpeta (recurso compartido caído)")
+        (ws / "inbox" / "v.dat").write_bytes(dat_file("A", [1]))
+        for _ in range(600):
+            pipe.poll_once()
+            e = pipe.journal.get(KEY)
+            if e is not None and e.error_code and not pipe._inflight:
+                break
+            time.sleep(0.05)
+        assert e is not None and e.state is State.STAMPED and e.error_code == "CONN-ENTREGA"
+        assert e.uuid and e.uuid in (e.error_message or "") and "out/xml" in e.error_message
+        # `status` (the shallow view: it runs while the folder is missing) tells why
+        assert main(["status", "--config", str(workspace)]) == 0
+        out = capsys.readouterr().out
+        assert "CONN-ENTREGA" in out and e.uuid in out
+        xml_dir.unlink()
+        xml_dir.mkdir()  # the share is back: the periodic tick delivers it
+        assert pipe.run_until_idle(30)
+        e = pipe.journal.get(KEY)
+    finally:
+        pipe.close()
+    assert e is not None and e.state is State.DELIVERED and e.error_code is None
+    assert [p.name for p in xml_dir.iterdir()] == [f"A1_{e.uuid}.xml"]
+    assert [p.name for p in (ws / "archive").rglob("*.dat")] == ["v.dat"]

@@ -356,12 +356,20 @@ class ResilientPac:
 
     # --- other operations (retried on transient failures only) ---------------------------------
 
-    def _read(self, fn: Callable[..., T], *args: Any, idempotent_write: bool = False) -> T:
+    def _read(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        idempotent_write: bool = False,
+        breaker: bool = True,
+    ) -> T:
+        """``breaker=False``: a secondary call whose failures must not open the circuit that
+        guards stamping (the acuse de envío, asked for only after a stamp succeeded)."""
         flags = {"maybe_sent": False}
 
         def attempt() -> T:
             try:
-                return self.breaker.call(fn, *args)
+                return self.breaker.call(fn, *args) if breaker else fn(*args)
             except PacError as exc:
                 flags["maybe_sent"] = flags["maybe_sent"] or exc.maybe_sent
                 raise
@@ -412,7 +420,7 @@ class ResilientPac:
         return self._read(self.driver.credits)
 
     def acuse_envio(self, uuid: str) -> bytes:
-        return self._read(self.driver.acuse_envio, uuid)
+        return self._read(self.driver.acuse_envio, uuid, breaker=False)
 
     def acuse_cancelacion(self, uuid: str) -> bytes:
         return self._read(self.driver.acuse_cancelacion, uuid)

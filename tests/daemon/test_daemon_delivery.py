@@ -93,3 +93,25 @@ def test_outputs_that_cannot_be_written_show_in_status_and_are_delivered_later(
     assert e is not None and e.state is State.DELIVERED and e.error_code is None
     assert [p.name for p in xml_dir.iterdir()] == [f"A1_{e.uuid}.xml"]
     assert [p.name for p in (ws / "archive").rglob("*.dat")] == ["v.dat"]
+
+
+def test_acuse_failures_do_not_open_the_circuit_that_guards_stamping(
+    workspace: Path, sandbox
+) -> None:
+    ws = workspace.parent
+    text = workspace.read_text(encoding="utf-8").replace(
+        "failure_threshold = 50", "failure_threshold = 2"
+    )
+    workspace.write_text(text, encoding="utf-8")
+    sandbox.faults.add("http500", times=None, operations="ObtenerAcuseEnvio")
+    pipe = start_pipeline(workspace)
+    try:
+        (ws / "inbox" / "v.dat").write_bytes(dat_file("A", [1, 2, 3, 4, 5, 6]))
+        assert pipe.run_until_idle(60)
+        states = {f: pipe.journal.get(("EKU9003173C9", "A", str(f))).state for f in range(1, 7)}
+        breaker = pipe.pacs["sandbox"].state()
+    finally:
+        pipe.close()
+    assert set(states.values()) == {State.DELIVERED}  # no stamp waited for a closed circuit
+    assert breaker["state"] == "closed" and breaker["opened_count"] == 0
+    assert len(list((ws / "out" / "xml").glob("A*.xml"))) == 6

@@ -45,6 +45,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from connector.pac.errors import ACCOUNT_CODES
+
 BusinessKey = tuple[str, str, str]
 
 
@@ -316,6 +318,21 @@ def _ever_sent(e: Entry) -> bool:
     return e.attempts > 0 and e.referencia is not None
 
 
+def _payload_to_keep(e: Entry, same_content: bool) -> bytes | None:
+    """The sealed bytes a once-sent row keeps when it starts over (replay, export again): those
+    of the same content — unless the PAC refused the document itself (a seal, certificate or
+    data code, not the account's), which means nothing was stamped under them and they must be
+    sealed anew (e.g. after the CSD was replaced)."""
+    refused = (
+        e.state == State.FAILED
+        and e.error_origin == "pac"
+        and not e.uuid
+        and e.error_code not in ACCOUNT_CODES
+        and e.error_code != "CONN-PAC-RECUPERACION"
+    )
+    return e.payload if same_content and not refused else None
+
+
 def _file(row: tuple[Any, ...]) -> FileRecord:
     id_, source, name, work, state, final, claimed, finished, errors = row
     return FileRecord(id_, source, name, work, FileState(state), final, claimed, finished, errors)
@@ -451,7 +468,7 @@ class Journal:
                     "error_message=NULL, error_origin=NULL, problems='[]', updated_at=? "
                     "WHERE id=?",
                     (content_hash, State.RECEIVED, mode, source, source_file, location,
-                     e.payload if same else None, now, e.id),
+                     _payload_to_keep(e, same), now, e.id),
                 )  # fmt: skip
                 detail = f"restart from {source_file}, keeps referencia {e.referencia}"
                 self._event(db, e.id, e.state, State.RECEIVED, detail)
@@ -627,9 +644,10 @@ class Journal:
         """Replay: put a non-delivered invoice back so it is processed again.
 
         A committed invoice (sealed, sending, retry_wait) keeps its sealed bytes and referencia
-        (never re-sealed); a failed one starts over from ``received`` — keeping its referencia,
-        sealed bytes and attempts if it was ever sent (it may be stamped: the next attempt
-        recovers by that referencia first). Stamped and delivered invoices are never reset.
+        (never re-sealed); a failed one starts over from ``received`` — keeping its referencia
+        and attempts if it was ever sent (it may be stamped: the next attempt recovers by that
+        referencia first), and its sealed bytes unless the PAC refused the document itself
+        (``_payload_to_keep``). Stamped and delivered invoices are never reset.
         """
         with self._tx() as db:
             e = self._get_locked(invoice_id)
@@ -640,10 +658,10 @@ class Journal:
             if e.state == State.FAILED and _ever_sent(e):
                 to = State.RECEIVED
                 db.execute(
-                    "UPDATE invoices SET state=?, next_retry_at=NULL, error_code=NULL, "
+                    "UPDATE invoices SET state=?, payload=?, next_retry_at=NULL, error_code=NULL, "
                     "error_message=NULL, error_origin=NULL, problems='[]', updated_at=? "
                     "WHERE id=?",
-                    (to, time.time(), invoice_id),
+                    (to, _payload_to_keep(e, True), time.time(), invoice_id),
                 )
             elif e.state == State.FAILED:
                 to = State.RECEIVED

@@ -130,9 +130,10 @@ def test_rejected_by_pac_is_permanent_until_replay(tmp_path: Path) -> None:
     adm, e = j.admit(KEY, "h1", mode="stamp", source="s", source_file="f", location="l")
     assert adm is Admission.FAILED and e.error_code == "301"
     e = j.reset(iid)
-    # it was sent once: the replay keeps its referencia and bytes, so the next send recovers
-    # by that referencia first (never a second UUID under a new one)
-    assert e.state is State.RECEIVED and e.referencia == "R" and e.payload == b"x"
+    # it was sent once: the replay keeps its referencia, so the next send recovers by it first
+    # (never a second UUID under a new one); the PAC refused the document itself, so its bytes
+    # go and it is sealed anew
+    assert e.state is State.RECEIVED and e.referencia == "R" and e.payload is None
     assert e.attempts == 1
 
 

@@ -67,3 +67,25 @@ def test_rows_never_sent_start_over_with_nothing_kept(tmp_path: Path) -> None:
     j.mark_validated(iid)
     e = j.mark_sealed(iid, b"<sealed/>", "REF-NEW")
     assert e.referencia == "REF-NEW" and e.payload == b"<sealed/>"
+
+
+def test_replay_after_the_pac_refused_the_document_seals_anew_under_the_same_referencia(
+    tmp_path: Path,
+) -> None:
+    # sealed with a wrong CSD, the PAC said 303 (a definite answer: nothing stamped); the
+    # operator replaces the CSD and replays: the new seal is what goes out
+    j = Journal(tmp_path / "j.sqlite")
+    _, iid = admit(j)
+    j.mark_validated(iid)
+    j.mark_sealed(iid, b"<sealed with the wrong CSD/>", "REF-1")
+    j.mark_sending(iid)
+    j.mark_failed(iid, "303", "Sello no corresponde al emisor", origin="pac")
+    for _ in range(2):  # and again, should the new seal be refused too
+        j.reset(iid)
+        adm, e = j.admit(KEY, "h1", mode="stamp", source="s", source_file="g", location="g:1")
+        assert adm is Admission.RESTART and e.payload is None and e.referencia == "REF-1"
+        j.mark_validated(iid)
+        e = j.mark_sealed(iid, b"<sealed with the new CSD/>", "REF-2")
+        assert e.payload == b"<sealed with the new CSD/>" and e.referencia == "REF-1"
+        j.mark_sending(iid)
+        j.mark_failed(iid, "303", "Sello no corresponde al emisor", origin="pac")

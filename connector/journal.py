@@ -826,17 +826,28 @@ class Journal:
         return _file(row)
 
     def set_file_items(self, file_id: int, items: list[FileItem]) -> None:
+        """All of a file's items (what it finally carried), replacing earlier ones."""
         with self._tx() as db:
             db.execute("DELETE FROM file_items WHERE file_id=?", (file_id,))
-            db.executemany(
-                "INSERT INTO file_items (file_id, idx, location, invoice_id, problems) "
-                "VALUES (?,?,?,?,?)",
-                [
-                    (file_id, it.idx, it.location, it.invoice_id,
-                     json.dumps(it.problems, ensure_ascii=False))
-                    for it in items
-                ],
-            )  # fmt: skip
+            self._put_items(db, file_id, items)
+
+    def link_file_items(self, file_id: int, items: list[FileItem]) -> None:
+        """Record these items (by index) and keep the file's others: called inside the batch
+        that commits their invoices, so a crash never leaves a committed invoice unlinked."""
+        with self._tx() as db:
+            self._put_items(db, file_id, items)
+
+    @staticmethod
+    def _put_items(db: sqlite3.Connection, file_id: int, items: list[FileItem]) -> None:
+        db.executemany(
+            "INSERT OR REPLACE INTO file_items (file_id, idx, location, invoice_id, problems) "
+            "VALUES (?,?,?,?,?)",
+            [
+                (file_id, it.idx, it.location, it.invoice_id,
+                 json.dumps(it.problems, ensure_ascii=False))
+                for it in items
+            ],
+        )  # fmt: skip
 
     def file_items(self, file_id: int) -> list[FileItem]:
         with self._lock:

@@ -649,6 +649,7 @@ class Pipeline:
         # after its commit
         for start in range(0, len(invoices), _CHUNK):
             with self.journal.batch():
+                first = len(items)
                 for idx in range(start, min(start + _CHUNK, len(invoices))):
                     inp = invoices[idx]
                     committed = previous.pop(idx, None)
@@ -679,6 +680,9 @@ class Pipeline:
                         dispatch.append(entry)
                     elif entry is not None and action == "deliver":
                         deliver.append(entry)
+                # linked to the file in the commit of their seals: after a crash before the
+                # file's final items, a restart still finds them (and never admits them anew)
+                self.journal.link_file_items(rec.id, items[first:])
             if start + _CHUNK < len(invoices):
                 self._dispatch_all(dispatch, deliver)
         # committed invoices the file no longer yields where they were: still this file's

@@ -115,3 +115,47 @@ def test_invoices_in_sending_are_sent_on_restart_even_when_their_file_left_work(
         ("A", "1"): 1,
         ("A", "2"): 1,
     }
+
+
+def test_a_crash_before_the_files_items_then_a_mapping_edit_never_stamps_twice(
+    workspace: Path, sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon dies after a chunk's seals were committed and before the file's final list
+    of items was written (the failure is injected at that point: a SIGKILL cannot be aimed
+    there), then the mapping is edited: the committed invoices still belong to the file."""
+    ws = workspace.parent
+    mapping = _with_mapping(workspace)
+    (ws / "inbox" / "v.dat").write_bytes(dat_file("A", [1, 2]))
+
+    def killed(self: Journal, *a: object, **k: object) -> None:
+        raise RuntimeError("killed before set_file_items")
+
+    monkeypatch.setattr(Journal, "set_file_items", killed)
+    pipe = start_pipeline(workspace)
+    pipe._executor.shutdown()  # nothing is sent: the crash comes first
+    pipe._executor = None
+    try:
+        for _ in range(100):
+            pipe.poll_once()
+            if pipe.journal.counts()["sending"] == 2:
+                break
+            pipe.wake.wait(0.05)
+        assert pipe.journal.counts()["sending"] == 2
+    finally:
+        pipe.journal.close()
+        pipe.journal = None
+        pipe.close()
+    monkeypatch.undo()
+    text = mapping.read_text(encoding="utf-8")
+    mapping.write_text(
+        text.replace('Folio = "COMPROBANTE.Folio"', 'Folio = "COMPROBANTE.Serie"', 1),
+        encoding="utf-8",
+    )
+    pipe = start_pipeline(workspace)
+    try:
+        assert pipe.run_until_idle(60)
+    finally:
+        pipe.close()
+    stamps = {k: len(v) for k, v in stamps_by_key(sandbox.store).items()}
+    assert stamps == {("A", "1"): 1, ("A", "2"): 1}
+    assert [p.name for p in (ws / "archive").rglob("*.dat")] == ["v.dat"]

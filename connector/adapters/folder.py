@@ -19,11 +19,15 @@
   prefix. A half whose other half is missing waits; after ``orphan_seconds`` (counted from when
   this source first saw it alone) it is listed and claimed alone, so that the daemon reports it
   as an error instead of waiting forever. While its partner is being claimed, the first file
-  of a pair sits in work/ under a hidden name (``.<prefix>--<name>.claiming``).
+  of a pair sits in work/ under a hidden name (``.<prefix>--<name>.claiming``). If its partner
+  cannot be moved (e.g. a Windows sharing violation: the ERP or an antivirus holds it), the
+  first file goes back to the inbox and ``claim`` raises, so the next scan takes the pair whole.
 - **Crash-safe claims.** A kill between the renames of a claim is finished when the source is
   next created (the daemon's start): a hidden first file of a pair gets its partner from the
   inbox and its name; a done-marker left in the inbox while its file was already in work/
   moves next to that file (so it cannot make the next export of that name look complete).
+  A hidden file whose recovery fails (its partner cannot be moved) is logged and stays hidden
+  until the next start; it never stops the source from being created.
 
 Hidden files (``.x``), temporary and partial names (``~$x``, ``x.tmp``, ``x.part``,
 ``x.partial``, ``x.crdownload``, ``x.swp``, ``x~``) and done-markers themselves are ignored.
@@ -39,11 +43,15 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import structlog
+
+log = structlog.get_logger("connector.adapters.folder")
 
 TEMP_PATTERNS = ("~$*", "*.tmp", "*.temp", "*.part", "*.partial", "*.crdownload", "*.swp", "*~")
 _SEP = "--"
@@ -302,8 +310,7 @@ class FolderSource:
         prefix = f"{stamp}-{secrets.token_hex(4)}"
         target = self.work_dir / f"{prefix}{_SEP}{path.name}"
         if self.pair is not None:
-            partner = self.pair.partner(path.name) or ""
-            found = next((n for n in self._ready if n.lower() == partner.lower()), None)
+            found = self._partner_among(path.name, self._ready)
             if found is not None:
                 return self._claim_pair(path, found, prefix, target)
         return self._move_in(path, target)
@@ -312,17 +319,65 @@ class FolderSource:
         """Claim ``path`` and its ready partner ``found`` under ``prefix``. The first file goes
         to a hidden name (``.<prefix>--<name>.claiming``, ignored by everyone) until its
         partner is in work/ too, so a crash in between never leaves a half that looks claimed
-        alone: ``_recover`` finishes the claim at the next start."""
+        alone: ``_recover`` finishes the claim at the next start.
+
+        If moving the partner fails (other than by its being gone), the first file goes back to
+        its inbox path and the error is raised: the claim did not happen, and the next scan
+        takes the pair whole."""
         hidden = self.work_dir / f".{prefix}{_SEP}{path.name}{_CLAIMING}"
         if self._rename_in(path, hidden) is None:
             return None  # another scanner won: the pair is theirs
         self._forget(path.name)
-        other = self._move_in(path.with_name(found), self.work_dir / f"{prefix}{_SEP}{found}")
+        source = path.with_name(found)
+        try:
+            other = self._rename_in(source, self.work_dir / f"{prefix}{_SEP}{found}")
+        except OSError:
+            self._put_back(hidden, path)
+            raise
+        if other is not None:
+            self._forget(found)
         self._unhide(hidden, target)
+        if other is not None:
+            self._marker_in(source, other)
         self._marker_in(path, target)
         if other is not None and self.pair is not None and self.pair.role(found) == "header":
             return other
         return target
+
+    def _put_back(self, moved: Path, path: Path) -> bool:
+        """Undo a rename into work/ of a failed pair claim: ``moved`` goes back to ``path`` in
+        the inbox — unless a file of that name appeared there meanwhile (it is never
+        overwritten): then ``moved`` stays where it is (logged). True when it went back."""
+        try:
+            if os.path.lexists(path):
+                raise FileExistsError(errno.EEXIST, "otro archivo con ese nombre", str(path))
+            os.rename(moved, path)
+        except OSError as exc:
+            log.error("pair_claim_undo_failed", file=path.name, moved=str(moved), error=str(exc))
+            return False
+        return True
+
+    def _partner_back(self, target: Path) -> None:
+        """The partner of a pair whose first file stays hidden must not sit in work/ alone
+        (the daemon would adopt it as an incomplete pair): it goes back to the inbox, with its
+        done-marker, and waits there with it for the next start."""
+        other = self.partner_in_work(target)
+        if other is None:
+            return
+        path = self.inbox / self.original_name(other)
+        if self._put_back(other, path) and self.done_marker:
+            marker = other.with_name(other.name + self.done_marker)
+            if marker.exists():
+                self._put_back(marker, path.with_name(path.name + self.done_marker))
+
+    def _partner_among(self, name: str, names: Iterable[str]) -> str | None:
+        """The name in ``names`` of ``name``'s pair partner, compared without regard to case
+        (as the scan matches them); None without pairs or when it is not there."""
+        partner = self.pair.partner(name) if self.pair is not None else None
+        if partner is None:
+            return None
+        low = partner.lower()
+        return next((n for n in names if n.lower() == low), None)
 
     def _unhide(self, hidden: Path, target: Path) -> None:
         try:
@@ -352,16 +407,20 @@ class FolderSource:
                 continue
             prefix, name = inner.split(_SEP, 1)
             target = self.work_dir / inner
-            partner = self.pair.partner(name) if self.pair is not None else None
-            if partner is not None and self.partner_in_work(target) is None:
-                try:
-                    inbox_names = os.listdir(self.inbox)
-                except OSError:
-                    inbox_names = []
-                found = next((n for n in inbox_names if n.lower() == partner.lower()), None)
-                if found is not None:
-                    self._move_in(self.inbox / found, self.work_dir / f"{prefix}{_SEP}{found}")
-            self._unhide(self.work_dir / hname, target)
+            try:
+                if self.pair is not None and self.partner_in_work(target) is None:
+                    try:
+                        inbox_names = os.listdir(self.inbox)
+                    except OSError:
+                        inbox_names = []
+                    found = self._partner_among(name, inbox_names)
+                    if found is not None:
+                        self._move_in(self.inbox / found, self.work_dir / f"{prefix}{_SEP}{found}")
+                self._unhide(self.work_dir / hname, target)
+            except OSError as exc:  # stays hidden: tried again at the next start
+                log.error("claim_recovery_failed", file=name, hidden=hname, error=str(exc))
+                self._partner_back(target)
+                continue
             done.append(target)
         if self.done_marker:
             done.extend(self._recover_markers())
@@ -415,8 +474,11 @@ class FolderSource:
             names = os.listdir(claimed.parent)
         except OSError:
             return None
-        found = next((n for n in names if n.lower() == want.lower()), None)
-        return claimed.with_name(found) if found is not None else None
+        pre = want[: len(want) - len(partner)]
+        found = self._partner_among(
+            self.original_name(claimed), (n[len(pre) :] for n in names if n.startswith(pre))
+        )
+        return claimed.with_name(pre + found) if found is not None else None
 
     def _move_in(self, path: Path, target: Path) -> Path | None:
         """Rename ``path`` to ``target`` in ``work_dir`` (with its done-marker)."""

@@ -469,24 +469,15 @@ class Pipeline:
         assert self.journal is not None
         try:
             with self._files_lock:
-                self._complete_move(rec)
-                errors, delivered = self._report_of(rec)
-                outcome = FileOutcome(
-                    rec.id,
-                    rec.name,
-                    self.journal.get_file(rec.id).state,
-                    rec.final_path,
-                    delivered,
-                    errors,
-                )
-                self.finished.append(outcome)
-                self._forget_file(rec.id, self.journal.file_items(rec.id))
+                rec = self.journal.get_file(rec.id)  # a worker may have finished it meanwhile
+                if rec.state not in (FileState.ARCHIVING, FileState.FAILING):
+                    return
+                errors, delivered, _ = self._report_of(rec.id)
+                self._finish_file(rec, errors, delivered)
         except Exception as exc:  # still not possible: the next tick tries again
             log.error("move_failed", file=rec.name, place=rec.final_path, error=str(exc))
             with self._files_lock:  # not finished: idle() says so
                 self._open_files.setdefault(rec.id, (rec.source, Path(rec.work_path)))
-            return
-        log.info("file_finished", file=rec.name, place=rec.final_path, errors=len(errors))
 
     def idle(self) -> bool:
         """Nothing in flight, nothing waiting for a retry, every claimed file finished."""
@@ -1151,23 +1142,9 @@ class Pipeline:
             rec = self.journal.get_file(file_id)
             if rec.state is not FileState.CLAIMED or self.journal.file_pending(file_id):
                 return None
-            items = self.journal.file_items(file_id)
-            errors: list[ItemError] = []
-            delivered: list[dict[str, str]] = []
-            for it in items:
-                if it.invoice_id is None:
-                    errors.extend(_item_errors(it.problems, it.location, ""))
-                    continue
-                e = self.journal.get_id(it.invoice_id)
-                if e.state not in FINAL_STATES:
-                    return None
-                if e.state is State.DELIVERED:
-                    delivered.append({"invoice": e.label, "uuid": e.uuid or "", **e.outputs})
-                else:
-                    probs = e.problems or [
-                        {"code": e.error_code, "path": "", "message": e.error_message}
-                    ]
-                    errors.extend(_item_errors(probs, it.location, e.label))
+            errors, delivered, final = self._report_of(file_id)
+            if not final:
+                return None
             src = self.sources[rec.source]
             if errors:
                 dest = free_name(src.cfg.failed, rec.name)
@@ -1175,26 +1152,32 @@ class Pipeline:
             else:
                 dest = free_name(archive_folder(src.cfg.archive, self.now().date()), rec.name)
                 self.journal.file_deciding(file_id, FileState.ARCHIVING, str(dest), 0)
-            rec = self.journal.get_file(file_id)
-            self._complete_move(rec, errors=errors, delivered=delivered)
-            outcome = FileOutcome(
-                file_id,
-                rec.name,
-                self.journal.get_file(file_id).state,
-                str(dest),
-                delivered,
-                errors,
-            )
-            self.finished.append(outcome)
-            self._forget_file(file_id, items)
-            log.info(
-                "file_finished",
-                file=rec.name,
-                place=str(dest),
-                delivered=len(delivered),
-                errors=len(errors),
-            )
-            return outcome
+            return self._finish_file(self.journal.get_file(file_id), errors, delivered)
+
+    def _finish_file(
+        self, rec: FileRecord, errors: list[ItemError], delivered: list[dict[str, str]]
+    ) -> FileOutcome:
+        """Move a decided file (ARCHIVING/FAILING) to its place and record its outcome."""
+        assert self.journal is not None
+        self._complete_move(rec, errors=errors, delivered=delivered)
+        outcome = FileOutcome(
+            rec.id,
+            rec.name,
+            self.journal.get_file(rec.id).state,
+            str(rec.final_path),
+            delivered,
+            errors,
+        )
+        self.finished.append(outcome)
+        self._forget_file(rec.id, self.journal.file_items(rec.id))
+        log.info(
+            "file_finished",
+            file=rec.name,
+            place=rec.final_path,
+            delivered=len(delivered),
+            errors=len(errors),
+        )
+        return outcome
 
     def _forget_file(self, file_id: int, items: list[FileItem]) -> None:
         """A finished file is no longer open nor waiting for its invoices."""
@@ -1223,7 +1206,7 @@ class Pipeline:
         src = self.sources.get(rec.source)
         if rec.state is FileState.FAILING:
             if errors is None:  # resumed after a crash: rebuild the report from the journal
-                errors, delivered = self._report_of(rec)
+                errors, delivered, _ = self._report_of(rec.id)
             labels = [d["invoice"] for d in delivered or []]
             write_error_files(dest.parent, dest.name, errors, labels)
             if src is not None and src.cfg.output.errors and src.cfg.output.errors != dest.parent:
@@ -1257,23 +1240,28 @@ class Pipeline:
                     move_file(other.with_name(other.name + marker), mdest)
         self.journal.file_done(rec.id)
 
-    def _report_of(self, rec: FileRecord) -> tuple[list[ItemError], list[dict[str, str]]]:
+    def _report_of(self, file_id: int) -> tuple[list[ItemError], list[dict[str, str]], bool]:
+        """A file's errors and delivered invoices (with their outputs), and whether every one
+        of its invoices has reached a final state."""
         assert self.journal is not None
         errors: list[ItemError] = []
         delivered: list[dict[str, str]] = []
-        for it in self.journal.file_items(rec.id):
+        final = True
+        for it in self.journal.file_items(file_id):
             if it.invoice_id is None:
                 errors.extend(_item_errors(it.problems, it.location, ""))
                 continue
             e = self.journal.get_id(it.invoice_id)
-            if e.state is State.DELIVERED:
-                delivered.append({"invoice": e.label, "uuid": e.uuid or ""})
+            if e.state not in FINAL_STATES:
+                final = False
+            elif e.state is State.DELIVERED:
+                delivered.append({"invoice": e.label, "uuid": e.uuid or "", **e.outputs})
             else:
                 probs = e.problems or [
                     {"code": e.error_code, "path": "", "message": e.error_message}
                 ]
                 errors.extend(_item_errors(probs, it.location, e.label))
-        return errors, delivered
+        return errors, delivered, final
 
     # --- status -----------------------------------------------------------------------------
 

@@ -74,3 +74,20 @@ def test_failed_folder_unwritable_error_files_and_move_retried_while_running(
     report = json.loads((ws / "failed" / "mixto.dat.error.json").read_text(encoding="utf-8"))
     assert report["errors"] and all(e["invoice"] == "B2" for e in report["errors"])
     assert list((ws / "work" / "ventas").iterdir()) == []
+
+
+def test_tick_with_a_stale_record_does_not_finish_a_file_twice(workspace: Path, sandbox) -> None:
+    import dataclasses
+
+    ws = workspace.parent
+    (ws / "inbox" / "v.dat").write_bytes(dat_file("A", [1]))
+    pipe = start_pipeline(workspace)
+    try:
+        assert pipe.run_until_idle(60)
+        (rec,) = pipe.journal.files(FileState.ARCHIVED)
+        # what the tick read (ARCHIVING) while a worker held the lock and finished the file
+        pipe._retry_move(dataclasses.replace(rec, state=FileState.ARCHIVING))
+        assert [(o.name, o.state) for o in pipe.finished] == [("v.dat", FileState.ARCHIVED)]
+        assert pipe.idle()
+    finally:
+        pipe.close()

@@ -6,7 +6,8 @@ invoice; in the daemon's threads it would hold the GIL and cap throughput at one
 that has threads, SQLite connections and sockets open) and the calling thread only waits;
 ``processes=0`` renders in the calling thread. A worker that dies (killed, out of memory) is
 replaced: that PDF is rendered again in the calling thread and the pool is made anew for the
-next one. Workers that cannot even start (a broken installation) turn the pool off for good
+next one. Workers that cannot even start (a broken installation: two pools in a row break
+before rendering anything) turn the pool off for good
 (``pdf_workers_unavailable``, logged once): PDFs are then rendered in the calling thread.
 
 A rendering failure is logged (``pdf_failed``) and gives ``None``: the stamped XML and the
@@ -94,6 +95,7 @@ class PdfRenderer:
         self.processes = processes
         self._pool: ProcessPoolExecutor | None = None
         self._pool_worked = False  # the current pool has rendered at least one PDF
+        self._dead_pools = 0  # pools in a row that broke before rendering anything
         self._lock = threading.Lock()
 
     def render(
@@ -120,9 +122,10 @@ class PdfRenderer:
             if self._pool is not pool:
                 return  # another thread already dealt with it
             self._pool = None
-            if self._pool_worked:  # a worker died: a new pool for the next PDF
+            self._dead_pools = 0 if self._pool_worked else self._dead_pools + 1
+            if self._dead_pools < 2:  # a worker died: a new pool for the next PDF
                 log.warning("pdf_worker_lost")
-            else:  # the workers never started: stop trying
+            else:  # twice the workers never rendered anything (cannot start): stop trying
                 self.processes = 0
                 log.error("pdf_workers_unavailable", rendering="in the daemon's threads")
         pool.shutdown(wait=False, cancel_futures=True)

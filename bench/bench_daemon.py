@@ -130,7 +130,16 @@ def scratch() -> Iterator[str]:
     yield str(path)
 
 
-def workspace(base: Path, url: str, *, pdf: bool, acuse: bool, workers: int, stable: float) -> Path:
+def workspace(
+    base: Path,
+    url: str,
+    *,
+    pdf: bool,
+    acuse: bool,
+    workers: int,
+    stable: float,
+    pdf_processes: int | None = None,
+) -> Path:
     for d in ("inbox", "out/xml", "out/pdf", "out/acuse", "archive", "failed", "var"):
         (base / d).mkdir(parents=True, exist_ok=True)
     (base / "csd.pw").write_text("12345678a")
@@ -144,6 +153,7 @@ def workspace(base: Path, url: str, *, pdf: bool, acuse: bool, workers: int, sta
 [daemon]
 journal = "var/journal.sqlite"
 workers = {workers}
+{"" if pdf_processes is None else f"pdf_processes = {pdf_processes}"}
 poll_seconds = 0.2
 log_level = "warning"
 log_file = "var/connector.log"
@@ -197,13 +207,21 @@ def pipeline(config: Path) -> Pipeline:
 
 
 def case_throughput(
-    n: int, latency: float, *, pdf: bool, acuse: bool, workers: int
+    n: int, latency: float, *, pdf: bool, acuse: bool, workers: int, pdf_processes: int | None
 ) -> dict[str, float]:
     with scratch() as tmp:
         base = Path(tmp)
         sb = Sandbox(base, latency)
         try:
-            config = workspace(base / "ws", sb.url, pdf=pdf, acuse=acuse, workers=workers, stable=0)
+            config = workspace(
+                base / "ws",
+                sb.url,
+                pdf=pdf,
+                acuse=acuse,
+                workers=workers,
+                stable=0,
+                pdf_processes=pdf_processes,
+            )
             when = fecha()
             per_file = 10
             for f in range(n // per_file):
@@ -213,16 +231,21 @@ def case_throughput(
             cpu0, t0 = os.times(), time.perf_counter()
             assert pipe.run_until_idle(3600)
             wall, cpu1 = time.perf_counter() - t0, os.times()
-            pipe.close()
+            pipe.close()  # waits for the PDF worker processes: their CPU time is counted now
+            cpu2 = os.times()
             stamps = sb.stamps()
             assert len(stamps) == n and set(stamps.values()) == {1}, "one UUID per invoice"
         finally:
             sb.close()
     user, system = cpu1.user - cpu0.user, cpu1.system - cpu0.system
+    workers_cpu = (
+        cpu2.children_user + cpu2.children_system - cpu0.children_user - cpu0.children_system
+    )
     return {
         "wall": wall,
         "rate": n / wall,
         "cpu_ms": 1000 * (user + system) / n,
+        "pdf_workers_ms": 1000 * workers_cpu / n,
         "user_ms": 1000 * user / n,
         "sys_ms": 1000 * system / n,
     }
@@ -365,6 +388,19 @@ def case_breakdown(n: int) -> dict[str, float]:
     return out
 
 
+def yardstick() -> float:
+    """CPU ms of one RSA-2048 signature with the demo CSD: the same work on every run, so
+    figures from runs at different moments (the VM's host is shared) can be compared."""
+    from connector.cfdi.csd import Csd
+
+    csd = Csd.from_files(f"{CSD}.cer", f"{CSD}.key", "12345678a")
+    csd.sign(b"warm-up")
+    t = time.process_time()
+    for i in range(300):
+        csd.sign(b"||4.0|yardstick|%d||" % i)
+    return 1000 * (time.process_time() - t) / 300
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument(
@@ -375,6 +411,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=32)
     ap.add_argument("--pdf", action="store_true", help="also render the PDF of every invoice")
     ap.add_argument("--no-acuse", action="store_true", help="do not fetch the acuse")
+    ap.add_argument(
+        "--pdf-processes", type=int, help="daemon.pdf_processes (default: one per core, max 4)"
+    )
     ap.add_argument("--sync", choices=["FULL", "NORMAL"], default="FULL")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--stable", type=float, default=0.5)
@@ -385,14 +424,24 @@ def main() -> None:
     global SYNC, WORKDIR
     SYNC, WORKDIR = a.sync, a.workdir
     print(f"# {platform.python_version()} {platform.machine()} cpus={os.cpu_count()}")
+    print(f"# machine yardstick: RSA-2048 signature {yardstick():.3f} ms CPU (host speed varies)")
     if a.case in ("throughput", "all"):
         for lat in a.latency:
-            r = case_throughput(a.invoices, lat, pdf=a.pdf, acuse=not a.no_acuse, workers=a.workers)
+            r = case_throughput(
+                a.invoices,
+                lat,
+                pdf=a.pdf,
+                acuse=not a.no_acuse,
+                workers=a.workers,
+                pdf_processes=a.pdf_processes,
+            )
             print(
                 f"throughput latency={lat * 1000:.0f}ms invoices={a.invoices} pdf={a.pdf} "
-                f"acuse={not a.no_acuse} workers={a.workers} sync={a.sync}: {r['rate']:.1f} invoices/s "
+                f"acuse={not a.no_acuse} workers={a.workers} sync={a.sync} "
+                f"pdf_processes={a.pdf_processes}: {r['rate']:.1f} invoices/s "
                 f"(wall {r['wall']:.1f} s), connector CPU {r['cpu_ms']:.2f} ms/invoice "
                 f"(user {r['user_ms']:.2f}, kernel {r['sys_ms']:.2f})"
+                + (f" + PDF worker processes {r['pdf_workers_ms']:.2f}" if a.pdf else "")
             )
     if a.case in ("breakdown", "all"):
         parts = case_breakdown(min(a.invoices, 300))

@@ -131,6 +131,12 @@ class PairConfig(_Cfg):
             )
         return v
 
+    def spec(self) -> Any:
+        """The folder source's ``PairSpec`` (raises ValueError for suffixes that clash)."""
+        from connector.adapters.folder import PairSpec
+
+        return PairSpec(self.header_suffix, self.lines_suffix, self.orphan_seconds)
+
 
 class SourceConfig(_Cfg):
     name: str
@@ -699,9 +705,7 @@ def _check_adapter_options(s: SourceConfig, kp: str, rep: _Reporter) -> None:
         return
     pair_kp = kp.rsplit(".", 1)[0] + ".pair"
     try:
-        from connector.adapters.folder import PairSpec
-
-        PairSpec(s.pair.header_suffix, s.pair.lines_suffix, s.pair.orphan_seconds)
+        s.pair.spec()
     except ValueError as exc:
         rep.add("CONN-CFG-VALOR", pair_kp, f"La opción {pair_kp}: {exc}.")
     check_pair = getattr(adapter, "check_pair", None)

@@ -254,11 +254,7 @@ def _pick_source(cfg: Config, name: str | None, file: Path) -> Any:
 
 def _pair_spec(scfg: Any) -> Any:
     """The source's ``PairSpec`` when it reads header + lines pairs, else None."""
-    if getattr(scfg, "pair", None) is None:
-        return None
-    from connector.adapters.folder import PairSpec
-
-    return PairSpec(scfg.pair.header_suffix, scfg.pair.lines_suffix, scfg.pair.orphan_seconds)
+    return scfg.pair.spec() if getattr(scfg, "pair", None) is not None else None
 
 
 def _marker_back(scfg: Any, final: Path, dest: Path) -> None:

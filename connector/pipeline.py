@@ -316,11 +316,9 @@ class Pipeline:
         )
 
     def _folder_source(self, s: SourceConfig) -> Any:
-        from connector.adapters.folder import FolderSource, PairSpec
+        from connector.adapters.folder import FolderSource
 
-        pair = None
-        if s.pair is not None:
-            pair = PairSpec(s.pair.header_suffix, s.pair.lines_suffix, s.pair.orphan_seconds)
+        pair = s.pair.spec() if s.pair is not None else None
         return FolderSource(
             s.inbox,
             s.work,

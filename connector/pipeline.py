@@ -665,10 +665,7 @@ class Pipeline:
                         )  # fmt: skip
                         entry, action = None, None
                     items.append(item)
-                    if entry is not None and action == "send":
-                        dispatch.append(entry)
-                    elif entry is not None and action == "deliver":
-                        deliver.append(entry)
+                    _route(entry, action, dispatch, deliver)
                 # linked to the file in the commit of their seals: after a crash before the
                 # file's final items, a restart still finds them (and never admits them anew)
                 self.journal.link_file_items(rec.id, items[first:])
@@ -678,10 +675,7 @@ class Pipeline:
         for idx, (pe, location) in sorted(previous.items()):
             item, entry, action = self._resume_committed(rec, idx, location, pe, None)
             items.append(item)
-            if entry is not None and action == "send":
-                dispatch.append(entry)
-            elif entry is not None and action == "deliver":
-                deliver.append(entry)
+            _route(entry, action, dispatch, deliver)
         items.sort(key=lambda it: it.idx)
         self.journal.set_file_items(rec.id, items)
         with self._files_lock:
@@ -1276,6 +1270,16 @@ class Pipeline:
         }
         with contextlib.suppress(OSError):
             atomic_write(self.status_path(), json.dumps(doc).encode())
+
+
+def _route(
+    entry: Entry | None, action: str | None, dispatch: list[Entry], deliver: list[Entry]
+) -> None:
+    """Queue an invoice a file yielded: to be sent, or only delivered."""
+    if entry is not None and action == "send":
+        dispatch.append(entry)
+    elif entry is not None and action == "deliver":
+        deliver.append(entry)
 
 
 def deliver_outputs(

@@ -45,8 +45,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from connector.pac.errors import ACCOUNT_CODES
-
 BusinessKey = tuple[str, str, str]
 
 
@@ -123,7 +121,7 @@ class Entry:
     next_retry_at: float | None = None
     error_code: str | None = None
     error_message: str | None = None
-    error_origin: str | None = None  # "rules", "pac", "csd", "connector"
+    error_origin: str | None = None  # "rules", "pac", PAC_DOCUMENT, "csd", "connector"
     problems: list[dict[str, Any]] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
     created_at: float = 0.0
@@ -313,6 +311,11 @@ def _entry(row: tuple[Any, ...]) -> Entry:
     )
 
 
+# error_origin of a PAC refusal of the document (not the account) to a send under which nothing
+# can have been stamped: a replay seals it anew (still under its referencia)
+PAC_DOCUMENT = "pac-documento"
+
+
 def _ever_sent(e: Entry) -> bool:
     """An attempt was counted under a referencia: the PAC may have stamped it."""
     return e.attempts > 0 and e.referencia is not None
@@ -320,17 +323,10 @@ def _ever_sent(e: Entry) -> bool:
 
 def _payload_to_keep(e: Entry, same_content: bool) -> bytes | None:
     """The sealed bytes a once-sent row keeps when it starts over (replay, export again): those
-    of the same content — unless the PAC refused the document itself (a seal, certificate or
-    data code, not the account's), which means nothing was stamped under them and they must be
-    sealed anew (e.g. after the CSD was replaced)."""
-    refused = (
-        e.state == State.FAILED
-        and e.error_origin == "pac"
-        and not e.uuid
-        and e.error_code not in ACCOUNT_CODES
-        and e.error_code != "CONN-PAC-RECUPERACION"
-    )
-    return e.payload if same_content and not refused else None
+    of the same content — unless the pipeline recorded that the PAC refused the document itself
+    when nothing could have been stamped under those bytes (origin ``pac-documento``): then
+    they are sealed anew (e.g. after the CSD was replaced)."""
+    return e.payload if same_content and e.error_origin != PAC_DOCUMENT else None
 
 
 def _file(row: tuple[Any, ...]) -> FileRecord:
@@ -459,7 +455,7 @@ class Journal:
                 return Admission.CONFLICT, e
             if e.state == State.FAILED and e.uuid:  # stamped at SAT, reply failed our checks
                 return (Admission.FAILED if same else Admission.CONFLICT), e
-            if same and e.state == State.FAILED and e.error_origin == "pac":
+            if same and e.state == State.FAILED and e.error_origin in ("pac", PAC_DOCUMENT):
                 return Admission.FAILED, e
             if _ever_sent(e):  # it may be stamped: recover by its referencia, never a new one
                 db.execute(

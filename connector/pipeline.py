@@ -36,6 +36,7 @@ from connector.config import Config, EmisorConfig, PacConfig, SourceConfig, load
 from connector.journal import (
     COMMITTED_STATES,
     FINAL_STATES,
+    PAC_DOCUMENT,
     Admission,
     Entry,
     FileItem,
@@ -969,7 +970,7 @@ class Pipeline:
                 log.exception("finish_failed", invoice_id=invoice_id)
 
     def _send(self, src: SourceRuntime, e: Entry) -> Entry:
-        from connector.pac.errors import PacAmbiguous, PacInvalid
+        from connector.pac.errors import ACCOUNT_CODES, PacAmbiguous, PacInvalid
 
         assert self.journal is not None and e.payload is not None and e.referencia
         with self._lock:
@@ -986,11 +987,14 @@ class Pipeline:
             result = self._call(pac, e, maybe_sent)
         except PacInvalid as exc:
             ilog.info("pac_rejected", code=exc.code)
+            # the document itself refused, and no earlier try could have been stamped under
+            # these bytes: a replay may seal it anew (e.g. with a replaced CSD)
+            clean = not (maybe_sent or exc.maybe_sent) and exc.code not in ACCOUNT_CODES
             return self.journal.mark_failed(
                 e.id,
                 exc.code,
                 exc.message,
-                origin="pac",
+                origin=PAC_DOCUMENT if clean else "pac",
                 problems=[
                     {"code": exc.code, "path": "", "message": exc.message, "location": e.location}
                 ],

@@ -115,3 +115,44 @@ def test_acuse_failures_do_not_open_the_circuit_that_guards_stamping(
     assert set(states.values()) == {State.DELIVERED}  # no stamp waited for a closed circuit
     assert breaker["state"] == "closed" and breaker["opened_count"] == 0
     assert len(list((ws / "out" / "xml").glob("A*.xml"))) == 6
+
+
+def test_document_refused_on_its_first_send_is_sealed_anew_after_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The PAC refuses the first send (402: the emisor is not registered in the account) and
+    nothing earlier can have been stamped: origin pac-documento (a replay may seal it anew, see
+    test_daemon_journal_sent); once the account is fixed, the replay is stamped once, under the
+    same referencia."""
+    from connector.pac.sandbox import SandboxPac
+    from connector.pac.sandbox.stamping import SandboxAccount
+    from tests.daemon.conftest import stamps_by_key, write_config
+
+    pac = SandboxPac(tmp_path / "pac.db", accounts=[
+        SandboxAccount(usuario="demo", password="demo", cuenta="DEMO", creditos=100)])  # fmt: skip
+    pac.start()
+    try:
+        config = write_config(tmp_path / "ws", timbrado_url=pac.fel_timbrado_url)
+        ws = config.parent
+        (ws / "inbox" / "v.dat").write_bytes(dat_file("A", [1]))
+        pipe = start_pipeline(config)
+        try:
+            assert pipe.run_until_idle(60)
+            first = pipe.journal.get(KEY)
+        finally:
+            pipe.close()
+        assert first is not None and first.state is State.FAILED and first.error_code == "402"
+        assert first.error_origin == "pac-documento" and first.attempts == 1
+        demo = SandboxPac.demo(tmp_path / "unused.db")  # the demo account, with the CSD
+        pac.add_account(demo.engine.accounts["demo"])
+        assert main(["replay", "--config", str(config), "--file", "v.dat"]) == 0
+        pipe = start_pipeline(config)
+        try:
+            assert pipe.run_until_idle(60)
+            e = pipe.journal.get(KEY)
+        finally:
+            pipe.close()
+        assert e is not None and e.state is State.DELIVERED and e.referencia == first.referencia
+        assert {k: len(v) for k, v in stamps_by_key(pac.store).items()} == {("A", "1"): 1}
+    finally:
+        pac.close()

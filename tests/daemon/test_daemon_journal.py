@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from connector.journal import Admission, FileItem, FileState, Journal, JournalError, State
+from connector.journal import (
+    PAC_DOCUMENT,
+    Admission,
+    FileItem,
+    FileState,
+    Journal,
+    JournalError,
+    State,
+)
 
 KEY = ("EKU9003173C9", "A", "1")
 
@@ -126,7 +134,7 @@ def test_rejected_by_pac_is_permanent_until_replay(tmp_path: Path) -> None:
     j.mark_validated(iid)
     j.mark_sealed(iid, b"x", "R")
     j.mark_sending(iid)
-    j.mark_failed(iid, "301", "XML mal formado", origin="pac")
+    j.mark_failed(iid, "301", "XML mal formado", origin=PAC_DOCUMENT)
     adm, e = j.admit(KEY, "h1", mode="stamp", source="s", source_file="f", location="l")
     assert adm is Admission.FAILED and e.error_code == "301"
     e = j.reset(iid)

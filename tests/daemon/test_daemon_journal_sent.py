@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from connector.journal import Admission, Journal, State
+from connector.journal import PAC_DOCUMENT, Admission, Journal, State
 
 KEY = ("EKU9003173C9", "A", "1")
 
@@ -79,7 +79,7 @@ def test_replay_after_the_pac_refused_the_document_seals_anew_under_the_same_ref
     j.mark_validated(iid)
     j.mark_sealed(iid, b"<sealed with the wrong CSD/>", "REF-1")
     j.mark_sending(iid)
-    j.mark_failed(iid, "303", "Sello no corresponde al emisor", origin="pac")
+    j.mark_failed(iid, "303", "Sello no corresponde al emisor", origin=PAC_DOCUMENT)
     for _ in range(2):  # and again, should the new seal be refused too
         j.reset(iid)
         adm, e = j.admit(KEY, "h1", mode="stamp", source="s", source_file="g", location="g:1")
@@ -88,4 +88,24 @@ def test_replay_after_the_pac_refused_the_document_seals_anew_under_the_same_ref
         e = j.mark_sealed(iid, b"<sealed with the new CSD/>", "REF-2")
         assert e.payload == b"<sealed with the new CSD/>" and e.referencia == "REF-1"
         j.mark_sending(iid)
-        j.mark_failed(iid, "303", "Sello no corresponde al emisor", origin="pac")
+        j.mark_failed(iid, "303", "Sello no corresponde al emisor", origin=PAC_DOCUMENT)
+
+
+def test_a_refusal_after_a_try_that_may_have_been_stamped_keeps_the_bytes(tmp_path: Path) -> None:
+    # attempt 1: no answer (maybe stamped); attempt 2 refused (e.g. Finkok, which cannot be
+    # asked by referencia, checks the CSD before its duplicate check): the pipeline records
+    # origin "pac", and a replay resends the same bytes (a 307 gives the first UUID back)
+    # instead of sealing anew, which could stamp a second UUID
+    j = Journal(tmp_path / "j.sqlite")
+    _, iid = admit(j)
+    j.mark_validated(iid)
+    j.mark_sealed(iid, b"<sealed 1/>", "REF-1")
+    j.mark_sending(iid)
+    j.mark_retry_wait(iid, 0, "CONN-PAC-TIMEOUT", "sin respuesta")
+    j.mark_sending(iid)
+    j.mark_failed(iid, "304", "Certificado revocado o caduco", origin="pac")
+    j.reset(iid)
+    adm, e = j.admit(KEY, "h1", mode="stamp", source="s", source_file="g", location="g:1")
+    assert adm is Admission.RESTART and e.payload == b"<sealed 1/>" and e.attempts == 2
+    j.mark_validated(iid)
+    assert j.mark_sealed(iid, b"<sealed anew/>", "REF-2").payload == b"<sealed 1/>"

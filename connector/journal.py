@@ -581,20 +581,26 @@ class Journal:
             cols["acuse"] = acuse
         return self._transition(invoice_id, State.DELIVERED, **cols, error_message=None)
 
-    def note_delivery_error(self, invoice_id: int, code: str, message: str) -> Entry:
+    def note_delivery_error(
+        self, invoice_id: int, code: str, message: str, acuse: bytes | None = None
+    ) -> Entry:
         """A stamped invoice whose outputs could not be written (folder missing, permissions,
-        disk full): the reason is kept on the row for ``status``; the state stays STAMPED and
-        delivery is retried."""
+        disk full): the reason is kept on the row for ``status`` (one event when it changes,
+        not one per retry), with the acuse if it was fetched meanwhile; the state stays
+        STAMPED and delivery is retried."""
         with self._tx() as db:
             e = self._get_locked(invoice_id)
             if e.state is not State.STAMPED:
                 return e
+            acuse = e.acuse if acuse is None else acuse
             db.execute(
-                "UPDATE invoices SET error_code=?, error_message=?, updated_at=? WHERE id=?",
-                (code, message, time.time(), invoice_id),
+                "UPDATE invoices SET error_code=?, error_message=?, acuse=?, updated_at=? "
+                "WHERE id=?",
+                (code, message, acuse, time.time(), invoice_id),
             )
-            self._event(db, invoice_id, e.state, e.state, code)
-            return replace(e, error_code=code, error_message=message)
+            if (e.error_code, e.error_message) != (code, message):
+                self._event(db, invoice_id, e.state, e.state, code)
+            return replace(e, error_code=code, error_message=message, acuse=acuse)
 
     def mark_retry_wait(
         self, invoice_id: int, next_retry_at: float, code: str, message: str

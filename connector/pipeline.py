@@ -1108,12 +1108,13 @@ class Pipeline:
             )
         except OSError as exc:
             # stays STAMPED (redelivered by the periodic tick); the reason shows in `status`
-            where = exc.filename or src.cfg.output.xml
+            where = Path(exc.filename).parent if exc.filename else src.cfg.output.xml
             self.journal.note_delivery_error(
                 e.id,
                 "CONN-ENTREGA",
                 f"{e.label} está timbrada (UUID {e.uuid}) pero no se pudieron escribir sus "
                 f"archivos en {where}: {exc.strerror or exc}. Se reintenta sola.",
+                fetched,  # kept: not asked for again on every retry
             )
             raise
         if e.state is State.STAMPED:

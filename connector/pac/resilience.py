@@ -420,6 +420,15 @@ class ResilientPac:
         return self._read(self.driver.credits)
 
     def acuse_envio(self, uuid: str) -> bytes:
+        """Outside the breaker's count (its failures never stop stamping), but not asked for
+        while the circuit is open or probing: the PAC is being left alone."""
+        if self.breaker.state != CLOSED:
+            raise PacCircuitOpen(
+                "CONN-PAC-CIRCUITO",
+                f"El PAC '{self.breaker.name}' está en pausa; el acuse se pide después.",
+                pac=self.breaker.name,
+                maybe_sent=False,
+            )
         return self._read(self.driver.acuse_envio, uuid, breaker=False)
 
     def acuse_cancelacion(self, uuid: str) -> bytes:

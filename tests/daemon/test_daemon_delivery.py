@@ -80,6 +80,10 @@ def test_outputs_that_cannot_be_written_show_in_status_and_are_delivered_later(
             time.sleep(0.05)
         assert e is not None and e.state is State.STAMPED and e.error_code == "CONN-ENTREGA"
         assert e.uuid and e.uuid in (e.error_message or "") and "out/xml" in e.error_message
+        assert e.acuse  # fetched once and kept while the folder is missing
+        pipe.run_until_idle(1.0)  # ticks retry the delivery and fail again
+        events = [d for _, _, d in pipe.journal.events(e.id) if d == "CONN-ENTREGA"]
+        assert len(events) == 1  # one event for the error, not one per retry
         # `status` (the shallow view: it runs while the folder is missing) tells why
         assert main(["status", "--config", str(workspace)]) == 0
         out = capsys.readouterr().out
@@ -92,6 +96,8 @@ def test_outputs_that_cannot_be_written_show_in_status_and_are_delivered_later(
         pipe.close()
     assert e is not None and e.state is State.DELIVERED and e.error_code is None
     assert [p.name for p in xml_dir.iterdir()] == [f"A1_{e.uuid}.xml"]
+    assert len(sandbox.store.requests(operation="ObtenerAcuseEnvio")) == 1
+    assert [p.read_bytes() for p in (ws / "out" / "acuse").iterdir()] == [e.acuse]
     assert [p.name for p in (ws / "archive").rglob("*.dat")] == ["v.dat"]
 
 
@@ -156,3 +162,20 @@ def test_document_refused_on_its_first_send_is_sealed_anew_after_replay(
         assert {k: len(v) for k, v in stamps_by_key(pac.store).items()} == {("A", "1"): 1}
     finally:
         pac.close()
+
+
+def test_acuse_is_not_asked_for_while_the_circuit_is_open(workspace: Path, sandbox) -> None:
+    from connector.pac.errors import PacCircuitOpen
+
+    pipe = start_pipeline(workspace)
+    try:
+        pac = pipe.pacs["sandbox"]
+        breaker = pac.submitter.breaker
+        for _ in range(breaker.failure_threshold):
+            breaker.record_failure(None)
+        assert breaker.state == "open"
+        with pytest.raises(PacCircuitOpen):
+            pac.submitter.acuse_envio("00000000-0000-0000-0000-000000000000")
+        assert sandbox.store.requests(operation="ObtenerAcuseEnvio") == []
+    finally:
+        pipe.close()

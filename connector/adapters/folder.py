@@ -417,9 +417,13 @@ class FolderSource:
                     if found is not None:
                         self._move_in(self.inbox / found, self.work_dir / f"{prefix}{_SEP}{found}")
                 self._unhide(self.work_dir / hname, target)
-            except OSError as exc:  # stays hidden: tried again at the next start
+            except OSError as exc:
+                # back to the inbox with its partner, so the next scan takes the pair whole
+                # (left hidden, its partner would be taken alone after orphan_seconds); if
+                # even that fails it stays hidden until the next start
                 log.error("claim_recovery_failed", file=name, hidden=hname, error=str(exc))
                 self._partner_back(target)
+                self._put_back(self.work_dir / hname, self.inbox / name)
                 continue
             done.append(target)
         if self.done_marker:

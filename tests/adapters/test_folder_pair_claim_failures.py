@@ -163,27 +163,30 @@ def _hidden_claim(tmp_path: Path) -> tuple[Path, Path]:
     return hidden, lines
 
 
-def test_a_start_whose_recovery_cannot_move_the_partner_logs_it_and_keeps_the_file_hidden(
+def test_a_start_whose_recovery_cannot_move_the_partner_puts_the_pair_back_in_the_inbox(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hidden, lines = _hidden_claim(tmp_path)
-    work = tmp_path / "work"
+    inbox, work = tmp_path / "in", tmp_path / "work"
+    clock = Clock()
     with monkeypatch.context() as m, capture_logs() as logs:
         _locked(m, lines)
-        src = _source(tmp_path)  # does not raise
+        src = _source(tmp_path, clock)  # does not raise
     assert src.recovered == []
-    assert hidden.exists() and lines.exists()  # stays hidden; the partner stays in the inbox
-    assert src.scan() == []  # neither half is taken alone meanwhile
     failed = [e for e in logs if e["event"] == "claim_recovery_failed"]
     assert len(failed) == 1 and failed[0]["log_level"] == "error"
     assert failed[0]["file"] == "ventas_0415_H.csv" and "sharing violation" in failed[0]["error"]
-
-    # the next start, with the file no longer held, finishes the claim
-    src2 = _source(tmp_path)
-    target = work / "20260415T101500-0a1b2c3d--ventas_0415_H.csv"
-    assert src2.recovered == [target]
-    assert src2.partner_in_work(target) == work / "20260415T101500-0a1b2c3d--ventas_0415_d.csv"
-    assert _names(tmp_path / "in") == []
+    # the hidden header went back beside its lines file: nothing hidden, nothing alone
+    assert _names(work) == []
+    assert _names(inbox) == ["ventas_0415_H.csv", "ventas_0415_d.csv"]
+    assert (inbox / "ventas_0415_H.csv").read_bytes() == b"H" and lines.read_bytes() == b"D"
+    # once the file is no longer held, a later scan takes the pair whole
+    src.scan()
+    clock.now += 2
+    assert src.scan() == [inbox / "ventas_0415_H.csv"]
+    claimed = src.claim(inbox / "ventas_0415_H.csv")
+    assert claimed is not None and src.partner_in_work(claimed) is not None
+    assert _names(inbox) == []
 
 
 def test_a_start_whose_unhide_fails_logs_it_and_goes_on_with_the_other_hidden_files(
@@ -196,7 +199,10 @@ def test_a_start_whose_unhide_fails_logs_it_and_goes_on_with_the_other_hidden_fi
     with monkeypatch.context() as m, capture_logs() as logs:
         _locked(m, hidden)  # the hidden file itself cannot get its name
         src = _source(tmp_path)
-    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["claim_recovery_failed"]
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == [
+        "claim_recovery_failed",
+        "pair_claim_undo_failed",  # held: it cannot go back either, it stays hidden
+    ]
     assert hidden.exists()
     # its lines file, moved into work/ before the unhide failed, is not left there alone (the
     # daemon would adopt it as an incomplete pair): it is back in the inbox
@@ -226,7 +232,10 @@ def test_a_start_whose_unhide_fails_puts_a_partner_already_in_work_back_with_its
     with monkeypatch.context() as m, capture_logs() as logs:
         _locked(m, hidden)
         src = _source(tmp_path, done_marker=".done")
-    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["claim_recovery_failed"]
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == [
+        "claim_recovery_failed",
+        "pair_claim_undo_failed",  # held: it cannot go back either, it stays hidden
+    ]
     assert src.recovered == []
     assert _names(work) == [hidden.name]  # nothing in work/ that the daemon could adopt
     assert _names(inbox) == [

@@ -83,7 +83,7 @@ def test_a_pair_whose_lines_file_is_held_during_the_claim_is_stamped_whole_once_
     _stamped_as_a_pair(ws, sandbox, "1", work)
 
 
-def test_a_start_whose_pair_recovery_finds_the_lines_file_held_starts_and_finishes_next_time(
+def test_a_start_whose_pair_recovery_finds_the_lines_file_held_puts_the_pair_back_and_goes_on(
     tmp_path: Path, sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config, ws, work = _workspace(tmp_path, sandbox, "2")
@@ -99,12 +99,11 @@ def test_a_start_whose_pair_recovery_finds_the_lines_file_held_starts_and_finish
             pipe.close()
     failed = [e for e in logs if e["event"] == "claim_recovery_failed"]
     assert len(failed) == 1 and failed[0]["file"] == "ventas_072_H.csv"
-    # nothing stamped, nothing failed: the header waits hidden, its lines file in the inbox
+    # nothing stamped, nothing failed: the header went back beside its lines file
     assert stamps_by_key(sandbox.store) == {}
     assert list((ws / "failed").iterdir()) == []
-    assert os.listdir(ws / "inbox") == ["ventas_072_D.csv"]
-    (hidden,) = os.listdir(work)
-    assert hidden.startswith(".") and hidden.endswith("--ventas_072_H.csv.claiming")
+    assert sorted(os.listdir(ws / "inbox")) == ["ventas_072_D.csv", "ventas_072_H.csv"]
+    assert [n for n in os.listdir(work) if n.endswith(".claiming")] == []
 
     _run(config)  # the next start, the file released
     _stamped_as_a_pair(ws, sandbox, "2", work)

@@ -96,9 +96,9 @@ _WIN_LOCK_AT = 1 << 20  # Windows locks a byte past the pid, so the pid stays re
 
 
 class JournalLock:
-    """``<journal>.lock``, held by ``run`` (and by ``submit``/``replay`` while they work) so a
-    second process on the same journal refuses instead of taking the first one's files, its
-    temporary files or its invoices. An OS lock (``flock``; ``msvcrt.locking`` on Windows):
+    """``<journal>.lock``, held by ``run`` (and by ``submit`` while it works) so a second
+    process on the same journal refuses instead of taking the first one's files, its
+    temporary files or its invoices (``replay`` and ``status`` need no lock). An OS lock (``flock``; ``msvcrt.locking`` on Windows):
     the kernel releases it when the holder dies, even by SIGKILL, so a stale file never
     blocks a restart. The file holds the holder's pid, for the message."""
 
@@ -387,19 +387,16 @@ def parse_item_key(text: str, cfg: Config) -> tuple[str, str, str] | None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    cfg = _load(Path(args.config))
-    if cfg is None:
-        return 2
-    # no journal lock: support staff replay while the service runs (replay only resets journal
-    # rows and moves files back into the inbox; the daemon takes them like any other file)
-    return _replay(cfg, args)
-
-
-def _replay(cfg: Config, args: argparse.Namespace) -> int:
+    """No journal lock: support staff replay while the service runs (replay only resets
+    journal rows and moves files back into the inbox; the daemon takes them like any other
+    file)."""
     from connector.adapters.folder import free_pair_name
     from connector.journal import FileState, JournalError, State
     from connector.sinks import free_name, move_file
 
+    cfg = _load(Path(args.config))
+    if cfg is None:
+        return 2
     dry = args.dry_run
     j = _open_journal(cfg)
     if j is None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -426,15 +427,7 @@ class FelDriver(SoapPacDriver):
         op = "CancelarCFDIsV4"
         item = {"UUID": uuid, "Motivo": motivo, "FolioSustitucion": folio or None}
         r = self._r(op, write=True, uuids={"UUIDMotivoCancelacionCR": [item]})
-        if r is None:
-            raise garbled(self.name, op, write=True, detail="respuesta vacía")
-        f = reader(r)
-        mine = self._mine(reader(f("UUIDS"))("DetalleCancelacionCR") or [], uuid)
-        if mine is None:
-            if f("OperacionExitosa"):
-                raise garbled(self.name, op, write=True, detail="sin detalle del UUID")
-            raise self._cr_error(r, op, write=False)
-        d = reader(mine)
+        f, d = self._cancel_detail(r, op, uuid, ("UUIDS", "DetalleCancelacionCR"), self._cr_error)
         code = str(d("RespuestaServicio") or "").strip() or None
         if code and not code.isdigit():
             code, _ = split_code(code)
@@ -448,6 +441,21 @@ class FelDriver(SoapPacDriver):
             self._clean(d("EsCancelable")),
             f("Acuse"),
         )
+
+    def _cancel_detail(
+        self, r: Any, op: str, uuid: str, path: tuple[str, str], error: Callable[..., PacError]
+    ) -> tuple[Any, Any]:
+        """(reply reader, reader of this UUID's detail) of a cancellation reply; a reply
+        without it is garbled when it says it worked, else the PAC's error."""
+        if r is None:
+            raise garbled(self.name, op, write=True, detail="respuesta vacía")
+        f = reader(r)
+        mine = self._mine(reader(f(path[0]))(path[1]) or [], uuid)
+        if mine is None:
+            if f("OperacionExitosa"):
+                raise garbled(self.name, op, write=True, detail="sin detalle del UUID")
+            raise error(r, op, write=False)
+        return f, reader(mine)
 
     def _cancel_timbrado(
         self, uuid: str, motivo: str, folio: str | None, rfc_receptor: str, total: Decimal
@@ -471,15 +479,9 @@ class FelDriver(SoapPacDriver):
                 self._cancel_key_password.get() if self._cancel_key_password else ""
             ),
         )
-        if r is None:
-            raise garbled(self.name, op, write=True, detail="respuesta vacía")
-        f = reader(r)
-        mine = self._mine(reader(f("DetallesCancelacion"))("DetalleCancelacion") or [], uuid)
-        if mine is None:
-            if f("OperacionExitosa"):
-                raise garbled(self.name, op, write=True, detail="sin detalle del UUID")
-            raise self._tfd_error(r, op, write=False)
-        d = reader(mine)
+        f, d = self._cancel_detail(
+            r, op, uuid, ("DetallesCancelacion", "DetalleCancelacion"), self._tfd_error
+        )
         code = str(d("CodigoResultado") or "").strip() or None
         return self._cancel_outcome(
             uuid,

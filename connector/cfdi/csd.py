@@ -50,11 +50,16 @@ def _fmt(dt: datetime) -> str:
 
 
 def load_certificate(cer: bytes) -> x509.Certificate:
-    """A certificate from DER (SAT's ``.cer``) or PEM bytes, or ``CsdError`` CONN-CSD-CER."""
+    """A certificate from DER (SAT's ``.cer``) or PEM bytes, or ``CsdError`` CONN-CSD-CER.
+    Its public key is read here too: x509 parses the key lazily, and a damaged key would
+    otherwise fail later, at the first verification."""
     try:
         if cer.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificate(cer)
-        return x509.load_der_x509_certificate(cer)
+            cert = x509.load_pem_x509_certificate(cer)
+        else:
+            cert = x509.load_der_x509_certificate(cer)
+        cert.public_key()
+        return cert
     except (ValueError, TypeError):
         raise CsdError.one(
             "CONN-CSD-CER", "El archivo de certificado (.cer) no es un certificado X.509 válido."

@@ -431,3 +431,15 @@ def test_damaged_documents_give_problems_never_crashes(data: bytes) -> None:
         assert cadena_original(data).startswith("||")
     except XmlError as exc:
         assert exc.problems
+
+
+def test_certificate_with_a_damaged_public_key_is_cfdi40106_not_a_crash() -> None:
+    # found by the property test above: one base64 character of the key changed ("AM" → "A+")
+    # leaves a certificate x509 parses, whose public key only fails when first used
+    from connector.cfdi.seal import verify_seal
+
+    data = SAMPLE_I.read_bytes()
+    cert = etree.fromstring(data).get("Certificado")
+    assert cert and "AQ8AMIIBCgKC" in cert
+    damaged = data.replace(cert.encode(), cert.replace("AQ8AMIIBCgKC", "AQ8A+IIBCgKC").encode())
+    assert [p.code for p in verify_seal(damaged)] == ["CFDI40106"]

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import re
+import tempfile
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -1199,27 +1200,54 @@ _UNKNOWN_COMPLEMENT = "No matching global element declaration available, but dem
 _BIG_CATALOGS = ("c_ClaveProdServ", "c_CodigoPostal", "c_ClaveUnidad")
 _XS = "{http://www.w3.org/2001/XMLSchema}"
 _NS_CP31 = "http://www.sat.gob.mx/CartaPorte31"
+_CAT_CFDI = SAT_DIR / "cfd" / "catalogos" / "catCFDI.xsd"
 _catalog_values: dict[str, frozenset[str]] = {}
 _schema: etree.XMLSchema | None = None
 _schema_lock = threading.Lock()
 
 
-class _LightCatalogResolver(etree.Resolver):
-    """Serves catCFDI.xsd without the three huge enumerations (kept in ``_catalog_values``)."""
+def _light_schema_files(tmp: Path) -> Path:
+    """Write to ``tmp`` the schema documents that lead to catCFDI.xsd, with that file's three
+    big enumerations taken out (their codes go to ``_catalog_values``) and every schemaLocation
+    made absolute; returns the wrapper to compile. Files, not an lxml resolver: libxml2 may
+    load a schema's imports without asking the resolver while another thread parses a file,
+    and the full catalogs would then come back silently."""
+    written: dict[Path, Path] = {}
 
-    def resolve(self, system_url: str, public_id: str, context: Any) -> Any:
-        if not system_url.replace("\\", "/").endswith("catalogos/catCFDI.xsd"):
-            return None
-        tree = etree.parse(system_url)
-        for st in tree.getroot().iterchildren(_XS + "simpleType"):
-            name = st.get("name")
-            if name in _BIG_CATALOGS:
-                values = []
-                for enum in list(st.iter(_XS + "enumeration")):
-                    values.append(enum.get("value", ""))
-                    enum.getparent().remove(enum)
-                _catalog_values[name] = frozenset(values)
-        return self.resolve_string(etree.tostring(tree), context, base_url=system_url)
+    def light(src: Path) -> bool:
+        """True when ``src`` is, or imports, catCFDI.xsd (then its copy is in ``written``)."""
+        if src in written:
+            return True
+        tree = etree.parse(str(src), etree.XMLParser(no_network=True))
+        if src == _CAT_CFDI:
+            for st in tree.getroot().iterchildren(_XS + "simpleType"):
+                if st.get("name") in _BIG_CATALOGS:
+                    values = []
+                    for enum in list(st.iter(_XS + "enumeration")):
+                        values.append(enum.get("value", ""))
+                        enum.getparent().remove(enum)
+                    _catalog_values[st.get("name", "")] = frozenset(values)
+        else:
+            changed = False
+            for ref in tree.getroot().iterchildren(_XS + "import", _XS + "include"):
+                location = ref.get("schemaLocation", "")
+                if not location or "://" in location:
+                    continue
+                target = (src.parent / location).resolve()
+                if light(target):
+                    ref.set("schemaLocation", written[target].as_uri())
+                    changed = True
+                else:
+                    ref.set("schemaLocation", target.as_uri())
+            if not changed:
+                return False
+        written[src] = tmp / f"{len(written)}-{src.name}"
+        tree.write(str(written[src]), xml_declaration=True, encoding="UTF-8")
+        return True
+
+    if not light(XSD_WRAPPER.resolve()):  # pragma: no cover - only if SAT's files were changed
+        raise RuntimeError("catCFDI.xsd no se encuentra entre los esquemas del SAT")
+    return written[XSD_WRAPPER.resolve()]
 
 
 def _get_schema() -> etree.XMLSchema:
@@ -1227,10 +1255,11 @@ def _get_schema() -> etree.XMLSchema:
     if _schema is None:
         with _schema_lock:
             if _schema is None:
-                # The wrapper and SAT's schemas are package files: trusted, includes relative.
-                parser = etree.XMLParser(no_network=True)
-                parser.resolvers.add(_LightCatalogResolver())
-                schema = etree.XMLSchema(etree.parse(str(XSD_WRAPPER), parser))
+                # SAT's schemas are package files: trusted, imports made absolute above.
+                with tempfile.TemporaryDirectory(prefix="cfdi-xsd-") as tmp:
+                    wrapper = _light_schema_files(Path(tmp))
+                    parser = etree.XMLParser(no_network=True)
+                    schema = etree.XMLSchema(etree.parse(str(wrapper), parser))
                 missing = [n for n in _BIG_CATALOGS if not _catalog_values.get(n)]
                 if missing:  # pragma: no cover - only if SAT's files were changed
                     raise RuntimeError(f"catálogos no encontrados en catCFDI.xsd: {missing}")

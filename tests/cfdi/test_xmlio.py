@@ -362,6 +362,43 @@ def test_catalog_codes_match_sats_full_schema(
         assert "línea" in problems[0].message
 
 
+def test_schema_compiles_light_while_other_threads_parse_files(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The three big catalogs are taken out however busy the process is: compiling used to
+    rely on an lxml resolver that libxml2 skipped while another thread parsed a file, and then
+    failed with 'catálogos no encontrados' (the sandbox PAC hit it under load)."""
+    import threading
+
+    from connector.cfdi import xmlio
+
+    stop = threading.Event()
+
+    def parse_files() -> None:
+        while not stop.is_set():
+            etree.parse(str(xmlio.XSD_WRAPPER))
+
+    threads = [threading.Thread(target=parse_files) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(5):
+            monkeypatch.setattr(xmlio, "_schema", None)
+            monkeypatch.setattr(xmlio, "_catalog_values", {})
+            schema = xmlio._get_schema()
+            assert all(len(xmlio._catalog_values[n]) > 1000 for n in xmlio._BIG_CATALOGS)
+            # the compiled schema has no enumeration left for them: an unknown code passes
+            # libxml2 and is reported by our own check, with libxml2's wording
+            bad = SAMPLE_I.read_bytes().replace(b'ClaveUnidad="H87"', b'ClaveUnidad="QQQ"')
+            assert schema.validate(etree.fromstring(bad))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    problems = validate_xsd(bad)
+    assert len(problems) == 1 and "[facet 'enumeration']" in problems[0].message
+
+
 def test_parte_and_complemento_concepto_round_trip() -> None:
     data = SAMPLE_I.read_bytes().replace(
         b"</cfdi:Impuestos>\n    </cfdi:Concepto>",

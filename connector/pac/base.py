@@ -41,6 +41,7 @@ from zeep.wsdl import Document
 
 from connector.cfdi.model import Comprobante
 
+from . import http1
 from .errors import PacAmbiguous, PacError, PacInvalid, PacTransient, PacUnsupported
 
 log = logging.getLogger(__name__)
@@ -261,7 +262,7 @@ class _QuietTransport(Transport):
         self._env: dict[str, dict[str, Any]] = {}
         self._templates: dict[tuple[str, ...], requests.PreparedRequest] = {}
         self._routes: dict[tuple[str, ...], tuple[Any, str, dict[str, str], Any]] = {}
-        self._timeout = urllib3.Timeout(connect=timeouts.connect, read=timeouts.read)
+        self._timeouts = timeouts
 
     def post(self, address: str, message: Any, headers: dict[str, str]) -> requests.Response:
         self.local.posted = True
@@ -287,10 +288,17 @@ class _QuietTransport(Transport):
     def post_bytes(
         self, address: str, message: bytes, headers: dict[str, str]
     ) -> tuple[int, bytes]:
-        """(status, body) of a POST through the session's own urllib3 pool (same connections,
-        TLS settings and timeouts as :meth:`post`) without building a requests ``Response``;
-        failures are the exceptions requests raises for the same cases. With a proxy, cookies,
-        auth, hooks or a foreign adapter it is :meth:`post`."""
+        """(status, body) of a POST through :mod:`connector.pac.http1` (keep-alive pool of
+        the session's adapter, same TLS settings and timeouts as :meth:`post`, the same
+        headers on the wire) without building a requests ``Response``; failures are the
+        exceptions requests raises for the same cases. With a proxy, cookies, auth, hooks or
+        a foreign adapter it is :meth:`post`.
+
+        A reply that sets a cookie or redirects becomes a requests ``Response``: the cookies
+        go to the session's jar (later calls then take :meth:`post`) and redirects are
+        followed as ``Session.send`` does, one hop at a time through the session, except
+        that a POST is never sent again to a URL it already went to (a 307/308 loop returns
+        the redirect itself)."""
         session = self.session
         env = self._environment(address)
         adapter = session.get_adapter(address)
@@ -303,95 +311,93 @@ class _QuietTransport(Transport):
         ):
             response = self.post(address, message, headers)
             return response.status_code, response.content
-        rq = requests.exceptions
-        u3 = urllib3.exceptions
         self.local.posted = True
         self.local.status = None
-        verify, cert = env["verify"], env["cert"]
         key = (address, *sorted(headers.items()))
-        route = self._routes.get(key)
-        if route is None or route[0].pool is None:  # none yet, or the pool was closed
+        cached = self._routes.get(key)
+        if cached is None or cached[2] is not adapter:
             template = self._prepare(address, b"", headers)
-            try:
-                conn = adapter.get_connection_with_tls_context(template, verify, cert=cert)
-            except u3.LocationValueError as exc:
-                raise rq.InvalidURL(exc, request=template) from exc
-            adapter.cert_verify(conn, template.url, verify, cert)
-            route = (conn, adapter.request_url(template, {}), dict(template.headers), template)
-            self._routes[key] = route
-        conn, path, base_headers, prepared = route
-        send_headers = dict(base_headers)
-        send_headers["Content-Length"] = str(len(message))
-        try:  # HTTPAdapter.send's translation of urllib3's failures
-            resp = conn.urlopen(
-                method="POST",
-                url=path,
-                body=message,
-                headers=send_headers,
-                redirect=False,
-                assert_same_host=False,
-                preload_content=False,
-                decode_content=False,
-                retries=adapter.max_retries,
-                timeout=self._timeout,
-                chunked=False,
+            assert template.url is not None
+            target = http1.route(
+                template.url, template.path_url, dict(template.headers), env["verify"], env["cert"]
             )
-        except (u3.ProtocolError, OSError) as exc:
-            raise rq.ConnectionError(exc, request=prepared) from exc
-        except u3.MaxRetryError as exc:
-            reason = exc.reason
-            if isinstance(reason, u3.ConnectTimeoutError) and not isinstance(
-                reason, u3.NewConnectionError
-            ):
-                raise rq.ConnectTimeout(exc, request=prepared) from exc
-            if isinstance(reason, u3.ResponseError):
-                raise rq.RetryError(exc, request=prepared) from exc
-            if isinstance(reason, u3.SSLError):
-                raise rq.SSLError(exc, request=prepared) from exc
-            raise rq.ConnectionError(exc, request=prepared) from exc
-        except u3.ClosedPoolError as exc:
-            raise rq.ConnectionError(exc, request=prepared) from exc
-        except u3.SSLError as exc:
-            raise rq.SSLError(exc, request=prepared) from exc
-        except u3.ReadTimeoutError as exc:
-            raise rq.ReadTimeout(exc, request=prepared) from exc
-        except u3.InvalidHeader as exc:
-            raise rq.InvalidHeader(exc, request=prepared) from exc
-        self.local.status = resp.status
-        if resp.headers.get("Set-Cookie") or resp.get_redirect_location():
-            # what Session.send does next (cookie jar, redirects) needs a requests Response
-            prepared = prepared.copy()
-            prepared.body = message
-            prepared.headers["Content-Length"] = str(len(message))
-            response = adapter.build_response(prepared, resp)
-            requests.cookies.extract_cookies_to_jar(session.cookies, prepared, resp)
-            history = list(
-                session.resolve_redirects(
-                    response,
-                    prepared,
-                    stream=False,
-                    timeout=self.operation_timeout,
-                    verify=verify,
-                    cert=cert,
-                    proxies={},
-                )
-            )
-            if history:
-                response = history[-1]
+            cached = (target, template, adapter, http1.pool_for(adapter))
+            self._routes[key] = cached
+        target, template, _, pool = cached
+        timeout = self._timeouts
+        try:
+            reply = pool.post(target, message, timeout.connect, timeout.read, template)
+        except requests.exceptions.RequestException as exc:
+            partial = exc.response
+            if isinstance(partial, http1.Reply) and "set-cookie" in partial.headers:
+                # the body broke after the headers: requests has stored the cookies by then
+                requests.cookies.extract_cookies_to_jar(session.cookies, template, partial)
+            raise
+        self.local.status = reply.status
+        if "set-cookie" in reply.headers or reply.redirect:
+            response = self._follow(reply, template, message, env)
             self.local.status = response.status_code
             return response.status_code, response.content
-        try:  # Response.content's translation of urllib3's failures while reading the body
-            content = resp.read(decode_content=True)
-        except u3.ProtocolError as exc:
-            raise rq.ChunkedEncodingError(exc) from exc
-        except u3.DecodeError as exc:
-            raise rq.ContentDecodingError(exc) from exc
-        except u3.ReadTimeoutError as exc:
-            raise rq.ConnectionError(exc) from exc
-        except u3.SSLError as exc:
-            raise rq.SSLError(exc) from exc
-        log.debug("PAC %s respondió HTTP %s", address, resp.status)
-        return resp.status, content
+        log.debug("PAC %s respondió HTTP %s", address, reply.status)
+        return reply.status, reply.body
+
+    def _follow(
+        self,
+        reply: http1.Reply,
+        template: requests.PreparedRequest,
+        message: bytes,
+        env: dict[str, Any],
+    ) -> requests.Response:
+        """What ``Session.send`` does with a reply that sets cookies or redirects: cookies to
+        the jar, then each redirect sent through the session (never the same POST twice to
+        one URL)."""
+        session = self.session
+        prepared = template.copy()
+        prepared.body = message
+        prepared.headers["Content-Length"] = str(len(message))
+        response = requests.Response()
+        response.status_code = reply.status
+        response.headers = requests.structures.CaseInsensitiveDict(
+            (name, reply.headers.get(name)) for name, _ in reply.headers.items
+        )
+        response.encoding = requests.utils.get_encoding_from_headers(response.headers)
+        response.raw = reply
+        response.reason = reply.reason
+        response.url = prepared.url or ""
+        response.request = prepared
+        response._content = reply.body
+        response._content_consumed = True
+        requests.cookies.extract_cookies_to_jar(response.cookies, prepared, reply)
+        requests.cookies.extract_cookies_to_jar(session.cookies, prepared, reply)
+        posted = {prepared.url}
+        history: list[requests.Response] = []
+        request = prepared
+        while response.is_redirect:
+            if len(history) >= session.max_redirects:
+                raise requests.exceptions.TooManyRedirects(
+                    f"Exceeded {session.max_redirects} redirects.", response=response
+                )
+            # the next request exactly as Session.resolve_redirects builds it (method,
+            # body, headers, cookies), without sending it
+            hop = session.resolve_redirects(response, request, yield_requests=True)
+            nxt: requests.PreparedRequest = next(iter(hop))  # type: ignore[call-overload]
+            if nxt.body is not None and nxt.url in posted:
+                break  # the same body to the same URL again: return the redirect as it is
+            if nxt.body is not None:
+                posted.add(nxt.url)
+            history.append(response)
+            response = session.send(
+                nxt,
+                allow_redirects=False,
+                stream=False,
+                timeout=self.operation_timeout,
+                verify=env["verify"],
+                cert=env["cert"],
+                proxies={},
+            )
+            response.history = list(history)
+            request = nxt
+        return response
 
     def _environment(self, address: str) -> dict[str, Any]:
         """Session.merge_environment_settings for ``address``, read once (requests otherwise
@@ -774,7 +780,8 @@ def fast_operation(binding: Any, operation: str) -> FastOperation | None:
 
 
 def _never_connected(exc: BaseException) -> bool:
-    """True when a requests ConnectionError happened before any byte was sent."""
+    """True when a requests ConnectionError happened before any byte was sent (urllib3's
+    connection errors, or :class:`~connector.pac.http1.NotConnected` from the fast path)."""
     seen: set[int] = set()
     stack: list[BaseException | None] = [exc]
     while stack:
@@ -786,7 +793,8 @@ def _never_connected(exc: BaseException) -> bool:
             e,
             urllib3.exceptions.NewConnectionError
             | urllib3.exceptions.ConnectTimeoutError
-            | ConnectionRefusedError,
+            | ConnectionRefusedError
+            | http1.NotConnected,
         ):
             return True
         if isinstance(e, urllib3.exceptions.MaxRetryError):

@@ -307,6 +307,8 @@ def _head(conn: _Conn) -> Reply:
                 raise _Broken("encabezados de la respuesta demasiado largos")
             conn.fill()
             start = conn.pos
+        if stop - start > MAX_HEAD:
+            raise _Broken("encabezados de la respuesta demasiado largos")
         head = conn.buf[start:stop]
         conn.pos = stop
         reply = _parse_head(head)
@@ -491,6 +493,8 @@ class Pool:
                 raise rq.ConnectionError(_aborted(exc), request=request) from exc
             try:
                 raw = _body(conn, reply)
+            except rq.RequestException:  # an OSError too: raised as it is
+                raise
             except (TimeoutError, BlockingIOError) as exc:
                 raise rq.ConnectionError(
                     f"{route.url}: read timed out. (read timeout={read_timeout})",

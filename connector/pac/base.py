@@ -31,7 +31,6 @@ from typing import Any, ClassVar, TypeVar
 import requests
 import urllib3
 from lxml import etree
-from requests.adapters import HTTPAdapter
 from zeep import Client, Settings
 from zeep.exceptions import DTDForbidden, Fault, TransportError, XMLParseError
 from zeep.exceptions import Error as ZeepError
@@ -307,7 +306,7 @@ class _QuietTransport(Transport):
             or session.cookies
             or session.auth
             or session.hooks.get("response")
-            or type(adapter) is not HTTPAdapter
+            or not isinstance(adapter, http1.Adapter)
         ):
             response = self.post(address, message, headers)
             return response.status_code, response.content
@@ -321,7 +320,7 @@ class _QuietTransport(Transport):
             target = http1.route(
                 template.url, template.path_url, dict(template.headers), env["verify"], env["cert"]
             )
-            cached = (target, template, adapter, http1.pool_for(adapter))
+            cached = (target, template, adapter, adapter.fast_pool)
             self._routes[key] = cached
         target, template, _, pool = cached
         timeout = self._timeouts
@@ -442,7 +441,7 @@ def make_session(pool_size: int = 10, verify: bool | str = True) -> requests.Ses
     if verify is False:
         raise ValueError("La verificación TLS no se puede desactivar.")
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size), max_retries=0)
+    adapter = http1.Adapter(max(1, pool_size))
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.verify = verify

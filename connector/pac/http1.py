@@ -1,12 +1,12 @@
 """A minimal HTTP/1.1 client for the PAC's hot SOAP calls (one POST, one reply).
 
 ``_QuietTransport.post_bytes`` sends FEL's per-invoice operations through here when the
-session would add nothing (no proxy, cookies, auth or hooks; the stock adapter): the same
+session would add nothing (no proxy, cookies, auth or hooks; our :class:`Adapter`): the same
 bytes on the wire as requests + urllib3, for a fraction of their CPU and system calls.
 
-* One :class:`Pool` per ``HTTPAdapter`` (so per driver session): keep-alive connections per
-  (scheme, host, port, TLS settings), reused last-in first-out, at most the adapter's
-  ``pool_maxsize`` kept idle (more may be open at once). ``adapter.close()`` — which
+* One :class:`Pool` per :class:`Adapter` (``make_session`` mounts one per driver session):
+  keep-alive connections per (scheme, host, port, TLS settings), reused last-in first-out,
+  at most ``pool_maxsize`` kept idle (more may be open at once). ``adapter.close()`` — which
   ``Session.close()`` calls — closes them too.
 * An idle connection is reused only if it has nothing to read (the server closed it or sent
   junk otherwise), as urllib3 checks. A request is never sent twice: once any byte may have
@@ -33,7 +33,6 @@ import ssl
 import struct
 import sys
 import threading
-import weakref
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -591,37 +590,17 @@ def _aborted(exc: BaseException) -> urllib3.exceptions.ProtocolError:
     return urllib3.exceptions.ProtocolError("Connection aborted.", exc)
 
 
-# --- One pool per adapter --------------------------------------------------------------------
-
-_pools: weakref.WeakKeyDictionary[HTTPAdapter, Pool] = weakref.WeakKeyDictionary()
-_pools_lock = threading.Lock()
+# --- The adapter that owns a pool -------------------------------------------------------------
 
 
-class _CloseBoth:
-    """``adapter.close`` that closes the adapter's :class:`Pool` too (no reference cycle)."""
+class Adapter(HTTPAdapter):
+    """requests' adapter (used for everything but the hot calls) with this module's
+    :class:`Pool` beside urllib3's; ``close()`` (``Session.close()``) closes both."""
 
-    def __init__(self, adapter: HTTPAdapter, pool: Pool) -> None:
-        self._adapter = weakref.ref(adapter)
-        self._pool = pool
+    def __init__(self, pool_maxsize: int) -> None:
+        super().__init__(pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0)
+        self.fast_pool = Pool(pool_maxsize)
 
-    def __call__(self) -> None:
-        self._pool.close()
-        adapter = self._adapter()
-        if adapter is not None:
-            HTTPAdapter.close(adapter)
-
-
-def pool_for(adapter: HTTPAdapter) -> Pool:
-    """The adapter's pool, made on first use; ``adapter.close()`` (``Session.close()``)
-    closes it, and so does the adapter's collection."""
-    pool = _pools.get(adapter)
-    if pool is not None:
-        return pool
-    with _pools_lock:
-        pool = _pools.get(adapter)
-        if pool is None:
-            pool = Pool(getattr(adapter, "_pool_maxsize", 10))
-            _pools[adapter] = pool
-            adapter.close = _CloseBoth(adapter, pool)  # type: ignore[method-assign]
-            weakref.finalize(adapter, pool.close)
-        return pool
+    def close(self) -> None:
+        self.fast_pool.close()
+        super().close()

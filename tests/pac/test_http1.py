@@ -206,7 +206,9 @@ def post(d: FelDriver, url: str) -> tuple[int, bytes]:
 
 
 def pool(d: FelDriver) -> http1.Pool:
-    return http1.pool_for(d.session.get_adapter("http://"))
+    adapter = d.session.get_adapter("http://")
+    assert isinstance(adapter, http1.Adapter)
+    return adapter.fast_pool
 
 
 def idle(d: FelDriver) -> list[Any]:

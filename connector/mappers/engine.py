@@ -11,6 +11,7 @@ The full format is documented in ``docs/layouts.md``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import tomllib
 import types
 import typing
@@ -419,20 +420,44 @@ class _Ctx:
     missed: set[tuple[str, str]]
     tables: dict[str, LookupTable] = field(default_factory=dict)
     rows: dict[tuple[str, str], dict[str, str] | None] = field(default_factory=dict)
+    firsts: dict[str, ParsedRecord] | None = None  # built on first use by ``find``
+
+    def find(self, type_: str) -> ParsedRecord | None:
+        """``root.find(type_)`` (first record of that type, depth first), from an index of
+        the invoice's records built once instead of a walk per call."""
+        firsts = self.firsts
+        if firsts is None:
+            firsts = self.firsts = {}
+            todo = [self.root]
+            while todo:
+                rec = todo.pop()
+                firsts.setdefault(rec.type, rec)
+                todo.extend(reversed(rec.children))
+        return firsts.get(type_)
+
+
+@functools.lru_cache(maxsize=1024)
+def _split_ref(ref: str) -> tuple[str, str] | None:
+    """("TYPE", "Field") of a reference "TYPE.Field", None for a bare "Field"."""
+    if "." not in ref:
+        return None
+    type_, fname = ref.split(".", 1)
+    return type_, fname
 
 
 def _resolve(
-    ref: str, scope: ParsedRecord, root: ParsedRecord
+    ref: str, scope: ParsedRecord, ctx: _Ctx
 ) -> tuple[str | None, ParsedRecord | None, str]:
     """A source reference in a scope: "TYPE.Field" or "Field" (this record, then its parents)."""
-    if "." in ref:
-        type_, fname = ref.split(".", 1)
+    typed = _split_ref(ref)
+    if typed is not None:
+        type_, fname = typed
         rec: ParsedRecord | None = scope
         while rec is not None:
             if rec.type == type_:
                 return rec.fields.get(fname), rec, fname
             rec = rec.parent
-        found = root.find(type_)
+        found = ctx.find(type_)
         if found is not None:
             return found.fields.get(fname), found, fname
     rec = scope
@@ -563,7 +588,7 @@ class Mapping:
             ctx.locations.setdefault(path, (scope, None))
         for name, (kind, fspec) in spec.leaves.items():
             fpath = f"{path}.{name}" if path else name
-            value = self._leaf(kind, fspec, scope, fpath, ctx)
+            value = self._leaf(kind, fspec, scope, fpath, name, ctx)
             if value is not None:
                 out[name] = value
         for name, sub in spec.nodes.items():
@@ -597,7 +622,7 @@ class Mapping:
         target = scope
         if sub.record:
             found = scope.children_of_type(sub.record)
-            target = found[0] if found else ctx.root.find(sub.record)
+            target = found[0] if found else ctx.find(sub.record)
             if target is None:
                 return None
         if sub.when and not self._when(sub.when, target, ctx):
@@ -623,17 +648,20 @@ class Mapping:
             concepto.pop("Impuestos", None)
 
     def _text(
-        self, spec: FieldSpec, scope: ParsedRecord, fpath: str, ctx: _Ctx
+        self, spec: FieldSpec, scope: ParsedRecord, fpath: str, ctx: _Ctx, name: str | None = None
     ) -> tuple[str | None, bool]:
-        """The text of a field after transforms (None when empty). Second value: from a lookup."""
+        """The text of a field after transforms (None when empty). Second value: from a lookup.
+        ``name``: the last part of ``fpath``, when the caller has it."""
+        if name is None:
+            name = fpath.rsplit(".", 1)[-1]
         if spec.value is not None:
-            ctx.locations[fpath] = (scope, fpath.rsplit(".", 1)[-1])
+            ctx.locations[fpath] = (scope, name)
             return spec.value, False
         raw: str | None = None
         from_lookup = False
-        location: _Loc = (scope, fpath.rsplit(".", 1)[-1])
+        location: _Loc = (scope, name)
         if spec.ref is not None:
-            raw, rec, fname = _resolve(spec.ref, scope, ctx.root)
+            raw, rec, fname = _resolve(spec.ref, scope, ctx)
             location = (rec, fname) if rec is not None else (scope, spec.ref)
             raw = raw.strip() if raw else None
         if not raw and spec.lookup is not None:
@@ -653,7 +681,7 @@ class Mapping:
     def _lookup(
         self, ref: LookupRef, scope: ParsedRecord, fpath: str, ctx: _Ctx
     ) -> tuple[str | None, _Loc]:
-        key, rec, fname = _resolve(ref.key, scope, ctx.root)
+        key, rec, fname = _resolve(ref.key, scope, ctx)
         location: _Loc = (rec, fname) if rec is not None else (scope, ref.key)
         key = (key or "").strip()
         if not key:
@@ -684,10 +712,12 @@ class Mapping:
         value = row.get(ref.column, "").strip()
         return (value or None), location
 
-    def _leaf(self, kind: str, spec: FieldSpec, scope: ParsedRecord, fpath: str, ctx: _Ctx) -> Any:
+    def _leaf(
+        self, kind: str, spec: FieldSpec, scope: ParsedRecord, fpath: str, name: str, ctx: _Ctx
+    ) -> Any:
         if kind == "strs":
             return self._strs(spec, scope, fpath, ctx)
-        text, from_lookup = self._text(spec, scope, fpath, ctx)
+        text, from_lookup = self._text(spec, scope, fpath, ctx, name)
         if text is None:
             return None
         if kind == "decimal":

@@ -110,6 +110,22 @@ def test_when_skips_a_tax_and_empty_impuestos_disappear() -> None:
     assert problems == [] and c.Conceptos[0].Impuestos is None
 
 
+def test_typed_reference_outside_the_scope_is_the_first_record_depth_first() -> None:
+    # "NOTA.TEXTO" from the comprobante: no NOTA above it, so the invoice's first NOTA in
+    # depth-first order (the one under the line, not the later one at the top); every invoice
+    # mapped by the same mapping finds its own
+    header = HEADER.replace('Serie = "SERIE"', 'Serie = "SERIE"\nCondicionesDePago = "NOTA.TEXTO"')
+    m = Mapping.from_string(header + LINES)
+    for first, later in (("a", "b"), ("c", "d")):
+        root = _invoice([_row(2, **BASE_ROW)])
+        root.children[0].add(ParsedRecord("NOTA", {"TEXTO": first}, 3, "v.csv"))
+        root.add(ParsedRecord("NOTA", {"TEXTO": later}, 4, "v.csv"))
+        c, problems, locate = m.map_located(root)
+        assert problems == [] and c is not None
+        assert c.CondicionesDePago == first
+        assert locate("CondicionesDePago") == "v.csv:3:TEXTO"
+
+
 def test_date_only_format_and_a_bad_date() -> None:
     m = Mapping.from_string(HEADER + LINES)
     c, _ = m.map(_invoice([_row(2, **{**BASE_ROW, "FECHA": "05/03/2025"})]))

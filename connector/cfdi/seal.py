@@ -182,6 +182,15 @@ def _certificate(der: bytes) -> CsdCertificate:
     return CsdCertificate.from_cert(load_certificate(der))
 
 
+@lru_cache(maxsize=32)
+def _embedded(cert_b64: str) -> tuple[CsdCertificate, bool]:
+    """A Comprobante's Certificado attribute → (its certificate, whether it is an e.firma):
+    decoded and examined once per certificate, not on every invoice. ``ValueError`` or
+    ``CsdError`` when it is not a certificate (never cached)."""
+    cert = _certificate(base64.b64decode("".join(cert_b64.split()), validate=True))
+    return cert, cert.is_fiel
+
+
 def verify_seal(xml: bytes | etree._Element | Comprobante) -> list[Problem]:
     """Problems with the comprobante's seal; an empty list when it verifies."""
     try:
@@ -194,8 +203,7 @@ def verify_seal(xml: bytes | etree._Element | Comprobante) -> list[Problem]:
     try:
         if not cert_b64:
             raise ValueError
-        der = base64.b64decode("".join(cert_b64.split()), validate=True)
-        cert = _certificate(der)
+        cert, is_fiel = _embedded(cert_b64)
     except (ValueError, CsdError):
         return [
             Problem(
@@ -226,7 +234,7 @@ def verify_seal(xml: bytes | etree._Element | Comprobante) -> list[Problem]:
                 f"{rfc or '(vacío)'}.",
             )
         )
-    if cert.is_fiel:
+    if is_fiel:
         problems.append(
             Problem(
                 code="CONN-CSD-FIEL",

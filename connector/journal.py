@@ -321,6 +321,15 @@ def _ever_sent(e: Entry) -> bool:
     return e.attempts > 0 and e.referencia is not None
 
 
+def _to_send(e: Entry, payload: bytes, referencia: str) -> tuple[bytes, str]:
+    """The bytes and referencia a row is sent with once sealed: a row that was ever sent keeps
+    its referencia (it may be stamped under it) and its sealed bytes when it still has them."""
+    if _ever_sent(e):
+        assert e.referencia is not None
+        return (e.payload if e.payload is not None else payload), e.referencia
+    return payload, referencia
+
+
 def _payload_to_keep(e: Entry, same_content: bool) -> bytes | None:
     """The sealed bytes a once-sent row keeps when it starts over (replay, export again): those
     of the same content — unless the pipeline recorded that the PAC refused the document itself
@@ -443,8 +452,23 @@ class Journal:
                     (rfc, serie, folio, content_hash, State.RECEIVED, mode, source, source_file,
                      location, now, now),
                 )  # fmt: skip
+                assert cur.lastrowid is not None
                 self._event(db, cur.lastrowid, None, State.RECEIVED, source_file)
-                return Admission.NEW, self._get_locked(cur.lastrowid)
+                # the row as just written (the table's defaults are the dataclass's)
+                return Admission.NEW, Entry(
+                    id=cur.lastrowid,
+                    emisor_rfc=rfc,
+                    serie=serie,
+                    folio=folio,
+                    content_hash=content_hash,
+                    state=State.RECEIVED,
+                    mode=mode,
+                    source=source,
+                    source_file=source_file,
+                    location=location,
+                    created_at=now,
+                    updated_at=now,
+                )
             e = _entry(row)
             same = e.content_hash == content_hash
             if e.state in (State.STAMPED, State.DELIVERED):
@@ -530,13 +554,46 @@ class Journal:
         the referencia it may be stamped under, and its sealed bytes when it still has them;
         ``referencia`` and ``payload`` are used only when there is nothing to keep."""
         with self._tx():
-            e = self._get_locked(invoice_id)
-            if _ever_sent(e):
-                assert e.referencia is not None
-                referencia = e.referencia
-                payload = e.payload if e.payload is not None else payload
+            payload, referencia = _to_send(self._get_locked(invoice_id), payload, referencia)
             return self._transition(
                 invoice_id, State.SEALED, referencia, payload=payload, referencia=referencia
+            )
+
+    def mark_sealed_sending(self, invoice_id: int, payload: bytes, referencia: str) -> Entry:
+        """received → validated → sealed → sending in one write, what the pipeline does once an
+        invoice passed the rules and is sealed: the bytes to send and their referencia stored
+        and the first attempt counted together (the request leaves only after the commit),
+        the three events recorded. A once-sent row keeps its referencia and sealed bytes, as
+        in :meth:`mark_sealed`."""
+        with self._tx() as db:
+            e = self._get_locked(invoice_id)
+            frm = e.state
+            for to in (State.VALIDATED, State.SEALED, State.SENDING):
+                if to not in TRANSITIONS[frm]:
+                    raise JournalError(f"transition {frm} → {to} not allowed for {e.label}")
+                frm = to
+            payload, referencia = _to_send(e, payload, referencia)
+            now = time.time()
+            db.execute(
+                "UPDATE invoices SET state=?, payload=?, referencia=?, attempts=attempts+1, "
+                "next_retry_at=NULL, updated_at=? WHERE id=?",
+                (State.SENDING, payload, referencia, now, invoice_id),
+            )
+            db.execute(
+                "INSERT INTO events (invoice_id, at, from_state, to_state, detail) VALUES "
+                "(?,?,?,?,NULL), (?,?,?,?,?), (?,?,?,?,?)",
+                (invoice_id, now, e.state, State.VALIDATED,
+                 invoice_id, now, State.VALIDATED, State.SEALED, referencia,
+                 invoice_id, now, State.SEALED, State.SENDING, f"attempt {e.attempts + 1}"),
+            )  # fmt: skip
+            return replace(
+                e,
+                state=State.SENDING,
+                payload=payload,
+                referencia=referencia,
+                attempts=e.attempts + 1,
+                next_retry_at=None,
+                updated_at=now,
             )
 
     def mark_sending(self, invoice_id: int) -> Entry:

@@ -872,7 +872,6 @@ class Pipeline:
             )
             ilog.info("invalid", codes=sorted({p.code for p in problems}))
             return FileItem(rec.id, idx, location, e.id, []), None, None
-        e = self.journal.mark_validated(e.id)
         try:
             payload = self._payload(src, c, xml)
         except CfdiError as exc:
@@ -885,9 +884,9 @@ class Pipeline:
             )
             ilog.info("seal_failed", code=exc.code)
             return FileItem(rec.id, idx, location, e.id, []), None, None
-        e = self.journal.mark_sealed(e.id, payload, new_referencia(key[1], key[2]))
-        # the first attempt is recorded in the same commit; the send leaves after the commit
-        e = self.journal.mark_sending(e.id)
+        # validated, sealed and the first attempt in one write; the send leaves after the
+        # commit
+        e = self.journal.mark_sealed_sending(e.id, payload, new_referencia(key[1], key[2]))
         with self._lock:
             self._fresh.add(e.id)
         ilog.debug("sealed", referencia=e.referencia)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from connector.journal import PAC_DOCUMENT, Admission, Journal, State
+import pytest
+
+from connector.journal import PAC_DOCUMENT, Admission, Journal, JournalError, State
 
 KEY = ("EKU9003173C9", "A", "1")
 
@@ -109,3 +111,32 @@ def test_a_refusal_after_a_try_that_may_have_been_stamped_keeps_the_bytes(tmp_pa
     assert adm is Admission.RESTART and e.payload == b"<sealed 1/>" and e.attempts == 2
     j.mark_validated(iid)
     assert j.mark_sealed(iid, b"<sealed anew/>", "REF-2").payload == b"<sealed 1/>"
+
+
+def test_sealed_and_sending_in_one_step_keeps_what_mark_sealed_keeps(tmp_path: Path) -> None:
+    """The pipeline's one write after sealing: the row read back equals the one returned, the
+    three transitions are in the history, and a once-sent row keeps referencia and bytes."""
+    j = Journal(tmp_path / "j.sqlite")
+    adm, first = j.admit(KEY, "h1", mode="stamp", source="s", source_file="f.dat", location="l")
+    assert adm is Admission.NEW and first == j.get_id(first.id)  # admit's row as stored
+    fresh = first.id
+    e = j.mark_sealed_sending(fresh, b"<sealed/>", "REF-9")
+    assert e == j.get_id(fresh)
+    assert (e.state, e.payload, e.referencia, e.attempts) == (
+        State.SENDING, b"<sealed/>", "REF-9", 1
+    )  # fmt: skip
+    assert j.events(fresh) == [
+        (None, "received", "f.dat"),
+        ("received", "validated", None),
+        ("validated", "sealed", "REF-9"),
+        ("sealed", "sending", "attempt 1"),
+    ]
+    with pytest.raises(JournalError):  # only from received (or validated)
+        j.mark_sealed_sending(fresh, b"<other/>", "REF-10")
+
+    j2 = Journal(tmp_path / "j2.sqlite")
+    iid = sent_then_failed(j2)
+    j2.reset(iid)
+    e = j2.mark_sealed_sending(iid, b"<sealed 2/>", "REF-2")
+    assert (e.referencia, e.payload, e.attempts) == ("REF-1", b"<sealed 1/>", 2)
+    assert e == j2.get_id(iid)

@@ -199,37 +199,63 @@ class _NeedsXslt(Exception):
 
 
 def _fields(out: list[str], el: etree._Element, spec: tuple[tuple[str, bool], ...]) -> None:
-    get = el.get
+    get, put = el.get, out.append
     for name, required in spec:
         v = get(name)
         if v is None:
             if required:
-                out.append("")
+                put("")
+        elif v and (
+            v[0] == " " or v[-1] == " " or "  " in v or "\t" in v or "\n" in v or "\r" in v
+        ):  # only then can normalize-space change it
+            put(normalize_space(v))
         else:
-            out.append(normalize_space(v) if v else v)
+            put(v)
 
 
-def _kids(el: etree._Element, *path: str) -> list[etree._Element]:
-    """Children along a path, like the XPath ``./a/b``."""
-    nodes = [el]
+def _children(el: etree._Element) -> dict[Any, list[etree._Element]]:
+    """The children of ``el`` by tag, each list in document order: one pass over them instead
+    of an ``iterchildren(tag)`` per tag (comments and processing instructions land under
+    non-string tags that nobody asks for)."""
+    groups: dict[Any, list[etree._Element]] = {}
+    for child in el:
+        tag = child.tag
+        group = groups.get(tag)
+        if group is None:
+            groups[tag] = [child]
+        else:
+            group.append(child)
+    return groups
+
+
+def _under(nodes: list[etree._Element], *path: str) -> list[etree._Element]:
+    """Descendants of ``nodes`` along a path, like the XPath ``./a/b`` from each of them."""
     for tag in path:
         nodes = [k for n in nodes for k in n.iterchildren(tag)]
     return nodes
 
 
+def _kids(el: etree._Element, *path: str) -> list[etree._Element]:
+    """Children along a path, like the XPath ``./a/b``."""
+    return _under([el], *path)
+
+
 def _walk_concepto(out: list[str], k: etree._Element) -> None:
     _fields(out, k, _CONCEPTO)
-    for t in _kids(k, _C + "Impuestos", _C + "Traslados", _C + "Traslado"):
-        _fields(out, t, _TRASLADO)
-    for r in _kids(k, _C + "Impuestos", _C + "Retenciones", _C + "Retencion"):
-        _fields(out, r, _RETENCION)
-    for a in k.iterchildren(_C + "ACuentaTerceros"):
+    kids = _children(k)
+    impuestos = kids.get(_C + "Impuestos")
+    if impuestos:
+        for t in _under(impuestos, _C + "Traslados", _C + "Traslado"):
+            _fields(out, t, _TRASLADO)
+        for r in _under(impuestos, _C + "Retenciones", _C + "Retencion"):
+            _fields(out, r, _RETENCION)
+    for a in kids.get(_C + "ACuentaTerceros", ()):
         _fields(out, a, _ACUENTA)
-    for a in k.iterchildren(_C + "InformacionAduanera"):
+    for a in kids.get(_C + "InformacionAduanera", ()):
         _fields(out, a, (("NumeroPedimento", _R),))
-    for a in k.iterchildren(_C + "CuentaPredial"):
+    for a in kids.get(_C + "CuentaPredial", ()):
         _fields(out, a, (("Numero", _R),))
-    for _ in k.iterchildren(_C + "ComplementoConcepto", _C + "Parte"):
+    if _C + "ComplementoConcepto" in kids or _C + "Parte" in kids:
         raise _NeedsXslt
     for _ in k.iter(_C + "Parte"):  # .//cfdi:Parte, anywhere below
         raise _NeedsXslt
@@ -262,27 +288,28 @@ def _walk(root: etree._Element) -> str:
         )
     out: list[str] = []
     _fields(out, root, _COMPROBANTE)
-    for el in root.iterchildren(_C + "InformacionGlobal"):
+    kids = _children(root)
+    for el in kids.get(_C + "InformacionGlobal", ()):
         _fields(out, el, _INFO_GLOBAL)
-    for el in root.iterchildren(_C + "CfdiRelacionados"):
+    for el in kids.get(_C + "CfdiRelacionados", ()):
         _fields(out, el, (("TipoRelacion", _R),))
         for u in el.iterchildren(_C + "CfdiRelacionado"):
             _fields(out, u, (("UUID", _R),))
-    for el in root.iterchildren(_C + "Emisor"):
+    for el in kids.get(_C + "Emisor", ()):
         _fields(out, el, _EMISOR)
-    for el in root.iterchildren(_C + "Receptor"):
+    for el in kids.get(_C + "Receptor", ()):
         _fields(out, el, _RECEPTOR)
-    for el in root.iterchildren(_C + "Conceptos"):
+    for el in kids.get(_C + "Conceptos", ()):
         for k in el.iterchildren(_C + "Concepto"):
             _walk_concepto(out, k)
-    for el in root.iterchildren(_C + "Impuestos"):
+    for el in kids.get(_C + "Impuestos", ()):
         for r in _kids(el, _C + "Retenciones", _C + "Retencion"):
             _fields(out, r, _RETENCION_RES)
         _fields(out, el, (("TotalImpuestosRetenidos", _O),))
         for t in _kids(el, _C + "Traslados", _C + "Traslado"):
             _fields(out, t, _TRASLADO)
         _fields(out, el, (("TotalImpuestosTrasladados", _O),))
-    for el in root.iterchildren(_C + "Complemento"):
+    for el in kids.get(_C + "Complemento", ()):
         for comp in el.iterchildren():
             tag = comp.tag
             if tag == _P + "Pagos":

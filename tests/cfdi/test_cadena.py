@@ -127,6 +127,38 @@ def test_parte_and_complemento_concepto_use_the_xslt() -> None:
     assert cadena_original(root) == expected
 
 
+def test_children_in_any_order_with_comments_and_repeats_match_the_xslt() -> None:
+    # the fast path groups each element's children by tag in one pass: the XSLT's order must
+    # win over the document's, repeats keep document order, comments count for nothing
+    from lxml import etree
+
+    C = "{http://www.sat.gob.mx/cfd/4}"
+    root = parse_xml_bytes(SAMPLE_I.read_bytes())
+    emisor, receptor = root.find(C + "Emisor"), root.find(C + "Receptor")
+    emisor.addprevious(receptor)  # Receptor before Emisor
+    receptor.addprevious(etree.Comment(" a comment "))
+    concepto = root.find(f"{C}Conceptos/{C}Concepto")
+    impuestos = concepto.find(C + "Impuestos")
+    for i, numero in enumerate(("111", "222")):
+        concepto.insert(i, etree.Element(C + "CuentaPredial", Numero=numero))
+    concepto.insert(1, etree.Element(C + "InformacionAduanera", NumeroPedimento=" 23  47 "))
+    concepto.insert(0, etree.Comment("x"))
+    retenciones = etree.Element(C + "Retenciones")
+    etree.SubElement(
+        retenciones, C + "Retencion", Base="1", Impuesto="001", TipoFactor="Tasa",
+        TasaOCuota="0.100000", Importe="0.10",
+    )  # fmt: skip
+    second = etree.Element(C + "Impuestos")
+    second.append(retenciones)
+    impuestos.addprevious(second)  # a second Impuestos, with the retención, first
+    impuestos.insert(0, etree.Element(C + "Retenciones"))
+    impuestos[0].append(etree.Element(C + "Retencion", Base="2", Impuesto="002"))
+    expected = cadena_original_xslt(root)
+    assert "|1|001|Tasa|0.100000|0.10|2|002|||" in expected and "|111|222|" in expected
+    assert "|23 47|111|" in expected
+    assert cadena_original(root) == expected
+
+
 def test_cadena_of_something_else_is_refused() -> None:
     with pytest.raises(XmlError) as info:
         cadena_original(parse_xml_bytes(b"<a/>"))

@@ -28,6 +28,7 @@ class TransformError(ValueError):
 
 
 _PLAIN = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+_PLAIN_ONLY = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")  # fullmatch: no spaces, no newline
 _THOUSANDS_POINT = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")  # 1,234,567.89
 _THOUSANDS_COMMA = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+(,\d+)?$")  # 1.234.567,89
 
@@ -38,25 +39,28 @@ def parse_decimal(text: str, comma: bool = False) -> Decimal:
     Spaces and a leading ``$`` are ignored. Thousands separators are accepted only in groups of
     three, so "1,5" is never read as 15.
     """
-    s = text.strip().replace(" ", "").replace("\u00a0", "").replace("$", "")
-    if comma:
-        if "," in s:
-            if _THOUSANDS_COMMA.match(s):
+    s = text
+    # the usual "1234.50" (decimal point) has nothing to clean up or regroup: straight to Decimal
+    if comma or _PLAIN_ONLY.fullmatch(s) is None:
+        s = s.strip().replace(" ", "").replace("\u00a0", "").replace("$", "")
+        if comma:
+            if "," in s:
+                if _THOUSANDS_COMMA.match(s):
+                    s = s.replace(".", "")
+                elif "." in s:
+                    raise TransformError("CONN-MAP-NUMBER", f"'{text}' no es un número válido")
+                s = s.replace(",", ".")
+            elif _THOUSANDS_COMMA.match(s):
                 s = s.replace(".", "")
-            elif "." in s:
-                raise TransformError("CONN-MAP-NUMBER", f"'{text}' no es un número válido")
-            s = s.replace(",", ".")
-        elif _THOUSANDS_COMMA.match(s):
-            s = s.replace(".", "")
-    elif "," in s:
-        if not _THOUSANDS_POINT.match(s):
-            raise TransformError(
-                "CONN-MAP-NUMBER",
-                f"'{text}' no es un número válido (¿coma decimal? configure decimal = \"comma\")",
-            )
-        s = s.replace(",", "")
-    if not _PLAIN.match(s):
-        raise TransformError("CONN-MAP-NUMBER", f"'{text}' no es un número válido")
+        elif "," in s:
+            if not _THOUSANDS_POINT.match(s):
+                raise TransformError(
+                    "CONN-MAP-NUMBER",
+                    f"'{text}' no es un número válido (¿coma decimal? configure decimal = \"comma\")",
+                )
+            s = s.replace(",", "")
+        if not _PLAIN.match(s):
+            raise TransformError("CONN-MAP-NUMBER", f"'{text}' no es un número válido")
     try:
         return Decimal(s)
     except InvalidOperation as exc:  # pragma: no cover - the regex already rejects these
@@ -80,8 +84,11 @@ def _no_arg(name: str, fn: Transform) -> Callable[[Any], Transform]:
     return build
 
 
+_RFC_SEPARATORS = re.compile(r"[\s\-_.]")
+
+
 def _rfc(value: str) -> str:
-    return re.sub(r"[\s\-_.]", "", value).upper()
+    return _RFC_SEPARATORS.sub("", value).upper()
 
 
 def _build_zfill(arg: Any) -> Transform:

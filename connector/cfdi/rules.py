@@ -178,8 +178,15 @@ def num(value: Any) -> Decimal | None:
 
 
 def decimals_of(value: Decimal) -> int:
-    exp = value.as_tuple().exponent
-    return -exp if isinstance(exp, int) and exp < 0 else 0
+    """Decimal places as written: minus the exponent (0 for integers, NaN and infinities)."""
+    # str() writes plain notation, with exactly that many digits after the point, unless it
+    # needs an exponent; much cheaper than as_tuple() (a named tuple of every digit)
+    text = str(value)
+    if "E" in text or "e" in text:
+        exp = value.as_tuple().exponent
+        return -exp if isinstance(exp, int) and exp < 0 else 0
+    dot = text.find(".")
+    return 0 if dot < 0 else len(text) - dot - 1
 
 
 def _fmt(value: Any) -> str:
@@ -227,10 +234,10 @@ def _number_problem(name: str, value: Any) -> str | None:
         return "CONN-NUMERO"
     if name == "Cantidad" and value <= 0:
         return "CONN-CANTIDAD"
-    sign, digits, exp = value.as_tuple()
     max_decimals = FIELD_DECIMALS.get(name, MAX_DECIMALS)
-    too_long = isinstance(exp, int) and (exp < -max_decimals or len(digits) + exp > MAX_INT_DIGITS)
-    if (sign or too_long) and value != 0:  # -0 is 0
+    # adjusted() + 1 is the number of digits before the point (digits + exponent)
+    too_long = decimals_of(value) > max_decimals or value.adjusted() >= MAX_INT_DIGITS
+    if (value.is_signed() or too_long) and value != 0:  # -0 is 0
         return "CONN-NUMERO"
     return None
 

@@ -588,7 +588,10 @@ class Mapping:
             ctx.locations.setdefault(path, (scope, None))
         for name, (kind, fspec) in spec.leaves.items():
             fpath = f"{path}.{name}" if path else name
-            value = self._leaf(kind, fspec, scope, fpath, name, ctx)
+            if kind == "str":  # most leaves: the text itself
+                value = self._text(fspec, scope, fpath, ctx, name)[0]
+            else:
+                value = self._leaf(kind, fspec, scope, fpath, name, ctx)
             if value is not None:
                 out[name] = value
         for name, sub in spec.nodes.items():

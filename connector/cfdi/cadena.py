@@ -240,14 +240,22 @@ def _kids(el: etree._Element, *path: str) -> list[etree._Element]:
     return _under([el], *path)
 
 
+def _items(
+    groups: list[dict[Any, list[etree._Element]]], group: str, item: str
+) -> list[etree._Element]:
+    """``./group/item`` from each parent whose children (``_children``) are in ``groups``."""
+    return [k for g in groups for n in g.get(group, ()) for k in n.iterchildren(item)]
+
+
 def _walk_concepto(out: list[str], k: etree._Element) -> None:
     _fields(out, k, _CONCEPTO)
     kids = _children(k)
     impuestos = kids.get(_C + "Impuestos")
     if impuestos:
-        for t in _under(impuestos, _C + "Traslados", _C + "Traslado"):
+        groups = [_children(i) for i in impuestos]
+        for t in _items(groups, _C + "Traslados", _C + "Traslado"):
             _fields(out, t, _TRASLADO)
-        for r in _under(impuestos, _C + "Retenciones", _C + "Retencion"):
+        for r in _items(groups, _C + "Retenciones", _C + "Retencion"):
             _fields(out, r, _RETENCION)
     for a in kids.get(_C + "ACuentaTerceros", ()):
         _fields(out, a, _ACUENTA)
@@ -303,10 +311,11 @@ def _walk(root: etree._Element) -> str:
         for k in el.iterchildren(_C + "Concepto"):
             _walk_concepto(out, k)
     for el in kids.get(_C + "Impuestos", ()):
-        for r in _kids(el, _C + "Retenciones", _C + "Retencion"):
+        groups = [_children(el)]
+        for r in _items(groups, _C + "Retenciones", _C + "Retencion"):
             _fields(out, r, _RETENCION_RES)
         _fields(out, el, (("TotalImpuestosRetenidos", _O),))
-        for t in _kids(el, _C + "Traslados", _C + "Traslado"):
+        for t in _items(groups, _C + "Traslados", _C + "Traslado"):
             _fields(out, t, _TRASLADO)
         _fields(out, el, (("TotalImpuestosTrasladados", _O),))
     for el in kids.get(_C + "Complemento", ()):

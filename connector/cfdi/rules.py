@@ -274,8 +274,8 @@ def _numbers(x: _Ctx) -> None:
 def _parse_fecha(fecha: str) -> datetime | None:
     if not RE_FECHA.fullmatch(fecha):
         return None
-    try:
-        return datetime.strptime(fecha, "%Y-%m-%dT%H:%M:%S")
+    try:  # the pattern admits only YYYY-MM-DDTHH:MM:SS: ISO, read faster than strptime
+        return datetime.fromisoformat(fecha)
     except ValueError:
         return None
 

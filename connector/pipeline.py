@@ -50,6 +50,7 @@ from connector.sinks import (
     ItemError,
     archive_folder,
     atomic_write,
+    atomic_write_all,
     clean_temp_files,
     free_name,
     move_file,
@@ -1301,16 +1302,16 @@ def deliver_outputs(
     stem = output_stem(
         src.filename_pattern, serie=e.serie, folio=e.folio, uuid=e.uuid, rfc=e.emisor_rfc
     )
-    out: dict[str, str] = {}
-    out["xml"] = str(atomic_write(src.output.xml / f"{stem}.xml", e.stamped_xml))
+    files = {"xml": (src.output.xml / f"{stem}.xml", e.stamped_xml)}
     if src.output.pdf is not None:
         render = renderer.render if renderer is not None else render_pdf_bytes
         pdf = render(e.stamped_xml, emisor, cancelled=cancelled)
         if pdf is not None:
-            out["pdf"] = str(atomic_write(src.output.pdf / f"{stem}.pdf", pdf))
+            files["pdf"] = (src.output.pdf / f"{stem}.pdf", pdf)
     if src.output.acuse is not None and e.acuse:
-        out["acuse"] = str(atomic_write(src.output.acuse / f"{stem}_acuse.xml", e.acuse))
-    return out
+        files["acuse"] = (src.output.acuse / f"{stem}_acuse.xml", e.acuse)
+    written = atomic_write_all(list(files.values()))
+    return {kind: str(path) for kind, path in zip(files, written, strict=True)}
 
 
 def deliver_cancellation(

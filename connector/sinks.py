@@ -15,13 +15,14 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 TMP_MARK = ".cfdi-tmp"
+_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 
 
@@ -41,21 +42,36 @@ def temp_name(final: Path) -> Path:
 
 def atomic_write(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` so that a reader sees either nothing or the whole file."""
-    path = Path(path)
-    tmp = temp_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-    return path
+    return atomic_write_all([(path, data)])[0]
+
+
+def atomic_write_all(files: Sequence[tuple[Path, bytes]]) -> list[Path]:
+    """:func:`atomic_write` of several files (an invoice's XML, PDF, acuse): each written and
+    fsynced under a temporary name, then renamed; each folder fsynced once at the end, so
+    every name is durable when this returns. A failure leaves the files renamed before it
+    whole and no temporary file behind."""
+    done: list[Path] = []
+    for path, data in files:
+        path = Path(path)
+        tmp = temp_name(path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o644)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        done.append(path)
+    for folder in dict.fromkeys(p.parent for p in done):
+        _fsync_dir(folder)
+    return done
 
 
 def clean_temp_files(folders: Iterable[Path | None]) -> list[Path]:

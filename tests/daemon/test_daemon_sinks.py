@@ -13,6 +13,7 @@ from connector.sinks import (
     ItemError,
     archive_folder,
     atomic_write,
+    atomic_write_all,
     clean_temp_files,
     free_name,
     move_file,
@@ -34,6 +35,28 @@ def test_atomic_write_failure_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         atomic_write(target, b"data")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_all_writes_each_whole_and_stops_at_the_first_failure(
+    tmp_path: Path,
+) -> None:
+    xml_dir, acuse_dir = tmp_path / "xml", tmp_path / "acuses"
+    xml_dir.mkdir()
+    acuse_dir.mkdir()
+    big = b"<cfdi>\r\n" + b"x" * 3_000_000 + b"\n</cfdi>"  # bytes as given, no translation
+    written = atomic_write_all(
+        [(xml_dir / "A1_U.xml", big), (acuse_dir / "A1_U_acuse.xml", b"<acuse/>")]
+    )
+    assert written == [xml_dir / "A1_U.xml", acuse_dir / "A1_U_acuse.xml"]
+    assert written[0].read_bytes() == big and written[1].read_bytes() == b"<acuse/>"
+    with pytest.raises(FileNotFoundError):
+        atomic_write_all(
+            [(xml_dir / "A2_U.xml", b"<a2/>"), (tmp_path / "missing" / "A2.pdf", b"%PDF")]
+        )
+    assert (xml_dir / "A2_U.xml").read_bytes() == b"<a2/>"  # written before the failure
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [
+        "A1_U.xml", "A1_U_acuse.xml", "A2_U.xml", "acuses", "xml"
+    ]  # fmt: skip
 
 
 def test_clean_temp_files_removes_only_ours(tmp_path: Path) -> None:

@@ -115,6 +115,7 @@ class Sandbox:
 SYNC = "FULL"
 WORKDIR: str | None = None  # where workspaces are made (default: the system temp dir)
 SCRATCH: list[Path] = []
+KEEP = False
 
 
 @contextlib.contextmanager
@@ -420,9 +421,15 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=10000)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--workdir", help="make the workspaces in this folder (default: system temp)")
+    ap.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the workspaces (so that runs one after another do not slow each other's "
+        "file creation; delete them yourself, then wait ~6 minutes before measuring again)",
+    )
     a = ap.parse_args()
-    global SYNC, WORKDIR
-    SYNC, WORKDIR = a.sync, a.workdir
+    global SYNC, WORKDIR, KEEP
+    SYNC, WORKDIR, KEEP = a.sync, a.workdir, a.keep
     print(f"# {platform.python_version()} {platform.machine()} cpus={os.cpu_count()}")
     print(f"# machine yardstick: RSA-2048 signature {yardstick():.3f} ms CPU (host speed varies)")
     if a.case in ("throughput", "all"):
@@ -471,4 +478,7 @@ if __name__ == "__main__":
         main()
     finally:
         for folder in SCRATCH:
-            shutil.rmtree(folder, ignore_errors=True)
+            if KEEP:
+                print(f"# kept {folder}")
+            else:
+                shutil.rmtree(folder, ignore_errors=True)

@@ -190,6 +190,7 @@ class Pipeline:
         self.pdf = PdfRenderer(default_processes() if processes is None else processes)
         self._inflight: dict[int, Future[None]] = {}
         self._lock = threading.RLock()
+        self._room = threading.Condition(self._lock)  # notified when an invoice leaves flight
         self._files_lock = threading.RLock()
         self._open_files: dict[int, tuple[str, Path]] = {}  # file_id → (source, work path)
         self._files_of: dict[int, set[int]] = {}  # invoice_id → open files carrying it
@@ -391,9 +392,10 @@ class Pipeline:
             for path in ready:
                 if (stop is not None and stop.is_set()) or self.stopping.is_set():
                     return taken
-                while len(self._inflight) >= self.max_inflight and not self.stopping.is_set():
-                    time.sleep(0.01)  # back-pressure: the PAC is the bottleneck
-                    self._reap()
+                with self._room:  # back-pressure: the PAC is the bottleneck
+                    while len(self._inflight) >= self.max_inflight and not self.stopping.is_set():
+                        self._room.wait(0.2)  # a worker that ends notifies
+                        self._reap()
                 try:
                     work = src.folder.claim(path)
                 except Exception as exc:
@@ -964,6 +966,7 @@ class Pipeline:
         finally:
             with self._lock:
                 self._inflight.pop(invoice_id, None)
+                self._room.notify()
             try:
                 self._after_invoice(invoice_id)
             except Exception:  # e.g. the archive is not writable: the file stays in work/

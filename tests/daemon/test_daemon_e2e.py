@@ -450,3 +450,40 @@ def test_circuit_breaker_opens_while_the_pac_fails_and_closes_after(
         ("CB", "2"): 1,
         ("CB", "3"): 1,
     }
+
+
+def test_back_pressure_waits_for_room_and_everything_finishes(workspace: Path, sandbox) -> None:
+    """With at most one invoice in flight the scanner waits (woken by the worker that ends,
+    not by polling) before taking the next file; every file still ends stamped once."""
+    from connector.config import check_config
+    from connector.pipeline import Pipeline
+
+    ws = workspace.parent
+    sandbox.latency = 0.05
+    for n in range(1, 7):
+        (ws / "inbox" / f"v{n}.dat").write_bytes(dat_file("B", [n]))
+    cfg, problems = check_config(workspace)
+    assert cfg is not None, problems
+    pipe = Pipeline(cfg, max_inflight=1)
+    pipe.start()
+    seen: list[int] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            seen.append(len(pipe._inflight))
+            done.wait(0.002)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        assert pipe.run_until_idle(60)
+    finally:
+        done.set()
+        sampler.join()
+        pipe.close()
+    assert max(seen) == 1  # one file of one invoice at a time
+    assert {k: len(v) for k, v in stamps_by_key(sandbox.store).items()} == {
+        ("B", str(n)): 1 for n in range(1, 7)
+    }
+    assert archived(ws) == [f"v{n}.dat" for n in range(1, 7)]

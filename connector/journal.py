@@ -354,7 +354,8 @@ class Journal:
             str(self.path), isolation_level=None, check_same_thread=False, timeout=30
         )
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={'NORMAL' if synchronous == 'NORMAL' else 'FULL'}")
+        self._full = synchronous != "NORMAL"
+        self._db.execute(f"PRAGMA synchronous={'FULL' if self._full else 'NORMAL'}")
         self._db.execute("PRAGMA foreign_keys=ON")
         with self._tx() as db:
             for stmt in _SCHEMA.split(";"):
@@ -372,21 +373,32 @@ class Journal:
         self.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, *, flush: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction (or part of the enclosing ``batch``). ``flush=False``: committed —
+        visible, and kept if the process is killed — without waiting for the disk; the next
+        flushed commit makes it durable with it (the WAL is written in order). Only for a
+        step that a power cut may undo because repeating it is safe (see ``mark_stamped``)."""
         with self._lock:
             if self._depth:  # inside batch(): part of the enclosing transaction
                 yield self._db
                 return
-            self._db.execute("BEGIN IMMEDIATE")
-            self._depth += 1
+            relaxed = self._full and not flush
+            if relaxed:
+                self._db.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield self._db
-            except BaseException:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._depth += 1
+                try:
+                    yield self._db
+                except BaseException:
+                    self._depth -= 1
+                    self._db.execute("ROLLBACK")
+                    raise
                 self._depth -= 1
-                self._db.execute("ROLLBACK")
-                raise
-            self._depth -= 1
-            self._db.execute("COMMIT")
+                self._db.execute("COMMIT")
+            finally:
+                if relaxed:
+                    self._db.execute("PRAGMA synchronous=FULL")
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -616,17 +628,25 @@ class Journal:
     def mark_stamped(
         self, invoice_id: int, uuid: str, stamped_xml: bytes, acuse: bytes | None = None
     ) -> Entry:
-        return self._transition(
-            invoice_id,
-            State.STAMPED,
-            uuid,
-            uuid=uuid,
-            stamped_xml=stamped_xml,
-            acuse=acuse,
-            error_code=None,
-            error_message=None,
-            error_origin=None,
-        )
+        """The PAC's stamp, recorded before the outputs are written. Its commit does not wait
+        for the disk (one fsync less per invoice): ``mark_delivered``'s, right after the
+        outputs, makes both durable, and a killed process loses nothing. A power cut in
+        between can undo it: the row is then back in ``sending`` under its referencia, its
+        next send recovers the same UUID (by referencia, or the PAC recognises the identical
+        bytes) and the outputs are written again under the same names — never a second
+        stamp."""
+        with self._tx(flush=False):
+            return self._transition(
+                invoice_id,
+                State.STAMPED,
+                uuid,
+                uuid=uuid,
+                stamped_xml=stamped_xml,
+                acuse=acuse,
+                error_code=None,
+                error_message=None,
+                error_origin=None,
+            )
 
     def mark_delivered(
         self, invoice_id: int, outputs: dict[str, str], acuse: bytes | None = None

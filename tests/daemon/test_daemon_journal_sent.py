@@ -140,3 +140,30 @@ def test_sealed_and_sending_in_one_step_keeps_what_mark_sealed_keeps(tmp_path: P
     e = j2.mark_sealed_sending(iid, b"<sealed 2/>", "REF-2")
     assert (e.referencia, e.payload, e.attempts) == ("REF-1", b"<sealed 1/>", 2)
     assert e == j2.get_id(iid)
+
+
+@pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])
+def test_the_stamp_commit_is_visible_at_once_and_later_commits_flush_again(
+    tmp_path: Path, synchronous: str
+) -> None:
+    """mark_stamped commits without waiting for the disk; the journal's own setting is back
+    for every other commit (mark_delivered's makes both durable)."""
+    import sqlite3
+
+    j = Journal(tmp_path / "j.sqlite", synchronous=synchronous)
+    _, iid = admit(j)
+    j.mark_sealed_sending(iid, b"<sealed/>", "REF-1")
+    level = {"FULL": 2, "NORMAL": 1}[synchronous]
+    j.mark_stamped(iid, "UUID-1", b"<stamped/>")
+    assert j._db.execute("PRAGMA synchronous").fetchone()[0] == level
+    other = sqlite3.connect(tmp_path / "j.sqlite")  # another process's view: committed
+    try:
+        row = other.execute("SELECT state, uuid FROM invoices WHERE id=?", (iid,)).fetchone()
+    finally:
+        other.close()
+    assert row == ("stamped", "UUID-1")
+    j.mark_delivered(iid, {"xml": "x.xml"})
+    assert j._db.execute("PRAGMA synchronous").fetchone()[0] == level
+    with pytest.raises(JournalError):  # a refused stamp leaves the setting as it was too
+        j.mark_stamped(iid, "UUID-2", b"<again/>")
+    assert j._db.execute("PRAGMA synchronous").fetchone()[0] == level

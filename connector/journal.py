@@ -30,6 +30,16 @@ UUID under a new referencia. The same content also keeps its sealed bytes (never
 new content is sealed again and sent under the old referencia only if the PAC has nothing for
 it (if it has, the stamped XML does not match the new bytes and the pipeline reports it with
 its UUID, never stamping again). Rows never sent start over with nothing kept.
+
+Durability. Every commit is visible to other processes and survives the process being killed.
+Most also wait for the disk (``synchronous=FULL``): above all the sealed bytes, referencia and
+attempt before a send leaves, and a file's decision before it is moved to archive/ or failed/.
+``stamped`` and ``delivered`` do not wait (two fsyncs less per invoice, and the workers no
+longer hold the journal lock through them): the next flushed commit makes them durable too, the
+WAL being written in order — at the latest the decision on their file. A power cut before that
+can undo only what repeating repairs: the row is back in ``sending`` (or ``stamped``), the next
+send recovers the same UUID (by referencia, or the PAC recognises the identical bytes) and the
+outputs are written again, whole, under the same names; never a second stamp.
 """
 
 from __future__ import annotations
@@ -377,7 +387,8 @@ class Journal:
         """One transaction (or part of the enclosing ``batch``). ``flush=False``: committed —
         visible, and kept if the process is killed — without waiting for the disk; the next
         flushed commit makes it durable with it (the WAL is written in order). Only for a
-        step that a power cut may undo because repeating it is safe (see ``mark_stamped``)."""
+        step that a power cut may undo because repeating it is safe (see Durability in the
+        module docstring)."""
         with self._lock:
             if self._depth:  # inside batch(): part of the enclosing transaction
                 yield self._db
@@ -628,13 +639,8 @@ class Journal:
     def mark_stamped(
         self, invoice_id: int, uuid: str, stamped_xml: bytes, acuse: bytes | None = None
     ) -> Entry:
-        """The PAC's stamp, recorded before the outputs are written. Its commit does not wait
-        for the disk (one fsync less per invoice): ``mark_delivered``'s, right after the
-        outputs, makes both durable, and a killed process loses nothing. A power cut in
-        between can undo it: the row is then back in ``sending`` under its referencia, its
-        next send recovers the same UUID (by referencia, or the PAC recognises the identical
-        bytes) and the outputs are written again under the same names — never a second
-        stamp."""
+        """The PAC's stamp, recorded before the outputs are written; committed without
+        waiting for the disk (see Durability in the module docstring)."""
         with self._tx(flush=False):
             return self._transition(
                 invoice_id,
@@ -652,11 +658,13 @@ class Journal:
         self, invoice_id: int, outputs: dict[str, str], acuse: bytes | None = None
     ) -> Entry:
         """Outputs written; ``acuse`` when it was fetched at delivery (after the stamp was
-        recorded). Clears a delivery error noted while the outputs could not be written."""
+        recorded). Clears a delivery error noted while the outputs could not be written.
+        Committed without waiting for the disk (see Durability in the module docstring)."""
         cols: dict[str, Any] = {"outputs": json.dumps(outputs), "error_code": None}
         if acuse is not None:
             cols["acuse"] = acuse
-        return self._transition(invoice_id, State.DELIVERED, **cols, error_message=None)
+        with self._tx(flush=False):
+            return self._transition(invoice_id, State.DELIVERED, **cols, error_message=None)
 
     def note_delivery_error(
         self, invoice_id: int, code: str, message: str, acuse: bytes | None = None

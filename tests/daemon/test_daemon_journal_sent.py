@@ -146,8 +146,8 @@ def test_sealed_and_sending_in_one_step_keeps_what_mark_sealed_keeps(tmp_path: P
 def test_the_stamp_commit_is_visible_at_once_and_later_commits_flush_again(
     tmp_path: Path, synchronous: str
 ) -> None:
-    """mark_stamped commits without waiting for the disk; the journal's own setting is back
-    for every other commit (mark_delivered's makes both durable)."""
+    """mark_stamped and mark_delivered commit without waiting for the disk; the journal's own
+    setting is back for every other commit (a file's decision flushes them)."""
     import sqlite3
 
     j = Journal(tmp_path / "j.sqlite", synchronous=synchronous)
@@ -164,6 +164,7 @@ def test_the_stamp_commit_is_visible_at_once_and_later_commits_flush_again(
     assert row == ("stamped", "UUID-1")
     j.mark_delivered(iid, {"xml": "x.xml"})
     assert j._db.execute("PRAGMA synchronous").fetchone()[0] == level
+    assert j.get_id(iid).state is State.DELIVERED
     with pytest.raises(JournalError):  # a refused stamp leaves the setting as it was too
         j.mark_stamped(iid, "UUID-2", b"<again/>")
     assert j._db.execute("PRAGMA synchronous").fetchone()[0] == level

@@ -2,8 +2,8 @@
 
 ``ResilientPac(driver)`` wraps any :class:`~connector.pac.base.PacDriver`:
 
-* **Backoff with jitter** (tenacity, ``wait_random_exponential``: full jitter, capped) on
-  ``PacTransient`` and ``PacAmbiguous``. ``PacInvalid`` is raised at once: the request was
+* **Backoff with jitter** (full jitter, capped: tenacity's ``wait_random_exponential``, drawn
+  by :func:`backoff`, run by :func:`retry_call`) on ``PacTransient`` and ``PacAmbiguous``. ``PacInvalid`` is raised at once: the request was
   sent exactly once. ``PacCircuitOpen`` is raised at once too (the breaker already decided).
 * **Ambiguous handling** — ``submit(sealed_xml, referencia, maybe_sent=...)``: when the journal
   says an earlier attempt may have reached the PAC, or after any failure in this call that may
@@ -33,14 +33,14 @@ the next try.
 from __future__ import annotations
 
 import logging
+import math
+import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
-
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from connector.cfdi.model import Comprobante
 
@@ -240,6 +240,59 @@ def _recover_unanswered(exc: PacInvalid, pac: str, referencia: str) -> PacAmbigu
     return err
 
 
+def backoff(policy: RetryPolicy, attempt: int) -> float:
+    """The wait after failed attempt number ``attempt`` (1, 2, …): tenacity's
+    ``wait_random_exponential(multiplier=base_delay, max=max_delay)``, the same formula and the
+    same single ``random.uniform`` draw, so the same waits for the same random state."""
+    multiplier, cap, exponent = policy.base_delay, float(policy.max_delay), attempt - 1
+    if (
+        multiplier > 0
+        and cap > 0
+        and math.isfinite(cap)
+        and exponent > math.log(cap, 2) - math.log(multiplier, 2)
+    ):
+        high: float = max(0, cap)
+    else:
+        try:
+            high = max(0, min(multiplier * 2**exponent, cap))
+        except OverflowError:
+            high = cap
+    return random.uniform(0.0, high)
+
+
+def retry_call(
+    attempt: Callable[[], T],
+    retryable: Callable[[BaseException], bool],
+    *,
+    policy: RetryPolicy,
+    sleep: Callable[[float], None],
+    on_retry: Callable[[int, BaseException], None] | None = None,
+) -> T:
+    """``attempt()`` until it returns, raises what ``retryable`` refuses, or has been tried
+    ``policy.max_attempts`` times (then its last exception is raised as it is).
+
+    What ``tenacity.Retrying(stop=stop_after_attempt(n), wait=wait_random_exponential(...),
+    retry=retry_if_exception(retryable), reraise=True, sleep=sleep, before_sleep=...)`` does,
+    step for step: after a retryable failure the wait is drawn (also after the last attempt),
+    then the stop is checked, then ``on_retry(attempt number, exception)`` runs, then
+    ``sleep(wait)``. A loop instead of a ``Retrying`` per call: the call that succeeds at once
+    (nearly every call) costs one function call."""
+    number = 1
+    while True:
+        try:
+            return attempt()
+        except BaseException as exc:
+            if not retryable(exc):
+                raise
+            wait = backoff(policy, number)
+            if number >= policy.max_attempts:
+                raise
+            if on_retry is not None:
+                on_retry(number, exc)
+        sleep(wait)  # outside the except: the next attempt's exception does not chain to it
+        number += 1
+
+
 def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, PacCircuitOpen) or getattr(exc, "final", False):
         return False
@@ -266,29 +319,19 @@ class ResilientPac:
     def state(self) -> str:
         return self.breaker.state
 
-    def _retrying(self) -> Retrying:
-        p = self.policy
-        return Retrying(
-            stop=stop_after_attempt(p.max_attempts),
-            wait=wait_random_exponential(multiplier=p.base_delay, max=p.max_delay),
-            retry=retry_if_exception(_retryable),
-            reraise=True,
-            sleep=self._sleep,
-            before_sleep=self._log_retry,
-        )
-
     @staticmethod
-    def _log_retry(rs: Any) -> None:
-        exc = rs.outcome.exception() if rs.outcome else None
-        log.info(
-            "reintento %d tras %s",
-            rs.attempt_number,
-            getattr(exc, "code", type(exc).__name__),
-        )
+    def _log_retry(number: int, exc: BaseException) -> None:
+        log.info("reintento %d tras %s", number, getattr(exc, "code", type(exc).__name__))
 
     def _run(self, attempt: Callable[[], T], flags: dict[str, bool]) -> T:
         try:
-            return self._retrying()(attempt)
+            return retry_call(
+                attempt,
+                _retryable,
+                policy=self.policy,
+                sleep=self._sleep,
+                on_retry=self._log_retry,
+            )
         except PacError as exc:
             exc.maybe_sent = flags["maybe_sent"] or exc.maybe_sent
             raise
@@ -379,17 +422,8 @@ class ResilientPac:
                 return False
             return isinstance(e, PacTransient) or (idempotent_write and isinstance(e, PacAmbiguous))
 
-        retrying = Retrying(
-            stop=stop_after_attempt(self.policy.max_attempts),
-            wait=wait_random_exponential(
-                multiplier=self.policy.base_delay, max=self.policy.max_delay
-            ),
-            retry=retry_if_exception(retry),
-            reraise=True,
-            sleep=self._sleep,
-        )
         try:
-            return retrying(attempt)
+            return retry_call(attempt, retry, policy=self.policy, sleep=self._sleep)
         except PacError as exc:
             exc.maybe_sent = flags["maybe_sent"] or exc.maybe_sent
             raise

@@ -620,6 +620,29 @@ class SoapValues(dict[str, Any]):
             raise AttributeError(name) from None
 
 
+# lxml refuses text with an ASCII control character other than tab and newline, U+FFFE, U+FFFF
+# (ValueError) or a lone surrogate (UnicodeEncodeError), writes \r as &#13;, and writes every
+# other character as it is, except & < > (&amp; &lt; &gt;): checked against lxml for every code
+# point in tests/pac/test_fast_soap_equivalence.py.
+_CONTROLS = bytes(c for c in range(0x20) if c not in (0x09, 0x0A))
+_Template = tuple[bytes, tuple[tuple[str, bytes, bytes], ...], bytes]
+
+
+def _plain_utf8(value: str) -> bytes | None:
+    """``value`` as lxml writes it in an element's text (UTF-8, & < > escaped), or None when
+    it holds a character lxml escapes otherwise or refuses (left to lxml itself)."""
+    try:
+        data = value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    if len(data.translate(None, _CONTROLS)) != len(data):
+        return None
+    # U+FFFE and U+FFFF are EF BF BE / EF BF BF; EF only ever starts a character
+    if b"\xef" in data and (b"\xef\xbf\xbe" in data or b"\xef\xbf\xbf" in data):
+        return None
+    return data.replace(b"&", b"&amp;").replace(b"<", b"&lt;").replace(b">", b"&gt;")
+
+
 # A result spec: {element qname: (field name, converter | nested spec)}
 _Spec = dict[str, tuple[str, Any]]
 
@@ -674,10 +697,71 @@ class FastOperation:
     result_tag: str
     result: _Spec
 
+    _keys: frozenset[str] = field(init=False, repr=False, compare=False)
+    _text: _Template | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_keys", frozenset(k for k, _ in self.params))
+        object.__setattr__(self, "_text", self._text_template())
+
+    def _text_template(self) -> _Template | None:
+        """(head, ((keyword, open tag, close tag), …), tail): the envelope lxml writes, as
+        bytes around the parameters' values; None when this operation's envelope is not that
+        simple (a parameter outside the request's namespace) or does not come out equal."""
+        req = etree.QName(self.request_tag)
+        head = (
+            "<?xml version='1.0' encoding='utf-8'?>\n"
+            f'<soap-env:Envelope xmlns:soap-env="{_SOAP_ENV}"><soap-env:Body>'
+            f'<ns0:{req.localname} xmlns:ns0="{req.namespace}">'
+        ).encode()
+        chunks = []
+        for key, tag in self.params:
+            q = etree.QName(tag)
+            if q.namespace != req.namespace:
+                return None
+            chunks.append((key, f"<ns0:{q.localname}>".encode(), f"</ns0:{q.localname}>".encode()))
+        tail = f"</ns0:{req.localname}></soap-env:Body></soap-env:Envelope>".encode()
+        text = (head, tuple(chunks), tail)
+        probe: dict[str, str | None] = {
+            key: f"{key} & <{i}> é" for i, (key, _) in enumerate(self.params)
+        }
+        if not probe or self._by_text(text, probe) != self._lxml_envelope(probe):
+            return None
+        return text
+
     def envelope(self, values: dict[str, str | None]) -> bytes:
-        unknown = set(values) - {k for k, _ in self.params}
-        if unknown:
+        """The request's bytes, the same zeep writes (zeep serializes with lxml)."""
+        if not self._keys.issuperset(values):
+            unknown = set(values) - self._keys
             raise TypeError(f"{self.name}() got unexpected arguments {sorted(unknown)}")
+        if self._text is not None:
+            body = self._by_text(self._text, values)
+            if body is not None:
+                return body
+        return self._lxml_envelope(values)
+
+    def _by_text(self, text: _Template, values: dict[str, str | None]) -> bytes | None:
+        """The envelope from its template, or None when a value is not plain text (lxml
+        then writes it, or refuses it with its own error) or no parameter is given (lxml
+        writes an empty request element as ``<ns0:Op/>``)."""
+        head, chunks, tail = text
+        parts = [head]
+        for key, open_tag, close_tag in chunks:
+            value = values.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise TypeError(f"{self.name}: '{key}' debe ser texto")
+            escaped = _plain_utf8(value)
+            if escaped is None:
+                return None
+            parts += (open_tag, escaped, close_tag)
+        if len(parts) == 1:
+            return None
+        parts.append(tail)
+        return b"".join(parts)
+
+    def _lxml_envelope(self, values: dict[str, str | None]) -> bytes:
         env = etree.Element(_ENVELOPE, nsmap={"soap-env": _SOAP_ENV})
         body = etree.SubElement(env, _BODY)
         ns = etree.QName(self.request_tag).namespace

@@ -44,13 +44,14 @@ outputs are written again, whole, under the same names; never a second stamp.
 
 from __future__ import annotations
 
+import copy
 import json
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -331,6 +332,14 @@ def _ever_sent(e: Entry) -> bool:
     return e.attempts > 0 and e.referencia is not None
 
 
+def _with(e: Entry, **changes: Any) -> Entry:
+    """``dataclasses.replace`` for the row as just written (the names are the columns'),
+    without its per-call introspection: a copy with ``changes`` set."""
+    out = copy.copy(e)
+    out.__dict__.update(changes)
+    return out
+
+
 def _to_send(e: Entry, payload: bytes, referencia: str) -> tuple[bytes, str]:
     """The bytes and referencia a row is sent with once sealed: a row that was ever sent keeps
     its referencia (it may be stamped under it) and its sealed bytes when it still has them."""
@@ -364,8 +373,10 @@ class Journal:
             str(self.path), isolation_level=None, check_same_thread=False, timeout=30
         )
         self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL is set around the commits that wait for the disk (``_tx``); between them the
+        # connection rests at NORMAL, so the commits that need not wait pay nothing extra
         self._full = synchronous != "NORMAL"
-        self._db.execute(f"PRAGMA synchronous={'FULL' if self._full else 'NORMAL'}")
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         with self._tx() as db:
             for stmt in _SCHEMA.split(";"):
@@ -393,9 +404,9 @@ class Journal:
             if self._depth:  # inside batch(): part of the enclosing transaction
                 yield self._db
                 return
-            relaxed = self._full and not flush
-            if relaxed:
-                self._db.execute("PRAGMA synchronous=NORMAL")
+            strict = self._full and flush
+            if strict:
+                self._db.execute("PRAGMA synchronous=FULL")
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._depth += 1
@@ -408,8 +419,8 @@ class Journal:
                 self._depth -= 1
                 self._db.execute("COMMIT")
             finally:
-                if relaxed:
-                    self._db.execute("PRAGMA synchronous=FULL")
+                if strict:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -565,7 +576,7 @@ class Journal:
             for k in ("problems", "outputs"):
                 if k in cols:
                     cols[k] = json.loads(cols[k])
-            return replace(e, **cols)
+            return _with(e, **cols)
 
     def mark_validated(self, invoice_id: int) -> Entry:
         return self._transition(invoice_id, State.VALIDATED)
@@ -609,7 +620,7 @@ class Journal:
                  invoice_id, now, State.VALIDATED, State.SEALED, referencia,
                  invoice_id, now, State.SEALED, State.SENDING, f"attempt {e.attempts + 1}"),
             )  # fmt: skip
-            return replace(
+            return _with(
                 e,
                 state=State.SENDING,
                 payload=payload,
@@ -632,7 +643,7 @@ class Journal:
                 (State.SENDING, now, invoice_id),
             )
             self._event(db, invoice_id, e.state, State.SENDING, f"attempt {e.attempts + 1}")
-            return replace(
+            return _with(
                 e, state=State.SENDING, attempts=e.attempts + 1, next_retry_at=None, updated_at=now
             )
 
@@ -685,7 +696,7 @@ class Journal:
             )
             if (e.error_code, e.error_message) != (code, message):
                 self._event(db, invoice_id, e.state, e.state, code)
-            return replace(e, error_code=code, error_message=message, acuse=acuse)
+            return _with(e, error_code=code, error_message=message, acuse=acuse)
 
     def mark_retry_wait(
         self, invoice_id: int, next_retry_at: float, code: str, message: str

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from connector.journal import PAC_DOCUMENT, Admission, Journal, JournalError, State
+from connector.journal import (
+    PAC_DOCUMENT,
+    Admission,
+    FileState,
+    Journal,
+    JournalError,
+    State,
+)
 
 KEY = ("EKU9003173C9", "A", "1")
 
@@ -143,28 +150,37 @@ def test_sealed_and_sending_in_one_step_keeps_what_mark_sealed_keeps(tmp_path: P
 
 
 @pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])
-def test_the_stamp_commit_is_visible_at_once_and_later_commits_flush_again(
+def test_only_stamped_and_delivered_commit_without_waiting_for_the_disk(
     tmp_path: Path, synchronous: str
 ) -> None:
-    """mark_stamped and mark_delivered commit without waiting for the disk; the journal's own
-    setting is back for every other commit (a file's decision flushes them)."""
+    """A FULL journal commits with synchronous=FULL except mark_stamped and mark_delivered
+    (see Durability in connector/journal.py); what they commit is visible at once."""
     import sqlite3
 
     j = Journal(tmp_path / "j.sqlite", synchronous=synchronous)
     _, iid = admit(j)
-    j.mark_sealed_sending(iid, b"<sealed/>", "REF-1")
-    level = {"FULL": 2, "NORMAL": 1}[synchronous]
-    j.mark_stamped(iid, "UUID-1", b"<stamped/>")
-    assert j._db.execute("PRAGMA synchronous").fetchone()[0] == level
+    statements: list[str] = []
+    j._db.set_trace_callback(statements.append)
+
+    def commits_with_full(step: object) -> bool:
+        statements.clear()
+        assert callable(step)
+        step()
+        return "PRAGMA synchronous=FULL" in statements[: statements.index("COMMIT")]
+
+    strict = synchronous == "FULL"
+    assert commits_with_full(lambda: j.mark_sealed_sending(iid, b"<s/>", "REF-1")) is strict
+    assert commits_with_full(lambda: j.mark_stamped(iid, "UUID-1", b"<stamped/>")) is False
     other = sqlite3.connect(tmp_path / "j.sqlite")  # another process's view: committed
     try:
         row = other.execute("SELECT state, uuid FROM invoices WHERE id=?", (iid,)).fetchone()
     finally:
         other.close()
     assert row == ("stamped", "UUID-1")
-    j.mark_delivered(iid, {"xml": "x.xml"})
-    assert j._db.execute("PRAGMA synchronous").fetchone()[0] == level
+    assert commits_with_full(lambda: j.mark_delivered(iid, {"xml": "x.xml"})) is False
     assert j.get_id(iid).state is State.DELIVERED
-    with pytest.raises(JournalError):  # a refused stamp leaves the setting as it was too
-        j.mark_stamped(iid, "UUID-2", b"<again/>")
-    assert j._db.execute("PRAGMA synchronous").fetchone()[0] == level
+    rec = j.file_claimed("s", "f.dat", str(tmp_path / "f.dat"))
+    deciding = (rec.id, FileState.ARCHIVING, str(tmp_path / "archive" / "f.dat"), 0)
+    assert commits_with_full(lambda: j.file_deciding(*deciding)) is strict
+    j._db.set_trace_callback(None)
+    assert j._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # resting between commits

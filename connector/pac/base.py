@@ -18,6 +18,7 @@ The plumbing (:class:`SoapService`) gives every driver the same guarantees:
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
@@ -37,6 +38,7 @@ from zeep.exceptions import Error as ZeepError
 from zeep.exceptions import ValidationError as ZeepValidationError
 from zeep.transports import Transport
 from zeep.wsdl import Document
+from zeep.xsd.types.builtins import Boolean, DateTime, Integer, Long, String
 
 from connector.cfdi.model import Comprobante
 
@@ -643,8 +645,54 @@ def _plain_utf8(value: str) -> bytes | None:
     return data.replace(b"&", b"&amp;").replace(b"<", b"&lt;").replace(b">", b"&gt;")
 
 
-# A result spec: {element qname: (field name, converter | nested spec)}
-_Spec = dict[str, tuple[str, Any]]
+class _Spec(dict[str, tuple[str, Any]]):
+    """How to read a complex type: {element qname: (field name, converter | nested spec |
+    None for text kept as it is)}, and the field names in order."""
+
+    names: tuple[str, ...] = ()
+
+
+_DATETIME_19 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]")
+_zeep_datetime = DateTime().pythonvalue
+
+
+def _boolean(value: str) -> bool:
+    """zeep's xsd:boolean: 'true' or '1' once the whitespace around it is gone (zeep turns
+    tabs and newlines into spaces first, which changes nothing that strip leaves)."""
+    return value == "true" or value == "1" or value.strip() in ("true", "1")
+
+
+def _datetime(value: str) -> Any:
+    """zeep's xsd:dateTime; the usual ``YYYY-MM-DDTHH:MM:SS`` (no fraction, no zone) read
+    directly — isodate gives the same naive datetime for it — anything else by zeep."""
+    if len(value) == 19 and _DATETIME_19.fullmatch(value):
+        try:
+            return datetime(
+                int(value[0:4]),
+                int(value[5:7]),
+                int(value[8:10]),
+                int(value[11:13]),
+                int(value[14:16]),
+                int(value[17:19]),
+            )
+        except ValueError:
+            pass  # e.g. 31 of February: zeep's own error
+    return _zeep_datetime(value)
+
+
+def _converter(xsd_type: Any) -> Callable[[str], Any] | None:
+    """The function reading a builtin type's text: the same zeep calls when the type's
+    ``pythonvalue`` is one of those below (None: the text as it is), else zeep's own."""
+    fn = getattr(type(xsd_type), "pythonvalue", None)
+    if fn is String.pythonvalue:
+        return None
+    if fn is Long.pythonvalue or fn is Integer.pythonvalue:
+        return int
+    if fn is Boolean.pythonvalue:
+        return _boolean
+    if fn is DateTime.pythonvalue:
+        return _datetime
+    return xsd_type.pythonvalue  # type: ignore[no-any-return]
 
 
 def _result_spec(xsd_type: Any, depth: int = 0) -> _Spec | None:
@@ -654,29 +702,34 @@ def _result_spec(xsd_type: Any, depth: int = 0) -> _Spec | None:
 
     if depth > 2 or not isinstance(xsd_type, ComplexType) or xsd_type.attributes:
         return None
-    spec: _Spec = {}
+    spec = _Spec()
     for name, el in xsd_type.elements:
         qname = getattr(el, "qname", None)
         if qname is None or getattr(el, "max_occurs", 1) != 1:
             return None
         if isinstance(el.type, BuiltinType):
-            spec[str(qname)] = (name, el.type.pythonvalue)
+            spec[str(qname)] = (name, _converter(el.type))
         else:
             sub = _result_spec(el.type, depth + 1)
             if sub is None:
                 return None
             spec[str(qname)] = (name, sub)
+    spec.names = tuple(name for name, _ in spec.values())
     return spec
 
 
 def _read(node: Any, spec: _Spec) -> SoapValues:
-    out = SoapValues((name, None) for name, _ in spec.values())
+    out = SoapValues.fromkeys(spec.names)
     for child in node:
-        entry = spec.get(child.tag) if isinstance(child.tag, str) else None
+        entry = spec.get(child.tag)  # a processing instruction's tag is no key either
         if entry is None or child.get(_XSI_NIL) in ("true", "1"):
             continue
         name, conv = entry
-        if isinstance(conv, dict):
+        if conv is None:
+            text = child.text
+            if text is not None:
+                out[name] = text
+        elif isinstance(conv, _Spec):
             out[name] = _read(child, conv)
         elif child.text is not None:
             try:

@@ -340,6 +340,10 @@ def _with(e: Entry, **changes: Any) -> Entry:
     return out
 
 
+# error_code of a delivered invoice whose acuse is still to be fetched
+ACUSE_MISSING = "CONN-ACUSE"
+
+
 def _to_send(e: Entry, payload: bytes, referencia: str) -> tuple[bytes, str]:
     """The bytes and referencia a row is sent with once sealed: a row that was ever sent keeps
     its referencia (it may be stamped under it) and its sealed bytes when it still has them."""
@@ -666,16 +670,47 @@ class Journal:
             )
 
     def mark_delivered(
-        self, invoice_id: int, outputs: dict[str, str], acuse: bytes | None = None
+        self,
+        invoice_id: int,
+        outputs: dict[str, str],
+        acuse: bytes | None = None,
+        *,
+        acuse_missing: tuple[str, str] | None = None,
     ) -> Entry:
         """Outputs written; ``acuse`` when it was fetched at delivery (after the stamp was
-        recorded). Clears a delivery error noted while the outputs could not be written.
-        Committed without waiting for the disk (see Durability in the module docstring)."""
-        cols: dict[str, Any] = {"outputs": json.dumps(outputs), "error_code": None}
+        recorded). Clears a delivery error noted while the outputs could not be written;
+        ``acuse_missing`` (code, message): the acuse could not be had, it is asked for again
+        later (``acuses_pending``), and the reason shows in ``status`` meanwhile. Committed
+        without waiting for the disk (see Durability in the module docstring)."""
+        code, message = acuse_missing or (None, None)
+        cols: dict[str, Any] = {"outputs": json.dumps(outputs), "error_code": code}
         if acuse is not None:
             cols["acuse"] = acuse
         with self._tx(flush=False):
-            return self._transition(invoice_id, State.DELIVERED, **cols, error_message=None)
+            return self._transition(
+                invoice_id, State.DELIVERED, code, **cols, error_message=message
+            )
+
+    def acuse_still_missing(self, invoice_id: int, message: str) -> None:
+        """Another failed attempt at a missing acuse: the newest reason kept, and the row
+        goes to the back of ``acuses_pending`` (no event: the first one says it)."""
+        with self._tx(flush=False) as db:
+            db.execute(
+                "UPDATE invoices SET error_message=?, updated_at=? "
+                "WHERE id=? AND state=? AND error_code=?",
+                (message, time.time(), invoice_id, State.DELIVERED, ACUSE_MISSING),
+            )
+
+    def acuses_pending(self, limit: int = 50) -> list[Entry]:
+        """Delivered invoices whose acuse is still to be fetched (``acuse_missing``), oldest
+        first."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLS} FROM invoices WHERE state=? AND error_code=? "
+                "ORDER BY updated_at, id LIMIT ?",
+                (State.DELIVERED, ACUSE_MISSING, limit),
+            ).fetchall()
+        return [_entry(r) for r in rows]
 
     def note_delivery_error(
         self, invoice_id: int, code: str, message: str, acuse: bytes | None = None
@@ -814,13 +849,14 @@ class Journal:
         return out
 
     def recent_failures(self, limit: int = 10) -> list[Entry]:
-        """Failed, waiting to retry, or stamped with a delivery error: newest first."""
+        """Failed, waiting to retry, stamped with a delivery error, or delivered with the
+        acuse still missing: newest first."""
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {_COLS} FROM invoices WHERE state IN (?,?) "
-                "OR (state=? AND error_code IS NOT NULL) "
+                "OR (state IN (?,?) AND error_code IS NOT NULL) "
                 "ORDER BY updated_at DESC, id DESC LIMIT ?",
-                (State.FAILED, State.RETRY_WAIT, State.STAMPED, limit),
+                (State.FAILED, State.RETRY_WAIT, State.STAMPED, State.DELIVERED, limit),
             ).fetchall()
         return [_entry(r) for r in rows]
 

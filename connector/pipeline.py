@@ -34,6 +34,7 @@ import structlog
 from connector.cfdi.errors import CfdiError, Problem
 from connector.config import Config, EmisorConfig, PacConfig, SourceConfig, load_csd, read_secret
 from connector.journal import (
+    ACUSE_MISSING,
     COMMITTED_STATES,
     FINAL_STATES,
     PAC_DOCUMENT,
@@ -465,6 +466,33 @@ class Pipeline:
             except Exception:
                 log.exception("file_failed_internal", file=rec.name)
         self._dispatch_unfinished()
+        self._fetch_missing_acuses()
+
+    def _fetch_missing_acuses(self, limit: int = 50) -> None:
+        """Acuses that could not be had at delivery (PAC busy, not ready yet): asked for
+        again, a few per tick, and written beside their XML. A PAC that still fails is left
+        alone until the next tick, and the invoice that failed goes to the back of the
+        queue."""
+        assert self.journal is not None
+        failed_pacs: set[str] = set()
+        for e in self.journal.acuses_pending(limit):
+            src = self.sources.get(e.source)
+            if src is None or src.cfg.pac in failed_pacs:
+                continue
+            assert e.uuid is not None
+            try:
+                acuse, outputs = None, e.outputs
+                path = output_paths(src.cfg, e).get("acuse")
+                if path is not None:  # else: no longer wanted
+                    acuse = src.pac.submitter.acuse_envio(e.uuid)
+                    outputs = {**outputs, "acuse": str(atomic_write(path, acuse))}
+            except Exception as exc:  # tried again at the next tick, after the others
+                failed_pacs.add(src.cfg.pac)
+                self.journal.acuse_still_missing(e.id, _acuse_missing(e, exc)[1])
+                log.info("acuse_still_unavailable", invoice=e.label, uuid=e.uuid, error=str(exc))
+                continue
+            self.journal.mark_delivered(e.id, outputs, acuse)
+            log.info("acuse_fetched", file=e.source_file, invoice=e.label, uuid=e.uuid)
 
     def _retry_move(self, rec: FileRecord) -> None:
         """Complete a decided move again; on success the file is finished like any other."""
@@ -1094,11 +1122,13 @@ class Pipeline:
     def _deliver(self, src: SourceRuntime, e: Entry) -> Entry:
         assert self.journal is not None and e.stamped_xml is not None and e.uuid
         fetched = None
+        missing: tuple[str, str] | None = None
         if e.state is State.STAMPED and e.acuse is None and src.cfg.output.acuse is not None:
             try:
                 fetched = src.pac.submitter.acuse_envio(e.uuid)
                 e = replace(e, acuse=fetched)
-            except Exception as exc:  # the stamp counts; the acuse is best effort
+            except Exception as exc:  # the XML goes out now; the acuse is asked for later
+                missing = _acuse_missing(e, exc)
                 log.warning("acuse_unavailable", file=e.source_file, invoice=e.label,
                             uuid=e.uuid, error=str(exc))  # fmt: skip
         try:
@@ -1121,7 +1151,7 @@ class Pipeline:
             )
             raise
         if e.state is State.STAMPED:
-            e = self.journal.mark_delivered(e.id, outputs, fetched)
+            e = self.journal.mark_delivered(e.id, outputs, fetched, acuse_missing=missing)
         log.info(
             "delivered", file=e.source_file, invoice=e.label, uuid=e.uuid, xml=outputs.get("xml")
         )
@@ -1290,6 +1320,31 @@ def _route(
         deliver.append(entry)
 
 
+def _acuse_missing(e: Entry, exc: Exception) -> tuple[str, str]:
+    """The journal's note for an acuse that could not be had (code, Spanish message)."""
+    detail = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+    return (
+        ACUSE_MISSING,
+        f"{e.label} está timbrada y entregada (UUID {e.uuid}), pero su acuse no se pudo "
+        f"obtener del PAC ({getattr(exc, 'code', 'error')}: {detail}). El conector lo vuelve "
+        "a pedir solo y lo escribe junto al XML en cuanto lo obtiene.",
+    )
+
+
+def output_paths(src: SourceConfig, e: Entry) -> dict[str, Path]:
+    """Where a stamped invoice's outputs go (the kinds the source writes)."""
+    assert e.uuid
+    stem = output_stem(
+        src.filename_pattern, serie=e.serie, folio=e.folio, uuid=e.uuid, rfc=e.emisor_rfc
+    )
+    out = {"xml": src.output.xml / f"{stem}.xml"}
+    if src.output.pdf is not None:
+        out["pdf"] = src.output.pdf / f"{stem}.pdf"
+    if src.output.acuse is not None:
+        out["acuse"] = src.output.acuse / f"{stem}_acuse.xml"
+    return out
+
+
 def deliver_outputs(
     src: SourceConfig,
     emisor: EmisorConfig,
@@ -1302,17 +1357,15 @@ def deliver_outputs(
     ``cancelled``: the journal knows the UUID was cancelled (the PDF carries the mark).
     ``renderer``: where PDFs are rendered (the daemon's worker processes); default this thread."""
     assert e.stamped_xml is not None and e.uuid
-    stem = output_stem(
-        src.filename_pattern, serie=e.serie, folio=e.folio, uuid=e.uuid, rfc=e.emisor_rfc
-    )
-    files = {"xml": (src.output.xml / f"{stem}.xml", e.stamped_xml)}
-    if src.output.pdf is not None:
+    paths = output_paths(src, e)
+    files = {"xml": (paths["xml"], e.stamped_xml)}
+    if "pdf" in paths:
         render = renderer.render if renderer is not None else render_pdf_bytes
         pdf = render(e.stamped_xml, emisor, cancelled=cancelled)
         if pdf is not None:
-            files["pdf"] = (src.output.pdf / f"{stem}.pdf", pdf)
-    if src.output.acuse is not None and e.acuse:
-        files["acuse"] = (src.output.acuse / f"{stem}_acuse.xml", e.acuse)
+            files["pdf"] = (paths["pdf"], pdf)
+    if "acuse" in paths and e.acuse:
+        files["acuse"] = (paths["acuse"], e.acuse)
     written = atomic_write_all(list(files.values()))
     return {kind: str(path) for kind, path in zip(files, written, strict=True)}
 
@@ -1324,20 +1377,16 @@ def deliver_cancellation(
     place of the delivered one (same name, atomic), and the acuse de cancelación beside the
     other acuses (``<stem>_cancelacion.xml``). Safe to repeat."""
     assert e.stamped_xml is not None and e.uuid
-    stem = output_stem(
-        src.filename_pattern, serie=e.serie, folio=e.folio, uuid=e.uuid, rfc=e.emisor_rfc
-    )
+    paths = output_paths(src, e)
     out: dict[str, str] = {}
-    pdf_path = e.outputs.get("pdf") or (
-        str(src.output.pdf / f"{stem}.pdf") if src.output.pdf is not None else None
-    )
+    pdf_path = e.outputs.get("pdf") or paths.get("pdf")
     if pdf_path:
         pdf = render_pdf_bytes(e.stamped_xml, emisor, cancelled=True)
         if pdf is not None:
             out["pdf"] = str(atomic_write(Path(pdf_path), pdf))
-    if src.output.acuse is not None and acuse:
-        name = f"{stem}_cancelacion.xml"
-        out["acuse_cancelacion"] = str(atomic_write(src.output.acuse / name, acuse))
+    if "acuse" in paths and acuse:
+        dest = paths["acuse"].with_name(f"{paths['xml'].stem}_cancelacion.xml")
+        out["acuse_cancelacion"] = str(atomic_write(dest, acuse))
     return out
 
 

@@ -1,5 +1,5 @@
 """Delivery after the stamp: the stamp is in the journal before the acuse round trip starts;
-an acuse the PAC cannot give does not hold the invoice back; outputs that cannot be written
+an acuse the PAC cannot give does not hold the invoice back and is fetched later; outputs that cannot be written
 leave the invoice stamped with the reason shown by `status`, and it is delivered once the
 folder is back."""
 
@@ -45,20 +45,44 @@ def test_stamp_is_in_the_journal_before_the_acuse_is_asked_for(workspace: Path, 
     assert acuse.read_bytes() == e.acuse and e.uuid in acuse.name
 
 
-def test_acuse_the_pac_cannot_give_does_not_hold_the_invoice(workspace: Path, sandbox) -> None:
+def test_acuse_the_pac_cannot_give_does_not_hold_the_invoice_and_comes_later(
+    workspace: Path, sandbox, capsys: pytest.CaptureFixture
+) -> None:
     ws = workspace.parent
     sandbox.faults.add("http500", times=None, operations="ObtenerAcuseEnvio")
     pipe = start_pipeline(workspace)
+    pipe.redeliver_seconds = 0.2
     try:
         (ws / "inbox" / "v.dat").write_bytes(dat_file("A", [1]))
         assert pipe.run_until_idle(60)
         e = pipe.journal.get(KEY)
+        assert e is not None and e.state is State.DELIVERED and e.acuse is None
+        assert e.error_code == "CONN-ACUSE" and e.uuid and e.uuid in (e.error_message or "")
+        assert [p.name for p in (ws / "out" / "xml").glob("A1_*.xml")] == [f"A1_{e.uuid}.xml"]
+        assert not list((ws / "out" / "acuse").iterdir())
+        assert [p.name for p in (ws / "archive").rglob("*.dat")] == ["v.dat"]
+        assert main(["status", "--config", str(workspace)]) == 0
+        out = capsys.readouterr().out
+        assert "CONN-ACUSE" in out and e.uuid in out
+        asked = len(sandbox.store.requests(operation="ObtenerAcuseEnvio"))
+        pipe.run_until_idle(5, settle=1.0)  # ticks ask again; the PAC still fails
+        assert len(sandbox.store.requests(operation="ObtenerAcuseEnvio")) > asked
+        assert [d for _, _, d in pipe.journal.events(e.id) if d == "CONN-ACUSE"] == [
+            "CONN-ACUSE"
+        ]  # one event, not one per attempt
+        sandbox.faults.clear()  # the PAC gives it now: the next tick writes it
+        for _ in range(200):
+            pipe.poll_once()
+            e = pipe.journal.get(KEY)
+            if e is not None and e.error_code is None:
+                break
+            time.sleep(0.05)
     finally:
         pipe.close()
-    assert e is not None and e.state is State.DELIVERED and e.acuse is None
-    assert [p.name for p in (ws / "out" / "xml").glob("A1_*.xml")] == [f"A1_{e.uuid}.xml"]
-    assert not list((ws / "out" / "acuse").iterdir())
-    assert [p.name for p in (ws / "archive").rglob("*.dat")] == ["v.dat"]
+    assert e is not None and e.state is State.DELIVERED and e.error_code is None and e.acuse
+    [acuse] = (ws / "out" / "acuse").iterdir()
+    assert acuse.name == f"A1_{e.uuid}_acuse.xml" and acuse.read_bytes() == e.acuse
+    assert e.outputs["acuse"] == str(acuse) and e.outputs["xml"].endswith(f"A1_{e.uuid}.xml")
 
 
 def test_outputs_that_cannot_be_written_show_in_status_and_are_delivered_later(

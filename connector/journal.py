@@ -39,7 +39,10 @@ longer hold the journal lock through them): the next flushed commit makes them d
 WAL being written in order — at the latest the decision on their file. A power cut before that
 can undo only what repeating repairs: the row is back in ``sending`` (or ``stamped``), the next
 send recovers the same UUID (by referencia, or the PAC recognises the identical bytes) and the
-outputs are written again, whole, under the same names; never a second stamp.
+outputs are written again, whole, under the same names; never a second stamp. Nor do a file's
+claim, its final items and its end (``file_claimed``, ``set_file_items``, ``file_done``): a
+flushed commit follows the first two (its invoices' seals, its decision), and a file whose end
+is undone is found already in its place and finished again.
 """
 
 from __future__ import annotations
@@ -939,7 +942,7 @@ class Journal:
 
     def file_claimed(self, source: str, name: str, work_path: str) -> FileRecord:
         """Record a file in work/ (idempotent: an unfinished record for the path is reused)."""
-        with self._tx() as db:
+        with self._tx(flush=False) as db:
             row = db.execute(
                 "SELECT * FROM files WHERE work_path=? AND state IN (?,?,?)",
                 (work_path, FileState.CLAIMED, FileState.ARCHIVING, FileState.FAILING),
@@ -961,7 +964,7 @@ class Journal:
 
     def set_file_items(self, file_id: int, items: list[FileItem]) -> None:
         """All of a file's items (what it finally carried), replacing earlier ones."""
-        with self._tx() as db:
+        with self._tx(flush=False) as db:
             db.execute("DELETE FROM file_items WHERE file_id=?", (file_id,))
             self._put_items(db, file_id, items)
 
@@ -1021,7 +1024,7 @@ class Journal:
             )
 
     def file_done(self, file_id: int) -> None:
-        with self._tx() as db:
+        with self._tx(flush=False) as db:
             row = db.execute("SELECT state FROM files WHERE id=?", (file_id,)).fetchone()
             final = {
                 FileState.ARCHIVING: FileState.ARCHIVED,

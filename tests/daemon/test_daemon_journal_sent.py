@@ -11,6 +11,7 @@ import pytest
 from connector.journal import (
     PAC_DOCUMENT,
     Admission,
+    FileRecord,
     FileState,
     Journal,
     JournalError,
@@ -150,11 +151,10 @@ def test_sealed_and_sending_in_one_step_keeps_what_mark_sealed_keeps(tmp_path: P
 
 
 @pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])
-def test_only_stamped_and_delivered_commit_without_waiting_for_the_disk(
-    tmp_path: Path, synchronous: str
-) -> None:
-    """A FULL journal commits with synchronous=FULL except mark_stamped and mark_delivered
-    (see Durability in connector/journal.py); what they commit is visible at once."""
+def test_which_commits_do_not_wait_for_the_disk(tmp_path: Path, synchronous: str) -> None:
+    """A FULL journal commits with synchronous=FULL except mark_stamped, mark_delivered and a
+    file's claim, items and end (see Durability in connector/journal.py); what they commit is
+    visible at once."""
     import sqlite3
 
     j = Journal(tmp_path / "j.sqlite", synchronous=synchronous)
@@ -179,8 +179,12 @@ def test_only_stamped_and_delivered_commit_without_waiting_for_the_disk(
     assert row == ("stamped", "UUID-1")
     assert commits_with_full(lambda: j.mark_delivered(iid, {"xml": "x.xml"})) is False
     assert j.get_id(iid).state is State.DELIVERED
-    rec = j.file_claimed("s", "f.dat", str(tmp_path / "f.dat"))
-    deciding = (rec.id, FileState.ARCHIVING, str(tmp_path / "archive" / "f.dat"), 0)
+    claimed: list[FileRecord] = []
+    assert commits_with_full(lambda: claimed.append(j.file_claimed("s", "f", "w/f"))) is False
+    fid = claimed[0].id
+    assert commits_with_full(lambda: j.set_file_items(fid, [])) is False
+    deciding = (fid, FileState.ARCHIVING, str(tmp_path / "archive" / "f.dat"), 0)
     assert commits_with_full(lambda: j.file_deciding(*deciding)) is strict
+    assert commits_with_full(lambda: j.file_done(fid)) is False
     j._db.set_trace_callback(None)
     assert j._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # resting between commits

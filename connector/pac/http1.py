@@ -15,7 +15,10 @@ bytes on the wire as requests + urllib3, for a fraction of their CPU and system 
   client certificate; host name check; SNI). Verification cannot be turned off.
 * Failures are the requests exceptions the urllib3 path raises for the same case, so
   ``classify_exception`` reads both the same; a connection that could not be opened carries
-  :class:`NotConnected` in its cause chain (nothing was sent).
+  :class:`NotConnected` in its cause chain (nothing was sent). One difference: a TLS error
+  after the handshake (the request may have gone out) is a ``ConnectionError`` — ambiguous
+  for a stamp, asked for by referencia before any resend — where urllib3 gives an
+  ``SSLError``, which reads as "nothing sent".
 * Replies: status line, headers (case-insensitive, repeated), 1xx skipped, body by
   Content-Length, chunked (trailers read and dropped) or read to close; gzip/deflate decoded
   here, other content codings through urllib3's decoders.
@@ -233,6 +236,10 @@ class _Conn:
                 return False
             if isinstance(sock, ssl.SSLSocket) and sock.pending():
                 return False
+            if hasattr(select, "poll"):  # select() refuses descriptors past 1023
+                poller = select.poll()
+                poller.register(sock, select.POLLIN)
+                return not poller.poll(0)
             readable, _, _ = select.select([sock], [], [], 0)
             return not readable
         except BlockingIOError:
@@ -470,9 +477,7 @@ class Pool:
                 pass  # the server may have replied before closing (as urllib3 reads on)
             except (TimeoutError, BlockingIOError) as exc:
                 raise rq.ConnectionError(_aborted(exc), request=request) from exc
-            except ssl.SSLError as exc:
-                raise rq.SSLError(exc, request=request) from exc
-            except OSError as exc:
+            except OSError as exc:  # a TLS error too: the handshake was done, bytes went out
                 raise rq.ConnectionError(_aborted(exc), request=request) from exc
             try:
                 reply = _head(conn)
@@ -481,8 +486,6 @@ class Pool:
                     f"{route.url}: read timed out. (read timeout={read_timeout})",
                     request=request,
                 ) from exc
-            except ssl.SSLError as exc:
-                raise rq.SSLError(exc, request=request) from exc
             except _Eof:
                 exc2 = http.client.RemoteDisconnected(
                     "Remote end closed connection without response"
@@ -500,9 +503,7 @@ class Pool:
                     request=request,
                     response=reply,
                 ) from exc
-            except ssl.SSLError as exc:
-                raise rq.SSLError(exc, request=request, response=reply) from exc
-            except (OSError, _Broken) as exc:
+            except (OSError, _Broken) as exc:  # a TLS error too (after the handshake)
                 raise rq.ChunkedEncodingError(
                     f"Connection broken: {exc!r}", request=request, response=reply
                 ) from exc
@@ -573,6 +574,9 @@ class Pool:
             err = NotConnected(f"{where}: la conexión se cortó al abrirla: {exc}")
             err.__cause__ = exc
             raise rq.ConnectionError(err, request=request) from err
+        except BaseException:
+            sock.close()
+            raise
         return _Conn(sock, route.tls is not None, generation)
 
     def close(self) -> None:

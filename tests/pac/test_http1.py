@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import gzip
 import ipaddress
+import os
 import queue
 import select
 import socket
@@ -568,6 +569,34 @@ def test_tls_verified_against_the_configured_ca(tls_files):
     finally:
         trusted.close()
         untrusted.close()
+        server.close()
+
+
+def test_a_tls_error_after_the_request_went_out_is_ambiguous(tls_files):
+    """The handshake was done and the stamp sent; the reply is not TLS: the PAC may have
+    stamped it, so it is CONN-PAC-CORTE (asked for by referencia), not 'nothing sent'."""
+    cert_pem, key_pem = tls_files
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert_pem, key_pem)
+    server = Scripted(tls=ctx)
+
+    def not_tls(conn: socket.socket, request: bytes) -> bool:
+        plain = socket.socket(fileno=os.dup(conn.fileno()))  # the TCP stream under TLS
+        try:
+            plain.sendall(b"HTTP/1.1 200 OK\r\n\r\n" + b"\x00" * 64)
+        finally:
+            plain.close()
+        return False
+
+    server.actions.put(not_tls)
+    d = FelDriver("u", "p", timbrado_url=server.url, timeouts=Timeouts(2, 2), verify=str(cert_pem))
+    try:
+        with pytest.raises(PacAmbiguous) as info:
+            stamp_fast(d)
+        assert info.value.code == "CONN-PAC-CORTE" and info.value.maybe_sent is True
+        assert len(server.requests) == 1  # sent once, never re-sent
+    finally:
+        d.close()
         server.close()
 
 

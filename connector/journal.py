@@ -419,14 +419,15 @@ class Journal:
                 self._depth += 1
                 try:
                     yield self._db
+                    self._db.execute("COMMIT")
                 except BaseException:
-                    self._depth -= 1
-                    self._db.execute("ROLLBACK")
+                    if self._db.in_transaction:  # the block failed, or COMMIT did (disk full)
+                        self._db.execute("ROLLBACK")
                     raise
-                self._depth -= 1
-                self._db.execute("COMMIT")
+                finally:
+                    self._depth -= 1
             finally:
-                if strict:
+                if strict and not self._db.in_transaction:
                     self._db.execute("PRAGMA synchronous=NORMAL")
 
     @contextmanager

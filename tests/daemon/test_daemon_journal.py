@@ -216,3 +216,23 @@ def test_next_retry_at_and_due_limit(tmp_path: Path) -> None:
     assert j.next_retry_at() == 100.0
     assert [e.id for e in j.due_retries(now=1000.0, limit=2)] == ids[:2]
     assert j.due_retries(now=50.0) == []
+
+
+def test_a_commit_that_fails_is_rolled_back_and_reported_as_itself(tmp_path: Path) -> None:
+    """A COMMIT that fails (here a deferred constraint; in life a full disk) leaves no open
+    transaction behind, raises its own error, and the journal goes on."""
+    import sqlite3
+
+    j = Journal(tmp_path / "j.sqlite")
+    with j._tx() as db:
+        db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        db.execute(
+            "CREATE TABLE child (p INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)"
+        )
+    with pytest.raises(sqlite3.IntegrityError), j._tx() as db:
+        db.execute("INSERT INTO child VALUES (42)")  # refused only at COMMIT
+    assert not j._db.in_transaction
+    assert j._db.execute("SELECT COUNT(*) FROM child").fetchone()[0] == 0
+    assert j._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # resting level again
+    _, iid = admit(j)
+    assert j.mark_sealed_sending(iid, b"<s/>", "REF-1").state is State.SENDING

@@ -52,7 +52,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -695,24 +695,29 @@ class Journal:
                 invoice_id, State.DELIVERED, code, **cols, error_message=message
             )
 
-    def acuse_still_missing(self, invoice_id: int, message: str) -> None:
-        """Another failed attempt at a missing acuse: the newest reason kept, and the row
-        goes to the back of ``acuses_pending`` (no event: the first one says it)."""
+    def acuse_still_missing(
+        self, invoice_id: int, message: str, acuse: bytes | None = None
+    ) -> None:
+        """Another failed attempt at a missing acuse: the newest reason kept (and the acuse,
+        when it was fetched but could not be written), and the row goes to the back of
+        ``acuses_pending`` (no event: the first one says it)."""
         with self._tx(flush=False) as db:
             db.execute(
-                "UPDATE invoices SET error_message=?, updated_at=? "
+                "UPDATE invoices SET error_message=?, acuse=COALESCE(?, acuse), updated_at=? "
                 "WHERE id=? AND state=? AND error_code=?",
-                (message, time.time(), invoice_id, State.DELIVERED, ACUSE_MISSING),
+                (message, acuse, time.time(), invoice_id, State.DELIVERED, ACUSE_MISSING),
             )
 
-    def acuses_pending(self, limit: int = 50) -> list[Entry]:
-        """Delivered invoices whose acuse is still to be fetched (``acuse_missing``), oldest
-        first."""
+    def acuses_pending(self, sources: Iterable[str], limit: int = 50) -> list[Entry]:
+        """Delivered invoices of these sources whose acuse is still to be fetched
+        (``acuse_missing``), the longest waiting first."""
+        names = list(sources)
+        q = ",".join("?" for _ in names)
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {_COLS} FROM invoices WHERE state=? AND error_code=? "
-                "ORDER BY updated_at, id LIMIT ?",
-                (State.DELIVERED, ACUSE_MISSING, limit),
+                f"AND source IN ({q}) ORDER BY updated_at, id LIMIT ?",
+                (State.DELIVERED, ACUSE_MISSING, *names, limit),
             ).fetchall()
         return [_entry(r) for r in rows]
 

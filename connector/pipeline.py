@@ -192,6 +192,7 @@ class Pipeline:
         self._inflight: dict[int, Future[None]] = {}
         self._lock = threading.RLock()
         self._room = threading.Condition(self._lock)  # notified when an invoice leaves flight
+        self._acuses: Future[None] | None = None  # the missing acuses being fetched
         self._files_lock = threading.RLock()
         self._open_files: dict[int, tuple[str, Path]] = {}  # file_id → (source, work path)
         self._files_of: dict[int, set[int]] = {}  # invoice_id → open files carrying it
@@ -466,33 +467,48 @@ class Pipeline:
             except Exception:
                 log.exception("file_failed_internal", file=rec.name)
         self._dispatch_unfinished()
-        self._fetch_missing_acuses()
+        if self._executor is not None and not self.stopping.is_set():
+            with self._lock:  # on a worker thread, never the scanner's; one batch at a time
+                if self._acuses is None or self._acuses.done():
+                    with contextlib.suppress(RuntimeError):  # shutting down
+                        self._acuses = self._executor.submit(self._fetch_missing_acuses)
 
     def _fetch_missing_acuses(self, limit: int = 50) -> None:
         """Acuses that could not be had at delivery (PAC busy, not ready yet): asked for
         again, a few per tick, and written beside their XML. A PAC that still fails is left
-        alone until the next tick, and the invoice that failed goes to the back of the
-        queue."""
+        alone until the next tick, and the invoice goes to the back of the queue; an acuse
+        fetched but not written is kept and only written next time."""
         assert self.journal is not None
         failed_pacs: set[str] = set()
-        for e in self.journal.acuses_pending(limit):
-            src = self.sources.get(e.source)
-            if src is None or src.cfg.pac in failed_pacs:
-                continue
-            assert e.uuid is not None
-            try:
-                acuse, outputs = None, e.outputs
+        try:
+            for e in self.journal.acuses_pending(self.sources, limit):
+                src = self.sources[e.source]
+                if self.stopping.is_set():
+                    return
                 path = output_paths(src.cfg, e).get("acuse")
-                if path is not None:  # else: no longer wanted
-                    acuse = src.pac.submitter.acuse_envio(e.uuid)
-                    outputs = {**outputs, "acuse": str(atomic_write(path, acuse))}
-            except Exception as exc:  # tried again at the next tick, after the others
-                failed_pacs.add(src.cfg.pac)
-                self.journal.acuse_still_missing(e.id, _acuse_missing(e, exc)[1])
-                log.info("acuse_still_unavailable", invoice=e.label, uuid=e.uuid, error=str(exc))
-                continue
-            self.journal.mark_delivered(e.id, outputs, acuse)
-            log.info("acuse_fetched", file=e.source_file, invoice=e.label, uuid=e.uuid)
+                if path is None:  # no longer wanted
+                    self.journal.mark_delivered(e.id, e.outputs)
+                    continue
+                if src.cfg.pac in failed_pacs:
+                    continue
+                assert e.uuid is not None
+                acuse = e.acuse
+                try:
+                    acuse = acuse or src.pac.submitter.acuse_envio(e.uuid)
+                    written = atomic_write(path, acuse)
+                except Exception as exc:  # tried again at the next tick, after the others
+                    if acuse is None:
+                        failed_pacs.add(src.cfg.pac)
+                        msg = _acuse_missing(e, exc)[1]
+                    else:
+                        msg = _acuse_unwritten(e, path, exc)
+                    self.journal.acuse_still_missing(e.id, msg, acuse)
+                    log.info("acuse_still_missing", invoice=e.label, error=str(exc))
+                    continue
+                self.journal.mark_delivered(e.id, {**e.outputs, "acuse": str(written)}, acuse)
+                log.info("acuse_fetched", file=e.source_file, invoice=e.label, uuid=e.uuid)
+        except Exception:  # e.g. the journal is closing: the next tick tries again
+            log.exception("acuse_fetch_failed")
 
     def _retry_move(self, rec: FileRecord) -> None:
         """Complete a decided move again; on success the file is finished like any other."""
@@ -1343,6 +1359,14 @@ def output_paths(src: SourceConfig, e: Entry) -> dict[str, Path]:
     if src.output.acuse is not None:
         out["acuse"] = src.output.acuse / f"{stem}_acuse.xml"
     return out
+
+
+def _acuse_unwritten(e: Entry, path: Path, exc: Exception) -> str:
+    return (
+        f"{e.label} está timbrada y entregada (UUID {e.uuid}); su acuse ya se obtuvo pero no "
+        f"se pudo escribir en {path.parent}: {getattr(exc, 'strerror', None) or exc}. "
+        "Se reintenta sola."
+    )
 
 
 def deliver_outputs(

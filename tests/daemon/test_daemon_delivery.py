@@ -65,12 +65,32 @@ def test_acuse_the_pac_cannot_give_does_not_hold_the_invoice_and_comes_later(
         out = capsys.readouterr().out
         assert "CONN-ACUSE" in out and e.uuid in out
         asked = len(sandbox.store.requests(operation="ObtenerAcuseEnvio"))
+        submitter = next(iter(pipe.sources.values())).pac.submitter
+        callers: list[threading.Thread] = []
+        fetch = submitter.acuse_envio
+        submitter.acuse_envio = lambda uuid: (callers.append(threading.current_thread()),
+                                              fetch(uuid))[1]  # fmt: skip
         pipe.run_until_idle(5, settle=1.0)  # ticks ask again; the PAC still fails
         assert len(sandbox.store.requests(operation="ObtenerAcuseEnvio")) > asked
         assert [d for _, _, d in pipe.journal.events(e.id) if d == "CONN-ACUSE"] == [
             "CONN-ACUSE"
         ]  # one event, not one per attempt
-        sandbox.faults.clear()  # the PAC gives it now: the next tick writes it
+        assert callers and threading.main_thread() not in callers  # never the scanner's
+        acuse_dir = ws / "out" / "acuse"
+        acuse_dir.rmdir()
+        acuse_dir.write_text("no es una carpeta")  # fetched next, but cannot be written
+        sandbox.faults.clear()  # the PAC gives it now
+        for _ in range(200):
+            pipe.poll_once()
+            e = pipe.journal.get(KEY)
+            if e is not None and e.acuse:
+                break
+            time.sleep(0.05)
+        assert e is not None and e.acuse and e.error_code == "CONN-ACUSE"
+        assert "no se pudo escribir" in (e.error_message or "")
+        asked = len(sandbox.store.requests(operation="ObtenerAcuseEnvio"))
+        acuse_dir.unlink()
+        acuse_dir.mkdir()  # the folder is back: the kept acuse is written, not asked again
         for _ in range(200):
             pipe.poll_once()
             e = pipe.journal.get(KEY)
@@ -83,6 +103,23 @@ def test_acuse_the_pac_cannot_give_does_not_hold_the_invoice_and_comes_later(
     [acuse] = (ws / "out" / "acuse").iterdir()
     assert acuse.name == f"A1_{e.uuid}_acuse.xml" and acuse.read_bytes() == e.acuse
     assert e.outputs["acuse"] == str(acuse) and e.outputs["xml"].endswith(f"A1_{e.uuid}.xml")
+    assert len(sandbox.store.requests(operation="ObtenerAcuseEnvio")) == asked
+
+
+def test_missing_acuses_of_a_source_no_longer_configured_do_not_block_the_others(
+    tmp_path: Path,
+) -> None:
+    from connector.journal import Journal
+
+    j = Journal(tmp_path / "j.sqlite")
+    for n, source in enumerate(["renamed-away"] * 3 + ["ventas"], start=1):
+        _, e = j.admit(("EKU9003173C9", "A", str(n)), "h", mode="stamp", source=source,
+                       source_file="f", location="l")  # fmt: skip
+        j.mark_sealed_sending(e.id, b"<s/>", f"R{n}")
+        j.mark_stamped(e.id, f"U{n}", b"<t/>")
+        j.mark_delivered(e.id, {"xml": "x"}, acuse_missing=("CONN-ACUSE", "falta el acuse"))
+    assert [e.folio for e in j.acuses_pending(["ventas"], limit=2)] == ["4"]
+    assert [e.folio for e in j.acuses_pending(["ventas", "renamed-away"], limit=2)] == ["1", "2"]
 
 
 def test_outputs_that_cannot_be_written_show_in_status_and_are_delivered_later(

@@ -237,7 +237,8 @@ CREATE TABLE IF NOT EXISTS files (
     final_path TEXT,
     claimed_at REAL NOT NULL,
     finished_at REAL,
-    error_count INTEGER NOT NULL DEFAULT 0
+    error_count INTEGER NOT NULL DEFAULT 0,
+    report TEXT
 );
 CREATE INDEX IF NOT EXISTS files_state ON files(state);
 CREATE INDEX IF NOT EXISTS files_work ON files(work_path);
@@ -364,6 +365,9 @@ def _payload_to_keep(e: Entry, same_content: bool) -> bytes | None:
     return e.payload if same_content and e.error_origin != PAC_DOCUMENT else None
 
 
+_FILE_COLS = "id, source, name, work_path, state, final_path, claimed_at, finished_at, error_count"
+
+
 def _file(row: tuple[Any, ...]) -> FileRecord:
     id_, source, name, work, state, final, claimed, finished, errors = row
     return FileRecord(id_, source, name, work, FileState(state), final, claimed, finished, errors)
@@ -389,6 +393,8 @@ class Journal:
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     db.execute(stmt)
+            if "report" not in {r[1] for r in db.execute("PRAGMA table_info(files)")}:
+                db.execute("ALTER TABLE files ADD COLUMN report TEXT")  # a journal from before
 
     def close(self) -> None:
         with self._lock:
@@ -950,7 +956,7 @@ class Journal:
         """Record a file in work/ (idempotent: an unfinished record for the path is reused)."""
         with self._tx(flush=False) as db:
             row = db.execute(
-                "SELECT * FROM files WHERE work_path=? AND state IN (?,?,?)",
+                f"SELECT {_FILE_COLS} FROM files WHERE work_path=? AND state IN (?,?,?)",
                 (work_path, FileState.CLAIMED, FileState.ARCHIVING, FileState.FAILING),
             ).fetchone()
             if row:
@@ -959,11 +965,17 @@ class Journal:
                 "INSERT INTO files (source, name, work_path, state, claimed_at) VALUES (?,?,?,?,?)",
                 (source, name, work_path, FileState.CLAIMED, time.time()),
             )
-            return _file(db.execute("SELECT * FROM files WHERE id=?", (cur.lastrowid,)).fetchone())
+            return _file(
+                db.execute(
+                    f"SELECT {_FILE_COLS} FROM files WHERE id=?", (cur.lastrowid,)
+                ).fetchone()
+            )
 
     def get_file(self, file_id: int) -> FileRecord:
         with self._lock:
-            row = self._db.execute("SELECT * FROM files WHERE id=?", (file_id,)).fetchone()
+            row = self._db.execute(
+                f"SELECT {_FILE_COLS} FROM files WHERE id=?", (file_id,)
+            ).fetchone()
         if not row:
             raise JournalError(f"no file with id {file_id}")
         return _file(row)
@@ -1014,20 +1026,37 @@ class Journal:
     def files_of_invoice(self, invoice_id: int) -> list[FileRecord]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT f.* FROM files f JOIN file_items i ON i.file_id=f.id "
+                "SELECT f." + _FILE_COLS.replace(", ", ", f.") + " FROM files f "
+                "JOIN file_items i ON i.file_id=f.id "
                 "WHERE i.invoice_id=? ORDER BY f.id",
                 (invoice_id,),
             ).fetchall()
         return [_file(r) for r in rows]
 
-    def file_deciding(self, file_id: int, state: FileState, final_path: str, errors: int) -> None:
-        """Record where the file goes (archive or failed/) before moving it."""
+    def file_deciding(
+        self,
+        file_id: int,
+        state: FileState,
+        final_path: str,
+        errors: int,
+        report: dict[str, Any] | None = None,
+    ) -> None:
+        """Record where the file goes (archive or failed/) before moving it, with the report
+        it was decided on (its error file says that, even if written later)."""
         assert state in (FileState.ARCHIVING, FileState.FAILING)
         with self._tx() as db:
             db.execute(
-                "UPDATE files SET state=?, final_path=?, error_count=? WHERE id=?",
-                (state, final_path, errors, file_id),
-            )
+                "UPDATE files SET state=?, final_path=?, error_count=?, report=? WHERE id=?",
+                (state, final_path, errors,
+                 None if report is None else json.dumps(report, ensure_ascii=False), file_id),
+            )  # fmt: skip
+
+    def file_report(self, file_id: int) -> dict[str, Any] | None:
+        """The report ``file_deciding`` recorded (None: none, e.g. decided by an older
+        version)."""
+        with self._lock:
+            row = self._db.execute("SELECT report FROM files WHERE id=?", (file_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
 
     def file_done(self, file_id: int) -> None:
         with self._tx(flush=False) as db:
@@ -1048,7 +1077,7 @@ class Journal:
             )
 
     def files(self, *states: FileState, name: str | None = None) -> list[FileRecord]:
-        q = "SELECT * FROM files WHERE 1=1"
+        q = f"SELECT {_FILE_COLS} FROM files WHERE 1=1"
         args: list[Any] = []
         if states:
             q += f" AND state IN ({','.join('?' for _ in states)})"

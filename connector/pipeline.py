@@ -518,8 +518,7 @@ class Pipeline:
                 rec = self.journal.get_file(rec.id)  # a worker may have finished it meanwhile
                 if rec.state not in (FileState.ARCHIVING, FileState.FAILING):
                     return
-                errors, delivered, _ = self._report_of(rec.id)
-                self._finish_file(rec, errors, delivered)
+                self._finish_file(rec, *self._decided_report(rec))
         except Exception as exc:  # still not possible: the next tick tries again
             log.error("move_failed", file=rec.name, place=rec.final_path, error=str(exc))
             with self._files_lock:  # not finished: idle() says so
@@ -1192,12 +1191,14 @@ class Pipeline:
             if not final:
                 return None
             src = self.sources[rec.source]
+            report = {"errors": [x.to_dict() for x in errors], "delivered": delivered}
             if errors:
                 dest = free_name(src.cfg.failed, rec.name)
-                self.journal.file_deciding(file_id, FileState.FAILING, str(dest), len(errors))
+                state = FileState.FAILING
             else:
                 dest = free_name(archive_folder(src.cfg.archive, self.now().date()), rec.name)
-                self.journal.file_deciding(file_id, FileState.ARCHIVING, str(dest), 0)
+                state = FileState.ARCHIVING
+            self.journal.file_deciding(file_id, state, str(dest), len(errors), report)
             return self._finish_file(self.journal.get_file(file_id), errors, delivered)
 
     def _finish_file(
@@ -1251,8 +1252,8 @@ class Pipeline:
         work = Path(rec.work_path)
         src = self.sources.get(rec.source)
         if rec.state is FileState.FAILING:
-            if errors is None:  # resumed after a crash: rebuild the report from the journal
-                errors, delivered, _ = self._report_of(rec.id)
+            if errors is None:  # resumed after a crash
+                errors, delivered = self._decided_report(rec)
             labels = [d["invoice"] for d in delivered or []]
             write_error_files(dest.parent, dest.name, errors, labels)
             if src is not None and src.cfg.output.errors and src.cfg.output.errors != dest.parent:
@@ -1285,6 +1286,17 @@ class Pipeline:
                 if not mdest.exists():
                     move_file(other.with_name(other.name + marker), mdest)
         self.journal.file_done(rec.id)
+
+    def _decided_report(self, rec: FileRecord) -> tuple[list[ItemError], list[dict[str, str]]]:
+        """The report a decided file was decided on (its invoices may have changed since:
+        one re-exported and stamped must not show as delivered in the old file's error
+        file); rebuilt from the journal for a file decided by an older version."""
+        assert self.journal is not None
+        stored = self.journal.file_report(rec.id)
+        if stored is None:
+            errors, delivered, _ = self._report_of(rec.id)
+            return errors, delivered
+        return [ItemError(**x) for x in stored["errors"]], stored["delivered"]
 
     def _report_of(self, file_id: int) -> tuple[list[ItemError], list[dict[str, str]], bool]:
         """A file's errors and delivered invoices (with their outputs), and whether every one

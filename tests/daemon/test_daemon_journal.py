@@ -236,3 +236,27 @@ def test_a_commit_that_fails_is_rolled_back_and_reported_as_itself(tmp_path: Pat
     assert j._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # resting level again
     _, iid = admit(j)
     assert j.mark_sealed_sending(iid, b"<s/>", "REF-1").state is State.SENDING
+
+
+def test_a_journal_from_before_file_reports_opens_and_gets_the_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE files (id INTEGER PRIMARY KEY, source TEXT NOT NULL, name TEXT NOT NULL, "
+        "work_path TEXT NOT NULL, state TEXT NOT NULL, final_path TEXT, claimed_at REAL NOT "
+        "NULL, finished_at REAL, error_count INTEGER NOT NULL DEFAULT 0)"
+    )
+    db.execute(
+        "INSERT INTO files (source, name, work_path, state, final_path, claimed_at) "
+        "VALUES ('s', 'v.dat', '/w/v.dat', 'failing', '/f/v.dat', 1.0)"
+    )
+    db.commit()
+    db.close()
+    j = Journal(path)
+    (rec,) = j.files(FileState.FAILING)
+    assert (rec.name, rec.final_path) == ("v.dat", "/f/v.dat")
+    assert j.file_report(rec.id) is None  # decided by the older version: rebuilt when moved
+    j.file_deciding(rec.id, FileState.FAILING, "/f/v.dat", 1, {"errors": [], "delivered": []})
+    assert j.file_report(rec.id) == {"errors": [], "delivered": []}

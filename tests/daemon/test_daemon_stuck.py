@@ -91,3 +91,33 @@ def test_tick_with_a_stale_record_does_not_finish_a_file_twice(workspace: Path, 
         assert pipe.idle()
     finally:
         pipe.close()
+
+
+def test_error_file_written_late_reports_the_file_as_it_was_decided(
+    workspace: Path, sandbox
+) -> None:
+    """failed/ is unwritable when mixto.dat is decided (B2 invalid); meanwhile the ERP
+    exports B2 fixed and it is stamped. The error file written once failed/ is back still
+    says B2 failed in mixto.dat (it used to list B2 as delivered: the report was rebuilt
+    from the journal's current rows)."""
+    ws = workspace.parent
+    pipe = start_pipeline(workspace)
+    pipe.redeliver_seconds = 0.2
+    try:
+        (ws / "failed").rmdir()
+        (ws / "failed").write_text("no es una carpeta")
+        data = dat_invoice("B", "1") + dat_invoice("B", "2", tipo="Z")  # B2 is invalid
+        (ws / "inbox" / "mixto.dat").write_bytes(data.encode())
+        _until(pipe, lambda: pipe.journal.file_counts()["failing"] == 1 and not pipe._inflight)
+        (ws / "inbox" / "b2.dat").write_bytes(dat_invoice("B", "2").encode())  # fixed
+        key = ("EKU9003173C9", "B", "2")
+        _until(pipe, lambda: pipe.journal.get(key).state is State.DELIVERED)
+        (ws / "failed").unlink()
+        (ws / "failed").mkdir()
+        assert pipe.run_until_idle(30)
+    finally:
+        pipe.close()
+    report = json.loads((ws / "failed" / "mixto.dat.error.json").read_text(encoding="utf-8"))
+    assert report["delivered"] == ["B1"]
+    assert report["errors"] and all(e["invoice"] == "B2" for e in report["errors"])
+    assert [p.name for p in (ws / "archive").rglob("*.dat")] == ["b2.dat"]

@@ -410,46 +410,13 @@ def test_wrong_service_address_is_a_configuration_problem_not_an_invalid_invoice
 def test_tls_is_verified_against_an_untrusted_certificate(tmp_path):
     """A real HTTPS server on 127.0.0.1 with a self-signed certificate: refused (transient,
     nothing sent), unless that certificate is configured as the CA to trust."""
-    import datetime as dt
     import ssl
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from .drivers_support import self_signed_for_localhost
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_pem = tmp_path / "cert.pem"
-    key_pem = tmp_path / "key.pem"
-    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_pem.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    cert_pem, key_pem = self_signed_for_localhost(tmp_path)
     hits: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):

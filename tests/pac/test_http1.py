@@ -9,9 +9,7 @@ path exists for the same case (``transport.post``), both paths must raise the sa
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import gzip
-import ipaddress
 import os
 import queue
 import select
@@ -26,10 +24,6 @@ from typing import Any
 
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from connector.pac import http1
 from connector.pac.base import Timeouts, _never_connected, classify_exception
@@ -37,7 +31,7 @@ from connector.pac.errors import PacAmbiguous, PacTransient
 from connector.pac.fel import FelDriver
 from connector.pac.sandbox import SandboxAccount, SandboxPac
 
-from .drivers_support import EMISOR, sealed
+from .drivers_support import EMISOR, sealed, self_signed_for_localhost
 
 PATH = "/WSCFDI33.svc"
 HEADERS = {"SOAPAction": '"urn:x/Op"', "Content-Type": "text/xml; charset=utf-8"}
@@ -511,35 +505,7 @@ def test_concurrent_posts_share_the_pool(server):
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 (its own CA) and its key."""
-    tmp = tmp_path_factory.mktemp("tls")
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_pem, key_pem = tmp / "cert.pem", tmp / "key.pem"
-    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_pem.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_pem, key_pem
+    return self_signed_for_localhost(tmp_path_factory.mktemp("tls"))
 
 
 def test_tls_verified_against_the_configured_ca(tls_files):

@@ -17,7 +17,7 @@ from connector.pac.errors import PacInvalid, PacNotFound, PacTransient, PacUnsup
 from connector.pac.fel import FelDriver, split_code
 from connector.pac.sandbox import SandboxAccount, SandboxPac
 
-from .drivers_support import EMISOR, RECEPTOR, invoice, sealed
+from .drivers_support import EMISOR, RECEPTOR, invoice, sealed, self_signed_for_localhost
 
 PASSWORD = "s3cr3t-Fel-Pass!"
 
@@ -413,8 +413,6 @@ def test_tls_is_verified_against_an_untrusted_certificate(tmp_path):
     import ssl
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
-
-    from .drivers_support import self_signed_for_localhost
 
     cert_pem, key_pem = self_signed_for_localhost(tmp_path)
     hits: list[str] = []

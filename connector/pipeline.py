@@ -779,6 +779,12 @@ class Pipeline:
         assert self.journal is not None
         location = inp.location or f"{name}#{idx + 1}"
         problems: list[Problem] = list(inp.problems)
+
+        def refused(label: str = "", *more: Problem) -> tuple[FileItem, None, None]:
+            """The record stays out of the journal; its problems go to the file's report."""
+            found = _dicts(_located(inp, [*problems, *more]), location, label)
+            return FileItem(rec.id, idx, location, None, found), None, None
+
         c = inp.comprobante
         xml: bytes | None = inp.xml
         if c is None and xml is not None and not _has_errors(problems):
@@ -789,11 +795,7 @@ class Pipeline:
             except CfdiError as exc:
                 problems.extend(exc.problems)
         if c is None:
-            return (
-                FileItem(rec.id, idx, location, None, _dicts(_located(inp, problems), location)),
-                None,
-                None,
-            )
+            return refused()
         if xml is None:
             try:
                 from connector.cfdi.amounts import complete
@@ -834,13 +836,7 @@ class Pipeline:
                 )
             )
         if _has_errors(problems) and (key[0] != src.emisor.rfc or not key[2]):
-            return (
-                FileItem(
-                    rec.id, idx, location, None, _dicts(_located(inp, problems), location, label)
-                ),
-                None,
-                None,
-            )
+            return refused(label)
         if seen is not None:
             earlier = seen.get(_norm_key(key))
             if earlier is not None:
@@ -850,17 +846,8 @@ class Pipeline:
                     f"archivo ({earlier}); cada factura necesita su propio folio. Este registro "
                     "no se timbra: corrija el folio en el ERP y exporte de nuevo esta factura."
                 )
-                p = Problem("CONN-FOLIO-DUPLICADO", "Folio", msg, location=location)
-                return (
-                    FileItem(
-                        rec.id,
-                        idx,
-                        location,
-                        None,
-                        _dicts(_located(inp, [*problems, p]), location, label),
-                    ),
-                    None,
-                    None,
+                return refused(
+                    label, Problem("CONN-FOLIO-DUPLICADO", "Folio", msg, location=location)
                 )
             seen[_norm_key(key)] = location
         h = content_hash(c, xml)
@@ -875,18 +862,7 @@ class Pipeline:
                 "y no se timbra dos veces. Use un folio nuevo."
             )
             ilog.warning("folio_used", uuid=e.uuid)
-            p = Problem("CONN-FOLIO-USADO", "Folio", msg, location=location)
-            return (
-                FileItem(
-                    rec.id,
-                    idx,
-                    location,
-                    None,
-                    _dicts(_located(inp, [*problems, p]), location, label),
-                ),
-                None,
-                None,
-            )
+            return refused(label, Problem("CONN-FOLIO-USADO", "Folio", msg, location=location))
         if adm is Admission.DELIVERED:
             ilog.info("duplicate_delivered_again", uuid=e.uuid)
             return FileItem(rec.id, idx, location, e.id, []), e, "deliver"

@@ -237,8 +237,7 @@ CREATE TABLE IF NOT EXISTS files (
     final_path TEXT,
     claimed_at REAL NOT NULL,
     finished_at REAL,
-    error_count INTEGER NOT NULL DEFAULT 0,
-    report TEXT
+    error_count INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS files_state ON files(state);
 CREATE INDEX IF NOT EXISTS files_work ON files(work_path);
@@ -251,6 +250,10 @@ CREATE TABLE IF NOT EXISTS file_items (
     PRIMARY KEY (file_id, idx)
 );
 CREATE INDEX IF NOT EXISTS file_items_invoice ON file_items(invoice_id);
+CREATE TABLE IF NOT EXISTS file_reports (
+    file_id INTEGER PRIMARY KEY,
+    report TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS cancellations (
     uuid TEXT PRIMARY KEY,
     invoice_id INTEGER,
@@ -393,8 +396,6 @@ class Journal:
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     db.execute(stmt)
-            if "report" not in {r[1] for r in db.execute("PRAGMA table_info(files)")}:
-                db.execute("ALTER TABLE files ADD COLUMN report TEXT")  # a journal from before
 
     def close(self) -> None:
         with self._lock:
@@ -1046,16 +1047,22 @@ class Journal:
         assert state in (FileState.ARCHIVING, FileState.FAILING)
         with self._tx() as db:
             db.execute(
-                "UPDATE files SET state=?, final_path=?, error_count=?, report=? WHERE id=?",
-                (state, final_path, errors,
-                 None if report is None else json.dumps(report, ensure_ascii=False), file_id),
-            )  # fmt: skip
+                "UPDATE files SET state=?, final_path=?, error_count=? WHERE id=?",
+                (state, final_path, errors, file_id),
+            )
+            if report is not None:  # its own table: the files table keeps the shape older
+                db.execute(  # versions read (a daemon still running during an upgrade)
+                    "INSERT OR REPLACE INTO file_reports (file_id, report) VALUES (?,?)",
+                    (file_id, json.dumps(report, ensure_ascii=False)),
+                )
 
     def file_report(self, file_id: int) -> dict[str, Any] | None:
         """The report ``file_deciding`` recorded (None: none, e.g. decided by an older
         version)."""
         with self._lock:
-            row = self._db.execute("SELECT report FROM files WHERE id=?", (file_id,)).fetchone()
+            row = self._db.execute(
+                "SELECT report FROM file_reports WHERE file_id=?", (file_id,)
+            ).fetchone()
         return json.loads(row[0]) if row and row[0] else None
 
     def file_done(self, file_id: int) -> None:

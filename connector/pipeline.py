@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -473,42 +473,46 @@ class Pipeline:
                     with contextlib.suppress(RuntimeError):  # shutting down
                         self._acuses = self._executor.submit(self._fetch_missing_acuses)
 
-    def _fetch_missing_acuses(self, limit: int = 50) -> None:
+    def _fetch_missing_acuses(self, limit: int = 20) -> None:
         """Acuses that could not be had at delivery (PAC busy, not ready yet): asked for
-        again, a few per tick, and written beside their XML. A PAC that still fails is left
-        alone until the next tick, and the invoice goes to the back of the queue; an acuse
-        fetched but not written is kept and only written next time."""
-        assert self.journal is not None
+        again, a few per source and tick, and written beside their XML. A PAC that still
+        fails is left alone until the next tick (the invoice goes to the back of its
+        source's queue); an acuse fetched but not written is kept and only written next
+        time."""
         failed_pacs: set[str] = set()
         try:
-            for e in self.journal.acuses_pending(self.sources, limit):
-                src = self.sources[e.source]
-                if self.stopping.is_set():
-                    return
-                path = output_paths(src.cfg, e).get("acuse")
-                if path is None:  # no longer wanted
-                    self.journal.mark_delivered(e.id, e.outputs)
-                    continue
-                if src.cfg.pac in failed_pacs:
-                    continue
-                assert e.uuid is not None
-                acuse = e.acuse
-                try:
-                    acuse = acuse or src.pac.submitter.acuse_envio(e.uuid)
-                    written = atomic_write(path, acuse)
-                except Exception as exc:  # tried again at the next tick, after the others
-                    if acuse is None:
-                        failed_pacs.add(src.cfg.pac)
-                        msg = _acuse_missing(e, exc)[1]
-                    else:
-                        msg = _acuse_unwritten(e, path, exc)
-                    self.journal.acuse_still_missing(e.id, msg, acuse)
-                    log.info("acuse_still_missing", invoice=e.label, error=str(exc))
-                    continue
-                self.journal.mark_delivered(e.id, {**e.outputs, "acuse": str(written)}, acuse)
-                log.info("acuse_fetched", file=e.source_file, invoice=e.label, uuid=e.uuid)
+            assert self.journal is not None
+            for name, src in self.sources.items():
+                for e in self.journal.acuses_pending([name], limit):
+                    if self.stopping.is_set():
+                        return
+                    if src.cfg.pac in failed_pacs:
+                        break
+                    self._fetch_acuse(src, e, failed_pacs)
         except Exception:  # e.g. the journal is closing: the next tick tries again
             log.exception("acuse_fetch_failed")
+
+    def _fetch_acuse(self, src: SourceRuntime, e: Entry, failed_pacs: set[str]) -> None:
+        assert self.journal is not None and e.uuid is not None
+        path = output_paths(src.cfg, e).get("acuse")
+        if path is None:  # no longer wanted
+            self.journal.mark_delivered(e.id, e.outputs)
+            return
+        acuse = e.acuse
+        try:
+            acuse = acuse or src.pac.submitter.acuse_envio(e.uuid)
+            written = atomic_write(path, acuse)
+        except Exception as exc:  # tried again at the next tick, after the others
+            if acuse is None:
+                failed_pacs.add(src.cfg.pac)
+                msg = _acuse_missing(e, exc)[1]
+            else:
+                msg = _acuse_unwritten(e, path, exc)
+            self.journal.acuse_still_missing(e.id, msg, acuse)
+            log.info("acuse_still_missing", invoice=e.label, error=str(exc))
+            return
+        self.journal.mark_delivered(e.id, {**e.outputs, "acuse": str(written)}, acuse)
+        log.info("acuse_fetched", file=e.source_file, invoice=e.label, uuid=e.uuid)
 
     def _retry_move(self, rec: FileRecord) -> None:
         """Complete a decided move again; on success the file is finished like any other."""
@@ -1272,7 +1276,9 @@ class Pipeline:
         if stored is None:
             errors, delivered, _ = self._report_of(rec.id)
             return errors, delivered
-        return [ItemError(**x) for x in stored["errors"]], stored["delivered"]
+        known = {f.name for f in fields(ItemError)}
+        errors = [ItemError(**{k: str(x.get(k) or "") for k in known}) for x in stored["errors"]]
+        return errors, stored["delivered"]
 
     def _report_of(self, file_id: int) -> tuple[list[ItemError], list[dict[str, str]], bool]:
         """A file's errors and delivered invoices (with their outputs), and whether every one

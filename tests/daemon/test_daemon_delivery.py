@@ -106,9 +106,9 @@ def test_acuse_the_pac_cannot_give_does_not_hold_the_invoice_and_comes_later(
     assert len(sandbox.store.requests(operation="ObtenerAcuseEnvio")) == asked
 
 
-def test_missing_acuses_of_a_source_no_longer_configured_do_not_block_the_others(
-    tmp_path: Path,
-) -> None:
+def test_missing_acuses_are_asked_for_per_configured_source(tmp_path: Path) -> None:
+    """Rows of a source no longer configured, or of another source, never hide a source's
+    own missing acuses."""
     from connector.journal import Journal
 
     j = Journal(tmp_path / "j.sqlite")
@@ -119,7 +119,7 @@ def test_missing_acuses_of_a_source_no_longer_configured_do_not_block_the_others
         j.mark_stamped(e.id, f"U{n}", b"<t/>")
         j.mark_delivered(e.id, {"xml": "x"}, acuse_missing=("CONN-ACUSE", "falta el acuse"))
     assert [e.folio for e in j.acuses_pending(["ventas"], limit=2)] == ["4"]
-    assert [e.folio for e in j.acuses_pending(["ventas", "renamed-away"], limit=2)] == ["1", "2"]
+    assert [e.folio for e in j.acuses_pending(["renamed-away"], limit=2)] == ["1", "2"]
 
 
 def test_outputs_that_cannot_be_written_show_in_status_and_are_delivered_later(

@@ -238,7 +238,10 @@ def test_a_commit_that_fails_is_rolled_back_and_reported_as_itself(tmp_path: Pat
     assert j.mark_sealed_sending(iid, b"<s/>", "REF-1").state is State.SENDING
 
 
-def test_a_journal_from_before_file_reports_opens_and_gets_the_column(tmp_path: Path) -> None:
+def test_file_reports_leave_the_files_table_as_older_versions_read_it(tmp_path: Path) -> None:
+    """The report a file was decided on lives in its own table: the files table keeps the
+    nine columns that an older version (a daemon still running during an upgrade, or a
+    rollback) reads with SELECT *; a journal from before gets the table on open."""
     import sqlite3
 
     path = tmp_path / "old.sqlite"
@@ -253,10 +256,13 @@ def test_a_journal_from_before_file_reports_opens_and_gets_the_column(tmp_path: 
         "VALUES ('s', 'v.dat', '/w/v.dat', 'failing', '/f/v.dat', 1.0)"
     )
     db.commit()
-    db.close()
     j = Journal(path)
     (rec,) = j.files(FileState.FAILING)
     assert (rec.name, rec.final_path) == ("v.dat", "/f/v.dat")
     assert j.file_report(rec.id) is None  # decided by the older version: rebuilt when moved
-    j.file_deciding(rec.id, FileState.FAILING, "/f/v.dat", 1, {"errors": [], "delivered": []})
-    assert j.file_report(rec.id) == {"errors": [], "delivered": []}
+    report = {"errors": [], "delivered": [{"invoice": "A1", "uuid": "U"}]}
+    j.file_deciding(rec.id, FileState.FAILING, "/f/v.dat", 1, report)
+    assert j.file_report(rec.id) == report
+    (row,) = db.execute("SELECT * FROM files").fetchall()  # the older version's view
+    assert len(row) == 9
+    db.close()

@@ -20,6 +20,16 @@ def _until(pipe, cond, timeout: float = 30.0) -> None:  # type: ignore[no-untype
     raise AssertionError("condition not reached")
 
 
+def _mixto_decided_while_failed_is_unwritable(ws: Path, pipe) -> None:  # type: ignore[no-untyped-def]
+    """failed/ replaced by a file (a share offline); mixto.dat (B1 valid, B2 invalid) is
+    decided FAILING and its move cannot be done."""
+    (ws / "failed").rmdir()
+    (ws / "failed").write_text("no es una carpeta")
+    data = dat_invoice("B", "1") + dat_invoice("B", "2", tipo="Z")  # B2 is invalid
+    (ws / "inbox" / "mixto.dat").write_bytes(data.encode())
+    _until(pipe, lambda: pipe.journal.file_counts()["failing"] == 1 and not pipe._inflight)
+
+
 def test_archive_move_that_failed_is_retried_while_running(workspace: Path, sandbox) -> None:
     ws = workspace.parent
     pipe = start_pipeline(workspace)
@@ -53,11 +63,7 @@ def test_failed_folder_unwritable_error_files_and_move_retried_while_running(
     pipe = start_pipeline(workspace)
     pipe.redeliver_seconds = 0.2
     try:
-        (ws / "failed").rmdir()
-        (ws / "failed").write_text("no es una carpeta")
-        data = dat_invoice("B", "1") + dat_invoice("B", "2", tipo="Z")  # B2 is invalid
-        (ws / "inbox" / "mixto.dat").write_bytes(data.encode())
-        _until(pipe, lambda: pipe.journal.file_counts()["failing"] == 1 and not pipe._inflight)
+        _mixto_decided_while_failed_is_unwritable(ws, pipe)
         assert not pipe.idle()
         (ws / "failed").unlink()
         (ws / "failed").mkdir()
@@ -104,11 +110,7 @@ def test_error_file_written_late_reports_the_file_as_it_was_decided(
     pipe = start_pipeline(workspace)
     pipe.redeliver_seconds = 0.2
     try:
-        (ws / "failed").rmdir()
-        (ws / "failed").write_text("no es una carpeta")
-        data = dat_invoice("B", "1") + dat_invoice("B", "2", tipo="Z")  # B2 is invalid
-        (ws / "inbox" / "mixto.dat").write_bytes(data.encode())
-        _until(pipe, lambda: pipe.journal.file_counts()["failing"] == 1 and not pipe._inflight)
+        _mixto_decided_while_failed_is_unwritable(ws, pipe)
         (ws / "inbox" / "b2.dat").write_bytes(dat_invoice("B", "2").encode())  # fixed
         key = ("EKU9003173C9", "B", "2")
         _until(pipe, lambda: pipe.journal.get(key).state is State.DELIVERED)

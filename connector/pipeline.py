@@ -505,7 +505,7 @@ class Pipeline:
         except Exception as exc:  # tried again at the next tick, after the others
             if acuse is None:
                 failed_pacs.add(src.cfg.pac)
-                msg = _acuse_missing(e, exc)[1]
+                msg = _acuse_missing(e, exc)
             else:
                 msg = _acuse_unwritten(e, path, exc)
             self.journal.acuse_still_missing(e.id, msg, acuse)
@@ -1123,7 +1123,7 @@ class Pipeline:
                 fetched = src.pac.submitter.acuse_envio(e.uuid)
                 e = replace(e, acuse=fetched)
             except Exception as exc:  # the XML goes out now; the acuse is asked for later
-                missing = _acuse_missing(e, exc)
+                missing = (ACUSE_MISSING, _acuse_missing(e, exc))
                 log.warning("acuse_unavailable", file=e.source_file, invoice=e.label,
                             uuid=e.uuid, error=str(exc))  # fmt: skip
         try:
@@ -1330,14 +1330,13 @@ def _route(
         deliver.append(entry)
 
 
-def _acuse_missing(e: Entry, exc: Exception) -> tuple[str, str]:
-    """The journal's note for an acuse that could not be had (code, Spanish message)."""
+def _acuse_missing(e: Entry, exc: Exception) -> str:
+    """Why an acuse is missing (``ACUSE_MISSING``), for the people reading ``status``."""
     detail = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
     return (
-        ACUSE_MISSING,
         f"{e.label} está timbrada y entregada (UUID {e.uuid}), pero su acuse no se pudo "
         f"obtener del PAC ({getattr(exc, 'code', 'error')}: {detail}). El conector lo vuelve "
-        "a pedir solo y lo escribe junto al XML en cuanto lo obtiene.",
+        "a pedir solo y lo escribe junto al XML en cuanto lo obtiene."
     )
 
 

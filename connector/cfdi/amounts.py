@@ -5,8 +5,11 @@
 modified); an amount the input gives is kept as given (``connector.cfdi.rules`` checks it):
 
 * concepto ``Importe`` = Cantidad × ValorUnitario, rounded half-up to the currency's decimals;
-* concepto tax ``Base`` = Importe − Descuento; tax ``Importe`` = Base × TasaOCuota, rounded
-  half-up to the currency's decimals (Exento: no TasaOCuota, no Importe);
+* concepto tax ``Base`` = Importe − Descuento, except IVA (002, traslado and retención): its
+  base also includes the IEPS (003) trasladado of the same concepto (Ley del IVA, art. 12: the
+  value on which IVA is computed includes the other taxes charged to the buyer); tax
+  ``Importe`` = Base × TasaOCuota, rounded half-up to the currency's decimals (Exento: no
+  TasaOCuota, no Importe). A Base the input gives is kept as given;
 * the ``Impuestos`` summary: traslados grouped by (Impuesto, TipoFactor, TasaOCuota), retenciones
   by Impuesto, each the *rounded sum* of the concept values (sum first, then round);
   ``TotalImpuestosTrasladados`` (Exento excluded, omitted when only Exento),
@@ -92,12 +95,31 @@ def _sum(values: Iterable[Decimal | None]) -> Decimal:
 # --- Concepts -----------------------------------------------------------------------------------
 
 
-def concepto_base(concepto: Concepto) -> Decimal | None:
-    """Default tax Base of a concepto: Importe − Descuento."""
-    if concepto.Importe is None:
-        return None
-    with localcontext(CONTEXT):
-        return concepto.Importe - (concepto.Descuento or ZERO)
+IVA = "002"
+IEPS = "003"
+
+
+def _tax_importe(base: Decimal, tasa: Decimal, q: Decimal) -> Decimal:
+    return (base * tasa).quantize(q, ROUND_HALF_UP, CONTEXT)
+
+
+def iva_base(traslados: list[Traslado], base: Decimal, q: Decimal) -> Decimal:
+    """Default IVA Base of a concepto whose other taxes have default base ``base``
+    (Importe − Descuento): ``base`` plus the IEPS trasladado of the concepto (Ley del IVA,
+    art. 12), each IEPS Importe as given or as computed here (rounded to the quantum ``q``)."""
+    total = base
+    for t in traslados:
+        values = t.__dict__
+        if values["Impuesto"] != IEPS or values["TipoFactor"] == "Exento":
+            continue
+        importe = values["Importe"]
+        tasa = values["TasaOCuota"]
+        if importe is None and tasa is not None:
+            b = values["Base"]
+            importe = _tax_importe(base if b is None else b, tasa, q)
+        if importe is not None:
+            total = CONTEXT.add(total, importe)
+    return total
 
 
 _new = object.__new__
@@ -135,14 +157,17 @@ def _set(node: BaseModel, name: str, value: object) -> None:
 # ``__dict__`` and round with a precomputed quantum (same operations as ``round_to``).
 
 
-def _completed_traslados(items: list[Traslado], base: Decimal | None, q: Decimal) -> list[Traslado]:
+def _completed_traslados(
+    items: list[Traslado], base: Decimal | None, base_iva: Decimal | None, q: Decimal
+) -> list[Traslado]:
     out: list[Traslado] | None = None
     for i, t in enumerate(items):
         values = t.__dict__
         b = values["Base"]
-        new_base = b is None and base is not None
+        default = base_iva if values["Impuesto"] == IVA else base
+        new_base = b is None and default is not None
         if new_base:
-            b = base
+            b = default
         tasa = values["TasaOCuota"]
         new_importe = (
             values["Importe"] is None
@@ -158,7 +183,7 @@ def _completed_traslados(items: list[Traslado], base: Decimal | None, q: Decimal
             changed["Base"] = b
             fields.add("Base")
         if new_importe:
-            changed["Importe"] = (b * tasa).quantize(q, ROUND_HALF_UP, CONTEXT)
+            changed["Importe"] = _tax_importe(b, tasa, q)
             fields.add("Importe")
         if out is None:
             out = list(items)
@@ -167,15 +192,16 @@ def _completed_traslados(items: list[Traslado], base: Decimal | None, q: Decimal
 
 
 def _completed_retenciones(
-    items: list[Retencion], base: Decimal | None, q: Decimal
+    items: list[Retencion], base: Decimal | None, base_iva: Decimal | None, q: Decimal
 ) -> list[Retencion]:
     out: list[Retencion] | None = None
     for i, r in enumerate(items):
         values = r.__dict__
         b = values["Base"]
-        new_base = b is None and base is not None
+        default = base_iva if values["Impuesto"] == IVA else base
+        new_base = b is None and default is not None
         if new_base:
-            b = base
+            b = default
         new_importe = values["Importe"] is None and b is not None
         if not (new_base or new_importe):
             continue
@@ -185,7 +211,7 @@ def _completed_retenciones(
             changed["Base"] = b
             fields.add("Base")
         if new_importe:
-            changed["Importe"] = (b * values["TasaOCuota"]).quantize(q, ROUND_HALF_UP, CONTEXT)
+            changed["Importe"] = _tax_importe(b, values["TasaOCuota"], q)
             fields.add("Importe")
         if out is None:
             out = list(items)
@@ -207,9 +233,14 @@ def _completed_concepto(concepto: Concepto, q: Decimal) -> Concepto:
         base = None if importe is None else importe - (values["Descuento"] or ZERO)
         traslados = impuestos.Traslados
         retenciones = impuestos.Retenciones
-        new_traslados = _completed_traslados(traslados, base, q) if traslados else traslados
+        base_iva = base
+        if base is not None and any(t.Impuesto == IEPS for t in traslados):
+            base_iva = iva_base(traslados, base, q)
+        new_traslados = (
+            _completed_traslados(traslados, base, base_iva, q) if traslados else traslados
+        )
         new_retenciones = (
-            _completed_retenciones(retenciones, base, q) if retenciones else retenciones
+            _completed_retenciones(retenciones, base, base_iva, q) if retenciones else retenciones
         )
         if new_traslados is not traslados or new_retenciones is not retenciones:
             new_impuestos = _copy(impuestos)

@@ -43,7 +43,7 @@ class _Node(BaseModel):
 
 
 class Traslado(_Node):
-    Base: Decimal | None = None  # Importe - Descuento of the concepto, computed when None
+    Base: Decimal | None = None  # computed when None (amounts: Importe - Descuento [+ IEPS])
     Impuesto: str  # 002 IVA, 003 IEPS (001 ISR is never a traslado)
     TipoFactor: str  # Tasa, Cuota, Exento
     TasaOCuota: Decimal | None = None  # absent when Exento
@@ -51,7 +51,7 @@ class Traslado(_Node):
 
 
 class Retencion(_Node):
-    Base: Decimal | None = None  # Importe - Descuento of the concepto, computed when None
+    Base: Decimal | None = None  # computed when None (amounts: Importe - Descuento [+ IEPS])
     Impuesto: str  # 001 ISR, 002 IVA, 003 IEPS
     TipoFactor: str
     TasaOCuota: Decimal

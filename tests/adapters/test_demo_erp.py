@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,23 @@ def test_demo_error_file_gives_located_problems(exports: dict[str, Path]) -> Non
     found = {(p.code, p.location) for p in err2.problems}
     assert ("CONN-DAT-FIELDS", "ventas_error.dat:14") in found
     assert ("CONN-MAP-NUMBER", "ventas_error.dat:15:Cantidad") in found
+
+
+def test_demo1002_iva_base_includes_ieps(exports: dict[str, Path]) -> None:
+    # 12 × 18.50 = 222.00; IEPS 8 % = 17.76; IVA 16 % on 222.00 + 17.76 = 239.76 → 38.36
+    (c,) = [
+        amounts.complete(i.comprobante)
+        for i in _load(exports["ventas_demo.dat"])
+        if i.comprobante.Folio == "1002"
+    ]
+    k = c.Conceptos[0]
+    got = {t.Impuesto: (t.Base, t.Importe) for t in k.Impuestos.Traslados}
+    assert got == {
+        "003": (Decimal("222.00"), Decimal("17.76")),
+        "002": (Decimal("239.76"), Decimal("38.36")),
+    }
+    assert (c.SubTotal, c.Impuestos.TotalImpuestosTrasladados, c.Total) == (
+        Decimal("222.00"),
+        Decimal("56.12"),
+        Decimal("278.12"),
+    )

@@ -111,6 +111,50 @@ def test_ieps_and_iva_grouped_separately() -> None:
     assert validate(c) == []
 
 
+def test_iva_base_includes_the_ieps_of_the_concepto() -> None:
+    # Ley del IVA art. 12: IVA is computed on Importe − Descuento + IEPS trasladado
+    ieps = {"Impuesto": "003", "TipoFactor": "Tasa", "TasaOCuota": "0.080000"}
+    ret_iva = {"Impuesto": "002", "TipoFactor": "Tasa", "TasaOCuota": "0.106667"}
+    ret_isr = {"Impuesto": "001", "TipoFactor": "Tasa", "TasaOCuota": "0.100000"}
+    c = complete(
+        _invoice(
+            _concepto(
+                "12",
+                "20.00",
+                Descuento="18.00",
+                traslados=[_iva(), ieps],  # IVA listed first: the order does not matter
+                retenciones=[ret_iva, ret_isr],
+            )
+        )
+    )
+    k = c.Conceptos[0]
+    assert k.Impuestos is not None
+    iva, ieps_t = k.Impuestos.Traslados
+    assert (ieps_t.Base, ieps_t.Importe) == (D("222.00"), D("17.76"))
+    assert (iva.Base, iva.Importe) == (D("239.76"), D("38.36"))  # not 222.00 → 35.52
+    r_iva, r_isr = k.Impuestos.Retenciones
+    assert (r_iva.Base, r_iva.Importe) == (D("239.76"), D("25.57"))
+    assert (r_isr.Base, r_isr.Importe) == (D("222.00"), D("22.20"))
+    assert c.Total == D("222.00") + D("17.76") + D("38.36") - D("25.57") - D("22.20")
+    assert validate(c) == []
+
+
+def test_explicit_bases_are_kept_with_ieps() -> None:
+    ieps_given = {"Impuesto": "003", "TipoFactor": "Tasa", "TasaOCuota": "0.080000"}
+    ieps_given |= {"Base": "200.00", "Importe": "16.00"}
+    c = complete(_invoice(_concepto("1", "200.00", traslados=[ieps_given, _iva(Base="200.00")])))
+    k = c.Conceptos[0]
+    assert k.Impuestos is not None
+    assert [(t.Base, t.Importe) for t in k.Impuestos.Traslados] == [
+        (D("200.00"), D("16.00")),
+        (D("200.00"), D("32.00")),  # the ERP's Base is kept as given
+    ]
+    # an IVA without Base takes the given IEPS Importe
+    c = complete(_invoice(_concepto("1", "200.00", traslados=[ieps_given, _iva()])))
+    assert c.Conceptos[0].Impuestos is not None
+    assert c.Conceptos[0].Impuestos.Traslados[1].Base == D("216.00")
+
+
 def test_summary_sums_concept_values_then_rounds() -> None:
     # concept tax amounts given with 6 decimals (SAT allows it): summary = round(Σ), not Σ round
     k1 = _concepto("1", "10.00", traslados=[_iva(Base="10.00", Importe="1.600004")])

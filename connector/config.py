@@ -16,9 +16,10 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -30,6 +31,9 @@ PAC_KINDS = ("fel", "finkok")
 
 class _Cfg(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+_CfgT = TypeVar("_CfgT", bound=_Cfg)
 
 
 class SecretSource(_Cfg):
@@ -307,12 +311,27 @@ class _Reporter:
         positions = self.index.get(section)
         return positions[i] if positions is not None else i
 
-    def add(self, code: str, key_path: str, message: str) -> None:
+    def add(self, code: str, key_path: str, message: str, *, severity: str = "error") -> None:
+        """An error at ``key_path`` (``sources[1].inbox``): the configuration cannot be used."""
         line = self.locator.line(key_path)
         where = f"{self.file}:{line}" if line else str(self.file)
         self.problems.append(
-            Problem(code=code, path=key_path, message=message, location=f"{where} ({key_path})")
+            Problem(
+                code=code,
+                path=key_path,
+                message=message,
+                location=f"{where} ({key_path})",
+                severity=severity,
+            )
         )
+
+    def warn(self, code: str, key_path: str, message: str) -> None:
+        """A warning: reported by check-config, the configuration still loads."""
+        self.add(code, key_path, message, severity="warning")
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity != "warning"]
 
 
 def _resolve(base: Path, p: Path | None) -> Path | None:
@@ -335,11 +354,15 @@ def _resolve_paths(cfg: Config, base: Path) -> None:
         p.sat_cert = _resolve(base, p.sat_cert)
     for s in cfg.sources:
         s.inbox = _resolve(base, s.inbox)  # type: ignore[assignment]
-        s.work = _resolve(base, s.work) or (s.inbox.parent / "work" / s.name)
+        s.work = _resolve(base, s.work)
+        if s.work is None and s.inbox is not None and s.name is not None:
+            s.work = s.inbox.parent / "work" / s.name
         s.mapping = _resolve(base, s.mapping)
         s.archive = _resolve(base, s.archive)  # type: ignore[assignment]
         s.failed = _resolve(base, s.failed)  # type: ignore[assignment]
         o = s.output
+        if o is None:  # a partial configuration (shape errors)
+            continue
         o.xml = _resolve(base, o.xml)  # type: ignore[assignment]
         o.pdf = _resolve(base, o.pdf)
         o.acuse = _resolve(base, o.acuse)
@@ -360,11 +383,12 @@ class SecretError(Exception):
 
 def read_secret(src: SecretSource, what: str) -> str:
     """The password ``src`` points at; ``SecretError`` (Spanish) when it cannot be read."""
+    of = f"del {what[3:]}" if what.startswith("el ") else f"de {what}"  # "del PAC", not "de el"
     given = [x for x in (src.password_env, src.password_file, src.password_keyring) if x]
     if len(given) != 1:
         raise SecretError(
             "CONN-CFG-SECRETO",
-            f"La contraseña de {what} debe venir de exactamente una fuente: "
+            f"La contraseña {of} debe venir de exactamente una fuente: "
             "password_env, password_file o password_keyring.",
         )
     if src.password_env:
@@ -372,7 +396,7 @@ def read_secret(src: SecretSource, what: str) -> str:
         if value is None:
             raise SecretError(
                 "CONN-CFG-SECRETO",
-                f"La variable de entorno {src.password_env} con la contraseña de {what} "
+                f"La variable de entorno {src.password_env} con la contraseña {of} "
                 "no está definida.",
             )
         return value
@@ -382,7 +406,7 @@ def read_secret(src: SecretSource, what: str) -> str:
         except OSError as exc:
             raise SecretError(
                 "CONN-CFG-SECRETO",
-                f"No se puede leer el archivo de contraseña de {what} "
+                f"No se puede leer el archivo de contraseña {of} "
                 f"({src.password_file}): {exc.strerror or exc}.",
             ) from exc
     service, _, user = (src.password_keyring or "").partition("/")
@@ -391,14 +415,14 @@ def read_secret(src: SecretSource, what: str) -> str:
     except ImportError as exc:
         raise SecretError(
             "CONN-CFG-SECRETO",
-            f"La contraseña de {what} viene del llavero del sistema, pero el paquete "
+            f"La contraseña {of} viene del llavero del sistema, pero el paquete "
             "'keyring' no está instalado (pip install keyring).",
         ) from exc
     value = keyring.get_password(service, user)
     if value is None:
         raise SecretError(
             "CONN-CFG-SECRETO",
-            f"El llavero del sistema no tiene la contraseña de {what} "
+            f"El llavero del sistema no tiene la contraseña {of} "
             f"(servicio {service!r}, usuario {user!r}).",
         )
     return value
@@ -442,48 +466,79 @@ def _parse(path: Path) -> tuple[Config | None, _Reporter]:
             else:
                 msg = _PYDANTIC_ES.get(err["type"], f"no es válido ({err['msg']})")
             rep.add("CONN-CFG-VALOR", kp, f"La opción {kp or '(raíz)'} {msg}.")
-        cfg = _partial(data, rep)  # go on with the entries that are well formed
-        if cfg is None:
-            return None, rep
+        cfg = _partial(data, rep)  # go on: every other check runs too
     base = path.resolve().parent
     _resolve_paths(cfg, base)
     cfg.path = path.resolve()
     return cfg, rep
 
 
-def _partial(data: dict[str, Any], rep: _Reporter) -> Config | None:
-    """The well-formed entries of a configuration with shape errors, to check the rest too."""
-    try:
-        daemon = DaemonSettings.model_validate(data.get("daemon") or {})
-    except (ValidationError, TypeError, AttributeError):
-        daemon = DaemonSettings()
-    models: dict[str, type[BaseModel]] = {
+def _partial(data: dict[str, Any], rep: _Reporter) -> Config:
+    """Every entry of a configuration with shape errors, each kept with its well-formed
+    options, so the other checks still run on all of them (one run shows every problem).
+
+    An option with a shape error (reported already) keeps its default, or is ``None`` when it
+    is required: the checks skip ``None``."""
+    daemon = _lenient(DaemonSettings, data.get("daemon"))
+    models: dict[str, type[_Cfg]] = {
         "emisores": EmisorConfig,
         "pacs": PacConfig,
         "sources": SourceConfig,
     }
-    good: dict[str, list[Any]] = {}
+    entries: dict[str, list[Any]] = {}
     for section, model in models.items():
         items = data.get(section) or []
-        good[section] = []
+        entries[section] = []
         rep.index[section] = []
         if not isinstance(items, list):
             continue
         for i, item in enumerate(items):
-            try:
-                good[section].append(model.model_validate(item))
-                rep.index[section].append(i)
-            except (ValidationError, TypeError):
-                if isinstance(item, dict):
-                    if isinstance(item.get("rfc"), str):
-                        rep.known_rfcs.add(item["rfc"].strip().upper())
-                    if isinstance(item.get("name"), str) and section == "pacs":
-                        rep.known_pacs.add(item["name"])
+            if not isinstance(item, dict):
+                continue  # reported: "debe ser una tabla"
+            entry = _lenient(model, item)
+            entries[section].append(entry)
+            rep.index[section].append(i)
+            # a name/RFC with a shape error still names the entry: no "unknown" reports
+            if entry.__dict__.get("rfc") is None and isinstance(item.get("rfc"), str):
+                rep.known_rfcs.add(item["rfc"].strip().upper())
+            bad_name = entry.__dict__.get("name") is None and isinstance(item.get("name"), str)
+            if section == "pacs" and bad_name:
+                rep.known_pacs.add(item["name"])
     rep.partial = True
+    return Config.model_construct(daemon=daemon, **entries)
+
+
+def _lenient(model: type[_CfgT], data: Any) -> _CfgT:
+    """``model`` from ``data``, option by option: a bad option keeps its default (None when it
+    is required); a table option with a bad key inside is built the same way."""
+    if not isinstance(data, dict):
+        data = {}
     try:
-        return Config(daemon=daemon, **good)
+        return model.model_validate(data)
     except ValidationError:
-        return None
+        pass
+    entry = model.model_construct()
+    for name, field in model.model_fields.items():
+        if name not in data:
+            entry.__dict__.setdefault(name, None)
+            continue
+        try:
+            model.__pydantic_validator__.validate_assignment(entry, name, data[name])
+        except ValidationError:
+            sub = _model_of(field.annotation)
+            if sub is not None and isinstance(data[name], dict):
+                entry.__dict__[name] = _lenient(sub, data[name])
+            else:
+                entry.__dict__.setdefault(name, None)
+    return entry
+
+
+def _model_of(annotation: Any) -> type[_Cfg] | None:
+    """The configuration table type of a field (``OutputConfig``, ``PairConfig | None``)."""
+    for t in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(t, type) and issubclass(t, _Cfg):
+            return t
+    return None
 
 
 def _find_plain_passwords(data: Any, prefix: str, rep: _Reporter) -> None:
@@ -507,8 +562,8 @@ def _find_plain_passwords(data: Any, prefix: str, rep: _Reporter) -> None:
 def load_config(path: Path | str) -> Config:
     """Parse and validate the shape (no file-system checks); ``ConfigError`` with every problem."""
     cfg, rep = _parse(Path(path))
-    if cfg is None or rep.problems or rep.partial:
-        raise ConfigError(rep.problems)
+    if cfg is None or rep.errors or rep.partial:
+        raise ConfigError(rep.errors)
     return cfg
 
 
@@ -542,88 +597,124 @@ def known_adapters() -> set[str]:
 
 
 def check_config(path: Path | str, *, deep: bool = True) -> tuple[Config | None, list[Problem]]:
-    """Every problem of the configuration at once (shape, references, folders, CSD, mappings)."""
+    """Every problem of the configuration at once (shape, references, folders, CSD, mappings),
+    errors and warnings (``Problem.severity``); the configuration is None when there is an
+    error. ``deep=False`` runs only ``SHALLOW_CHECKS`` (no file system)."""
     cfg, rep = _parse(Path(path))
     if cfg is None:
         return None, rep.problems
-    _check_references(cfg, rep)
-    if deep:
-        _check_files(cfg, rep)
-    return (cfg if not rep.problems else None), rep.problems
+    for check in SHALLOW_CHECKS + (DEEP_CHECKS if deep else []):
+        check(cfg, rep)
+    return (None if rep.errors else cfg), rep.problems
 
 
-def _dupes(names: list[str]) -> set[str]:
-    seen: set[str] = set()
-    return {n for n in names if n in seen or seen.add(n)}  # type: ignore[func-returns-value]
+# --- checks -----------------------------------------------------------------------------------
+# A check is a function ``(cfg, rep) -> None`` that calls ``rep.add(code, key_path, message)``
+# for an error or ``rep.warn(...)`` for a warning, with the key path of the entry's position in
+# the file: ``rep.ix("sources", i)``. It is listed in SHALLOW_CHECKS (the configuration alone,
+# also run by ``status``) or DEEP_CHECKS (files, folders, secrets, CSD). After shape errors the
+# entries are partial: an option that failed its own check is None when it is required (or its
+# default), so a check skips None and never reports an option twice.
 
 
-def _check_references(cfg: Config, rep: _Reporter) -> None:
+def _label(entry: Any, section: str, i: int) -> str:
+    """How messages name an entry: its name (or RFC), else its place."""
+    name = entry.__dict__.get("name") or entry.__dict__.get("rfc")
+    return repr(name) if name else f"{section}[{i}]"
+
+
+def _check_duplicates(cfg: Config, rep: _Reporter) -> None:
     if not cfg.sources and not rep.partial:
         rep.add(
             "CONN-CFG-VALOR", "sources", "La configuración no define ninguna fuente [[sources]]."
         )
-    rfcs = [e.rfc for e in cfg.emisores]
-    pacs = [p.name for p in cfg.pacs]
-    known_rfcs = set(rfcs) | rep.known_rfcs  # entries with shape errors are reported already
-    known_pacs = set(pacs) | rep.known_pacs
-    for d in _dupes(rfcs):
-        rep.add("CONN-CFG-DUPLICADO", "emisores", f"El emisor {d} está definido dos veces.")
-    for d in _dupes(pacs):
-        rep.add("CONN-CFG-DUPLICADO", "pacs", f"El PAC {d!r} está definido dos veces.")
-    for d in _dupes([s.name for s in cfg.sources]):
-        rep.add("CONN-CFG-DUPLICADO", "sources", f"La fuente {d!r} está definida dos veces.")
+    sections: list[tuple[str, list[Any], str, str]] = [
+        ("emisores", cfg.emisores, "rfc", "El emisor {} está definido dos veces."),
+        ("pacs", cfg.pacs, "name", "El PAC {!r} está definido dos veces."),
+        ("sources", cfg.sources, "name", "La fuente {!r} está definida dos veces."),
+    ]
+    for section, entries, key, message in sections:
+        seen: set[str] = set()
+        for i, entry in enumerate(entries):
+            name = getattr(entry, key)
+            if name is not None and name in seen:  # reported at the second one
+                rep.add(
+                    "CONN-CFG-DUPLICADO",
+                    f"{section}[{rep.ix(section, i)}].{key}",
+                    message.format(name),
+                )
+            seen.add(name)
+
+
+def _check_pac_kinds(cfg: Config, rep: _Reporter) -> None:
     for i, p in enumerate(cfg.pacs):
-        if p.kind not in PAC_KINDS:
+        if p.kind is not None and p.kind not in PAC_KINDS:
             rep.add(
                 "CONN-CFG-PAC",
                 f"pacs[{rep.ix('pacs', i)}].kind",
                 f"El tipo de PAC {p.kind!r} no existe; use uno de: {', '.join(PAC_KINDS)}.",
             )
-    adapters = known_adapters()
+
+
+def _check_references(cfg: Config, rep: _Reporter) -> None:
+    """Each source's emisor, PAC and mode exist."""
+    known_rfcs = {e.rfc for e in cfg.emisores} | rep.known_rfcs
+    pacs = {p.name: p for p in cfg.pacs if p.name is not None}
     for i, s in enumerate(cfg.sources):
         kp = f"sources[{rep.ix('sources', i)}]"
-        if s.emisor.upper() not in known_rfcs:
+        name = _label(s, "sources", i)
+        if s.emisor is not None and s.emisor.upper() not in known_rfcs:
             rep.add(
                 "CONN-CFG-EMISOR",
                 f"{kp}.emisor",
-                f"La fuente {s.name!r} usa el emisor {s.emisor!r}, que no está en [[emisores]].",
+                f"La fuente {name} usa el emisor {s.emisor!r}, que no está en [[emisores]].",
             )
-        if s.pac not in known_pacs:
+        if s.pac is None:
+            continue
+        pac = pacs.get(s.pac)
+        if pac is None and s.pac not in rep.known_pacs:
             rep.add(
                 "CONN-CFG-PAC",
                 f"{kp}.pac",
-                f"La fuente {s.name!r} usa el PAC {s.pac!r}, que no está en [[pacs]].",
+                f"La fuente {name} usa el PAC {s.pac!r}, que no está en [[pacs]].",
             )
-        elif s.pac in pacs and s.mode == "remote" and cfg.pac(s.pac).kind != "fel":
-            rep.add(
-                "CONN-CFG-PAC",
-                f"sources[{rep.ix('sources', i)}].mode",
-                f"La fuente {s.name!r} usa el modo remote, que solo ofrece FEL (Conexión Remota); "
-                f"el PAC {s.pac!r} es {cfg.pac(s.pac).kind}.",
-            )
-        elif s.pac in pacs and s.mode == "remote" and not cfg.pac(s.pac).url_remote:
+        elif pac is not None and s.mode == "remote" and pac.kind != "fel":
             rep.add(
                 "CONN-CFG-PAC",
                 f"{kp}.mode",
-                f"La fuente {s.name!r} usa el modo remote, pero el PAC {s.pac!r} no tiene "
-                "url_remote.",
+                f"La fuente {name} usa el modo remote, que solo ofrece FEL (Conexión Remota); "
+                f"el PAC {s.pac!r} es {pac.kind}.",
             )
-        if adapters and s.adapter not in adapters:
+        elif pac is not None and s.mode == "remote" and not pac.url_remote:
+            rep.add(
+                "CONN-CFG-PAC",
+                f"{kp}.mode",
+                f"La fuente {name} usa el modo remote, pero el PAC {s.pac!r} no tiene url_remote.",
+            )
+
+
+def _check_adapters(cfg: Config, rep: _Reporter) -> None:
+    adapters = known_adapters()
+    for i, s in enumerate(cfg.sources):
+        if s.adapter is None:
+            continue
+        kp = f"sources[{rep.ix('sources', i)}].adapter"
+        if not adapters:
             rep.add(
                 "CONN-CFG-ADAPTADOR",
-                f"{kp}.adapter",
+                kp,
+                f"No hay adaptadores instalados; {s.adapter!r} no se puede usar.",
+            )
+        elif s.adapter not in adapters:
+            rep.add(
+                "CONN-CFG-ADAPTADOR",
+                kp,
                 f"El adaptador {s.adapter!r} no existe; los disponibles son: "
                 f"{', '.join(sorted(adapters))}.",
             )
-        elif not adapters:
-            rep.add(
-                "CONN-CFG-ADAPTADOR",
-                f"{kp}.adapter",
-                f"No hay adaptadores instalados; {s.adapter!r} no se puede usar.",
-            )
 
 
-def _check_files(cfg: Config, rep: _Reporter) -> None:
+def _check_journal_folder(cfg: Config, rep: _Reporter) -> None:
     jparent = cfg.daemon.journal.parent
     if not jparent.is_dir():
         rep.add(
@@ -631,33 +722,47 @@ def _check_files(cfg: Config, rep: _Reporter) -> None:
             "daemon.journal",
             f"La carpeta del diario {jparent} no existe.",
         )
+
+
+def _check_emisores(cfg: Config, rep: _Reporter) -> None:
     for i, e in enumerate(cfg.emisores):
         kp = f"emisores[{rep.ix('emisores', i)}]"
         _check_csd(e, kp, rep)
         if e.pdf.logo is not None and not e.pdf.logo.is_file():
             rep.add("CONN-CFG-ARCHIVO", f"{kp}.pdf.logo", f"El logotipo {e.pdf.logo} no existe.")
+
+
+def _check_pac_secrets(cfg: Config, rep: _Reporter) -> None:
     for i, p in enumerate(cfg.pacs):
         try:
-            read_secret(p, f"el PAC {p.name!r}")
+            read_secret(p, f"el PAC {_label(p, 'pacs', i)}")
         except SecretError as exc:
             rep.add(exc.code, f"pacs[{rep.ix('pacs', i)}]", exc.message)
+
+
+def _check_source_files(cfg: Config, rep: _Reporter) -> None:
     for i, s in enumerate(cfg.sources):
         kp = f"sources[{rep.ix('sources', i)}]"
+        name = _label(s, "sources", i)
+        o = s.output
         folders: list[tuple[str, Path | None]] = [
             ("inbox", s.inbox),
             ("archive", s.archive),
             ("failed", s.failed),
-            ("output.xml", s.output.xml),
-            ("output.pdf", s.output.pdf),
-            ("output.acuse", s.output.acuse),
-            ("output.errors", s.output.errors),
         ]
+        if o is not None:
+            folders += [
+                ("output.xml", o.xml),
+                ("output.pdf", o.pdf),
+                ("output.acuse", o.acuse),
+                ("output.errors", o.errors),
+            ]
         for key, folder in folders:
             if folder is not None and not folder.is_dir():
                 rep.add(
                     "CONN-CFG-CARPETA",
                     f"{kp}.{key}",
-                    f"La carpeta {folder} ({key}) de la fuente {s.name!r} no existe.",
+                    f"La carpeta {folder} ({key}) de la fuente {name} no existe.",
                 )
         if s.work is not None and not s.work.is_dir():
             ancestor = s.work.parent
@@ -672,7 +777,8 @@ def _check_files(cfg: Config, rep: _Reporter) -> None:
                 )
         if s.mapping is not None:
             _check_mapping(s.mapping, f"{kp}.mapping", rep)
-        _check_adapter_options(s, f"{kp}.options", rep)
+        if s.adapter is not None:
+            _check_adapter_options(s, f"{kp}.options", rep)
         layout = s.options.get("layout")
         if isinstance(layout, str) and not Path(layout).is_file():
             rep.add(
@@ -680,6 +786,21 @@ def _check_files(cfg: Config, rep: _Reporter) -> None:
                 f"{kp}.options.layout",
                 f"El archivo de layout {layout} no existe.",
             )
+
+
+Check = Callable[[Config, _Reporter], None]
+SHALLOW_CHECKS: list[Check] = [
+    _check_duplicates,
+    _check_pac_kinds,
+    _check_references,
+    _check_adapters,
+]
+DEEP_CHECKS: list[Check] = [
+    _check_journal_folder,
+    _check_emisores,
+    _check_pac_secrets,
+    _check_source_files,
+]
 
 
 def _check_adapter_options(s: SourceConfig, kp: str, rep: _Reporter) -> None:
@@ -698,7 +819,7 @@ def _check_adapter_options(s: SourceConfig, kp: str, rep: _Reporter) -> None:
         rep.add(
             "CONN-CFG-ADAPTADOR",
             kp,
-            f"El adaptador {s.adapter!r} de la fuente {s.name!r} no acepta sus opciones: {msg}",
+            f"El adaptador {s.adapter!r} de la fuente {s.name or kp} no acepta sus opciones: {msg}",
         )
         return
     if s.pair is None:
@@ -720,19 +841,21 @@ def _check_adapter_options(s: SourceConfig, kp: str, rep: _Reporter) -> None:
 def _check_csd(e: EmisorConfig, kp: str, rep: _Reporter) -> None:
     ok = True
     for key in ("cer", "key"):
-        f: Path = getattr(e, key)
-        if not f.is_file():
+        f: Path | None = getattr(e, key)
+        if f is None:  # a shape error, reported already
+            ok = False
+        elif not f.is_file():
             rep.add("CONN-CFG-CSD", f"{kp}.{key}", f"El archivo del CSD {f} no existe.")
             ok = False
         elif not os.access(f, os.R_OK):
             rep.add("CONN-CFG-CSD", f"{kp}.{key}", f"El archivo del CSD {f} no se puede leer.")
             ok = False
     try:
-        password = read_secret(e, f"el CSD de {e.rfc}")
+        password = read_secret(e, f"el CSD de {e.rfc or kp}")
     except SecretError as exc:
         rep.add(exc.code, kp, exc.message)
         return
-    if not ok:
+    if not ok or e.rfc is None:
         return
     try:
         load_csd(e, password)

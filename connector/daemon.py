@@ -65,15 +65,29 @@ def configure_logging(
     )
 
 
-def _load(path: Path, out: TextIO = sys.stdout, *, deep: bool = True) -> Config | None:
-    """The configuration, or None after printing every problem. ``deep=False`` skips the
-    checks of folders, CSD and mappings (``status`` must answer while a folder is missing)."""
+def _load(
+    path: Path,
+    out: TextIO = sys.stdout,
+    *,
+    deep: bool = True,
+    warnings_out: TextIO | None = None,
+) -> Config | None:
+    """The configuration, or None after printing every problem (errors, then warnings).
+    ``deep=False`` skips the checks of folders, CSD and mappings (``status`` must answer while
+    a folder is missing). Warnings alone do not stop it; they go to ``warnings_out``
+    (stderr unless given, so ``status --json`` stays JSON)."""
     cfg, problems = check_config(path, deep=deep)
+    errors = [p for p in problems if p.severity != "warning"]
+    warnings = [p for p in problems if p.severity == "warning"]
     if cfg is None:
-        print(f"La configuración {path} tiene {len(problems)} error(es):", file=out)
-        for p in problems:
+        print(f"La configuración {path} tiene {len(errors)} error(es):", file=out)
+        for p in errors:
             print(f"  {p.code} [{p.location or p.path}] {p.message}", file=out)
-        return None
+    if warnings:
+        wout = out if cfg is None else (warnings_out or sys.stderr)
+        print(f"La configuración {path} tiene {len(warnings)} aviso(s):", file=wout)
+        for p in warnings:
+            print(f"  AVISO {p.code} [{p.location or p.path}] {p.message}", file=wout)
     return cfg
 
 
@@ -175,7 +189,7 @@ def _lock_journal(cfg: Config, what: str, out: TextIO | None = None) -> JournalL
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    cfg = _load(Path(args.config))
+    cfg = _load(Path(args.config), warnings_out=sys.stdout)
     if cfg is None:
         return 2
     print(

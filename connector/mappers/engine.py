@@ -494,12 +494,19 @@ class Mapping:
         try:
             text = path.read_bytes().decode("utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
+            if isinstance(exc, UnicodeDecodeError):
+                why = (
+                    f"no es texto UTF-8 (byte 0x{exc.object[exc.start]:02X} en la posición "
+                    f"{exc.start}); un mapeo es un archivo TOML de texto, no un archivo binario"
+                )
+            else:
+                why = exc.strerror or str(exc)
             raise MappingError(
                 [
                     Problem(
                         "CONN-MAPPING",
                         "",
-                        f"No se puede leer el archivo de mapeo: {exc}",
+                        f"No se puede leer el archivo de mapeo: {why}.",
                         str(path),
                     )
                 ]

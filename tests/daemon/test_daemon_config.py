@@ -74,7 +74,9 @@ def test_check_config_reports_every_error_with_line_numbers(tmp_path: Path) -> N
     assert by_path["pacs[0].password"].location.startswith(f"{path}:")
     assert "pacs[0].password" in by_path
     # a second source missing required keys: reported, at its line
-    missing = [p for p in problems if p.path.startswith("sources[1]")]
+    missing = [
+        p for p in problems if p.path.startswith("sources[1]") and p.code == "CONN-CFG-VALOR"
+    ]
     assert {p.path for p in missing} >= {
         "sources[1].emisor",
         "sources[1].pac",
@@ -233,10 +235,11 @@ def test_shape_errors_do_not_hide_the_other_checks(tmp_path: Path) -> None:
     pac_line = lines.index('pac = "nadie"') + 1
     pac = next(p for p in problems if p.path == "sources[1].pac")
     assert pac.location == f"{path}:{pac_line} (sources[1].pac)"
-    # the broken source's references are not checked twice nor reported as unknown
-    assert not any(
-        p.path.startswith("sources[0].") and p.code != "CONN-CFG-VALOR" for p in problems
-    )
+    # the broken source is checked too (its folders), without reporting its option twice
+    assert ("CONN-CFG-CARPETA", "sources[0].inbox") in found
+    assert [p.path for p in problems if p.path.startswith("sources[0].stable")] == [
+        "sources[0].stable_secnds"
+    ]
 
 
 def test_remote_mode_needs_fel_conexion_remota(tmp_path: Path) -> None:
@@ -256,3 +259,98 @@ def test_adapter_options_are_checked(tmp_path: Path) -> None:
     _, problems = check_config(write(tmp_path, text))
     (p,) = [p for p in problems if p.path == "sources[0].options"]
     assert p.code == "CONN-CFG-ADAPTADOR" and "charset" in p.message
+
+
+def test_check_config_cli_reports_shape_and_deeper_problems_in_one_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Issue 17.7: every entry below has a shape error AND deeper problems; before, the
+    entries with shape errors were left out and the rest only appeared after fixing them."""
+    from connector.cli import main
+
+    (tmp_path / "binario.mapping.toml").write_bytes(b"\x00\xff\xfe\x89PNG\r\n\x1a\n" * 4)
+    (tmp_path / "csd").mkdir()
+    (tmp_path / "csd" / "x.cer").write_bytes(b"no es un certificado")
+    text = """
+[daemon]
+journal = "var/journal.sqlite"
+workers = 0
+
+[[emisores]]
+rfc = "EKU9003173C9"
+cer = "csd/x.cer"
+key = "csd/no-existe.key"
+series = "A"
+
+[[pacs]]
+name = "fel"
+kind = "acme"
+url = "http://127.0.0.1:9/timbrado"
+usuario = "demo"
+timeout_seconds = "mucho"
+
+[[sources]]
+name = "ventas"
+inbox = "inbox"
+adapter = "excel"
+emisor = "XAXX010101000"
+pac = "fel"
+mapping = "binario.mapping.toml"
+stable_secnds = 2
+archive = "archive"
+failed = "failed"
+[sources.output]
+xml = "out/xml"
+pdf = 3
+
+[[sources]]
+name = "ventas"
+inbox = "inbox-b"
+adapter = "dat"
+emisor = "EKU9003173C9"
+pac = "otro"
+mapping = "falta.mapping.toml"
+polling = "a veces"
+archive = "archive"
+failed = "failed"
+[sources.output]
+xml = "out/xml"
+"""
+    path = write(tmp_path, text)
+    assert main(["check-config", "--config", str(path)]) == 2
+    out = capsys.readouterr().out
+    expected = [
+        # shape errors
+        ("CONN-CFG-VALOR", "daemon.workers"),
+        ("CONN-CFG-VALOR", "emisores[0].series"),
+        ("CONN-CFG-VALOR", "pacs[0].timeout_seconds"),
+        ("CONN-CFG-VALOR", "sources[0].stable_secnds"),
+        ("CONN-CFG-VALOR", "sources[0].output.pdf"),
+        ("CONN-CFG-VALOR", "sources[1].polling"),
+        # what the same entries hide behind them
+        ("CONN-CFG-DUPLICADO", "sources[1].name"),
+        ("CONN-CFG-PAC", "pacs[0].kind"),
+        ("CONN-CFG-EMISOR", "sources[0].emisor"),
+        ("CONN-CFG-PAC", "sources[1].pac"),
+        ("CONN-CFG-ADAPTADOR", "sources[0].adapter"),
+        ("CONN-CFG-CARPETA", "daemon.journal"),
+        ("CONN-CFG-CARPETA", "sources[0].inbox"),
+        ("CONN-CFG-CARPETA", "sources[1].inbox"),
+        ("CONN-CFG-CARPETA", "sources[0].output.xml"),
+        ("CONN-CFG-CSD", "emisores[0].key"),
+        ("CONN-MAPPING", "sources[0].mapping"),
+        ("CONN-CFG-MAPEO", "sources[1].mapping"),
+        ("CONN-CFG-SECRETO", "emisores[0]"),
+        ("CONN-CFG-SECRETO", "pacs[0]"),
+    ]
+    missing = [
+        (code, kp)
+        for code, kp in expected
+        if not any(
+            line.strip().startswith(f"{code} [{path}:") and f"({kp})]" in line
+            for line in out.splitlines()
+        )
+    ]
+    assert missing == [], out
+    assert "La fuente 'ventas' está definida dos veces." in out
+    assert "binario.mapping.toml: No se puede leer el archivo de mapeo: no es texto UTF-8" in out

@@ -13,6 +13,7 @@ folders, unreadable CSD, wrong CSD password, mapping files that do not load.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -656,6 +658,56 @@ def _check_pac_kinds(cfg: Config, rep: _Reporter) -> None:
             )
 
 
+_PAC_URL_KEYS = ("url", "url_remote", "url_cancel")
+
+
+def _check_pac_urls(cfg: Config, rep: _Reporter) -> None:
+    """Only https:// (the PAC password travels with every request); plain http:// only to
+    this machine (the sandbox PAC, a local proxy)."""
+    for i, p in enumerate(cfg.pacs):
+        for key in _PAC_URL_KEYS:
+            url = getattr(p, key)
+            if url is None:
+                continue
+            why = _url_problem(url)
+            if why:
+                rep.add(
+                    "CONN-CFG-URL",
+                    f"pacs[{rep.ix('pacs', i)}].{key}",
+                    f"La dirección {url!r} del PAC {_label(p, 'pacs', i)} no se puede usar: {why}.",
+                )
+
+
+def _url_problem(url: str) -> str | None:
+    """Why ``url`` would expose the PAC password or is not a web address (None: fine)."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+    except ValueError:
+        return "no es una dirección web válida"
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        shown = f"{scheme}://" if scheme else "sin esquema"
+        return f"el esquema es {shown}; el PAC solo se llama por https://"
+    if not host:
+        return "no dice a qué servidor conectarse"
+    if scheme == "http" and not _is_loopback(host):
+        return (
+            f"http:// a {host} enviaría la contraseña del PAC sin cifrar; use https:// "
+            "(http:// solo se admite hacia este mismo equipo: localhost, 127.0.0.1 o ::1)"
+        )
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _check_references(cfg: Config, rep: _Reporter) -> None:
     """Each source's emisor, PAC and mode exist."""
     known_rfcs = {e.rfc for e in cfg.emisores} | rep.known_rfcs
@@ -792,6 +844,7 @@ Check = Callable[[Config, _Reporter], None]
 SHALLOW_CHECKS: list[Check] = [
     _check_duplicates,
     _check_pac_kinds,
+    _check_pac_urls,
     _check_references,
     _check_adapters,
 ]

@@ -67,7 +67,7 @@ def configure_logging(
 
 def _load(
     path: Path,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     *,
     deep: bool = True,
     warnings_out: TextIO | None = None,
@@ -76,6 +76,7 @@ def _load(
     ``deep=False`` skips the checks of folders, CSD and mappings (``status`` must answer while
     a folder is missing). Warnings alone do not stop it; they go to ``warnings_out``
     (stderr unless given, so ``status --json`` stays JSON)."""
+    out = out or sys.stdout  # read now: tests and callers may replace sys.stdout
     cfg, problems = check_config(path, deep=deep)
     errors = [p for p in problems if p.severity != "warning"]
     warnings = [p for p in problems if p.severity == "warning"]

@@ -354,3 +354,31 @@ xml = "out/xml"
     assert missing == [], out
     assert "La fuente 'ventas' está definida dos veces." in out
     assert "binario.mapping.toml: No se puede leer el archivo de mapeo: no es texto UTF-8" in out
+
+
+def test_check_config_refuses_pac_urls_that_expose_the_password(
+    workspace: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Issue 17.8: http:// to another host sends the PAC password in clear text; ftp:// and the
+    like are no PAC at all. The sandbox on 127.0.0.1 (plain http) stays accepted."""
+    from connector.cli import main
+
+    assert main(["check-config", "--config", str(workspace)]) == 0  # http://127.0.0.1 sandbox
+    capsys.readouterr()
+    good = workspace.read_text(encoding="utf-8")
+    url_line = next(line for line in good.splitlines() if line.startswith("url = "))
+    for url, fact in [
+        ("http://timbrado.pac.example.com/WSCFDI33.svc", "sin cifrar"),
+        ("http://10.0.0.7:8080/timbrado", "sin cifrar"),
+        ("ftp://pac.example.com/timbrado", "ftp://"),
+        ("file:///etc/passwd", "file://"),
+    ]:
+        workspace.write_text(good.replace(url_line, f'url = "{url}"'), encoding="utf-8")
+        assert main(["check-config", "--config", str(workspace)]) == 2, url
+        out = capsys.readouterr().out
+        (line,) = [x for x in out.splitlines() if "CONN-CFG-URL" in x]
+        assert "(pacs[0].url)]" in line and url in line and fact in line
+    for url in ("https://timbrado.pac.example.com/WSCFDI33.svc", "http://localhost:9/t"):
+        workspace.write_text(good.replace(url_line, f'url = "{url}"'), encoding="utf-8")
+        main(["check-config", "--config", str(workspace)])
+        assert "CONN-CFG-URL" not in capsys.readouterr().out

@@ -70,11 +70,11 @@ def _add_cfdi_commands(sub: argparse._SubParsersAction) -> None:
             if is_json(args.file, data):
                 c, problems = load_json(data, args.file)
                 if c is not None:
-                    c = amounts.complete(c)
+                    given, c = c, amounts.complete(c)
                     # the seal is added later: placeholders so the XSD checks everything else
                     placeholders = {"NoCertificado": "0" * 20, "Certificado": "", "Sello": ""}
                     root = build_tree(c.model_copy(update=placeholders))
-                    problems = validate_xsd(root) + rules.validate(c)
+                    problems = validate_xsd(root) + rules.validate(c, given=given)
             else:
                 root = parse_xml_bytes(data)
                 problems = validate_xsd(root)
@@ -138,7 +138,8 @@ def _add_cfdi_commands(sub: argparse._SubParsersAction) -> None:
                     return 1
                 if args.now:
                     c = c.model_copy(update={"Fecha": now_local()})
-                errors = [p for p in rules.validate(amounts.complete(c)) if p.severity == "error"]
+                completed = amounts.complete(c)
+                errors = [p for p in rules.validate(completed, given=c) if p.severity == "error"]
                 if errors:
                     show(errors, args.input)
                     out(f"{args.input}: la factura no cumple las reglas del SAT; no se selló.")

@@ -789,7 +789,7 @@ class Pipeline:
             found = _dicts(_located(inp, [*problems, *more]), location, label)
             return FileItem(rec.id, idx, location, None, found), None, None
 
-        c = inp.comprobante
+        c = given = inp.comprobante
         xml: bytes | None = inp.xml
         if c is None and xml is not None and not _has_errors(problems):
             try:
@@ -886,7 +886,7 @@ class Pipeline:
 
                 problems.extend(validate_xsd(xml))
             if not _has_errors(problems):
-                problems.extend(validate(c, now=self.now()))
+                problems.extend(validate(c, now=self.now(), given=given))
         if _has_errors(problems):
             first = next(p for p in problems if p.severity == "error")
             self.journal.mark_failed(

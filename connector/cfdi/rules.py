@@ -57,18 +57,21 @@ from .model import RFC_EXTRANJERO, RFC_PUBLICO_GENERAL, Comprobante, Concepto, P
 # --- Messages -----------------------------------------------------------------------------------
 
 
-def _load_matrix() -> dict[str, str]:
-    """code -> official Spanish message, from SAT's validation matrix (TSV shipped with us)."""
+def _load_matrix() -> tuple[dict[str, str], dict[str, str]]:
+    """(code -> official Spanish message, code -> the rule as SAT states it), from SAT's
+    validation matrix (TSV shipped with us)."""
     text = resources.files(__package__).joinpath("matriz.tsv").read_text(encoding="utf-8")
-    out: dict[str, str] = {}
+    messages: dict[str, str] = {}
+    rules: dict[str, str] = {}
     for line in text.splitlines():
         cols = line.split("\t")
         if len(cols) >= 6 and cols[4].strip():
-            out[cols[4].strip()] = " ".join(cols[5].split())
-    return out
+            messages[cols[4].strip()] = " ".join(cols[5].split())
+            rules[cols[4].strip()] = " ".join(cols[3].split())
+    return messages, rules
 
 
-MATRIX: dict[str, str] = _load_matrix()
+MATRIX, MATRIX_RULES = _load_matrix()
 
 MESSAGES: dict[str, str] = {
     **MATRIX,
@@ -154,8 +157,12 @@ class _Ctx:
             isinstance(x, bytes) and NS_COMERCIO_EXTERIOR in x for x in c.OtrosComplementos or ()
         )
 
-    def add(self, code: str, path: str, detail: str | None = None) -> None:
-        message = MESSAGES[code]
+    def add(
+        self, code: str, path: str, detail: str | None = None, *, message: str | None = None
+    ) -> None:
+        """A problem with the code's message (or ``message``, e.g. the rule as SAT states it
+        when the matrix's message describes another case of the same code) and ``detail``."""
+        message = message or MESSAGES[code]
         if detail:
             message = f"{message} {detail}"
         self.problems.append(Problem(code=code, path=path, message=message))
@@ -409,17 +416,33 @@ def _subtotal(x: _Ctx) -> None:
 def _descuento(x: _Ctx) -> None:
     c = x.c
     con_descuento = [k.Descuento for k in c.Conceptos if k.Descuento is not None]
+    # the matrix's message for CFDI40111 is about T/P invoices; the other cases of the code
+    # get the rule as SAT states it (what is compared with what) and the values compared
+    rule_text = MATRIX_RULES["CFDI40111"]
     if c.TipoDeComprobante in ("I", "E", "N") and con_descuento:
-        if c.Descuento is None:
-            x.add("CFDI40111", "Descuento", "Los conceptos tienen descuento y el campo no viene.")
-            return
         values = [num(v) for v in con_descuento]
-        if all(v is not None for v in values) and num(c.Descuento) is not None:
+        expected = None
+        if all(v is not None for v in values):
             expected = round_to(_sum([v for v in values if v is not None]), x.dec)
-            if c.Descuento != expected:
-                x.add("CFDI40111", "Descuento", f"Valor: {c.Descuento}; esperado: {expected}.")
+        suma = (
+            f"suma de los Descuento de los conceptos: {expected}"
+            if expected is not None
+            else "un Descuento de concepto no es un importe válido"
+        )
+        if c.Descuento is None:
+            detail = f"El campo Descuento no viene; {suma}."
+            x.add("CFDI40111", "Descuento", detail, message=rule_text)
+            return
+        if expected is not None and num(c.Descuento) is not None and c.Descuento != expected:
+            detail = f"Descuento: {c.Descuento}; {suma}."
+            x.add("CFDI40111", "Descuento", detail, message=rule_text)
     elif c.Descuento is not None:
-        x.add("CFDI40111", "Descuento", "Ningún concepto tiene descuento; el campo debe omitirse.")
+        detail = (
+            f"Descuento: {c.Descuento}; ningún concepto tiene descuento"
+            if c.TipoDeComprobante in ("I", "E", "N")
+            else f"Descuento: {c.Descuento}; TipoDeComprobante: {_fmt(c.TipoDeComprobante)}"
+        )
+        x.add("CFDI40111", "Descuento", f"{detail}: el campo debe omitirse.", message=rule_text)
         return
     if c.TipoDeComprobante not in ("I", "E", "N"):
         for i, k in enumerate(c.Conceptos):
@@ -1122,8 +1145,69 @@ def _pagos_complemento(x: _Ctx) -> None:
 # --- Entry point --------------------------------------------------------------------------------
 
 
-def validate(c: Comprobante, *, now: datetime | None = None) -> list[Problem]:
-    """Every SAT rule on ``c``; all problems at once, never an exception for bad data."""
+_PATH_STEP = re.compile(r"([A-Za-z]+)(?:\[(\d+)\])?")
+_CONCEPTO_PATH = re.compile(r"Conceptos\[(\d+)\]\.(.*)")
+_CONCEPTO_AMOUNTS = ("Cantidad", "ValorUnitario", "Importe", "Descuento", "Impuestos")
+
+
+def _derived(given: Comprobante, path: str) -> bool:
+    """True when the value at ``path`` is absent from ``given`` (the input of
+    ``amounts.complete``): the connector computed it."""
+    node: Any = given
+    for step in path.split("."):
+        m = _PATH_STEP.fullmatch(step)
+        if m is None or not isinstance(node, BaseModel) or m[1] not in type(node).model_fields:
+            return False  # not a model path (e.g. "", "InformacionGlobal.Año"): not derived
+        node = getattr(node, m[1])
+        if m[2] is not None:
+            index = int(m[2])
+            node = node[index] if isinstance(node, list) and index < len(node) else None
+        if node is None:
+            return True
+    return False
+
+
+def _amount_source(path: str) -> tuple[int | None, bool]:
+    """(concepto index or None, True when ``path`` is an amount the derived amounts of that
+    concepto, or of the comprobante, are computed from)."""
+    m = _CONCEPTO_PATH.fullmatch(path)
+    if m is not None:
+        return int(m[1]), m[2].startswith(_CONCEPTO_AMOUNTS)
+    return None, path.startswith(("SubTotal", "Descuento", "Impuestos", "Pagos"))
+
+
+def _without_follow_ons(problems: list[Problem], given: Comprobante) -> list[Problem]:
+    """``problems`` without the errors about amounts the connector derived (absent from
+    ``given``) from an amount already in error: the root cause is reported, not its echoes.
+    An amount of concepto i derives from concepto i's amounts; the comprobante's (SubTotal,
+    Descuento, Total, the Impuestos summary, Pagos) from any amount."""
+    derived = {p.path for p in problems if p.severity == "error" and _derived(given, p.path)}
+    if not derived:
+        return problems
+    roots: set[int | None] = set()  # concepto indexes with an amount in error; None: any
+    for p in problems:
+        if p.severity == "error" and p.path not in derived:
+            index, is_amount = _amount_source(p.path)
+            if is_amount:
+                roots.update((index, None))
+
+    def echo(p: Problem) -> bool:
+        if p.path not in derived:
+            return False
+        index, _ = _amount_source(p.path)
+        return index in roots
+
+    return [p for p in problems if not echo(p)]
+
+
+def validate(
+    c: Comprobante, *, now: datetime | None = None, given: Comprobante | None = None
+) -> list[Problem]:
+    """Every SAT rule on ``c``; all problems at once, never an exception for bad data.
+
+    ``given``: the invoice as the ERP gave it, when ``c`` is ``amounts.complete(given)``; an
+    error about an amount the connector derived from an amount already in error is then left
+    out (the error on what the ERP sent says it)."""
     x = _Ctx(c, catalogs(), now)
     with localcontext(CONTEXT):
         for name, check in RULES:
@@ -1131,6 +1215,8 @@ def validate(c: Comprobante, *, now: datetime | None = None) -> list[Problem]:
                 check(x)
             except Exception as exc:  # a rule that cannot run on odd data is a problem, not a crash
                 x.add("CONN-REGLA", "", f"Regla {name} ({type(exc).__name__}).")
+    if given is not None and x.problems:
+        return _without_follow_ons(x.problems, given)
     return x.problems
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from connector.cfdi.amounts import complete
 from connector.cfdi.errors import Problem
-from connector.cfdi.rules import MATRIX, MESSAGES, validate
+from connector.cfdi.rules import MATRIX, MATRIX_RULES, MESSAGES, validate
 
 from .base_invoice import (
     COMERCIO_EXTERIOR,
@@ -1032,7 +1032,8 @@ def test_rule(base: str, mutate: Callable[[Data], Any], code: str, path: str) ->
     problems = problems_of(base, mutate)
     hits = [p for p in problems if p.code == code and p.path == path]
     assert hits, f"{code} at {path} not reported; got {[str(p) for p in problems]}"
-    official = MESSAGES[code]
+    # the matrix's message, or its statement of the rule when the message is another case's
+    official = (MESSAGES[code], MATRIX_RULES.get(code, MESSAGES[code]))
     assert all(p.message.startswith(official) for p in hits)
     assert all(p.code != "CONN-REGLA" for p in problems), problems
 
@@ -1231,3 +1232,60 @@ def test_every_code_the_rules_emit_has_a_case() -> None:
     emitted = set(re.findall(r'"((?:CFDI\d+)|(?:CONN-[A-Z0-9-]+))"', source)) - {"CONN-REGLA"}
     assert emitted <= {case[3] for case in CASES}
     assert emitted <= set(MESSAGES)
+
+
+def test_cfdi40111_says_what_was_compared() -> None:
+    # the matrix's CFDI40111 message is about T/P invoices; a wrong sum must say what it compared
+    (p,) = [p for p in problems_of("base", top(Descuento="99.00")) if p.code == "CFDI40111"]
+    assert "TipoDeComprobante no es I,E o N" not in p.message
+    assert p.message.startswith(MATRIX_RULES["CFDI40111"])
+    assert p.message.endswith("Descuento: 99.00; suma de los Descuento de los conceptos: 100.00.")
+    (p,) = [p for p in problems_of("base", top(Descuento=None)) if p.code == "CFDI40111"]
+    assert "suma de los Descuento de los conceptos: 100.00" in p.message
+    (p,) = [p for p in problems_of("traslado", top(Descuento="0.00")) if p.code == "CFDI40111"]
+    assert "Descuento: 0.00" in p.message and "debe omitirse" in p.message
+
+
+@pytest.mark.parametrize("i", [0, 1])
+def test_descuento_over_importe_reports_only_the_root_cause(i: int) -> None:
+    # the ERP leaves the amounts to the connector; a concept's Descuento exceeds its Importe:
+    # the derived (negative) Bases, tax Importes and summary are echoes, not the ERP's data
+    data = base_data()
+    data["Conceptos"][i]["Descuento"] = "5000.00"
+    given = load(data)
+    problems = validate(complete(given), given=given)
+    assert [(p.code, p.path) for p in problems] == [("CFDI40169", f"Conceptos[{i}].Descuento")]
+    # without ``given`` every derived amount is reported, as before
+    assert len(validate(complete(given))) > 1
+
+
+def test_errors_on_amounts_the_erp_sent_are_kept() -> None:
+    # the same root cause, but the ERP sent the (negative) Base: that value is its own error
+    data = base_data()
+    data["Conceptos"][0]["Descuento"] = "5000.00"
+    data["Conceptos"][0]["Impuestos"]["Traslados"][0]["Base"] = "-1175.84"
+    given = load(data)
+    found = {(p.code, p.path) for p in validate(complete(given), given=given)}
+    base = "Conceptos[0].Impuestos.Traslados[0].Base"
+    assert {("CFDI40169", "Conceptos[0].Descuento"), ("CFDI40174", base)} <= found
+    assert ("CONN-NUMERO", base) in found
+    # its derived Importe (−188.13) is an echo of that Base
+    assert ("CONN-NUMERO", "Conceptos[0].Impuestos.Traslados[0].Importe") not in found
+
+
+def test_derived_errors_in_another_concepto_are_kept() -> None:
+    # a root cause in concepto 0 hides neither errors on given values elsewhere nor an error
+    # on an amount derived in concepto 1 (its Importe, 100 × 9·10^17, has more than 18 digits)
+    data = base_data()
+    data["Conceptos"][0]["Descuento"] = "5000.00"
+    data["Conceptos"][1]["ClaveProdServ"] = "99999999"
+    data["Conceptos"][1]["Cantidad"] = "100"
+    data["Conceptos"][1]["ValorUnitario"] = "900000000000000000"
+    given = load(data)
+    found = {(p.code, p.path) for p in validate(complete(given), given=given)}
+    assert {
+        ("CFDI40169", "Conceptos[0].Descuento"),
+        ("CFDI40162", "Conceptos[1].ClaveProdServ"),
+        ("CONN-NUMERO", "Conceptos[1].Importe"),
+    } <= found
+    assert not any(path.startswith("Conceptos[0].Impuestos") for _, path in found)

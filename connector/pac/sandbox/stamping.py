@@ -518,11 +518,13 @@ class PacEngine:
             )
         from connector.cfdi import amounts, rules, seal
 
+        given = comprobante
         try:
-            comprobante = amounts.complete(comprobante)
+            comprobante = amounts.complete(given)
         except Exception as exc:  # a defect in the data the amounts code cannot handle
             return Outcome(False, "301", "No se pudieron calcular los importes", detail=str(exc))
-        errors = [p for p in rules.validate(comprobante) if p.severity == "error"]
+        problems = rules.validate(comprobante, given=given)
+        errors = [p for p in problems if p.severity == "error"]
         fecha = _parse_fecha(comprobante.Fecha)
         if fecha is not None and fecha_out_of_window(fecha):  # the same window as stamp()
             when = f"Fecha {fecha.isoformat()}; hora del PAC {now_local().isoformat()}"

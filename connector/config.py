@@ -8,7 +8,8 @@ Passwords never live in the TOML itself: each secret names an environment variab
 
 ``check_config(path)`` reports EVERY problem at once, each with the TOML key path and the line
 of the file where it is, and a Spanish message: shape errors, unknown emisor/PAC/adapter, missing
-folders, unreadable CSD, wrong CSD password, mapping files that do not load.
+folders, unreadable CSD, wrong CSD password, a CSD of another RFC or expired (a warning when it
+expires within 30 days), mapping files that do not load.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import os
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -911,12 +913,64 @@ def _check_csd(e: EmisorConfig, kp: str, rep: _Reporter) -> None:
     if not ok or e.rfc is None:
         return
     try:
-        load_csd(e, password)
+        csd = load_csd(e, password)
     except Exception as exc:  # CsdError or anything the CSD loader raises
         problems = getattr(exc, "problems", None)
         msg = "; ".join(p.message for p in problems) if problems else str(exc)
         code = getattr(exc, "code", "CONN-CFG-CSD")
         rep.add(code if isinstance(code, str) else "CONN-CFG-CSD", f"{kp}.key", msg)
+        return
+    found = csd_expiry(e, csd.not_after)
+    if found is not None:
+        rep.add(found.code, f"{kp}.cer", found.message, severity=found.severity)
+
+
+CSD_WARNING_DAYS = 30
+
+
+def csd_expiry(e: EmisorConfig, not_after: datetime, now: datetime | None = None) -> Problem | None:
+    """An error when the emisor's CSD (valid until ``not_after``) has expired: it cannot seal
+    any invoice; a warning when it expires within ``CSD_WARNING_DAYS`` days."""
+    from connector.cfdi.csd import MEXICO_TZ
+
+    now = now or datetime.now(UTC)
+    cer = e.cer.name if e.cer is not None else "(sin archivo)"
+    until = not_after.astimezone(MEXICO_TZ).strftime("%Y-%m-%d %H:%M")
+    if not_after <= now:
+        return Problem(
+            "CONN-CSD-EXPIRED",
+            "",
+            f"El CSD {cer} del emisor {e.rfc} venció el {until} (hora del centro de México): "
+            "no puede sellar ninguna factura. Tramite un CSD nuevo ante el SAT y configúrelo "
+            "en [[emisores]].",
+        )
+    left = not_after - now
+    if left <= timedelta(days=CSD_WARNING_DAYS):
+        return Problem(
+            "CONN-CSD-EXPIRING",
+            "",
+            f"El CSD {cer} del emisor {e.rfc} vence el {until} (hora del centro de México), "
+            f"en {left.days} día(s): tramite uno nuevo ante el SAT antes de esa fecha.",
+            severity="warning",
+        )
+    return None
+
+
+def csd_expiry_problems(cfg: Config, now: datetime | None = None) -> list[Problem]:
+    """``csd_expiry`` of every emisor whose certificate (.cer, no password needed) is readable
+    (``status`` shows them; check-config reports them with the other CSD checks)."""
+    from connector.cfdi.csd import load_certificate
+
+    out: list[Problem] = []
+    for i, e in enumerate(cfg.emisores):
+        try:
+            cert = load_certificate(e.cer.read_bytes())
+        except Exception:  # unreadable: check-config says why
+            continue
+        found = csd_expiry(e, cert.not_valid_after_utc, now)
+        if found is not None:
+            out.append(replace(found, path=f"emisores[{i}].cer"))
+    return out
 
 
 def load_csd(e: EmisorConfig, password: str | None = None) -> Any:

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from connector.config import Config, check_config
+from connector.config import Config, check_config, csd_expiry_problems
 
 _SECRET_WORDS = ("password", "contrasena", "contraseña", "secret", "token")
 
@@ -599,6 +599,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     cfg = _load(Path(args.config), deep=False)
     if cfg is None:
         return 2
+    csd_notes = csd_expiry_problems(cfg)  # an expired or expiring CSD: before anything else
+    if not args.json:
+        for p in csd_notes:
+            print(f"{'ERROR' if p.severity == 'error' else 'AVISO'} {p.code} {p.message}")
     if not cfg.daemon.journal.exists():
         print(f"Aún no hay diario en {cfg.daemon.journal}: el daemon no ha procesado nada.")
         return 0
@@ -627,6 +631,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                     "cancelled": cancelled,
                     "files": files,
                     "daemon": daemon_doc,
+                    "csd": [
+                        {"severity": p.severity, "code": p.code, "message": p.message}
+                        for p in csd_notes
+                    ],
                     "recent_failures": [
                         {
                             "invoice": e.label,

@@ -880,13 +880,19 @@ class Pipeline:
         # NEW / RESTART: validate, seal, hand to the PAC
         if not _has_errors(problems):
             from connector.cfdi.rules import validate
+            from connector.cfdi.xmlio import validate_limits, validate_xsd
 
             if xml is not None and c.Sello:  # a sealed XML drop: SAT's schema first
-                from connector.cfdi.xmlio import validate_xsd
-
                 problems.extend(validate_xsd(xml))
             if not _has_errors(problems):
-                problems.extend(validate(c, now=self.now(), given=given))
+                ruled = validate(c, now=self.now(), given=given)
+                problems.extend(ruled)
+                if not (xml is not None and c.Sello):
+                    # SAT's schema limits before sealing, never a request the PAC refuses
+                    # (301); a field a SAT rule already reported is not reported twice
+                    said = {p.path for p in ruled}
+                    limits = validate_limits(xml if xml is not None else c)
+                    problems.extend(p for p in limits if p.path not in said)
         if _has_errors(problems):
             first = next(p for p in problems if p.severity == "error")
             self.journal.mark_failed(

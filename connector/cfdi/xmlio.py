@@ -23,6 +23,7 @@ from typing import Any
 from lxml import etree
 
 from . import cadena as _cad
+from . import xsd_messages as _xm
 from .cadena import normalize_space
 from .errors import Problem, XmlError
 from .model import (
@@ -55,6 +56,7 @@ __all__ = [
     "parse_xml_bytes",
     "serialize",
     "to_xml",
+    "validate_limits",
     "validate_xsd",
     "xml_and_cadena",
     "xml_text",
@@ -1273,7 +1275,7 @@ def _collapse(value: str) -> str:
     return " ".join(part for part in spaced.split(" ") if part)
 
 
-def _catalog_problems(root: etree._Element) -> list[Problem]:
+def _catalog_problems(root: etree._Element, lines: bool) -> list[Problem]:
     if root.tag != _C + "Comprobante":
         return []
     problems: list[Problem] = []
@@ -1283,16 +1285,12 @@ def _catalog_problems(root: etree._Element) -> list[Problem]:
         v = el.get(attr)
         if v is None or v in values[catalog] or _collapse(v) in values[catalog]:
             return
-        line = el.sourceline
-        where = f" (línea {line})" if line else ""
+        where = f" (línea {el.sourceline})" if lines and el.sourceline else ""
+        xpath = el.getroottree().getpath(el)
+        tag = etree.QName(el).localname
+        detail = _xm.facet_detail("enumeration", f"{attr} de {tag}", v, {"type": catalog})
         problems.append(
-            Problem(
-                code="CONN-XSD",
-                path=el.getroottree().getpath(el),
-                message=f"El XML no cumple el esquema XSD del SAT{where}: Element '{el.tag}', "
-                f"attribute '{attr}': [facet 'enumeration'] The value '{v}' is not an element "
-                f"of the set {{{catalog}}}.",
-            )
+            Problem("CONN-XSD", _xm.model_path(xpath, attr), f"{_xm.PREFIX}{where}: {detail}.")
         )
 
     check(root, "LugarExpedicion", "c_CodigoPostal")
@@ -1308,10 +1306,14 @@ def _catalog_problems(root: etree._Element) -> list[Problem]:
     return problems
 
 
-def validate_xsd(xml: bytes | etree._Element | etree._ElementTree) -> list[Problem]:
+def validate_xsd(
+    xml: bytes | etree._Element | etree._ElementTree, *, lines: bool = True
+) -> list[Problem]:
     """Validate against SAT's CFDI 4.0 XSD (with TFD 1.1, Pagos 2.0, Carta Porte 3.1).
 
-    Returns one ``Problem`` (code ``CONN-XSD``) per schema error, with the libxml2 line; bytes
+    Returns one ``Problem`` (code ``CONN-XSD``) per schema error and attribute, with its model
+    path and a Spanish message naming the field, SAT's limit and the value cut short
+    (``xsd_messages``), and the line in the document unless ``lines`` is false; bytes
     that are not XML give the parsing problem instead. A complement whose XSD is not shipped
     (only TFD 1.1, Pagos 2.0 and Carta Porte 3.1 are) gives a ``CONN-XSD-COMPLEMENTO`` warning.
     """
@@ -1327,11 +1329,13 @@ def validate_xsd(xml: bytes | etree._Element | etree._ElementTree) -> list[Probl
     with _schema_lock:
         ok = schema.validate(doc)
         errors = [] if ok else list(schema.error_log)
+    root = doc.getroot() if isinstance(doc, etree._ElementTree) else doc
     problems = []
+    reported: set[tuple[str, str]] = set()
     for err in errors:
-        where = f" (línea {err.line})" if err.line else ""
         if _UNKNOWN_COMPLEMENT in err.message:
             # A complement whose XSD is not shipped: it cannot be checked here (the PAC will).
+            where = f" (línea {err.line})" if err.line else ""
             problems.append(
                 Problem(
                     code="CONN-XSD-COMPLEMENTO",
@@ -1342,13 +1346,36 @@ def validate_xsd(xml: bytes | etree._Element | etree._ElementTree) -> list[Probl
                 )
             )
             continue
-        problems.append(
-            Problem(
-                code="CONN-XSD",
-                path=err.path or "",
-                message=f"El XML no cumple el esquema XSD del SAT{where}: {err.message}",
-            )
-        )
-    root = doc.getroot() if isinstance(doc, etree._ElementTree) else doc
-    problems.extend(_catalog_problems(root))
+        problem, about = _xm.xsd_problem(err, root, XSD_WRAPPER, lines=lines)
+        if about[1] and about in reported:
+            continue  # libxml2 reports a value once per facet and again for its type
+        reported.add(about)
+        problems.append(problem)
+    problems.extend(_catalog_problems(root, lines))
     return problems
+
+
+_SEAL_PLACEHOLDERS = {"NoCertificado": "0" * 20, "Certificado": "-", "Sello": "-"}
+
+
+def validate_limits(doc: Comprobante | bytes) -> list[Problem]:
+    """SAT's schema checked on an invoice before it is sealed or sent (the document a
+    Comprobante builds, or an ERP's unsealed XML): every length, pattern and catalog of the
+    XSD, so an invoice the PAC would reject (301) is never sent. Seal attributes not there yet
+    get valid placeholders."""
+    if isinstance(doc, bytes):
+        try:
+            root = parse_xml_bytes(doc)
+        except XmlError as exc:
+            return list(exc.problems)
+        for name, placeholder in _SEAL_PLACEHOLDERS.items():
+            if not root.get(name):
+                root.set(name, placeholder)
+        return validate_xsd(root)
+    unsealed = {k: v for k, v in _SEAL_PLACEHOLDERS.items() if not getattr(doc, k, None)}
+    c = doc.model_copy(update=unsealed) if unsealed else doc
+    try:
+        text = xml_text(c)
+    except XmlError as exc:
+        return list(exc.problems)
+    return validate_xsd(parse_own(text) if text is not None else build_tree(c), lines=False)

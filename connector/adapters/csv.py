@@ -6,8 +6,8 @@ the reference layout ``layouts/solucionfactible_txt51_cfdi40_fields.txt`` of the
 ``FACTURA`` (the columns of its first row) with one child ``LINEA`` per row; the mapping reads
 header columns and line columns by their names (``"FOLIO"``, ``"LINEA.CANTIDAD"``).
 
-Options (all optional): ``delimiter`` (","), ``quotechar`` ('"'), ``encoding`` ("auto": UTF-8,
-else cp1252; a UTF-8 BOM is accepted), ``header`` (true: the first row names the columns),
+Options (all optional): ``delimiter`` (","), ``quotechar`` ('"'), ``encoding`` ("auto": UTF-8
+or UTF-16, else cp1252; see ``base.decode_text``), ``header`` (true: the first row names the columns),
 ``columns`` (the column names when the file has no header row), ``group_by`` (list of column
 names; empty: one invoice per row). Number and date formats (decimal comma, "%d/%m/%Y") belong
 to the mapping, which knows which column is an amount or a date.

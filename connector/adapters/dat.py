@@ -180,7 +180,7 @@ def _default_mapping_cached(mtime_ns: int) -> Mapping:
 
 class DatAdapter(Adapter):
     """Options: ``layout`` (path of a layout TOML; default: the shipped ``default.toml``),
-    ``encoding`` (default ``auto``: UTF-8, else cp1252; a UTF-8 BOM is accepted)."""
+    ``encoding`` (default ``auto``: UTF-8 or UTF-16, else cp1252; see ``base.decode_text``)."""
 
     name = "dat"
 

@@ -126,7 +126,7 @@ def test_a_missing_half_and_undecodable_bytes_are_problems_at_the_file() -> None
         mapping=MAPPING,
     )
     assert inv.problems[0].location == "v_D.csv" and "encabezado" in inv.problems[0].message
-    (inv,) = _pair(H_HEAD + _h("1"), "ñ", {**OPTS, "encoding": "ascii"})
+    (inv,) = _pair(H_HEAD + _h("1"), "ñ", {**OPTS, "encoding": "ascii"}, enc="cp1252")
     assert [(p.code, p.location) for p in inv.problems] == [("CONN-DECODE", "v_D.csv:1")]
     (inv,) = load_pair(
         FilePart("v_H.csv", b"\xf1"),

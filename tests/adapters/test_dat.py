@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -200,6 +201,39 @@ def test_cp1252_input_with_accents_decodes_right() -> None:
         load_invoices(bom, "u.dat", adapter="dat", options={"encoding": "utf-8"}, mapping=None)
     )
     assert inv.problems == [] and inv.comprobante.Receptor.Nombre == "JOSÉ PEÑA NÚÑEZ"
+
+
+@pytest.mark.parametrize(
+    ("encode", "options", "code", "where"),
+    [
+        (lambda t: t.encode("utf-8"), {"encoding": "cp1252"}, "CONN-DECODE-UTF8", "x.dat:3"),
+        (lambda t: t.encode("utf-8"), {"encoding": "latin-1"}, "CONN-DECODE-UTF8", "x.dat:3"),
+        (
+            lambda t: b"\xef\xbb\xbf" + t.encode(),
+            {"encoding": "cp1252"},
+            "CONN-DECODE-UTF8",
+            "x.dat:1",
+        ),
+        (lambda t: t.encode("utf-16"), {"encoding": "cp1252"}, "CONN-DECODE-UTF16", "x.dat:1"),
+        (lambda t: t.encode("utf-16-le"), {"encoding": "utf-8"}, "CONN-DECODE-UTF16", "x.dat:1"),
+        (lambda t: t.encode("utf-16-be"), {}, None, None),
+        (lambda t: t.encode("utf-16"), {}, None, None),
+        (lambda t: t.encode("utf-16"), {"encoding": "utf-16"}, None, None),
+        (lambda t: t.encode("utf-8"), {}, None, None),
+        (lambda t: t.encode().decode("cp1252").encode(), {}, "CONN-DECODE-MOJIBAKE", "x.dat:3"),
+    ],
+)
+def test_a_file_in_another_encoding_is_named_never_read_as_mojibake(
+    encode: Any, options: dict[str, str], code: str | None, where: str | None
+) -> None:
+    text = _invoice("A", "1").replace("XOCHILT CASAS CHAVEZ", "JOSÉ PEÑA NÚÑEZ")
+    out = list(load_invoices(encode(text), "x.dat", adapter="dat", options=options, mapping=None))
+    if code is None:
+        (inv,) = out
+        assert inv.problems == [] and inv.comprobante.Receptor.Nombre == "JOSÉ PEÑA NÚÑEZ"
+    else:  # one problem for the file, not one per record it could not recognize
+        (inv,) = out
+        assert [(p.code, p.location) for p in inv.problems] == [(code, where)]
 
 
 def test_undecodable_file_gives_one_invoice_with_a_problem() -> None:

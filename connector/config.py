@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -842,6 +843,37 @@ def _check_source_files(cfg: Config, rep: _Reporter) -> None:
             )
 
 
+def _check_secret_modes(cfg: Config, rep: _Reporter) -> None:
+    """A warning when a password file or a CSD key can be read by other users of the machine
+    (POSIX modes; on Windows the folder's ACL decides)."""
+    if os.name != "posix":
+        return
+    files: list[tuple[str, str, Path | None]] = []
+    for i, e in enumerate(cfg.emisores):
+        kp = f"emisores[{rep.ix('emisores', i)}]"
+        files += [
+            (f"{kp}.key", "la llave privada del CSD", e.key),
+            (f"{kp}.password_file", "el archivo de contraseña del CSD", e.password_file),
+        ]
+    for i, p in enumerate(cfg.pacs):
+        kp = f"pacs[{rep.ix('pacs', i)}].password_file"
+        files.append((kp, "el archivo de contraseña del PAC", p.password_file))
+    for kp, what, path in files:
+        try:
+            mode = path.stat().st_mode if path is not None else 0
+        except OSError:
+            continue  # a missing file is an error of its own check
+        readers = [who for bit, who in ((0o040, "el grupo"), (0o004, "todos")) if mode & bit]
+        if readers:
+            rep.warn(
+                "CONN-CFG-PERMISOS",
+                kp,
+                f"Otros usuarios del equipo pueden leer {what} {path} (permisos "
+                f"{stat.S_IMODE(mode):04o}: lectura para {' y para '.join(readers)}); déjelo solo "
+                f"para el usuario del servicio: chmod 600 {path}.",
+            )
+
+
 Check = Callable[[Config, _Reporter], None]
 SHALLOW_CHECKS: list[Check] = [
     _check_duplicates,
@@ -854,6 +886,7 @@ DEEP_CHECKS: list[Check] = [
     _check_journal_folder,
     _check_emisores,
     _check_pac_secrets,
+    _check_secret_modes,
     _check_source_files,
 ]
 

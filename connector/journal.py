@@ -49,11 +49,12 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -376,6 +377,15 @@ def _file(row: tuple[Any, ...]) -> FileRecord:
     return FileRecord(id_, source, name, work, FileState(state), final, claimed, finished, errors)
 
 
+def _create_private(path: Path) -> None:
+    """A new journal is readable by its owner only (0600): it holds every invoice's data.
+    SQLite gives its -wal and -shm files the same mode. An existing file is left as it is."""
+    if str(path) == ":memory:":
+        return
+    with suppress(OSError):  # exists already, or the folder is missing: sqlite3 says so
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 class Journal:
     """Thread-safe (one connection, one lock); every method commits before it returns."""
 
@@ -383,6 +393,7 @@ class Journal:
         self.path = Path(path)
         self._lock = threading.RLock()
         self._depth = 0
+        _create_private(self.path)
         self._db = sqlite3.connect(
             str(self.path), isolation_level=None, check_same_thread=False, timeout=30
         )

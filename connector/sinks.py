@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 TMP_MARK = ".cfdi-tmp"
+# outputs (stamped XML, PDF, acuses, error files) carry RFCs and amounts: owner and group
+# only; the umask still applies, so a stricter one (077) gives 0600
+OUTPUT_MODE = 0o640
 _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 
@@ -54,7 +57,7 @@ def atomic_write_all(files: Sequence[tuple[Path, bytes]]) -> list[Path]:
     for path, data in files:
         path = Path(path)
         tmp = temp_name(path)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, OUTPUT_MODE)
         try:
             try:
                 view = memoryview(data)

@@ -9,6 +9,7 @@ final place, and prints where the stamped XML, PDFs, acuses and error files are.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import sys
@@ -27,6 +28,18 @@ def _toml_str(p: Path | str) -> str:
     return '"' + str(p).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _write_private(path: Path, data: bytes) -> None:
+    """A secret (password file, CSD key) readable by its owner only (0600), also when the file
+    was there already with a wider mode."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
+    try:
+        if os.name == "posix":
+            os.fchmod(fd, 0o600)
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
 def build_workspace(
     base: Path, *, timbrado_url: str, remote_url: str, sat_cert_der: bytes | None = None
 ) -> Path:
@@ -40,12 +53,12 @@ def build_workspace(
     csd_dir = base / "csd"
     csd_dir.mkdir(exist_ok=True)
     here = Path(__file__).resolve().parent / "csd"
-    for ext in (".cer", ".key"):
-        shutil.copyfile(here / f"{CSD_BASE}{ext}", csd_dir / f"{CSD_BASE}{ext}")
+    shutil.copyfile(here / f"{CSD_BASE}.cer", csd_dir / f"{CSD_BASE}.cer")  # public
+    _write_private(csd_dir / f"{CSD_BASE}.key", (here / f"{CSD_BASE}.key").read_bytes())
     secrets_dir = base / "secrets"
     secrets_dir.mkdir(exist_ok=True)
-    (secrets_dir / "csd.password").write_text(CSD_PASSWORD, encoding="utf-8")
-    (secrets_dir / "pac.password").write_text("demo", encoding="utf-8")
+    _write_private(secrets_dir / "csd.password", CSD_PASSWORD.encode())
+    _write_private(secrets_dir / "pac.password", b"demo")
     sat_cert_line = ""
     if sat_cert_der is not None:
         (csd_dir / "sandbox-pac.cer").write_bytes(sat_cert_der)

@@ -666,6 +666,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             if isinstance(snap, dict) and snap.get("last_error"):
                 extra = f" (último error {snap['last_error']})"
             print(f"  PAC {name}: circuito {state}{extra}")
+            paused = snap.get("paused") if isinstance(snap, dict) else None
+            if paused:
+                print(
+                    f"    EN PAUSA: el PAC rechazó la cuenta: {paused.get('code')} "
+                    f"{paused.get('message')} Las facturas esperan (no fallan); se vuelve a "
+                    f"probar en {paused.get('probe_in_seconds')} s. Corrija el usuario o la "
+                    "contraseña y reinicie el servicio, o revise la cuenta en el portal del PAC."
+                )
     else:
         print("El daemon no está en marcha: estado del circuito de los PAC desconocido.")
     if failures:

@@ -858,6 +858,22 @@ class Journal:
             ).fetchall()
         return [_entry(r) for r in rows]
 
+    def retry_now(self, codes: Iterable[str], now: float | None = None) -> int:
+        """Make the invoices waiting to retry because of one of ``codes`` due now (e.g. the
+        PAC accepts the account again); returns how many."""
+        codes = list(codes)
+        if not codes:
+            return 0
+        now = time.time() if now is None else now
+        marks = ",".join("?" * len(codes))
+        with self._tx(flush=False) as db:
+            cur = db.execute(
+                f"UPDATE invoices SET next_retry_at=? WHERE state=? AND next_retry_at>? "
+                f"AND error_code IN ({marks})",
+                (now, State.RETRY_WAIT, now, *codes),
+            )
+            return cur.rowcount
+
     def next_retry_at(self) -> float | None:
         """When the earliest invoice waiting for a retry is due (None: none waits)."""
         with self._lock:

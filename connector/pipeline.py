@@ -46,6 +46,7 @@ from connector.journal import (
     Journal,
     State,
 )
+from connector.pac.errors import ACCOUNT_CODES
 from connector.rendering import PdfRenderer, default_processes, render_pdf_bytes
 from connector.sinks import (
     ItemError,
@@ -62,6 +63,10 @@ from connector.sinks import (
 
 log = structlog.get_logger("connector.pipeline")
 
+# an invoice waiting with one of these codes waits for the PAC account (password, credits),
+# not for its own sake: sent again at once when the daemon starts (the configuration may be
+# fixed) and when the paused PAC accepts the account again
+ACCOUNT_WAIT_CODES = (*sorted(ACCOUNT_CODES), "CONN-PAC-CUENTA", "CONN-PAC-RECUPERACION")
 _REDELIVER_SECONDS = 30.0
 _CHUNK = 32  # invoices journaled per transaction before their sends are dispatched
 _HASH_EXCLUDE = {"Fecha", "Sello", "NoCertificado", "Certificado", "TimbreFiscalDigital"}
@@ -599,6 +604,9 @@ class Pipeline:
                 if p.is_file() and not p.name.startswith(".") and str(p) not in known:
                     log.info("adopt_file", file=p.name, source=src.cfg.name)
                     self.process_file(src, p)
+        waited = self.journal.retry_now(ACCOUNT_WAIT_CODES)
+        if waited:
+            log.info("resume_account_waits", invoices=waited)
         self._dispatch_unfinished()
 
     def _dispatch_unfinished(self) -> None:
@@ -1002,7 +1010,7 @@ class Pipeline:
                 log.exception("finish_failed", invoice_id=invoice_id)
 
     def _send(self, src: SourceRuntime, e: Entry) -> Entry:
-        from connector.pac.errors import ACCOUNT_CODES, PacAmbiguous, PacInvalid
+        from connector.pac.errors import PacAccount, PacCircuitOpen, PacInvalid
 
         assert self.journal is not None and e.payload is not None and e.referencia
         with self._lock:
@@ -1015,8 +1023,15 @@ class Pipeline:
             e = self.journal.mark_sending(e.id)
         ilog = log.bind(file=e.source_file, invoice=e.label, referencia=e.referencia)
         pac = src.pac
+        paused = pac.breaker is not None and pac.breaker.account_error is not None
         try:
             result = self._call(pac, e, maybe_sent)
+        except PacAccount as exc:
+            return self._account_wait(pac, e, exc, refused=True)
+        except PacCircuitOpen as exc:
+            if exc.code == "CONN-PAC-CUENTA":  # paused earlier for the account
+                return self._account_wait(pac, e, exc, refused=False)
+            return self._transient_wait(pac, e, exc, ilog)  # an ordinary open circuit
         except PacInvalid as exc:
             ilog.info("pac_rejected", code=exc.code)
             # the document itself refused, and no earlier try could have been stamped under
@@ -1032,16 +1047,9 @@ class Pipeline:
                 ],
             )
         except Exception as exc:
-            code = getattr(exc, "code", "CONN-PAC")
-            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-            delay = self._retry_delay(pac.cfg, e.attempts)
-            ilog.warning(
-                "pac_retry_wait",
-                code=code,
-                ambiguous=isinstance(exc, PacAmbiguous),
-                retry_in=round(delay, 2),
-            )
-            return self.journal.mark_retry_wait(e.id, time.time() + delay, str(code), message)
+            return self._transient_wait(pac, e, exc, ilog)
+        if paused and pac.breaker.account_error is None:
+            self._account_accepted(pac)
         reply_problems = self._check_reply(pac, e, result)
         if reply_problems:
             return self._reply_failed(src, e, result, reply_problems)
@@ -1050,6 +1058,60 @@ class Pipeline:
         e = self.journal.mark_stamped(e.id, result.uuid, result.xml)
         ilog.info("stamped", uuid=result.uuid, previously=result.previously_stamped)
         return e
+
+    def _transient_wait(self, pac: PacRuntime, e: Entry, exc: Exception, ilog: Any) -> Entry:
+        """No answer (or not asked: open circuit): the invoice waits and is sent again."""
+        from connector.pac.errors import PacAmbiguous
+
+        assert self.journal is not None
+        code = getattr(exc, "code", "CONN-PAC")
+        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        delay = self._retry_delay(pac.cfg, e.attempts)
+        ilog.warning(
+            "pac_retry_wait",
+            code=code,
+            ambiguous=isinstance(exc, PacAmbiguous),
+            retry_in=round(delay, 2),
+        )
+        return self.journal.mark_retry_wait(e.id, time.time() + delay, str(code), message)
+
+    def _account_wait(self, pac: PacRuntime, e: Entry, exc: Exception, *, refused: bool) -> Entry:
+        """The PAC refused the account (wrong or expired password, suspended, no credits;
+        ``refused``) or is paused because it did: nothing was stamped and the invoice is not
+        at fault. It waits (``retry_wait``, never failed) while the breaker keeps the PAC
+        paused and probes it; a restart with a fixed configuration or the PAC accepting the
+        account again sends it. The refusal itself is logged at error level."""
+        assert self.journal is not None
+        code = str(getattr(exc, "code", "CONN-PAC-CUENTA"))
+        detail = getattr(exc, "message", str(exc))
+        message = (
+            f"{detail} La factura espera (no se da por fallida) y se envía sola cuando el PAC "
+            f"'{pac.cfg.name}' acepte la cuenta: corrija el usuario o la contraseña en la "
+            "configuración y reinicie el servicio, o revise la cuenta y sus créditos en el "
+            "portal del PAC."
+        )
+        delay = self._retry_delay(pac.cfg, e.attempts)
+        if refused:
+            snap = pac.state().get("paused") or {}
+            log.error(
+                "pac_account_refused",
+                pac=pac.cfg.name,
+                code=code,
+                message=detail,
+                file=e.source_file,
+                invoice=e.label,
+                probe_in=snap.get("probe_in_seconds"),
+            )
+        else:
+            log.info("pac_paused_wait", pac=pac.cfg.name, invoice=e.label, retry_in=delay)
+        return self.journal.mark_retry_wait(e.id, time.time() + delay, code, message)
+
+    def _account_accepted(self, pac: PacRuntime) -> None:
+        """The paused PAC accepted the account again: what waited for it goes now."""
+        assert self.journal is not None
+        n = self.journal.retry_now(ACCOUNT_WAIT_CODES)
+        log.info("pac_account_accepted", pac=pac.cfg.name, released=n)
+        self.wake.set()
 
     def _check_reply(self, pac: PacRuntime, e: Entry, result: Any) -> list[Problem]:
         """What the PAC returned, before anything is delivered: a CFDI 4.0 whose seal verifies,

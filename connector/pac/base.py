@@ -43,7 +43,14 @@ from zeep.xsd.types.builtins import Boolean, DateTime, Integer, Long, String
 from connector.cfdi.model import Comprobante
 
 from . import http1
-from .errors import PacAmbiguous, PacError, PacInvalid, PacTransient, PacUnsupported
+from .errors import (
+    PacAccount,
+    PacAmbiguous,
+    PacError,
+    PacInvalid,
+    PacTransient,
+    PacUnsupported,
+)
 
 log = logging.getLogger(__name__)
 
@@ -1064,7 +1071,7 @@ def classify_exception(
                 maybe_sent=False,
             )
         if code in (401, 403):
-            return PacInvalid(
+            return PacAccount(
                 f"HTTP-{code}",
                 f"El PAC '{pac}' negó el acceso a '{operation}' (credenciales o permisos).",
                 pac=pac,

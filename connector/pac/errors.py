@@ -90,6 +90,13 @@ class PacInvalid(PacError):
     """Permanent rejection (validation, authentication, account): never retry."""
 
 
+class PacAccount(PacInvalid):
+    """The PAC refused the account, not the document (wrong or expired password, suspended
+    account, no credits, HTTP 401/403: :data:`ACCOUNT_CODES`). Nothing was stamped; it is
+    never final for an invoice: the PAC is paused (the circuit breaker opens and probes
+    slowly) and the invoices wait until the account works again."""
+
+
 class PacTransient(PacError):
     """Temporary failure: retry with backoff. ``maybe_sent`` when the PAC may have seen it."""
 
@@ -174,8 +181,8 @@ CODE_KINDS: dict[str, Kind] = {
     "SAT-NO-DISPONIBLE": "transient",
 }
 
-# Rejections about the account, not the invoice: a recover that gets one of these must say so
-# (it is not "never stamped").
+# Rejections about the account, not the invoice (raised as ``PacAccount``): a recover that gets
+# one of these must say so (it is not "never stamped"), and no invoice fails because of one.
 ACCOUNT_CODES = frozenset({"203", "703", "905", "AUTH", "SIN-CREDITOS", "HTTP-401", "HTTP-403"})
 
 
@@ -202,6 +209,8 @@ def error_for_code(
     """Build the exception the table says for a rejection ``code`` returned by the PAC."""
     kind = kind_of(code)
     text = message or "El PAC rechazó la solicitud sin dar un mensaje."
+    if (code or "").strip().upper() in ACCOUNT_CODES:
+        return PacAccount(code, text, pac=pac, operation=operation)
     if kind == "transient":
         return PacTransient(code, text, pac=pac, operation=operation, maybe_sent=write)
     if kind == "not_found":

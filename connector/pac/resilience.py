@@ -24,6 +24,11 @@
   on success, ``open`` again on failure. A PAC rejection (``PacInvalid``, ``PacNotFound``) is
   an answer, so it counts as success. ``breaker_states()`` reports every breaker for
   ``cfdi-connector status``.
+* **Account pause**: a ``PacAccount`` (wrong or expired password, suspended account, no
+  credits) opens the breaker at once with that error (``account_error``; calls fail fast with
+  ``PacCircuitOpen`` ``CONN-PAC-CUENTA``) and probes slowly: one trial call after
+  ``reset_timeout``, doubling with each refused probe up to ``ACCOUNT_PROBE_MAX`` seconds. The
+  first call the PAC accepts closes it.
 
 Every exception that leaves ``submit*`` has ``maybe_sent`` set to whether ANY attempt of the
 call may have reached the PAC; the pipeline records it in the journal and passes it back on
@@ -46,6 +51,7 @@ from connector.cfdi.model import Comprobante
 
 from .base import CancelResult, Credits, PacDriver, StampResult
 from .errors import (
+    PacAccount,
     PacAmbiguous,
     PacCircuitOpen,
     PacError,
@@ -61,6 +67,7 @@ T = TypeVar("T")
 CLOSED = "closed"
 OPEN = "open"
 HALF_OPEN = "half_open"
+ACCOUNT_PROBE_MAX = 600.0  # a paused account is probed at least every 10 minutes
 
 
 @dataclass(frozen=True)
@@ -104,9 +111,17 @@ class CircuitBreaker:
         self._trials = 0
         self.opened_count = 0
         self.last_error: str | None = None
+        self.account_error: PacAccount | None = None  # the PAC refused the account: paused
+        self._account_refusals = 0
+
+    def _open_seconds(self) -> float:
+        if self.account_error is None:
+            return self.reset_timeout
+        wait = self.reset_timeout * 2 ** min(self._account_refusals - 1, 20)
+        return min(max(ACCOUNT_PROBE_MAX, self.reset_timeout), wait)
 
     def _refresh(self) -> None:
-        if self._state == OPEN and self._clock() - self._opened_at >= self.reset_timeout:
+        if self._state == OPEN and self._clock() - self._opened_at >= self._open_seconds():
             self._state = HALF_OPEN
             self._trials = 0
 
@@ -125,7 +140,17 @@ class CircuitBreaker:
             if self._state == HALF_OPEN and self._trials < self.half_open_max_calls:
                 self._trials += 1
                 return
-            wait = max(0.0, self.reset_timeout - (self._clock() - self._opened_at))
+            wait = max(0.0, self._open_seconds() - (self._clock() - self._opened_at))
+            account = self.account_error
+        if account is not None:
+            raise PacCircuitOpen(
+                "CONN-PAC-CUENTA",
+                f"El PAC '{self.name}' está en pausa: rechazó la cuenta ({account.code} "
+                f"{account.message}). Las facturas esperan; se vuelve a probar en {wait:.0f} s "
+                "(revise el usuario, la contraseña o los créditos de la cuenta).",
+                pac=self.name,
+                maybe_sent=False,
+            )
         raise PacCircuitOpen(
             "CONN-PAC-CIRCUITO",
             f"El PAC '{self.name}' falló {self.failure_threshold} veces seguidas; "
@@ -147,6 +172,21 @@ class CircuitBreaker:
                 log.info("circuito del PAC %s cerrado", self.name)
             self._state = CLOSED
             self._trials = 0
+            self.account_error = None
+            self._account_refusals = 0
+
+    def record_account(self, error: PacAccount) -> None:
+        """The PAC refused the account: pause at once (see the module docstring)."""
+        with self._lock:
+            self._refresh()
+            if self._state != OPEN:
+                self.opened_count += 1
+            self._state = OPEN
+            self._opened_at = self._clock()
+            self._trials = 0
+            self.last_error = error.code
+            self.account_error = error
+            self._account_refusals += 1
 
     def record_failure(self, error: PacError | None = None) -> None:
         with self._lock:
@@ -170,7 +210,7 @@ class CircuitBreaker:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             self._refresh()
-            return {
+            snap: dict[str, Any] = {
                 "pac": self.name,
                 "state": self._state,
                 "consecutive_failures": self._failures,
@@ -179,6 +219,14 @@ class CircuitBreaker:
                 "failure_threshold": self.failure_threshold,
                 "reset_timeout": self.reset_timeout,
             }
+            if self.account_error is not None:
+                wait = self._open_seconds() - (self._clock() - self._opened_at)
+                snap["paused"] = {
+                    "code": self.account_error.code,
+                    "message": self.account_error.message,
+                    "probe_in_seconds": round(max(0.0, wait), 1),
+                }
+            return snap
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         self.acquire()
@@ -192,6 +240,9 @@ class CircuitBreaker:
             raise
         except (PacTransient, PacAmbiguous) as exc:
             self.record_failure(exc)
+            raise
+        except PacAccount as exc:
+            self.record_account(exc)
             raise
         except PacError:
             self.record_success()  # the PAC answered (a rejection is an answer)

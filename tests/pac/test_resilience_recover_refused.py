@@ -49,7 +49,8 @@ def test_recover_refused_after_a_lost_reply_is_ambiguous_and_nothing_is_resent(p
         remote_url=pac.fel_remote_url,
         timeouts=Timeouts(connect=1.0, read=10.0),
     )
-    breaker = CircuitBreaker(f"fel-refused-{mode}", failure_threshold=1000)
+    # the refusal pauses the PAC (account error); probed again at once here
+    breaker = CircuitBreaker(f"fel-refused-{mode}", failure_threshold=1000, reset_timeout=0.0)
     once = ResilientPac(driver, policy=RetryPolicy(max_attempts=1), breaker=breaker)
     rp = ResilientPac(
         driver, policy=RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05), breaker=breaker
@@ -78,12 +79,14 @@ def test_recover_refused_after_a_lost_reply_is_ambiguous_and_nothing_is_resent(p
         assert pac.store.requests(operation=recover_op)[-1].code == "203"
         assert len(pac.store.requests(operation=write_op, referencia=ref)) == 1
         assert pac.store.uuids_for_referencia(ref) == [uuid]
+        assert breaker.snapshot()["paused"]["code"] == "203"
 
         pac.engine.store.set_password("mx", "mx-password")
         result = submit(rp, mode, payload, ref, maybe_sent=True)
         assert result.uuid == uuid
         assert len(pac.store.requests(operation=write_op, referencia=ref)) == 1
         assert pac.store.uuids_for_referencia(ref) == [uuid]
+        assert "paused" not in breaker.snapshot()
     finally:
         pac.engine.store.set_password("mx", "mx-password")
         pac.faults.clear()

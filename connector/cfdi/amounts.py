@@ -41,6 +41,7 @@ from .model import (
     Concepto,
     Impuestos,
     ImpuestosP,
+    Pago,
     Pagos,
     Retencion,
     RetencionP,
@@ -345,50 +346,67 @@ def _complete_summary_totals(impuestos: Impuestos, decimals: int) -> None:
 # --- Pagos 2.0 ----------------------------------------------------------------------------------
 
 
+def impuestos_dr_sums(
+    pago: Pago,
+) -> tuple[dict[TrasladoKey, tuple[Decimal, Decimal | None]], dict[str, Decimal]]:
+    """A Pago's ImpuestosDR summed as its ImpuestosP must be (Pagos 2.0): every BaseDR and
+    ImporteDR divided by the document's EquivalenciaDR (1 when missing), traslados grouped by
+    (ImpuestoDR, TipoFactorDR, TasaOCuotaDR), retenciones by ImpuestoDR; unrounded. Σ Importe is
+    None for Exento groups (and a missing ImporteDR adds nothing)."""
+    add = CONTEXT.add
+    traslados: dict[TrasladoKey, list[Decimal]] = {}
+    retenciones: dict[str, Decimal] = {}
+    with localcontext(CONTEXT):
+        for dr in pago.DoctoRelacionado:
+            if dr.ImpuestosDR is None:
+                continue
+            equiv = dr.EquivalenciaDR if dr.EquivalenciaDR else ONE
+            for t in dr.ImpuestosDR.TrasladosDR:
+                exento = t.TipoFactorDR == "Exento"
+                key = (t.ImpuestoDR, t.TipoFactorDR, None if exento else tasa_key(t.TasaOCuotaDR))
+                sums = traslados.setdefault(key, [ZERO, ZERO])
+                sums[0] = add(sums[0], t.BaseDR / equiv)
+                if t.ImporteDR is not None:
+                    sums[1] = add(sums[1], t.ImporteDR / equiv)
+            for r in dr.ImpuestosDR.RetencionesDR:
+                retenciones[r.ImpuestoDR] = add(
+                    retenciones.get(r.ImpuestoDR, ZERO), r.ImporteDR / equiv
+                )
+    return (
+        {k: (b, None if k[1] == "Exento" else i) for k, (b, i) in traslados.items()},
+        retenciones,
+    )
+
+
 def _complete_pagos(pagos: Pagos) -> None:
     cats = catalogs()
     with localcontext(CONTEXT):
         for pago in pagos.Pago:
             dec_p = cats.decimals(pago.MonedaP)
-            traslados: dict[TrasladoKey, list[tuple[Decimal, Decimal | None]]] = {}
-            retenciones: dict[str, list[Decimal]] = {}
             for dr in pago.DoctoRelacionado:
                 if dr.ImpuestosDR is None:
                     continue
                 dec_dr = cats.decimals(dr.MonedaDR)
-                equiv = dr.EquivalenciaDR if dr.EquivalenciaDR else ONE
                 for t in dr.ImpuestosDR.TrasladosDR:
                     exento = t.TipoFactorDR == "Exento"
                     if t.ImporteDR is None and not exento and t.TasaOCuotaDR is not None:
                         t.ImporteDR = round_to(t.BaseDR * t.TasaOCuotaDR, dec_dr)
-                    key = (
-                        t.ImpuestoDR,
-                        t.TipoFactorDR,
-                        None if exento else tasa_key(t.TasaOCuotaDR),
-                    )
-                    importe = None if t.ImporteDR is None else t.ImporteDR / equiv
-                    traslados.setdefault(key, []).append((t.BaseDR / equiv, importe))
-                for r in dr.ImpuestosDR.RetencionesDR:
-                    retenciones.setdefault(r.ImpuestoDR, []).append(r.ImporteDR / equiv)
+            traslados, retenciones = impuestos_dr_sums(pago)
             if pago.ImpuestosP is None and (traslados or retenciones):
                 pago.ImpuestosP = ImpuestosP.model_construct(
                     TrasladosP=[
                         TrasladoP.model_construct(
-                            BaseP=round_to(_sum(b for b, _ in rows), dec_p),
+                            BaseP=round_to(base, dec_p),
                             ImpuestoP=imp,
                             TipoFactorP=factor,
                             TasaOCuotaP=tasa,
-                            ImporteP=None
-                            if factor == "Exento"
-                            else round_to(_sum(i for _, i in rows), dec_p),
+                            ImporteP=None if importe is None else round_to(importe, dec_p),
                         )
-                        for (imp, factor, tasa), rows in traslados.items()
+                        for (imp, factor, tasa), (base, importe) in traslados.items()
                     ],
                     RetencionesP=[
-                        RetencionP.model_construct(
-                            ImpuestoP=imp, ImporteP=round_to(_sum(rows), dec_p)
-                        )
-                        for imp, rows in retenciones.items()
+                        RetencionP.model_construct(ImpuestoP=imp, ImporteP=round_to(importe, dec_p))
+                        for imp, importe in retenciones.items()
                     ],
                 )
         _complete_pagos_totales(pagos)

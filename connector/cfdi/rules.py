@@ -12,8 +12,11 @@ Codes that are not in SAT's matrix:
   the place of issue; for an aware ``now`` every Mexican zone (UTC−5 … UTC−8) is accepted, plus
   :data:`CLOCK_SKEW` of tolerance; the zone of an aware ``now`` itself too; a naive ``now`` is compared as the same local time.
 * ``CONN-*`` — ours: XSD-level data checks the matrix leaves to the schema (numbers, RFC and
-  postal-code patterns), the Pagos 2.0 rules (``CONN-PAGOS-xxx``), and ``CONN-REGLA`` when a rule
-  could not run on odd data (a bug to fix; it never raises).
+  postal-code patterns), and ``CONN-REGLA`` when a rule could not run on odd data (a bug to fix;
+  it never raises).
+
+The Pagos 2.0 complement's rules (SAT's ``CRP20xxx`` codes, a few ``CONN-PAGOS-xxx``) are in
+``rules_pagos``, run by ``validate`` as one more rule.
 
 Not implemented here: rules that need SAT's online lists (l_LCO, RFC names and addresses:
 CFDI40138/39, 40143-45, 40147/48, 40187, 40189 for RFCs other than EXT990101NI1, 40190, 40192,
@@ -42,8 +45,6 @@ from pydantic import BaseModel
 
 from .amounts import (
     CONTEXT,
-    pago_tipo_cambio,
-    pagos_totales,
     quantum,
     retencion_groups,
     round_to,
@@ -88,30 +89,6 @@ MESSAGES: dict[str, str] = {
     'al RFC "XAXX010101000" con Nombre "PUBLICO EN GENERAL".',
     "CONN-REGLA": "No se pudo aplicar una regla de validación a estos datos; revise el campo "
     "indicado.",
-    "CONN-PAGOS-001": "El comprobante de tipo P debe incluir el complemento de Pagos 2.0 y solo "
-    "el tipo P puede incluirlo.",
-    "CONN-PAGOS-002": "El comprobante de pago debe tener un solo concepto con ClaveProdServ "
-    '"84111506", Cantidad "1", ClaveUnidad "ACT", Descripcion "Pago", ValorUnitario e Importe '
-    '"0" y ObjetoImp "01".',
-    "CONN-PAGOS-003": 'El campo UsoCFDI del comprobante de pago debe ser "CP01".',
-    "CONN-PAGOS-004": 'El campo Moneda del comprobante de pago debe ser "XXX".',
-    "CONN-PAGOS-005": "El campo ImpSaldoInsoluto debe ser igual a ImpSaldoAnt menos ImpPagado y "
-    "no puede ser negativo.",
-    "CONN-PAGOS-006": "El campo MontoTotalPagos debe ser igual a la suma de los Monto de los "
-    "pagos convertidos a MXN con TipoCambioP.",
-    "CONN-PAGOS-007": "El total del nodo Totales no corresponde con los impuestos de los pagos "
-    "(ImpuestosP) convertidos a MXN con TipoCambioP.",
-    "CONN-PAGOS-008": "El campo FormaDePagoP debe contener un valor del catálogo c_FormaPago "
-    'distinto de "99".',
-    "CONN-PAGOS-009": 'El campo MonedaP debe ser del catálogo c_Moneda distinto de "XXX"; '
-    'TipoCambioP es obligatorio si MonedaP no es "MXN" y debe ser "1" si lo es.',
-    "CONN-PAGOS-010": "La suma de los ImpPagado (entre EquivalenciaDR) de los documentos "
-    "relacionados no puede ser mayor que el Monto del pago.",
-    "CONN-PAGOS-012": "El campo FechaPago no cumple con el patrón AAAA-MM-DDThh:mm:ss.",
-    "CONN-PAGOS-013": 'El campo ObjetoImpDR debe ser del catálogo c_ObjetoImp; con "02" debe '
-    'existir el nodo ImpuestosDR y con "01", "03", "04" o "05" no debe existir.',
-    "CONN-PAGOS-011": "El campo EquivalenciaDR es obligatorio cuando MonedaDR es distinta de "
-    'MonedaP y debe ser "1" cuando son iguales.',
 }
 
 # --- Patterns and constants ---------------------------------------------------------------------
@@ -1029,119 +1006,6 @@ def _resumen_retenciones(x: _Ctx, expected: dict[str, Decimal], sums_ok: bool) -
             )
 
 
-# --- Pagos 2.0 ----------------------------------------------------------------------------------
-
-_CONCEPTO_PAGO = {
-    "ClaveProdServ": "84111506",
-    "Cantidad": Decimal(1),
-    "ClaveUnidad": "ACT",
-    "Descripcion": "Pago",
-    "ValorUnitario": ZERO,
-    "Importe": ZERO,
-    "ObjetoImp": "01",
-}
-
-
-@rule
-def _pagos(x: _Ctx) -> None:
-    c = x.c
-    if c.TipoDeComprobante != "P":
-        if c.Pagos is not None:
-            x.add("CONN-PAGOS-001", "Pagos", f"TipoDeComprobante: {_fmt(c.TipoDeComprobante)}.")
-        return
-    if c.Pagos is None:
-        x.add("CONN-PAGOS-001", "Pagos")
-    if c.Moneda != "XXX":
-        x.add("CONN-PAGOS-004", "Moneda", f"Valor: {_fmt(c.Moneda)}.")
-    if c.Receptor.UsoCFDI != "CP01":
-        x.add("CONN-PAGOS-003", "Receptor.UsoCFDI", f"Valor: {_fmt(c.Receptor.UsoCFDI)}.")
-    if len(c.Conceptos) != 1:
-        x.add("CONN-PAGOS-002", "Conceptos", f"Conceptos: {len(c.Conceptos)}.")
-    for i, k in enumerate(c.Conceptos):
-        for name, want in _CONCEPTO_PAGO.items():
-            got = getattr(k, name)
-            if got != want:
-                x.add("CONN-PAGOS-002", f"Conceptos[{i}].{name}", f"Valor: {_fmt(got)}.")
-        for name in ("NoIdentificacion", "Unidad", "Descuento", "Impuestos"):
-            if getattr(k, name) is not None:
-                x.add("CONN-PAGOS-002", f"Conceptos[{i}].{name}", "Este campo no debe existir.")
-    if c.Pagos is not None:
-        _pagos_complemento(x)
-
-
-def _pagos_complemento(x: _Ctx) -> None:
-    pagos = x.c.Pagos
-    assert pagos is not None
-    cats = x.cats
-    for i, pago in enumerate(pagos.Pago):
-        pp = f"Pagos.Pago[{i}]"
-        if pago.FormaDePagoP not in cats.FormaPago or pago.FormaDePagoP == "99":
-            x.add("CONN-PAGOS-008", f"{pp}.FormaDePagoP", f"Valor: {_fmt(pago.FormaDePagoP)}.")
-        if pago.MonedaP not in cats.Moneda or pago.MonedaP == "XXX":
-            x.add("CONN-PAGOS-009", f"{pp}.MonedaP", f"Valor: {_fmt(pago.MonedaP)}.")
-        elif pago.MonedaP == "MXN":
-            if pago.TipoCambioP is not None and pago.TipoCambioP != ONE:
-                x.add("CONN-PAGOS-009", f"{pp}.TipoCambioP", f"Valor: {pago.TipoCambioP}.")
-        elif pago.TipoCambioP is None:
-            x.add("CONN-PAGOS-009", f"{pp}.TipoCambioP", f"MonedaP: {_fmt(pago.MonedaP)}.")
-        monto = num(pago.Monto)
-        pagado: list[Decimal] = []
-        if _parse_fecha(pago.FechaPago) is None:
-            x.add("CONN-PAGOS-012", f"{pp}.FechaPago", f"Valor: {_fmt(pago.FechaPago)}.")
-        for j, dr in enumerate(pago.DoctoRelacionado):
-            dp = f"{pp}.DoctoRelacionado[{j}]"
-            if dr.ObjetoImpDR not in cats.ObjetoImp:
-                x.add("CONN-PAGOS-013", f"{dp}.ObjetoImpDR", f"Valor: {_fmt(dr.ObjetoImpDR)}.")
-            elif (dr.ObjetoImpDR == "02" and dr.ImpuestosDR is None) or (
-                dr.ObjetoImpDR in ("01", "03", "04", "05") and dr.ImpuestosDR is not None
-            ):
-                x.add(
-                    "CONN-PAGOS-013", f"{dp}.ImpuestosDR", f"ObjetoImpDR: {_fmt(dr.ObjetoImpDR)}."
-                )
-            if dr.MonedaDR != pago.MonedaP and dr.EquivalenciaDR is None:
-                x.add("CONN-PAGOS-011", f"{dp}.EquivalenciaDR", f"MonedaDR: {_fmt(dr.MonedaDR)}.")
-            elif dr.MonedaDR == pago.MonedaP and dr.EquivalenciaDR not in (None, ONE):
-                x.add("CONN-PAGOS-011", f"{dp}.EquivalenciaDR", f"Valor: {dr.EquivalenciaDR}.")
-            ant, imp_pagado, insoluto = (
-                num(dr.ImpSaldoAnt),
-                num(dr.ImpPagado),
-                num(dr.ImpSaldoInsoluto),
-            )
-            if ant is not None and imp_pagado is not None and insoluto is not None:
-                with localcontext(CONTEXT):
-                    want = ant - imp_pagado
-                if insoluto != want or insoluto < 0:
-                    x.add(
-                        "CONN-PAGOS-005",
-                        f"{dp}.ImpSaldoInsoluto",
-                        f"Valor: {dr.ImpSaldoInsoluto}; esperado: {want}.",
-                    )
-            equiv = num(dr.EquivalenciaDR) if dr.EquivalenciaDR is not None else ONE
-            if imp_pagado is not None and equiv:
-                with localcontext(CONTEXT):
-                    pagado.append(imp_pagado / equiv)
-        if monto is not None and pagado:
-            dec_p = cats.decimals(pago.MonedaP)
-            with localcontext(CONTEXT):
-                suma = _sum(pagado).quantize(ONE.scaleb(-dec_p), rounding=ROUND_FLOOR)
-            if suma > monto:
-                x.add("CONN-PAGOS-010", f"{pp}.Monto", f"Monto: {pago.Monto}; suma pagada: {suma}.")
-    expected = pagos_totales(pagos)
-    totales = pagos.Totales
-    for name, want in expected.items():
-        got = getattr(totales, name)
-        code = "CONN-PAGOS-006" if name == "MontoTotalPagos" else "CONN-PAGOS-007"
-        if got is None or (num(got) is not None and num(want) is not None and got != want):
-            x.add(code, f"Pagos.Totales.{name}", f"Valor: {_fmt(got)}; esperado: {want}.")
-    for name, value in totales.__dict__.items():
-        if value is not None and name not in expected:
-            x.add(
-                "CONN-PAGOS-007",
-                f"Pagos.Totales.{name}",
-                "No corresponde a ningún impuesto de los pagos.",
-            )
-
-
 # --- Entry point --------------------------------------------------------------------------------
 
 
@@ -1220,4 +1084,8 @@ def validate(
     return x.problems
 
 
-__all__ = ["MESSAGES", "RULES", "importe_limits", "pago_tipo_cambio", "validate"]
+__all__ = ["MESSAGES", "RULES", "importe_limits", "validate"]
+
+# The Pagos 2.0 rules (CRP20xxx) live in their own module, which adds its rule and messages to
+# RULES and MESSAGES; imported last, as it builds on this module.
+from . import rules_pagos  # noqa: E402, F401

@@ -116,10 +116,6 @@ def _dup_summary_retencion(d: Data) -> None:
     d["Impuestos"]["Retenciones"].append(dict(d["Impuestos"]["Retenciones"][0]))
 
 
-def _pago(d: Data) -> Data:
-    return d["Pagos"]["Pago"][0]
-
-
 def _dr(d: Data) -> Data:
     return d["Pagos"]["Pago"][0]["DoctoRelacionado"][1]
 
@@ -900,128 +896,6 @@ CASES = [
         "Conceptos[0].Cantidad",
     ),
     ("CONN-CONCEPTOS_required", "base", top(Conceptos=[]), "CONN-CONCEPTOS", "Conceptos"),
-    # Pagos 2.0
-    ("CONN-PAGOS-001_requires_complemento", "pago", top(Pagos=None), "CONN-PAGOS-001", "Pagos"),
-    (
-        "CONN-PAGOS-001_only_for_P",
-        "base",
-        lambda d: d.update(Pagos=completed_data(pago_data())["Pagos"]),
-        "CONN-PAGOS-001",
-        "Pagos",
-    ),
-    (
-        "CONN-PAGOS-002_concepto_clave",
-        "pago",
-        setv(k0, ClaveProdServ="01010101"),
-        "CONN-PAGOS-002",
-        "Conceptos[0].ClaveProdServ",
-    ),
-    (
-        "CONN-PAGOS-002_concepto_valor",
-        "pago",
-        setv(k0, ValorUnitario="1", Importe="1"),
-        "CONN-PAGOS-002",
-        "Conceptos[0].ValorUnitario",
-    ),
-    (
-        "CONN-PAGOS-003_uso_cp01",
-        "pago",
-        setv(rec, UsoCFDI="G03"),
-        "CONN-PAGOS-003",
-        "Receptor.UsoCFDI",
-    ),
-    ("CONN-PAGOS-004_moneda_xxx", "pago", top(Moneda="MXN"), "CONN-PAGOS-004", "Moneda"),
-    (
-        "CONN-PAGOS-005_saldo_insoluto",
-        "pago",
-        setv(_dr, ImpSaldoInsoluto="6000.00"),
-        "CONN-PAGOS-005",
-        "Pagos.Pago[0].DoctoRelacionado[1].ImpSaldoInsoluto",
-    ),
-    (
-        "CONN-PAGOS-005_saldo_negative",
-        "pago",
-        setv(_dr, ImpPagado="11000.00", ImpSaldoInsoluto="-1000.00"),
-        "CONN-PAGOS-005",
-        "Pagos.Pago[0].DoctoRelacionado[1].ImpSaldoInsoluto",
-    ),
-    (
-        "CONN-PAGOS-006_monto_total_pagos",
-        "pago",
-        setv(lambda d: d["Pagos"]["Totales"], MontoTotalPagos="15000.01"),
-        "CONN-PAGOS-006",
-        "Pagos.Totales.MontoTotalPagos",
-    ),
-    (
-        "CONN-PAGOS-007_totales_traslados",
-        "pago",
-        setv(lambda d: d["Pagos"]["Totales"], TotalTrasladosBaseIVA16="12931.00"),
-        "CONN-PAGOS-007",
-        "Pagos.Totales.TotalTrasladosBaseIVA16",
-    ),
-    (
-        "CONN-PAGOS-007_totales_extra",
-        "pago",
-        setv(lambda d: d["Pagos"]["Totales"], TotalRetencionesISR="1.00"),
-        "CONN-PAGOS-007",
-        "Pagos.Totales.TotalRetencionesISR",
-    ),
-    (
-        "CONN-PAGOS-008_forma_de_pago_p",
-        "pago",
-        setv(_pago, FormaDePagoP="99"),
-        "CONN-PAGOS-008",
-        "Pagos.Pago[0].FormaDePagoP",
-    ),
-    (
-        "CONN-PAGOS-009_tipo_cambio_p_required",
-        "pago",
-        setv(_pago, MonedaP="USD", TipoCambioP=None),
-        "CONN-PAGOS-009",
-        "Pagos.Pago[0].TipoCambioP",
-    ),
-    (
-        "CONN-PAGOS-009_moneda_p_not_xxx",
-        "pago",
-        setv(_pago, MonedaP="XXX"),
-        "CONN-PAGOS-009",
-        "Pagos.Pago[0].MonedaP",
-    ),
-    (
-        "CONN-PAGOS-010_paid_le_monto",
-        "pago",
-        setv(_pago, Monto="14000.00"),
-        "CONN-PAGOS-010",
-        "Pagos.Pago[0].Monto",
-    ),
-    (
-        "CONN-PAGOS-012_fecha_pago",
-        "pago",
-        setv(_pago, FechaPago="12/06/2023"),
-        "CONN-PAGOS-012",
-        "Pagos.Pago[0].FechaPago",
-    ),
-    (
-        "CONN-PAGOS-013_objeto_imp_dr_catalog",
-        "pago",
-        setv(_dr, ObjetoImpDR="09"),
-        "CONN-PAGOS-013",
-        "Pagos.Pago[0].DoctoRelacionado[1].ObjetoImpDR",
-    ),
-    (
-        "CONN-PAGOS-013_impuestos_dr_required",
-        "pago",
-        setv(_dr, ImpuestosDR=None),
-        "CONN-PAGOS-013",
-        "Pagos.Pago[0].DoctoRelacionado[1].ImpuestosDR",
-    ),
-    (
-        "CONN-PAGOS-011_equivalencia_required",
-        "pago",
-        setv(_dr, MonedaDR="USD", EquivalenciaDR=None),
-        "CONN-PAGOS-011",
-        "Pagos.Pago[0].DoctoRelacionado[1].EquivalenciaDR",
-    ),
 ]
 
 

@@ -423,7 +423,7 @@ def _descuento(x: _Ctx) -> None:
         return
     if c.TipoDeComprobante not in ("I", "E", "N"):
         for i, k in enumerate(c.Conceptos):
-            if k.Descuento is not None and c.TipoDeComprobante != "P":  # P: CONN-PAGOS-002
+            if k.Descuento is not None and c.TipoDeComprobante != "P":  # P: CRP20121
                 x.add(
                     "CFDI40111",
                     f"Conceptos[{i}].Descuento",

@@ -172,6 +172,55 @@ def pago_data() -> dict[str, Any]:
     return copy.deepcopy(_PAGO)
 
 
+def pago_one_document(importe_dr: str | None = None) -> dict[str, Any]:
+    """A payment of 4 000.00 settling an invoice whose IVA base is 3 448.28 (16 % = 551.72);
+    ``importe_dr`` given as the ERP would (the audit's example: 100.00), else computed."""
+    data = pago_data()
+    pago = data["Pagos"]["Pago"][0]
+    pago["Monto"] = "4000.00"
+    doc = pago["DoctoRelacionado"][0]
+    doc.update(ImpSaldoAnt="4000.00", ImpPagado="4000.00", ImpSaldoInsoluto="0")
+    traslado = doc["ImpuestosDR"]["TrasladosDR"][0]
+    traslado["BaseDR"] = "3448.28"
+    if importe_dr is not None:
+        traslado["ImporteDR"] = importe_dr
+    del pago["DoctoRelacionado"][1]
+    return data
+
+
+def pago_usd_data(monto: str, pagado: str, equivalencia: str = "17.5") -> dict[str, Any]:
+    """A partial payment in two currencies: USD ``monto`` at 17.5 paying ``pagado`` MXN of an
+    MXN invoice of 3 500.00 (IVA 16 %), EquivalenciaDR ``equivalencia``."""
+    data = pago_data()
+    pago = data["Pagos"]["Pago"][0]
+    pago.update(MonedaP="USD", TipoCambioP="17.5", Monto=monto)
+    saldo = Decimal("3500.00")
+    base = (Decimal(pagado) / Decimal("1.16")).quantize(Decimal("0.01"))
+    pago["DoctoRelacionado"] = [
+        {
+            "IdDocumento": "00000000-1111-2222-3333-00000000000C",
+            "MonedaDR": "MXN",
+            "EquivalenciaDR": equivalencia,
+            "NumParcialidad": 1,
+            "ImpSaldoAnt": str(saldo),
+            "ImpPagado": pagado,
+            "ImpSaldoInsoluto": str(saldo - Decimal(pagado)),
+            "ObjetoImpDR": "02",
+            "ImpuestosDR": {
+                "TrasladosDR": [
+                    {
+                        "BaseDR": str(base),
+                        "ImpuestoDR": "002",
+                        "TipoFactorDR": "Tasa",
+                        "TasaOCuotaDR": "0.160000",
+                    }
+                ]
+            },
+        }
+    ]
+    return data
+
+
 def pago_invoice() -> Comprobante:
     return complete(load(pago_data()))
 

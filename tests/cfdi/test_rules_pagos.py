@@ -17,7 +17,14 @@ from connector.cfdi.errors import Problem
 from connector.cfdi.rules import MESSAGES, validate
 from connector.cfdi.rules_pagos import MATRIX_PAGOS, validate_pagos
 
-from .base_invoice import base_data, completed_data, load, pago_data
+from .base_invoice import (
+    base_data,
+    completed_data,
+    load,
+    pago_data,
+    pago_one_document,
+    pago_usd_data,
+)
 
 Data = dict[str, Any]
 P0 = "Pagos.Pago[0]"
@@ -116,38 +123,6 @@ def two_conceptos(d: Data) -> None:
 
 def del_total(name: str) -> Callable[[Data], None]:
     return lambda d: totales(d).pop(name)
-
-
-def usd_payment(monto: str, pagado: str, equivalencia: str = "17.5") -> Data:
-    """USD 17.5 paying part of an MXN invoice of 3 500.00 (IVA 16 %)."""
-    data = pago_data()
-    p = pago(data)
-    p.update(MonedaP="USD", TipoCambioP="17.5", Monto=monto)
-    saldo = Decimal("3500.00")
-    base = (Decimal(pagado) / Decimal("1.16")).quantize(Decimal("0.01"))
-    p["DoctoRelacionado"] = [
-        {
-            "IdDocumento": "00000000-1111-2222-3333-00000000000C",
-            "MonedaDR": "MXN",
-            "EquivalenciaDR": equivalencia,
-            "NumParcialidad": 1,
-            "ImpSaldoAnt": str(saldo),
-            "ImpPagado": pagado,
-            "ImpSaldoInsoluto": str(saldo - Decimal(pagado)),
-            "ObjetoImpDR": "02",
-            "ImpuestosDR": {
-                "TrasladosDR": [
-                    {
-                        "BaseDR": str(base),
-                        "ImpuestoDR": "002",
-                        "TipoFactorDR": "Tasa",
-                        "TasaOCuotaDR": "0.160000",
-                    }
-                ]
-            },
-        }
-    ]
-    return data
 
 
 CASES: list[tuple[str, Callable[[Data], Any], str, str]] = [
@@ -579,23 +554,8 @@ def test_messages_come_from_sats_pagos_matrix() -> None:
 # --- The audit's two examples (issue 18, item 1) ------------------------------------------------
 
 
-def _one_document(importe_dr: str | None = None) -> Data:
-    """A payment of 4 000.00 settling an invoice whose base is 3 448.28 (IVA 16 % = 551.72)."""
-    data = pago_data()
-    p = pago(data)
-    p["Monto"] = "4000.00"
-    doc = p["DoctoRelacionado"][0]
-    doc.update(ImpSaldoAnt="4000.00", ImpPagado="4000.00", ImpSaldoInsoluto="0")
-    traslado = doc["ImpuestosDR"]["TrasladosDR"][0]
-    traslado["BaseDR"] = "3448.28"
-    if importe_dr is not None:
-        traslado["ImporteDR"] = importe_dr
-    del p["DoctoRelacionado"][1]
-    return data
-
-
 def test_CRP20261_importe_dr_100_against_551_72_is_refused() -> None:
-    c = complete(load(_one_document("100.00")))
+    c = complete(load(pago_one_document("100.00")))
     problems = validate(c)
     assert [(p.code, p.path) for p in problems] == [
         ("CRP20261", f"{DR0}.ImpuestosDR.TrasladosDR[0].ImporteDR")
@@ -608,7 +568,7 @@ def test_CRP20261_importe_dr_100_against_551_72_is_refused() -> None:
 
 
 def test_CRP20274_impuestos_p_600_against_551_72_is_refused() -> None:
-    data = _one_document()
+    data = pago_one_document()
     pago(data)["ImpuestosP"] = {
         "TrasladosP": [
             {
@@ -629,7 +589,7 @@ def test_CRP20274_impuestos_p_600_against_551_72_is_refused() -> None:
 
 
 def test_the_computed_amounts_of_the_examples_are_valid() -> None:
-    c = complete(load(_one_document()))
+    c = complete(load(pago_one_document()))
     assert validate(c) == []
     assert c.Pagos is not None and c.Pagos.Totales.TotalTrasladosImpuestoIVA16 == Decimal("551.72")
 
@@ -685,7 +645,7 @@ def test_CRP20268_CRP20274_sums_truncated_or_rounded_are_both_accepted() -> None
 
 def test_two_currency_partial_payment_is_valid() -> None:
     """USD 100.00 at 17.5 pays 1 750.00 of an MXN invoice of 3 500.00 (EquivalenciaDR 17.5)."""
-    c = complete(load(usd_payment("100.00", "1750.00")))
+    c = complete(load(pago_usd_data("100.00", "1750.00")))
     assert validate(c) == []
     assert validate_pagos(c) == []
     assert c.Pagos is not None
@@ -695,8 +655,8 @@ def test_two_currency_partial_payment_is_valid() -> None:
 def test_CRP20276_monto_within_the_margin_of_the_exchange() -> None:
     """1 750.04 MXN ÷ 17.5 = 100.0023 USD > Monto 100.00, but within the limits of the
     exchange (1 750.035 ÷ 17.55 … 1 750.045 ÷ 17.45 = 99.717… … 100.289…): valid; 99.00 is not."""
-    assert validate(complete(load(usd_payment("100.00", "1750.04")))) == []
-    problems = validate(complete(load(usd_payment("99.00", "1750.04"))))
+    assert validate(complete(load(pago_usd_data("100.00", "1750.04")))) == []
+    problems = validate(complete(load(pago_usd_data("99.00", "1750.04"))))
     hits = [p for p in problems if p.code == "CRP20276"]
     assert [p.path for p in hits] == [f"{P0}.Monto"]
     assert hits[0].message == (

@@ -16,6 +16,8 @@ code   meaning
 305    Fecha outside the certificate's validity
 401    Fecha older than 72 hours, or in the future
 402    the emisor RFC is not registered in the account
+CRP20… a Pagos 2.0 document that breaks SAT's Pagos 2.0 rules (``rules_pagos``: amounts,
+       sums, totals, decimals): the code and message of SAT's matrix, as PACs answer
 404    not found (by referencia, UUID or seal)
 ====== ===========================================================================
 
@@ -53,7 +55,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
-from connector.cfdi.model import NS_CFDI, NS_TFD, NS_XSI
+from connector.cfdi.model import NS_CFDI, NS_PAGO20, NS_TFD, NS_XSI
 
 from .store import (
     STATUS_CANCELADO,
@@ -263,6 +265,25 @@ def _without_addenda(root: etree._Element) -> etree._Element:
     return clone
 
 
+def _check_pagos(root: etree._Element) -> Outcome | None:
+    """SAT's Pagos 2.0 rules on a document with the complement, as a PAC applies them: the
+    first problem's code (``CRP20xxx``) and message, every problem in the detail."""
+    if root.find(f"{_C}Complemento/{{{NS_PAGO20}}}Pagos") is None:
+        return None
+    from connector.cfdi import rules_pagos, xmlio
+    from connector.cfdi.errors import XmlError
+
+    try:
+        comprobante = xmlio.from_element(root)
+    except XmlError as exc:
+        return _fail("301", _problems_text(exc.problems))
+    problems = [p for p in rules_pagos.validate_pagos(comprobante) if p.severity == "error"]
+    if not problems:
+        return None
+    first = problems[0]
+    return Outcome(False, first.code, first.message, detail=_problems_text(problems))
+
+
 def _problems_text(problems: list[Any]) -> str:
     return "; ".join(str(p) for p in problems[:20])
 
@@ -380,7 +401,7 @@ class PacEngine:
         problems = xmlio.validate_xsd(_without_addenda(root))
         if problems:
             return _fail("301", _problems_text(problems))
-        refused = self._check_sealed(usuario, root, xml)
+        refused = self._check_sealed(usuario, root, xml) or _check_pagos(root)
         if refused is not None:
             return refused
         return self._stamp_now(usuario, root, sello, referencia, source)

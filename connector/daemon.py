@@ -637,13 +637,16 @@ def cmd_status(args: argparse.Namespace) -> int:
                     ],
                     "recent_failures": [
                         {
-                            "invoice": e.label,
-                            "state": str(e.state),
-                            "code": e.error_code,
-                            "message": e.error_message,
-                            "file": e.source_file,
+                            "at": datetime.fromtimestamp(f.at).isoformat(timespec="seconds"),
+                            "invoice": f.invoice,
+                            "state": f.state,
+                            "code": f.code,
+                            "message": f.message,
+                            "file": f.file,
+                            "location": f.location,
+                            "source": f.source,
                         }
-                        for e in failures
+                        for f in failures
                     ],
                 },
                 ensure_ascii=False,
@@ -677,10 +680,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         print("El daemon no está en marcha: estado del circuito de los PAC desconocido.")
     if failures:
-        print("Errores recientes:")
-        for e in failures:
-            print(
-                f"  {e.label:12} {_STATE_ES.get(str(e.state), e.state):20} {e.error_code}  "
-                f"{e.error_message}  ({e.source_file})"
-            )
+        print("Errores recientes (el más reciente primero):")
+        for f in failures:
+            when = datetime.fromtimestamp(f.at).strftime("%Y-%m-%d %H:%M:%S")
+            what = f.invoice or "(archivo)"
+            state = _STATE_ES.get(f.state, f.state) if f.state else "rechazado"
+            print(f"  {when}  {what:12} {state:20} {f.code}  {f.message}  ({f.location or f.file})")
     return 0

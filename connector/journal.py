@@ -170,6 +170,20 @@ _CANCEL_COLS = "uuid, invoice_id, motivo, folio_sustitucion, code, estatus, acus
 
 
 @dataclass
+class Failure:
+    """One line of ``status``'s recent failures (``Journal.recent_failures``)."""
+
+    at: float  # when it failed (epoch seconds)
+    code: str
+    message: str
+    file: str  # the file it came from (or the item's name)
+    source: str = ""
+    location: str = ""  # file:line:Field when known
+    invoice: str = ""  # serie+folio; "" for a file or record that never became an invoice
+    state: str = ""  # the invoice's journal state; "" when there is no invoice row
+
+
+@dataclass
 class FileRecord:
     id: int
     source: str
@@ -266,6 +280,17 @@ CREATE TABLE IF NOT EXISTS cancellations (
     at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS invoices_uuid ON invoices(uuid);
+CREATE TABLE IF NOT EXISTS failure_notes (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    source TEXT NOT NULL,
+    name TEXT NOT NULL,
+    code TEXT NOT NULL,
+    message TEXT NOT NULL,
+    location TEXT NOT NULL DEFAULT '',
+    once TEXT UNIQUE
+);
+CREATE INDEX IF NOT EXISTS failure_notes_at ON failure_notes(at);
 """
 
 _COLS = (
@@ -891,9 +916,12 @@ class Journal:
         out.update({s: n for s, n in rows})
         return out
 
-    def recent_failures(self, limit: int = 10) -> list[Entry]:
-        """Failed, waiting to retry, stamped with a delivery error, or delivered with the
-        acuse still missing: newest first."""
+    def recent_failures(self, limit: int = 10) -> list[Failure]:
+        """Everything that failed, newest first: invoices failed, waiting to retry, stamped
+        with a delivery error or delivered with the acuse still missing; records refused
+        before they became invoices (a file that cannot be read or decoded, malformed XML, a
+        CSV header, a lookup, ``CONN-FOLIO-USADO``, a folio repeated in the file…) of every
+        file not replayed since; and whatever ``note_failure`` recorded."""
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {_COLS} FROM invoices WHERE state IN (?,?) "
@@ -901,7 +929,63 @@ class Journal:
                 "ORDER BY updated_at DESC, id DESC LIMIT ?",
                 (State.FAILED, State.RETRY_WAIT, State.STAMPED, State.DELIVERED, limit),
             ).fetchall()
-        return [_entry(r) for r in rows]
+            refused = self._db.execute(
+                "SELECT COALESCE(f.finished_at, f.claimed_at), f.source, f.name, i.location, "
+                "i.problems FROM file_items i JOIN files f ON f.id=i.file_id "
+                "WHERE i.invoice_id IS NULL AND f.state != ? "
+                "ORDER BY COALESCE(f.finished_at, f.claimed_at) DESC, f.id DESC, i.idx LIMIT ?",
+                (FileState.REPLAYED, limit),
+            ).fetchall()
+            noted = self._db.execute(
+                "SELECT at, source, name, code, message, location FROM failure_notes "
+                "ORDER BY at DESC, id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        out = [
+            Failure(e.updated_at, e.error_code or "", e.error_message or "", e.source_file,
+                    e.source, e.location, e.label, str(e.state))
+            for e in map(_entry, rows)
+        ]  # fmt: skip
+        for at, source, name, location, problems in refused:
+            found = [p for p in json.loads(problems or "[]") if p.get("severity") != "warning"]
+            first = found[0] if found else {}
+            out.append(
+                Failure(
+                    at,
+                    str(first.get("code") or "CONN-ERROR"),
+                    str(first.get("message") or ""),
+                    name,
+                    source,
+                    str(first.get("location") or location),
+                    str(first.get("invoice") or ""),
+                )
+            )
+        for at, source, name, code, message, location in noted:
+            out.append(Failure(at, code, message, name, source, location))
+        out.sort(key=lambda f: f.at, reverse=True)  # stable: each query's order kept on ties
+        return out[:limit]
+
+    def note_failure(
+        self,
+        source: str,
+        name: str,
+        code: str,
+        message: str,
+        *,
+        location: str = "",
+        once: str | None = None,
+    ) -> bool:
+        """Record a failure that is neither an invoice nor a record of a claimed file (an inbox
+        item that is skipped, a file that can never be claimed…) for ``recent_failures``.
+        With ``once`` (a key such as the item's path), a second note with the same key is
+        ignored; returns whether this one was recorded."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO failure_notes (at, source, name, code, message, location, "
+                "once) VALUES (?,?,?,?,?,?,?)",
+                (time.time(), source, name, code, message, location, once),
+            )
+            return cur.rowcount > 0
 
     def events(self, invoice_id: int) -> list[tuple[str | None, str, str | None]]:
         with self._lock:

@@ -37,7 +37,6 @@ the next try.
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import threading
@@ -46,6 +45,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
+
+import structlog
 
 from connector.cfdi.model import Comprobante
 
@@ -61,7 +62,7 @@ from .errors import (
     PacUnsupported,
 )
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger("connector.pac")
 T = TypeVar("T")
 
 CLOSED = "closed"
@@ -169,7 +170,7 @@ class CircuitBreaker:
         with self._lock:
             self._failures = 0
             if self._state != CLOSED:
-                log.info("circuito del PAC %s cerrado", self.name)
+                log.info("pac_circuit_closed", pac=self.name, was=self._state)
             self._state = CLOSED
             self._trials = 0
             self.account_error = None
@@ -201,10 +202,11 @@ class CircuitBreaker:
                 self._trials = 0
                 self.opened_count += 1
                 log.warning(
-                    "circuito del PAC %s abierto tras %d fallas (%s)",
-                    self.name,
-                    self._failures,
-                    self.last_error,
+                    "pac_circuit_opened",
+                    pac=self.name,
+                    failures=self._failures,
+                    last_error=self.last_error,
+                    reopen_seconds=self._open_seconds(),
                 )
 
     def snapshot(self) -> dict[str, Any]:
@@ -372,7 +374,7 @@ class ResilientPac:
 
     @staticmethod
     def _log_retry(number: int, exc: BaseException) -> None:
-        log.info("reintento %d tras %s", number, getattr(exc, "code", type(exc).__name__))
+        log.info("pac_retry", attempt=number, error=getattr(exc, "code", type(exc).__name__))
 
     def _run(self, attempt: Callable[[], T], flags: dict[str, bool]) -> T:
         try:

@@ -530,6 +530,19 @@ _STATE_ES = {
     "delivered": "entregadas",
     "failed": "con error",
 }
+_FILE_STATE_ES = {
+    "claimed": "en proceso (work/)",
+    "archiving": "archivándose",
+    "failing": "pasando a failed/",
+    "archived": "archivados",
+    "failed": "en failed/",
+    "replayed": "devueltos a la entrada (replay)",
+}
+_CIRCUIT_ES = {
+    "closed": "cerrado (normal)",
+    "open": "abierto (no se le llama)",
+    "half_open": "semiabierto (probando)",
+}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -660,7 +673,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"  {'canceladas (de las entregadas)':28} {cancelled}")
     print("Archivos:")
     for state, n in files.items():
-        print(f"  {state:28} {n}")
+        print(f"  {_FILE_STATE_ES.get(state, state):28} {n}")
     if daemon_doc and _pid_alive(int(daemon_doc.get("pid", 0))):
         print(f"Daemon en marcha (pid {daemon_doc['pid']}, {daemon_doc.get('at')}):")
         for name, snap in (daemon_doc.get("pacs") or {}).items():
@@ -668,7 +681,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             extra = ""
             if isinstance(snap, dict) and snap.get("last_error"):
                 extra = f" (último error {snap['last_error']})"
-            print(f"  PAC {name}: circuito {state}{extra}")
+            print(f"  PAC {name}: circuito {_CIRCUIT_ES.get(str(state), state)}{extra}")
             paused = snap.get("paused") if isinstance(snap, dict) else None
             if paused:
                 print(

@@ -132,7 +132,11 @@ def test_run_daemon_subprocess_stops_cleanly_on_sigterm(
             time.sleep(0.1)
         assert main(["status", "--config", str(workspace)]) == 0
         out = capsys.readouterr().out
-        assert f"Daemon en marcha (pid {proc.pid}" in out and "PAC sandbox: circuito closed" in out
+        assert f"Daemon en marcha (pid {proc.pid}" in out
+        assert "PAC sandbox: circuito cerrado (normal)" in out and "archivados" in out
+        # Spanish labels only: no journal or circuit state names in English
+        english = ("claimed", "archiving", "failing", "archived", "replayed", "closed", "half_open")
+        assert not [w for w in english if w in out]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
     finally:

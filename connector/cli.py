@@ -280,7 +280,12 @@ def _add_pac_commands(sub: argparse._SubParsersAction) -> None:
         g.add_argument("--cancel-url", help="Finkok: servicio de cancelación")
         g.add_argument("--usuario", help="usuario del PAC")
         g.add_argument("--cuenta", help="FEL: cuenta de Conexión Remota")
-        g.add_argument("--password-env", metavar="VAR", help="variable con la contraseña del PAC")
+        pw = g.add_mutually_exclusive_group()
+        pw.add_argument("--password-env", metavar="VAR", help="variable con la contraseña del PAC")
+        pw.add_argument("--password-file", metavar="F", help="archivo con la contraseña del PAC")
+        pw.add_argument(
+            "--password-keyring", metavar="SERVICIO/USUARIO", help="contraseña en el llavero"
+        )
         g.add_argument("--timeout", type=float, default=30.0, help="segundos por llamada")
 
     p = sub.add_parser("credits", help="créditos (timbres) disponibles en el PAC")

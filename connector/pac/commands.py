@@ -2,7 +2,8 @@
 
 The PAC comes from the configuration file (``--config``, ``[[pacs]]``; ``--pac NAME`` when there
 are several) or from options (``--pac-kind``, ``--pac-url``, ``--remote-url``, ``--cancel-url``,
-``--usuario``, ``--cuenta``, ``--password-env``). Passwords are read from the environment or the
+``--usuario``, ``--cuenta``, and one of ``--password-env``, ``--password-file``,
+``--password-keyring``). Passwords are read from the environment or the
 configured secret source, never from the command line. Exit codes: 0 done, 1 the PAC/SAT said
 no or could not be reached, 2 bad usage or configuration.
 """
@@ -29,6 +30,22 @@ def _timeouts(seconds: float) -> Timeouts:
             f"CONN-CLI: --timeout debe ser un número de segundos mayor que 0 ({seconds})."
         )
     return Timeouts(connect=min(5.0, seconds), read=seconds)
+
+
+def _cli_password(args: argparse.Namespace) -> str:
+    """The PAC password of --password-env, --password-file or --password-keyring (the
+    configuration's three secret sources, read the same way)."""
+    from connector.config import SecretSource, read_secret
+
+    src = SecretSource(
+        password_env=args.password_env,
+        password_file=args.password_file,
+        password_keyring=args.password_keyring,
+    )
+    try:
+        return read_secret(src, "el PAC")
+    except Exception as exc:  # SecretError carries a Spanish message
+        raise UsageError(f"CONN-CLI-PAC: {getattr(exc, 'message', None) or exc}") from None
 
 
 def _driver(args: argparse.Namespace, **cancel_csd: Any) -> PacDriver:
@@ -76,14 +93,13 @@ def _driver(args: argparse.Namespace, **cancel_csd: Any) -> PacDriver:
             timeouts=Timeouts(connect=min(5.0, t), read=t),
             **extra,
         )
-    if not (args.pac_url or args.remote_url) or not args.usuario or not args.password_env:
+    given = [args.password_env, args.password_file, args.password_keyring]
+    if not (args.pac_url or args.remote_url) or not args.usuario or not any(given):
         raise UsageError(
             "CONN-CLI-PAC: indique --config, o bien --pac-url (o --remote-url), --usuario y "
-            "--password-env."
+            "la contraseña del PAC con --password-env, --password-file o --password-keyring."
         )
-    password = os.environ.get(args.password_env)
-    if password is None:
-        raise UsageError(f"CONN-CLI-PAC: la variable de entorno {args.password_env} no existe.")
+    password = _cli_password(args)
     timeouts = _timeouts(args.timeout)
     if args.pac_kind == "fel":
         return create_driver(

@@ -94,6 +94,24 @@ def test_nonsense_timeouts_are_usage_errors(
     assert rc == 2 and "CONN-CLI" in text
 
 
+def test_credits_reads_the_pac_password_from_a_file_too(
+    pac: SandboxPac, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """credits (and cancel) took the PAC password only from --password-env."""
+    pw = tmp_path / "pac.pw"
+    pw.write_text("demo\n", encoding="utf-8")
+    base = [
+        "credits", "--pac-url", pac.fel_timbrado_url, "--remote-url", pac.fel_remote_url,
+        "--usuario", "demo", "--cuenta", "DEMO",
+    ]  # fmt: skip
+    rc, text = _run([*base, "--password-file", str(pw)], capsys)
+    assert rc == 0 and "Créditos restantes" in text
+    rc, text = _run([*base, "--password-file", str(tmp_path / "no-hay.pw")], capsys)
+    assert rc == 2 and "CONN-CLI-PAC" in text and "no-hay.pw" in text
+    with pytest.raises(SystemExit):  # one source only
+        _run([*base, "--password-file", str(pw), "--password-env", "QA_PAC_PW"], capsys)
+
+
 def test_pac_commands_bad_inputs(
     pac: SandboxPac, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -106,7 +124,8 @@ def test_pac_commands_bad_inputs(
     rc, text = _run(["credits", *_fel(pac, "QA_WRONG_PW")], capsys)
     assert rc == 1 and "Error" in text and wrong not in text
     rc, text = _run(["credits", *_fel(pac, "QA_NO_SUCH_VARIABLE")], capsys)
-    assert rc == 2 and "CONN-CLI-PAC" in text and "no existe" in text
+    assert rc == 2 and "CONN-CLI-PAC" in text and "QA_NO_SUCH_VARIABLE" in text
+    assert "no está definida" in text
     rc, text = _run(["credits"], capsys)
     assert rc == 2 and "CONN-CLI-PAC" in text
 

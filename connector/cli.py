@@ -388,6 +388,25 @@ def _add_pdf_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_pdf)
 
 
+def _add_table_commands(sub: argparse._SubParsersAction) -> None:
+    """tables-ddl: the default interface tables of a table source (issue 11)."""
+
+    def _tables_ddl(args: argparse.Namespace) -> int:
+        from connector.adapters.table.dialects import ddl_script
+
+        print(ddl_script(args.dialect), end="")
+        return 0
+
+    p = sub.add_parser("tables-ddl", help="imprime el CREATE TABLE de cfdi_factura y cfdi_concepto")
+    p.add_argument(
+        "--dialect",
+        required=True,
+        choices=["postgresql", "mariadb", "mysql", "sqlite", "mssql", "firebird"],
+        help="motor de la base de datos",
+    )
+    p.set_defaults(func=_tables_ddl)
+
+
 def _cmd_pdf(args: argparse.Namespace) -> int:
     from connector.cfdi.pdf import pdf_command
 
@@ -479,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pac_commands(sub)
     _add_daemon_commands(sub)
     _add_pdf_commands(sub)
+    _add_table_commands(sub)
     return parser
 
 

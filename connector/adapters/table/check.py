@@ -1,0 +1,142 @@
+"""``check_table_source``: every problem of a table source's database at once (for
+``check-config``): driver not installed (naming the package to install), connection refused,
+login failed, database, table or column missing, a column of the wrong type."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from connector.cfdi.errors import Problem
+
+from . import odbc
+from .odbc import ConnSpec, TableError
+from .schema import CONCEPTO, FACTURA, Column, Table
+
+# Python types pyodbc gives for each kind (SQLite keeps money and timestamps as TEXT)
+_ACCEPTED: dict[str, tuple[type, ...]] = {
+    "key": (int, Decimal),
+    "ref": (int, Decimal),
+    "int": (int, Decimal),
+    "text": (str,),
+    "clob": (str,),
+    "money": (Decimal, str),
+    "rate": (Decimal, str),
+    "timestamp": (dt.datetime, dt.date, str),
+}
+_WANTED = {
+    "key": "un entero",
+    "ref": "un entero",
+    "int": "un entero",
+    "text": "texto (VARCHAR)",
+    "clob": "texto largo (TEXT/CLOB)",
+    "money": "DECIMAL/NUMERIC (o TEXT en SQLite)",
+    "rate": "DECIMAL/NUMERIC (o TEXT en SQLite)",
+    "timestamp": "fecha y hora (TIMESTAMP/DATETIME)",
+}
+
+
+def _p(code: str, message: str, where: str, path: str = "") -> Problem:
+    return Problem(code, path, message, where)
+
+
+def check_table_source(
+    spec: ConnSpec,
+    *,
+    factura_table: str = FACTURA.name,
+    concepto_table: str = CONCEPTO.name,
+    source: str = "",
+) -> list[Problem]:
+    """Connects (never writes) and lists every problem; [] when the source is usable."""
+    where = source or "fuente de tablas"
+    try:
+        conn, dialect = odbc.connect(spec)
+    except TableError as exc:
+        return [_p(exc.code, exc.message, where)]
+    problems: list[Problem] = []
+    try:
+        for table, name in ((FACTURA, factura_table), (CONCEPTO, concepto_table)):
+            problems += _check_table(conn, dialect, table, name, spec, where)
+    finally:
+        odbc.close_quietly(conn)
+    return problems
+
+
+def _check_table(
+    conn: Any, dialect: Any, table: Table, name: str, spec: ConnSpec, where: str
+) -> list[Problem]:
+    qname = ".".join(dialect.q(part) for part in name.split("."))
+    cur = conn.cursor()
+    try:
+        cur.execute(f"SELECT * FROM {qname} WHERE 1 = 0")
+        described = {d[0].lower(): d for d in cur.description}
+        conn.rollback()
+    except odbc.pyodbc.Error as exc:
+        conn.rollback()
+        err = odbc.classify(exc, spec.password, where=name)
+        if err.code == "CONN-BD-ESQUEMA":
+            return [
+                _p(
+                    "CONN-BD-TABLA",
+                    f"No existe la tabla {name} (o el usuario no puede leerla); créela con "
+                    f"'cfdi-connector tables-ddl --dialect {dialect.name}'.",
+                    f"{where}: {name}",
+                )
+            ]
+        return [_p(err.code, err.message, f"{where}: {name}")]
+    out: list[Problem] = []
+    for col in table.columns:
+        d = described.get(col.name)
+        place = f"{where}: {name}.{col.name}"
+        if d is None:
+            out.append(
+                _p(
+                    "CONN-BD-COLUMNA",
+                    f"Falta la columna {col.name} en la tabla {name} (debe ser "
+                    f"{_WANTED[col.kind]}).",
+                    place,
+                    col.name,
+                )
+            )
+            continue
+        problem = _type_problem(col, d, name, place)
+        if problem is not None:
+            out.append(problem)
+    return out
+
+
+def _type_problem(col: Column, d: Any, table: str, place: str) -> Problem | None:
+    pytype, scale = d[1], d[5]
+    if pytype is float and col.kind in ("money", "rate"):
+        return _p(
+            "CONN-BD-TIPO",
+            f"La columna {table}.{col.name} es de punto flotante (FLOAT/DOUBLE/REAL): los "
+            "importes no se guardan exactos; use DECIMAL(18,6) (o TEXT en SQLite).",
+            place,
+            col.name,
+        )
+    if not issubclass(pytype, _ACCEPTED[col.kind]):
+        return _p(
+            "CONN-BD-TIPO",
+            f"La columna {table}.{col.name} es de tipo {pytype.__name__}; debe ser "
+            f"{_WANTED[col.kind]}.",
+            place,
+            col.name,
+        )
+    if col.kind in ("key", "ref", "int") and pytype is Decimal and scale:
+        return _p(
+            "CONN-BD-TIPO",
+            f"La columna {table}.{col.name} tiene decimales; debe ser un entero.",
+            place,
+            col.name,
+        )
+    if col.kind == "text" and d[3] and 0 < d[3] < col.size:
+        return _p(
+            "CONN-BD-TIPO",
+            f"La columna {table}.{col.name} admite {d[3]} caracteres; se necesitan "
+            f"{col.size}.",
+            place,
+            col.name,
+        )
+    return None

@@ -1,0 +1,507 @@
+"""A table source: claims pending rows of the default interface tables over ODBC, hands each
+invoice as a ``ParsedRecord`` tree to the mapping engine, and writes each outcome back into its
+row. It knows nothing of the journal or the PAC (the pipeline's seam calls it).
+
+Claiming (one winner per row, whatever number of instances): candidates are rows ``PENDIENTE``
+or ``EN_PROCESO`` whose lease expired; each is taken by a guarded ``UPDATE … WHERE id = ? AND
+<still pending or lease expired>`` and counts as ours only when the driver reports one row
+(MariaDB is asked for matched rows, and the claim always changes ``intentos`` too); the claims
+are committed before any work. A row taken again after a lease keeps its ``referencia``, so the
+new holder asks the PAC by that referencia before sending anything.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from connector.adapters.base import Adapter, InvoiceInput, ParsedRecord, problem
+from connector.cfdi.errors import Problem
+
+from . import odbc
+from .dialects import Dialect
+from .odbc import ConnSpec
+from .schema import CONCEPTO, ERROR, FACTURA, IN_PROGRESS, PENDING, STAMPED
+
+if TYPE_CHECKING:
+    from connector.mappers import Mapping
+
+DEFAULT_MAPPING = Path(__file__).resolve().parents[1] / "layouts" / "table_default.mapping.toml"
+MEXICO = ZoneInfo("America/Mexico_City")
+_CHUNK = 500  # ids per IN (...) list (SQL Server allows 2,100 parameters)
+T = TypeVar("T")
+
+_HEADER_COLUMNS = [c.name for c in FACTURA.columns if c.name not in ("xml", "acuse", "uuid")]
+_LINE_COLUMNS = CONCEPTO.names
+
+
+@cache
+def _default_mapping(mtime_ns: int) -> Mapping:
+    from connector.mappers import Mapping
+
+    return Mapping.from_toml(DEFAULT_MAPPING)
+
+
+def default_mapping() -> Mapping:
+    """The shipped mapping of the default tables (``layouts/table_default.mapping.toml``)."""
+    return _default_mapping(DEFAULT_MAPPING.stat().st_mtime_ns)
+
+
+def default_instance() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"[:100]
+
+
+@dataclass
+class Claimed:
+    """One claimed invoice: its row id, the referencia in its row, how many times it has been
+    claimed (``attempt`` > 1: taken again after a lease, ask the PAC first) and its records."""
+
+    id: int
+    referencia: str
+    attempt: int
+    record: ParsedRecord
+
+    @property
+    def problems(self) -> list[Problem]:
+        return self.record.problems
+
+
+@dataclass
+class Outcome:
+    """What is written back into an invoice's row."""
+
+    estado: str  # TIMBRADO | ERROR
+    uuid: str | None = None
+    fecha_timbrado: str | datetime | None = None  # the TFD's FechaTimbrado
+    xml: bytes | str | None = None
+    acuse: bytes | str | None = None
+    error_codigo: str | None = None
+    error_mensaje: str | None = None
+
+    @classmethod
+    def stamped(
+        cls, uuid: str, fecha_timbrado: str | datetime, xml: bytes | str, acuse: bytes | str | None
+    ) -> Outcome:
+        return cls(STAMPED, uuid, fecha_timbrado, xml, acuse)
+
+    @classmethod
+    def error(cls, problems: Sequence[Problem]) -> Outcome:
+        codes = ", ".join(dict.fromkeys(p.code for p in problems))
+        text = " | ".join(
+            f"{p.code}: {p.message}" + (f" ({p.location})" if p.location else "") for p in problems
+        )
+        return cls(ERROR, error_codigo=codes, error_mensaje=text)
+
+
+class _TableAdapter(Adapter):
+    """The mapping step of folder adapters, reused for rows (``parse`` is not used)."""
+
+    name = "table"
+
+    def parse(self, data: bytes, filename: str) -> Iterator[ParsedRecord]:  # pragma: no cover
+        raise NotImplementedError("table sources hand records, not bytes")
+
+    def default_mapping(self) -> Mapping | None:
+        return default_mapping()
+
+
+@dataclass
+class TableSource:
+    """The default tables ``cfdi_factura``/``cfdi_concepto`` (names configurable, e.g.
+    ``dbo.cfdi_factura``) of one database. ``emisor`` gives the EMISOR record the default
+    mapping reads: Rfc, Nombre, RegimenFiscal, LugarExpedicion."""
+
+    spec: ConnSpec
+    emisor: dict[str, str] = field(default_factory=dict)
+    factura_table: str = FACTURA.name
+    concepto_table: str = CONCEPTO.name
+    skip_locked: bool | None = None  # None: where the engine is known to have it (PostgreSQL)
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(MEXICO), repr=False)
+    _conn: Any = field(default=None, init=False, repr=False)
+    _dialect: Dialect | None = field(default=None, init=False, repr=False)
+    _fresh: bool = field(default=False, init=False, repr=False)
+
+    # --- connection -----------------------------------------------------------------------------
+
+    @property
+    def dialect(self) -> Dialect:
+        if self._dialect is None:
+            self._connection()
+        assert self._dialect is not None
+        return self._dialect
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            self._conn, self._dialect = odbc.connect(self.spec)
+            self._fresh = True
+        return self._conn
+
+    def close(self) -> None:
+        odbc.close_quietly(self._conn)
+        self._conn = None
+
+    def _run(self, work: Callable[[Any], T], where: str, *, retry: bool = True) -> T:
+        """``work(cursor)`` in one transaction (committed by ``work``): rolled back on any
+        error; a connection-class error drops the connection (a killed connection still says
+        it is open) and, when the connection was an old one and ``retry``, the unit of work
+        runs once more on a new connection (it changed nothing: it was rolled back)."""
+        conn = self._connection()
+        was_fresh, self._fresh = self._fresh, False
+        try:
+            return work(conn.cursor())
+        except odbc.pyodbc.Error as exc:
+            err = odbc.classify(exc, self.spec.password, where=where)
+            if err.code == "CONN-BD-CONEXION":
+                self.close()
+                if retry and not was_fresh:
+                    return self._run(work, where, retry=False)
+            else:
+                try:
+                    conn.rollback()
+                except odbc.pyodbc.Error:
+                    self.close()
+            raise err from None
+
+    def _t(self, name: str) -> str:
+        return ".".join(self.dialect.q(part) for part in name.split("."))
+
+    # --- claiming -------------------------------------------------------------------------------
+
+    def claim_batch(self, limit: int, lease_seconds: int, instance: str) -> list[Claimed]:
+        """Up to ``limit`` invoices now ours (committed before any work), with their lines.
+
+        ``TableError`` (``transient``: pause this source and try again later) when the database
+        fails; rows claimed in a failed attempt were rolled back or are claimed with a lease.
+        """
+        d = self.dialect
+        skip = self.skip_locked if self.skip_locked is not None else d.name == "postgresql"
+        skip = skip and d.supports_skip_locked
+        fac = self._t(self.factura_table)
+        claimable = (
+            f"({d.q('estado')} = '{PENDING}' OR ({d.q('estado')} = '{IN_PROGRESS}' "
+            f"AND {d.q('reclamado_hasta')} < {d.now_utc()}))"
+        )
+        select = d.select_candidates(
+            fac, [d.q("id")], claimable, d.q("id"), limit, skip
+        )
+        sets = ", ".join(
+            [
+                f"{d.q('estado')} = '{IN_PROGRESS}'",
+                f"{d.q('referencia')} = COALESCE({d.q('referencia')}, ?)",
+                f"{d.q('fecha')} = COALESCE({d.q('fecha')}, ?)",
+                f"{d.q('reclamado_por')} = ?",
+                f"{d.q('reclamado_hasta')} = {d.now_plus(lease_seconds)}",
+                f"{d.q('intentos')} = COALESCE({d.q('intentos')}, 0) + 1",
+                f"{d.q('actualizado_en')} = {d.now_utc()}",
+            ]
+        )
+        update = f"UPDATE {fac} SET {sets} WHERE {d.q('id')} = ? AND {claimable}"
+        now = d.timestamp_param(self.now().replace(tzinfo=None))
+
+        def claim(cur: Any) -> list[int]:
+            ids = [int(r[0]) for r in cur.execute(select).fetchall()]
+            if not skip:
+                cur.connection.commit()  # no read snapshot held into the writes (SQLite)
+            won = []
+            for row_id in ids:
+                cur.execute(update, f"F{row_id}-{secrets.token_hex(6)}", now, instance, row_id)
+                if cur.rowcount == 1:
+                    won.append(row_id)
+            cur.connection.commit()
+            return won
+
+        won = self._run(claim, "reclamar filas")
+        return self.read(won) if won else []
+
+    def read(self, ids: Sequence[int]) -> list[Claimed]:
+        """The invoices of rows ``ids`` (headers, then all their lines in one query per chunk)
+        as record trees; each bad value is a coded problem on its invoice."""
+        out: list[Claimed] = []
+        for start in range(0, len(ids), _CHUNK):
+            chunk = list(ids[start : start + _CHUNK])
+            heads = self._fetch(self.factura_table, _HEADER_COLUMNS, "id", chunk)
+            lines = self._fetch(self.concepto_table, _LINE_COLUMNS, "factura_id", chunk)
+            for row_id in chunk:
+                head = heads.get(row_id)
+                if head is None:
+                    continue  # gone (deleted by the ERP) between claim and read
+                out.append(self._claimed(row_id, head, lines.get(row_id, [])))
+        return out
+
+    def _fetch(
+        self, table: str, columns: list[str], key: str, ids: list[int]
+    ) -> dict[int, list[Any]]:
+        """rows of ``table`` whose ``key`` is in ``ids`` → {id: [row dict | UnicodeError]}."""
+        d = self.dialect
+        cols = ", ".join(d.q(c) for c in columns)
+        order = f"{d.q(key)}" + (f", {d.q('linea')}" if key == "factura_id" else "")
+
+        def query(cur: Any, subset: list[int]) -> list[dict[str, Any]]:
+            marks = ", ".join("?" for _ in subset)
+            cur.execute(
+                f"SELECT {cols} FROM {self._t(table)} WHERE {d.q(key)} IN ({marks}) ORDER BY {order}",
+                *subset,
+            )
+            names = [c[0].lower() for c in cur.description]
+            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+        def work(cur: Any) -> dict[int, list[Any]]:
+            found: dict[int, list[Any]] = {}
+            try:
+                rows = query(cur, ids)
+            except UnicodeError:  # some row's text is not in the configured encoding
+                rows = []
+                for one in ids:  # find which: one id at a time
+                    try:
+                        rows.extend(query(cur, [one]))
+                    except UnicodeError as exc:
+                        found.setdefault(one, []).append(exc)
+            for r in rows:
+                found.setdefault(int(r[key]), []).append(r)
+            cur.connection.commit()
+            return found
+
+        return self._run(work, f"leer {table}")
+
+    def _claimed(self, row_id: int, heads: list[Any], lines: list[Any]) -> Claimed:
+        fac, con = self.factura_table, self.concepto_table
+        head = heads[0]
+        root = ParsedRecord("FACTURA", {}, row_id, fac)
+        if isinstance(head, UnicodeError):
+            root.problems.append(_decode_problem(head, f"{fac}:{row_id}", self.spec.encoding))
+            return Claimed(row_id, "", 0, root)
+        root.fields = _fields(head, FACTURA, f"{fac}:{row_id}", root.problems)
+        root.add(ParsedRecord("EMISOR", dict(self.emisor), row_id, "configuración de la fuente"))
+        where = f"{con}(factura_id={row_id})"
+        for n, line in enumerate(lines, 1):
+            if isinstance(line, UnicodeError):
+                root.problems.append(_decode_problem(line, where, self.spec.encoding))
+                continue
+            rec = ParsedRecord("CONCEPTO", {}, int(line.get("linea") or n), where)
+            rec.fields = _fields(line, CONCEPTO, rec.location, root.problems)
+            rec.fields["iva_factor"] = (
+                "Tasa"
+                if rec.fields.get("iva_tasa")
+                else "Exento"
+                if rec.fields.get("objeto_imp") == "02"
+                else ""
+            )
+            root.add(rec)
+        if not lines:
+            root.problems.append(
+                problem(
+                    "CONN-BD-SIN-CONCEPTOS",
+                    f"La factura no tiene líneas en {con} (factura_id = {row_id}); el ERP debe "
+                    "escribir las líneas antes de poner estado = 'PENDIENTE'.",
+                    f"{fac}:{row_id}",
+                )
+            )
+        return Claimed(row_id, str(head.get("referencia") or ""), int(head.get("intentos") or 0), root)
+
+    def load(self, claimed: Sequence[Claimed], mapping: Mapping | None = None) -> list[InvoiceInput]:
+        """Each claimed invoice mapped (``mapping``: the shipped default when None), in order;
+        a value the row already reported (NULL, float…) is not reported again by the mapping."""
+        inputs = list(_TableAdapter()._map_records(iter([c.record for c in claimed]), mapping))
+        for inp, c in zip(inputs, claimed, strict=True):
+            seen = {p.location for p in c.problems}
+            inp.problems = c.problems + [
+                p for p in inp.problems[len(c.problems) :] if p.location not in seen
+            ]
+        return inputs
+
+    def renew(self, ids: Sequence[int], lease_seconds: int, instance: str) -> int:
+        """Extend the lease of rows this instance still holds (long PAC outages)."""
+        d = self.dialect
+        sql = (
+            f"UPDATE {self._t(self.factura_table)} SET {d.q('reclamado_hasta')} = "
+            f"{d.now_plus(lease_seconds)} WHERE {d.q('id')} = ? AND {d.q('estado')} = "
+            f"'{IN_PROGRESS}' AND {d.q('reclamado_por')} = ?"
+        )
+        return self._each(sql, [(i, instance) for i in ids], "renovar reclamos")
+
+    # --- writing back ---------------------------------------------------------------------------
+
+    def write_back(self, row_id: int, outcome: Outcome) -> bool:
+        """Write an outcome into its row (after the journal recorded it). Idempotent: the same
+        outcome twice leaves the same values. A ``TIMBRADO`` row is never turned into ``ERROR``
+        nor given another UUID: then nothing is written and the answer is False."""
+        d = self.dialect
+        values = {
+            "estado": outcome.estado,
+            "uuid": outcome.uuid,
+            "fecha_timbrado": _timestamp(outcome.fecha_timbrado, d),
+            "xml": _text(outcome.xml),
+            "acuse": _text(outcome.acuse),
+            "error_codigo": _cut(outcome.error_codigo, FACTURA.column("error_codigo").size),
+            "error_mensaje": _cut(outcome.error_mensaje, FACTURA.column("error_mensaje").size),
+        }
+        sets = ", ".join(f"{d.q(k)} = ?" for k in values)
+        sets += f", {d.q('reclamado_hasta')} = NULL, {d.q('actualizado_en')} = {d.now_utc()}"
+        guard = f"({d.q('estado')} IS NULL OR {d.q('estado')} <> '{STAMPED}'"
+        params: list[Any] = [*values.values(), row_id]
+        if outcome.estado == STAMPED:
+            guard += f" OR {d.q('uuid')} IS NULL OR {d.q('uuid')} = ?"
+            params.append(outcome.uuid)
+        sql = f"UPDATE {self._t(self.factura_table)} SET {sets} WHERE {d.q('id')} = ? AND {guard})"
+        return self._each(sql, [tuple(params)], "escribir el resultado") == 1
+
+    def release(self, ids: Sequence[int], instance: str) -> int:
+        """Give back rows this instance claimed and did not start (shutdown): PENDIENTE."""
+        d = self.dialect
+        sql = (
+            f"UPDATE {self._t(self.factura_table)} SET {d.q('estado')} = '{PENDING}', "
+            f"{d.q('reclamado_por')} = NULL, {d.q('reclamado_hasta')} = NULL, "
+            f"{d.q('actualizado_en')} = {d.now_utc()} WHERE {d.q('id')} = ? AND "
+            f"{d.q('estado')} = '{IN_PROGRESS}' AND {d.q('reclamado_por')} = ?"
+        )
+        return self._each(sql, [(i, instance) for i in ids], "liberar filas")
+
+    def reset(self, row_id: int) -> bool:
+        """Replay: an ``ERROR`` row back to ``PENDIENTE`` (its referencia stays, so a send
+        that may have reached the PAC is recovered, never stamped twice)."""
+        d = self.dialect
+        sql = (
+            f"UPDATE {self._t(self.factura_table)} SET {d.q('estado')} = '{PENDING}', "
+            f"{d.q('error_codigo')} = NULL, {d.q('error_mensaje')} = NULL, "
+            f"{d.q('reclamado_por')} = NULL, {d.q('reclamado_hasta')} = NULL, "
+            f"{d.q('actualizado_en')} = {d.now_utc()} "
+            f"WHERE {d.q('id')} = ? AND {d.q('estado')} = '{ERROR}'"
+        )
+        return self._each(sql, [(row_id,)], "reiniciar la fila") == 1
+
+    def orphan_lines(self, limit: int = 100) -> list[Problem]:
+        """Lines whose ``factura_id`` has no header row (``CONN-BD-LINEA-HUERFANA``): they can
+        hold no error columns of their own, so they are reported (``status``/``check-config``)."""
+        d = self.dialect
+        con, fac = self._t(self.concepto_table), self._t(self.factura_table)
+        sql = d.select_candidates(
+            f"{con} c",
+            [f"DISTINCT c.{d.q('factura_id')}"],
+            f"NOT EXISTS (SELECT 1 FROM {fac} f WHERE f.{d.q('id')} = c.{d.q('factura_id')})",
+            f"c.{d.q('factura_id')}",
+            limit,
+            False,
+        )
+
+        def work(cur: Any) -> list[int]:
+            ids = [int(r[0]) for r in cur.execute(sql).fetchall()]
+            cur.connection.commit()
+            return ids
+
+        return [
+            problem(
+                "CONN-BD-LINEA-HUERFANA",
+                f"Hay líneas en {self.concepto_table} con factura_id = {i} pero no existe esa "
+                f"factura en {self.factura_table}; no se procesan.",
+                f"{self.concepto_table}(factura_id={i})",
+            )
+            for i in self._run(work, "buscar líneas sin factura")
+        ]
+
+    def _each(self, sql: str, rows: list[tuple[Any, ...]], where: str) -> int:
+        def work(cur: Any) -> int:
+            n = 0
+            for params in rows:
+                cur.execute(sql, *params)
+                n += max(cur.rowcount, 0)
+            cur.connection.commit()
+            return n
+
+        return self._run(work, where)
+
+
+# --- values -------------------------------------------------------------------------------------
+
+
+def _fields(
+    row: dict[str, Any], table: Any, location: str, problems: list[Problem]
+) -> dict[str, str]:
+    """A row's values as the text the mapping reads; NULL required values, floats and binary
+    values become coded problems at ``table:id:column``."""
+    known = {c.name: c for c in table.columns}
+    out: dict[str, str] = {}
+    for name, value in row.items():
+        col = known.get(name)
+        where = f"{location}:{name}"
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if col is not None and col.required:
+                problems.append(
+                    problem(
+                        "CONN-BD-NULO",
+                        f"La columna {name} está vacía (NULL) y la factura la necesita.",
+                        where,
+                    )
+                )
+            continue
+        if isinstance(value, float):
+            problems.append(
+                problem(
+                    "CONN-BD-FLOTANTE",
+                    f"La columna {name} trae un número de punto flotante ({value!r}); los "
+                    "importes y cantidades deben guardarse como DECIMAL/NUMERIC (o texto en "
+                    "SQLite) para leerse exactos.",
+                    where,
+                )
+            )
+            continue
+        if isinstance(value, bytes | bytearray | memoryview):
+            problems.append(
+                problem(
+                    "CONN-BD-TIPO",
+                    f"La columna {name} es binaria; se esperaba texto, número o fecha.",
+                    where,
+                )
+            )
+            continue
+        out[name] = _as_text(value, col.kind if col is not None else "")
+    return out
+
+
+def _as_text(value: Any, kind: str) -> str:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.replace(microsecond=0, tzinfo=None).isoformat()
+    if isinstance(value, date):
+        return f"{value.isoformat()}T00:00:00"
+    text = str(value)
+    if kind == "timestamp" and len(text) >= 19 and text[10] == " ":
+        return f"{text[:10]}T{text[11:19]}"  # SQLite's 'YYYY-MM-DD HH:MM:SS[.fff]'
+    return text
+
+
+def _decode_problem(exc: UnicodeError, where: str, encoding: str | None) -> Problem:
+    enc = encoding or "la del controlador (UTF-8/UTF-16)"
+    return problem(
+        "CONN-BD-CODIFICACION",
+        f"La fila tiene texto que no se puede leer con la codificación {enc}: {exc}. "
+        "Revise la codificación (encoding) configurada para la fuente.",
+        where,
+    )
+
+
+def _timestamp(value: str | datetime | None, d: Dialect) -> datetime | str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return d.timestamp_param(value.replace(tzinfo=None))
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _cut(text: str | None, size: int) -> str | None:
+    if text is None or len(text) <= size:
+        return text
+    return text[: size - 1] + "…"

@@ -154,6 +154,9 @@ class SourceConfig(_Cfg):
     adapter: str
     options: dict[str, Any] = Field(default_factory=dict)
     mapping: Path | None = None
+    # model path -> value for a field the ERP leaves empty (``{ Exportacion = "01" }``); the
+    # only defaults besides the mapping file's own: the shipped mappings give none
+    defaults: dict[str, str] = Field(default_factory=dict)
     emisor: str
     mode: Literal["stamp", "remote"] = "stamp"
     pac: str
@@ -832,6 +835,8 @@ def _check_source_files(cfg: Config, rep: _Reporter) -> None:
                 )
         if s.mapping is not None:
             _check_mapping(s.mapping, f"{kp}.mapping", rep)
+        if s.defaults and s.adapter is not None:
+            _check_source_defaults(s, kp, rep)
         if s.adapter is not None:
             _check_adapter_options(s, f"{kp}.options", rep)
         layout = s.options.get("layout")
@@ -1021,6 +1026,55 @@ def load_csd(e: EmisorConfig, password: str | None = None) -> Any:
             f"El CSD {e.cer.name} es del RFC {csd.rfc}, no del emisor {e.rfc}.",
         )
     return csd
+
+
+def source_mapping(s: SourceConfig) -> Any:
+    """The ``Mapping`` a source uses: its mapping file, else (only when it has ``defaults``)
+    its adapter's default mapping, with the source's ``defaults`` applied; None to let the
+    adapter use its own default mapping. ``MappingError`` (or the adapter's error) when they
+    cannot be used."""
+    from connector.mappers import Mapping, MappingError
+
+    mapping = Mapping.from_toml(s.mapping) if s.mapping is not None else None
+    if not s.defaults:
+        return mapping
+    if mapping is None:
+        from connector.adapters.base import get_adapter
+
+        mapping = get_adapter(s.adapter, **s.options).default_mapping()
+    if mapping is None:
+        raise MappingError(
+            [
+                Problem(
+                    "CONN-MAPPING",
+                    "defaults",
+                    f"El adaptador {s.adapter!r} no usa un mapeo: defaults no se puede aplicar.",
+                )
+            ]
+        )
+    return mapping.with_defaults(s.defaults)
+
+
+def source_defaults(s: SourceConfig) -> dict[str, str]:
+    """Every value a source's fields take when the ERP leaves them empty (its ``defaults`` and
+    its mapping file's), for check-config to show; {} when the mapping cannot be loaded."""
+    try:
+        mapping = source_mapping(s)
+    except Exception:  # reported by check_config
+        return {}
+    return mapping.defaults() if mapping is not None else {}
+
+
+def _check_source_defaults(s: SourceConfig, kp: str, rep: _Reporter) -> None:
+    if s.mapping is not None and not s.mapping.is_file():
+        return  # reported with the mapping
+    try:
+        source_mapping(s)
+    except Exception as exc:
+        problems = getattr(exc, "problems", None) or []
+        for p in problems:
+            if p.path.startswith("defaults"):  # the mapping file's own: _check_mapping
+                rep.add("CONN-CFG-VALOR", f"{kp}.{p.path}", p.message)
 
 
 def _check_mapping(mapping: Path, kp: str, rep: _Reporter) -> None:

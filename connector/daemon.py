@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from connector.config import Config, check_config, csd_expiry_problems
+from connector.config import Config, check_config, csd_expiry_problems, source_defaults
 
 _SECRET_WORDS = ("password", "contrasena", "contraseña", "secret", "token")
 
@@ -197,6 +197,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"Configuración correcta: {len(cfg.sources)} fuente(s), {len(cfg.emisores)} emisor(es), "
         f"{len(cfg.pacs)} PAC(s)."
     )
+    for s in cfg.sources:  # the values the connector puts in fields the ERP leaves empty
+        defaults = source_defaults(s)
+        if defaults:
+            shown = ", ".join(f"{k} = {v!r}" for k, v in defaults.items())
+            print(f"Fuente {s.name!r}: un campo vacío toma su valor por omisión: {shown}.")
     return 0
 
 

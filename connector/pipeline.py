@@ -32,7 +32,15 @@ from typing import Any
 import structlog
 
 from connector.cfdi.errors import CfdiError, Problem
-from connector.config import Config, EmisorConfig, PacConfig, SourceConfig, load_csd, read_secret
+from connector.config import (
+    Config,
+    EmisorConfig,
+    PacConfig,
+    SourceConfig,
+    load_csd,
+    read_secret,
+    source_mapping,
+)
 from connector.journal import (
     ACUSE_MISSING,
     COMMITTED_STATES,
@@ -254,15 +262,11 @@ class Pipeline:
                 except Exception as exc:
                     problems.append(_as_problem(exc, f"emisores.{emisor.rfc}", "CONN-CFG-CSD"))
                     continue
-            mapping = None
-            if s.mapping is not None:
-                try:
-                    from connector.mappers import Mapping
-
-                    mapping = Mapping.from_toml(s.mapping)
-                except Exception as exc:
-                    problems.append(_as_problem(exc, f"sources.{s.name}.mapping", "CONN-CFG-MAPEO"))
-                    continue
+            try:
+                mapping = source_mapping(s)
+            except Exception as exc:
+                problems.append(_as_problem(exc, f"sources.{s.name}.mapping", "CONN-CFG-MAPEO"))
+                continue
             if s.pac not in self.pacs:
                 continue
             assert s.work is not None

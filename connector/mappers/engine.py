@@ -16,7 +16,7 @@ import tomllib
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -389,6 +389,27 @@ class _Compiler:
         return node
 
 
+def _with_default(spec: NodeSpec, parts: list[str], value: str) -> NodeSpec | None:
+    """``spec`` with the leaf at ``parts`` defaulting to ``value`` (only the nodes on the path
+    are copied), or None when the mapping has no such leaf."""
+    name, rest = parts[0], parts[1:]
+    if not rest:
+        leaf = spec.leaves.get(name)
+        if leaf is None:
+            return None
+        kind, fs = leaf
+        return replace(spec, leaves={**spec.leaves, name: (kind, replace(fs, default=value))})
+    if name in spec.nodes:
+        sub = _with_default(spec.nodes[name], rest, value)
+        return None if sub is None else replace(spec, nodes={**spec.nodes, name: sub})
+    subs = spec.lists.get(name) or []
+    news = [_with_default(sub, rest, value) for sub in subs]
+    if all(n is None for n in news):
+        return None
+    items = [new or old for new, old in zip(news, subs, strict=True)]
+    return replace(spec, lists={**spec.lists, name: items})
+
+
 # --- evaluation ---------------------------------------------------------------------------------
 
 
@@ -562,6 +583,55 @@ class Mapping:
         if comp.errors:
             raise MappingError(comp.errors)
         return cls(root, comp.lookups, name=name, decimal_comma=decimal_comma, source=source)
+
+    # defaults
+    def defaults(self) -> dict[str, str]:
+        """Model path (``Exportacion``, ``Receptor.UsoCFDI``, ``Conceptos.ObjetoImp``) → the
+        value a field takes when the source leaves it empty."""
+        out: dict[str, str] = {}
+
+        def walk(spec: NodeSpec, prefix: str) -> None:
+            for name, (_, fs) in spec.leaves.items():
+                if fs.default is not None:
+                    out[prefix + name] = fs.default
+            for name, sub in spec.nodes.items():
+                walk(sub, f"{prefix}{name}.")
+            for name, subs in spec.lists.items():
+                for sub in subs:
+                    walk(sub, f"{prefix}{name}.")
+
+        walk(self._root, "")
+        return out
+
+    def with_defaults(self, defaults: dict[str, str], *, place: str = "defaults") -> Mapping:
+        """A copy of this mapping where the fields named in ``defaults`` (model paths, as
+        ``defaults()`` gives them) take that value when the source leaves them empty;
+        ``MappingError`` listing every path the mapping does not read."""
+        root = self._root
+        problems: list[Problem] = []
+        for path, value in defaults.items():
+            new = _with_default(root, path.split("."), value)
+            if new is None:
+                problems.append(
+                    Problem(
+                        "CONN-MAPPING",
+                        f"{place}.{path}",
+                        f"El mapeo {self.name} no lee ningún campo {path!r}: un valor por "
+                        "omisión solo se da a un campo que el mapeo llena desde el archivo "
+                        "(atributos del SAT, p. ej. Exportacion o Receptor.UsoCFDI).",
+                    )
+                )
+            else:
+                root = new
+        if problems:
+            raise MappingError(problems)
+        return Mapping(
+            root,
+            self._lookups,
+            name=self.name,
+            decimal_comma=self.decimal_comma,
+            source=self.source,
+        )
 
     # mapping
     def map(self, record: ParsedRecord) -> tuple[Comprobante | None, list[Problem]]:

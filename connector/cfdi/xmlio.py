@@ -1202,6 +1202,7 @@ _UNKNOWN_COMPLEMENT = "No matching global element declaration available, but dem
 _BIG_CATALOGS = ("c_ClaveProdServ", "c_CodigoPostal", "c_ClaveUnidad")
 _XS = "{http://www.w3.org/2001/XMLSchema}"
 _NS_CP31 = "http://www.sat.gob.mx/CartaPorte31"
+_CCE20 = "{http://www.sat.gob.mx/ComercioExterior20}"
 _CAT_CFDI = SAT_DIR / "cfd" / "catalogos" / "catCFDI.xsd"
 _catalog_values: dict[str, frozenset[str]] = {}
 _schema: etree.XMLSchema | None = None
@@ -1303,19 +1304,22 @@ def _catalog_problems(root: etree._Element, lines: bool) -> list[Problem]:
     for comp in root.iterchildren(_C + "Complemento"):
         for m in comp.iter("{" + _NS_CP31 + "}Mercancia"):
             check(m, "ClaveUnidad", "c_ClaveUnidad")
+        for d in comp.iterfind(f"{_CCE20}ComercioExterior/{_CCE20}Emisor/{_CCE20}Domicilio"):
+            check(d, "CodigoPostal", "c_CodigoPostal")
     return problems
 
 
 def validate_xsd(
     xml: bytes | etree._Element | etree._ElementTree, *, lines: bool = True
 ) -> list[Problem]:
-    """Validate against SAT's CFDI 4.0 XSD (with TFD 1.1, Pagos 2.0, Carta Porte 3.1).
+    """Validate against SAT's CFDI 4.0 XSD (with TFD 1.1, Pagos 2.0, Carta Porte 3.1,
+    Comercio Exterior 2.0 and Nómina 1.2).
 
     Returns one ``Problem`` (code ``CONN-XSD``) per schema error and attribute, with its model
     path and a Spanish message naming the field, SAT's limit and the value cut short
     (``xsd_messages``), and the line in the document unless ``lines`` is false; bytes
     that are not XML give the parsing problem instead. A complement whose XSD is not shipped
-    (only TFD 1.1, Pagos 2.0 and Carta Porte 3.1 are) gives a ``CONN-XSD-COMPLEMENTO`` warning.
+    gives a ``CONN-XSD-COMPLEMENTO`` warning.
     """
     if isinstance(xml, bytes | bytearray | memoryview):
         try:

@@ -18,6 +18,7 @@ Codes that are not in SAT's matrix:
 The Pagos 2.0 complement's rules (SAT's ``CRP20xxx`` codes, a few ``CONN-PAGOS-xxx``) are in
 ``rules_pagos``, run by ``validate`` as one more rule.
 
+Which of SAT's codes are checked here and which are left to the PAC: ``docs/sat-rules.md``.
 Not implemented here: rules that need SAT's online lists (l_LCO, RFC names and addresses:
 CFDI40138/39, 40143-45, 40147/48, 40187, 40189 for RFCs other than EXT990101NI1, 40190, 40192,
 CFDI140224/25), columns of SAT's Excel catalogs we do not ship (c_Pais NumRegIdTrib formats

@@ -319,7 +319,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
     cfg = _load(Path(args.config))
     if cfg is None:
         return 2
-    configure_logging("warning", "console")
+    d = cfg.daemon
+    if d.log_file is not None:  # the same log as the daemon's: what was stamped, and when
+        configure_logging(d.log_level, d.log_format, d.log_file)
+    else:
+        configure_logging("warning", "console")
     file = Path(args.file)
     if not file.is_file():
         print(f"CONN-ARCHIVO El archivo {file} no existe.")

@@ -160,3 +160,23 @@ def test_unusable_journal_is_a_coded_error_not_a_traceback(
     assert main(["status", "--config", str(workspace)]) == 2
     assert main(["replay", "--config", str(workspace), "--all-failed"]) == 2
     assert capsys.readouterr().out.count("CONN-DIARIO") == 2
+
+
+def test_submit_writes_the_configured_log_file(
+    workspace: Path, sandbox, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    """submit ignored [daemon] log_file: what it stamped was in no log."""
+    import structlog
+
+    given = tmp_path / "uno.dat"
+    given.write_bytes(dat_file("G", [1]))
+    try:
+        assert main(["submit", str(given), "--config", str(workspace)]) == 0
+    finally:
+        structlog.reset_defaults()
+    capsys.readouterr()
+    log_file = workspace.parent / "var" / "connector.log"  # log_file of the configuration
+    events = [json.loads(x) for x in log_file.read_text(encoding="utf-8").splitlines()]
+    stamped = [e for e in events if e["event"] == "stamped"]
+    assert [e["invoice"] for e in stamped] == ["G1"] and stamped[0]["uuid"]
+

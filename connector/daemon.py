@@ -512,6 +512,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 move_file(final, dest)
                 _marker_back(src, final, dest)
                 j.file_replayed(rec.id, str(dest))
+                _retire_reports(src, final)
             print(f"{'[simulación] ' if dry else ''}{final} → {dest}")
             if partner is not None:  # the other file of the pair goes back with it,
                 assert pair is not None  # under the name that matches the first one's
@@ -525,6 +526,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     finally:
         j.close()
     return 0
+
+
+def _retire_reports(src: Any, final: Path) -> None:
+    """The error files of a replayed file go to ``replayed/`` beside them (in failed/ and in
+    the errors folder): what is left there is what still fails; a new failure writes anew."""
+    from connector.sinks import free_name, move_file
+
+    for folder in dict.fromkeys(f for f in (final.parent, src.output.errors) if f is not None):
+        for suffix in (".error.txt", ".error.json"):
+            report = folder / f"{final.name}{suffix}"
+            if report.is_file():
+                moved = move_file(report, free_name(folder / "replayed", report.name))
+                print(f"  {report} → {moved}")
 
 
 # --- status -----------------------------------------------------------------------------------

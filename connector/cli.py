@@ -299,6 +299,12 @@ def _add_pac_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rfc-receptor", required=True)
     p.add_argument("--total", required=True, help="total del CFDI")
     p.add_argument("--acuse", metavar="FILE", help="guarda aquí el acuse de cancelación")
+    p.add_argument(
+        "--rfc-emisor", help="RFC del emisor, para consultar el SAT (si no lo da --config/--cer)"
+    )
+    p.add_argument(
+        "--sat-url", help="servicio de consulta del SAT (por omisión, el de la configuración)"
+    )
     g = p.add_argument_group("CSD del emisor (FEL Timbrado, sin Conexión Remota)")
     g.add_argument("--cer", help="certificado del CSD (.cer)")
     g.add_argument("--key", help="llave privada del CSD (.key)")

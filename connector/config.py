@@ -32,6 +32,7 @@ from connector.cfdi.errors import Problem
 
 DEFAULT_FILENAME_PATTERN = "{serie}{folio}_{uuid}"
 PAC_KINDS = ("fel", "finkok")
+SAT_STATUS_URL = "https://consultaqr.facturaelectronica.sat.gob.mx/ConsultaCFDIService.svc"
 
 
 class _Cfg(BaseModel):
@@ -58,6 +59,8 @@ class DaemonSettings(_Cfg):
     log_format: Literal["json", "console"] = "json"
     log_file: Path | None = None
     journal_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    # SAT's CFDI status service (ConsultaCFDIService), asked after a cancellation request
+    sat_status_url: str = SAT_STATUS_URL
 
 
 class PdfStyleConfig(_Cfg):

@@ -585,31 +585,53 @@ def record_cancellation(
     folio_sustitucion: str | None,
     *,
     code: str | None,
-    estatus: str | None,
     acuse: bytes | None,
+    outcome: Any,
     out: TextIO | None = None,
 ) -> int:
-    """After the PAC accepted a cancellation: the journal first, then the PDF with the
-    CANCELADO mark in place of the delivered one and the acuse de cancelación. Safe to repeat
-    (a second run rewrites the same files). Exit code: 0 recorded, 1 a file could not be
-    written (the cancellation is recorded: run it again)."""
-    from connector.journal import State
+    """After the PAC accepted a cancellation request: the journal first (the request and
+    where it stands, ``outcome``: ``connector.pac.cancellation.CancelOutcome``; a cancellation
+    only when it took effect), then, only when SAT says Cancelado, the PDF with the CANCELADO
+    mark in place of the delivered one and the acuse de cancelación. Safe to repeat (a second
+    run updates the request and rewrites the same files). Exit code: 0 recorded, 1 a file
+    could not be written (the cancellation is recorded: run it again)."""
+    from connector.journal import CancelState, State
     from connector.pipeline import deliver_cancellation
 
     out = out or sys.stdout
     j = _open_journal(cfg)
     if j is None:
         return 1
+    cancelled = outcome.state is CancelState.CANCELLED
     try:
-        j.mark_cancelled(uuid, motivo, folio_sustitucion, code=code, estatus=estatus, acuse=acuse)
+        j.record_cancel_request(
+            uuid,
+            motivo,
+            folio_sustitucion,
+            state=outcome.state,
+            code=code,
+            es_cancelable=outcome.es_cancelable,
+            estatus_cancelacion=outcome.estatus_cancelacion,
+            acuse=acuse,
+        )
+        if cancelled:
+            estatus = outcome.estatus_cancelacion or outcome.es_cancelable
+            j.mark_cancelled(uuid, motivo, folio_sustitucion, code=code, estatus=estatus,
+                             acuse=acuse)  # fmt: skip
         e = j.find_uuid(uuid)
     finally:
         j.close()
+    what = "Cancelación" if cancelled else "Solicitud de cancelación"
     if e is None:
-        print(f"Cancelación registrada en el diario; el UUID {uuid} no lo timbró este "
-              "conector: no hay PDF que marcar.", file=out)  # fmt: skip
+        print(f"{what} registrada en el diario; el UUID {uuid} no lo timbró este conector: no "
+              "hay PDF que marcar.", file=out)  # fmt: skip
         return 0
-    print(f"Cancelación de {e.label} registrada en el diario {cfg.daemon.journal}.", file=out)
+    print(f"{what} de {e.label} registrada en el diario {cfg.daemon.journal} "
+          f"({outcome.state}).", file=out)  # fmt: skip
+    if not outcome.sat_cancelled:
+        print(f"El PDF de {e.label} no lleva la marca CANCELADO: el SAT no lo muestra "
+              "Cancelado.", file=out)  # fmt: skip
+        return 0
     if e.state not in (State.STAMPED, State.DELIVERED) or e.stamped_xml is None:
         return 0
     try:
@@ -631,6 +653,13 @@ def record_cancellation(
     return 0
 
 
+_CANCEL_REQUEST_ES = {  # cancellation requests not (yet) cancelled: never counted as such
+    "solicitada": "cancelaciones solicitadas",  # the PAC took them, SAT's answer unknown
+    "en_proceso": "cancelaciones en proceso",  # waiting for the receptor's acceptance
+    "rechazada": "cancelaciones rechazadas",  # the receptor said no: still vigente
+}
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     cfg = _load(Path(args.config), deep=False)
     if cfg is None:
@@ -648,6 +677,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         counts = j.counts()
         cancelled = j.cancelled_count()
+        cancel_requests = j.cancel_request_counts()
         files = j.file_counts()
         failures = j.recent_failures(args.limit)
     finally:
@@ -665,6 +695,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 {
                     "invoices": counts,
                     "cancelled": cancelled,
+                    "cancel_requests": cancel_requests,
                     "files": files,
                     "daemon": daemon_doc,
                     "csd": [
@@ -694,6 +725,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     for state, n in counts.items():
         print(f"  {_STATE_ES.get(state, state):28} {n}")
     print(f"  {'canceladas (de las entregadas)':28} {cancelled}")
+    pending = {k: n for k, n in cancel_requests.items() if k != "cancelada"}
+    for state, n in sorted(pending.items()):
+        label = _CANCEL_REQUEST_ES.get(state, state)
+        print(f"  {label:28} {n}")
     print("Archivos:")
     for state, n in files.items():
         print(f"  {_FILE_STATE_ES.get(state, state):28} {n}")

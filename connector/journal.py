@@ -16,9 +16,13 @@ The ``files`` table follows each claimed input file to exactly one final place (
 failed), and ``file_items`` links each file to the invoices it carried (or to the problems of
 records that never became an invoice).
 
-The ``cancellations`` table records each cancellation the PAC accepted (``cancel --config``),
-before the PDF with the CANCELADO mark and the acuse are written; the invoice stays
-``delivered``. A ``failed`` row that carries a UUID was stamped but the PAC's reply failed our
+The ``cancellations`` table records each cancellation that took effect (SAT says
+``Cancelado``, or the PAC cancelled it without the receptor's acceptance), before the PDF with
+the CANCELADO mark and the acuse are written; the invoice stays ``delivered``. The
+``cancel_requests`` table records every request the PAC accepted with where it stands at SAT
+(``CancelState``): a CFDI "Cancelable con aceptación" is only ``en_proceso`` after the PAC's
+201, until the receptor accepts, rejects or lets the deadline pass; it is not cancelled (nor
+counted as such) meanwhile. A ``failed`` row that carries a UUID was stamped but the PAC's reply failed our
 checks (CONN-PAC-XML): the UUID exists at SAT, so it is never restarted, reset or re-sent.
 
 A row that was ever sent (``attempts`` > 0) may be stamped at the PAC even when it ended
@@ -169,6 +173,45 @@ class Cancellation:
 _CANCEL_COLS = "uuid, invoice_id, motivo, folio_sustitucion, code, estatus, acuse, at"
 
 
+class CancelState(StrEnum):
+    """Where a cancellation request stands at SAT (``cancel_requests``)."""
+
+    REQUESTED = "solicitada"  # the PAC accepted the request; SAT's answer not known yet
+    IN_PROCESS = "en_proceso"  # "Cancelable con aceptación": the receptor has not answered
+    REJECTED = "rechazada"  # the receptor said no: still vigente, a new request is allowed
+    CANCELLED = "cancelada"  # SAT (or the PAC, sin aceptación) says cancelled
+
+
+@dataclass
+class CancelRequest:
+    """A cancellation request the PAC accepted and what SAT last said of it; only a
+    ``CANCELLED`` one also has a ``Cancellation`` (and counts as cancelled)."""
+
+    uuid: str
+    invoice_id: int | None
+    motivo: str
+    folio_sustitucion: str | None
+    code: str | None
+    state: CancelState
+    es_cancelable: str | None
+    estatus_cancelacion: str | None
+    acuse: bytes | None
+    requested_at: float
+    updated_at: float
+
+
+_REQUEST_COLS = (
+    "uuid, invoice_id, motivo, folio_sustitucion, code, state, es_cancelable, "
+    "estatus_cancelacion, acuse, requested_at, updated_at"
+)
+
+
+def _request(row: tuple[Any, ...]) -> CancelRequest:
+    values = list(row)
+    values[5] = CancelState(values[5])
+    return CancelRequest(*values)
+
+
 @dataclass
 class Failure:
     """One line of ``status``'s recent failures (``Journal.recent_failures``)."""
@@ -278,6 +321,19 @@ CREATE TABLE IF NOT EXISTS cancellations (
     estatus TEXT,
     acuse BLOB,
     at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cancel_requests (
+    uuid TEXT PRIMARY KEY,
+    invoice_id INTEGER,
+    motivo TEXT NOT NULL,
+    folio_sustitucion TEXT,
+    code TEXT,
+    state TEXT NOT NULL,
+    es_cancelable TEXT,
+    estatus_cancelacion TEXT,
+    acuse BLOB,
+    requested_at REAL NOT NULL,
+    updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS invoices_uuid ON invoices(uuid);
 CREATE TABLE IF NOT EXISTS failure_notes (
@@ -1048,6 +1104,64 @@ class Journal:
                 f"SELECT {_CANCEL_COLS} FROM cancellations WHERE uuid=?", (uuid,)
             ).fetchone()
         return Cancellation(*row)
+
+    def record_cancel_request(
+        self,
+        uuid: str,
+        motivo: str,
+        folio_sustitucion: str | None = None,
+        *,
+        state: CancelState,
+        code: str | None = None,
+        es_cancelable: str | None = None,
+        estatus_cancelacion: str | None = None,
+        acuse: bytes | None = None,
+    ) -> CancelRequest:
+        """A request the PAC accepted, with what SAT says of it now (a later call updates
+        the state and SAT's words; the first request time and a known acuse are kept)."""
+        uuid = uuid.upper()
+        now = time.time()
+        with self._tx() as db:
+            found = db.execute(
+                "SELECT id FROM invoices WHERE uuid IN (?,?) ORDER BY id LIMIT 1",
+                (uuid, uuid.lower()),
+            ).fetchone()
+            db.execute(
+                f"INSERT INTO cancel_requests ({_REQUEST_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(uuid) DO UPDATE SET motivo=excluded.motivo, "
+                "folio_sustitucion=excluded.folio_sustitucion, code=excluded.code, "
+                "state=excluded.state, es_cancelable=excluded.es_cancelable, "
+                "estatus_cancelacion=excluded.estatus_cancelacion, "
+                "acuse=COALESCE(excluded.acuse, acuse), updated_at=excluded.updated_at",
+                (uuid, found[0] if found else None, motivo, folio_sustitucion, code, state,
+                 es_cancelable, estatus_cancelacion, acuse, now, now),
+            )  # fmt: skip
+            if found is not None:
+                db.execute(
+                    "INSERT INTO events (invoice_id, at, from_state, to_state, detail) "
+                    "VALUES (?,?,?,?,?)",
+                    (found[0], now, None, f"cancelacion_{state}", f"motivo {motivo}"),
+                )
+            row = db.execute(
+                f"SELECT {_REQUEST_COLS} FROM cancel_requests WHERE uuid=?", (uuid,)
+            ).fetchone()
+        return _request(row)
+
+    def cancel_request(self, uuid: str) -> CancelRequest | None:
+        """The last cancellation request of ``uuid`` (any letter case), or None."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_REQUEST_COLS} FROM cancel_requests WHERE uuid=?", (uuid.upper(),)
+            ).fetchone()
+        return _request(row) if row else None
+
+    def cancel_request_counts(self) -> dict[str, int]:
+        """Cancellation requests per state (``CancelState`` values)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT state, COUNT(*) FROM cancel_requests GROUP BY state"
+            ).fetchall()
+        return {str(state): n for state, n in rows}
 
     def cancellation(self, uuid: str) -> Cancellation | None:
         """The recorded cancellation of ``uuid`` (any letter case), or None."""

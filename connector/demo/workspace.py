@@ -41,7 +41,12 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def build_workspace(
-    base: Path, *, timbrado_url: str, remote_url: str, sat_cert_der: bytes | None = None
+    base: Path,
+    *,
+    timbrado_url: str,
+    remote_url: str,
+    sat_cert_der: bytes | None = None,
+    sat_status_url: str | None = None,
 ) -> Path:
     """Folders, CSD, secrets, mappings and ``connector.toml`` under ``base``; returns the config.
     ``sat_cert_der``: the sandbox's certificate, so every stamp's SelloSAT is verified."""
@@ -109,6 +114,7 @@ poll_seconds = 1.0
 log_level = "info"
 log_format = "json"
 log_file = "var/connector.log"
+{f"sat_status_url = {_toml_str(sat_status_url)}   # el SAT del sandbox" if sat_status_url else ""}
 
 [[emisores]]
 rfc = "{DEMO_RFC}"
@@ -158,6 +164,7 @@ def run_demo(base: Path, *, keep_running: bool = False, out: Any = None) -> int:
             timbrado_url=sandbox.fel_timbrado_url,
             remote_url=sandbox.fel_remote_url,
             sat_cert_der=sandbox.certificate_der,
+            sat_status_url=sandbox.sat_status_url,
         )
         from connector.config import check_config
 

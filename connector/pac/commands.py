@@ -48,19 +48,26 @@ def _cli_password(args: argparse.Namespace) -> str:
         raise UsageError(f"CONN-CLI-PAC: {getattr(exc, 'message', None) or exc}") from None
 
 
+def _config(args: argparse.Namespace) -> Any:
+    """The configuration of ``--config`` (``UsageError`` with every problem)."""
+    from connector.config import ConfigError, load_config
+
+    try:
+        return load_config(args.config)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"CONN-CFG: no se puede leer {args.config}: {exc}") from None
+
+
 def _driver(args: argparse.Namespace, **cancel_csd: Any) -> PacDriver:
     """The PAC of the command line; ``cancel_csd`` adds the emisor's CSD (FEL Timbrado)."""
     from . import create_driver
 
     if args.config:
-        from connector.config import ConfigError, load_config, read_secret
+        from connector.config import read_secret
 
-        try:
-            cfg = load_config(args.config)
-        except ConfigError as exc:
-            raise UsageError(str(exc)) from None
-        except OSError as exc:
-            raise UsageError(f"CONN-CFG: no se puede leer {args.config}: {exc}") from None
+        cfg = _config(args)
         if not cfg.pacs:
             raise UsageError("CONN-CFG: la configuración no define ningún [[pacs]].")
         if args.pac:
@@ -194,46 +201,100 @@ def _cancel_csd(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cancel(args: argparse.Namespace) -> int:
+    """Send the request, then ask SAT what it amounts to (cancelled, waiting for the receptor,
+    rejected: ``connector.pac.cancellation``); with ``--config`` the journal records it and
+    the PDF gets the CANCELADO mark only when SAT says Cancelado."""
+    from .cancellation import classify
+
     total = _total(args.total)
     if args.motivo not in ("01", "02", "03", "04"):
         raise UsageError("CONN-CLI: el motivo debe ser 01, 02, 03 o 04.")
-    with _driver(args, **_cancel_csd(args)) as d:
+    cfg = _config(args) if args.config else None
+    csd = _cancel_csd(args)
+    with _driver(args, **csd) as d:
         r = d.cancel(args.uuid, args.motivo, args.folio_sustitucion, args.rfc_receptor, total)
         acuse = r.acuse
-        if r.accepted and args.config and not acuse:
-            try:  # the acuse de cancelación goes beside the invoice's outputs
+        if r.accepted and cfg is not None and not acuse:
+            try:  # the acuse goes into the journal (and beside the outputs once cancelled)
                 acuse = d.acuse_cancelacion(r.uuid)
             except PacError as exc:
                 print(f"Acuse de cancelación no disponible aún ({exc.code}).", file=sys.stderr)
-    print(f"UUID {r.uuid}: {r.estatus or 'solicitud aceptada'} (código {r.code or '-'})")
+    said = ", ".join(x for x in (r.es_cancelable, r.estatus, r.message) if x)
+    print(f"UUID {r.uuid}: el PAC aceptó la solicitud (código {r.code or '-'}"
+          f"{f'; {said}' if said else ''}).")  # fmt: skip
+    sat, why = _sat_after_cancel(args, cfg, csd, r.uuid, total)
+    outcome = classify(r, sat, why)
+    print(outcome.message)
     rc = 0
-    if r.accepted and args.config:  # journal first, then the PDF with the mark and the acuse
-        from connector.config import load_config
+    if cfg is not None:  # journal first, then the PDF with the mark and the acuse
         from connector.daemon import record_cancellation
 
         rc = record_cancellation(
-            load_config(args.config),
-            r.uuid,
-            args.motivo,
-            args.folio_sustitucion,
-            code=r.code,
-            estatus=r.estatus,
-            acuse=acuse,
-        )
-    if r.acuse and args.acuse:
+            cfg, r.uuid, args.motivo, args.folio_sustitucion, code=r.code, acuse=acuse,
+            outcome=outcome,
+        )  # fmt: skip
+    if acuse and args.acuse:
         from pathlib import Path
 
         try:
-            Path(args.acuse).write_bytes(r.acuse)
+            Path(args.acuse).write_bytes(acuse)
         except OSError as exc:
             print(
                 f"CONN-FILE {args.acuse}: no se pudo guardar el acuse ({exc.strerror}); la "
-                "cancelación sí se hizo: pida el acuse de nuevo al PAC.",
+                "solicitud sí se hizo: pida el acuse de nuevo al PAC.",
                 file=sys.stderr,
             )
             return 1
         print(f"Acuse guardado en {args.acuse}")
     return rc
+
+
+def _sat_after_cancel(
+    args: argparse.Namespace, cfg: Any, csd: dict[str, Any], uuid: str, total: Decimal
+) -> tuple[Any, str | None]:
+    """SAT's status of ``uuid`` right after the request, or (None, why it is missing)."""
+    from .sat_status import SAT_URL, SatStatusClient
+
+    rfc = _emisor_rfc(args, cfg, csd, uuid)
+    if rfc is None:
+        return None, (
+            "no se consultó al SAT porque no se sabe el RFC del emisor (indique --rfc-emisor "
+            "o --config)"
+        )
+    url = args.sat_url or (cfg.daemon.sat_status_url if cfg is not None else SAT_URL)
+    client = SatStatusClient(url, timeouts=_timeouts(args.timeout))
+    try:
+        st = client.consulta(uuid, rfc, args.rfc_receptor, total)
+    except PacError as exc:
+        return None, f"el SAT no respondió a la consulta ({exc.code}: {exc.message})"
+    finally:
+        client.close()
+    if not st.found:
+        return None, f"el SAT no encontró el CFDI ({st.codigo_estatus or st.estado or '-'})"
+    return st, None
+
+
+def _emisor_rfc(args: argparse.Namespace, cfg: Any, csd: dict[str, Any], uuid: str) -> str | None:
+    """The emisor's RFC for SAT's query: given, the CSD's, the journal's or the only emisor."""
+    if getattr(args, "rfc_emisor", None):
+        return str(args.rfc_emisor).upper()
+    if csd.get("cancel_rfc"):
+        return str(csd["cancel_rfc"])
+    if cfg is None:
+        return None
+    if cfg.daemon.journal.exists():
+        import sqlite3
+
+        from connector.journal import Journal
+
+        try:
+            with Journal(cfg.daemon.journal) as j:
+                e = j.find_uuid(uuid)
+        except (sqlite3.Error, OSError):
+            e = None
+        if e is not None:
+            return str(e.emisor_rfc)
+    return cfg.emisores[0].rfc if len(cfg.emisores) == 1 else None
 
 
 def _sat_status(args: argparse.Namespace) -> int:

@@ -398,12 +398,14 @@ class FelDriver(SoapPacDriver):
         es_cancelable: str | None,
         acuse: Any,
     ) -> CancelResult:
-        """201 accepted, 202 already cancelled (asking again is harmless): both are success."""
+        """201 request accepted, 202 already cancelled (asking again is harmless): both are
+        success. A 201 is not "cancelled": for a CFDI "Cancelable con aceptación" it only files
+        the request (see ``connector.pac.cancellation``), so no estatus is claimed for it."""
         if code in ("201", "202"):
             return CancelResult(
                 uuid=uuid.upper(),
                 accepted=True,
-                estatus="Cancelado" if code == "201" else "Previamente cancelado",
+                estatus=None if code == "201" else "Previamente cancelado",
                 es_cancelable=es_cancelable or None,
                 acuse=to_bytes(acuse) if acuse else None,
                 code=code,

@@ -15,11 +15,13 @@ from xml.sax.saxutils import escape
 
 import requests
 
+from connector.config import SAT_STATUS_URL
+
 from .base import SoapService, Timeouts, garbled, make_session, reader
 from .errors import PacInvalid
 
 WSDL_SAT = "sat_ConsultaCFDIService.offline.RECONSTRUCTED.wsdl"
-SAT_URL = "https://consultaqr.facturaelectronica.sat.gob.mx/ConsultaCFDIService.svc"
+SAT_URL = SAT_STATUS_URL  # the one address, also the configuration's default
 _UUID = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
 _RFC = re.compile(r"^[A-ZÑ&]{3,4}[0-9]{6}[A-Z0-9]{3}$")
 

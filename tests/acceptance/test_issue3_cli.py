@@ -183,6 +183,7 @@ def test_cancel_through_fel_timbrado_with_the_emisor_csd(
     total = str(invoice("CLICAN1").Total)
     timbrado = ["--pac-url", pac.fel_timbrado_url, "--usuario", "demo", "--password-env", "QA_PAC_PW"]  # fmt: skip
     cancel = ["cancel", res.uuid, "--motivo", "02", "--rfc-receptor", RECEPTOR, "--total", total]
+    cancel += ["--sat-url", pac.sat_status_url]  # SAT's status, asked after the request
 
     rc, text = _run([*cancel, *timbrado], capsys)
     assert rc == 1 and "CONN-PAC-NO-SOPORTADO" in text  # no CSD, no Conexión Remota
@@ -201,6 +202,7 @@ def test_cancel_through_fel_timbrado_with_the_emisor_csd(
     assert rc == 1 and "CONN-FILE" in text and "sí se hizo" in text  # was a traceback
     rc, text = _run([*cancel, *timbrado, *csd_args()], capsys)
     assert rc == 0 and "202" in text  # already cancelled: harmless to ask again
+    assert "El SAT lo muestra Cancelado" in text
     assert CSD_PASSWORD not in text
     sat = ["--re", "EKU9003173C9", "--rr", RECEPTOR, "--tt", total, "--sat-url", pac.sat_status_url]
     rc, text = _run(["sat-status", res.uuid, *sat], capsys)

@@ -51,6 +51,7 @@ def write_config(
     extra_sources: str = "",
     retry_wait: float = 0.2,
     sat_cert_der: bytes | None = None,
+    sat_status_url: str = "",
 ) -> Path:
     """A complete workspace under ``base`` (folders, password files, config) for the sandbox."""
     for d in ("inbox", "out/xml", "out/pdf", "out/acuse", "out/errors", "archive", "failed", "var"):
@@ -69,6 +70,7 @@ poll_seconds = {poll}
 log_format = "json"
 log_file = "var/connector.log"
 journal_synchronous = "NORMAL"
+{f'sat_status_url = "{sat_status_url}"' if sat_status_url else ""}
 
 [[emisores]]
 rfc = "{RFC}"
@@ -153,6 +155,7 @@ def workspace(tmp_path: Path, sandbox: object) -> Path:
         timbrado_url=sandbox.fel_timbrado_url,  # type: ignore[attr-defined]
         remote_url=sandbox.fel_remote_url,  # type: ignore[attr-defined]
         sat_cert_der=sandbox.certificate_der,  # type: ignore[attr-defined]
+        sat_status_url=sandbox.sat_status_url,  # type: ignore[attr-defined]
     )
 
 

@@ -115,3 +115,92 @@ def test_a_redelivery_after_the_cancellation_keeps_the_mark(workspace: Path, san
     finally:
         pipe.close()
     assert "CANCELADO" in _text(ws / "out" / "pdf" / f"{xml.stem}.pdf")
+
+
+def test_cancel_of_a_cfdi_cancelable_con_aceptacion_is_a_request_until_sat_says_cancelado(
+    workspace: Path, sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 13, first fix: the PAC's 201 for a CFDI "Cancelable con aceptación" only files
+    the request. SAT shows Vigente / En proceso: the journal has a request, not a
+    cancellation; no CANCELADO mark; `status` does not count it; the user is told the receptor
+    must accept. When the receptor accepts, the same command finds SAT's Cancelado and marks
+    the PDF. End to end over HTTP: the sandbox PAC and its SAT status service."""
+    ws = workspace.parent
+    (ws / "inbox" / "ventas.dat").write_bytes(dat_file("Q", [1]))
+    pipe = start_pipeline(workspace)
+    try:
+        assert pipe.run_until_idle(60)
+    finally:
+        pipe.close()
+    (xml,) = _files(ws / "out" / "xml")
+    root = etree.fromstring(xml.read_bytes())
+    uuid = root.find(".//tfd:TimbreFiscalDigital", NS).get("UUID")
+    rr = root.find("cfdi:Receptor", NS).get("Rfc")
+    pdf = ws / "out" / "pdf" / f"{xml.stem}.pdf"
+    sandbox.engine.con_aceptacion.add(uuid)  # the sandbox's documented test knob
+    cancel = ["cancel", uuid, "--motivo", "02", "--rfc-receptor", rr, "--total", root.get("Total")]
+    capsys.readouterr()
+
+    assert main([*cancel, "--config", str(workspace)]) == 0
+    said = capsys.readouterr().out
+    assert "solicitud enviada, en espera de aceptación del receptor" in said
+    assert "En proceso" in said and "tres días hábiles" in said
+    assert "PDF con la marca CANCELADO" not in said
+    assert "CANCELADO" not in _text(pdf)
+    assert not list((ws / "out" / "acuse").glob("*_cancelacion.xml"))
+    with Journal(ws / "var" / "journal.sqlite") as j:
+        assert j.cancellation(uuid) is None and j.cancelled_count() == 0
+        request = j.cancel_request(uuid)
+        assert request is not None and request.state == "en_proceso" and request.motivo == "02"
+        assert request.estatus_cancelacion == "En proceso"
+        assert request.es_cancelable == "Cancelable con aceptación"
+    assert main(["status", "--config", str(workspace), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["cancelled"] == 0 and doc["cancel_requests"] == {"en_proceso": 1}
+    assert main(["status", "--config", str(workspace)]) == 0
+    text = capsys.readouterr().out
+    assert "cancelaciones en proceso" in text
+
+    # the receptor accepts: SAT says "Cancelado con aceptación"; asking again records it
+    sandbox.engine.answer_cancellation(uuid, "aceptada")
+    assert main([*cancel, "--config", str(workspace)]) == 0
+    said = capsys.readouterr().out
+    assert "cancelado. El SAT lo muestra Cancelado (Cancelado con aceptación)" in said
+    assert "PDF con la marca CANCELADO" in said and "CANCELADO" in _text(pdf)
+    with Journal(ws / "var" / "journal.sqlite") as j:
+        assert j.cancellation(uuid) is not None and j.cancelled_count() == 1
+        assert j.cancel_request(uuid).state == "cancelada"
+    assert main(["status", "--config", str(workspace), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["cancelled"] == 1 and doc["cancel_requests"] == {"cancelada": 1}
+
+
+def test_a_rejected_request_is_reported_and_the_cfdi_stays_vigente(
+    workspace: Path, sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = workspace.parent
+    (ws / "inbox" / "ventas.dat").write_bytes(dat_file("W", [1]))
+    pipe = start_pipeline(workspace)
+    try:
+        assert pipe.run_until_idle(60)
+    finally:
+        pipe.close()
+    (xml,) = _files(ws / "out" / "xml")
+    root = etree.fromstring(xml.read_bytes())
+    uuid = root.find(".//tfd:TimbreFiscalDigital", NS).get("UUID")
+    rr = root.find("cfdi:Receptor", NS).get("Rfc")
+    sandbox.engine.con_aceptacion.add(rr)  # every CFDI of this receptor needs its acceptance
+    cancel = ["cancel", uuid, "--motivo", "03", "--rfc-receptor", rr, "--total", root.get("Total")]
+    assert main([*cancel, "--config", str(workspace)]) == 0
+    sandbox.engine.answer_cancellation(uuid, "rechazada")
+    sat = ["--re", root.find("cfdi:Emisor", NS).get("Rfc"), "--rr", rr, "--tt", root.get("Total")]
+    capsys.readouterr()
+    assert main(["sat-status", uuid, *sat, "--sat-url", sandbox.sat_status_url]) == 0
+    out = capsys.readouterr().out
+    assert "Estado: Vigente" in out and "Estatus de cancelación: Solicitud rechazada" in out
+    # a new request after the rejection: filed again, in process again, never "cancelled"
+    assert main([*cancel, "--config", str(workspace)]) == 0
+    assert "en espera de aceptación del receptor" in capsys.readouterr().out
+    with Journal(ws / "var" / "journal.sqlite") as j:
+        assert j.cancellation(uuid) is None and j.cancel_request(uuid).state == "en_proceso"
+    assert "CANCELADO" not in _text(ws / "out" / "pdf" / f"{xml.stem}.pdf")

@@ -203,7 +203,7 @@ def fel_cancelar(engine: PacEngine, req: Any) -> Reply:
         detalles.append(
             {
                 "CodigoResultado": o.code,
-                "EsCancelable": "Cancelable sin aceptación" if o.ok else None,
+                "EsCancelable": engine.es_cancelable(o.record) if o.ok and o.record else None,
                 "MensajeResultado": o.message,
                 "UUID": item.get("UUID"),
             }
@@ -342,7 +342,7 @@ def cr_cancelar(engine: PacEngine, req: Any) -> Reply:
             acuse = o.record.acuse_cancelacion
         detalles.append(
             {
-                "EsCancelable": "Cancelable sin aceptación" if o.ok else None,
+                "EsCancelable": engine.es_cancelable(o.record) if o.ok and o.record else None,
                 "MensajeError": None if o.ok else o.message,
                 "RespuestaServicio": o.code,
                 "UUID": item.get("UUID"),
@@ -454,7 +454,11 @@ def finkok_cancel(engine: PacEngine, req: Any) -> Reply:
             {
                 "UUID": item.get("UUID"),
                 "EstatusUUID": o.code,
-                "EstatusCancelacion": "Cancelado sin aceptación" if o.ok else o.message,
+                "EstatusCancelacion": (
+                    (engine.store.cancel_estatus(o.record.uuid) or "Cancelado sin aceptación")
+                    if o.ok and o.record
+                    else o.message
+                ),
             }
         )
     body = {

@@ -24,6 +24,13 @@ CRP20… a Pagos 2.0 document that breaks SAT's Pagos 2.0 rules (``rules_pagos``
 Cancellation codes (SAT's): 201 accepted, 202 previously cancelled, 205 UUID unknown to this
 account, 312 motivo not in 01–04, 313 motivo 01 without a FolioSustitucion.
 
+Test knob ``engine.con_aceptacion`` (a set of UUIDs and/or receptor RFCs): those CFDIs are
+"Cancelable con aceptación". A request for one is answered 201 like any other, but SAT's status
+then says ``Vigente`` / ``En proceso`` until ``engine.answer_cancellation(uuid, answer)`` plays
+the receptor: ``"aceptada"`` (``Cancelado con aceptación``), ``"plazo_vencido"`` (``Plazo
+vencido``, cancelled) or ``"rechazada"`` (``Solicitud rechazada``, still vigente; a new request
+is allowed). Every other CFDI is "Cancelable sin aceptación": cancelled at once.
+
 Fecha (and the 72-hour window, with 2 minutes of tolerance for the future) is read against the
 machine's local clock: the sandbox runs beside the connector, so both share one clock. A Fecha
 ahead of that clock is still accepted while it is not in the future in Mexico's easternmost
@@ -59,6 +66,7 @@ from connector.cfdi.model import NS_CFDI, NS_PAGO20, NS_TFD, NS_XSI
 
 from .store import (
     STATUS_CANCELADO,
+    STATUS_EN_PROCESO,
     STATUS_VIGENTE,
     AccountState,
     SandboxStore,
@@ -70,6 +78,7 @@ if TYPE_CHECKING:
     from connector.cfdi.csd import Csd
 
 RFC_PROV_CERTIF = "SPR190613I52"
+CON_ACEPTACION = "Cancelable con aceptación"
 HOURS_72 = timedelta(hours=72)
 FUTURE_TOLERANCE = timedelta(minutes=2)
 _VALIDITY_CODES = frozenset({"CONN-CSD-EXPIRED", "CONN-CSD-NOT-YET-VALID"})
@@ -337,8 +346,29 @@ class PacEngine:
         self.rfc_prov_certif = rfc_prov_certif
         self.accounts: dict[str, SandboxAccount] = {}
         self._stamp_lock = threading.Lock()
+        # test knob: UUIDs or receptor RFCs whose CFDIs are "Cancelable con aceptación"
+        self.con_aceptacion: set[str] = set()
         for account in accounts:
             self.add_account(account)
+
+    def es_cancelable(self, record: StampRecord) -> str:
+        """SAT's EsCancelable of a vigente CFDI (see the ``con_aceptacion`` knob)."""
+        knob = {x.upper() for x in self.con_aceptacion}
+        if record.uuid.upper() in knob or record.rfc_receptor.upper() in knob:
+            return CON_ACEPTACION
+        return "Cancelable sin aceptación"
+
+    def answer_cancellation(self, uuid: str, answer: str) -> None:
+        """Play the receptor of a request in process: aceptada, rechazada or plazo_vencido."""
+        outcomes = {
+            "aceptada": (STATUS_CANCELADO, "Cancelado con aceptación"),
+            "plazo_vencido": (STATUS_CANCELADO, "Plazo vencido"),
+            "rechazada": (STATUS_VIGENTE, "Solicitud rechazada"),
+        }
+        found = self.store.get(uuid)
+        if found is None or found.status != STATUS_EN_PROCESO or answer not in outcomes:
+            raise ValueError(f"no hay una solicitud en proceso para {uuid} o {answer!r} no vale")
+        self.store.answer_cancellation(found.uuid, *outcomes[answer])
 
     def add_account(self, account: SandboxAccount) -> None:
         self.accounts[account.usuario] = account
@@ -621,6 +651,25 @@ class PacEngine:
         else:
             folio_sustitucion = None
         when = now_local().isoformat(timespec="seconds")
+        if self.es_cancelable(found) == CON_ACEPTACION:
+            if found.status == STATUS_EN_PROCESO:  # asked again while the receptor decides
+                return Outcome(True, "201", "Solicitud de cancelación en proceso", record=found)
+            acuse = acuse_cancelacion(found, motivo, folio_sustitucion, when, "En proceso")
+            self.store.mark_cancelled(
+                found.uuid,
+                motivo,
+                folio_sustitucion,
+                acuse,
+                when,
+                status=STATUS_EN_PROCESO,
+                estatus="En proceso",
+            )
+            return Outcome(
+                True,
+                "201",
+                "Solicitud de cancelación recibida; en espera de la aceptación del receptor",
+                record=self.store.get(found.uuid),
+            )
         acuse = acuse_cancelacion(found, motivo, folio_sustitucion, when)
         self.store.mark_cancelled(found.uuid, motivo, folio_sustitucion, acuse, when)
         return Outcome(
@@ -647,11 +696,12 @@ class PacEngine:
                 "ValidacionEFOS": "",
             }
         cancelled = found.status == STATUS_CANCELADO
+        estatus = self.store.cancel_estatus(found.uuid)
         return {
             "CodigoEstatus": "S - Comprobante obtenido satisfactoriamente.",
-            "EsCancelable": "No cancelable" if cancelled else "Cancelable sin aceptación",
+            "EsCancelable": "No cancelable" if cancelled else self.es_cancelable(found),
             "Estado": "Cancelado" if cancelled else "Vigente",
-            "EstatusCancelacion": "Cancelado sin aceptación" if cancelled else "",
+            "EstatusCancelacion": estatus or ("Cancelado sin aceptación" if cancelled else ""),
             "ValidacionEFOS": "200",
         }
 
@@ -696,7 +746,11 @@ def _with_acuse_envio(record: StampRecord, tfd: Any) -> StampRecord:
 
 
 def acuse_cancelacion(
-    record: StampRecord, motivo: str, folio_sustitucion: str | None, when: str
+    record: StampRecord,
+    motivo: str,
+    folio_sustitucion: str | None,
+    when: str,
+    estatus: str = "Cancelado sin aceptación",
 ) -> bytes:
     root = etree.Element("{" + NS_CANCELACION + "}Acuse", nsmap={None: NS_CANCELACION})
     root.set("Fecha", when)
@@ -709,7 +763,5 @@ def acuse_cancelacion(
         etree.SubElement(
             folios, "{" + NS_CANCELACION + "}FolioSustitucion"
         ).text = folio_sustitucion
-    etree.SubElement(
-        folios, "{" + NS_CANCELACION + "}EstatusCancelacion"
-    ).text = "Cancelado sin aceptación"
+    etree.SubElement(folios, "{" + NS_CANCELACION + "}EstatusCancelacion").text = estatus
     return _serialize(root)

@@ -44,6 +44,10 @@ CREATE TABLE IF NOT EXISTS stamps (
     source            TEXT NOT NULL DEFAULT 'stamp'
 );
 CREATE INDEX IF NOT EXISTS stamps_referencia ON stamps(account, referencia);
+CREATE TABLE IF NOT EXISTS cancel_status (
+    uuid    TEXT PRIMARY KEY,
+    estatus TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS requests (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     at         TEXT NOT NULL,
@@ -59,6 +63,7 @@ CREATE TABLE IF NOT EXISTS requests (
 
 STATUS_VIGENTE = "vigente"
 STATUS_CANCELADO = "cancelado"
+STATUS_EN_PROCESO = "en_proceso"  # "Cancelable con aceptación": waiting for the receptor
 
 
 def sello_digest(sello: str) -> str:
@@ -241,14 +246,46 @@ class SandboxStore:
         )
 
     def mark_cancelled(
-        self, uuid: str, motivo: str, folio_sustitucion: str | None, acuse: bytes, when: str
+        self,
+        uuid: str,
+        motivo: str,
+        folio_sustitucion: str | None,
+        acuse: bytes,
+        when: str,
+        *,
+        status: str = STATUS_CANCELADO,
+        estatus: str = "Cancelado sin aceptación",
     ) -> None:
+        """A cancellation request: cancelled at once, or ``STATUS_EN_PROCESO`` (``estatus``
+        "En proceso") while the receptor has not answered."""
         with self.lock:
             self._db.execute(
                 "UPDATE stamps SET status=?, motivo=?, folio_sustitucion=?, acuse_cancelacion=?, "
                 "fecha_cancelacion=? WHERE uuid=?",
-                (STATUS_CANCELADO, motivo, folio_sustitucion, acuse, when, uuid.upper()),
+                (status, motivo, folio_sustitucion, acuse, when, uuid.upper()),
             )
+            self._set_estatus(uuid, estatus)
+
+    def answer_cancellation(self, uuid: str, status: str, estatus: str) -> None:
+        """The receptor's answer to a request in process (or the deadline passing)."""
+        with self.lock:
+            self._db.execute("UPDATE stamps SET status=? WHERE uuid=?", (status, uuid.upper()))
+            self._set_estatus(uuid, estatus)
+
+    def _set_estatus(self, uuid: str, estatus: str) -> None:
+        self._db.execute(
+            "INSERT INTO cancel_status (uuid, estatus) VALUES (?,?) "
+            "ON CONFLICT(uuid) DO UPDATE SET estatus=excluded.estatus",
+            (uuid.upper(), estatus),
+        )
+
+    def cancel_estatus(self, uuid: str) -> str | None:
+        """SAT's EstatusCancelacion of ``uuid`` (None: never asked to cancel)."""
+        with self.lock:
+            row = self._db.execute(
+                "SELECT estatus FROM cancel_status WHERE uuid=?", (uuid.upper(),)
+            ).fetchone()
+        return row[0] if row else None
 
     def stamps(self, account: str | None = None) -> list[StampRecord]:
         with self.lock:

@@ -379,3 +379,28 @@ def test_cp1252_text_is_read_and_written_right_with_an_ansi_driver(_databases) -
     assert got[2].problems == [] and got[2].record.fields["receptor_nombre"] == "PUBLICO EN GENERAL"
     wrong.close()
     uni.close()
+
+
+def test_an_update_that_changes_nothing_still_counts_its_row(db: Db) -> None:
+    """MariaDB reports changed rows unless the client asks for matched rows (OPTION bit 2,
+    added by the source): an idempotent write-back or release must still see its row."""
+    conn = db.connect()
+    insert_invoice(conn, db, 1)
+    src = db.source()
+    cur = src._connection().cursor()
+    cur.execute("UPDATE cfdi_factura SET estado = estado WHERE id = 1")
+    assert cur.rowcount == 1
+    src._conn.rollback()
+    src.close()
+
+
+def test_renew_extends_only_the_holders_lease(db: Db) -> None:
+    conn = db.connect()
+    insert_invoice(conn, db, 1)
+    a, b = db.source(), db.source()
+    a.claim_batch(5, 2, "a")
+    assert b.renew([1], 600, "b") == 0  # not b's row
+    assert a.renew([1], 600, "a") == 1
+    time.sleep(3.2)  # past the first lease, within the renewed one
+    assert b.claim_batch(5, 60, "b") == []
+    a.close(), b.close()

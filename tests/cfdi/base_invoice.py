@@ -172,9 +172,12 @@ def pago_data() -> dict[str, Any]:
     return copy.deepcopy(_PAGO)
 
 
-def pago_one_document(importe_dr: str | None = None) -> dict[str, Any]:
+def pago_one_document(
+    importe_dr: str | None = None, importe_p: str | None = None
+) -> dict[str, Any]:
     """A payment of 4 000.00 settling an invoice whose IVA base is 3 448.28 (16 % = 551.72);
-    ``importe_dr`` given as the ERP would (the audit's example: 100.00), else computed."""
+    the document's ``importe_dr`` and the payment's ImpuestosP ``importe_p`` given as the ERP
+    would (the audit's examples: 100.00, 600.00), else computed."""
     data = pago_data()
     pago = data["Pagos"]["Pago"][0]
     pago["Monto"] = "4000.00"
@@ -185,6 +188,10 @@ def pago_one_document(importe_dr: str | None = None) -> dict[str, Any]:
     if importe_dr is not None:
         traslado["ImporteDR"] = importe_dr
     del pago["DoctoRelacionado"][1]
+    if importe_p is not None:
+        traslado_p = {"BaseP": "3448.28", "ImpuestoP": "002", "TipoFactorP": "Tasa"}
+        traslado_p.update(TasaOCuotaP="0.160000", ImporteP=importe_p)
+        pago["ImpuestosP"] = {"TrasladosP": [traslado_p]}
     return data
 
 

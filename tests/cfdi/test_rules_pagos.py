@@ -25,6 +25,7 @@ from .base_invoice import (
     pago_one_document,
     pago_usd_data,
 )
+from .test_rules import both, setv, top  # the mutation helpers of the CFDI 4.0 cases
 
 Data = dict[str, Any]
 P0 = "Pagos.Pago[0]"
@@ -64,25 +65,6 @@ def k0(d: Data) -> Data:
 
 def totales(d: Data) -> Data:
     return d["Pagos"]["Totales"]
-
-
-def setv(node: Callable[[Data], Data], **values: Any) -> Callable[[Data], None]:
-    def mutate(d: Data) -> None:
-        node(d).update(values)
-
-    return mutate
-
-
-def top(**values: Any) -> Callable[[Data], None]:
-    return setv(lambda d: d, **values)
-
-
-def both(*mutations: Callable[[Data], Any]) -> Callable[[Data], None]:
-    def mutate(d: Data) -> None:
-        for m in mutations:
-            m(d)
-
-    return mutate
 
 
 RETENCION_ISR = {
@@ -568,19 +550,7 @@ def test_CRP20261_importe_dr_100_against_551_72_is_refused() -> None:
 
 
 def test_CRP20274_impuestos_p_600_against_551_72_is_refused() -> None:
-    data = pago_one_document()
-    pago(data)["ImpuestosP"] = {
-        "TrasladosP": [
-            {
-                "BaseP": "3448.28",
-                "ImpuestoP": "002",
-                "TipoFactorP": "Tasa",
-                "TasaOCuotaP": "0.160000",
-                "ImporteP": "600.00",
-            }
-        ]
-    }
-    c = complete(load(data))
+    c = complete(load(pago_one_document(importe_p="600.00")))
     problems = validate(c)
     assert [(p.code, p.path) for p in problems] == [("CRP20274", f"{IP}.TrasladosP[0].ImporteP")]
     assert problems[0].message == (

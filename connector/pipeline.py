@@ -810,8 +810,8 @@ class Pipeline:
                 c = from_xml(xml)
             except CfdiError as exc:
                 problems.extend(exc.problems)
-        if c is None:
-            return refused()
+        if c is None:  # not mapped: its errors still say which invoice (serie+folio as read)
+            return refused(getattr(inp, "label", ""))
         if xml is None:
             try:
                 from connector.cfdi.amounts import complete

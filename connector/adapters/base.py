@@ -82,6 +82,8 @@ class InvoiceInput:
     problems: list[Problem]  # non-empty => this invoice is invalid
     # model path ("Receptor.Rfc", "Conceptos[1].Cantidad") -> "file:line:Field" it came from
     locator: Callable[[str], str] | None = field(default=None, repr=False, compare=False)
+    # serie+folio as read, for the errors of an invoice that could not be mapped ("" unknown)
+    label: str = ""
 
     @property
     def ok(self) -> bool:
@@ -310,9 +312,11 @@ class Adapter(ABC):
                     )
                 )
             elif record.type != _ORPHAN:
-                comprobante, map_problems, locator = mapping.map_located(record)
+                comprobante, map_problems, locator, label = mapping.map_labeled(record)
                 problems.extend(map_problems)
-                yield InvoiceInput(index, record.location, comprobante, None, problems, locator)
+                yield InvoiceInput(
+                    index, record.location, comprobante, None, problems, locator, label
+                )
                 continue
             if not problems:  # never an entry that is neither an invoice nor an error
                 problems.append(

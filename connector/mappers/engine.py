@@ -644,6 +644,14 @@ class Mapping:
     ) -> tuple[Comprobante | None, list[Problem], Callable[[str], str]]:
         """Like ``map``, plus ``locate(model_path) -> "file:line:Field"``: where the value of a
         model field came from, so later problems (SAT rules) can point at the source too."""
+        comprobante, problems, locate, _ = self.map_labeled(record)
+        return comprobante, problems, locate
+
+    def map_labeled(
+        self, record: ParsedRecord
+    ) -> tuple[Comprobante | None, list[Problem], Callable[[str], str], str]:
+        """Like ``map_located``, plus the invoice's serie and folio as read (``""`` when
+        neither is): what its errors are labelled with when it could not be mapped."""
         ctx = _Ctx(record, [], {}, set(), set())
         data = self._node(self._root, record, "", ctx)
         comprobante, shape_problems = load_invoice(data)
@@ -657,7 +665,8 @@ class Mapping:
             )
         locations = ctx.locations
         root = record
-        return comprobante, ctx.problems, lambda path: _locate_in(path, locations, root)
+        label = f"{data.get('Serie') or ''}{data.get('Folio') or ''}"
+        return comprobante, ctx.problems, lambda path: _locate_in(path, locations, root), label
 
     def _node(self, spec: NodeSpec, scope: ParsedRecord, path: str, ctx: _Ctx) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -754,7 +763,7 @@ class Mapping:
             try:
                 raw = transform(raw)
             except tf.TransformError as exc:
-                self._report(ctx, exc.code, fpath, f"El campo {fpath}: {exc.message}.", location)
+                self._report(ctx, exc.code, fpath, exc.message, location)
                 return None, False
         return (raw or None), from_lookup
 
@@ -807,9 +816,7 @@ class Mapping:
                     comma = False
                 return tf.parse_decimal(text, comma)
             except tf.TransformError as exc:
-                self._report(
-                    ctx, exc.code, fpath, f"El campo {fpath}: {exc.message}.", ctx.locations[fpath]
-                )
+                self._report(ctx, exc.code, fpath, exc.message, ctx.locations[fpath])
                 return None
         if kind == "int":
             try:
@@ -818,9 +825,7 @@ class Mapping:
                     raise tf.TransformError("CONN-MAP-NUMBER", f"'{text}' no es un número entero")
                 return int(number)
             except tf.TransformError as exc:
-                self._report(
-                    ctx, exc.code, fpath, f"El campo {fpath}: {exc.message}.", ctx.locations[fpath]
-                )
+                self._report(ctx, exc.code, fpath, exc.message, ctx.locations[fpath])
                 return None
         return text
 
@@ -837,9 +842,7 @@ class Mapping:
                     for transform in spec.transforms:
                         v = transform(v) if v else v
                 except tf.TransformError as exc:
-                    self._report(
-                        ctx, exc.code, fpath, f"El campo {fpath}: {exc.message}.", (rec, fname)
-                    )
+                    self._report(ctx, exc.code, fpath, exc.message, (rec, fname))
                     continue
                 if v:
                     values.append(v)
@@ -850,6 +853,11 @@ class Mapping:
         return values or None
 
     @staticmethod
-    def _report(ctx: _Ctx, code: str, fpath: str, message: str, location: _Loc) -> None:
+    def _report(ctx: _Ctx, code: str, fpath: str, detail: str, location: _Loc) -> None:
+        """A field's value refused: the message names the source field and its record (the
+        model path, e.g. ``Conceptos[0]``, counts only the records that could be read)."""
         ctx.reported.add(fpath)
+        rec, name = location
+        field = name or fpath.rsplit(".", 1)[-1]
+        message = f"El campo {field} del registro {rec.type} (línea {rec.line}): {detail}."
         ctx.problems.append(Problem(code, fpath, message, _fmt(location)))

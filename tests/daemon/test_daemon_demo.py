@@ -13,6 +13,8 @@ from lxml import etree
 from connector.demo.erp import INVALID_INVOICES, VALID_INVOICES
 from connector.demo.workspace import run_demo
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def test_demo_stamps_every_valid_invoice_and_reports_the_bad_file(tmp_path: Path) -> None:
     base = tmp_path / "demo"
@@ -35,6 +37,16 @@ def test_demo_stamps_every_valid_invoice_and_reports_the_bad_file(tmp_path: Path
     assert (base / "failed" / bad).is_file()
     doc = json.loads((base / "failed" / f"{bad}.error.json").read_text(encoding="utf-8"))
     assert {e["invoice"] for e in doc["errors"] if e["invoice"]} and doc["delivered"] == []
+    # every error names its invoice, also those of the one that could not be mapped; the bad
+    # quantity is named by its own CONCEPTO line, not by a model index that skips the broken
+    # CONCEPTO before it
+    assert all(e["invoice"].startswith("ERR") for e in doc["errors"]), doc["errors"]
+    (qty,) = [e for e in doc["errors"] if e["code"] == "CONN-MAP-NUMBER"]
+    source_lines = (REPO / "connector" / "demo" / "erp" / bad).read_text(encoding="utf-8")
+    line = next(i for i, x in enumerate(source_lines.splitlines(), 1) if "|uno|" in x)
+    assert qty["location"] == f"{bad}:{line}:Cantidad" and qty["invoice"].endswith("2")
+    assert f"Cantidad del registro CONCEPTO (línea {line})" in qty["message"]
+    assert "Conceptos[0]" not in qty["message"]
     assert f"{bad}.error.txt" in text
     assert list((base / "inbox").iterdir()) == []
     # no secret in the configuration: passwords come from files

@@ -299,11 +299,25 @@ _PYDANTIC_ES = {
     "dict_type": "debe ser una tabla",
     "model_type": "debe ser una tabla",
     "path_type": "debe ser una ruta",
-    "literal_error": "no es uno de los valores permitidos",
-    "greater_than": "debe ser mayor",
-    "greater_than_equal": "es demasiado pequeño",
-    "less_than_equal": "es demasiado grande",
+    "literal_error": "no es uno de los valores permitidos ({expected})",
+    "greater_than": "debe ser mayor que {gt}",
+    "greater_than_equal": "debe ser al menos {ge}",
+    "less_than": "debe ser menor que {lt}",
+    "less_than_equal": "debe ser como máximo {le}",
 }
+_SHOW_INPUT = ("literal_error", "greater_than", "greater_than_equal", "less_than", "less_than_equal")
+
+
+def _pydantic_es(err: Any) -> str:
+    """pydantic's error in Spanish, with its facts: the allowed values, the limit, the value."""
+    ctx = {k: str(v).replace("' or '", "', '") for k, v in (err.get("ctx") or {}).items()}
+    try:
+        msg = _PYDANTIC_ES[err["type"]].format(**ctx)
+    except (KeyError, IndexError):
+        return f"no es válido ({err['msg']})"
+    if err["type"] in _SHOW_INPUT:
+        msg += f"; se dio {err.get('input')!r}"
+    return msg
 
 
 class _Reporter:
@@ -475,7 +489,7 @@ def _parse(path: Path) -> tuple[Config | None, _Reporter]:
             if err["type"] in ("value_error", "assertion_error"):
                 msg = str(err.get("ctx", {}).get("error", err["msg"]))
             else:
-                msg = _PYDANTIC_ES.get(err["type"], f"no es válido ({err['msg']})")
+                msg = _pydantic_es(err)
             rep.add("CONN-CFG-VALOR", kp, f"La opción {kp or '(raíz)'} {msg}.")
         cfg = _partial(data, rep)  # go on: every other check runs too
     base = path.resolve().parent

@@ -140,8 +140,8 @@ class CsvAdapter(Adapter):
                         None,
                         problem(
                             "CONN-CSV-HEADER",
-                            f"El encabezado no tiene la(s) columna(s) para {purpose}: "
-                            f"{', '.join(missing)}.",
+                            f"El encabezado no tiene {'la columna' if len(missing) == 1 else 'las columnas'} "
+                            f"para {purpose}: {', '.join(missing)} (trae: {', '.join(columns)}).",
                             f"{filename}:{start_line}",
                         ),
                     )

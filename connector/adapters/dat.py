@@ -30,6 +30,12 @@ if TYPE_CHECKING:
     from connector.mappers import Mapping
 
 LAYOUTS_DIR = Path(__file__).parent / "layouts"
+
+
+def _campos(n: int) -> str:
+    return "1 campo" if n == 1 else f"{n} campos"
+
+
 DEFAULT_LAYOUT = LAYOUTS_DIR / "default.toml"
 DEFAULT_MAPPING = LAYOUTS_DIR / "default.mapping.toml"
 
@@ -305,7 +311,8 @@ class DatAdapter(Adapter):
                 invoice.problems.append(
                     problem(
                         "CONN-DAT-FIELDS",
-                        f"El registro {rt.name} necesita al menos {n} campo(s) y trae {len(values)}.",
+                        f"El registro {rt.name} necesita al menos {_campos(n)} y trae "
+                        f"{len(values)}.",
                         where,
                     )
                 )
@@ -318,7 +325,7 @@ class DatAdapter(Adapter):
             invoice.problems.append(
                 problem(
                     "CONN-DAT-FIELDS",
-                    f"El registro {rt.name} debe tener {n} campo(s) ({'|'.join(rt.fields)}) "
+                    f"El registro {rt.name} debe tener {_campos(n)} ({'|'.join(rt.fields)}) "
                     f"y trae {len(values)}.",
                     where,
                 )

@@ -144,19 +144,70 @@ def parse_xml_bytes(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> etree
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
-        line = getattr(exc, "lineno", None) or (exc.position[0] if exc.position else 0)
+        line, column = exc.position if exc.position else (getattr(exc, "lineno", 0) or 0, 0)
+        where = f"línea {line}, columna {column}" if column else f"línea {line}"
         raise XmlError.one(
             "CONN-XML-MALFORMED",
-            f"El archivo no es un XML bien formado (línea {line}): {exc.msg}",
+            f"El archivo no es un XML bien formado ({where}): {_syntax_es(exc)}.",
         ) from None
     except (ValueError, etree.LxmlError) as exc:
         raise XmlError.one(
-            "CONN-XML-MALFORMED", f"El archivo no es un XML bien formado: {exc}"
+            "CONN-XML-MALFORMED",
+            f"El archivo no es un XML bien formado ({type(exc).__name__}).",
         ) from None
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
         raise _dtd_error()
     return root
+
+
+# libxml2's syntax errors (lxml's ``ErrorTypes`` names) said in Spanish, with the names libxml2
+# quotes (tags, prefixes, attributes, entities) taken from its message; others by their name
+_SYNTAX_ES: dict[str, tuple[str, str]] = {
+    "ERR_DOCUMENT_EMPTY": ("no empieza con una etiqueta '<'", ""),
+    "ERR_DOCUMENT_END": ("hay contenido después del elemento raíz", ""),
+    "ERR_TAG_NOT_FINISHED": ("el archivo termina antes de cerrar <{0}>", r"in tag (\S+)"),
+    "ERR_TAG_NAME_MISMATCH": (
+        "<{0}> se cierra con </{1}>",
+        r"mismatch: (\S+) line \d+ and ([^\s,]+)",
+    ),
+    "ERR_GT_REQUIRED": ("a la etiqueta <{0}> le falta su '>'", r"Start Tag (\S+)"),
+    "NS_ERR_UNDEFINED_NAMESPACE": (
+        "el prefijo {0} no tiene declarado su espacio de nombres (xmlns:{0})",
+        r"prefix (\S+) on",
+    ),
+    "ERR_ATTRIBUTE_NOT_STARTED": ("el valor de un atributo debe ir entre comillas", ""),
+    "ERR_ATTRIBUTE_REDEFINED": ("el atributo {0} aparece dos veces", r"Attribute (\S+) redefined"),
+    "ERR_ATTRIBUTE_WITHOUT_VALUE": ("un atributo no tiene valor", ""),
+    "ERR_LT_IN_ATTRIBUTE": ("un valor de atributo contiene '<' sin escapar (use &lt;)", ""),
+    "ERR_UNDECLARED_ENTITY": (
+        "la entidad &{0}; no existe (escriba '&' como &amp;)",
+        r"Entity '([^']+)'",
+    ),
+    "ERR_ENTITYREF_SEMICOL_MISSING": (
+        "a una referencia '&' le falta el ';' (escriba '&' como &amp;)",
+        "",
+    ),
+    "ERR_NAME_REQUIRED": ("hay un '&' o '<' sin escapar (use &amp; y &lt;)", ""),
+    "ERR_INVALID_CHAR": ("hay un carácter que XML no admite (p. ej. un byte de control)", ""),
+    "ERR_INVALID_ENCODING": (
+        "hay bytes que no son de la codificación declarada (UTF-8 si no declara otra)",
+        "",
+    ),
+    "ERR_UNSUPPORTED_ENCODING": ("la codificación declarada no se reconoce", ""),
+}
+_ERROR_NAMES = {v: k for k, v in vars(etree.ErrorTypes).items() if isinstance(v, int)}
+
+
+def _syntax_es(exc: etree.XMLSyntaxError) -> str:
+    name = _ERROR_NAMES.get(exc.code, "")
+    template, pattern = _SYNTAX_ES.get(name, ("", ""))
+    if not template:
+        return f"error de sintaxis XML ({name or exc.code})"
+    found = re.search(pattern, exc.msg or "") if pattern else None
+    if pattern and found is None:
+        return template.split("{", 1)[0].rstrip(" <&") + " (ver la línea)"
+    return template.format(*found.groups()) if found else template
 
 
 def _dtd_error() -> XmlError:
@@ -457,11 +508,8 @@ def build_tree(c: Comprobante) -> etree._Element:
     instead (``xml_and_cadena``)."""
     try:
         return _build(c)
-    except ValueError as exc:  # lxml refuses characters XML cannot carry (NUL, control chars)
-        raise XmlError.one(
-            "CONN-XML-CHARS",
-            f"Un valor del comprobante contiene caracteres que XML no admite: {exc}",
-        ) from None
+    except ValueError:  # lxml refuses characters XML cannot carry (NUL, control chars)
+        raise _chars_error(c) from None
 
 
 def _build(c: Comprobante) -> etree._Element:
@@ -773,10 +821,7 @@ def xml_and_cadena(c: Comprobante, *, check: bool = True) -> tuple[str | None, s
     out = _Out()
     text, cadena = _write(c, out)
     if check and out.bad:
-        raise _chars_error(
-            "All strings must be XML compatible: Unicode or ASCII, no NULL bytes "
-            "or control characters"
-        )
+        raise _chars_error(c)
     return text, cadena
 
 
@@ -939,11 +984,34 @@ def _pagos_text(out: _Out, cad: list[str], pagos: Pagos) -> None:
     out.append("</pago20:Pagos>")
 
 
-def _chars_error(detail: str) -> XmlError:
+def _chars_error(c: Comprobante) -> XmlError:
+    """CONN-XML-CHARS at the first field whose value has a character XML cannot carry."""
+    path, char = _bad_char(c.model_dump(by_alias=True), "")
+    what = f"el carácter U+{ord(char):04X}" if char else "un carácter"
+    field = f"El valor de {path}" if path else "Un valor del comprobante"
     return XmlError.one(
         "CONN-XML-CHARS",
-        f"Un valor del comprobante contiene caracteres que XML no admite: {detail}",
+        f"{field} contiene {what}, que XML no admite (caracteres de control como NUL; "
+        "tabulador y saltos de línea sí se admiten): quítelo del dato en el ERP.",
+        path,
     )
+
+
+def _bad_char(value: Any, path: str) -> tuple[str, str]:
+    if isinstance(value, str):
+        m = _NOT_XML.search(value)
+        return (path, m.group()) if m else ("", "")
+    items = (
+        value.items() if isinstance(value, dict)
+        else ((f"[{i}]", v) for i, v in enumerate(value)) if isinstance(value, list)
+        else ()
+    )  # fmt: skip
+    for key, v in items:
+        sub = f"{path}{key}" if key.startswith("[") else f"{path}.{key}" if path else key
+        found = _bad_char(v, sub)
+        if found[1]:
+            return found
+    return "", ""
 
 
 def xml_text(c: Comprobante) -> str | None:

@@ -1,8 +1,7 @@
 """check-config and status with an expired CSD, one about to expire, and one of another RFC.
 
-The certificates are generated here in the shape of a SAT CSD (RFC in x500UniqueIdentifier, an
-OU, a 20-digit ASCII serial, KeyUsage digitalSignature + nonRepudiation; the key as DER PKCS#8
-encrypted with the password), so their validity can be set at will.
+The certificates are generated here in the shape of a SAT CSD (``tests/csd_support.py``), the
+key as DER PKCS#8 encrypted with the password, so their validity can be set at will.
 """
 
 from __future__ import annotations
@@ -12,56 +11,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 from connector.cli import main
+from tests.csd_support import csd_shaped
 from tests.daemon.conftest import RFC, write_config
 
 PASSWORD = b"12345678a"  # the one write_config puts in csd.pw
-OID_RFC = x509.ObjectIdentifier("2.5.4.45")
 
 
 def make_csd(base: Path, *, not_after: datetime, rfc: str = RFC) -> None:
-    """``base``.cer / ``base``.key: a CSD-shaped self-signed certificate valid until
-    ``not_after``."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, "ESCUELA KEMPER URGATE SA DE CV"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ESCUELA KEMPER URGATE SA DE CV"),
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "MX"),
-            x509.NameAttribute(OID_RFC, f"{rfc} / VADA800927DJ3"),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "Sucursal 1"),
-        ]
-    )
-    serial = int.from_bytes(b"30001000000500009999", "big")  # 20 ASCII digits, as SAT's
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(serial)
-        .not_valid_before(not_after - timedelta(days=4 * 365))
-        .not_valid_after(not_after)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=True,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
+    """``base``.cer / ``base``.key: a CSD-shaped certificate valid until ``not_after``."""
+    cert, key = csd_shaped(rfc, not_after)
     base.with_suffix(".cer").write_bytes(cert.public_bytes(serialization.Encoding.DER))
     base.with_suffix(".key").write_bytes(
         key.private_bytes(

@@ -8,7 +8,7 @@ import http.client
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -552,31 +552,9 @@ def test_demo_account(tmp_path: Path) -> None:
 
 def _expired_csd() -> Csd:
     """A CSD-shaped certificate for EKU9003173C9 that expired yesterday."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
+    from tests.csd_support import csd_shaped
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, "ESCUELA KEMPER URGATE"),
-            x509.NameAttribute(x509.ObjectIdentifier("2.5.4.45"), f"{EMISOR} / "),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "Sucursal"),
-        ]
-    )
-    now = datetime.now()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(int(b"30001000000500009999".hex(), 16))
-        .not_valid_before(now - timedelta(days=400))
-        .not_valid_after(now - timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return Csd(cert, key)
+    return Csd(*csd_shaped(EMISOR, datetime.now(UTC) - timedelta(days=1)))
 
 
 def test_fecha_outside_the_certificate_validity_is_305(pac: SandboxPac) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pypdf
 import pytest
@@ -117,6 +118,21 @@ def test_a_redelivery_after_the_cancellation_keeps_the_mark(workspace: Path, san
     assert "CANCELADO" in _text(ws / "out" / "pdf" / f"{xml.stem}.pdf")
 
 
+def _stamp_one(workspace: Path, serie: str) -> tuple[Path, Any, str, str]:
+    """One invoice stamped and delivered by the daemon: its XML, root, UUID, receptor RFC."""
+    ws = workspace.parent
+    (ws / "inbox" / "ventas.dat").write_bytes(dat_file(serie, [1]))
+    pipe = start_pipeline(workspace)
+    try:
+        assert pipe.run_until_idle(60)
+    finally:
+        pipe.close()
+    (xml,) = _files(ws / "out" / "xml")
+    root = etree.fromstring(xml.read_bytes())
+    uuid = root.find(".//tfd:TimbreFiscalDigital", NS).get("UUID")
+    return xml, root, uuid, root.find("cfdi:Receptor", NS).get("Rfc")
+
+
 def test_cancel_of_a_cfdi_cancelable_con_aceptacion_is_a_request_until_sat_says_cancelado(
     workspace: Path, sandbox, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -126,16 +142,7 @@ def test_cancel_of_a_cfdi_cancelable_con_aceptacion_is_a_request_until_sat_says_
     must accept. When the receptor accepts, the same command finds SAT's Cancelado and marks
     the PDF. End to end over HTTP: the sandbox PAC and its SAT status service."""
     ws = workspace.parent
-    (ws / "inbox" / "ventas.dat").write_bytes(dat_file("Q", [1]))
-    pipe = start_pipeline(workspace)
-    try:
-        assert pipe.run_until_idle(60)
-    finally:
-        pipe.close()
-    (xml,) = _files(ws / "out" / "xml")
-    root = etree.fromstring(xml.read_bytes())
-    uuid = root.find(".//tfd:TimbreFiscalDigital", NS).get("UUID")
-    rr = root.find("cfdi:Receptor", NS).get("Rfc")
+    xml, root, uuid, rr = _stamp_one(workspace, "Q")
     pdf = ws / "out" / "pdf" / f"{xml.stem}.pdf"
     sandbox.engine.con_aceptacion.add(uuid)  # the sandbox's documented test knob
     cancel = ["cancel", uuid, "--motivo", "02", "--rfc-receptor", rr, "--total", root.get("Total")]
@@ -179,16 +186,7 @@ def test_a_rejected_request_is_reported_and_the_cfdi_stays_vigente(
     workspace: Path, sandbox, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ws = workspace.parent
-    (ws / "inbox" / "ventas.dat").write_bytes(dat_file("W", [1]))
-    pipe = start_pipeline(workspace)
-    try:
-        assert pipe.run_until_idle(60)
-    finally:
-        pipe.close()
-    (xml,) = _files(ws / "out" / "xml")
-    root = etree.fromstring(xml.read_bytes())
-    uuid = root.find(".//tfd:TimbreFiscalDigital", NS).get("UUID")
-    rr = root.find("cfdi:Receptor", NS).get("Rfc")
+    xml, root, uuid, rr = _stamp_one(workspace, "W")
     sandbox.engine.con_aceptacion.add(rr)  # every CFDI of this receptor needs its acceptance
     cancel = ["cancel", uuid, "--motivo", "03", "--rfc-receptor", rr, "--total", root.get("Total")]
     assert main([*cancel, "--config", str(workspace)]) == 0

@@ -1307,9 +1307,10 @@ class Pipeline:
             if errors is None:  # resumed after a crash
                 errors, delivered = self._decided_report(rec)
             labels = [d["invoice"] for d in delivered or []]
-            write_error_files(dest.parent, dest.name, errors, labels)
+            when = datetime.now()
+            write_error_files(dest.parent, dest.name, errors, labels, when)
             if src is not None and src.cfg.output.errors and src.cfg.output.errors != dest.parent:
-                write_error_files(src.cfg.output.errors, dest.name, errors, labels)
+                write_error_files(src.cfg.output.errors, dest.name, errors, labels, when)
         if work.exists():
             if dest.exists() and os.path.samefile(work, dest):
                 os.unlink(work)  # a crash between link and unlink: the move is complete

@@ -165,10 +165,12 @@ class ItemError:
         }
 
 
-def error_report_text(name: str, errors: list[ItemError], delivered: list[str]) -> str:
+def error_report_text(
+    name: str, errors: list[ItemError], delivered: list[str], when: datetime | None = None
+) -> str:
     lines = [
         f"Archivo: {name}",
-        f"Fecha: {datetime.now().isoformat(timespec='seconds')}",
+        f"Fecha: {(when or datetime.now()).isoformat(timespec='seconds')}",
         f"Errores: {len(errors)}",
     ]
     if delivered:
@@ -183,12 +185,21 @@ def error_report_text(name: str, errors: list[ItemError], delivered: list[str]) 
 
 
 def write_error_files(
-    folder: Path, name: str, errors: list[ItemError], delivered: list[str]
+    folder: Path,
+    name: str,
+    errors: list[ItemError],
+    delivered: list[str],
+    when: datetime | None = None,
 ) -> tuple[Path, Path]:
-    """``<name>.error.txt`` (people) and ``<name>.error.json`` (machines), atomically."""
+    """``<name>.error.txt`` (people) and ``<name>.error.json`` (machines), atomically.
+
+    ``when`` is the decision's time: the copies of one report (failed/ and the errors folder)
+    carry the same one.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     txt = atomic_write(
-        folder / f"{name}.error.txt", error_report_text(name, errors, delivered).encode("utf-8")
+        folder / f"{name}.error.txt",
+        error_report_text(name, errors, delivered, when).encode("utf-8"),
     )
     doc = {
         "file": name,

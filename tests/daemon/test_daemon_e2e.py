@@ -487,3 +487,34 @@ def test_back_pressure_waits_for_room_and_everything_finishes(workspace: Path, s
         ("B", str(n)): 1 for n in range(1, 7)
     }
     assert archived(ws) == [f"v{n}.dat" for n in range(1, 7)]
+
+
+def test_both_copies_of_an_error_report_carry_the_same_time(
+    workspace: Path, sandbox, monkeypatch
+) -> None:
+    """failed/ and the errors folder get one report: the same bytes, even across a second."""
+    import datetime as dt
+
+    import connector.pipeline
+    import connector.sinks
+
+    class Ticking(dt.datetime):
+        ticks = 0
+
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[no-untyped-def, override]
+            cls.ticks += 1  # every call is a second later
+            return dt.datetime(2026, 12, 7, 10, 0, 0) + dt.timedelta(seconds=cls.ticks)
+
+    monkeypatch.setattr(connector.sinks, "datetime", Ticking)
+    monkeypatch.setattr(connector.pipeline, "datetime", Ticking)
+    ws = workspace.parent
+    (ws / "inbox" / "mala.dat").write_bytes(dat_file("M", [1], precio="-5.00"))
+    pipe = start_pipeline(workspace)
+    try:
+        assert pipe.run_until_idle(60)
+    finally:
+        pipe.close()
+    kept = (ws / "failed" / "mala.dat.error.txt").read_bytes()
+    assert b"Fecha: 2026-12-07T10:00:" in kept
+    assert (ws / "out" / "errors" / "mala.dat.error.txt").read_bytes() == kept

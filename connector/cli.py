@@ -74,7 +74,9 @@ def _add_cfdi_commands(sub: argparse._SubParsersAction) -> None:
                     # the seal is added later: placeholders so the XSD checks everything else
                     placeholders = {"NoCertificado": "0" * 20, "Certificado": "", "Sello": ""}
                     root = build_tree(c.model_copy(update=placeholders))
-                    problems = validate_xsd(root) + rules.validate(c, given=given)
+                    problems = rules.without_follow_ons(
+                        validate_xsd(root) + rules.validate(c), given
+                    )
             else:
                 root = parse_xml_bytes(data)
                 problems = validate_xsd(root)

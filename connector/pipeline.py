@@ -891,20 +891,22 @@ class Pipeline:
             return FileItem(rec.id, idx, location, e.id, []), e, action
         # NEW / RESTART: validate, seal, hand to the PAC
         if not _has_errors(problems):
-            from connector.cfdi.rules import validate
+            from connector.cfdi.rules import validate, without_follow_ons
             from connector.cfdi.xmlio import validate_limits, validate_xsd
 
             if xml is not None and c.Sello:  # a sealed XML drop: SAT's schema first
                 problems.extend(validate_xsd(xml))
             if not _has_errors(problems):
-                ruled = validate(c, now=self.now(), given=given)
-                problems.extend(ruled)
+                ruled = validate(c, now=self.now())
+                found = list(ruled)
                 if not (xml is not None and c.Sello):
                     # SAT's schema limits before sealing, never a request the PAC refuses
                     # (301); a field a SAT rule already reported is not reported twice
                     said = {p.path for p in ruled}
                     limits = validate_limits(xml if xml is not None else c)
-                    problems.extend(p for p in limits if p.path not in said)
+                    found.extend(p for p in limits if p.path not in said)
+                # the root cause only: not the amounts derived from an amount in error
+                problems.extend(found if given is None else without_follow_ons(found, given))
         if _has_errors(problems):
             first = next(p for p in problems if p.severity == "error")
             self.journal.mark_failed(

@@ -1041,11 +1041,12 @@ def _amount_source(path: str) -> tuple[int | None, bool]:
     return None, path.startswith(("SubTotal", "Descuento", "Impuestos", "Pagos"))
 
 
-def _without_follow_ons(problems: list[Problem], given: Comprobante) -> list[Problem]:
+def without_follow_ons(problems: list[Problem], given: Comprobante) -> list[Problem]:
     """``problems`` without the errors about amounts the connector derived (absent from
     ``given``) from an amount already in error: the root cause is reported, not its echoes.
     An amount of concepto i derives from concepto i's amounts; the comprobante's (SubTotal,
-    Descuento, Total, the Impuestos summary, Pagos) from any amount."""
+    Descuento, Total, the Impuestos summary, Pagos) from any amount. Any problem with a model
+    path can be filtered (the XSD checks' too), not only ``validate``'s."""
     derived = {p.path for p in problems if p.severity == "error" and _derived(given, p.path)}
     if not derived:
         return problems
@@ -1081,11 +1082,11 @@ def validate(
             except Exception as exc:  # a rule that cannot run on odd data is a problem, not a crash
                 x.add("CONN-REGLA", "", f"Regla {name} ({type(exc).__name__}).")
     if given is not None and x.problems:
-        return _without_follow_ons(x.problems, given)
+        return without_follow_ons(x.problems, given)
     return x.problems
 
 
-__all__ = ["MESSAGES", "RULES", "importe_limits", "validate"]
+__all__ = ["MESSAGES", "RULES", "importe_limits", "validate", "without_follow_ons"]
 
 # The Pagos 2.0 rules (CRP20xxx) live in their own module, which adds its rule and messages to
 # RULES and MESSAGES; imported last, as it builds on this module.

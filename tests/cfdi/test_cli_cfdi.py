@@ -200,3 +200,18 @@ def test_seal_refuses_an_xml_drop_that_breaks_sat_rules(
     assert main(_seal_args(src, tmp_path / "o.xml")) == 1
     assert "CFDI40103" in capsys.readouterr().out
     assert not (tmp_path / "o.xml").exists()
+
+
+def test_validate_json_reports_the_root_cause_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a concepto's Descuento over its Importe, amounts left to the connector: the derived
+    # negative Base and Importe (SAT rules and XSD minimums) are not reported again
+    data = json.loads(EXAMPLE.read_text(encoding="utf-8"))  # amounts left to the connector
+    assert "Importe" not in data["Conceptos"][0] and "Total" not in data
+    data["Conceptos"][0]["Descuento"] = "99999.00"
+    bad = tmp_path / "descuento.json"
+    bad.write_text(json.dumps(data), encoding="utf-8")
+    assert main(["validate", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert "CFDI40169" in out and "1 error(es)" in out, out

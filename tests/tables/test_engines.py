@@ -17,6 +17,7 @@ from connector.adapters.table import (
     TableError,
     TableSource,
     check_table_source,
+    odbc,
 )
 from connector.adapters.table.odbc import classify
 from connector.cfdi import amounts, rules
@@ -32,7 +33,12 @@ def test_ddl_applies_and_the_check_finds_nothing(db: Db) -> None:
     assert check_table_source(db.spec()) == []
 
 
-def test_two_instances_racing_on_300_rows_claim_each_row_exactly_once(db: Db) -> None:
+@pytest.mark.parametrize("skip_locked", [False, True])
+def test_two_instances_racing_on_300_rows_claim_each_row_exactly_once(
+    db: Db, skip_locked: bool
+) -> None:
+    """With or without the engine's skip-locked hint (SQLite has none: the guarded update and
+    its busy timeout alone)."""
     conn = db.connect()
     conn.autocommit = False
     for i in range(1, 301):
@@ -42,7 +48,7 @@ def test_two_instances_racing_on_300_rows_claim_each_row_exactly_once(db: Db) ->
     errors: list[BaseException] = []
 
     def worker(name: str) -> None:
-        src = db.source()
+        src = db.source(skip_locked=skip_locked)
         try:
             idle = 0
             while idle < 2:
@@ -376,6 +382,7 @@ def test_cp1252_text_is_read_and_written_right_with_an_ansi_driver(_databases) -
     got = {c.id: c for c in wrong.claim_batch(5, 60, "a")}
     assert [p.code for p in got[1].problems] == ["CONN-BD-CODIFICACION"]
     assert got[1].problems[0].location == "cfdi_factura:1"
+    assert (got[1].referencia, got[1].attempt) == (row(uni, 1, "referencia")[0], 2)
     assert got[2].problems == [] and got[2].record.fields["receptor_nombre"] == "PUBLICO EN GENERAL"
     wrong.close()
     uni.close()
@@ -404,3 +411,19 @@ def test_renew_extends_only_the_holders_lease(db: Db) -> None:
     time.sleep(3.2)  # past the first lease, within the renewed one
     assert b.claim_batch(5, 60, "b") == []
     a.close(), b.close()
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mariadb"])
+def test_the_engines_own_statement_timeout_bounds_a_slow_query(engine: str, _databases) -> None:
+    """pyodbc's query timeout is refused by psqlODBC: the engine's own timeout is what stops a
+    statement (PostgreSQL statement_timeout, MariaDB max_statement_time)."""
+    d = _databases[engine]
+    conn, _ = odbc.connect(ConnSpec(d.conn_str, dialect=d.dialect, timeout_seconds=1))
+    slow = "SELECT pg_sleep(20)" if engine == "postgresql" else "SELECT SLEEP(20)"
+    started = time.monotonic()
+    with pytest.raises(pyodbc.Error) as info:
+        conn.cursor().execute(slow).fetchall()
+    assert time.monotonic() - started < 10
+    err = classify(info.value)
+    assert (err.code, err.transient) == ("CONN-BD-TIEMPO", True)
+    odbc.close_quietly(conn)

@@ -118,7 +118,8 @@ class _TableAdapter(Adapter):
 class TableSource:
     """The default tables ``cfdi_factura``/``cfdi_concepto`` (names configurable, e.g.
     ``dbo.cfdi_factura``) of one database. ``emisor`` gives the EMISOR record the default
-    mapping reads: Rfc, Nombre, RegimenFiscal, LugarExpedicion."""
+    mapping reads: Rfc, Nombre, RegimenFiscal, LugarExpedicion. One connection: use one
+    ``TableSource`` per thread."""
 
     spec: ConnSpec
     emisor: dict[str, str] = field(default_factory=dict)
@@ -278,7 +279,8 @@ class TableSource:
         root = ParsedRecord("FACTURA", {}, row_id, fac)
         if isinstance(head, UnicodeError):
             root.problems.append(_decode_problem(head, f"{fac}:{row_id}", self.spec.encoding))
-            return Claimed(row_id, "", 0, root)
+            claim = self._fetch(fac, ["id", "referencia", "intentos"], "id", [row_id])[row_id][0]
+            return Claimed(row_id, str(claim["referencia"]), int(claim["intentos"]), root)
         root.fields = _fields(head, FACTURA, f"{fac}:{row_id}", root.problems)
         root.add(ParsedRecord("EMISOR", dict(self.emisor), row_id, "configuración de la fuente"))
         where = f"{con}(factura_id={row_id})"

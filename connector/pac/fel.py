@@ -57,13 +57,6 @@ from .errors import (
 WSDL_TIMBRADO = "fel_WSCFDI33.offline.RECONSTRUCTED.wsdl"
 WSDL_REMOTE = "fel_CR33_ConexionRemota_TEST.wsdl"
 
-# Timbrado operations on every invoice's path: envelope built and reply read without zeep
-# (same elements, namespaces and SOAPAction, read from the shipped WSDL; see
-# SoapService.call_fast). The rest go through zeep.
-_FAST_TIMBRADO = frozenset(
-    {"TimbrarCFDI", "ConsultarTimbrePorReferencia", "ObtenerAcuseEnvio", "ObtenerAcuseCancelacion"}
-)
-
 # "307 - El CFDI contiene un timbre previo", "[AUTH] Usuario…", "CFDI40101: …"
 _CODE_IN_TEXT = re.compile(r"^\s*\[?([A-Z]*[0-9]{3,6}|[A-Z][A-Z0-9-]{2,20})\]?\s*[-:|]\s*")
 
@@ -137,16 +130,6 @@ class FelDriver(SoapPacDriver):
 
     def _t(self, operation: str, *, write: bool = False, **params: Any) -> Any:
         svc = self._need(self.timbrado, operation, "la dirección de Timbrado")
-        if operation in _FAST_TIMBRADO:
-            return svc.call_fast(
-                operation,
-                pac=self.name,
-                write=write,
-                secrets=self._secrets,
-                usuario=self.usuario,
-                password=self._password.get(),
-                **params,
-            )
         return svc.call(
             operation,
             pac=self.name,

@@ -1,15 +1,15 @@
-"""The fast path of ``_QuietTransport.post_bytes`` (connector.pac.http1) against real servers.
+"""The PAC's HTTP (requests + urllib3, one pooled Session per driver) against real servers.
 
 A scripted server on 127.0.0.1 answers each request it reads with the next action the test
 queued (a reply, raw bytes, a close, a wait), and counts connections and requests, so reuse,
-misbehaviour and "sent exactly once" are observed on the wire. Where the requests + urllib3
-path exists for the same case (``transport.post``), both paths must raise the same exception.
+misbehaviour and "sent exactly once" are observed on the wire: urllib3 must never send a
+request again by itself, and every failure must be classified as "nothing sent" or "maybe
+sent" correctly.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
 import queue
 import select
@@ -17,17 +17,16 @@ import socket
 import ssl
 import threading
 import uuid as uuidlib
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import urllib3
 
-from connector.pac import http1
 from connector.pac.base import Timeouts, _never_connected, classify_exception
-from connector.pac.errors import PacAmbiguous, PacTransient
+from connector.pac.errors import PacAmbiguous, PacError, PacTransient
 from connector.pac.fel import FelDriver
 from connector.pac.sandbox import SandboxAccount, SandboxPac
 
@@ -197,23 +196,26 @@ def transport(d: FelDriver) -> Any:
 
 
 def post(d: FelDriver, url: str) -> tuple[int, bytes]:
-    return transport(d).post_bytes(url, BODY, HEADERS)
+    response = transport(d).post(url, BODY, HEADERS)
+    return response.status_code, response.content
 
 
-def pool(d: FelDriver) -> http1.Pool:
-    adapter = d.session.get_adapter("http://")
-    assert isinstance(adapter, http1.Adapter)
-    return adapter.fast_pool
+def idle(d: FelDriver, url: str) -> list[Any]:
+    """The connections urllib3 keeps open for ``url`` (its pool's queue holds None for the
+    free slots)."""
+    pools = d.session.get_adapter(url).poolmanager.pools
+    return [
+        c
+        for key in pools.keys()
+        for c in list(pools[key].pool.queue)
+        if c is not None and key.key_port == urllib3.util.parse_url(url).port
+    ]
 
 
-def idle(d: FelDriver) -> list[Any]:
-    return [c for conns in pool(d)._idle.values() for c in conns]
-
-
-def stamp_fast(d: FelDriver) -> Any:
-    """TimbrarCFDI (a write) through SoapService.call_fast, as the driver sends it."""
+def stamp(d: FelDriver) -> Any:
+    """TimbrarCFDI (a write) through zeep and the session, as the driver sends it."""
     assert d.timbrado is not None
-    return d.timbrado.call_fast(
+    return d.timbrado.call(
         "TimbrarCFDI",
         pac="fel",
         write=True,
@@ -228,19 +230,9 @@ def stamp_fast(d: FelDriver) -> Any:
 # --- Replies ---------------------------------------------------------------------------------
 
 
-def test_the_request_on_the_wire_is_the_one_requests_sends(server, driver):
-    server.actions.put(reply())
-    server.actions.put(reply())
-    assert transport(driver).post(server.url, BODY, HEADERS).status_code == 200  # requests
-    assert post(driver, server.url) == (200, b"<ok/>")  # http1
-    old, new = server.requests
-    assert new == old  # byte for byte: request line, Host, headers, Content-Length, body
-    assert new.endswith(b"\r\nContent-Length: %d\r\n\r\n" % len(BODY) + BODY)
-
-
-def test_content_length_and_keep_alive_reuse(server, driver):
+def test_keep_alive_reuse_and_pool_size(server, driver):
     for i in range(3):
-        server.actions.put(reply(body=b"<r%d/>" % i, headers=(("X-A", "1"), ("x-a", "2"))))
+        server.actions.put(reply(body=b"<r%d/>" % i))
     assert [post(driver, server.url) for _ in range(3)] == [
         (200, b"<r0/>"),
         (200, b"<r1/>"),
@@ -248,68 +240,26 @@ def test_content_length_and_keep_alive_reuse(server, driver):
     ]
     assert server.accepts == 1  # one connection, reused
     assert len(server.requests) == 3
-    assert len(idle(driver)) == 1
-    assert not driver.session.adapters["http://"].poolmanager.pools  # urllib3 never used
+    assert len(idle(driver, server.url)) == 1
+    adapter = driver.session.get_adapter(server.url)
+    assert adapter._pool_maxsize == 2  # the driver's pool_size
 
 
-def test_chunked_with_extensions_and_trailers(server, driver):
-    body = (
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"4;ext=1\r\n<abc\r\n3\r\n/>\n\r\n0\r\nX-Trailer: t\r\nOtro: 2\r\n\r\n"
-    )
-    server.actions.put(raw(body, keep=True))
-    server.actions.put(reply())
-    assert post(driver, server.url) == (200, b"<abc/>\n")
-    assert post(driver, server.url) == (200, b"<ok/>")  # trailers fully read: reusable
-    assert server.accepts == 1
+def test_urllib3_never_retries_by_itself():
+    from connector.pac.base import make_session
+
+    adapter = make_session(3).get_adapter("https://x")
+    retry = adapter.max_retries
+    assert retry.total == 0 and retry.read is False and not retry.redirect
 
 
 def test_read_to_close_is_not_reused(server, driver):
     server.actions.put(reply(body=b"<hasta-el-cierre/>", length=False, keep=False))
     server.actions.put(reply())
     assert post(driver, server.url) == (200, b"<hasta-el-cierre/>")
-    assert idle(driver) == []
     assert post(driver, server.url) == (200, b"<ok/>")
     assert server.accepts == 2
-
-
-@pytest.mark.parametrize(
-    "headers",
-    [(("Connection", "close"),), ()],
-    ids=["connection-close", "http10"],
-)
-def test_connection_close_and_http10_are_not_pooled(server, driver, headers):
-    if headers:
-        server.actions.put(reply(headers=headers))
-    else:
-        server.actions.put(raw(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\n<ok/>", keep=True))
-    server.actions.put(reply())
-    assert post(driver, server.url) == (200, b"<ok/>")
-    assert idle(driver) == []
-    assert post(driver, server.url) == (200, b"<ok/>")
-    assert server.accepts == 2
-
-
-def test_gzip_and_deflate_are_decoded(server, driver):
-    text = b"<respuesta>" + b"x" * 500 + b"</respuesta>"
-    server.actions.put(reply(body=gzip.compress(text), headers=(("Content-Encoding", "gzip"),)))
-    server.actions.put(reply(body=zlib.compress(text), headers=(("Content-Encoding", "deflate"),)))
-    server.actions.put(reply(body=b"no es gzip", headers=(("Content-Encoding", "gzip"),)))
-    assert post(driver, server.url) == (200, text)
-    assert post(driver, server.url) == (200, text)
-    with pytest.raises(requests.exceptions.ContentDecodingError):
-        post(driver, server.url)
-
-
-def test_interim_1xx_replies_are_skipped(server, driver):
-    server.actions.put(
-        raw(
-            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early\r\nLink: x\r\n\r\n"
-            b"HTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nabc",
-            keep=True,
-        )
-    )
-    assert post(driver, server.url) == (201, b"abc")
+    assert len(server.requests) == 2
 
 
 # --- Connections that went away --------------------------------------------------------------
@@ -319,7 +269,7 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused(server, driver)
     server.actions.put(reply(keep=False))  # replies as keep-alive, then closes
     server.actions.put(reply(body=b"<second/>"))
     assert post(driver, server.url) == (200, b"<ok/>")
-    [conn] = idle(driver)
+    [conn] = idle(driver, server.url)
     # wait for the server's FIN to reach the idle socket (an event, not a sleep)
     assert select.select([conn.sock], [], [], 5)[0]
     assert post(driver, server.url) == (200, b"<second/>")
@@ -337,9 +287,21 @@ def test_a_server_that_closes_without_replying(server, driver):
 
     server.actions.put(close_now)
     with pytest.raises(PacAmbiguous) as amb:
-        stamp_fast(driver)
+        stamp(driver)
     assert amb.value.code == "CONN-PAC-CORTE" and amb.value.maybe_sent is True
     assert len(server.requests) == 2  # each request once: nothing was re-sent
+
+
+def test_a_kept_alive_connection_dropped_after_sending_is_not_resent(server, driver):
+    """The second request goes out on the kept-alive connection and the server closes it
+    without replying: urllib3 must not try it again on a new connection."""
+    server.actions.put(reply())
+    server.actions.put(close_now)
+    assert post(driver, server.url) == (200, b"<ok/>")
+    with pytest.raises(PacAmbiguous) as amb:
+        stamp(driver)
+    assert amb.value.code == "CONN-PAC-CORTE"
+    assert server.accepts == 1 and len(server.requests) == 2
 
 
 def test_read_timeout(server):
@@ -353,7 +315,7 @@ def test_read_timeout(server):
         release.clear()
         server.actions.put(hold_until(release))
         with pytest.raises(PacAmbiguous) as info:
-            stamp_fast(d)
+            stamp(d)
         assert info.value.code == "CONN-PAC-TIMEOUT"
         assert len(server.requests) == 2
     finally:
@@ -372,7 +334,7 @@ def test_connection_refused_is_never_sent():
             post(d, url)
         assert _never_connected(info.value)
         with pytest.raises(PacTransient) as err:
-            stamp_fast(d)
+            stamp(d)
         assert err.value.code == "CONN-PAC-CONEXION" and err.value.maybe_sent is False
     finally:
         d.close()
@@ -383,13 +345,13 @@ def test_an_unresolvable_host_is_never_sent():
     d = FelDriver("u", "p", timbrado_url=url, timeouts=Timeouts(2, 2))
     try:
         with pytest.raises(PacTransient) as err:
-            stamp_fast(d)
+            stamp(d)
         assert err.value.code == "CONN-PAC-CONEXION" and err.value.maybe_sent is False
     finally:
         d.close()
 
 
-# --- Misbehaviour: the same exception as requests + urllib3 ----------------------------------
+# --- Misbehaviour: maybe sent, never sent again ----------------------------------------------
 
 MISBEHAVIOUR = {
     "garbage-status": b"HOLA MUNDO\r\n\r\n",
@@ -402,35 +364,20 @@ MISBEHAVIOUR = {
 
 
 @pytest.mark.parametrize("case", sorted(MISBEHAVIOUR))
-def test_misbehaviour_raises_what_requests_raises(server, driver, case):
-    data = MISBEHAVIOUR[case]
-    outcomes = []
-    for send in (
-        lambda: transport(driver).post(server.url, BODY, HEADERS).content,
-        lambda: post(driver, server.url),
-    ):
-        server.actions.put(raw(data))
-        with pytest.raises(requests.exceptions.RequestException) as info:
-            send()
-        outcomes.append(type(info.value))
-    assert outcomes[0] is outcomes[1], case
-    assert len(server.requests) == 2
-
-
-def test_headers_past_64_kib_are_refused(server, driver):
-    # urllib3 accepts them (one line up to 64 KiB, 100 lines); http1 reads at most 64 KiB
-    lines = b"".join(b"X-Relleno-%d: %s\r\n" % (i, b"a" * 1000) for i in range(70))
-    server.actions.put(raw(b"HTTP/1.1 200 OK\r\n" + lines + b"Content-Length: 0\r\n\r\n"))
-    with pytest.raises(requests.exceptions.ConnectionError) as info:
-        post(driver, server.url)
-    assert not _never_connected(info.value)
+def test_a_broken_reply_to_a_stamp_is_ambiguous_and_sent_once(server, driver, case):
+    server.actions.put(raw(MISBEHAVIOUR[case]))
+    with pytest.raises(PacError) as info:
+        stamp(driver)
+    # maybe sent: asked for by referencia before anything is sent again
+    assert info.value.maybe_sent is True, case
+    assert isinstance(info.value, PacAmbiguous | PacTransient), case
     assert len(server.requests) == 1
 
 
 # --- Cookies, redirects, closing -------------------------------------------------------------
 
 
-def test_a_cookie_lands_in_the_session_and_later_calls_take_requests(server, driver):
+def test_a_cookie_lands_in_the_session_and_is_sent_back(server, driver):
     server.actions.put(reply(headers=(("Set-Cookie", "afinidad=n1; Path=/"),)))
     server.actions.put(reply())
     assert post(driver, server.url) == (200, b"<ok/>")
@@ -439,37 +386,23 @@ def test_a_cookie_lands_in_the_session_and_later_calls_take_requests(server, dri
     assert b"\r\nCookie: afinidad=n1\r\n" in server.requests[1]
 
 
-def test_a_redirect_is_followed_and_a_post_never_goes_twice_to_one_url(server, driver):
+def test_a_redirect_is_not_followed_and_the_post_goes_once(server, driver):
     other = f"http://127.0.0.1:{server.port}/otro"
     server.actions.put(reply(307, b"", (("Location", other),)))
-    server.actions.put(reply(body=b"<alla/>"))
-    assert post(driver, server.url) == (200, b"<alla/>")
-    assert [r.split(b" ", 2)[:2] for r in server.requests] == [
-        [b"POST", PATH.encode()],
-        [b"POST", b"/otro"],
-    ]
-    assert server.requests[1].endswith(BODY)
-
-    # 307 to itself: returned as it is, the POST is not sent again
-    server.actions.put(reply(307, b"", (("Location", server.url),)))
-    assert post(driver, server.url) == (307, b"")
-    assert len(server.requests) == 3
-
-    # 303: a GET to the new place, as requests does
-    server.actions.put(reply(303, b"", (("Location", "/ver"),)))
-    server.actions.put(reply(body=b"<visto/>"))
-    assert post(driver, server.url) == (200, b"<visto/>")
-    assert server.requests[-1].startswith(b"GET /ver HTTP/1.1\r\n")
+    with pytest.raises(PacTransient) as info:
+        stamp(driver)
+    assert info.value.code == "HTTP-307" and info.value.maybe_sent is False
+    assert "URL" in info.value.message
+    assert len(server.requests) == 1
 
 
 def test_closing_the_driver_closes_the_connections(server):
     d = FelDriver("u", "p", timbrado_url=server.url, timeouts=Timeouts(2, 2))
     server.actions.put(reply())
     assert post(d, server.url) == (200, b"<ok/>")
-    assert len(idle(d)) == 1
+    assert len(idle(d, server.url)) == 1
     d.close()
     assert server.eofs.get(timeout=5) == 1  # the server saw the client close it
-    assert idle(d) == []
 
 
 def test_concurrent_posts_share_the_pool(server):
@@ -494,7 +427,7 @@ def test_concurrent_posts_share_the_pool(server):
             t.join(30)
         assert results == [(200, b"<ok/>")] * n
         assert len(server.requests) == n
-        assert 1 <= len(idle(d)) <= 2  # at most pool_size kept idle
+        assert 1 <= len(idle(d, server.url)) <= 2  # at most pool_size kept idle
     finally:
         d.close()
 
@@ -521,7 +454,7 @@ def test_tls_verified_against_the_configured_ca(tls_files):
         with pytest.raises(requests.exceptions.SSLError):
             post(untrusted, server.url)
         with pytest.raises(PacTransient) as info:
-            stamp_fast(untrusted)
+            stamp(untrusted)
         assert info.value.code == "CONN-PAC-TLS"
         assert server.requests == []  # nothing reached an unverified server
 
@@ -558,7 +491,7 @@ def test_a_tls_error_after_the_request_went_out_is_ambiguous(tls_files):
     d = FelDriver("u", "p", timbrado_url=server.url, timeouts=Timeouts(2, 2), verify=str(cert_pem))
     try:
         with pytest.raises(PacAmbiguous) as info:
-            stamp_fast(d)
+            stamp(d)
         assert info.value.code == "CONN-PAC-CORTE" and info.value.maybe_sent is True
         assert len(server.requests) == 1  # sent once, never re-sent
     finally:
@@ -567,14 +500,16 @@ def test_a_tls_error_after_the_request_went_out_is_ambiguous(tls_files):
 
 
 def test_tls_verification_cannot_be_turned_off():
+    from connector.pac.base import make_session
+
     with pytest.raises(ValueError):
-        http1.route("https://127.0.0.1:1/x", "/x", {}, False, None)
+        make_session(1, verify=False)
 
 
 # --- The sandbox PAC -------------------------------------------------------------------------
 
 
-def test_the_sandbox_stamps_and_returns_the_acuse_over_http1(tmp_path, csd):
+def test_the_sandbox_stamps_and_returns_the_acuse_over_one_connection(tmp_path, csd):
     account = SandboxAccount("h1user", "H1-pass-123", "CUENTAH1", 10, csds={EMISOR: csd})
     with SandboxPac(tmp_path / "pac.db", accounts=[account]) as pac:
         d = FelDriver("h1user", "H1-pass-123", timbrado_url=pac.fel_timbrado_url)
@@ -584,8 +519,7 @@ def test_the_sandbox_stamps_and_returns_the_acuse_over_http1(tmp_path, csd):
             assert pac.store.uuids_for_referencia(ref) == [stamped.uuid]
             acuse = d.acuse_envio(stamped.uuid)
             assert stamped.uuid.encode() in acuse.upper()
-            assert len(idle(d)) == 1  # both calls over one kept-alive http1 connection
-            assert not d.session.adapters["http://"].poolmanager.pools  # not through urllib3
+            assert len(idle(d, pac.fel_timbrado_url)) == 1  # one kept-alive connection
             assert not d.session.cookies
         finally:
             d.close()

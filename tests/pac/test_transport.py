@@ -206,7 +206,7 @@ def idle(d: FelDriver, url: str) -> list[Any]:
     pools = d.session.get_adapter(url).poolmanager.pools
     return [
         c
-        for key in pools.keys()
+        for key in pools.keys()  # noqa: SIM118 - RecentlyUsedContainer is not iterable
         for c in list(pools[key].pool.queue)
         if c is not None and key.key_port == urllib3.util.parse_url(url).port
     ]

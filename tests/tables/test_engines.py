@@ -20,9 +20,11 @@ from connector.adapters.table import (
     odbc,
 )
 from connector.adapters.table.odbc import classify
+from connector.adapters.table.source import DEFAULT_MAPPING
 from connector.cfdi import amounts, rules
 from connector.cfdi.csd import Csd
 from connector.cfdi.seal import seal_invoice, verify_seal
+from connector.mappers import Mapping
 
 from .conftest import EMISOR, LINE, Db, insert_invoice, row
 
@@ -427,3 +429,57 @@ def test_the_engines_own_statement_timeout_bounds_a_slow_query(engine: str, _dat
     err = classify(info.value)
     assert (err.code, err.transient) == ("CONN-BD-TIEMPO", True)
     odbc.close_quietly(conn)
+
+
+def test_a_source_mapping_with_lookup_tables_fills_what_the_rows_leave_out(db: Db, tmp_path) -> None:
+    """The ERP's lines carry only its article code: ClaveProdServ/ClaveUnidad come from a
+    lookup table, as for folder sources; a NULL the mapping fills is no error."""
+    (tmp_path / "articulos.csv").write_text(
+        "codigo,clave_prod_serv,clave_unidad\nUSB32,43201800,H87\n", encoding="utf-8"
+    )
+    text = DEFAULT_MAPPING.read_text(encoding="utf-8")
+    text = text.replace(
+        "[Comprobante]\n",
+        '[lookups.articulos]\nfile = "articulos.csv"\nkey = "codigo"\nlabel = "el artículo"\n\n'
+        "[Comprobante]\n",
+        1,
+    )
+    text = text.replace(
+        'ClaveProdServ = "clave_prod_serv"',
+        'ClaveProdServ = { lookup = "articulos", key = "no_identificacion", column = "clave_prod_serv" }',
+    ).replace(
+        'ClaveUnidad = { field = "clave_unidad", transform = "upper" }',
+        'ClaveUnidad = { lookup = "articulos", key = "no_identificacion", column = "clave_unidad" }',
+    )
+    (tmp_path / "erp.mapping.toml").write_text(text, encoding="utf-8")
+    conn = db.connect()
+    bare = {**LINE, "clave_prod_serv": None, "clave_unidad": None}
+    insert_invoice(conn, db, 1, lines=[bare])
+    insert_invoice(conn, db, 2, lines=[{**bare, "no_identificacion": "ZZZ"}])
+    src = db.source(mapping=Mapping.from_toml(tmp_path / "erp.mapping.toml"))
+    one, two = src.load(src.claim_batch(5, 60, "a"))
+    assert one.ok, one.problems
+    k = one.comprobante.Conceptos[0]
+    assert (k.ClaveProdServ, k.ClaveUnidad) == ("43201800", "H87")
+    assert not two.ok
+    assert {p.location for p in two.problems} == {"cfdi_concepto(factura_id=2):1:no_identificacion"}
+    assert all("ZZZ" in p.message for p in two.problems)
+    src.close()
+
+
+def test_no_lock_is_held_after_a_claim_or_a_write_back(server_db: Db) -> None:
+    """Autocommit is off: every unit of work ends in an explicit commit, so the ERP can touch
+    the claimed rows at once (here with a 1-second lock timeout) while the source stays open."""
+    db = server_db
+    conn = db.connect()
+    insert_invoice(conn, db, 1)
+    insert_invoice(conn, db, 2)
+    src = db.source()
+    assert len(src.claim_batch(5, 60, "a")) == 2
+    assert src.write_back(2, Outcome.stamped(UUID1, "2026-12-07T10:00:00", b"<x/>", None))
+    erp, _ = odbc.connect(ConnSpec(db.conn_str, dialect=db.dialect, timeout_seconds=1))
+    erp.execute("UPDATE cfdi_factura SET condiciones_pago = 'x' WHERE id IN (1, 2)")
+    erp.execute("DELETE FROM cfdi_concepto WHERE factura_id = 1")
+    erp.rollback()
+    odbc.close_quietly(erp)
+    src.close()

@@ -118,7 +118,9 @@ class _TableAdapter(Adapter):
 class TableSource:
     """The default tables ``cfdi_factura``/``cfdi_concepto`` (names configurable, e.g.
     ``dbo.cfdi_factura``) of one database. ``emisor`` gives the EMISOR record the default
-    mapping reads: Rfc, Nombre, RegimenFiscal, LugarExpedicion. One connection: use one
+    mapping reads: Rfc, Nombre, RegimenFiscal, LugarExpedicion. ``mapping``: the source's own
+    mapping (with its lookup tables); None: the shipped default, and then the columns it cannot
+    do without are checked as the rows are read (``CONN-BD-NULO``). One connection: use one
     ``TableSource`` per thread."""
 
     spec: ConnSpec
@@ -126,6 +128,7 @@ class TableSource:
     factura_table: str = FACTURA.name
     concepto_table: str = CONCEPTO.name
     skip_locked: bool | None = None  # None: where the engine is known to have it (PostgreSQL)
+    mapping: Mapping | None = None
     now: Callable[[], datetime] = field(default=lambda: datetime.now(MEXICO), repr=False)
     _conn: Any = field(default=None, init=False, repr=False)
     _dialect: Dialect | None = field(default=None, init=False, repr=False)
@@ -281,7 +284,8 @@ class TableSource:
             root.problems.append(_decode_problem(head, f"{fac}:{row_id}", self.spec.encoding))
             claim = self._fetch(fac, ["id", "referencia", "intentos"], "id", [row_id])[row_id][0]
             return Claimed(row_id, str(claim["referencia"]), int(claim["intentos"]), root)
-        root.fields = _fields(head, FACTURA, f"{fac}:{row_id}", root.problems)
+        required = self.mapping is None
+        root.fields = _fields(head, FACTURA, f"{fac}:{row_id}", root.problems, required)
         root.add(ParsedRecord("EMISOR", dict(self.emisor), row_id, "configuración de la fuente"))
         where = f"{con}(factura_id={row_id})"
         for n, line in enumerate(lines, 1):
@@ -289,7 +293,7 @@ class TableSource:
                 root.problems.append(_decode_problem(line, where, self.spec.encoding))
                 continue
             rec = ParsedRecord("CONCEPTO", {}, int(line.get("linea") or n), where)
-            rec.fields = _fields(line, CONCEPTO, rec.location, root.problems)
+            rec.fields = _fields(line, CONCEPTO, rec.location, root.problems, required)
             rec.fields["iva_factor"] = (
                 "Tasa"
                 if rec.fields.get("iva_tasa")
@@ -309,10 +313,11 @@ class TableSource:
             )
         return Claimed(row_id, str(head.get("referencia") or ""), int(head.get("intentos") or 0), root)
 
-    def load(self, claimed: Sequence[Claimed], mapping: Mapping | None = None) -> list[InvoiceInput]:
-        """Each claimed invoice mapped (``mapping``: the shipped default when None), in order;
-        a value the row already reported (NULL, float…) is not reported again by the mapping."""
-        inputs = list(_TableAdapter()._map_records(iter([c.record for c in claimed]), mapping))
+    def load(self, claimed: Sequence[Claimed]) -> list[InvoiceInput]:
+        """Each claimed invoice mapped with the source's mapping, in order; a value the row
+        already reported (NULL, float…) is not reported again by the mapping."""
+        records = iter([c.record for c in claimed])
+        inputs = list(_TableAdapter()._map_records(records, self.mapping))
         for inp, c in zip(inputs, claimed, strict=True):
             seen = {p.location for p in c.problems}
             inp.problems = c.problems + [
@@ -425,7 +430,7 @@ class TableSource:
 
 
 def _fields(
-    row: dict[str, Any], table: Any, location: str, problems: list[Problem]
+    row: dict[str, Any], table: Any, location: str, problems: list[Problem], required: bool
 ) -> dict[str, str]:
     """A row's values as the text the mapping reads; NULL required values, floats and binary
     values become coded problems at ``table:id:column``."""
@@ -435,7 +440,7 @@ def _fields(
         col = known.get(name)
         where = f"{location}:{name}"
         if value is None or (isinstance(value, str) and not value.strip()):
-            if col is not None and col.required:
+            if required and col is not None and col.required:
                 problems.append(
                     problem(
                         "CONN-BD-NULO",

@@ -74,7 +74,7 @@ def _databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, D
         admin_my.close()
 
 
-def _fresh_tables(d: Db) -> Db:
+def fresh_tables(d: Db) -> Db:
     conn = d.connect()
     for table in ("cfdi_concepto", "cfdi_factura"):
         with contextlib.suppress(pyodbc.Error):
@@ -88,13 +88,13 @@ def _fresh_tables(d: Db) -> Db:
 @pytest.fixture(params=ENGINES)
 def db(request: pytest.FixtureRequest, _databases: dict[str, Db]) -> Db:
     """One engine with fresh default tables (the DDL of ``tables-ddl``)."""
-    return _fresh_tables(_databases[request.param])
+    return fresh_tables(_databases[request.param])
 
 
 @pytest.fixture(params=["postgresql", "mariadb"])
 def server_db(request: pytest.FixtureRequest, _databases: dict[str, Db]) -> Db:
     """The engines with a server (connections that can be killed, row locks)."""
-    return _fresh_tables(_databases[request.param])
+    return fresh_tables(_databases[request.param])
 
 
 HEADER = {

@@ -17,16 +17,18 @@ from connector.adapters.table import (
     TableError,
     TableSource,
     check_table_source,
+    get_dialect,
     odbc,
 )
 from connector.adapters.table.odbc import classify
+from connector.adapters.table.schema import CONCEPTO
 from connector.adapters.table.source import DEFAULT_MAPPING
 from connector.cfdi import amounts, rules
 from connector.cfdi.csd import Csd
 from connector.cfdi.seal import seal_invoice, verify_seal
 from connector.mappers import Mapping
 
-from .conftest import EMISOR, LINE, Db, insert_invoice, row
+from .conftest import EMISOR, LINE, Db, fresh_tables, insert_invoice, row
 
 UUID1 = "0F0E0D0C-0B0A-4909-8807-060504030201"
 
@@ -483,3 +485,24 @@ def test_no_lock_is_held_after_a_claim_or_a_write_back(server_db: Db) -> None:
     erp.rollback()
     odbc.close_quietly(erp)
     src.close()
+
+
+def test_sqlite_money_declared_decimal_is_refused_by_the_check(_databases) -> None:
+    """SQLite's ODBC driver describes a DECIMAL(18,6) column as text while SQLite stores its
+    values as floats (1234567890.123456 comes back as '1234567890.12346'): only the declared
+    type tells, so the check asks for TEXT."""
+    d = fresh_tables(_databases["sqlite"])
+    conn = d.connect()
+    conn.execute("DROP TABLE cfdi_concepto")
+    ddl = get_dialect("sqlite").create_table(CONCEPTO)[0]
+    conn.execute(ddl.replace("valor_unitario TEXT", "valor_unitario DECIMAL(18,6)"))
+    conn.execute(
+        "INSERT INTO cfdi_concepto (factura_id, linea, valor_unitario) VALUES (1, 1, ?)",
+        "1234567890.123456",
+    )
+    assert conn.execute("SELECT valor_unitario FROM cfdi_concepto").fetchone()[0] != (
+        "1234567890.123456"
+    )  # what the check guards against
+    found = check_table_source(d.spec())
+    assert [(p.code, p.path) for p in found] == [("CONN-BD-TIPO", "valor_unitario")]
+    assert "TEXT" in found[0].message and "DECIMAL(18,6)" in found[0].message

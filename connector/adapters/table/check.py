@@ -86,9 +86,23 @@ def _check_table(
             ]
         return [_p(err.code, err.message, f"{where}: {name}")]
     out: list[Problem] = []
+    declared = _sqlite_declared(conn, qname) if dialect.name == "sqlite" else {}
     for col in table.columns:
         d = described.get(col.name)
         place = f"{where}: {name}.{col.name}"
+        decl = declared.get(col.name, "")
+        if d is not None and col.kind in ("money", "rate") and declared and "TEXT" not in decl:
+            out.append(
+                _p(
+                    "CONN-BD-TIPO",
+                    f"La columna {name}.{col.name} es {decl or 'sin tipo'} en SQLite: SQLite "
+                    "guarda esos números como punto flotante y se pierden decimales; declárela "
+                    "TEXT (como en 'tables-ddl --dialect sqlite').",
+                    place,
+                    col.name,
+                )
+            )
+            continue
         if d is None:
             out.append(
                 _p(
@@ -140,3 +154,11 @@ def _type_problem(col: Column, d: Any, table: str, place: str) -> Problem | None
             col.name,
         )
     return None
+
+
+def _sqlite_declared(conn: Any, qname: str) -> dict[str, str]:
+    """column → declared type (upper case): SQLite's affinity comes from it, and its ODBC
+    driver describes a DECIMAL column holding floats as text."""
+    rows = conn.cursor().execute(f"PRAGMA table_info({qname})").fetchall()
+    conn.rollback()
+    return {str(r[1]).lower(): str(r[2] or "").upper() for r in rows}

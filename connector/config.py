@@ -896,6 +896,28 @@ def _check_secret_modes(cfg: Config, rep: _Reporter) -> None:
             )
 
 
+SAFE_STABLE_SECONDS = 5.0  # below this, an ERP's pause between two chunks may look like the end
+
+
+def _check_slow_writers(cfg: Config, rep: _Reporter) -> None:
+    """A warning for a source that takes a file after a short quiet time with no done-marker:
+    an ERP that pauses longer while writing would get its export taken half-written (the
+    daemon reads it again when it sees it change, but cannot see every writer)."""
+    for i, s in enumerate(cfg.sources):
+        stable = s.__dict__.get("stable_seconds")
+        if s.__dict__.get("done_marker") or stable is None or stable >= SAFE_STABLE_SECONDS:
+            continue
+        rep.warn(
+            "CONN-CFG-ESTABLE",
+            f"sources[{rep.ix('sources', i)}].stable_seconds",
+            f"La fuente {_label(s, 'sources', i)} toma un archivo cuando lleva {stable:g} "
+            f"segundos sin cambiar y no tiene done_marker: si el ERP escribe la exportación "
+            "por partes con pausas más largas, el archivo se toma antes de terminar. Configure "
+            'done_marker (p. ej. ".done", que el ERP crea al terminar) o un stable_seconds de '
+            f"al menos {SAFE_STABLE_SECONDS:g} segundos, mayor que la pausa más larga del ERP.",
+        )
+
+
 Check = Callable[[Config, _Reporter], None]
 SHALLOW_CHECKS: list[Check] = [
     _check_duplicates,
@@ -905,6 +927,7 @@ SHALLOW_CHECKS: list[Check] = [
     _check_adapters,
 ]
 DEEP_CHECKS: list[Check] = [
+    _check_slow_writers,  # needs no file, but is for check-config and run, not for status
     _check_journal_folder,
     _check_emisores,
     _check_pac_secrets,

@@ -531,11 +531,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def _retire_reports(src: Any, final: Path) -> None:
     """The error files of a replayed file go to ``replayed/`` beside them (in failed/ and in
     the errors folder): what is left there is what still fails; a new failure writes anew."""
-    from connector.sinks import free_name, move_file
+    from connector.sinks import error_file_base, free_name, move_file
 
     for folder in dict.fromkeys(f for f in (final.parent, src.output.errors) if f is not None):
         for suffix in (".error.txt", ".error.json"):
-            report = folder / f"{final.name}{suffix}"
+            report = folder / f"{error_file_base(final.name)}{suffix}"
             if report.is_file():
                 moved = move_file(report, free_name(folder / "replayed", report.name))
                 print(f"  {report} → {moved}")

@@ -347,6 +347,10 @@ CREATE TABLE IF NOT EXISTS failure_notes (
     once TEXT UNIQUE
 );
 CREATE INDEX IF NOT EXISTS failure_notes_at ON failure_notes(at);
+CREATE TABLE IF NOT EXISTS claim_names (
+    work_name TEXT PRIMARY KEY,
+    name TEXT NOT NULL
+);
 """
 
 _COLS = (
@@ -1281,6 +1285,17 @@ class Journal:
                     (file_id, json.dumps(report, ensure_ascii=False)),
                 )
 
+    def file_reopened(self, file_id: int) -> None:
+        """A decided file found changed before its move (see the pipeline): back to
+        ``claimed``, its decision and report dropped; it is read again."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE files SET state=?, final_path=NULL, error_count=0 WHERE id=? "
+                "AND state IN (?,?)",
+                (FileState.CLAIMED, file_id, FileState.ARCHIVING, FileState.FAILING),
+            )
+            db.execute("DELETE FROM file_reports WHERE file_id=?", (file_id,))
+
     def file_report(self, file_id: int) -> dict[str, Any] | None:
         """The report ``file_deciding`` recorded (None: none, e.g. decided by an older
         version)."""
@@ -1300,6 +1315,23 @@ class Journal:
             db.execute(
                 "UPDATE files SET state=?, finished_at=? WHERE id=?", (final, time.time(), file_id)
             )
+
+    def remember_name(self, work_name: str, name: str) -> None:
+        """The ERP's name of a file claimed under a shortened name (too long for the claim
+        prefix), recorded before the rename."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO claim_names (work_name, name) VALUES (?,?)",
+                (work_name, name),
+            )
+
+    def claimed_name(self, work_name: str) -> str | None:
+        """The name ``remember_name`` recorded for a file in work/ (None: not shortened)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT name FROM claim_names WHERE work_name=?", (work_name,)
+            ).fetchone()
+        return row[0] if row else None
 
     def file_replayed(self, file_id: int, inbox_path: str) -> None:
         with self._tx() as db:

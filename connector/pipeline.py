@@ -80,6 +80,105 @@ _CHUNK = 32  # invoices journaled per transaction before their sends are dispatc
 _HASH_EXCLUDE = {"Fecha", "Sello", "NoCertificado", "Certificado", "TimbreFiscalDigital"}
 
 
+# the files a claimed file's invoices were read from, as read: (path, size, mtime_ns, sha256)
+Fingerprint = tuple[tuple[str, int, int, str], ...]
+_MAX_CHANGES = 10  # times a file may be found changed after it was read before it fails
+
+
+class _StillWriting(Exception):
+    """A claimed file that another process still writes: read it once it settled."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class _Settling:
+    source: str
+    work: Path
+    seen: tuple[int, int] | None = None  # (size, mtime_ns) last observed
+    since: float = 0.0  # time.monotonic() when ``seen`` was first observed
+
+
+def _read_whole(
+    src: SourceRuntime, work: Path
+) -> tuple[bytes, tuple[Path, bytes] | None, Fingerprint]:
+    """A claimed file's bytes (and, for a pair, its partner's path and bytes) with their
+    fingerprint. ``_StillWriting`` when a process holds one of them open for writing or one
+    changed while it was read: a record cut at the end of a chunk is never reported as bad
+    data, the file is read again once it settled."""
+    from connector.adapters.folder import open_for_writing
+
+    paths = [work]
+    other = getattr(src.folder, "partner_in_work", _none)(work)
+    if other is not None:
+        paths.append(other)
+    if open_for_writing(paths):
+        raise _StillWriting("otro proceso lo tiene abierto para escritura")
+    datas: list[bytes] = []
+    fp: list[tuple[str, int, int, str]] = []
+    for path in paths:
+        before = os.stat(path)
+        data = path.read_bytes()
+        after = os.stat(path)
+        if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(
+            data
+        ) != after.st_size:
+            raise _StillWriting("cambió mientras se leía")
+        datas.append(data)
+        fp.append((str(path), after.st_size, after.st_mtime_ns, hashlib.sha256(data).hexdigest()))
+    return datas[0], (paths[1], datas[1]) if other is not None else None, tuple(fp)
+
+
+def _changed_since(fp: Fingerprint) -> str | None:
+    """Why the files a fingerprint describes no longer hold the bytes that were read (a
+    process holds one open for writing, its size, mtime or content differ); None when they
+    are the same (a file gone from its place is left to the move that follows)."""
+    from connector.adapters.folder import open_for_writing
+
+    if open_for_writing(Path(f[0]) for f in fp):
+        return "otro proceso lo tiene abierto para escritura"
+    for path, size, mtime_ns, digest in fp:
+        try:
+            st = os.stat(path)
+            if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+                return (
+                    f"su tamaño o fecha cambió (se leyeron {size} bytes, ahora tiene {st.st_size})"
+                )
+            if hashlib.sha256(Path(path).read_bytes()).hexdigest() != digest:
+                return "su contenido cambió"
+        except FileNotFoundError:
+            continue
+    return None
+
+
+class _Changed(Exception):
+    """A decided file is no longer what was read (``_changed_since``)."""
+
+    def __init__(self, reason: str, fingerprint: Fingerprint) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.fingerprint = fingerprint
+
+
+def _keeps_changing(name: str, reason: str, times: int) -> ItemError:
+    return ItemError(
+        location=name,
+        invoice="",
+        code="CONN-ARCHIVO-CAMBIO",
+        path="",
+        message=(
+            f"El archivo siguió cambiando después de leerse ({reason}); se leyó de nuevo "
+            f"{times} veces. Se timbraron solo las facturas que tenía completas en la "
+            "última lectura (las que este reporte da por entregadas); quedan sin timbrar las "
+            "que el ERP escribió después. "
+            "El ERP lo escribe por partes con pausas: configure done_marker en la fuente (el "
+            "ERP crea el marcador al terminar), y reprocese este archivo con replay."
+        ),
+    )
+
+
 def original_name(work: Path) -> str:
     """The ERP's file name of a claimed file (``<stamp>-<hex>--<name>`` in work/)."""
     from connector.adapters.folder import FolderSource
@@ -220,6 +319,12 @@ class Pipeline:
         # files whose processing failed, sends no worker holds
         self.redeliver_seconds = _REDELIVER_SECONDS
         self._reread: set[int] = set()  # claimed files whose processing raised: read again
+        # files that changed while (or after) they were read: file_id → watched until settled
+        self._settling: dict[int, _Settling] = {}
+        self._parsed: dict[int, Fingerprint] = {}  # file_id → the bytes its invoices came from
+        self._changes: dict[int, int] = {}  # file_id → times it was found changed after a read
+        self.max_changes = _MAX_CHANGES
+        self._noted: set[str] = set()  # inbox entries not taken, already noted in the journal
         self.finished: list[FileOutcome] = []  # outcomes since start (for submit / demo)
 
     # --- life cycle -------------------------------------------------------------------------
@@ -333,7 +438,7 @@ class Pipeline:
         from connector.adapters.folder import FolderSource
 
         pair = s.pair.spec() if s.pair is not None else None
-        return FolderSource(
+        folder = FolderSource(
             s.inbox,
             s.work,
             include=s.include,
@@ -344,6 +449,14 @@ class Pipeline:
             poll_interval=s.poll_seconds or self.cfg.daemon.poll_seconds,
             pair=pair,
         )
+        assert self.journal is not None
+        folder.remember_name = self.journal.remember_name
+        return folder
+
+    def _original_name(self, work: Path) -> str:
+        """The ERP's name of a claimed file (from the journal when the claim shortened it)."""
+        assert self.journal is not None
+        return self.journal.claimed_name(work.name) or original_name(work)
 
     def close(self, *, wait: bool = True) -> None:
         """Stop taking work; let in-flight sends finish; the rest stays resumable."""
@@ -382,7 +495,7 @@ class Pipeline:
             due = self._next_retry_in()
             if due is not None:
                 interval = min(interval, max(0.05, due))
-            if self.inbox_waiting():  # a file is settling: look again when it may be stable
+            if self.inbox_waiting() or self._settling:  # look again when it may be stable
                 stable = min(s.cfg.stable_seconds for s in self.sources.values())
                 interval = min(interval, max(0.05, stable / 2))
             self.wake.wait(interval)
@@ -393,10 +506,12 @@ class Pipeline:
         """One pass: due retries, then every ready file of every source. Returns files taken."""
         assert self.journal is not None
         self._dispatch_due_retries()
+        self._read_settled()
         taken = 0
         for src in self.sources.values():
             try:
                 ready = src.folder.scan()
+                self._note_rejected(src)
             except Exception as exc:
                 log.error("scan_failed", source=src.cfg.name, error=str(exc))
                 continue
@@ -423,6 +538,22 @@ class Pipeline:
         if time.monotonic() - self._last_status > 2.0:
             self.write_status()
         return taken
+
+    def _note_rejected(self, src: SourceRuntime) -> None:
+        """What the scan found in the inbox and does not take (links, folders, FIFOs, files
+        that cannot be claimed): noted in the journal (``status`` lists it) and logged, once
+        per entry — across restarts too."""
+        assert self.journal is not None
+        for name, (code, message, ident) in getattr(src.folder, "rejected", {}).items():
+            once = f"inbox:{src.cfg.name}:{name}:{code}:{ident}"
+            if once in self._noted:
+                continue
+            location = str(Path(src.cfg.inbox) / name)
+            if self.journal.note_failure(src.cfg.name, name, code, message, location=location,
+                                         once=once):  # fmt: skip
+                log.error("inbox_item_rejected", code=code, file=name, source=src.cfg.name,
+                          message=message)  # fmt: skip
+            self._noted.add(once)
 
     def poll_retries(self) -> None:
         """Dispatch the invoices whose retry time has come (no folder scan)."""
@@ -555,7 +686,10 @@ class Pipeline:
                 continue
             marker = src.cfg.done_marker
             present = set(names)
+            rejected = getattr(src.folder, "rejected", {})
             for n in names:
+                if n in rejected:
+                    continue  # not taken: listed by status, never waited for
                 if marker and n + marker not in present:
                     continue  # waits for the ERP's done-marker, not for us
                 if candidate is None or candidate(n):
@@ -637,7 +771,7 @@ class Pipeline:
         adapter error): a committed invoice is never re-sealed and never left behind.
         """
         assert self.journal is not None
-        name = original_name(work)
+        name = self._original_name(work)
         rec = self.journal.file_claimed(src.cfg.name, name, str(work))
         with self._files_lock:
             self._open_files[rec.id] = (src.cfg.name, work)
@@ -669,7 +803,11 @@ class Pipeline:
         invoices: list[Any] = []
         seen: dict[tuple[str, str, str], str] = {}  # business key → where it first appeared
         try:
-            data = work.read_bytes()
+            read = _read_whole(src, work)
+        except _StillWriting as busy:
+            flog.info("file_still_being_written", reason=busy.reason)
+            self._settle(rec)
+            return rec
         except OSError as exc:
             flog.error("read_failed", error=str(exc))
             items.append(
@@ -683,8 +821,9 @@ class Pipeline:
                 )
             )  # fmt: skip
         else:
+            data, other, self._parsed[rec.id] = read
             try:
-                invoices = list(self._load(src, data, name, work))
+                invoices = list(self._load(src, data, name, work, other))
             except Exception as exc:  # never crash the daemon on one file
                 flog.exception("load_failed")
                 items.append(
@@ -758,7 +897,16 @@ class Pipeline:
         dispatch.clear()
         deliver.clear()
 
-    def _load(self, src: SourceRuntime, data: bytes, name: str, work: Path | None = None) -> Any:
+    def _load(
+        self,
+        src: SourceRuntime,
+        data: bytes,
+        name: str,
+        work: Path | None = None,
+        other: tuple[Path, bytes] | None = None,
+    ) -> Any:
+        """The invoices of a file; with pairs, ``other``: its partner in work/ and its bytes
+        (None: the half came alone)."""
         from connector.adapters.base import FilePart, load_invoices, load_pair
 
         pair = getattr(src.folder, "pair", None)
@@ -767,10 +915,9 @@ class Pipeline:
                 data, name, adapter=src.cfg.adapter, options=src.cfg.options, mapping=src.mapping
             )
         # a header file with its lines file (claimed together), or a half that came alone
-        other = src.folder.partner_in_work(work)
         other_part = FilePart(
-            original_name(other) if other is not None else (pair.partner(name) or ""),
-            other.read_bytes() if other is not None else None,
+            self._original_name(other[0]) if other is not None else (pair.partner(name) or ""),
+            other[1] if other is not None else None,
         )
         this = FilePart(name, data)
         header, lines = (this, other_part) if pair.role(name) != "lines" else (other_part, this)
@@ -1226,6 +1373,57 @@ class Pipeline:
         )
         return e
 
+    # --- files that change after they were claimed ------------------------------------------
+
+    def _settle(self, rec: FileRecord) -> None:
+        """A claimed file still being written (or changed after it was read) is watched, and
+        read again once it stayed unchanged for ``stable_seconds`` (at least a second) with
+        no process holding it open for writing; it is not finished meanwhile."""
+        with self._files_lock:
+            self._open_files.setdefault(rec.id, (rec.source, Path(rec.work_path)))
+            self._settling[rec.id] = _Settling(rec.source, Path(rec.work_path))
+        self.wake.set()
+
+    def _read_settled(self) -> None:
+        """Read again the files ``_settle`` watches that have settled."""
+        now = time.monotonic()
+        with self._files_lock:
+            watched = list(self._settling.items())
+        for file_id, w in watched:
+            src = self.sources.get(w.source)
+            if src is None:
+                continue
+            try:
+                st = os.stat(w.work)
+                seen: tuple[int, int] | None = (st.st_size, st.st_mtime_ns)
+            except OSError:
+                seen = None  # gone: read now, its read error is reported
+            if seen is not None and seen != w.seen:
+                w.seen, w.since = seen, now
+                continue
+            if seen is not None and now - w.since < max(src.cfg.stable_seconds, 1.0):
+                continue
+            with self._files_lock:
+                self._settling.pop(file_id, None)
+            try:
+                self.process_file(src, w.work)
+            except Exception:
+                log.exception("file_failed_internal", file=w.work.name)
+
+    def _changed(self, rec: FileRecord, reason: str) -> bool:
+        """A file found changed after it was read: True when it is to be read again (its
+        invoices already stamped are recognised, the new ones stamped); False after
+        ``max_changes`` times, when it fails with CONN-ARCHIVO-CAMBIO."""
+        n = self._changes[rec.id] = self._changes.get(rec.id, 0) + 1
+        if n > self.max_changes:
+            log.error("file_keeps_changing", code="CONN-ARCHIVO-CAMBIO", file=rec.name,
+                      source=rec.source, times=n - 1, reason=reason)  # fmt: skip
+            return False
+        log.warning("file_changed_after_read", file=rec.name, source=rec.source, times=n,
+                    reason=reason)  # fmt: skip
+        self._settle(rec)
+        return True
+
     # --- finishing files --------------------------------------------------------------------
 
     def _after_invoice(self, invoice_id: int) -> None:
@@ -1239,13 +1437,27 @@ class Pipeline:
         assert self.journal is not None
         with self._files_lock:
             rec = self.journal.get_file(file_id)
-            if rec.state is not FileState.CLAIMED or self.journal.file_pending(file_id):
+            if rec.state is not FileState.CLAIMED or file_id in self._settling:
+                return None
+            if self.journal.file_pending(file_id):
                 return None
             errors, delivered, final = self._report_of(file_id)
             if not final:
                 return None
+            # never archived (nor failed) as done if it is not what was read: read it again
+            fp = self._parsed.get(file_id)
+            changed = _changed_since(fp) if fp is not None else None
+            if changed is not None:
+                if self._changed(rec, changed):
+                    return None
+                errors.append(_keeps_changing(rec.name, changed, self.max_changes))
+                fp = None  # moved as it is: the error file says why
             src = self.sources[rec.source]
-            report = {"errors": [x.to_dict() for x in errors], "delivered": delivered}
+            report = {
+                "errors": [x.to_dict() for x in errors],
+                "delivered": delivered,
+                "fingerprint": fp,
+            }
             if errors:
                 dest = free_name(src.cfg.failed, rec.name)
                 state = FileState.FAILING
@@ -1257,10 +1469,18 @@ class Pipeline:
 
     def _finish_file(
         self, rec: FileRecord, errors: list[ItemError], delivered: list[dict[str, str]]
-    ) -> FileOutcome:
-        """Move a decided file (ARCHIVING/FAILING) to its place and record its outcome."""
+    ) -> FileOutcome | None:
+        """Move a decided file (ARCHIVING/FAILING) to its place and record its outcome; None
+        when it changed since it was read (it is read again)."""
         assert self.journal is not None
-        self._complete_move(rec, errors=errors, delivered=delivered)
+        try:
+            self._complete_move(rec, errors=errors, delivered=delivered)
+        except _Changed as exc:  # changed since it was decided: undecided, and read again
+            self.journal.file_reopened(rec.id)
+            with self._files_lock:
+                self._open_files.setdefault(rec.id, (rec.source, Path(rec.work_path)))
+                self._parsed[rec.id] = exc.fingerprint
+            return self._maybe_finish(rec.id)
         outcome = FileOutcome(
             rec.id,
             rec.name,
@@ -1285,6 +1505,9 @@ class Pipeline:
         with self._files_lock:
             self._open_files.pop(file_id, None)
             self._reread.discard(file_id)
+            self._settling.pop(file_id, None)
+            self._parsed.pop(file_id, None)
+            self._changes.pop(file_id, None)
             for it in items:
                 if it.invoice_id is not None:
                     owners = self._files_of.get(it.invoice_id)
@@ -1305,6 +1528,12 @@ class Pipeline:
         dest = Path(rec.final_path)
         work = Path(rec.work_path)
         src = self.sources.get(rec.source)
+        report = self.journal.file_report(rec.id) or {}
+        if report.get("fingerprint") and work.exists():  # what was read, right before the move
+            fp: Fingerprint = tuple(tuple(f) for f in report["fingerprint"])  # type: ignore[misc]
+            changed = _changed_since(fp)
+            if changed is not None:
+                raise _Changed(changed, fp)
         if rec.state is FileState.FAILING:
             if errors is None:  # resumed after a crash
                 errors, delivered = self._decided_report(rec)
@@ -1329,7 +1558,7 @@ class Pipeline:
         if other is not None:  # the other file of a pair goes to the same place
             from connector.adapters.folder import beside
 
-            odest = beside(dest, rec.name, original_name(other))
+            odest = beside(dest, rec.name, self._original_name(other))
             if odest.exists() and os.path.samefile(other, odest):
                 os.unlink(other)
             else:

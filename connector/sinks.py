@@ -39,8 +39,33 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+NAME_MAX = 255  # bytes in one file name (ext4, XFS, NTFS counts 255 UTF-16 units: less strict)
+
+
+def fit_name(name: str, limit: int = NAME_MAX, *, key: str | None = None, ext: bool = True) -> str:
+    """``name`` when it fits in ``limit`` bytes (UTF-8); else a shorter name keeping its start,
+    its last 16 characters and its extension (``ext=False``: ``name`` has none), with 8 hex
+    digits of the SHA-256 of ``key`` (default ``name``) between them, so that long names that
+    differ anywhere stay different: ``<start>~1a2b3c4d~<end>.dat``."""
+    if len(name.encode()) <= limit:
+        return name
+    stem, dot, suffix = name.rpartition(".") if ext else ("", "", "")
+    if not dot or not stem or len(suffix.encode()) > 16:
+        stem, suffix = name, ""
+    else:
+        suffix = dot + suffix
+    import hashlib
+
+    tag = "~" + hashlib.sha256((key or name).encode()).hexdigest()[:8] + "~"
+    tail = stem[-16:]
+    room = max(0, limit - len(suffix.encode()) - len(tag) - len(tail.encode()))
+    head = stem[: len(stem) - len(tail)].encode()[:room].decode("utf-8", "ignore")
+    return head + tag + tail + suffix
+
+
 def temp_name(final: Path) -> Path:
-    return final.with_name(f".{final.name}.{secrets.token_hex(4)}{TMP_MARK}")
+    mark = f".{secrets.token_hex(4)}{TMP_MARK}"
+    return final.with_name(f".{fit_name(final.name, NAME_MAX - 1 - len(mark))}{mark}")
 
 
 def atomic_write(path: Path, data: bytes) -> Path:
@@ -109,7 +134,7 @@ def free_name(folder: Path, name: str) -> Path:
     stem, dot, ext = name.partition(".")
     n = 1
     while True:
-        dest = folder / f"{stem}-{n}{dot}{ext}"
+        dest = folder / fit_name(f"{stem}-{n}{dot}{ext}")
         if not dest.exists():
             return dest
         n += 1
@@ -184,6 +209,11 @@ def error_report_text(
     return "\n".join(lines)
 
 
+def error_file_base(name: str) -> str:
+    """What ``.error.txt`` / ``.error.json`` are appended to for the file ``name``."""
+    return fit_name(name, NAME_MAX - len(".error.json"))
+
+
 def write_error_files(
     folder: Path,
     name: str,
@@ -194,11 +224,13 @@ def write_error_files(
     """``<name>.error.txt`` (people) and ``<name>.error.json`` (machines), atomically.
 
     ``when`` is the decision's time: the copies of one report (failed/ and the errors folder)
-    carry the same one.
+    carry the same one. A name too long for the suffixes is shortened (``error_file_base``);
+    the report inside names the file whole.
     """
     folder.mkdir(parents=True, exist_ok=True)
+    base = error_file_base(name)
     txt = atomic_write(
-        folder / f"{name}.error.txt",
+        folder / f"{base}.error.txt",
         error_report_text(name, errors, delivered, when).encode("utf-8"),
     )
     doc = {
@@ -207,7 +239,7 @@ def write_error_files(
         "delivered": delivered,
     }
     js = atomic_write(
-        folder / f"{name}.error.json",
+        folder / f"{base}.error.json",
         json.dumps(doc, ensure_ascii=False, indent=2).encode("utf-8"),
     )
     return txt, js

@@ -41,6 +41,7 @@ import fnmatch
 import os
 import re
 import secrets
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -153,6 +154,105 @@ def free_pair_name(folder: Path, name: str, pair: PairSpec) -> Path:
         n += 1
 
 
+def open_for_writing(paths: Iterable[Path]) -> set[Path]:
+    """Of ``paths``, those another process (or this one) holds open for writing: a writer that
+    keeps an export open between chunks. Linux only (``/proc/<pid>/fd`` and ``fdinfo``); only
+    the processes this user may inspect are seen (root sees all). Elsewhere, or when ``/proc``
+    cannot be read, the empty set: the OS cannot tell, stability and the done-marker decide.
+
+    One pass over the open file descriptors of every process (a few milliseconds), so callers
+    ask for all their candidates at once."""
+    wanted: dict[str, Path] = {}
+    for p in paths:
+        with contextlib.suppress(OSError):
+            wanted[os.path.realpath(p)] = Path(p)
+    found: set[Path] = set()
+    if not wanted or not os.path.isdir("/proc/self/fdinfo"):
+        return found
+    try:
+        pids = [d for d in os.listdir("/proc") if d.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:  # gone, or another user's process
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")  # never touches the file itself
+            except OSError:
+                continue
+            if target not in wanted or wanted[target] in found:
+                continue
+            if _writable_fd(pid, fd):
+                found.add(wanted[target])
+        if len(found) == len(wanted):
+            break
+    return found
+
+
+def _writable_fd(pid: str, fd: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/fdinfo/{fd}", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("flags:"):
+                    flags = int(line.split()[1], 8)
+                    return (flags & os.O_ACCMODE) in (os.O_WRONLY, os.O_RDWR)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+def sharing_violation(exc: OSError) -> bool:
+    """A Windows rename refused because another process has the file open without sharing
+    (ERROR_SHARING_VIOLATION 32, ERROR_LOCK_VIOLATION 33): the ERP is still writing it."""
+    return getattr(exc, "winerror", None) in (32, 33)
+
+
+MAX_CLAIM_FAILURES = 5  # claims of one file failed in a row before it is left alone
+
+
+def _not_a_file(entry: os.DirEntry[str]) -> tuple[str, str]:
+    """Why an inbox entry whose name matches is not taken: (code, Spanish message)."""
+    name = entry.name
+    if entry.is_symlink():
+        try:
+            target = os.readlink(entry.path)
+        except OSError:
+            target = "?"
+        return (
+            "CONN-BANDEJA-ENLACE",
+            f"{name} es un enlace simbólico (apunta a {target}), no un archivo: el conector no "
+            "sigue enlaces, ni a archivos dentro de la bandeja ni fuera de ella, y no lo "
+            "procesa. Ponga en la bandeja el archivo mismo (cópielo o muévalo).",
+        )
+    if entry.is_dir(follow_symlinks=False):
+        return (
+            "CONN-BANDEJA-CARPETA",
+            f"{name} es una carpeta, no un archivo: el conector solo toma archivos de la "
+            "bandeja y no entra en subcarpetas. Ponga los archivos directamente en la bandeja.",
+        )
+    try:
+        mode = entry.stat(follow_symlinks=False).st_mode
+    except OSError:
+        mode = 0
+    kind = (
+        "una tubería (FIFO)"
+        if stat.S_ISFIFO(mode)
+        else "un socket"
+        if stat.S_ISSOCK(mode)
+        else "un dispositivo"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "un tipo de entrada desconocido"
+    )
+    return (
+        "CONN-BANDEJA-ESPECIAL",
+        f"{name} no es un archivo regular sino {kind}: el conector no lo lee. Ponga en la "
+        "bandeja solo archivos exportados por el ERP.",
+    )
+
+
 @dataclass
 class _Seen:
     size: int
@@ -197,6 +297,17 @@ class FolderSource:
         self.pair = pair
         self._alone: dict[str, float] = {}  # half of a pair → clock() when first seen alone
         self._ready: set[str] = set()  # names ready at the last scan
+        self._writing: set[str] = set()  # names held open for writing at the last scan
+        self._busy_until: dict[str, float] = {}  # name → clock() before which it is not tried
+        self._claim_failures: dict[str, int] = {}  # name → claims failed in a row
+        # name → ((size, mtime_ns) when given up, (code, message)): not tried while unchanged
+        self._given_up: dict[str, tuple[tuple[int, int], tuple[str, str]]] = {}
+        # what the last scan found in the inbox and does not take: name → (code, message,
+        # identity: the same entry keeps it, a new one with that name gets another)
+        self.rejected: dict[str, tuple[str, str, str]] = {}
+        # called with (work name, original name) before a claim renames a file to a shortened
+        # name (a name too long for the claim prefix): the daemon keeps the map in its journal
+        self.remember_name: Callable[[str, str], None] | None = None
         self._observer: Any = None
         self.observer_kind: str | None = None  # "native" or "polling" once watching
         self.recovered = self._recover()
@@ -233,15 +344,23 @@ class FolderSource:
         names = {e.name for e in entries}
         ready: list[tuple[int, str, Path]] = []
         alive: set[str] = set()
+        rejected: dict[str, tuple[str, str, str]] = {}
         for entry in entries:
             if not self._candidate(entry.name):
                 continue
             try:
-                if not entry.is_file(follow_symlinks=False):
-                    continue
                 st = entry.stat(follow_symlinks=False)
+                if not entry.is_file(follow_symlinks=False):
+                    rejected[entry.name] = (*_not_a_file(entry), f"inode {st.st_ino}")
+                    continue
             except OSError:
                 continue  # vanished (taken by another scanner) between list and stat
+            given_up = self._given_up.get(entry.name)
+            if given_up is not None:
+                if given_up[0] == (st.st_size, st.st_mtime_ns):
+                    rejected[entry.name] = (*given_up[1], f"{st.st_size}:{st.st_mtime_ns}")
+                    continue
+                del self._given_up[entry.name]  # the ERP wrote it again: tried afresh
             alive.add(entry.name)
             if self.done_marker is not None:
                 if entry.name + self.done_marker in names:
@@ -257,6 +376,12 @@ class FolderSource:
             ready.append((st.st_mtime_ns, entry.name, Path(entry.path)))
         for gone in set(self._seen) - alive:
             del self._seen[gone]
+        self._busy_until = {n: t for n, t in self._busy_until.items() if t > now}
+        ready = [r for r in ready if r[1] not in self._busy_until]  # backing off
+        self._given_up = {n: g for n, g in self._given_up.items() if n in names}
+        self._claim_failures = {n: c for n, c in self._claim_failures.items() if n in names}
+        self.rejected = rejected
+        ready = self._not_being_written(ready, now)
         if self.pair is not None:
             ready = self._pairs_ready(ready, alive, now)
         if self.oldest_first:
@@ -264,6 +389,22 @@ class FolderSource:
         else:
             ready.sort(key=lambda r: r[1])
         return [r[2] for r in ready]
+
+    def _not_being_written(
+        self, ready: list[tuple[int, str, Path]], now: float
+    ) -> list[tuple[int, str, Path]]:
+        """Leave out the files a process still holds open for writing (see
+        ``open_for_writing``): renamed into work/, such a file would go on growing there
+        after it was read. Its stability starts again once the writer closes it."""
+        busy = open_for_writing(r[2] for r in ready) if ready else set()
+        for name in {p.name for p in busy} - self._writing:
+            log.info("file_open_for_writing", file=name, inbox=str(self.inbox))
+        self._writing = {p.name for p in busy}
+        for p in busy:
+            seen = self._seen.get(p.name)
+            if seen is not None:
+                seen.since = now
+        return [r for r in ready if r[2] not in busy]
 
     def _pairs_ready(
         self, ready: list[tuple[int, str, Path]], alive: set[str], now: float
@@ -298,22 +439,92 @@ class FolderSource:
     # --- claiming --------------------------------------------------------------------------
 
     def claim(self, path: Path) -> Path | None:
-        """Move ``path`` into ``work_dir`` under a unique name; ``None`` if someone else took it.
+        """Move ``path`` into ``work_dir`` under a unique name; ``None`` if someone else took it,
+        or if the OS refused the rename because a process still has the file open (a Windows
+        sharing violation: the ERP is still writing it; it is tried again after
+        ``stable_seconds``, at least a second, and must then be stable again).
 
         With pairs, claiming a header also claims its lines file (when the last scan found it
         ready) under the same unique prefix; claiming a half that was alone also takes its
         other half if it became ready since, and then returns the header's work path.
         """
         path = Path(path)
+        try:
+            claimed = self._claim(path)
+        except OSError as exc:
+            if not sharing_violation(exc):
+                self._claim_failed(path, exc)
+                raise
+            log.info("file_in_use", file=path.name, inbox=str(self.inbox), error=str(exc))
+            self._forget(path.name)
+            self._busy_until[path.name] = self._clock() + max(self.stable_seconds, 1.0)
+            return None
+        self._claim_failures.pop(path.name, None)
+        return claimed
+
+    def _claim_failed(self, path: Path, exc: OSError) -> None:
+        """A claim that failed is tried again after 1, 2, 4… seconds (never in a tight loop);
+        after ``MAX_CLAIM_FAILURES`` in a row the file is left alone (listed in ``rejected``
+        with CONN-BANDEJA-TOMA) until the ERP writes it again."""
+        name = path.name
+        n = self._claim_failures[name] = self._claim_failures.get(name, 0) + 1
+        if n < MAX_CLAIM_FAILURES:
+            self._busy_until[name] = self._clock() + min(60.0, 2.0 ** (n - 1))
+            return
+        self._claim_failures.pop(name, None)
+        try:
+            st = os.stat(path, follow_symlinks=False)
+        except OSError:
+            return
+        reason = exc.strerror or str(exc)
+        self._given_up[name] = (
+            (st.st_size, st.st_mtime_ns),
+            (
+                "CONN-BANDEJA-TOMA",
+                f"No se pudo tomar {name} de la bandeja {self.inbox} para procesarlo "
+                f"({MAX_CLAIM_FAILURES} intentos; el último: {reason}). Queda en la bandeja, "
+                "sin procesar; se intenta de nuevo cuando el ERP lo vuelva a escribir o al "
+                "reiniciar el conector.",
+            ),
+        )
+
+    def _claim(self, path: Path) -> Path | None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
         prefix = f"{stamp}-{secrets.token_hex(4)}"
-        target = self.work_dir / f"{prefix}{_SEP}{path.name}"
+        target = self.work_dir / self._work_name(prefix, path.name)
         if self.pair is not None:
             found = self._partner_among(path.name, self._ready)
             if found is not None:
                 return self._claim_pair(path, found, prefix, target)
         return self._move_in(path, target)
+
+    def _work_name(self, prefix: str, name: str) -> str:
+        """``<prefix>--<name>``, within the file-name limit even hidden as ``.x.claiming`` and
+        with the done-marker appended: a longer name is shortened (``sinks.fit_name``; for a
+        pair, its common part, so that both files still match) and ``remember_name`` is told
+        before the rename."""
+        from connector.sinks import NAME_MAX, fit_name
+
+        room = NAME_MAX - len(prefix) - len(_SEP) - 1 - len(_CLAIMING)
+        room -= len((self.done_marker or "").encode())
+        if len(name.encode()) <= room:
+            return f"{prefix}{_SEP}{name}"
+        parts = self.pair.split(name) if self.pair is not None else None
+        if parts is None:
+            short = fit_name(name, room)
+        else:
+            assert self.pair is not None
+            _, base, ext = parts
+            suffix = name[len(base) : len(name) - len(ext)]
+            longest = max(len(self.pair.header_suffix), len(self.pair.lines_suffix)) * 4
+            key = (base + ext).lower()
+            short = fit_name(base, room - longest - len(ext.encode()), key=key, ext=False)
+            short += suffix + ext
+        work_name = f"{prefix}{_SEP}{short}"
+        if self.remember_name is not None:
+            self.remember_name(work_name, name)
+        return work_name
 
     def _claim_pair(self, path: Path, found: str, prefix: str, target: Path) -> Path | None:
         """Claim ``path`` and its ready partner ``found`` under ``prefix``. The first file goes
@@ -324,13 +535,13 @@ class FolderSource:
         If moving the partner fails (other than by its being gone), the first file goes back to
         its inbox path and the error is raised: the claim did not happen, and the next scan
         takes the pair whole."""
-        hidden = self.work_dir / f".{prefix}{_SEP}{path.name}{_CLAIMING}"
+        hidden = self.work_dir / f".{target.name}{_CLAIMING}"
         if self._rename_in(path, hidden) is None:
             return None  # another scanner won: the pair is theirs
         self._forget(path.name)
         source = path.with_name(found)
         try:
-            other = self._rename_in(source, self.work_dir / f"{prefix}{_SEP}{found}")
+            other = self._rename_in(source, self.work_dir / self._work_name(prefix, found))
         except OSError:
             self._put_back(hidden, path)
             raise

@@ -206,3 +206,69 @@ def test_watch_falls_back_to_polling_when_native_cannot_start(tmp_path: Path, mo
         assert wake.wait(timeout=30)
     finally:
         src.stop()
+
+
+@pytest.mark.skipif(not Path("/proc/self/fdinfo").is_dir(), reason="needs Linux /proc")
+def test_file_another_process_holds_open_for_writing_is_not_taken(tmp_path: Path) -> None:
+    """The ERP keeps its export open between chunks: never ready while it does, however long
+    the pause; after it closes the file, it must stay stable again before it is taken."""
+    import subprocess
+    import sys
+
+    clock = Clock()
+    src = FolderSource(tmp_path, tmp_path / "w", stable_seconds=2.0, clock=clock)
+    target = tmp_path / "lento.dat"
+    target.write_bytes(b"COMPROBANTE|4.0|A|1|")
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import sys; f = open(sys.argv[1], 'ab'); sys.stdin.read()",
+         str(target)],
+        stdin=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        for _ in range(100):  # until the writer has it open
+            if src.scan() == [] and src._writing:
+                break
+            clock.now += 5
+        assert src._writing == {"lento.dat"}
+        clock.now += 3600  # an hour without a change: still open, still not ready
+        assert src.scan() == []
+    finally:
+        writer.communicate(b"")
+    assert src.scan() == []  # closed: it must be stable again from now on
+    clock.now += 2
+    assert src.scan() == [target]
+
+
+def test_windows_sharing_violation_on_claim_is_not_ready_not_an_error(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Windows refuses to rename a file the ERP still has open (ERROR_SHARING_VIOLATION, 32):
+    the claim returns None, the file stays in the inbox untouched, and it is tried again only
+    once stable again. (Injected: Windows cannot run here.)"""
+    import connector.adapters.folder as folder
+
+    clock = Clock()
+    src = FolderSource(tmp_path, tmp_path / "w", stable_seconds=2.0, clock=clock)
+    f = _touch(tmp_path / "a.dat", b"1", mtime=100)
+    assert src.scan() == []
+    clock.now += 2
+    assert src.scan() == [f]
+    real_rename = os.rename
+
+    def sharing_violation(a: object, b: object) -> None:
+        exc = PermissionError(13, "El proceso no tiene acceso al archivo porque está siendo "
+                              "utilizado por otro proceso", str(a))  # fmt: skip
+        exc.winerror = 32  # type: ignore[attr-defined]
+        raise exc
+
+    monkeypatch.setattr(folder.os, "rename", sharing_violation)
+    assert src.claim(f) is None
+    assert f.exists() and not list((tmp_path / "w").iterdir())
+    monkeypatch.setattr(folder.os, "rename", real_rename)
+    assert src.scan() == []  # backing off
+    clock.now += 1.5
+    assert src.scan() == []  # and it must be stable again, from the refusal on
+    clock.now += 0.5
+    assert src.scan() == [f]
+    claimed = src.claim(f)
+    assert claimed is not None and claimed.read_bytes() == b"1"

@@ -85,7 +85,8 @@ def test_a_pair_whose_lines_file_cannot_be_moved_goes_back_whole_and_is_taken_by
 def test_a_pair_with_done_markers_whose_partner_cannot_be_moved_keeps_its_markers_and_is_ready(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    src = _source(tmp_path, done_marker=".done")
+    clock = Clock()
+    src = _source(tmp_path, clock, done_marker=".done")
     inbox, work = tmp_path / "in", tmp_path / "work"
     header = _touch(inbox / "ventas_0415_H.csv", b"H")
     lines = _touch(inbox / "ventas_0415_D.csv", b"D")
@@ -105,7 +106,9 @@ def test_a_pair_with_done_markers_whose_partner_cannot_be_moved_keeps_its_marker
         "ventas_0415_H.csv.done",
     ]
 
-    assert src.scan() == [header]  # markers, not stability: ready again at once
+    assert src.scan() == []  # a failed claim is not retried at once (issue 17.4)
+    clock.now += 1  # the first back-off; markers, not stability: ready again
+    assert src.scan() == [header]
     work_h = src.claim(header)
     assert work_h is not None
     work_d = src.partner_in_work(work_h)

@@ -142,3 +142,29 @@ def test_a_half_alone_past_orphan_seconds_is_taken_alone_never_deleted(tmp_path:
     work_lines = src.claim(lines)
     assert work_lines is not None and work_lines.read_bytes() == b"D"
     assert list(inbox.iterdir()) == []
+
+
+def test_a_pair_with_250_byte_names_is_claimed_whole_under_shortened_names(
+    tmp_path: Path,
+) -> None:
+    """Names too long for the claim prefix are shortened in work/ the same way for both files,
+    so they still find each other; the original names are handed to ``remember_name``."""
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    base = "ventas_" + "n" * 237
+    header, lines = inbox / f"{base}_H.csv", inbox / f"{base}_D.csv"
+    header.write_bytes(b"h")
+    lines.write_bytes(b"d")
+    assert len(header.name.encode()) == 250
+    src = FolderSource(inbox, tmp_path / "w", include=["*.csv"], stable_seconds=0, pair=PairSpec())
+    names: dict[str, str] = {}
+    src.remember_name = names.__setitem__
+    assert src.scan() == [header]
+    claimed = src.claim(header)
+    assert claimed is not None and claimed.read_bytes() == b"h"
+    partner = src.partner_in_work(claimed)
+    assert partner is not None and partner.read_bytes() == b"d"
+    assert sorted(names.values()) == sorted([header.name, lines.name])
+    assert names[claimed.name] == header.name and names[partner.name] == lines.name
+    assert all(len(p.encode()) <= 255 - len(".claiming") - 1 for p in names)
+    assert list(inbox.iterdir()) == []

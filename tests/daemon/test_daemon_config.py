@@ -237,7 +237,8 @@ def test_shape_errors_do_not_hide_the_other_checks(tmp_path: Path) -> None:
     assert pac.location == f"{path}:{pac_line} (sources[1].pac)"
     # the broken source is checked too (its folders), without reporting its option twice
     assert ("CONN-CFG-CARPETA", "sources[0].inbox") in found
-    assert [p.path for p in problems if p.path.startswith("sources[0].stable")] == [
+    errors = [p for p in problems if p.severity == "error"]
+    assert [p.path for p in errors if p.path.startswith("sources[0].stable")] == [
         "sources[0].stable_secnds"
     ]
 
@@ -382,3 +383,27 @@ def test_check_config_refuses_pac_urls_that_expose_the_password(
         workspace.write_text(good.replace(url_line, f'url = "{url}"'), encoding="utf-8")
         main(["check-config", "--config", str(workspace)])
         assert "CONN-CFG-URL" not in capsys.readouterr().out
+
+
+def test_check_config_warns_about_sources_that_may_take_a_file_half_written(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A source with neither a done-marker nor stable_seconds of at least 5 s: check-config
+    still accepts the configuration but says, for that source, why and what to set."""
+    from connector.cli import main
+
+    text = workspace.read_text(encoding="utf-8")
+    # the workspace's two sources take files after 0.2 s; give the second a done-marker
+    xml_at = text.index('name = "xml"')
+    text = text[:xml_at] + 'done_marker = ".done"\n' + text[xml_at:]
+    workspace.write_text(text, encoding="utf-8")
+    assert main(["check-config", "--config", str(workspace)]) == 0
+    out = capsys.readouterr()
+    shown = out.out + out.err
+    assert "AVISO CONN-CFG-ESTABLE" in shown
+    assert shown.count("CONN-CFG-ESTABLE") == 1
+    assert "sources[0].stable_seconds" in shown and "'ventas'" in shown
+    assert "0.2 segundos" in shown and "done_marker" in shown
+    workspace.write_text(text.replace("stable_seconds = 0.2", "stable_seconds = 5", 1))
+    assert main(["check-config", "--config", str(workspace)]) == 0
+    assert "CONN-CFG-ESTABLE" not in "".join(capsys.readouterr())

@@ -1450,7 +1450,10 @@ class Pipeline:
             if changed is not None:
                 if self._changed(rec, changed):
                     return None
-                errors.append(_keeps_changing(rec.name, changed, self.max_changes))
+                gave_up = _keeps_changing(rec.name, changed, self.max_changes)
+                errors.append(gave_up)
+                self.journal.note_failure(rec.source, rec.name, gave_up.code, gave_up.message,
+                                          location=rec.name, once=f"changed:{rec.id}")  # fmt: skip
                 fp = None  # moved as it is: the error file says why
             src = self.sources[rec.source]
             report = {

@@ -166,6 +166,8 @@ def test_file_that_keeps_changing_fails_with_a_code_never_archived(tmp_path: Pat
                 folio += 1
                 with open(hidden, "ab") as fh:
                     fh.write(dat_file("K", [folio]))
+        assert pipe.journal is not None
+        noted = [f.code for f in pipe.journal.recent_failures() if f.file == "eterno.dat"]
     finally:
         stop.set()
         runner.join(30)
@@ -173,6 +175,7 @@ def test_file_that_keeps_changing_fails_with_a_code_never_archived(tmp_path: Pat
     (outcome,) = pipe.finished
     assert outcome.state is FileState.FAILED
     assert [e.code for e in outcome.errors] == ["CONN-ARCHIVO-CAMBIO"]
+    assert noted == ["CONN-ARCHIVO-CAMBIO"]  # status lists it
     assert _files(ws / "archive") == []
     (failed,) = _files(ws / "failed", "eterno.dat")
     report = json.loads((ws / "failed" / "eterno.dat.error.json").read_text(encoding="utf-8"))

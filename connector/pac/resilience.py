@@ -2,9 +2,11 @@
 
 ``ResilientPac(driver)`` wraps any :class:`~connector.pac.base.PacDriver`:
 
-* **Backoff with jitter** (full jitter, capped: tenacity's ``wait_random_exponential``, drawn
-  by :func:`backoff`, run by :func:`retry_call`) on ``PacTransient`` and ``PacAmbiguous``. ``PacInvalid`` is raised at once: the request was
-  sent exactly once. ``PacCircuitOpen`` is raised at once too (the breaker already decided).
+* **Retries with backoff and jitter** by tenacity (``stop_after_attempt(max_attempts)``,
+  ``wait_random_exponential(base_delay, max_delay)``: full jitter, capped) on ``PacTransient``
+  and ``PacAmbiguous``. ``PacInvalid`` is raised at once: the request was sent exactly once.
+  ``PacCircuitOpen`` is raised at once too (the breaker already decided), and so is an error
+  marked ``final`` (a refused recover: the same answer again, wait instead of hammering).
 * **Ambiguous handling** — ``submit(sealed_xml, referencia, maybe_sent=...)``: when the journal
   says an earlier attempt may have reached the PAC, or after any failure in this call that may
   have reached it (``PacAmbiguous``, a 5xx), the next attempt first asks the PAC for
@@ -37,8 +39,6 @@ the next try.
 
 from __future__ import annotations
 
-import math
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -47,6 +47,13 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import structlog
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from connector.cfdi.model import Comprobante
 
@@ -293,63 +300,34 @@ def _recover_unanswered(exc: PacInvalid, pac: str, referencia: str) -> PacAmbigu
     return err
 
 
-def backoff(policy: RetryPolicy, attempt: int) -> float:
-    """The wait after failed attempt number ``attempt`` (1, 2, …): tenacity's
-    ``wait_random_exponential(multiplier=base_delay, max=max_delay)``, the same formula and the
-    same single ``random.uniform`` draw, so the same waits for the same random state."""
-    multiplier, cap, exponent = policy.base_delay, float(policy.max_delay), attempt - 1
-    if (
-        multiplier > 0
-        and cap > 0
-        and math.isfinite(cap)
-        and exponent > math.log(cap, 2) - math.log(multiplier, 2)
-    ):
-        high: float = max(0, cap)
-    else:
-        try:
-            high = max(0, min(multiplier * 2**exponent, cap))
-        except OverflowError:
-            high = cap
-    return random.uniform(0.0, high)
-
-
-def retry_call(
-    attempt: Callable[[], T],
-    retryable: Callable[[BaseException], bool],
-    *,
-    policy: RetryPolicy,
-    sleep: Callable[[float], None],
-    on_retry: Callable[[int, BaseException], None] | None = None,
-) -> T:
-    """``attempt()`` until it returns, raises what ``retryable`` refuses, or has been tried
-    ``policy.max_attempts`` times (then its last exception is raised as it is).
-
-    What ``tenacity.Retrying(stop=stop_after_attempt(n), wait=wait_random_exponential(...),
-    retry=retry_if_exception(retryable), reraise=True, sleep=sleep, before_sleep=...)`` does,
-    step for step: after a retryable failure the wait is drawn (also after the last attempt),
-    then the stop is checked, then ``on_retry(attempt number, exception)`` runs, then
-    ``sleep(wait)``. A loop instead of a ``Retrying`` per call: the call that succeeds at once
-    (nearly every call) costs one function call."""
-    number = 1
-    while True:
-        try:
-            return attempt()
-        except BaseException as exc:
-            if not retryable(exc):
-                raise
-            wait = backoff(policy, number)
-            if number >= policy.max_attempts:
-                raise
-            if on_retry is not None:
-                on_retry(number, exc)
-        sleep(wait)  # outside the except: the next attempt's exception does not chain to it
-        number += 1
-
-
 def _retryable(exc: BaseException) -> bool:
+    """Stamping and remote generation: transient and ambiguous failures (the next attempt
+    recovers by referencia first), never an open circuit or a final answer."""
     if isinstance(exc, PacCircuitOpen) or getattr(exc, "final", False):
         return False
     return isinstance(exc, PacTransient | PacAmbiguous)
+
+
+def _retryable_read(exc: BaseException) -> bool:
+    """Reads: transient failures only."""
+    return isinstance(exc, PacTransient) and not isinstance(exc, PacCircuitOpen)
+
+
+def _retryable_idempotent(exc: BaseException) -> bool:
+    """Writes the PAC answers the same way twice (cancel: 202): ambiguous failures too."""
+    return _retryable_read(exc) or (
+        isinstance(exc, PacAmbiguous) and not getattr(exc, "final", False)
+    )
+
+
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome is not None else None
+    log.info(
+        "pac_retry",
+        attempt=state.attempt_number,
+        error=getattr(exc, "code", type(exc).__name__),
+        wait=round(state.upcoming_sleep, 3),
+    )
 
 
 class ResilientPac:
@@ -366,25 +344,31 @@ class ResilientPac:
         self.driver = driver
         self.policy = policy or RetryPolicy()
         self.breaker = breaker or breaker_for(driver.name)
-        self._sleep = sleep
+        # one tenacity.Retrying per rule, built once (per-thread state lives in tenacity)
+        self._retry_stamp = self._retrying(_retryable, sleep)
+        self._retry_read = self._retrying(_retryable_read, sleep)
+        self._retry_idempotent = self._retrying(_retryable_idempotent, sleep)
+
+    def _retrying(
+        self, retryable: Callable[[BaseException], bool], sleep: Callable[[float], None]
+    ) -> Retrying:
+        p = self.policy
+        return Retrying(
+            stop=stop_after_attempt(p.max_attempts),
+            wait=wait_random_exponential(multiplier=p.base_delay, max=p.max_delay),
+            retry=retry_if_exception(retryable),
+            reraise=True,  # the PacError itself leaves, never tenacity's RetryError
+            sleep=sleep,
+            before_sleep=_log_retry,
+        )
 
     @property
     def state(self) -> str:
         return self.breaker.state
 
-    @staticmethod
-    def _log_retry(number: int, exc: BaseException) -> None:
-        log.info("pac_retry", attempt=number, error=getattr(exc, "code", type(exc).__name__))
-
     def _run(self, attempt: Callable[[], T], flags: dict[str, bool]) -> T:
         try:
-            return retry_call(
-                attempt,
-                _retryable,
-                policy=self.policy,
-                sleep=self._sleep,
-                on_retry=self._log_retry,
-            )
+            return self._retry_stamp(attempt)
         except PacError as exc:
             exc.maybe_sent = flags["maybe_sent"] or exc.maybe_sent
             raise
@@ -470,13 +454,9 @@ class ResilientPac:
                 flags["maybe_sent"] = flags["maybe_sent"] or exc.maybe_sent
                 raise
 
-        def retry(e: BaseException) -> bool:
-            if isinstance(e, PacCircuitOpen):
-                return False
-            return isinstance(e, PacTransient) or (idempotent_write and isinstance(e, PacAmbiguous))
-
+        retrying = self._retry_idempotent if idempotent_write else self._retry_read
         try:
-            return retry_call(attempt, retry, policy=self.policy, sleep=self._sleep)
+            return retrying(attempt)
         except PacError as exc:
             exc.maybe_sent = flags["maybe_sent"] or exc.maybe_sent
             raise

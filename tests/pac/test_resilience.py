@@ -337,3 +337,40 @@ def test_unsupported_message_names_pac_and_operation():
     for op in ("credits", "acuse_envio", "acuse_cancelacion", "change_password"):
         with pytest.raises(PacUnsupported):
             getattr(Minimal(), op)(*(["x"] if op != "credits" else []))
+
+
+def test_every_retry_is_logged_with_its_wait_reads_too():
+    """tenacity runs the retries: each one (stamping and reads alike) is logged as
+    ``pac_retry`` with the attempt, the error code and the wait drawn before it."""
+    from structlog.testing import capture_logs
+
+    class FlakyCredits(ScriptedPac):
+        def __init__(self) -> None:
+            super().__init__([transient(), _result("A")])
+            self.credit_calls = 0
+
+        def credits(self):  # type: ignore[override]
+            self.credit_calls += 1
+            if self.credit_calls < 3:
+                raise transient()
+            return "ok"
+
+    pac = FlakyCredits()
+    waits: list[float] = []
+    rp = ResilientPac(
+        pac,
+        policy=RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=2.0),
+        breaker=CircuitBreaker("logged", failure_threshold=100),
+        sleep=waits.append,
+    )
+    with capture_logs() as logs:
+        assert rp.submit(b"<a/>", "R").uuid == "A"
+        assert rp.credits() == "ok"
+    retries = [e for e in logs if e["event"] == "pac_retry"]
+    assert [(e["attempt"], e["error"]) for e in retries] == [
+        (1, "CONN-PAC-CONEXION"),
+        (1, "CONN-PAC-CONEXION"),
+        (2, "CONN-PAC-CONEXION"),
+    ]
+    assert [e["wait"] for e in retries] == [round(w, 3) for w in waits]
+    assert all(0 <= w <= 2.0 for w in waits)

@@ -15,6 +15,7 @@ from connector.adapters.table import odbc
 from connector.adapters.table.dialects import DIALECTS, ddl_script, get_dialect
 from connector.adapters.table.odbc import ConnSpec, TableError, classify, mask, prepare
 from connector.adapters.table.schema import CONCEPTO, FACTURA
+from connector.adapters.table.statements import WRITE_BACK_COLUMNS, Statements
 
 
 def test_ddl_has_exactly_the_issue_columns_for_every_dialect() -> None:
@@ -198,3 +199,41 @@ def test_tables_ddl_command_prints_each_dialect(tmp_path) -> None:
         capture_output=True, text=True,
     )  # fmt: skip
     assert bad.returncode == 2 and "CONN-CLI-USO" in bad.stderr
+
+
+def test_claim_and_write_back_sql_of_sql_server() -> None:
+    s = Statements(get_dialect("mssql"), "dbo.cfdi_factura")
+    assert s.candidates(50, True) == (
+        "SELECT TOP (50) id FROM dbo.cfdi_factura WITH (UPDLOCK, READPAST, ROWLOCK) "
+        "WHERE (estado = 'PENDIENTE' OR (estado = 'EN_PROCESO' AND reclamado_hasta < "
+        "SYSUTCDATETIME())) ORDER BY id"
+    )
+    assert s.claim(300) == (
+        "UPDATE dbo.cfdi_factura SET estado = 'EN_PROCESO', "
+        "referencia = COALESCE(referencia, ?), fecha = COALESCE(fecha, ?), reclamado_por = ?, "
+        "reclamado_hasta = DATEADD(second, 300, SYSUTCDATETIME()), "
+        "intentos = COALESCE(intentos, 0) + 1, actualizado_en = SYSUTCDATETIME() "
+        "WHERE id = ? AND (estado = 'PENDIENTE' OR (estado = 'EN_PROCESO' AND "
+        "reclamado_hasta < SYSUTCDATETIME()))"
+    )
+    assert s.write_back(True).endswith(
+        "WHERE id = ? AND (estado IS NULL OR estado <> 'TIMBRADO' OR uuid IS NULL OR uuid = ?)"
+    )
+    assert s.write_back(False).endswith("WHERE id = ? AND (estado IS NULL OR estado <> 'TIMBRADO')")
+    assert s.write_back(False).count("?") == len(WRITE_BACK_COLUMNS) + 1
+    assert "[Tabla Facturas]" in Statements(get_dialect("mssql"), "Tabla Facturas").reset()
+
+
+def test_claim_sql_of_firebird_types_its_coalesce_parameters() -> None:
+    s = Statements(get_dialect("firebird"), "cfdi_factura")
+    assert s.candidates(10, False).startswith("SELECT FIRST 10 id FROM cfdi_factura WHERE")
+    claim = s.claim(60)
+    assert "referencia = COALESCE(referencia, CAST(? AS VARCHAR(64)))" in claim
+    assert "fecha = COALESCE(fecha, CAST(? AS TIMESTAMP))" in claim
+    assert "reclamado_hasta = DATEADD(60 SECOND TO LOCALTIMESTAMP)" in claim
+    assert "reclamado_hasta < LOCALTIMESTAMP" in claim
+    assert s.renew(90) == (
+        "UPDATE cfdi_factura SET reclamado_hasta = DATEADD(90 SECOND TO LOCALTIMESTAMP) "
+        "WHERE id = ? AND estado = 'EN_PROCESO' AND reclamado_por = ?"
+    )
+    assert s.release().endswith("WHERE id = ? AND estado = 'EN_PROCESO' AND reclamado_por = ?")

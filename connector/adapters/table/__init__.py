@@ -2,6 +2,7 @@
 
 - ``schema``: the default interface tables ``cfdi_factura``/``cfdi_concepto`` and their states;
 - ``dialects``: per-engine SQL (PostgreSQL, MariaDB/MySQL, SQLite, SQL Server, Firebird);
+- ``statements``: the claim, write-back, release and replay SQL of each dialect;
 - ``odbc``: connecting (drivers, password, timeouts, encodings) and coded errors (``CONN-BD-*``);
 - ``source``: ``TableSource`` — claim, read, map, write back, release, replay;
 - ``check``: ``check_table_source`` — every problem of a source's database at once.

@@ -104,6 +104,10 @@ class Dialect:
     def timestamp_param(self, value: datetime) -> datetime | str:
         return value.replace(microsecond=0)
 
+    def param(self, sql_type: str) -> str:
+        """A parameter marker where the engine cannot infer its type (inside COALESCE)."""
+        return "?"
+
     @property
     def supports_skip_locked(self) -> bool:
         return True
@@ -262,6 +266,9 @@ class Firebird(Dialect):
         if skip_locked:  # Firebird 5
             sql += " WITH LOCK SKIP LOCKED"
         return sql
+
+    def param(self, sql_type: str) -> str:
+        return f"CAST(? AS {sql_type})"  # Firebird: "Data type unknown" otherwise
 
     def now_utc(self) -> str:
         return "LOCALTIMESTAMP"

@@ -30,7 +30,8 @@ from connector.cfdi.errors import Problem
 from . import odbc
 from .dialects import Dialect
 from .odbc import ConnSpec
-from .schema import CONCEPTO, ERROR, FACTURA, IN_PROGRESS, PENDING, STAMPED
+from .schema import CONCEPTO, ERROR, FACTURA, STAMPED
+from .statements import WRITE_BACK_COLUMNS, Statements
 
 if TYPE_CHECKING:
     from connector.mappers import Mapping
@@ -178,6 +179,9 @@ class TableSource:
     def _t(self, name: str) -> str:
         return ".".join(self.dialect.q(part) for part in name.split("."))
 
+    def _sql(self) -> Statements:
+        return Statements(self.dialect, self.factura_table)
+
     # --- claiming -------------------------------------------------------------------------------
 
     def claim_batch(self, limit: int, lease_seconds: int, instance: str) -> list[Claimed]:
@@ -189,26 +193,8 @@ class TableSource:
         d = self.dialect
         skip = self.skip_locked if self.skip_locked is not None else d.name == "postgresql"
         skip = skip and d.supports_skip_locked
-        fac = self._t(self.factura_table)
-        claimable = (
-            f"({d.q('estado')} = '{PENDING}' OR ({d.q('estado')} = '{IN_PROGRESS}' "
-            f"AND {d.q('reclamado_hasta')} < {d.now_utc()}))"
-        )
-        select = d.select_candidates(
-            fac, [d.q("id")], claimable, d.q("id"), limit, skip
-        )
-        sets = ", ".join(
-            [
-                f"{d.q('estado')} = '{IN_PROGRESS}'",
-                f"{d.q('referencia')} = COALESCE({d.q('referencia')}, ?)",
-                f"{d.q('fecha')} = COALESCE({d.q('fecha')}, ?)",
-                f"{d.q('reclamado_por')} = ?",
-                f"{d.q('reclamado_hasta')} = {d.now_plus(lease_seconds)}",
-                f"{d.q('intentos')} = COALESCE({d.q('intentos')}, 0) + 1",
-                f"{d.q('actualizado_en')} = {d.now_utc()}",
-            ]
-        )
-        update = f"UPDATE {fac} SET {sets} WHERE {d.q('id')} = ? AND {claimable}"
+        sql = self._sql()
+        select, update = sql.candidates(limit, skip), sql.claim(lease_seconds)
         now = d.timestamp_param(self.now().replace(tzinfo=None))
 
         def claim(cur: Any) -> list[int]:
@@ -327,12 +313,7 @@ class TableSource:
 
     def renew(self, ids: Sequence[int], lease_seconds: int, instance: str) -> int:
         """Extend the lease of rows this instance still holds (long PAC outages)."""
-        d = self.dialect
-        sql = (
-            f"UPDATE {self._t(self.factura_table)} SET {d.q('reclamado_hasta')} = "
-            f"{d.now_plus(lease_seconds)} WHERE {d.q('id')} = ? AND {d.q('estado')} = "
-            f"'{IN_PROGRESS}' AND {d.q('reclamado_por')} = ?"
-        )
+        sql = self._sql().renew(lease_seconds)
         return self._each(sql, [(i, instance) for i in ids], "renovar reclamos")
 
     # --- writing back ---------------------------------------------------------------------------
@@ -351,38 +332,21 @@ class TableSource:
             "error_codigo": _cut(outcome.error_codigo, FACTURA.column("error_codigo").size),
             "error_mensaje": _cut(outcome.error_mensaje, FACTURA.column("error_mensaje").size),
         }
-        sets = ", ".join(f"{d.q(k)} = ?" for k in values)
-        sets += f", {d.q('reclamado_hasta')} = NULL, {d.q('actualizado_en')} = {d.now_utc()}"
-        guard = f"({d.q('estado')} IS NULL OR {d.q('estado')} <> '{STAMPED}'"
-        params: list[Any] = [*values.values(), row_id]
+        params: list[Any] = [*(values[c] for c in WRITE_BACK_COLUMNS), row_id]
         if outcome.estado == STAMPED:
-            guard += f" OR {d.q('uuid')} IS NULL OR {d.q('uuid')} = ?"
             params.append(outcome.uuid)
-        sql = f"UPDATE {self._t(self.factura_table)} SET {sets} WHERE {d.q('id')} = ? AND {guard})"
+        sql = self._sql().write_back(outcome.estado == STAMPED)
         return self._each(sql, [tuple(params)], "escribir el resultado") == 1
 
     def release(self, ids: Sequence[int], instance: str) -> int:
         """Give back rows this instance claimed and did not start (shutdown): PENDIENTE."""
-        d = self.dialect
-        sql = (
-            f"UPDATE {self._t(self.factura_table)} SET {d.q('estado')} = '{PENDING}', "
-            f"{d.q('reclamado_por')} = NULL, {d.q('reclamado_hasta')} = NULL, "
-            f"{d.q('actualizado_en')} = {d.now_utc()} WHERE {d.q('id')} = ? AND "
-            f"{d.q('estado')} = '{IN_PROGRESS}' AND {d.q('reclamado_por')} = ?"
-        )
+        sql = self._sql().release()
         return self._each(sql, [(i, instance) for i in ids], "liberar filas")
 
     def reset(self, row_id: int) -> bool:
         """Replay: an ``ERROR`` row back to ``PENDIENTE`` (its referencia stays, so a send
         that may have reached the PAC is recovered, never stamped twice)."""
-        d = self.dialect
-        sql = (
-            f"UPDATE {self._t(self.factura_table)} SET {d.q('estado')} = '{PENDING}', "
-            f"{d.q('error_codigo')} = NULL, {d.q('error_mensaje')} = NULL, "
-            f"{d.q('reclamado_por')} = NULL, {d.q('reclamado_hasta')} = NULL, "
-            f"{d.q('actualizado_en')} = {d.now_utc()} "
-            f"WHERE {d.q('id')} = ? AND {d.q('estado')} = '{ERROR}'"
-        )
+        sql = self._sql().reset()
         return self._each(sql, [(row_id,)], "reiniciar la fila") == 1
 
     def orphan_lines(self, limit: int = 100) -> list[Problem]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -180,3 +181,13 @@ def start_pipeline(config: Path):  # type: ignore[no-untyped-def]
     pipe = Pipeline(cfg)
     pipe.start()
     return pipe
+
+
+def until(cond: Callable[[], bool], timeout: float) -> bool:
+    """Wait (in real time, polling every 0.1 s) until ``cond()``; whether it came true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return False

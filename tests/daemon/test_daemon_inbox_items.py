@@ -14,22 +14,12 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
 
-from tests.daemon.conftest import dat_file, dat_invoice, stamps_by_key, write_config
-
-
-def _until(cond: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return False
+from tests.daemon.conftest import dat_file, dat_invoice, stamps_by_key, until, write_config
 
 
 def _events(ws: Path, name: str) -> list[dict[str, object]]:
@@ -54,7 +44,7 @@ class Daemon:
             stderr=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        assert _until(lambda: len(_events(self.ws, "pipeline_started")) > started, 60)
+        assert until(lambda: len(_events(self.ws, "pipeline_started")) > started, 60)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -99,9 +89,9 @@ def test_links_folders_and_fifos_in_the_inbox_are_reported_once_never_followed(
     os.mkfifo(inbox / "tuberia.dat")  # opened, it would block the daemon forever
     daemon = Daemon(config)
     try:
-        assert _until(lambda: _archived(ws) == ["real.dat"], 60)
+        assert until(lambda: _archived(ws) == ["real.dat"], 60)
         (inbox / "bueno.dat").write_bytes(dat_file("R", [2]))  # other files keep flowing
-        assert _until(lambda: _archived(ws) == ["bueno.dat", "real.dat"], 60)
+        assert until(lambda: _archived(ws) == ["bueno.dat", "real.dat"], 60)
         time.sleep(1.0)  # many more scans: still reported once
     finally:
         daemon.stop()
@@ -130,9 +120,9 @@ def test_links_folders_and_fifos_in_the_inbox_are_reported_once_never_followed(
     (inbox / "carpeta.dat").write_bytes(dat_file("R", [3]))
     daemon = Daemon(config)
     try:
-        assert _until(lambda: _archived(ws) == ["bueno.dat", "carpeta.dat", "real.dat"], 60)
+        assert until(lambda: _archived(ws) == ["bueno.dat", "carpeta.dat", "real.dat"], 60)
         (inbox / "otra.dat").mkdir()
-        assert _until(lambda: len(_events(ws, "inbox_item_rejected")) == 5, 30)
+        assert until(lambda: len(_events(ws, "inbox_item_rejected")) == 5, 30)
         time.sleep(1.0)
     finally:
         daemon.stop()
@@ -160,7 +150,7 @@ def test_file_with_a_250_byte_name_is_claimed_processed_and_failed_with_its_name
     (ws / "inbox" / bad).write_bytes(dat_invoice("L", "2", tipo="Z").encode())  # invalid
     daemon = Daemon(config)
     try:
-        assert _until(lambda: _archived(ws) == [good] and (ws / "failed" / bad).exists(), 60)
+        assert until(lambda: _archived(ws) == [good] and (ws / "failed" / bad).exists(), 60)
     finally:
         daemon.stop()
     assert sorted(stamps_by_key(sandbox.store)) == [("L", "1")]
@@ -189,7 +179,7 @@ def test_claim_that_keeps_failing_backs_off_then_fails_with_a_code_in_status(
         work.write_text("no es una carpeta (un recurso compartido mal montado)")
         (ws / "inbox" / "atorado.dat").write_bytes(dat_file("T", [1]))
         started = time.monotonic()
-        assert _until(lambda: bool(_events(ws, "inbox_item_rejected")), 90)
+        assert until(lambda: bool(_events(ws, "inbox_item_rejected")), 90)
         took = time.monotonic() - started
     finally:
         daemon.stop()
@@ -205,7 +195,7 @@ def test_claim_that_keeps_failing_backs_off_then_fails_with_a_code_in_status(
     work.unlink()
     daemon = Daemon(config)
     try:
-        assert _until(lambda: _archived(ws) == ["atorado.dat"], 60)
+        assert until(lambda: _archived(ws) == ["atorado.dat"], 60)
     finally:
         daemon.stop()
     assert sorted(stamps_by_key(sandbox.store)) == [("T", "1")]

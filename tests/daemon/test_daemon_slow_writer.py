@@ -16,11 +16,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from connector.journal import FileState
-from tests.daemon.conftest import dat_file, stamps_by_key, start_pipeline, write_config
+from tests.daemon.conftest import dat_file, stamps_by_key, start_pipeline, until, write_config
 
 
 def _cut_mid_record(content: bytes, every: int) -> list[bytes]:
@@ -30,15 +29,6 @@ def _cut_mid_record(content: bytes, every: int) -> list[bytes]:
     cuts = [starts[k] + 20 for k in range(every, len(starts), every)]
     bounds = [0, *cuts, len(content)]
     return [content[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
-
-
-def _until(cond: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def _files(folder: Path, pattern: str = "*") -> list[Path]:
@@ -62,15 +52,15 @@ def test_erp_holding_the_file_open_between_pauses_is_never_taken_half_written(
     chunks = _cut_mid_record(content, 3)
     assert len(chunks) == 4
     try:
-        assert _until(lambda: log.exists() and b"pipeline_started" in log.read_bytes(), 60)
+        assert until(lambda: log.exists() and b"pipeline_started" in log.read_bytes(), 60)
         with open(ws / "inbox" / "lento.dat", "wb") as fh:  # open from first to last chunk
             for chunk in chunks:
                 fh.write(chunk)
                 fh.flush()
                 time.sleep(1.2)  # four times stable_seconds: the old daemon took it here
         archived = ws / "archive"
-        assert _until(lambda: bool(_files(archived, "lento.dat")), 60), log.read_text()
-        assert _until(lambda: len(_files(ws / "out" / "xml")) == 12, 30)
+        assert until(lambda: bool(_files(archived, "lento.dat")), 60), log.read_text()
+        assert until(lambda: len(_files(ws / "out" / "xml")) == 12, 30)
     finally:
         daemon.terminate()
         daemon.wait(30)
@@ -124,7 +114,7 @@ def test_file_that_grows_after_it_was_read_is_read_again_and_archived_whole(
     try:
         writer = _invisible_writer(ws, "crece.dat", chunks, pause=0.7)
         writer.join(30)
-        assert _until(lambda: len(pipe.finished) >= 1, 90)
+        assert until(lambda: len(pipe.finished) >= 1, 90)
         time.sleep(0.5)
         keys = stamps_by_key(pac.store)
     finally:
@@ -200,7 +190,7 @@ def test_file_changed_between_its_decision_and_its_move_is_read_again(
         (ws / "archive").write_text("no es una carpeta (recurso compartido caído)")
         first, more = dat_file("M", [1]), dat_file("M", [2])
         (ws / "inbox" / "v.dat").write_bytes(first)
-        assert _until(lambda: pipe.poll_once() >= 0 and pipe.journal.file_counts()["archiving"] == 1
+        assert until(lambda: pipe.poll_once() >= 0 and pipe.journal.file_counts()["archiving"] == 1
                       and not pipe._inflight, 30)  # fmt: skip
         (work,) = _files(ws / "work" / "ventas")
         with open(work, "ab") as fh:

@@ -30,7 +30,7 @@ from connector.cfdi.errors import Problem
 from . import odbc
 from .dialects import Dialect
 from .odbc import ConnSpec
-from .schema import CONCEPTO, ERROR, FACTURA, STAMPED
+from .schema import CONCEPTO, ERROR, FACTURA, OWNED, STAMPED
 from .statements import WRITE_BACK_COLUMNS, Statements
 
 if TYPE_CHECKING:
@@ -41,7 +41,10 @@ MEXICO = ZoneInfo("America/Mexico_City")
 _CHUNK = 500  # ids per IN (...) list (SQL Server allows 2,100 parameters)
 T = TypeVar("T")
 
-_HEADER_COLUMNS = [c.name for c in FACTURA.columns if c.name not in ("xml", "acuse", "uuid")]
+# the ERP's columns, and of the connector's own only what a claim hands on
+_HEADER_COLUMNS = [
+    c.name for c in FACTURA.columns if c.name not in OWNED or c.name in ("referencia", "intentos")
+]
 _LINE_COLUMNS = CONCEPTO.names
 
 

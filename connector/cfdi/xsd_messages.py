@@ -258,8 +258,6 @@ def xsd_problem(
             detail = f"el valor '{cut(value)}' de {field} no es válido para el tipo {kind} del SAT"
         elif "is not allowed" in rest:
             detail = f"el atributo {attr} no existe en {elem} según el esquema del SAT"
-        elif "is required but missing" in rest:
-            detail = f"falta {attr} en {elem}, obligatorio en el esquema del SAT"
         else:
             detail = f"{field}: {cut(rest, 300)}"
     else:

@@ -191,3 +191,12 @@ def until(cond: Callable[[], bool], timeout: float) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def run_once(config: Path) -> None:
+    """A pipeline on ``config`` until nothing is left to do, then closed."""
+    pipe = start_pipeline(config)
+    try:
+        assert pipe.run_until_idle(60)
+    finally:
+        pipe.close()

@@ -8,15 +8,7 @@ from pathlib import Path
 import pytest
 
 from connector.cli import main
-from tests.daemon.conftest import dat_invoice, stamps_by_key, start_pipeline
-
-
-def _run(config: Path) -> None:
-    pipe = start_pipeline(config)
-    try:
-        assert pipe.run_until_idle(60)
-    finally:
-        pipe.close()
+from tests.daemon.conftest import dat_invoice, run_once, stamps_by_key
 
 
 def test_replayed_file_leaves_no_stale_error_files(
@@ -26,7 +18,7 @@ def test_replayed_file_leaves_no_stale_error_files(
     (ws / "inbox" / "lote.dat").write_bytes(
         (dat_invoice("R", "1") + dat_invoice("R", "2", tipo="Z")).encode()
     )
-    _run(workspace)
+    run_once(workspace)
     reports = ["lote.dat.error.json", "lote.dat.error.txt"]
     assert sorted(p.name for p in (ws / "failed").glob("*.error.*")) == reports
     assert sorted(p.name for p in (ws / "out" / "errors").glob("*.error.*")) == reports
@@ -36,7 +28,7 @@ def test_replayed_file_leaves_no_stale_error_files(
     assert main(["replay", "--config", str(workspace), "--file", "lote.dat"]) == 0
     out = capsys.readouterr().out
     assert "replayed" in out
-    _run(workspace)
+    run_once(workspace)
     assert set(stamps_by_key(sandbox.store)) == {("R", "1"), ("R", "2")}
     assert [p.name for p in (ws / "archive").rglob("*.dat")] == ["lote.dat"]
     # nothing in failed/ or the errors folder says the file is still wrong

@@ -13,17 +13,13 @@ import pytest
 
 from connector.cli import main
 from connector.journal import Journal
-from tests.daemon.conftest import dat_invoice, start_pipeline
+from tests.daemon.conftest import dat_invoice, run_once
 
 
 def _drop(ws: Path, config: Path, name: str, data: bytes) -> None:
     time.sleep(0.05)  # each file's failures get their own time
     (ws / "inbox" / name).write_bytes(data)
-    pipe = start_pipeline(config)
-    try:
-        assert pipe.run_until_idle(60)
-    finally:
-        pipe.close()
+    run_once(config)
     assert (ws / "failed" / name).exists()
 
 

@@ -209,9 +209,14 @@ def decode_text(
         )
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
+        how = (
+            "ni como UTF-8 ni como cp1252 (encoding = \"auto\")"
+            if enc == "auto" and utf16 is None
+            else f"con la codificación {encoding}"
+        )
         return None, problem(
             "CONN-DECODE",
-            f"El archivo no se puede leer con la codificación {encoding}: "
+            f"El archivo no se puede leer {how}: "
             f"byte 0x{data[exc.start]:02x} no válido en la línea {line}.",
             f"{filename}:{line}",
         )

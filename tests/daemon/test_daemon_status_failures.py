@@ -53,6 +53,7 @@ def test_status_lists_file_level_failures_newest_first(
     assert got[5][2].startswith("CFDI40") and failures[5]["state"] == "failed"
     assert failures[0]["location"] == "reexport.dat:1" and failures[0]["source"] == "ventas"
     assert failures[1]["code"] == "CONN-EMPTY" and failures[4]["location"] == "lote.dat:11"
+    assert "ni como UTF-8 ni como cp1252" in failures[2]["message"]
     assert all(f["message"] and f["at"] for f in failures)
     assert [f["at"] for f in failures] == sorted((f["at"] for f in failures), reverse=True)
 

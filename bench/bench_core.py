@@ -50,6 +50,7 @@ from connector.cfdi.xmlio import (  # noqa: E402
     from_xml,
     parse_xml_bytes,
     serialize,
+    validate_limits,
     validate_xsd,
     xml_and_cadena,
 )
@@ -226,6 +227,10 @@ def main() -> int:
         ("  stage: RSA-2048 SHA-256 sign", lambda i: csd.sign(b"||4.0|x||" + str(i).encode())),
         ("  stage: validate_xsd (bytes: parse + XSD)", lambda i: validate_xsd(sealed_bytes[i])),
         ("  stage: validate_xsd (tree)", lambda i: validate_xsd(sealed_roots[i])),
+        (
+            "  stage: validate_limits (model -> XML text -> XSD, before sealing)",
+            lambda i: validate_limits(completed[i]),
+        ),
         ("  stage: parse_xml_bytes", lambda i: parse_xml_bytes(sealed_bytes[i])),
         ("  stage: build_tree (model -> lxml)", lambda i: build_tree(completed[i])),
         ("  stage: serialize (tree -> bytes)", lambda i: serialize(sealed_roots[i])),

@@ -6,12 +6,15 @@ Invoices are sealed before the clock starts (sealing is measured in bench_core);
 then stamped through ``ResilientPac(FelDriver)`` over real HTTP on 127.0.0.1, ``--threads``
 requests in flight. The sandbox runs in the same process (it shares the GIL and the two cores
 with the client), with ``--latency`` seconds added to every reply, as FEL's advertised 150 ms.
-Reports invoices/s and latency percentiles per setting, and checks one UUID per referencia.
+Reports invoices/s, latency percentiles and the process's CPU time (user + sys) per invoice per
+setting, and checks one UUID per referencia. The CPU figure includes the sandbox (same code
+before and after a client change, so a difference is the client's).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -122,10 +125,11 @@ def run(pac: SandboxPac, xmls: list[bytes], threads: int, drivers: str, tag: str
         list(ex.map(lambda i: (shared or pool[i]).submit(warm[i], f"w{tag}-{i}"), range(threads)))
     latencies.clear()
 
-    t0 = time.perf_counter()
+    cpu0, t0 = os.times(), time.perf_counter()
     with ThreadPoolExecutor(threads) as ex:
         uuids = list(ex.map(one, range(len(xmls))))
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu1 = time.perf_counter() - t0, os.times()
+    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     assert len(set(uuids)) == len(xmls)
     for i in range(0, len(xmls), max(1, len(xmls) // 20)):
         assert pac.store.uuids_for_referencia(f"{tag}-{i}") == [uuids[i]]
@@ -134,6 +138,7 @@ def run(pac: SandboxPac, xmls: list[bytes], threads: int, drivers: str, tag: str
         "n": len(xmls),
         "elapsed": elapsed,
         "rate": len(xmls) / elapsed,
+        "cpu_ms": 1000 * cpu / len(xmls),
         "p50": statistics.median(lat) * 1000,
         "p95": lat[int(0.95 * (len(lat) - 1))] * 1000,
     }
@@ -163,7 +168,8 @@ def main() -> int:
                 print(
                     f"latency={latency * 1000:.0f} ms: {r['rate']:.1f} invoices/s "
                     f"({r['n']} in {r['elapsed']:.2f} s), p50={r['p50']:.0f} ms, "
-                    f"p95={r['p95']:.0f} ms"
+                    f"p95={r['p95']:.0f} ms, process CPU {r['cpu_ms']:.2f} ms/invoice "
+                    "(client + in-process sandbox)"
                 )
     return 0
 

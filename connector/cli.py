@@ -263,12 +263,12 @@ def _add_pac_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=_sandbox_pac)
 
-    # --- credits, cancel, sat-status (PAC drivers; handlers in connector.pac.commands) ---
+    # --- credits, cancel, sat-status (PAC drivers; handlers in connector.pac_cli) ---
     def _pac_cmd(name: str):
         def run(args: argparse.Namespace) -> int:
-            from connector.pac import commands
+            from connector import pac_cli
 
-            return getattr(commands, name)(args)
+            return getattr(pac_cli, name)(args)
 
         return run
 

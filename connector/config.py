@@ -29,10 +29,10 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from connector.cfdi.errors import Problem
+from connector.pac.addresses import SAT_STATUS_URL
 
 DEFAULT_FILENAME_PATTERN = "{serie}{folio}_{uuid}"
 PAC_KINDS = ("fel", "finkok")
-SAT_STATUS_URL = "https://consultaqr.facturaelectronica.sat.gob.mx/ConsultaCFDIService.svc"
 
 
 class _Cfg(BaseModel):

@@ -33,7 +33,8 @@ from typing import Any
 
 from connector.cfdi.errors import Problem
 
-from .base import Adapter, ParsedRecord, decode_text, orphan_record, problem
+from .base import Adapter, orphan_record
+from .records import ParsedRecord, decode_text, problem
 
 _JOIN = "unir encabezado y líneas"
 HEADER_TYPE = "FACTURA"

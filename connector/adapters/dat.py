@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from connector.cfdi.errors import Problem
 
-from .base import Adapter, ParsedRecord, decode_text, orphan_record, problem
+from .base import Adapter, orphan_record
+from .records import ParsedRecord, decode_text, problem
 
 if TYPE_CHECKING:
     from connector.mappers import Mapping

@@ -22,9 +22,9 @@ from typing import Any
 
 from lxml import etree
 
-from . import cadena as _cad
+from . import cadena_spec as _cad
 from . import xsd_messages as _xm
-from .cadena import normalize_space
+from .cadena_spec import normalize_space
 from .errors import Problem, XmlError
 from .model import (
     NS_CFDI,

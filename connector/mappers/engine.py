@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from connector.adapters.base import ParsedRecord
+from connector.adapters.records import ParsedRecord
 from connector.cfdi.errors import Problem
 from connector.cfdi.model import Comprobante, Concepto, load_invoice
 

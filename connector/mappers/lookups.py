@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from connector.adapters.base import decode_text
+from connector.adapters.records import decode_text
 
 
 class LookupError_(ValueError):  # noqa: N801 - avoid shadowing the builtin LookupError

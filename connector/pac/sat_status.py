@@ -15,8 +15,7 @@ from xml.sax.saxutils import escape
 
 import requests
 
-from connector.config import SAT_STATUS_URL
-
+from .addresses import SAT_STATUS_URL
 from .base import SoapService, Timeouts, garbled, make_session, reader
 from .errors import PacInvalid
 

@@ -1,5 +1,8 @@
 """``cfdi-connector credits | cancel | sat-status``: one PAC call from the command line.
 
+CLI side: it reads the configuration (``connector.config``) and the journal and builds the
+drivers from plain settings; ``connector.pac`` itself never imports the configuration.
+
 The PAC comes from the configuration file (``--config``, ``[[pacs]]``; ``--pac NAME`` when there
 are several) or from options (``--pac-kind``, ``--pac-url``, ``--remote-url``, ``--cancel-url``,
 ``--usuario``, ``--cuenta``, and one of ``--password-env``, ``--password-file``,
@@ -16,8 +19,8 @@ import sys
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .base import PacDriver, Timeouts
-from .errors import PacError
+from connector.pac.base import PacDriver, Timeouts
+from connector.pac.errors import PacError
 
 
 class UsageError(Exception):
@@ -62,7 +65,7 @@ def _config(args: argparse.Namespace) -> Any:
 
 def _driver(args: argparse.Namespace, **cancel_csd: Any) -> PacDriver:
     """The PAC of the command line; ``cancel_csd`` adds the emisor's CSD (FEL Timbrado)."""
-    from . import create_driver
+    from connector.pac import create_driver
 
     if args.config:
         from connector.config import read_secret
@@ -204,7 +207,7 @@ def _cancel(args: argparse.Namespace) -> int:
     """Send the request, then ask SAT what it amounts to (cancelled, waiting for the receptor,
     rejected: ``connector.pac.cancellation``); with ``--config`` the journal records it and
     the PDF gets the CANCELADO mark only when SAT says Cancelado."""
-    from .cancellation import classify
+    from connector.pac.cancellation import classify
 
     total = _total(args.total)
     if args.motivo not in ("01", "02", "03", "04"):
@@ -253,7 +256,7 @@ def _sat_after_cancel(
     args: argparse.Namespace, cfg: Any, csd: dict[str, Any], uuid: str, total: Decimal
 ) -> tuple[Any, str | None]:
     """SAT's status of ``uuid`` right after the request, or (None, why it is missing)."""
-    from .sat_status import SAT_URL, SatStatusClient
+    from connector.pac.sat_status import SAT_URL, SatStatusClient
 
     rfc = _emisor_rfc(args, cfg, csd, uuid)
     if rfc is None:
@@ -298,7 +301,7 @@ def _emisor_rfc(args: argparse.Namespace, cfg: Any, csd: dict[str, Any], uuid: s
 
 
 def _sat_status(args: argparse.Namespace) -> int:
-    from .sat_status import SAT_URL, SatStatusClient
+    from connector.pac.sat_status import SAT_URL, SatStatusClient
 
     client = SatStatusClient(args.sat_url or SAT_URL, timeouts=_timeouts(args.timeout))
     try:

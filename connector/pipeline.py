@@ -438,7 +438,7 @@ class Pipeline:
         from connector.adapters.folder import FolderSource
 
         pair = s.pair.spec() if s.pair is not None else None
-        folder = FolderSource(
+        return FolderSource(
             s.inbox,
             s.work,
             include=s.include,
@@ -448,10 +448,8 @@ class Pipeline:
             polling=s.polling,
             poll_interval=s.poll_seconds or self.cfg.daemon.poll_seconds,
             pair=pair,
+            remember_name=self.journal.remember_name if self.journal is not None else None,
         )
-        assert self.journal is not None
-        folder.remember_name = self.journal.remember_name
-        return folder
 
     def _original_name(self, work: Path) -> str:
         """The ERP's name of a claimed file (from the journal when the claim shortened it)."""

@@ -57,6 +57,7 @@ log = structlog.get_logger("connector.adapters.folder")
 TEMP_PATTERNS = ("~$*", "*.tmp", "*.temp", "*.part", "*.partial", "*.crdownload", "*.swp", "*~")
 _SEP = "--"
 _CLAIMING = ".claiming"  # a pair's first file in work/ while its other file is being claimed
+_PREFIX_LEN = len("YYYYmmddTHHMMSS-") + 8  # a claim's unique prefix: time and 4 random bytes
 
 
 def _patterns(patterns: Sequence[str]) -> re.Pattern[str] | None:
@@ -276,6 +277,7 @@ class FolderSource:
         poll_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         pair: PairSpec | None = None,
+        remember_name: Callable[[str, str], None] | None = None,
     ) -> None:
         if done_marker is not None and not done_marker:
             raise ValueError('done_marker no puede estar vacío (use p. ej. ".done")')
@@ -307,7 +309,7 @@ class FolderSource:
         self.rejected: dict[str, tuple[str, str, str]] = {}
         # called with (work name, original name) before a claim renames a file to a shortened
         # name (a name too long for the claim prefix): the daemon keeps the map in its journal
-        self.remember_name: Callable[[str, str], None] | None = None
+        self.remember_name = remember_name
         self._observer: Any = None
         self.observer_kind: str | None = None  # "native" or "polling" once watching
         self.recovered = self._recover()
@@ -500,31 +502,35 @@ class FolderSource:
         return self._move_in(path, target)
 
     def _work_name(self, prefix: str, name: str) -> str:
-        """``<prefix>--<name>``, within the file-name limit even hidden as ``.x.claiming`` and
-        with the done-marker appended: a longer name is shortened (``sinks.fit_name``; for a
-        pair, its common part, so that both files still match) and ``remember_name`` is told
-        before the rename."""
-        from connector.sinks import NAME_MAX, fit_name
-
-        room = NAME_MAX - len(prefix) - len(_SEP) - 1 - len(_CLAIMING)
-        room -= len((self.done_marker or "").encode())
-        if len(name.encode()) <= room:
-            return f"{prefix}{_SEP}{name}"
-        parts = self.pair.split(name) if self.pair is not None else None
-        if parts is None:
-            short = fit_name(name, room)
-        else:
-            assert self.pair is not None
-            _, base, ext = parts
-            suffix = name[len(base) : len(name) - len(ext)]
-            longest = max(len(self.pair.header_suffix), len(self.pair.lines_suffix)) * 4
-            key = (base + ext).lower()
-            short = fit_name(base, room - longest - len(ext.encode()), key=key, ext=False)
-            short += suffix + ext
+        """``<prefix>--<name>``, within the file-name limit (``_short``); ``remember_name`` is
+        told before the rename when the name had to be shortened."""
+        short = self._short(name)
         work_name = f"{prefix}{_SEP}{short}"
-        if self.remember_name is not None:
+        if short != name and self.remember_name is not None:
             self.remember_name(work_name, name)
         return work_name
+
+    def _short(self, name: str) -> str:
+        """``name`` as it is claimed: itself, or, when ``<prefix>--<name>`` would not fit the
+        file-name limit even hidden as ``.x.claiming`` and with the done-marker appended, a
+        shorter name (``sinks.fit_name``; for a pair, its common part, so that both files
+        still match). The same name always gives the same result."""
+        from connector.sinks import NAME_MAX, fit_name
+
+        room = NAME_MAX - _PREFIX_LEN - len(_SEP) - 1 - len(_CLAIMING)
+        room -= len((self.done_marker or "").encode())
+        if len(name.encode()) <= room:
+            return name
+        parts = self.pair.split(name) if self.pair is not None else None
+        if parts is None:
+            return fit_name(name, room)
+        assert self.pair is not None
+        _, base, ext = parts
+        suffix = name[len(base) : len(name) - len(ext)]
+        longest = max(len(self.pair.header_suffix), len(self.pair.lines_suffix)) * 4
+        key = (base + ext).lower()
+        short = fit_name(base, room - longest - len(ext.encode()), key=key, ext=False)
+        return short + suffix + ext
 
     def _claim_pair(self, path: Path, found: str, prefix: str, target: Path) -> Path | None:
         """Claim ``path`` and its ready partner ``found`` under ``prefix``. The first file goes
@@ -581,14 +587,18 @@ class FolderSource:
             if marker.exists():
                 self._put_back(marker, path.with_name(path.name + self.done_marker))
 
-    def _partner_among(self, name: str, names: Iterable[str]) -> str | None:
+    def _partner_among(
+        self, name: str, names: Iterable[str], *, shortened: bool = False
+    ) -> str | None:
         """The name in ``names`` of ``name``'s pair partner, compared without regard to case
-        (as the scan matches them); None without pairs or when it is not there."""
+        (as the scan matches them); None without pairs or when it is not there.
+        ``shortened``: ``name`` is a claimed name (``_short``), ``names`` are the ERP's."""
         partner = self.pair.partner(name) if self.pair is not None else None
         if partner is None:
             return None
         low = partner.lower()
-        return next((n for n in names if n.lower() == low), None)
+        as_claimed = self._short if shortened else (lambda n: n)
+        return next((n for n in names if as_claimed(n).lower() == low), None)
 
     def _unhide(self, hidden: Path, target: Path) -> None:
         try:
@@ -624,9 +634,13 @@ class FolderSource:
                         inbox_names = os.listdir(self.inbox)
                     except OSError:
                         inbox_names = []
-                    found = self._partner_among(name, inbox_names)
+                    found = self._partner_among(name, inbox_names) or self._partner_among(
+                        name, inbox_names, shortened=True
+                    )
                     if found is not None:
-                        self._move_in(self.inbox / found, self.work_dir / f"{prefix}{_SEP}{found}")
+                        self._move_in(
+                            self.inbox / found, self.work_dir / self._work_name(prefix, found)
+                        )
                 self._unhide(self.work_dir / hname, target)
             except OSError as exc:
                 # back to the inbox with its partner, so the next scan takes the pair whole
@@ -663,7 +677,7 @@ class FolderSource:
                     for n in work_names
                     if _SEP in n
                     and not n.startswith(".")
-                    and self.original_name(n) == fname
+                    and self.original_name(n) == self._short(fname)
                     and n + marker not in work_names
                 )
                 if not claimed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -167,4 +168,46 @@ def test_a_pair_with_250_byte_names_is_claimed_whole_under_shortened_names(
     assert sorted(names.values()) == sorted([header.name, lines.name])
     assert names[claimed.name] == header.name and names[partner.name] == lines.name
     assert all(len(p.encode()) <= 255 - len(".claiming") - 1 for p in names)
+    assert list(inbox.iterdir()) == []
+
+
+def test_a_pair_claim_with_long_names_cut_by_a_crash_is_finished_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    """Killed between the two renames of a pair claim with 250-byte names: the next start finds
+    the hidden header (shortened name) and claims its partner (long name) under the same
+    prefix and the same shortened form, telling ``remember_name``."""
+    inbox, work = tmp_path / "in", tmp_path / "w"
+    inbox.mkdir()
+    base = "ventas_" + "n" * 237
+    header, lines = inbox / f"{base}_H.csv", inbox / f"{base}_D.csv"
+    header.write_bytes(b"h")
+    lines.write_bytes(b"d")
+    first = FolderSource(inbox, work, include=["*.csv"], stable_seconds=0, pair=PairSpec())
+    real_rename = os.rename
+    calls = []
+
+    def crash_at_second(src: object, dst: object) -> None:
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")  # the process dies between the renames
+        real_rename(src, dst)
+
+    assert first.scan() == [header]
+    os.rename = crash_at_second  # type: ignore[assignment]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            first.claim(header)
+    finally:
+        os.rename = real_rename  # type: ignore[assignment]
+    (hidden,) = work.iterdir()
+    assert hidden.name.startswith(".") and hidden.name.endswith(".claiming")
+    names: dict[str, str] = {}
+    again = FolderSource(inbox, work, include=["*.csv"], stable_seconds=0, pair=PairSpec(),
+                         remember_name=names.__setitem__)  # fmt: skip
+    (done,) = again.recovered
+    assert done.read_bytes() == b"h"
+    partner = again.partner_in_work(done)
+    assert partner is not None and partner.read_bytes() == b"d"
+    assert names == {partner.name: lines.name}
     assert list(inbox.iterdir()) == []

@@ -205,8 +205,19 @@ def new_referencia(serie: str, folio: str) -> str:
     return f"{base}-{secrets.token_hex(6)}"
 
 
+MAX_MESSAGE = 1000  # characters of one problem's message kept in the journal and error files
+
+
+def short_message(message: str) -> str:
+    """A message as stored and reported: a value quoted whole (a 1 MB field) is cut."""
+    if len(message) <= MAX_MESSAGE:
+        return message
+    return f"{message[:MAX_MESSAGE]}… (mensaje recortado: {len(message)} caracteres)"
+
+
 def problem_dict(p: Problem, location: str | None = None) -> dict[str, Any]:
     d = p.to_dict()
+    d["message"] = short_message(p.message)
     if not d.get("location"):
         d["location"] = location
     return d
@@ -1057,7 +1068,7 @@ class Pipeline:
             self.journal.mark_failed(
                 e.id,
                 first.code,
-                first.message,
+                short_message(first.message),
                 origin="rules",
                 problems=_dicts(_located(inp, problems), location, label),
             )
@@ -1069,9 +1080,9 @@ class Pipeline:
             self.journal.mark_failed(
                 e.id,
                 exc.code,
-                str(exc.problems[0].message if exc.problems else exc),
+                short_message(str(exc.problems[0].message if exc.problems else exc)),
                 origin="csd",
-                problems=_dicts(_located(inp, exc.problems), location),
+                problems=_dicts(_located(inp, exc.problems), location, label),
             )
             ilog.info("seal_failed", code=exc.code)
             return FileItem(rec.id, idx, location, e.id, []), None, None

@@ -55,6 +55,7 @@ from .amounts import (
 from .catalogs import IMPUESTO_RETENCION, IMPUESTO_TRASLADO, Catalogs, catalogs
 from .errors import Problem
 from .model import RFC_EXTRANJERO, RFC_PUBLICO_GENERAL, Comprobante, Concepto, Parte
+from .xsd_messages import cut
 
 # --- Messages -----------------------------------------------------------------------------------
 
@@ -175,7 +176,8 @@ def decimals_of(value: Decimal) -> int:
 
 
 def _fmt(value: Any) -> str:
-    return f'"{value}"' if value is not None else "(vacío)"
+    """A value as a message quotes it: cut short, so a 1 MB field never fills an error file."""
+    return f'"{cut(str(value))}"' if value is not None else "(vacío)"
 
 
 def _is_persona_generica(rfc: str) -> bool:

@@ -17,12 +17,14 @@ def test_over_long_fields_are_refused_locally_and_never_sent(workspace: Path, sa
     huge = dat_invoice("L", "2").replace("Memoria USB", "X" * 1_000_000)
     long_id = dat_invoice("L", "3").replace("|USB32|", "|" + "N" * 300 + "|")
     long_name = dat_invoice("L", "4").replace("XOCHILT CASAS CHAVEZ", "Ñ" * 560)
-    export = dat_invoice("L", "1") + huge + long_id + long_name + dat_invoice("L", "5")
+    # a value a SAT rule quotes (not an RFC) is cut in its message too
+    huge_rfc = dat_invoice("L", "6").replace("CACX7605101P8", "R" * 200_000)
+    export = dat_invoice("L", "1") + huge + long_id + long_name + dat_invoice("L", "5") + huge_rfc
     (ws / "inbox" / "largos.dat").write_bytes(export.encode())
     pipe = start_pipeline(workspace)
     try:
         assert pipe.run_until_idle(60)
-        states = {f: pipe.journal.get((RFC, "L", f)) for f in "12345"}
+        states = {f: pipe.journal.get((RFC, "L", f)) for f in "123456"}
     finally:
         pipe.close()
     # the good ones are stamped; the others never reached the PAC
@@ -36,7 +38,9 @@ def test_over_long_fields_are_refused_locally_and_never_sent(workspace: Path, sa
     report = ws / "failed" / "largos.dat.error.json"
     assert report.stat().st_size < 8_000  # the 1 MB value is cut in the messages
     errors = {e["invoice"]: e for e in json.loads(report.read_text(encoding="utf-8"))["errors"]}
-    assert set(errors) == {"L2", "L3", "L4"}
+    assert set(errors) == {"L2", "L3", "L4", "L6"}
+    assert len(errors["L6"]["message"]) < 300 and "R" * 60 + "…" in errors["L6"]["message"]
+    assert len(states["6"].error_message or "") < 300
     # each says the field (file:line:Field), SAT's limit, the length found and a cut value
     d, n, r = errors["L2"], errors["L3"], errors["L4"]
     assert d["code"] == "CONN-XSD" and d["location"] == "largos.dat:9:Descripcion"

@@ -298,8 +298,10 @@ def _add_pac_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("uuid", metavar="UUID")
     p.add_argument("--motivo", required=True, help="01, 02, 03 o 04")
     p.add_argument("--folio-sustitucion", metavar="UUID", help="UUID que sustituye (motivo 01)")
-    p.add_argument("--rfc-receptor", required=True)
-    p.add_argument("--total", required=True, help="total del CFDI")
+    p.add_argument(
+        "--rfc-receptor", help="RFC del receptor (solo para un UUID que el diario no conoce)"
+    )
+    p.add_argument("--total", help="total del CFDI (solo para un UUID que el diario no conoce)")
     p.add_argument("--acuse", metavar="FILE", help="guarda aquí el acuse de cancelación")
     p.add_argument(
         "--rfc-emisor", help="RFC del emisor, para consultar el SAT (si no lo da --config/--cer)"

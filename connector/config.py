@@ -61,6 +61,14 @@ class DaemonSettings(_Cfg):
     journal_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     # SAT's CFDI status service (ConsultaCFDIService), asked after a cancellation request
     sat_status_url: str = SAT_STATUS_URL
+    # cancellations followed up at SAT (connector.cancellations): the tick, and the poll
+    # interval, about a tenth of a request's age, between these two bounds
+    cancel_poll_seconds: float = Field(default=60.0, gt=0)
+    cancel_poll_max_seconds: float = Field(default=6 * 3600.0, gt=0)
+    # the slow sweep that notices a CFDI cancelled outside the connector (SAT's portal):
+    # delivered invoices of the last N days (0: off), each asked again every M hours
+    sat_sweep_days: int = Field(default=0, ge=0, le=400)
+    sat_sweep_hours: float = Field(default=24.0, gt=0)
 
 
 class PdfStyleConfig(_Cfg):

@@ -596,7 +596,7 @@ def record_cancellation(
     run updates the request and rewrites the same files). Exit code: 0 recorded, 1 a file
     could not be written (the cancellation is recorded: run it again)."""
     from connector.journal import CancelState, State
-    from connector.pipeline import deliver_cancellation
+    from connector.outputs import deliver_cancellation
 
     out = out or sys.stdout
     j = _open_journal(cfg)
@@ -654,13 +654,18 @@ def record_cancellation(
 
 
 _CANCEL_REQUEST_ES = {  # cancellation requests not (yet) cancelled: never counted as such
-    "solicitada": "cancelaciones solicitadas",  # the PAC took them, SAT's answer unknown
+    "solicitada": "cancelaciones sin respuesta",  # sent without answer: SAT asked first
+    "enviada": "cancelaciones enviadas",  # the PAC took them, SAT does not show them yet
     "en_proceso": "cancelaciones en proceso",  # waiting for the receptor's acceptance
     "rechazada": "cancelaciones rechazadas",  # the receptor said no: still vigente
+    "no_cancelable": "no cancelables",  # SAT: No cancelable (related documents)
+    "invalida": "cancelaciones rechazadas por el PAC",
 }
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from connector.cancellations import status_lines
+
     cfg = _load(Path(args.config), deep=False)
     if cfg is None:
         return 2
@@ -678,6 +683,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         counts = j.counts()
         cancelled = j.cancelled_count()
         cancel_requests = j.cancel_request_counts()
+        cancel_open = status_lines(j)
         files = j.file_counts()
         failures = j.recent_failures(args.limit)
     finally:
@@ -696,6 +702,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                     "invoices": counts,
                     "cancelled": cancelled,
                     "cancel_requests": cancel_requests,
+                    "cancellations_open": cancel_open,
                     "files": files,
                     "daemon": daemon_doc,
                     "csd": [
@@ -729,6 +736,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     for state, n in sorted(pending.items()):
         label = _CANCEL_REQUEST_ES.get(state, state)
         print(f"  {label:28} {n}")
+    if cancel_open:
+        print("Cancelaciones en seguimiento (el daemon consulta al SAT):")
+    for c in cancel_open:
+        said = f"; SAT: {c['sat_estatus_cancelacion']}" if c["sat_estatus_cancelacion"] else ""
+        print(f"  {c['uuid']} {c['estado']} desde hace {c['edad']} (solicitudes: "
+              f"{c['solicitudes']}, consultas al SAT: {c['consultas']}{said}; siguiente "
+              f"consulta: {c['proxima_consulta']})"
+              f"{' ' + c['error'] if c['error'] else ''}")  # fmt: skip
     print("Archivos:")
     for state, n in files.items():
         print(f"  {_FILE_STATE_ES.get(state, state):28} {n}")

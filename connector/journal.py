@@ -176,10 +176,18 @@ _CANCEL_COLS = "uuid, invoice_id, motivo, folio_sustitucion, code, estatus, acus
 class CancelState(StrEnum):
     """Where a cancellation request stands at SAT (``cancel_requests``)."""
 
-    REQUESTED = "solicitada"  # the PAC accepted the request; SAT's answer not known yet
+    REQUESTED = "solicitada"  # recorded before sending; a send that may or may not have
+    # reached the PAC stays here (SAT is asked before it is sent again)
+    SENT = "enviada"  # the PAC accepted the request; SAT's answer not known yet
     IN_PROCESS = "en_proceso"  # "Cancelable con aceptación": the receptor has not answered
     REJECTED = "rechazada"  # the receptor said no: still vigente, a new request is allowed
     CANCELLED = "cancelada"  # SAT (or the PAC, sin aceptación) says cancelled
+    NOT_CANCELLABLE = "no_cancelable"  # SAT: "No cancelable" (e.g. related documents)
+    INVALID = "invalida"  # the PAC refused the request itself: never sent again as is
+
+
+# followed up by the daemon (SAT's consulta service) until one of the others
+CANCEL_OPEN = (CancelState.REQUESTED, CancelState.SENT, CancelState.IN_PROCESS)
 
 
 @dataclass
@@ -198,12 +206,38 @@ class CancelRequest:
     acuse: bytes | None
     requested_at: float
     updated_at: float
+    # the follow-up (connector.cancellations): SAT's query data, what SAT last said, when
+    # SAT is asked next, how often it was asked, how many requests were sent
+    rfc_emisor: str | None = None
+    rfc_receptor: str | None = None
+    total: str | None = None
+    estado: str | None = None
+    next_poll_at: float | None = None
+    polls: int = 0
+    requests: int = 0
+    error_code: str | None = None
+    error_message: str | None = None
+    origin: str | None = None  # "cli", "folder", "sat" (noticed at SAT: cancelled outside)
 
 
 _REQUEST_COLS = (
     "uuid, invoice_id, motivo, folio_sustitucion, code, state, es_cancelable, "
-    "estatus_cancelacion, acuse, requested_at, updated_at"
+    "estatus_cancelacion, acuse, requested_at, updated_at, rfc_emisor, rfc_receptor, total, "
+    "estado, next_poll_at, polls, requests, error_code, error_message, origin"
 )
+# columns added after the table first shipped (ALTER TABLE on an older journal)
+_REQUEST_ADDED = {
+    "rfc_emisor": "TEXT",
+    "rfc_receptor": "TEXT",
+    "total": "TEXT",
+    "estado": "TEXT",
+    "next_poll_at": "REAL",
+    "polls": "INTEGER NOT NULL DEFAULT 0",
+    "requests": "INTEGER NOT NULL DEFAULT 0",
+    "error_code": "TEXT",
+    "error_message": "TEXT",
+    "origin": "TEXT",
+}
 
 
 def _request(row: tuple[Any, ...]) -> CancelRequest:
@@ -334,6 +368,11 @@ CREATE TABLE IF NOT EXISTS cancel_requests (
     acuse BLOB,
     requested_at REAL NOT NULL,
     updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sat_checks (
+    uuid TEXT PRIMARY KEY,
+    checked_at REAL NOT NULL,
+    estado TEXT
 );
 CREATE INDEX IF NOT EXISTS invoices_uuid ON invoices(uuid);
 CREATE TABLE IF NOT EXISTS failure_notes (
@@ -492,6 +531,10 @@ class Journal:
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     db.execute(stmt)
+            have = {r[1] for r in db.execute("PRAGMA table_info(cancel_requests)")}
+            for col, decl in _REQUEST_ADDED.items():
+                if col not in have:
+                    db.execute(f"ALTER TABLE cancel_requests ADD COLUMN {col} {decl}")
 
     def close(self) -> None:
         with self._lock:
@@ -1166,6 +1209,154 @@ class Journal:
                 "SELECT state, COUNT(*) FROM cancel_requests GROUP BY state"
             ).fetchall()
         return {str(state): n for state, n in rows}
+
+    def open_cancel_request(
+        self,
+        uuid: str,
+        motivo: str,
+        folio_sustitucion: str | None,
+        *,
+        rfc_emisor: str | None,
+        rfc_receptor: str | None,
+        total: str | None,
+        origin: str,
+    ) -> CancelRequest:
+        """Journal first: a request is recorded (``REQUESTED``, one more in ``requests``, its
+        age counted from now, polls reset) before it is sent to the PAC."""
+        uuid = uuid.upper()
+        now = time.time()
+        with self._tx() as db:
+            found = db.execute(
+                "SELECT id FROM invoices WHERE uuid IN (?,?) ORDER BY id LIMIT 1",
+                (uuid, uuid.lower()),
+            ).fetchone()
+            db.execute(
+                "INSERT INTO cancel_requests (uuid, invoice_id, motivo, folio_sustitucion, "
+                "state, requested_at, updated_at, rfc_emisor, rfc_receptor, total, polls, "
+                "requests, origin) VALUES (?,?,?,?,?,?,?,?,?,?,0,1,?) "
+                "ON CONFLICT(uuid) DO UPDATE SET motivo=excluded.motivo, "
+                "folio_sustitucion=excluded.folio_sustitucion, state=excluded.state, "
+                "code=NULL, error_code=NULL, error_message=NULL, next_poll_at=NULL, polls=0, "
+                "requests=requests+1, requested_at=excluded.requested_at, "
+                "updated_at=excluded.updated_at, rfc_emisor=excluded.rfc_emisor, "
+                "rfc_receptor=excluded.rfc_receptor, total=excluded.total, "
+                "origin=excluded.origin",
+                (uuid, found[0] if found else None, motivo, folio_sustitucion,
+                 CancelState.REQUESTED, now, now, rfc_emisor, rfc_receptor, total, origin),
+            )  # fmt: skip
+            if found is not None:
+                db.execute(
+                    "INSERT INTO events (invoice_id, at, from_state, to_state, detail) "
+                    "VALUES (?,?,?,?,?)",
+                    (found[0], now, None, f"cancelacion_{CancelState.REQUESTED}",
+                     f"motivo {motivo}"),
+                )  # fmt: skip
+            row = db.execute(
+                f"SELECT {_REQUEST_COLS} FROM cancel_requests WHERE uuid=?", (uuid,)
+            ).fetchone()
+        return _request(row)
+
+    _UPDATABLE = frozenset(
+        {"state", "code", "es_cancelable", "estatus_cancelacion", "acuse", "estado",
+         "next_poll_at", "polls", "error_code", "error_message", "motivo",
+         "folio_sustitucion", "rfc_emisor", "rfc_receptor", "total", "origin"}
+    )  # fmt: skip
+
+    def update_cancel_request(self, uuid: str, **fields: Any) -> CancelRequest:
+        """Change a recorded request (``_UPDATABLE`` columns; an acuse of None keeps the
+        known one). A new state is an event of the invoice."""
+        bad = set(fields) - self._UPDATABLE
+        if bad:
+            raise JournalError(f"cancel_requests: columnas desconocidas {sorted(bad)}")
+        uuid = uuid.upper()
+        if "acuse" in fields and fields["acuse"] is None:
+            del fields["acuse"]
+        now = time.time()
+        with self._tx() as db:
+            old = db.execute(
+                "SELECT state, invoice_id, motivo FROM cancel_requests WHERE uuid=?", (uuid,)
+            ).fetchone()
+            if old is None:
+                raise JournalError(f"no hay solicitud de cancelación de {uuid}")
+            sets = ", ".join(f"{k}=?" for k in fields)
+            db.execute(
+                f"UPDATE cancel_requests SET {sets + ', ' if sets else ''}updated_at=? "
+                "WHERE uuid=?",
+                (*fields.values(), now, uuid),
+            )
+            state = fields.get("state")
+            if state is not None and state != old[0] and old[1] is not None:
+                db.execute(
+                    "INSERT INTO events (invoice_id, at, from_state, to_state, detail) "
+                    "VALUES (?,?,?,?,?)",
+                    (old[1], now, f"cancelacion_{old[0]}", f"cancelacion_{state}",
+                     fields.get("estatus_cancelacion") or fields.get("error_message")),
+                )  # fmt: skip
+            row = db.execute(
+                f"SELECT {_REQUEST_COLS} FROM cancel_requests WHERE uuid=?", (uuid,)
+            ).fetchone()
+        return _request(row)
+
+    def forget_cancel_request(self, uuid: str, state: CancelState | None) -> None:
+        """A request that surely never reached the PAC: back to ``state`` (the previous
+        request's), or gone when there was none."""
+        with self._tx() as db:
+            if state is None:
+                db.execute("DELETE FROM cancel_requests WHERE uuid=?", (uuid.upper(),))
+            else:
+                db.execute(
+                    "UPDATE cancel_requests SET state=?, updated_at=? WHERE uuid=?",
+                    (state, time.time(), uuid.upper()),
+                )
+
+    def cancel_requests(self, *states: CancelState) -> list[CancelRequest]:
+        """The requests in ``states`` (all without), oldest first."""
+        marks = ",".join("?" * len(states))
+        where = f"WHERE state IN ({marks})" if states else ""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_REQUEST_COLS} FROM cancel_requests {where} ORDER BY requested_at",
+                tuple(str(s) for s in states),
+            ).fetchall()
+        return [_request(r) for r in rows]
+
+    def cancel_requests_due(self, now: float, limit: int = 20) -> list[CancelRequest]:
+        """Requests not final (``CANCEL_OPEN``) whose next poll of SAT has come."""
+        marks = ",".join("?" * len(CANCEL_OPEN))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_REQUEST_COLS} FROM cancel_requests WHERE state IN ({marks}) "
+                "AND (next_poll_at IS NULL OR next_poll_at <= ?) "
+                "ORDER BY COALESCE(next_poll_at, 0) LIMIT ?",
+                (*(str(s) for s in CANCEL_OPEN), now, limit),
+            ).fetchall()
+        return [_request(r) for r in rows]
+
+    def sweep_due(self, since: float, checked_before: float, limit: int) -> list[Entry]:
+        """Delivered invoices stamped since ``since`` with no cancellation request, not asked
+        at SAT since ``checked_before`` (least recently asked first): the slow sweep that
+        notices a CFDI cancelled outside the connector."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join('i.' + c.strip() for c in _COLS.split(','))} "
+                "FROM invoices i LEFT JOIN sat_checks s ON s.uuid = UPPER(i.uuid) "
+                "WHERE i.state = 'delivered' AND i.uuid IS NOT NULL AND i.created_at >= ? "
+                "AND UPPER(i.uuid) NOT IN (SELECT uuid FROM cancel_requests) "
+                "AND (s.checked_at IS NULL OR s.checked_at < ?) "
+                "ORDER BY COALESCE(s.checked_at, 0), i.id LIMIT ?",
+                (since, checked_before, limit),
+            ).fetchall()
+        return [_entry(r) for r in rows]
+
+    def sat_checked(self, uuid: str, estado: str | None) -> None:
+        """The sweep asked SAT about ``uuid`` (what it said, when)."""
+        with self._tx(flush=False) as db:
+            db.execute(
+                "INSERT INTO sat_checks (uuid, checked_at, estado) VALUES (?,?,?) "
+                "ON CONFLICT(uuid) DO UPDATE SET checked_at=excluded.checked_at, "
+                "estado=excluded.estado",
+                (uuid.upper(), time.time(), estado),
+            )
 
     def cancellation(self, uuid: str) -> Cancellation | None:
         """The recorded cancellation of ``uuid`` (any letter case), or None."""

@@ -209,10 +209,17 @@ def _cancel(args: argparse.Namespace) -> int:
     the PDF gets the CANCELADO mark only when SAT says Cancelado."""
     from connector.pac.cancellation import classify
 
+    cfg = _config(args) if args.config else None
+    if cfg is not None and _journal_knows(cfg, args.uuid):
+        return _cancel_tracked(args, cfg)
+    if not args.rfc_receptor or args.total is None:
+        raise UsageError(
+            f"CONN-CLI: el UUID {args.uuid} no está en el diario"
+            f"{'' if cfg is not None else ' (sin --config)'}: indique --rfc-receptor y --total."
+        )
     total = _total(args.total)
     if args.motivo not in ("01", "02", "03", "04"):
         raise UsageError("CONN-CLI: el motivo debe ser 01, 02, 03 o 04.")
-    cfg = _config(args) if args.config else None
     csd = _cancel_csd(args)
     with _driver(args, **csd) as d:
         r = d.cancel(args.uuid, args.motivo, args.folio_sustitucion, args.rfc_receptor, total)
@@ -250,6 +257,51 @@ def _cancel(args: argparse.Namespace) -> int:
             return 1
         print(f"Acuse guardado en {args.acuse}")
     return rc
+
+
+def _journal_knows(cfg: Any, uuid: str) -> bool:
+    if not cfg.daemon.journal.exists():
+        return False
+    from connector.journal import Journal
+
+    with Journal(cfg.daemon.journal) as j:
+        return j.find_uuid(uuid) is not None
+
+
+def _cancel_tracked(args: argparse.Namespace, cfg: Any) -> int:
+    """A UUID the journal knows: RFCs and total from its stamped XML, the PAC and the
+    emisor's account from the configuration; the local checks, the journal first, then the
+    PAC and SAT (``connector.cancellations.request``). The daemon follows it to the end."""
+    from connector.cancellations import CancelRefused, request
+    from connector.journal import Journal
+    from connector.pac.sat_status import SatStatusClient
+
+    csd = _cancel_csd(args)
+    sat = SatStatusClient(
+        args.sat_url or cfg.daemon.sat_status_url, timeouts=_timeouts(args.timeout)
+    )
+    try:
+        with Journal(cfg.daemon.journal) as j, _driver(args, **csd) as d:
+            req = request(
+                cfg, j, d, sat, args.uuid, args.motivo, args.folio_sustitucion, out=sys.stdout
+            )
+    except CancelRefused as exc:
+        for p in exc.problems:
+            print(str(p), file=sys.stderr)
+        return 2
+    finally:
+        sat.close()
+    if req.acuse and args.acuse:
+        from pathlib import Path
+
+        try:
+            Path(args.acuse).write_bytes(req.acuse)
+        except OSError as exc:
+            print(f"CONN-FILE {args.acuse}: no se pudo guardar el acuse ({exc.strerror}).",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        print(f"Acuse guardado en {args.acuse}")
+    return 0
 
 
 def _sat_after_cancel(

@@ -31,6 +31,7 @@ from typing import Any
 
 import structlog
 
+from connector.cancellations import CancellationFollower
 from connector.cfdi.errors import CfdiError, Problem
 from connector.config import (
     Config,
@@ -54,6 +55,7 @@ from connector.journal import (
     Journal,
     State,
 )
+from connector.outputs import output_paths
 from connector.pac.errors import ACCOUNT_CODES
 from connector.rendering import PdfRenderer, default_processes, render_pdf_bytes
 from connector.sinks import (
@@ -64,7 +66,6 @@ from connector.sinks import (
     clean_temp_files,
     free_name,
     move_file,
-    output_stem,
     safe_part,
     write_error_files,
 )
@@ -329,6 +330,7 @@ class Pipeline:
         # how often what is stuck is tried again: undelivered stamps, moves to archive/failed,
         # files whose processing failed, sends no worker holds
         self.redeliver_seconds = _REDELIVER_SECONDS
+        self.cancellations = CancellationFollower(cfg)  # SAT follow-up of cancellations
         self._reread: set[int] = set()  # claimed files whose processing raised: read again
         # files that changed while (or after) they were read: file_id → watched until settled
         self._settling: dict[int, _Settling] = {}
@@ -478,6 +480,7 @@ class Pipeline:
             self._executor.shutdown(wait=wait, cancel_futures=True)
             self._executor = None
         self.pdf.close()
+        self.cancellations.close()
         for rt in self.pacs.values():
             with contextlib.suppress(Exception):
                 rt.driver.close()
@@ -584,6 +587,7 @@ class Pipeline:
         if time.monotonic() - self._last_redeliver > self.redeliver_seconds:
             self._last_redeliver = time.monotonic()
             self._retry_stuck()
+        self.cancellations.tick(self)  # its own cadence, on a worker thread
         room = self.max_inflight - len(self._inflight)
         if room <= 0:
             return
@@ -1656,18 +1660,6 @@ def _acuse_missing(e: Entry, exc: Exception) -> str:
     )
 
 
-def output_paths(src: SourceConfig, e: Entry) -> dict[str, Path]:
-    """Where a stamped invoice's outputs go (the kinds the source writes)."""
-    assert e.uuid
-    stem = output_stem(
-        src.filename_pattern, serie=e.serie, folio=e.folio, uuid=e.uuid, rfc=e.emisor_rfc
-    )
-    out = {"xml": src.output.xml / f"{stem}.xml"}
-    if src.output.pdf is not None:
-        out["pdf"] = src.output.pdf / f"{stem}.pdf"
-    if src.output.acuse is not None:
-        out["acuse"] = src.output.acuse / f"{stem}_acuse.xml"
-    return out
 
 
 def _acuse_unwritten(e: Entry, path: Path, exc: Exception) -> str:
@@ -1703,24 +1695,6 @@ def deliver_outputs(
     return {kind: str(path) for kind, path in zip(files, written, strict=True)}
 
 
-def deliver_cancellation(
-    src: SourceConfig, emisor: EmisorConfig, e: Entry, acuse: bytes | None
-) -> dict[str, str]:
-    """After the journal recorded a cancellation: the PDF again with the CANCELADO mark, in
-    place of the delivered one (same name, atomic), and the acuse de cancelación beside the
-    other acuses (``<stem>_cancelacion.xml``). Safe to repeat."""
-    assert e.stamped_xml is not None and e.uuid
-    paths = output_paths(src, e)
-    out: dict[str, str] = {}
-    pdf_path = e.outputs.get("pdf") or paths.get("pdf")
-    if pdf_path:
-        pdf = render_pdf_bytes(e.stamped_xml, emisor, cancelled=True)
-        if pdf is not None:
-            out["pdf"] = str(atomic_write(Path(pdf_path), pdf))
-    if "acuse" in paths and acuse:
-        dest = paths["acuse"].with_name(f"{paths['xml'].stem}_cancelacion.xml")
-        out["acuse_cancelacion"] = str(atomic_write(dest, acuse))
-    return out
 
 
 def _sat_cert(p: PacConfig) -> bytes | None:

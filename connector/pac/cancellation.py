@@ -34,6 +34,24 @@ class CancelOutcome:
     message: str  # Spanish, for the user
 
 
+def state_from_sat(current: CancelState, sat: SatStatus) -> CancelState:
+    """Where a request in ``current`` stands once SAT answered (``sat.found``): Cancelado;
+    Solicitud rechazada (only for a request that reached the PAC: the rejection SAT shows
+    before a new request is sent is the previous one); En proceso; Vigente and "No
+    cancelable" (e.g. related documents); else unchanged (SAT does not show it yet)."""
+    estado = (sat.estado or "").strip().lower()
+    estatus = (sat.estatus_cancelacion or "").strip().lower()
+    if estado == "cancelado":
+        return CancelState.CANCELLED
+    if "rechaz" in estatus and current in (CancelState.SENT, CancelState.IN_PROCESS):
+        return CancelState.REJECTED
+    if "proceso" in estatus:
+        return CancelState.IN_PROCESS
+    if "no cancelable" in (sat.es_cancelable or "").lower() and estado == "vigente":
+        return CancelState.NOT_CANCELLABLE
+    return current
+
+
 def classify(
     r: CancelResult, sat: SatStatus | None, sat_problem: str | None = None
 ) -> CancelOutcome:
@@ -64,6 +82,16 @@ def classify(
                 f"UUID {uuid}: el receptor rechazó la solicitud de cancelación ({estatus}); el "
                 "CFDI sigue vigente. Puede solicitarla de nuevo (una nueva solicitud después de "
                 "un rechazo no tiene plazo).",
+            )
+        if state_from_sat(CancelState.SENT, sat) is CancelState.NOT_CANCELLABLE:
+            return CancelOutcome(
+                CancelState.NOT_CANCELLABLE,
+                False,
+                es_cancelable,
+                estatus,
+                f"UUID {uuid}: el SAT lo muestra {estado or 'Vigente'} y No cancelable (por "
+                "ejemplo, tiene documentos relacionados vigentes): cancele primero esos "
+                "documentos.",
             )
         if (estatus and "proceso" in estatus.lower()) or _con_aceptacion(es_cancelable):
             return CancelOutcome(
@@ -97,7 +125,7 @@ def classify(
             f"({r.es_cancelable}; {why}). {_RECEPTOR}",
         )
     return CancelOutcome(
-        CancelState.REQUESTED,
+        CancelState.SENT,
         False,
         es_cancelable,
         r.estatus,

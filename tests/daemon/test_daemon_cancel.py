@@ -24,6 +24,11 @@ def _text(pdf: Path) -> str:
     return "".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf.read_bytes())).pages)
 
 
+def _cancel_calls(sandbox: Any) -> int:
+    """Cancellation requests the sandbox PAC received (any service)."""
+    return sum("ancel" in r.operation for r in sandbox.store.requests_log)
+
+
 def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
 
@@ -71,9 +76,12 @@ def test_cancel_with_config_records_journal_marks_pdf_and_writes_acuse(
     assert main(["sat-status", uuid, *sat, "--sat-url", sandbox.sat_status_url]) == 0
     assert "Estado: Cancelado" in capsys.readouterr().out
 
-    # again: harmless (the PAC says 202, the journal keeps the first record, same files)
+    # again: refused before the PAC is called (CONN-CANCEL-YA); the record and files stay
     pdf_bytes, acuse_bytes = pdf.read_bytes(), acuse.read_bytes()
-    assert main([*cancel, "--config", str(workspace)]) == 0
+    sent = _cancel_calls(sandbox)
+    assert main([*cancel, "--config", str(workspace)]) == 2
+    assert "CONN-CANCEL-YA" in capsys.readouterr().err
+    assert _cancel_calls(sandbox) == sent
     with Journal(ws / "var" / "journal.sqlite") as j:
         again = j.cancellation(uuid)
         assert again == c and j.cancelled_count() == 1
@@ -172,7 +180,7 @@ def test_cancel_of_a_cfdi_cancelable_con_aceptacion_is_a_request_until_sat_says_
     sandbox.engine.answer_cancellation(uuid, "aceptada")
     assert main([*cancel, "--config", str(workspace)]) == 0
     said = capsys.readouterr().out
-    assert "cancelado. El SAT lo muestra Cancelado (Cancelado con aceptación)" in said
+    assert "el SAT muestra Cancelado (Cancelado con aceptación); cancelada" in said
     assert "PDF con la marca CANCELADO" in said and "CANCELADO" in _text(pdf)
     with Journal(ws / "var" / "journal.sqlite") as j:
         assert j.cancellation(uuid) is not None and j.cancelled_count() == 1

@@ -31,6 +31,11 @@ the receptor: ``"aceptada"`` (``Cancelado con aceptación``), ``"plazo_vencido"`
 vencido``, cancelled) or ``"rechazada"`` (``Solicitud rechazada``, still vigente; a new request
 is allowed). Every other CFDI is "Cancelable sin aceptación": cancelled at once.
 
+Test knob ``engine.no_cancelable`` (a set of UUIDs): those CFDIs play one with related
+documents still vigente (e.g. an invoice whose payment complement is not cancelled): SAT's
+status says ``Vigente`` / ``No cancelable`` and a request is refused with 204 (SAT's "Folio
+Fiscal no aplicable a cancelación").
+
 Fecha (and the 72-hour window, with 2 minutes of tolerance for the future) is read against the
 machine's local clock: the sandbox runs beside the connector, so both share one clock. A Fecha
 ahead of that clock is still accepted while it is not in the future in Mexico's easternmost
@@ -348,11 +353,15 @@ class PacEngine:
         self._stamp_lock = threading.Lock()
         # test knob: UUIDs or receptor RFCs whose CFDIs are "Cancelable con aceptación"
         self.con_aceptacion: set[str] = set()
+        # test knob: UUIDs of CFDIs with related documents still vigente ("No cancelable")
+        self.no_cancelable: set[str] = set()
         for account in accounts:
             self.add_account(account)
 
     def es_cancelable(self, record: StampRecord) -> str:
         """SAT's EsCancelable of a vigente CFDI (see the ``con_aceptacion`` knob)."""
+        if record.uuid.upper() in {x.upper() for x in self.no_cancelable}:
+            return "No cancelable"
         knob = {x.upper() for x in self.con_aceptacion}
         if record.uuid.upper() in knob or record.rfc_receptor.upper() in knob:
             return CON_ACEPTACION
@@ -638,6 +647,12 @@ class PacEngine:
             return Outcome(False, "202", "UUID previamente cancelado", record=found)
         if motivo not in ("01", "02", "03", "04"):
             return Outcome(False, "312", "Motivo de cancelación no válido (01, 02, 03 o 04)")
+        if self.es_cancelable(found) == "No cancelable":
+            return Outcome(
+                False,
+                "204",
+                "Folio Fiscal no aplicable a cancelación: tiene documentos relacionados vigentes",
+            )
         folio_sustitucion = (folio_sustitucion or "").strip().upper() or None
         if motivo == "01":
             try:

@@ -366,6 +366,20 @@ def _add_daemon_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="salida JSON")
     p.set_defaults(func=lazy("connector.daemon", "cmd_status"))
 
+    p = sub.add_parser("report", help="CFDI emitidos en un periodo (csv, xlsx, json) o PPD por cobrar")
+    config_arg(p)
+    p.add_argument("--from", dest="date_from", metavar="AAAA-MM-DD", help="primer día")
+    p.add_argument("--to", dest="date_to", metavar="AAAA-MM-DD", help="último día (incluido)")
+    p.add_argument("--emisor", metavar="RFC", help="solo los CFDI de este emisor")
+    p.add_argument("--format", choices=("csv", "xlsx", "json"), help="por omisión, el de -o o csv")
+    p.add_argument("-o", "--output", metavar="FILE", help="archivo de salida (sin él, la pantalla)")
+    p.add_argument(
+        "--pendientes-pago",
+        action="store_true",
+        help="facturas PPD con saldo insoluto según los complementos de pago timbrados",
+    )
+    p.set_defaults(func=lazy("connector.reports", "cmd_report"))
+
     p = sub.add_parser("check-config", help="revisa la configuración y reporta todos los errores")
     config_arg(p)
     p.set_defaults(func=lazy("connector.daemon", "cmd_check_config"))

@@ -1358,6 +1358,20 @@ class Journal:
                 (uuid.upper(), time.time(), estado),
             )
 
+    def stamped_entries(self, emisor: str | None = None) -> list[Entry]:
+        """Every stamped (or delivered) invoice with its stamped XML, of one emisor or all,
+        in journal order (``report``)."""
+        where = "stamped_xml IS NOT NULL AND state IN ('stamped', 'delivered')"
+        params: tuple[Any, ...] = ()
+        if emisor:
+            where += " AND emisor_rfc = ?"
+            params = (emisor.upper(),)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLS} FROM invoices WHERE {where} ORDER BY id", params
+            ).fetchall()
+        return [_entry(r) for r in rows]
+
     def cancellation(self, uuid: str) -> Cancellation | None:
         """The recorded cancellation of ``uuid`` (any letter case), or None."""
         with self._lock:

@@ -3,6 +3,10 @@
 from .errors import CfdiError, CsdError, Problem, SealError, XmlError
 from .model import Comprobante, load_invoice
 
+# Comercio Exterior 2.0 plugs into xmlio (its XML) and rules (its rules) by registering itself,
+# so neither imports it back (no import cycle).
+from . import rules_cce20, xml_cce20  # noqa: E402, F401  isort: skip
+
 __all__ = [
     "CfdiError",
     "Comprobante",

@@ -10,8 +10,8 @@ here walks the same nodes in the same order in plain Python:
   whitespace there, not Python's wider notion);
 * the result is ``|`` + fields + ``||``.
 
-A document carrying nodes the fast path does not know (complements other than Pagos 2.0 and the
-TFD, ComplementoConcepto, Parte) falls back to SAT's XSLT, compiled once per process.
+A document carrying nodes the fast path does not know (complements other than Pagos 2.0,
+Comercio Exterior 2.0 (``xml_cce20.walk``) and the TFD, ComplementoConcepto, Parte) falls back to SAT's XSLT, compiled once per process.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from .cadena_spec import (  # noqa: F401 - normalize_space is part of this modul
     _TRASLADO_P,
     normalize_space,
 )
+from .cce20 import NS_CCE20
 from .errors import XmlError
 from .model import NS_CFDI, NS_PAGO20, NS_TFD, Comprobante, TimbreFiscalDigital
 
@@ -62,6 +63,7 @@ XSLT_TFD = _SAT / "TimbreFiscalDigital" / "cadenaoriginal_TFD_1_1.xslt"
 _C = "{" + NS_CFDI + "}"
 _P = "{" + NS_PAGO20 + "}"
 _T = "{" + NS_TFD + "}"
+_CCE20 = "{" + NS_CCE20 + "}"
 
 class _NeedsXslt(Exception):
     """The document has nodes only SAT's XSLT knows how to walk."""
@@ -192,6 +194,10 @@ def _walk(root: etree._Element) -> str:
             tag = comp.tag
             if tag == _P + "Pagos":
                 _walk_pagos(out, comp)
+            elif tag == _CCE20 + "ComercioExterior":
+                from .xml_cce20 import walk
+
+                walk(out, comp, _fields)
             elif tag == _T + "TimbreFiscalDigital":
                 # The CFDI XSLT has no template for it and the built-in one prints text nodes.
                 # (even whitespace-only text is printed: the XSLT does not strip spaces)

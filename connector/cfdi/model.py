@@ -19,6 +19,7 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .cce20 import ComercioExterior
 from .errors import Problem
 
 NS_CFDI = "http://www.sat.gob.mx/cfd/4"
@@ -282,6 +283,7 @@ class Pagos(_Node):
 
 
 _Pagos = Pagos
+_ComercioExterior = ComercioExterior
 
 
 # --- Timbre (added by the PAC) ------------------------------------------------------------------
@@ -331,6 +333,7 @@ class Comprobante(_Node):
     Conceptos: list[Concepto] = Field(default_factory=list)
     Impuestos: _Impuestos | None = None
     Pagos: _Pagos | None = None
+    ComercioExterior: _ComercioExterior | None = None  # Comercio Exterior 2.0 (cce20)
     TimbreFiscalDigital: _TimbreFiscalDigital | None = None
     # Complements this model does not type (e.g. CartaPorte) kept verbatim as serialized XML
     # elements, so a parsed document can be re-emitted and its cadena computed unchanged.

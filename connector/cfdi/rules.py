@@ -132,7 +132,7 @@ class _Ctx:
         self.dec = cats.decimals(c.Moneda)
         self.now = now
         self.problems: list[Problem] = []
-        self.has_cce = any(
+        self.has_cce = c.ComercioExterior is not None or any(
             isinstance(x, bytes) and NS_COMERCIO_EXTERIOR in x for x in c.OtrosComplementos or ()
         )
 

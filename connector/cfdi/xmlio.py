@@ -16,15 +16,17 @@ from __future__ import annotations
 import re
 import tempfile
 import threading
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from lxml import etree
 
 from . import cadena_spec as _cad
 from . import xsd_messages as _xm
 from .cadena_spec import normalize_space
+from .cce20 import NS_CCE20
 from .errors import Problem, XmlError
 from .model import (
     NS_CFDI,
@@ -244,6 +246,28 @@ def _attrs(pairs: list[tuple[str, Any]]) -> dict[str, str]:
 
 
 _SE = etree.SubElement
+
+
+class Complement(NamedTuple):
+    """A typed complement other than Pagos 2.0, written and read by its own module, which
+    registers it in ``COMPLEMENTS`` (Comercio Exterior 2.0: ``xml_cce20``)."""
+
+    field: str  # its Comprobante field
+    tag: str  # its element's Clark name
+    prefix: str
+    namespace: str
+    schema: str  # its part of xsi:schemaLocation
+    write_text: Callable[[Any, list[str], Any], None]  # (out, cadena fields, node)
+    build: Callable[[etree._Element, Any], None]  # (cfdi:Complemento, node)
+    read: Callable[[etree._Element], dict[str, Any]]
+
+
+COMPLEMENTS: list[Complement] = []
+
+
+def _typed(c: Comprobante) -> list[Complement]:
+    """The registered complements ``c`` carries."""
+    return [k for k in COMPLEMENTS if getattr(c, k.field) is not None]
 
 
 def _concepto(parent: etree._Element, k: Concepto) -> None:
@@ -518,6 +542,9 @@ def _build(c: Comprobante) -> etree._Element:
     if c.Pagos is not None:
         nsmap["pago20"] = NS_PAGO20
         schema += " " + SCHEMA_PAGOS
+    for k in _typed(c):
+        nsmap[k.prefix] = k.namespace
+        schema += " " + k.schema
     attrs = {_XSI_SCHEMA: schema}
     attrs.update(
         _attrs(
@@ -624,10 +651,13 @@ def _build(c: Comprobante) -> etree._Element:
                         ]
                     ),
                 )
-    if c.Pagos is not None or c.OtrosComplementos or c.TimbreFiscalDigital is not None:
+    typed = _typed(c)
+    if c.Pagos is not None or typed or c.OtrosComplementos or c.TimbreFiscalDigital is not None:
         comp = _SE(root, _C + "Complemento")
         if c.Pagos is not None:
             _pagos(comp, c.Pagos)
+        for k in typed:
+            k.build(comp, getattr(c, k.field))
         for i, raw in enumerate(c.OtrosComplementos):
             comp.append(_verbatim(raw, f"OtrosComplementos[{i}]"))
         if c.TimbreFiscalDigital is not None:
@@ -834,6 +864,10 @@ def _write(c: Comprobante, out: _Out) -> tuple[str | None, str | None]:
     if c.Pagos is not None:
         out.append(_XMLNS_PAGO20)
         schema += " " + SCHEMA_PAGOS
+    typed = _typed(c)
+    for k in typed:
+        out.append(f' xmlns:{k.prefix}="{k.namespace}"')
+        schema += " " + k.schema
     out.append(f' xsi:schemaLocation="{schema}"')
     _put(out, cad, c, _S_COMPROBANTE)
     out.append(">")
@@ -919,10 +953,12 @@ def _write(c: Comprobante, out: _Out) -> tuple[str | None, str | None]:
         if imp2.TotalImpuestosTrasladados is not None:
             cad.append(_d(imp2.TotalImpuestosTrasladados))
         _end(out, mark, "</cfdi:Impuestos>")
-    if c.Pagos is not None or c.TimbreFiscalDigital is not None:
+    if c.Pagos is not None or typed or c.TimbreFiscalDigital is not None:
         out.append("<cfdi:Complemento>")
         if c.Pagos is not None:
             _pagos_text(out, cad, c.Pagos)
+        for k in typed:
+            k.write_text(out, cad, getattr(c, k.field))
         t = c.TimbreFiscalDigital
         if t is not None:
             out.append(
@@ -1222,12 +1258,15 @@ def from_element(root: etree._Element) -> Comprobante:
             ]
             d["Impuestos"] = imp
         elif tag == _C + "Complemento":
+            by_tag = {k.tag: k for k in COMPLEMENTS}
             for comp in child:
                 ctag = comp.tag
                 if not isinstance(ctag, str):
                     continue
                 if ctag == _P + "Pagos" and "Pagos" not in d:
                     d["Pagos"] = _read_pagos(comp)
+                elif ctag in by_tag and by_tag[ctag].field not in d:
+                    d[by_tag[ctag].field] = by_tag[ctag].read(comp)
                 elif ctag == _T + "TimbreFiscalDigital" and "TimbreFiscalDigital" not in d:
                     d["TimbreFiscalDigital"] = _a(comp, _TFD_ATTRS)
                 else:
@@ -1270,7 +1309,7 @@ _UNKNOWN_COMPLEMENT = "No matching global element declaration available, but dem
 _BIG_CATALOGS = ("c_ClaveProdServ", "c_CodigoPostal", "c_ClaveUnidad")
 _XS = "{http://www.w3.org/2001/XMLSchema}"
 _NS_CP31 = "http://www.sat.gob.mx/CartaPorte31"
-_CCE20 = "{http://www.sat.gob.mx/ComercioExterior20}"
+_CCE20 = "{" + NS_CCE20 + "}"
 _CAT_CFDI = SAT_DIR / "cfd" / "catalogos" / "catCFDI.xsd"
 _catalog_values: dict[str, frozenset[str]] = {}
 _schema: etree.XMLSchema | None = None

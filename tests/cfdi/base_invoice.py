@@ -297,3 +297,83 @@ COMERCIO_EXTERIOR = (
     b'<cce20:ComercioExterior xmlns:cce20="http://www.sat.gob.mx/ComercioExterior20" '
     b'Version="2.0"/>'
 )
+
+
+def cce_data() -> dict[str, Any]:
+    """An export invoice (Exportacion 02, USD, foreign receptor) with a valid Comercio
+    Exterior 2.0 complement: two conceptos, one mercancía each, every amount consistent."""
+    data = extranjero_data()
+    data.update(Moneda="USD", TipoCambio="17.5000", Exportacion="02")
+    data["Receptor"]["DomicilioFiscalReceptor"] = data["LugarExpedicion"]
+    iva0 = {"Traslados": [{"Impuesto": "002", "TipoFactor": "Tasa", "TasaOCuota": "0.000000"}]}
+    data["Conceptos"] = [
+        {
+            "ClaveProdServ": "43201800",
+            "NoIdentificacion": "USB32",
+            "Cantidad": "10",
+            "ClaveUnidad": "H87",
+            "Unidad": "Pieza",
+            "Descripcion": "Memoria USB 32 GB",
+            "ValorUnitario": "100.00",
+            "ObjetoImp": "02",
+            "Impuestos": copy.deepcopy(iva0),
+        },
+        {
+            "ClaveProdServ": "43211503",
+            "NoIdentificacion": "LAP14",
+            "Cantidad": "5",
+            "ClaveUnidad": "H87",
+            "Unidad": "Pieza",
+            "Descripcion": "Computadora portátil 14 pulgadas",
+            "ValorUnitario": "250.50",
+            "ObjetoImp": "02",
+            "Impuestos": copy.deepcopy(iva0),
+        },
+    ]
+    data["ComercioExterior"] = {
+        "ClaveDePedimento": "A1",
+        "CertificadoOrigen": "0",
+        "Incoterm": "FOB",
+        "TipoCambioUSD": "17.5000",
+        "TotalUSD": "2252.50",
+        "Emisor": {
+            "Domicilio": {
+                "Calle": "Av. Paseo Tabasco",
+                "NumeroExterior": "1203",
+                "Estado": "TAB",
+                "Pais": "MEX",
+                "CodigoPostal": "86000",
+            }
+        },
+        "Receptor": {
+            "Domicilio": {
+                "Calle": "Main St",
+                "NumeroExterior": "1",
+                "Estado": "TX",
+                "Pais": "USA",
+                "CodigoPostal": "73301",
+            }
+        },
+        "Mercancias": [
+            {
+                "NoIdentificacion": "USB32",
+                "FraccionArancelaria": "8523510100",
+                "CantidadAduana": "10",
+                "UnidadAduana": "06",
+                "ValorUnitarioAduana": "100.00",
+                "ValorDolares": "1000.00",
+            },
+            {
+                "NoIdentificacion": "LAP14",
+                "FraccionArancelaria": "8471300101",
+                "CantidadAduana": "5",
+                "UnidadAduana": "06",
+                "ValorUnitarioAduana": "250.50",
+                "ValorDolares": "1252.50",
+                "DescripcionesEspecificas": [
+                    {"Marca": "ACME", "Modelo": "X14", "NumeroSerie": "SN-0001"}
+                ],
+            },
+        ],
+    }
+    return data

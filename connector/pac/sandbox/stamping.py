@@ -18,6 +18,7 @@ code   meaning
 402    the emisor RFC is not registered in the account
 CRP20… a Pagos 2.0 document that breaks SAT's Pagos 2.0 rules (``rules_pagos``: amounts,
        sums, totals, decimals): the code and message of SAT's matrix, as PACs answer
+CONN-CCE… a Comercio Exterior 2.0 document that breaks the complement's rules (``rules_cce20``)
 404    not found (by referencia, UUID or seal)
 ====== ===========================================================================
 
@@ -67,6 +68,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
+from connector.cfdi.cce20 import NS_CCE20
 from connector.cfdi.model import NS_CFDI, NS_PAGO20, NS_TFD, NS_XSI
 
 from .store import (
@@ -279,19 +281,28 @@ def _without_addenda(root: etree._Element) -> etree._Element:
     return clone
 
 
-def _check_pagos(root: etree._Element) -> Outcome | None:
-    """SAT's Pagos 2.0 rules on a document with the complement, as a PAC applies them: the
-    first problem's code (``CRP20xxx``) and message, every problem in the detail."""
-    if root.find(f"{_C}Complemento/{{{NS_PAGO20}}}Pagos") is None:
-        return None
-    from connector.cfdi import rules_pagos, xmlio
+def _check_complements(root: etree._Element) -> Outcome | None:
+    """SAT's rules of the complements a document carries, as a PAC applies them: Pagos 2.0
+    (``CRP20xxx``) and Comercio Exterior 2.0 (``rules_cce20``); the first problem's code and
+    message, every problem in the detail."""
+    from connector.cfdi import rules_cce20, rules_pagos, xmlio
     from connector.cfdi.errors import XmlError
 
+    checks = [
+        check
+        for tag, check in (
+            (f"{{{NS_PAGO20}}}Pagos", rules_pagos.validate_pagos),
+            (f"{{{NS_CCE20}}}ComercioExterior", rules_cce20.validate_cce20),
+        )
+        if root.find(f"{_C}Complemento/{tag}") is not None
+    ]
+    if not checks:
+        return None
     try:
         comprobante = xmlio.from_element(root)
     except XmlError as exc:
         return _fail("301", _problems_text(exc.problems))
-    problems = [p for p in rules_pagos.validate_pagos(comprobante) if p.severity == "error"]
+    problems = [p for check in checks for p in check(comprobante) if p.severity == "error"]
     if not problems:
         return None
     first = problems[0]
@@ -440,7 +451,7 @@ class PacEngine:
         problems = xmlio.validate_xsd(_without_addenda(root))
         if problems:
             return _fail("301", _problems_text(problems))
-        refused = self._check_sealed(usuario, root, xml) or _check_pagos(root)
+        refused = self._check_sealed(usuario, root, xml) or _check_complements(root)
         if refused is not None:
             return refused
         return self._stamp_now(usuario, root, sello, referencia, source)

@@ -1,0 +1,87 @@
+"""Issue 15 (Comercio Exterior 2.0), over real HTTP to the sandbox PAC on 127.0.0.1: an export
+invoice with the complement, sealed as an ERP's XML drop would be (sealing does not validate),
+stamps when valid; one that breaks a rule of the complement (SAT's XSD is still met) is refused
+by the PAC with the rule's code and message, and nothing is stamped."""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from connector.cfdi.amounts import complete
+from connector.cfdi.csd import Csd
+from connector.cfdi.model import Comprobante
+from connector.cfdi.rules_cce20 import MESSAGES_CCE
+from connector.cfdi.seal import seal_xml, verify_seal, verify_tfd
+from connector.cfdi.xmlio import from_xml, to_xml, validate_xsd
+from connector.pac.base import Timeouts
+from connector.pac.errors import PacInvalid
+from connector.pac.fel import FelDriver
+from connector.pac.sandbox import SandboxAccount, SandboxPac
+from tests.cfdi.base_invoice import cce_data, load
+from tests.cfdi.strategies import shared_test_csd
+from tests.pac.drivers_support import EMISOR
+
+USUARIO, CUENTA = "qa15", "QA15"
+PASSWORD = "qa-" + uuidlib.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def csd() -> Csd:
+    return shared_test_csd()
+
+
+@pytest.fixture(scope="module")
+def pac(tmp_path_factory: pytest.TempPathFactory, csd: Csd) -> Iterator[SandboxPac]:
+    db = tmp_path_factory.mktemp("issue15") / "pac.db"
+    accounts = [SandboxAccount(USUARIO, PASSWORD, CUENTA, 1000, csds={EMISOR: csd})]
+    with SandboxPac(db, accounts=accounts) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture(scope="module")
+def fel(pac: SandboxPac) -> Iterator[FelDriver]:
+    d = FelDriver(
+        USUARIO,
+        PASSWORD,
+        cuenta=CUENTA,
+        timbrado_url=pac.fel_timbrado_url,
+        remote_url=pac.fel_remote_url,
+        timeouts=Timeouts(connect=2, read=20),
+    )
+    yield d
+    d.close()
+
+
+def _export(data: dict[str, Any]) -> Comprobante:
+    fecha = (datetime.now() - timedelta(minutes=2)).replace(microsecond=0).isoformat()
+    data.update(Serie="EX", Folio=uuidlib.uuid4().hex[:10], Fecha=fecha)
+    return complete(load(data))
+
+
+def test_valid_export_invoice_stamps(pac: SandboxPac, fel: FelDriver, csd: Csd) -> None:
+    c = _export(cce_data())
+    res = fel.stamp(seal_xml(to_xml(c), csd), f"R15-{uuidlib.uuid4().hex}")
+    assert validate_xsd(res.xml) == [] and verify_seal(res.xml) == []
+    assert verify_tfd(res.xml, pac.certificate_der) == []
+    stamped = from_xml(res.xml)
+    assert stamped.ComercioExterior == c.ComercioExterior
+
+
+def test_export_invoice_breaking_a_cce_rule_is_refused_with_its_code(
+    pac: SandboxPac, fel: FelDriver, csd: Csd
+) -> None:
+    data = cce_data()
+    data["ComercioExterior"]["TotalUSD"] = "2252.60"  # not the sum of ValorDolares
+    xml = seal_xml(to_xml(_export(data)), csd)
+    assert validate_xsd(xml) == [] and verify_seal(xml) == []  # only the CCE rules refuse it
+    before = pac.store.count()
+    with pytest.raises(PacInvalid) as info:
+        fel.stamp(xml, f"R15-{uuidlib.uuid4().hex}")
+    assert info.value.code == "CONN-CCE-005", info.value.message
+    assert MESSAGES_CCE["CONN-CCE-005"] in info.value.message
+    assert pac.store.count() == before

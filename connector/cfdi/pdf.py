@@ -44,6 +44,7 @@ from fontTools import ttLib
 from fpdf import FPDF
 from fpdf.fonts import SubsetMap, TTFFont
 
+from . import pdf_cce20
 from .errors import CfdiError
 from .model import Comprobante, Concepto, Pago, TimbreFiscalDigital
 from .words import amount_in_words
@@ -1496,6 +1497,8 @@ class _Renderer:
         self.conceptos()
         self.totals()
         self.pagos()
+        if self.c.ComercioExterior is not None:
+            pdf_cce20.draw(self, self.c.ComercioExterior)
         self.stamp()
         self.finish()
         return bytes(self.pdf.output())

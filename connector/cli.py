@@ -366,7 +366,9 @@ def _add_daemon_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="salida JSON")
     p.set_defaults(func=lazy("connector.daemon", "cmd_status"))
 
-    p = sub.add_parser("report", help="CFDI emitidos en un periodo (csv, xlsx, json) o PPD por cobrar")
+    p = sub.add_parser(
+        "report", help="CFDI emitidos en un periodo (csv, xlsx, json) o PPD por cobrar"
+    )
     config_arg(p)
     p.add_argument("--from", dest="date_from", metavar="AAAA-MM-DD", help="primer día")
     p.add_argument("--to", dest="date_to", metavar="AAAA-MM-DD", help="último día (incluido)")
@@ -379,6 +381,17 @@ def _add_daemon_commands(sub: argparse._SubParsersAction) -> None:
         help="facturas PPD con saldo insoluto según los complementos de pago timbrados",
     )
     p.set_defaults(func=lazy("connector.reports", "cmd_report"))
+
+    p = sub.add_parser("find", help="lo que el diario sabe de una factura; --redeliver")
+    config_arg(p)
+    p.add_argument("uuid", metavar="UUID", nargs="?", help="folio fiscal")
+    p.add_argument("--rfc", metavar="RFC", help="RFC del emisor o del receptor")
+    p.add_argument("--folio", metavar="SERIE-FOLIO", help="serie y folio, p. ej. A-15")
+    p.add_argument("--from", dest="date_from", metavar="AAAA-MM-DD", help="recibidas desde")
+    p.add_argument("--to", dest="date_to", metavar="AAAA-MM-DD", help="recibidas hasta")
+    p.add_argument("--json", action="store_true", help="salida JSON")
+    p.add_argument("--redeliver", action="store_true", help="escribe de nuevo su XML, PDF y acuses")
+    p.set_defaults(func=lazy("connector.find", "cmd_find"))
 
     p = sub.add_parser("check-config", help="revisa la configuración y reporta todos los errores")
     config_arg(p)

@@ -1358,6 +1358,12 @@ class Journal:
                 (uuid.upper(), time.time(), estado),
             )
 
+    def all_entries(self) -> list[Entry]:
+        """Every invoice, in journal order (``find``)."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_COLS} FROM invoices ORDER BY id").fetchall()
+        return [_entry(r) for r in rows]
+
     def stamped_entries(self, emisor: str | None = None) -> list[Entry]:
         """Every stamped (or delivered) invoice with its stamped XML, of one emisor or all,
         in journal order (``report``)."""

@@ -68,7 +68,14 @@ def _databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, D
         }
     finally:
         admin_pg.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin_my.execute("SET SESSION lock_wait_timeout = 20")  # a connection left open
+        # a failed test may leave a connection in a transaction: it would hold the drop
+        for (conn_id,) in admin_my.execute(
+            "SELECT id FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()",
+            name,
+        ).fetchall():
+            with contextlib.suppress(pyodbc.Error):
+                admin_my.execute(f"KILL {int(conn_id)}")
+        admin_my.execute("SET SESSION lock_wait_timeout = 20")
         admin_my.execute(f"DROP DATABASE IF EXISTS {name}")
         admin_pg.close()
         admin_my.close()

@@ -294,6 +294,13 @@ def _add_pac_commands(sub: argparse._SubParsersAction) -> None:
     _pac_options(p)
     p.set_defaults(func=_pac_cmd("credits_cmd"))
 
+    p = sub.add_parser("change-password", help="cambia la contraseña de la cuenta del PAC")
+    p.add_argument(
+        "--new-password-file", metavar="F", help="archivo con la contraseña nueva (sin él, se pide)"
+    )
+    _pac_options(p)
+    p.set_defaults(func=_pac_cmd("change_password_cmd"))
+
     p = sub.add_parser("cancel", help="cancela un CFDI timbrado (motivo 01-04)")
     p.add_argument("uuid", metavar="UUID")
     p.add_argument("--motivo", required=True, help="01, 02, 03 o 04")

@@ -63,6 +63,21 @@ def _config(args: argparse.Namespace) -> Any:
         raise UsageError(f"CONN-CFG: no se puede leer {args.config}: {exc}") from None
 
 
+def _pac_config(args: argparse.Namespace, cfg: Any) -> Any:
+    """The ``[[pacs]]`` entry of ``--pac`` (or the only one)."""
+    if not cfg.pacs:
+        raise UsageError("CONN-CFG: la configuración no define ningún [[pacs]].")
+    if args.pac:
+        try:
+            return cfg.pac(args.pac)
+        except KeyError:
+            raise UsageError(f"CONN-CFG: no hay un PAC llamado {args.pac!r}.") from None
+    if len(cfg.pacs) == 1:
+        return cfg.pacs[0]
+    names = ", ".join(p.name for p in cfg.pacs)
+    raise UsageError(f"CONN-CFG: indique --pac (uno de: {names}).")
+
+
 def _driver(args: argparse.Namespace, **cancel_csd: Any) -> PacDriver:
     """The PAC of the command line; ``cancel_csd`` adds the emisor's CSD (FEL Timbrado)."""
     from connector.pac import create_driver
@@ -70,19 +85,7 @@ def _driver(args: argparse.Namespace, **cancel_csd: Any) -> PacDriver:
     if args.config:
         from connector.config import read_secret
 
-        cfg = _config(args)
-        if not cfg.pacs:
-            raise UsageError("CONN-CFG: la configuración no define ningún [[pacs]].")
-        if args.pac:
-            try:
-                pc = cfg.pac(args.pac)
-            except KeyError:
-                raise UsageError(f"CONN-CFG: no hay un PAC llamado {args.pac!r}.") from None
-        elif len(cfg.pacs) == 1:
-            pc = cfg.pacs[0]
-        else:
-            names = ", ".join(p.name for p in cfg.pacs)
-            raise UsageError(f"CONN-CFG: indique --pac (uno de: {names}).")
+        pc = _pac_config(args, _config(args))
         try:
             password = read_secret(pc, f"el PAC {pc.name!r}")
         except Exception as exc:  # SecretError carries a Spanish message
@@ -366,6 +369,73 @@ def _sat_status(args: argparse.Namespace) -> int:
     print(f"Estatus de cancelación: {st.estatus_cancelacion or '-'}")
     print(f"Validación EFOS: {st.validacion_efos or '-'}")
     return 0 if st.found else 1
+
+
+def _new_password(args: argparse.Namespace) -> str:
+    """The new password: from ``--new-password-file`` or typed twice without echo."""
+    if args.new_password_file:
+        try:
+            with open(args.new_password_file, encoding="utf-8") as fh:
+                return fh.read().rstrip("\r\n")
+        except OSError as exc:
+            raise UsageError(
+                f"CONN-CLI: no se pudo leer {args.new_password_file}: {exc.strerror}."
+            ) from None
+    import getpass
+
+    first = getpass.getpass("Contraseña nueva del PAC: ")
+    if getpass.getpass("Repítala: ") != first:
+        raise UsageError("CONN-CLI: las dos contraseñas no coinciden; no se cambió nada.")
+    return first
+
+
+def _change_password(args: argparse.Namespace) -> int:
+    """The PAC's password (FEL "Cambiar Contraseña"), then where the configuration reads it:
+    its password_file is rewritten, its keyring entry set; a password_env is the user's to
+    change (the process environment cannot be)."""
+    if not args.config:
+        raise UsageError("CONN-CLI: change-password necesita --config.")
+    pc = _pac_config(args, _config(args))
+    new = _new_password(args)
+    if len(new) < 8:
+        raise UsageError("CONN-CLI: la contraseña nueva debe tener al menos 8 caracteres.")
+    with _driver(args) as d:
+        d.change_password(new)
+    print(f"El PAC {pc.name!r} aceptó la contraseña nueva de {pc.usuario}.")
+    if pc.password_file:
+        from pathlib import Path
+
+        from connector.sinks import atomic_write
+
+        try:
+            path = atomic_write(Path(pc.password_file), (new + "\n").encode("utf-8"))
+            path.chmod(0o600)
+        except OSError as exc:
+            print(f"CONN-FILE {pc.password_file}: no se pudo guardar la contraseña nueva "
+                  f"({exc.strerror}); el PAC ya la tiene: escríbala usted en ese archivo antes "
+                  "de volver a iniciar el daemon.", file=sys.stderr)  # fmt: skip
+            return 1
+        print(f"Contraseña guardada en {pc.password_file}; reinicie el daemon para usarla.")
+    elif pc.password_keyring:
+        try:
+            import keyring
+
+            service, _, user = pc.password_keyring.partition("/")
+            keyring.set_password(service, user, new)
+        except Exception as exc:  # no keyring backend, access denied
+            print(f"CONN-CFG-SECRETO: no se pudo guardar en el llavero {pc.password_keyring} "
+                  f"({exc}); el PAC ya la tiene: guárdela usted antes de volver a iniciar el "
+                  "daemon.", file=sys.stderr)  # fmt: skip
+            return 1
+        print(f"Contraseña guardada en el llavero {pc.password_keyring}.")
+    else:
+        print(f"Cambie la variable de entorno {pc.password_env} del servicio a la contraseña "
+              "nueva antes de volver a iniciar el daemon.")  # fmt: skip
+    return 0
+
+
+def change_password_cmd(args: argparse.Namespace) -> int:
+    return _run(args, _change_password)
 
 
 def credits_cmd(args: argparse.Namespace) -> int:

@@ -409,6 +409,7 @@ class Pipeline:
             catalogs()
         except Exception:  # the first invoice that needs them reports the problem
             log.warning("catalogs_unavailable", exc_info=True)
+        clean_temp_files([self.status_path().parent])  # a status file cut by a kill
         for src in self.sources.values():
             o = src.cfg.output
             clean_temp_files([o.xml, o.pdf, o.acuse, o.errors, src.cfg.archive, src.cfg.failed])

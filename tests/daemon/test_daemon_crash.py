@@ -156,3 +156,20 @@ def test_sigkill_at_random_moments_never_loses_or_double_stamps(tmp_path: Path) 
         assert leftovers == []
     finally:
         pac.close()
+
+
+def test_a_status_file_cut_by_a_kill_leaves_no_temporary_file_after_the_restart(
+    workspace: Path, sandbox
+) -> None:
+    """The daemon killed while writing its status file (``<journal>.status.json``) leaves its
+    temporary file beside the journal; the next start removes it, as in the output folders."""
+    from tests.daemon.conftest import start_pipeline
+
+    var = workspace.parent / "var"
+    var.mkdir(exist_ok=True)
+    cut = var / ".journal.sqlite.status.json.1e9170a6.cfdi-tmp"
+    cut.write_bytes(b'{"pid": 1')
+    pipe = start_pipeline(workspace)
+    pipe.close()
+    assert not cut.exists()
+    assert (var / "journal.sqlite").exists()

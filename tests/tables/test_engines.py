@@ -506,3 +506,20 @@ def test_sqlite_money_declared_decimal_is_refused_by_the_check(_databases) -> No
     found = check_table_source(d.spec())
     assert [(p.code, p.path) for p in found] == [("CONN-BD-TIPO", "valor_unitario")]
     assert "TEXT" in found[0].message and "DECIMAL(18,6)" in found[0].message
+
+
+def test_write_back_many_rows_in_one_transaction(db: Db) -> None:
+    conn = db.connect()
+    for i in (1, 2, 3):
+        insert_invoice(conn, db, i)
+    src = db.source()
+    src.claim_batch(5, 60, "a")
+    stamp = Outcome.stamped(UUID1, "2026-12-07T10:00:00", b"<x/>", None)
+    assert src.write_back(3, stamp)
+    other = Outcome.stamped("AAAAAAAA-0B0A-4909-8807-060504030201", "2026-12-07T10:00:00", b"<y/>", None)
+    err = Outcome("ERROR", error_codigo="CFDI40158", error_mensaje="El RFC no es válido.")
+    assert src.write_back_many([(1, stamp), (2, err), (3, other)]) == [True, True, False]
+    assert row(conn, 1, "estado", "uuid") == ("TIMBRADO", UUID1)
+    assert row(conn, 2, "estado", "error_codigo") == ("ERROR", "CFDI40158")
+    assert row(conn, 3, "uuid", "xml") == (UUID1, "<x/>")  # the first stamp stays
+    src.close()

@@ -325,21 +325,37 @@ class TableSource:
         """Write an outcome into its row (after the journal recorded it). Idempotent: the same
         outcome twice leaves the same values. A ``TIMBRADO`` row is never turned into ``ERROR``
         nor given another UUID: then nothing is written and the answer is False."""
-        d = self.dialect
-        values = {
-            "estado": outcome.estado,
-            "uuid": outcome.uuid,
-            "fecha_timbrado": _timestamp(outcome.fecha_timbrado, d),
-            "xml": _text(outcome.xml),
-            "acuse": _text(outcome.acuse),
-            "error_codigo": _cut(outcome.error_codigo, FACTURA.column("error_codigo").size),
-            "error_mensaje": _cut(outcome.error_mensaje, FACTURA.column("error_mensaje").size),
-        }
-        params: list[Any] = [*(values[c] for c in WRITE_BACK_COLUMNS), row_id]
-        if outcome.estado == STAMPED:
-            params.append(outcome.uuid)
-        sql = self._sql().write_back(outcome.estado == STAMPED)
-        return self._each(sql, [tuple(params)], "escribir el resultado") == 1
+        return self.write_back_many([(row_id, outcome)])[0]
+
+    def write_back_many(self, items: Sequence[tuple[int, Outcome]]) -> list[bool]:
+        """``write_back`` of several rows in one transaction (one commit): each answer says
+        whether that row was written."""
+        d, sql = self.dialect, self._sql()
+        statements = []
+        for row_id, o in items:
+            values = {
+                "estado": o.estado,
+                "uuid": o.uuid,
+                "fecha_timbrado": _timestamp(o.fecha_timbrado, d),
+                "xml": _text(o.xml),
+                "acuse": _text(o.acuse),
+                "error_codigo": _cut(o.error_codigo, FACTURA.column("error_codigo").size),
+                "error_mensaje": _cut(o.error_mensaje, FACTURA.column("error_mensaje").size),
+            }
+            params: list[Any] = [*(values[c] for c in WRITE_BACK_COLUMNS), row_id]
+            if o.estado == STAMPED:
+                params.append(o.uuid)
+            statements.append((sql.write_back(o.estado == STAMPED), tuple(params)))
+
+        def work(cur: Any) -> list[bool]:
+            written = []
+            for statement, params in statements:
+                cur.execute(statement, *params)
+                written.append(cur.rowcount == 1)
+            cur.connection.commit()
+            return written
+
+        return self._run(work, "escribir resultados")
 
     def release(self, ids: Sequence[int], instance: str) -> int:
         """Give back rows this instance claimed and did not start (shutdown): PENDIENTE."""

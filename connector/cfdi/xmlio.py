@@ -1307,31 +1307,36 @@ def from_xml(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Comprobante:
 
 _UNKNOWN_COMPLEMENT = "No matching global element declaration available, but demanded by the strict"
 _BIG_CATALOGS = ("c_ClaveProdServ", "c_CodigoPostal", "c_ClaveUnidad")
+# catComExt.xsd's ~26,000 fracciones arancelarias: ~1.3 ms per Mercancia walked by libxml2
+_BIG_COMEXT = ("c_FraccionArancelaria",)
 _XS = "{http://www.w3.org/2001/XMLSchema}"
 _NS_CP31 = "http://www.sat.gob.mx/CartaPorte31"
 _CCE20 = "{" + NS_CCE20 + "}"
 _CAT_CFDI = SAT_DIR / "cfd" / "catalogos" / "catCFDI.xsd"
+_CAT_COMEXT = SAT_DIR / "cfd" / "catalogos" / "ComExt" / "catComExt.xsd"
+_LIGHTENED = {_CAT_CFDI: _BIG_CATALOGS, _CAT_COMEXT: _BIG_COMEXT}
 _catalog_values: dict[str, frozenset[str]] = {}
 _schema: etree.XMLSchema | None = None
 _schema_lock = threading.Lock()
 
 
 def _light_schema_files(tmp: Path) -> Path:
-    """Write to ``tmp`` the schema documents that lead to catCFDI.xsd, with that file's three
-    big enumerations taken out (their codes go to ``_catalog_values``) and every schemaLocation
+    """Write to ``tmp`` the schema documents that lead to catCFDI.xsd or catComExt.xsd, with their
+    big enumerations (``_LIGHTENED``) taken out (their codes go to ``_catalog_values``) and every schemaLocation
     made absolute; returns the wrapper to compile. Files, not an lxml resolver: libxml2 may
     load a schema's imports without asking the resolver while another thread parses a file,
     and the full catalogs would then come back silently."""
     written: dict[Path, Path] = {}
 
     def light(src: Path) -> bool:
-        """True when ``src`` is, or imports, catCFDI.xsd (then its copy is in ``written``)."""
+        """True when ``src`` is, or imports, a lightened catalog (then its copy is in
+        ``written``)."""
         if src in written:
             return True
         tree = etree.parse(str(src), etree.XMLParser(no_network=True))
-        if src == _CAT_CFDI:
+        if src in _LIGHTENED:
             for st in tree.getroot().iterchildren(_XS + "simpleType"):
-                if st.get("name") in _BIG_CATALOGS:
+                if st.get("name") in _LIGHTENED[src]:
                     values = []
                     for enum in list(st.iter(_XS + "enumeration")):
                         values.append(enum.get("value", ""))
@@ -1370,7 +1375,7 @@ def _get_schema() -> etree.XMLSchema:
                     wrapper = _light_schema_files(Path(tmp))
                     parser = etree.XMLParser(no_network=True)
                     schema = etree.XMLSchema(etree.parse(str(wrapper), parser))
-                missing = [n for n in _BIG_CATALOGS if not _catalog_values.get(n)]
+                missing = [n for n in _BIG_CATALOGS + _BIG_COMEXT if not _catalog_values.get(n)]
                 if missing:  # pragma: no cover - only if SAT's files were changed
                     raise RuntimeError(f"catálogos no encontrados en catCFDI.xsd: {missing}")
                 _schema = schema
@@ -1413,6 +1418,8 @@ def _catalog_problems(root: etree._Element, lines: bool) -> list[Problem]:
             check(m, "ClaveUnidad", "c_ClaveUnidad")
         for d in comp.iterfind(f"{_CCE20}ComercioExterior/{_CCE20}Emisor/{_CCE20}Domicilio"):
             check(d, "CodigoPostal", "c_CodigoPostal")
+        for m in comp.iterfind(f"{_CCE20}ComercioExterior/{_CCE20}Mercancias/{_CCE20}Mercancia"):
+            check(m, "FraccionArancelaria", "c_FraccionArancelaria")
     return problems
 
 

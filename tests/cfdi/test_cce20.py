@@ -240,3 +240,15 @@ def test_a_traslado_with_motivo_05_needs_a_propietario() -> None:
     ]
     _propietario_on_i(data)
     assert "CONN-CCE-015" not in {p.code for p in rules.validate(_invoice(data))}
+
+
+def test_fraccion_arancelaria_is_checked_as_a_set_not_by_the_compiled_schema() -> None:
+    # c_FraccionArancelaria (~26,000 codes) is taken out of the compiled schema like catCFDI's
+    # big catalogs (libxml2 walked it per Mercancia: ~29 ms for 20 of them) and checked here
+    data = cce_data()
+    data["ComercioExterior"]["Mercancias"][1]["FraccionArancelaria"] = "8471300100"
+    (p,) = xmlio.validate_limits(_invoice(data))
+    assert p.code == "CONN-XSD"
+    assert p.path == "ComercioExterior.Mercancias[1].FraccionArancelaria"
+    assert "'8471300100'" in p.message and "c_FraccionArancelaria" in p.message
+    assert len(xmlio._catalog_values["c_FraccionArancelaria"]) > 20000

@@ -34,6 +34,7 @@ next year for a persona moral (RFC of 12 characters), 30 April for a persona fí
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -470,7 +471,7 @@ class CancellationFollower:
             if self._running is not None and not self._running.done():
                 return
             try:
-                self._running = executor.submit(self.follow_up, journal, pipe.stopping)
+                self._running = executor.submit(self._pass, journal, pipe.stopping, pipe.pacs)
             except RuntimeError:  # shutting down
                 return
 
@@ -488,6 +489,49 @@ class CancellationFollower:
                 self.cfg.daemon.sat_status_url, timeouts=Timeouts(connect=5.0, read=30.0)
             )
         return self._client
+
+    def _pass(self, j: Journal, stopping: threading.Event, pacs: dict[str, Any]) -> None:
+        try:
+            self.inbox(j, pacs)
+        except Exception:  # e.g. a share offline: the next tick tries again
+            log.exception("cancel_inbox_failed")
+        self.follow_up(j, stopping)
+
+    def inbox(self, j: Journal, pacs: dict[str, Any]) -> None:
+        """Every source's ``cancel_inbox`` (``connector.cancel_inbox``): each file's requests
+        through :func:`request` with the source's PAC. Already asked (``CONN-CANCEL-YA``,
+        ``-PENDIENTE``) is not an error; a PAC or SAT out of reach leaves the file claimed for
+        the next tick."""
+        from connector import cancel_inbox
+        from connector.pac.errors import PacInvalid, PacNotFound
+
+        for src in self.cfg.sources:
+            if src.cancel_inbox is None or src.pac not in pacs or src.work is None:
+                continue
+            for path in cancel_inbox.claim_all(src, time.time()):
+                requests, problems = cancel_inbox.parse_requests(path.name, path.read_bytes())
+                later = False
+                for where, uuid, motivo, folio in requests:
+                    try:
+                        request(self.cfg, j, pacs[src.pac].driver, self._sat(), uuid, motivo,
+                                folio, origin="folder", out=io.StringIO())  # fmt: skip
+                    except CancelRefused as exc:
+                        codes = {p.code for p in exc.problems}
+                        if "CONN-CANCEL-DUDOSA" in codes:
+                            later = True
+                            break
+                        if codes <= {"CONN-CANCEL-YA", "CONN-CANCEL-PENDIENTE"}:
+                            continue
+                        problems += [Problem(p.code, where, p.message, location=where)
+                                     for p in exc.problems]  # fmt: skip
+                    except (PacInvalid, PacNotFound) as exc:  # recorded: invalida/no_cancelable
+                        problems.append(Problem(exc.code, where, exc.message, location=where))
+                    except Exception as exc:  # PAC out of reach or its answer lost
+                        log.info("cancel_file_later", file=path.name, line=where, error=str(exc))
+                        later = True
+                        break
+                if not later:
+                    cancel_inbox.finish(j, src, path, problems)
 
     def follow_up(self, j: Journal, stopping: threading.Event | None = None) -> None:
         """One pass: the requests whose poll is due, files left unwritten, then the sweep."""

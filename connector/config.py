@@ -182,6 +182,8 @@ class SourceConfig(_Cfg):
     archive: Path
     failed: Path
     filename_pattern: str = DEFAULT_FILENAME_PATTERN
+    # cancellation request files from the ERP (connector.cancel_inbox); None: none taken
+    cancel_inbox: Path | None = None
 
     @field_validator("filename_pattern")
     @classmethod
@@ -393,6 +395,7 @@ def _resolve_paths(cfg: Config, base: Path) -> None:
         s.mapping = _resolve(base, s.mapping)
         s.archive = _resolve(base, s.archive)  # type: ignore[assignment]
         s.failed = _resolve(base, s.failed)  # type: ignore[assignment]
+        s.cancel_inbox = _resolve(base, s.cancel_inbox)
         o = s.output
         if o is None:  # a partial configuration (shape errors)
             continue

@@ -6,6 +6,7 @@ refused locally with its code and never reaches the PAC."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 from connector.cfdi.cadena import cadena_original, cadena_original_xslt
@@ -140,3 +141,98 @@ def test_a_broken_export_invoice_is_refused_locally_with_its_code(workspace: Pat
     text = err.read_text(encoding="utf-8")
     assert "CONN-CCE-005" in text and "ComercioExterior.TotalUSD" in text, text
     assert stamps_by_key(sandbox.store) == {}
+
+
+# --- CSV (one file, one row per line; config/examples/exportacion-cce20.mapping.toml) -----------
+
+CSV_MAPPING = REPO / "config" / "examples" / "exportacion-cce20.mapping.toml"
+CSV_EXAMPLE = REPO / "config" / "examples" / "exportacion-cce20.csv"
+
+
+def _csv_invoice(folio: str, moneda: str, lines: list[tuple[str, str, str, str]], **kw: str) -> str:
+    """Rows of one export invoice: lines are (articulo, fraccion, cantidad, precio_usd)."""
+    tc = "17.5000"
+    factor = Decimal(tc) if moneda == "MXN" else Decimal(1)
+    total = sum(Decimal(q) * Decimal(p) for _, _, q, p in lines)
+    head = [
+        "EC", folio, fecha(), moneda, "" if moneda == "MXN" else tc, "ACME INC", "USA",
+        "121585958", kw.get("incoterm", "FOB"), kw.get("certificado", "0"),
+        kw.get("num_certificado", ""), tc, str(total), "Main St", "1", "TX", "73301",
+    ]  # fmt: skip
+    rows = []
+    for art, fraccion, qty, precio in lines:
+        local = (Decimal(precio) * factor).quantize(Decimal("0.01"))
+        rows.append(",".join([
+            *head, art, "43201800", f"Artículo {art}", qty, str(local), fraccion, "6", precio,
+            str(Decimal(qty) * Decimal(precio)),
+        ]))  # fmt: skip
+    return "\n".join(rows) + "\n"
+
+
+def test_export_invoices_from_csv_are_stamped_valid(tmp_path: Path, sandbox) -> None:
+    from tests.daemon.conftest import write_config
+
+    csv_source = f"""
+[[sources]]
+name = "exportaciones-csv"
+inbox = "inbox-csv"
+adapter = "csv"
+include = ["*.csv"]
+mapping = "{CSV_MAPPING.as_posix()}"
+emisor = "EKU9003173C9"
+pac = "sandbox"
+stable_seconds = 0.2
+archive = "archive"
+failed = "failed"
+[sources.output]
+xml = "out/xml"
+pdf = "out/pdf"
+acuse = "out/acuse"
+errors = "out/errors"
+"""
+    config = write_config(
+        tmp_path / "ws",
+        timbrado_url=sandbox.fel_timbrado_url,
+        remote_url=sandbox.fel_remote_url,
+        sat_cert_der=sandbox.certificate_der,
+        extra_sources=csv_source,
+    )
+    (config.parent / "inbox-csv").mkdir()
+    header = CSV_EXAMPLE.read_text(encoding="utf-8").splitlines()[0] + "\n"
+    body = "".join([
+        _csv_invoice("1", "USD", [("USB32", "8523510100", "10", "100.00")]),
+        _csv_invoice("2", "MXN", [("USB32", "8523510100", "3", "12.25"),
+                                  ("LAP14", "8471300101", "2", "250.50")]),
+        _csv_invoice("3", "USD", [("LAP14", "8471300101", "1", "999.99")], incoterm="cif",
+                     certificado="1", num_certificado="CO-2025-000123"),
+        _csv_invoice("4", "USD", [("A1", "85232101", "7", "0.50"), ("A2", "8523510100", "1", "1"),
+                                  ("A3", "8471300101", "4", "10.10")]),
+        _csv_invoice("5", "MXN", [("USB32", "8523510100", "100", "3.333")]),
+    ])  # fmt: skip
+    (config.parent / "inbox-csv" / "exportaciones.csv").write_text(header + body, encoding="utf-8")
+    run_once(config)
+    errors = list((config.parent / "failed").glob("*.error.txt"))
+    assert errors == [], errors[0].read_text(encoding="utf-8") if errors else ""
+    assert set(stamps_by_key(sandbox.store)) == {("EC", str(i)) for i in range(1, 6)}
+    for path in sorted((config.parent / "out" / "xml").glob("EC*.xml")):
+        xml = path.read_bytes()
+        assert validate_xsd(xml) == [] and verify_seal(xml) == [], path.name
+        assert cadena_original(xml) == cadena_original_xslt(xml)
+        c = from_xml(xml)
+        assert c.ComercioExterior is not None and c.ComercioExterior.Mercancias
+
+
+def test_the_shipped_csv_example_is_valid() -> None:
+    from connector.adapters import load_invoices
+    from connector.cfdi import rules
+    from connector.cfdi.amounts import complete
+    from connector.cfdi.xmlio import validate_limits
+    from connector.mappers.engine import Mapping
+
+    mapping = Mapping.from_toml(CSV_MAPPING)
+    data = CSV_EXAMPLE.read_bytes()
+    (inv,) = load_invoices(data, CSV_EXAMPLE.name, adapter="csv", mapping=mapping)
+    assert inv.problems == [] and inv.comprobante is not None
+    c = complete(inv.comprobante)
+    assert c.ComercioExterior is not None and len(c.ComercioExterior.Mercancias) == 2
+    assert rules.validate(c) == [] and validate_limits(c) == []

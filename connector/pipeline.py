@@ -103,19 +103,20 @@ class _Settling:
 
 
 def _read_whole(
-    src: SourceRuntime, work: Path
+    src: SourceRuntime, work: Path, *, writers: bool = True
 ) -> tuple[bytes, tuple[Path, bytes] | None, Fingerprint]:
     """A claimed file's bytes (and, for a pair, its partner's path and bytes) with their
     fingerprint. ``_StillWriting`` when a process holds one of them open for writing or one
     changed while it was read: a record cut at the end of a chunk is never reported as bad
-    data, the file is read again once it settled."""
+    data, the file is read again once it settled. ``writers=False``: no look for open writers
+    (the scan that just claimed it looked; they are looked for again before it is finished)."""
     from connector.adapters.folder import open_for_writing
 
     paths = [work]
     other = getattr(src.folder, "partner_in_work", _none)(work)
     if other is not None:
         paths.append(other)
-    if open_for_writing(paths):
+    if writers and open_for_writing(paths):
         raise _StillWriting("otro proceso lo tiene abierto para escritura")
     datas: list[bytes] = []
     fp: list[tuple[str, int, int, str]] = []
@@ -544,7 +545,7 @@ class Pipeline:
                     continue
                 taken += 1
                 try:
-                    self.process_file(src, Path(work))
+                    self.process_file(src, Path(work), just_claimed=True)
                 except Exception:  # stays in work/: resumed on the next start
                     log.exception("file_failed_internal", file=Path(work).name)
         self._reap()
@@ -776,8 +777,11 @@ class Pipeline:
 
     # --- one file ---------------------------------------------------------------------------
 
-    def process_file(self, src: SourceRuntime, work: Path) -> FileRecord:
+    def process_file(
+        self, src: SourceRuntime, work: Path, *, just_claimed: bool = False
+    ) -> FileRecord:
         """Parse the file, run each invoice to the PAC hand-off; finish it when all are final.
+        ``just_claimed``: the scan that claimed it a moment ago found no process writing it.
 
         Read again after a restart, the invoices this file already committed (sealed or later)
         stay linked to it and continue from their journal rows — resent as sealed, recovered,
@@ -791,7 +795,7 @@ class Pipeline:
             self._open_files[rec.id] = (src.cfg.name, work)
             self._reread.discard(rec.id)
         try:
-            return self._process_file(src, work, rec, name)
+            return self._process_file(src, work, rec, name, just_claimed)
         except Exception:  # e.g. the journal busy: the periodic tick reads the file again
             if self.journal.get_file(rec.id).state is FileState.CLAIMED:
                 with self._files_lock:
@@ -799,7 +803,7 @@ class Pipeline:
             raise
 
     def _process_file(
-        self, src: SourceRuntime, work: Path, rec: FileRecord, name: str
+        self, src: SourceRuntime, work: Path, rec: FileRecord, name: str, just_claimed: bool
     ) -> FileRecord:
         assert self.journal is not None
         flog = log.bind(file=name, source=src.cfg.name)
@@ -817,7 +821,7 @@ class Pipeline:
         invoices: list[Any] = []
         seen: dict[tuple[str, str, str], str] = {}  # business key → where it first appeared
         try:
-            read = _read_whole(src, work)
+            read = _read_whole(src, work, writers=not just_claimed)
         except _StillWriting as busy:
             flog.info("file_still_being_written", reason=busy.reason)
             self._settle(rec)

@@ -11,7 +11,8 @@ here walks the same nodes in the same order in plain Python:
 * the result is ``|`` + fields + ``||``.
 
 A document carrying nodes the fast path does not know (complements other than Pagos 2.0,
-Comercio Exterior 2.0 (``xml_cce20.walk``) and the TFD, ComplementoConcepto, Parte) falls back to SAT's XSLT, compiled once per process.
+Comercio Exterior 2.0 (``xml_cce20.walk``) and the TFD, ComplementoConcepto, Parte) falls back
+to SAT's XSLT, compiled once per process.
 """
 
 from __future__ import annotations

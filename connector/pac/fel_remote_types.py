@@ -138,7 +138,10 @@ def to_comprobante40r(
             path=name,
             message=f"Conexión Remota: el complemento {name} no está soportado por este conector.",
         )
-        for name, present in (("OtrosComplementos", c.OtrosComplementos),)
+        for name, present in (
+            ("ComercioExterior", c.ComercioExterior is not None),
+            ("OtrosComplementos", c.OtrosComplementos),
+        )
         if present
     ]
     if unsupported:

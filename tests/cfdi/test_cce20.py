@@ -252,3 +252,15 @@ def test_fraccion_arancelaria_is_checked_as_a_set_not_by_the_compiled_schema() -
     assert p.path == "ComercioExterior.Mercancias[1].FraccionArancelaria"
     assert "'8471300100'" in p.message and "c_FraccionArancelaria" in p.message
     assert len(xmlio._catalog_values["c_FraccionArancelaria"]) > 20000
+
+
+def test_fel_conexion_remota_refuses_the_complement_instead_of_dropping_it() -> None:
+    # GenerarCFDI40's contract has no Comercio Exterior: sending the invoice would stamp it
+    # without the complement
+    from connector.cfdi.errors import CfdiError
+    from connector.pac.fel_remote_types import to_comprobante40r
+
+    with pytest.raises(CfdiError) as info:
+        to_comprobante40r(_invoice())
+    (p,) = info.value.problems
+    assert p.code == "CONN-REMOTE-UNSUPPORTED" and p.path == "ComercioExterior"

@@ -66,6 +66,7 @@ _P = "{" + NS_PAGO20 + "}"
 _T = "{" + NS_TFD + "}"
 _CCE20 = "{" + NS_CCE20 + "}"
 
+
 class _NeedsXslt(Exception):
     """The document has nodes only SAT's XSLT knows how to walk."""
 

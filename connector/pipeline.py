@@ -560,7 +560,7 @@ class Pipeline:
         assert self.journal is not None
         for name, (code, message, ident) in getattr(src.folder, "rejected", {}).items():
             once = f"inbox:{src.cfg.name}:{name}:{code}:{ident}"
-            if once in self._noted:
+            if once in self._noted or _own_folder(src.cfg, Path(src.cfg.inbox) / name):
                 continue
             location = str(Path(src.cfg.inbox) / name)
             if self.journal.note_failure(src.cfg.name, name, code, message, location=location,
@@ -1721,6 +1721,18 @@ def _sat_cert(p: PacConfig) -> bytes | None:
 
 def _none(_: Path) -> None:
     return None
+
+
+def _own_folder(s: SourceConfig, path: Path) -> bool:
+    """``path`` is one of the source's own folders (work, archive, failed/, outputs, the
+    cancellation inbox) placed inside its inbox: not an ERP file, not reported."""
+    o = s.output
+    own = [s.work, s.archive, s.failed, o.xml, o.pdf, o.acuse, o.errors, s.cancel_inbox]
+    for folder in own:
+        with contextlib.suppress(OSError):
+            if folder is not None and path.samefile(folder):
+                return True
+    return False
 
 
 def _lines_of_a_claimed_pair(src: SourceRuntime, work: Path) -> bool:

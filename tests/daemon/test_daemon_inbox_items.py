@@ -215,3 +215,25 @@ def test_claim_names_fit_and_the_original_name_comes_back(tmp_path: Path, name: 
     assert claimed is not None and claimed.read_bytes() == b"x"
     assert len(claimed.name.encode()) <= 255 - len(".claiming") - 1
     assert remembered == {claimed.name: name}
+
+
+def test_the_sources_own_folders_inside_its_inbox_are_not_reported(tmp_path: Path, sandbox) -> None:
+    """With ``include = ["*"]`` and failed/ placed inside the inbox, that folder is the
+    source's own, not an ERP's mistake: no CONN-BANDEJA-CARPETA for it (another folder is)."""
+    from tests.daemon.conftest import start_pipeline
+
+    config = write_config(tmp_path / "ws", timbrado_url=sandbox.fel_timbrado_url)
+    ws = config.parent
+    text = config.read_text(encoding="utf-8")
+    text = text.replace('include = ["*.dat"]', 'include = ["*"]', 1)
+    text = text.replace('failed = "failed"', 'failed = "inbox/failed"', 1)
+    config.write_text(text, encoding="utf-8")
+    (ws / "inbox" / "failed").mkdir()
+    (ws / "inbox" / "otra").mkdir()
+    pipe = start_pipeline(config)
+    try:
+        pipe.poll_once()
+        noted = {(f.file, f.code) for f in pipe.journal.recent_failures()}
+    finally:
+        pipe.close()
+    assert noted == {("otra", "CONN-BANDEJA-CARPETA")}

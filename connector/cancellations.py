@@ -500,10 +500,11 @@ class CancellationFollower:
     def inbox(self, j: Journal, pacs: dict[str, Any]) -> None:
         """Every source's ``cancel_inbox`` (``connector.cancel_inbox``): each file's requests
         through :func:`request` with the source's PAC. Already asked (``CONN-CANCEL-YA``,
-        ``-PENDIENTE``) is not an error; a PAC or SAT out of reach leaves the file claimed for
-        the next tick."""
+        ``-PENDIENTE``) is not an error; a PAC or SAT out of reach, or a PAC refusing the
+        account (``PacAccount``: wrong password, no credits), leaves the file claimed for the
+        next tick."""
         from connector import cancel_inbox
-        from connector.pac.errors import PacInvalid, PacNotFound
+        from connector.pac.errors import PacAccount, PacInvalid, PacNotFound
 
         for src in self.cfg.sources:
             if src.cancel_inbox is None or src.pac not in pacs or src.work is None:
@@ -524,6 +525,11 @@ class CancellationFollower:
                             continue
                         problems += [Problem(p.code, where, p.message, location=where)
                                      for p in exc.problems]  # fmt: skip
+                    except PacAccount as exc:  # the account, not the request: waits (17.10)
+                        log.warning("cancel_file_later", file=path.name, line=where,
+                                    code=exc.code, error=exc.message)  # fmt: skip
+                        later = True
+                        break
                     except (PacInvalid, PacNotFound) as exc:  # recorded: invalida/no_cancelable
                         problems.append(Problem(exc.code, where, exc.message, location=where))
                     except Exception as exc:  # PAC out of reach or its answer lost

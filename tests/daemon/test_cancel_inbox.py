@@ -6,6 +6,7 @@ its error file."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -105,3 +106,44 @@ def test_request_files_are_claimed_sent_followed_and_archived_or_failed(
     stem = next((ws / "out" / "xml").glob("C3_*.xml")).stem
     result = json.loads((ws / "out" / "xml" / f"{stem}_cancelacion.json").read_text("utf-8"))
     assert result["estado"] == "cancelada" and result["origen"] == "folder"
+
+
+def test_a_request_file_waits_while_the_pac_refuses_the_account_and_goes_out_when_it_works(
+    workspace: Path, sandbox
+) -> None:
+    """Issue 17.10 for cancellations: a wrong PAC password (203) is about the account, not the
+    request. The file stays claimed (not failed/, no error recorded for the UUID) and is sent
+    when the PAC accepts the account again."""
+    ws = workspace.parent
+    text = workspace.read_text(encoding="utf-8")
+    text = text.replace('failed = "failed"', 'failed = "failed"\ncancel_inbox = "cancel"', 1)
+    workspace.write_text(text, encoding="utf-8")
+    (ws / "inbox" / "ventas.dat").write_bytes(dat_file("P", [1]))
+    pipe = start_pipeline(workspace)
+    try:
+        assert pipe.run_until_idle(60)
+        (xml,) = (ws / "out" / "xml").glob("P1*.xml")
+        uuid = _uuid(xml)
+        sandbox.engine.store.set_password("demo", "otra")  # the account stops working
+        (ws / "cancel").mkdir(exist_ok=True)
+        (ws / "cancel" / "pedido.txt").write_text(f"{uuid}|02\n", encoding="utf-8")
+        os.utime(ws / "cancel" / "pedido.txt", (time.time() - 60, time.time() - 60))
+        for _ in range(3):  # refused (203), then the PAC paused for the account
+            pipe.cancellations.inbox(pipe.journal, pipe.pacs)
+            time.sleep(0.2)
+        assert list((ws / "failed").iterdir()) == []
+        assert [p.name for p in (ws / "work").rglob("cancel/*")] == ["pedido.txt"]
+        req = pipe.journal.cancel_request(uuid)
+        assert req is None or str(req.state) not in ("invalida", "no_cancelable")
+        sandbox.engine.store.set_password("demo", "demo")  # the account works again
+        deadline = time.monotonic() + 30
+        while any((ws / "work").rglob("cancel/*")) and time.monotonic() < deadline:
+            pipe.cancellations.inbox(pipe.journal, pipe.pacs)
+            time.sleep(0.2)
+        req = pipe.journal.cancel_request(uuid)
+    finally:
+        pipe.close()
+    assert req is not None and str(req.state) == "cancelada" and req.origin == "folder"
+    assert list((ws / "failed").iterdir()) == []
+    (archived,) = (ws / "archive").rglob("pedido.txt")
+    assert archived.read_text("utf-8") == f"{uuid}|02\n"

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -126,6 +126,41 @@ class PacConfig(SecretSource):
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     # the PAC's/SAT's certificate (DER .cer): every stamp's SelloSAT is verified with it
     sat_cert: Path | None = None
+    # corporate networks: the HTTP(S) proxy this PAC is reached through ("http://user@host:3128";
+    # its password from proxy_password_env/_file/_keyring, never in the address; without it the
+    # environment's HTTPS_PROXY/NO_PROXY apply) and the CA bundle that verifies the PAC's TLS
+    # certificate (PEM; e.g. the company's TLS-inspecting CA; default: the system's)
+    proxy: str | None = None
+    proxy_password_env: str | None = None
+    proxy_password_file: Path | None = None
+    proxy_password_keyring: str | None = None  # "service/user"
+    ca_bundle: Path | None = None
+
+    def proxy_secret(self) -> SecretSource | None:
+        """Where the proxy's password comes from (None: no password source given)."""
+        if not (self.proxy_password_env or self.proxy_password_file or self.proxy_password_keyring):
+            return None
+        return SecretSource(
+            password_env=self.proxy_password_env,
+            password_file=self.proxy_password_file,
+            password_keyring=self.proxy_password_keyring,
+        )
+
+
+def pac_network(pac: PacConfig) -> dict[str, Any]:
+    """The plain network settings of a PAC's driver: ``verify`` (the CA bundle's path, or True)
+    and ``proxy`` (the proxy's address with its password put in, or None). ``SecretError``
+    when the proxy's password cannot be read. The result holds a secret: never log it."""
+    proxy = None
+    if pac.proxy:
+        parts = urlsplit(pac.proxy.strip())
+        src = pac.proxy_secret()
+        if src is not None and parts.username:
+            password = quote(read_secret(src, f"el proxy del PAC {pac.name!r}"), safe="")
+            host = parts.netloc.rpartition("@")[2]
+            parts = parts._replace(netloc=f"{parts.username}:{password}@{host}")
+        proxy = urlunsplit(parts)
+    return {"verify": str(pac.ca_bundle) if pac.ca_bundle else True, "proxy": proxy}
 
 
 class OutputConfig(_Cfg):
@@ -387,6 +422,8 @@ def _resolve_paths(cfg: Config, base: Path) -> None:
     for p in cfg.pacs:
         p.password_file = _resolve(base, p.password_file)
         p.sat_cert = _resolve(base, p.sat_cert)
+        p.ca_bundle = _resolve(base, p.ca_bundle)
+        p.proxy_password_file = _resolve(base, p.proxy_password_file)
     for s in cfg.sources:
         s.inbox = _resolve(base, s.inbox)  # type: ignore[assignment]
         s.work = _resolve(base, s.work)
@@ -712,6 +749,84 @@ def _check_pac_urls(cfg: Config, rep: _Reporter) -> None:
                 )
 
 
+def _check_pac_proxies(cfg: Config, rep: _Reporter) -> None:
+    """``proxy`` is http(s)://[user@]host:port with no password in it; a user has exactly one
+    password source and a password source has a proxy with a user."""
+    for i, p in enumerate(cfg.pacs):
+        kp = f"pacs[{rep.ix('pacs', i)}]"
+        name = _label(p, "pacs", i)
+        src = p.proxy_secret()
+        if not p.proxy:
+            if src is not None:
+                rep.add(
+                    "CONN-CFG-PROXY",
+                    f"{kp}.proxy",
+                    f"El PAC {name} tiene contraseña de proxy pero no 'proxy' (la dirección del "
+                    "proxy, p. ej. \"http://usuario@proxy.empresa.mx:3128\").",
+                )
+            continue
+        why = None
+        try:
+            parts = urlsplit(p.proxy.strip())
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            parts, host, port = None, None, None
+            why = "no es una dirección válida"
+        if parts is not None and parts.scheme.lower() not in ("http", "https"):
+            why = "debe empezar con http:// o https://"
+        elif parts is not None and not host:
+            why = "no dice a qué servidor conectarse"
+        elif parts is not None and not port:
+            why = "le falta el puerto (p. ej. :3128)"
+        elif parts is not None and parts.password is not None:
+            why = (
+                "lleva la contraseña dentro; quítela de la dirección y use proxy_password_env, "
+                "proxy_password_file o proxy_password_keyring"
+            )
+        elif parts is not None and parts.username and src is None:
+            why = (
+                f"usa el usuario {parts.username!r}, pero falta su contraseña: indique "
+                "proxy_password_env, proxy_password_file o proxy_password_keyring"
+            )
+        elif parts is not None and not parts.username and src is not None:
+            why = "tiene contraseña configurada pero no usuario (\"http://usuario@host:puerto\")"
+        if why:
+            shown = p.proxy.split("@")[-1] if "@" in p.proxy else p.proxy
+            rep.add(
+                "CONN-CFG-PROXY",
+                f"{kp}.proxy",
+                f"El proxy del PAC {name} ({shown}) no se puede usar: {why}.",
+            )
+
+
+def _check_pac_network_files(cfg: Config, rep: _Reporter) -> None:
+    """The CA bundle loads as PEM certificates; the proxy's password can be read."""
+    import ssl
+
+    for i, p in enumerate(cfg.pacs):
+        kp = f"pacs[{rep.ix('pacs', i)}]"
+        name = _label(p, "pacs", i)
+        if p.ca_bundle is not None:
+            try:
+                if p.ca_bundle.is_dir():
+                    ssl.create_default_context(capath=str(p.ca_bundle))
+                else:
+                    ssl.create_default_context(cafile=str(p.ca_bundle))
+            except (OSError, ssl.SSLError) as exc:
+                what = getattr(exc, "strerror", None) or "no contiene certificados PEM válidos"
+                rep.add(
+                    "CONN-CFG-CA",
+                    f"{kp}.ca_bundle",
+                    f"El ca_bundle {p.ca_bundle} del PAC {name} no se puede usar: {what}.",
+                )
+        src = p.proxy_secret()
+        if p.proxy and src is not None:
+            try:
+                read_secret(src, f"el proxy del PAC {name}")
+            except SecretError as exc:
+                rep.add(exc.code, f"{kp}.proxy", exc.message)
+
+
 def _url_problem(url: str) -> str | None:
     """Why ``url`` would expose the PAC password or is not a web address (None: fine)."""
     try:
@@ -934,6 +1049,7 @@ SHALLOW_CHECKS: list[Check] = [
     _check_duplicates,
     _check_pac_kinds,
     _check_pac_urls,
+    _check_pac_proxies,
     _check_references,
     _check_adapters,
 ]
@@ -942,6 +1058,7 @@ DEEP_CHECKS: list[Check] = [
     _check_journal_folder,
     _check_emisores,
     _check_pac_secrets,
+    _check_pac_network_files,
     _check_secret_modes,
     _check_source_files,
 ]

@@ -83,11 +83,12 @@ def _driver(args: argparse.Namespace, **cancel_csd: Any) -> PacDriver:
     from connector.pac import create_driver
 
     if args.config:
-        from connector.config import read_secret
+        from connector.config import pac_network, read_secret
 
         pc = _pac_config(args, _config(args))
         try:
             password = read_secret(pc, f"el PAC {pc.name!r}")
+            network = pac_network(pc)
         except Exception as exc:  # SecretError carries a Spanish message
             raise UsageError(str(exc)) from None
         extra: dict[str, Any] = {}
@@ -104,6 +105,7 @@ def _driver(args: argparse.Namespace, **cancel_csd: Any) -> PacDriver:
             usuario=pc.usuario,
             password=password,
             timeouts=Timeouts(connect=min(5.0, t), read=t),
+            **network,
             **extra,
         )
     given = [args.password_env, args.password_file, args.password_keyring]

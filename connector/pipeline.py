@@ -39,6 +39,7 @@ from connector.config import (
     PacConfig,
     SourceConfig,
     load_csd,
+    pac_network,
     read_secret,
     source_mapping,
 )
@@ -290,6 +291,7 @@ def make_driver(pac: PacConfig, pool_size: int) -> Any:
         password=password,
         timeouts=timeouts,
         pool_size=pool_size,
+        **pac_network(pac),
         **extra,
     )
 

@@ -18,6 +18,8 @@ The plumbing (:class:`SoapService`) gives every driver the same guarantees:
 from __future__ import annotations
 
 import logging
+import os
+import re
 import ssl
 import threading
 from abc import ABC, abstractmethod
@@ -28,11 +30,13 @@ from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import unquote
 
 import requests
 import urllib3
 from lxml import etree
 from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies, select_proxy
 from urllib3.util.retry import Retry
 from zeep import Client, Settings
 from zeep.exceptions import Error as ZeepError
@@ -268,20 +272,46 @@ class _QuietTransport(Transport):
             operation_timeout=timeouts.as_tuple(),
         )
         self.local = threading.local()
+        self._routes: dict[str, tuple[dict[str, str], bool | str]] = {}
+
+    def route(self, address: str) -> tuple[dict[str, str], bool | str]:
+        """(proxies, verify) for ``address``, worked out once: the session's configured proxy,
+        else the environment's (``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` unless
+        ``NO_PROXY`` covers the host); the configured CA bundle, else ``REQUESTS_CA_BUNDLE``/
+        ``CURL_CA_BUNDLE``, else the system's (certifi's) bundle. The session itself does not
+        read the environment (``trust_env=False``): requests would walk ``os.environ`` and
+        look for ``~/.netrc`` on every call."""
+        got = self._routes.get(address)
+        if got is None:
+            session = self.session
+            proxies = dict(session.proxies) or get_environ_proxies(address)
+            verify: bool | str = session.verify  # type: ignore[assignment]
+            if verify is True:
+                verify = (
+                    os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+                )
+            got = self._routes[address] = (proxies, verify)
+        return got
+
+    def via_proxy(self, address: str) -> bool:
+        proxies = self.route(address)[0]
+        return select_proxy(address, proxies) is not None
 
     def post(self, address: str, message: Any, headers: dict[str, str]) -> requests.Response:
-        """One POST through the session. ``verify`` is passed explicitly (a configured CA
-        bundle wins over ``REQUESTS_CA_BUNDLE``); redirects are not followed: a SOAP endpoint
-        that redirects is a wrong address, and following a 307 would send the body again."""
+        """One POST through the session, with :meth:`route`'s proxy and CA bundle; redirects
+        are not followed: a SOAP endpoint that redirects is a wrong address, and following a
+        307 would send the body again."""
         self.local.posted = True
         self.local.status = None
+        proxies, verify = self.route(address)
         response = self.session.post(
             address,
             data=message,
             headers=headers,
             timeout=self.operation_timeout,
             allow_redirects=False,
-            verify=self.session.verify,
+            proxies=proxies,
+            verify=verify,
         )
         self.local.status = response.status_code
         log.debug("PAC %s respondió HTTP %s", address, response.status_code)
@@ -302,10 +332,12 @@ def make_session(
     proxy: str | None = None,
 ) -> requests.Session:
     """A session with a keep-alive pool sized for ``pool_size`` requests in flight, TLS
-    verified with ``verify`` (True: the system's/certifi's CA bundle or ``REQUESTS_CA_BUNDLE``;
-    a path: that CA file or folder). ``proxy`` (``http://user:pass@host:port``) is used for
-    every request of the session; without it ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``
-    apply (requests' ``trust_env``)."""
+    verified with ``verify`` (True: ``REQUESTS_CA_BUNDLE`` or the system's/certifi's bundle;
+    a path: that CA file or folder, e.g. a company's TLS-inspecting CA). ``proxy``
+    (``http://user:password@host:port``) carries every request of the session (HTTPS through
+    a CONNECT tunnel, with Basic ``Proxy-Authorization``); without it the environment's
+    ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` apply (read once per address by the
+    transport)."""
     if verify is False:
         raise ValueError("La verificación TLS no se puede desactivar.")
     session = requests.Session()
@@ -314,9 +346,9 @@ def make_session(
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.verify = verify
+    session.trust_env = False  # the environment is read once per address (_QuietTransport.route)
     if proxy:
         session.proxies = {"http": proxy, "https": proxy}
-        session.trust_env = False  # the configured proxy, not the environment's
     return session
 
 
@@ -406,10 +438,13 @@ class SoapPacDriver(PacDriver):
         pool_size: int,
         verify: bool | str,
         timeouts: Timeouts | None,
+        proxy: str | None = None,
     ) -> None:
         self.timeouts = timeouts or Timeouts()
         self._own_session = session is None
-        self.session = session or make_session(pool_size, verify)
+        self.session = session or make_session(pool_size, verify, proxy)
+        # the proxy's password, to be redacted like the PAC's own secrets
+        self._proxy_password = urllib3.util.parse_url(proxy).auth if proxy else None
 
     def _service(self, wsdl_filename: str, url: str | None) -> SoapService | None:
         if not url:
@@ -423,7 +458,15 @@ class SoapPacDriver(PacDriver):
     @property
     def _secrets(self) -> list[str]:
         """Every secret this driver holds, to be redacted from any text it reports."""
-        return []
+        return self._network_secrets
+
+    @property
+    def _network_secrets(self) -> list[str]:
+        auth = getattr(self, "_proxy_password", None)
+        if not auth or ":" not in auth:
+            return []
+        password = auth.partition(":")[2]
+        return [unquote(password), password]  # as configured and as it travels in the URL
 
     def _clean(self, text: Any) -> str:
         return redact(str(text or "").strip(), self._secrets)
@@ -468,6 +511,51 @@ def _certificate_refused(exc: BaseException) -> bool:
     return any(isinstance(e, ssl.SSLCertVerificationError) for e in _causes(exc))
 
 
+def _proxy_refused(exc: BaseException) -> bool:
+    """True when the proxy could not be reached or refused the tunnel (its own status line to
+    the CONNECT): nothing went to the PAC. urllib3 also raises ``ProxyError`` for a connection
+    dropped after the request went through the tunnel (it forgets the tunnel when http.client
+    closes the connection), so ``ProxyError`` alone says nothing about the request."""
+    for e in _causes(exc):
+        if isinstance(
+            e,
+            urllib3.exceptions.NewConnectionError
+            | urllib3.exceptions.ConnectTimeoutError
+            | ConnectionRefusedError,
+        ):
+            return True
+        if type(e) is OSError and str(e).startswith("Tunnel connection failed"):
+            return True
+    return False
+
+
+def _proxy_error(
+    exc: BaseException, where: str, *, pac: str, operation: str, status: int | None
+) -> PacError:
+    """The proxy refused or failed: nothing reached the PAC through a refused tunnel. A 407
+    (the proxy wants other credentials) is configuration: the PAC is paused, the invoices
+    wait; a 502/503 or a proxy that cannot be reached is transient."""
+    text = " ".join(str(e) for e in _causes(exc))
+    if status == 407 or " 407 " in text or "407 Proxy" in text:
+        return PacAccount(
+            "CONN-PAC-PROXY",
+            f"El proxy rechazó las credenciales para {where} (HTTP 407): revise el usuario "
+            "de 'proxy' y su contraseña en la configuración.",
+            pac=pac,
+            operation=operation,
+            maybe_sent=False,
+        )
+    m = re.search(r"Tunnel connection failed: ([0-9]{3})", text)
+    why = f"respondió HTTP {m.group(1)}" if m else "no se pudo conectar con él"
+    return PacTransient(
+        "CONN-PAC-PROXY",
+        f"No se pudo llegar a {where} a través del proxy ({why}); se reintentará.",
+        pac=pac,
+        operation=operation,
+        maybe_sent=False,
+    )
+
+
 def garbled(pac: str, operation: str, *, write: bool, detail: str = "") -> PacError:
     """A reply that cannot be used: ambiguous for writes, transient for reads."""
     msg = f"El PAC '{pac}' devolvió una respuesta ilegible a '{operation}'."
@@ -495,13 +583,20 @@ def classify_exception(
     """Map a transport/zeep exception to a PacError kind; None for our own bugs."""
     rq = requests.exceptions
     where = f"'{operation}' del PAC '{pac}'"
-    if isinstance(exc, rq.SSLError) and _certificate_refused(exc):
-        return PacTransient(
+    if isinstance(exc, rq.ConnectionError) and _certificate_refused(exc):
+        # configuration, not the invoice: the PAC is paused until it is fixed (never retried
+        # blindly, never accepted silently)
+        return PacAccount(
             "CONN-PAC-TLS",
-            f"No se pudo verificar el certificado TLS en {where}: revise la dirección o la CA.",
+            f"No se pudo verificar el certificado TLS en {where}: el nombre o la CA no "
+            "corresponden. Revise la dirección del PAC o configure ca_bundle con la CA de su "
+            "red (p. ej. la del proxy que inspecciona TLS).",
             pac=pac,
             operation=operation,
+            maybe_sent=False,
         )
+    if status == 407 or (isinstance(exc, rq.ProxyError) and _proxy_refused(exc)):
+        return _proxy_error(exc, where, pac=pac, operation=operation, status=status)
     if isinstance(exc, rq.ConnectTimeout) or (
         isinstance(exc, rq.ConnectionError) and _never_connected(exc)
     ):

@@ -183,7 +183,13 @@ CODE_KINDS: dict[str, Kind] = {
 
 # Rejections about the account, not the invoice (raised as ``PacAccount``): a recover that gets
 # one of these must say so (it is not "never stamped"), and no invoice fails because of one.
-ACCOUNT_CODES = frozenset({"203", "703", "905", "AUTH", "SIN-CREDITOS", "HTTP-401", "HTTP-403"})
+# Our own codes of the same kind: the network set-up refused, not the invoice (a TLS name or CA
+# mismatch, a proxy that wants other credentials). Raised as ``PacAccount`` too: never retried
+# blindly, never final for an invoice; the PAC pauses until the configuration is fixed.
+NETWORK_SETUP_CODES = frozenset({"CONN-PAC-TLS", "CONN-PAC-PROXY"})
+ACCOUNT_CODES = frozenset(
+    {"203", "703", "905", "AUTH", "SIN-CREDITOS", "HTTP-401", "HTTP-403", *NETWORK_SETUP_CODES}
+)
 
 
 def kind_of(code: str | None) -> Kind:

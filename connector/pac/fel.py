@@ -86,6 +86,7 @@ class FelDriver(SoapPacDriver):
         timeouts: Timeouts | None = None,
         pool_size: int = 10,
         verify: bool | str = True,
+        proxy: str | None = None,
         session: requests.Session | None = None,
         cancel_rfc: str | None = None,
         cancel_key_der: bytes | None = None,
@@ -101,7 +102,7 @@ class FelDriver(SoapPacDriver):
             Secret(base64.b64encode(cancel_key_der).decode()) if cancel_key_der else None
         )
         self._cancel_key_password = Secret(cancel_key_password) if cancel_key_password else None
-        self._open(session, pool_size, verify, timeouts)
+        self._open(session, pool_size, verify, timeouts, proxy)
         self.timbrado = self._service(WSDL_TIMBRADO, timbrado_url)
         self.remote = self._service(WSDL_REMOTE, remote_url)
 
@@ -116,7 +117,7 @@ class FelDriver(SoapPacDriver):
 
     @property
     def _secrets(self) -> list[str]:
-        out = [self._password.get()]
+        out = [self._password.get(), *self._network_secrets]
         if self._cancel_key_password:
             out.append(self._cancel_key_password.get())
         if self._cancel_key:

@@ -51,6 +51,7 @@ class FinkokDriver(SoapPacDriver):
         timeouts: Timeouts | None = None,
         pool_size: int = 10,
         verify: bool | str = True,
+        proxy: str | None = None,
         session: requests.Session | None = None,
     ) -> None:
         self.username = username
@@ -59,7 +60,7 @@ class FinkokDriver(SoapPacDriver):
         self._cer = cancel_cer_der
         self._key = Secret(base64.b64encode(cancel_key_pem).decode()) if cancel_key_pem else None
         self._key_raw = cancel_key_pem
-        self._open(session, pool_size, verify, timeouts)
+        self._open(session, pool_size, verify, timeouts, proxy)
         self.stamp_service = SoapService(
             WSDL_STAMP, stamp_url, session=self.session, timeouts=self.timeouts
         )
@@ -74,7 +75,7 @@ class FinkokDriver(SoapPacDriver):
 
     @property
     def _secrets(self) -> list[str]:
-        out = [self._password.get()]
+        out = [self._password.get(), *self._network_secrets]
         if self._key:
             out.append(self._key.get())
         return out

@@ -59,6 +59,7 @@ from connector.cfdi.model import Comprobante
 
 from .base import CancelResult, Credits, PacDriver, StampResult
 from .errors import (
+    NETWORK_SETUP_CODES,
     PacAccount,
     PacAmbiguous,
     PacCircuitOpen,
@@ -150,6 +151,14 @@ class CircuitBreaker:
                 return
             wait = max(0.0, self._open_seconds() - (self._clock() - self._opened_at))
             account = self.account_error
+        if account is not None and account.code in NETWORK_SETUP_CODES:
+            raise PacCircuitOpen(
+                "CONN-PAC-CUENTA",
+                f"El PAC '{self.name}' está en pausa por la configuración de red ({account.code} "
+                f"{account.message}). Las facturas esperan; se vuelve a probar en {wait:.0f} s.",
+                pac=self.name,
+                maybe_sent=False,
+            )
         if account is not None:
             raise PacCircuitOpen(
                 "CONN-PAC-CUENTA",

@@ -76,11 +76,12 @@ class SatStatusClient:
         *,
         timeouts: Timeouts | None = None,
         verify: bool | str = True,
+        proxy: str | None = None,
         session: requests.Session | None = None,
         pool_size: int = 4,
     ) -> None:
         self._own_session = session is None
-        self.session = session or make_session(pool_size, verify)
+        self.session = session or make_session(pool_size, verify, proxy)
         self.service = SoapService(
             WSDL_SAT, url, session=self.session, timeouts=timeouts or Timeouts()
         )

@@ -13,7 +13,13 @@ from connector.cfdi.seal import verify_seal, verify_tfd
 from connector.cfdi.xmlio import from_xml
 from connector.pac import create_driver
 from connector.pac.base import Timeouts
-from connector.pac.errors import PacInvalid, PacNotFound, PacTransient, PacUnsupported
+from connector.pac.errors import (
+    PacAccount,
+    PacInvalid,
+    PacNotFound,
+    PacTransient,
+    PacUnsupported,
+)
 from connector.pac.fel import FelDriver, split_code
 from connector.pac.sandbox import SandboxAccount, SandboxPac
 
@@ -408,8 +414,8 @@ def test_wrong_service_address_is_a_configuration_problem_not_an_invalid_invoice
 
 
 def test_tls_is_verified_against_an_untrusted_certificate(tmp_path):
-    """A real HTTPS server on 127.0.0.1 with a self-signed certificate: refused (transient,
-    nothing sent), unless that certificate is configured as the CA to trust."""
+    """A real HTTPS server on 127.0.0.1 with a self-signed certificate: refused (a permanent
+    configuration error, nothing sent), unless that certificate is configured as the CA."""
     import ssl
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -438,9 +444,9 @@ def test_tls_is_verified_against_an_untrusted_certificate(tmp_path):
     url = f"https://127.0.0.1:{server.server_address[1]}/WSCFDI33.svc"
     try:
         d = FelDriver("u", "p", timbrado_url=url, timeouts=Timeouts(2, 2))
-        with pytest.raises(PacTransient) as info:
+        with pytest.raises(PacAccount) as info:  # configuration: permanent, the PAC pauses
             d.credits()
-        assert info.value.code == "CONN-PAC-TLS"
+        assert info.value.code == "CONN-PAC-TLS" and info.value.maybe_sent is False
         assert hits == []  # nothing was sent to an unverified server
         d.close()
         trusted = FelDriver(

@@ -26,7 +26,7 @@ import requests
 import urllib3
 
 from connector.pac.base import Timeouts, _never_connected, classify_exception
-from connector.pac.errors import PacAmbiguous, PacError, PacTransient
+from connector.pac.errors import PacAccount, PacAmbiguous, PacError, PacTransient
 from connector.pac.fel import FelDriver
 from connector.pac.sandbox import SandboxAccount, SandboxPac
 
@@ -453,7 +453,7 @@ def test_tls_verified_against_the_configured_ca(tls_files):
     try:
         with pytest.raises(requests.exceptions.SSLError):
             post(untrusted, server.url)
-        with pytest.raises(PacTransient) as info:
+        with pytest.raises(PacAccount) as info:  # configuration: permanent, never accepted
             stamp(untrusted)
         assert info.value.code == "CONN-PAC-TLS"
         assert server.requests == []  # nothing reached an unverified server

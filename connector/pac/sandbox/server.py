@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import threading
 from dataclasses import dataclass
 from functools import cache
@@ -383,6 +384,7 @@ class SandboxPac:
         *,
         latency: float = 0.0,
         rfc_prov_certif: str = RFC_PROV_CERTIF,
+        tls: tuple[str | Path, str | Path] | None = None,
     ) -> None:
         self.db_path = Path(db_path)
         self.store = SandboxStore(self.db_path)
@@ -394,6 +396,7 @@ class SandboxPac:
         self.latency = latency
         self.host = host
         self._port = port
+        self.tls = tls  # (certificate PEM, key PEM): serve HTTPS (tests of TLS and proxies)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._wsdl_cache: dict[str, bytes] = {}
@@ -407,6 +410,10 @@ class SandboxPac:
             _binding(svc.wsdl, svc.binding)
         self._server = _Server((self.host, self._port), self)
         self._port = self._server.server_address[1]
+        if self.tls is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(self.tls[0]), str(self.tls[1]))
+            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -451,7 +458,8 @@ class SandboxPac:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self._port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self.host}:{self._port}"
 
     def url(self, key: str) -> str:
         return self.base_url + next(s.path for s in SERVICES if s.key == key)

@@ -353,7 +353,8 @@ class ResilientPac:
         self.driver = driver
         self.policy = policy or RetryPolicy()
         self.breaker = breaker or breaker_for(driver.name)
-        # one tenacity.Retrying per rule, built once (per-thread state lives in tenacity)
+        # one tenacity.Retrying per rule, as a template: every call runs on its own copy
+        # (Retrying keeps the running call's state on the object; worker threads share self)
         self._retry_stamp = self._retrying(_retryable, sleep)
         self._retry_read = self._retrying(_retryable_read, sleep)
         self._retry_idempotent = self._retrying(_retryable_idempotent, sleep)
@@ -377,7 +378,7 @@ class ResilientPac:
 
     def _run(self, attempt: Callable[[], T], flags: dict[str, bool]) -> T:
         try:
-            return self._retry_stamp(attempt)
+            return self._retry_stamp.copy()(attempt)
         except PacError as exc:
             exc.maybe_sent = flags["maybe_sent"] or exc.maybe_sent
             raise
@@ -465,7 +466,7 @@ class ResilientPac:
 
         retrying = self._retry_idempotent if idempotent_write else self._retry_read
         try:
-            return retrying(attempt)
+            return retrying.copy()(attempt)
         except PacError as exc:
             exc.maybe_sent = flags["maybe_sent"] or exc.maybe_sent
             raise

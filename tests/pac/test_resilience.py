@@ -7,6 +7,8 @@ that must hold whatever the transport: what is retried, what is sent once, and i
 
 from __future__ import annotations
 
+import threading
+import time
 from decimal import Decimal
 
 import pytest
@@ -374,3 +376,47 @@ def test_every_retry_is_logged_with_its_wait_reads_too():
     ]
     assert [e["wait"] for e in retries] == [round(w, 3) for w in waits]
     assert all(0 <= w <= 2.0 for w in waits)
+
+
+def test_concurrent_calls_through_one_resilient_pac_keep_their_own_attempts():
+    """The pipeline's workers share one ResilientPac: each call's retries are its own (the
+    tenacity state of one call is never another thread's). Call i fails ``i % 5`` times; with
+    four attempts, 0-3 failures end stamped after failures + 1 sends, 4 failures after 4."""
+    calls: dict[str, int] = {}
+    lock = threading.Lock()
+
+    class Flaky(PacDriver):
+        name = "flaky"
+
+        def stamp(self, sealed_xml: bytes, referencia: str) -> StampResult:
+            with lock:
+                calls[referencia] = n = calls.get(referencia, 0) + 1
+            time.sleep(0.002)  # the threads' attempts interleave
+            if n <= int(referencia.split("-")[1]) % 5:
+                raise transient()
+            return _result(referencia)
+
+    rp = ResilientPac(
+        Flaky(),
+        policy=RetryPolicy(max_attempts=4, base_delay=0.0, max_delay=0.0),
+        breaker=CircuitBreaker("flaky", failure_threshold=10_000),
+        sleep=lambda s: time.sleep(0.001),
+    )
+    outcome: dict[str, str] = {}
+
+    def one(ref: str) -> None:
+        try:
+            outcome[ref] = rp.submit(b"<cfdi/>", ref).uuid
+        except PacTransient as exc:
+            outcome[ref] = exc.code
+
+    refs = [f"R-{i}" for i in range(40)]
+    threads = [threading.Thread(target=one, args=(r,)) for r in refs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for r in refs:
+        fails = int(r.split("-")[1]) % 5
+        assert calls[r] == min(fails + 1, 4), (r, calls[r])
+        assert outcome[r] == (r if fails < 4 else "CONN-PAC-CONEXION"), (r, outcome[r])

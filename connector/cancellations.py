@@ -547,9 +547,8 @@ class CancellationFollower:
                 if stopping is not None and stopping.is_set():
                     return
                 self._poll(j, req)
-            for req in j.cancel_requests(*CancelState):
-                if req.error_code == "CONN-FILE" and req.state not in CANCEL_OPEN:
-                    write_back(self.cfg, j, req)
+            for req in j.cancel_requests_unwritten():
+                write_back(self.cfg, j, req)
             self._sweep(j, stopping)
         except Exception:  # e.g. the journal is closing: the next tick tries again
             log.exception("cancellation_follow_up_failed")

@@ -115,19 +115,12 @@ def redeliver(cfg: Any, j: Journal, e: Entry) -> dict[str, str]:
 
 
 def cmd_find(args: Any) -> int:
-    from connector.config import ConfigError, load_config
+    from connector.reports import config_and_period
 
-    try:
-        cfg = load_config(args.config)
-    except (ConfigError, OSError) as exc:
-        print(f"CONN-CFG: {exc}", file=sys.stderr)
+    loaded = config_and_period(args)
+    if loaded is None:
         return 2
-    try:
-        start = date.fromisoformat(args.date_from) if args.date_from else None
-        end = date.fromisoformat(args.date_to) if args.date_to else None
-    except ValueError as exc:
-        print(f"CONN-CLI: fecha no válida ({exc}); use AAAA-MM-DD.", file=sys.stderr)
-        return 2
+    cfg, start, end = loaded
     if not (args.uuid or args.rfc or args.folio or start or end):
         print("CONN-CLI: indique un UUID, --rfc, --folio o --from/--to.", file=sys.stderr)
         return 2

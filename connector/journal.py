@@ -240,6 +240,14 @@ _REQUEST_ADDED = {
 }
 
 
+def _invoice_of(db: sqlite3.Connection, uuid: str) -> tuple[int] | None:
+    """The (id,) of the invoice stamped with ``uuid`` (stored in either letter case)."""
+    return db.execute(
+        "SELECT id FROM invoices WHERE uuid IN (?,?) ORDER BY id LIMIT 1",
+        (uuid.upper(), uuid.lower()),
+    ).fetchone()
+
+
 def _request(row: tuple[Any, ...]) -> CancelRequest:
     values = list(row)
     values[5] = CancelState(values[5])
@@ -1169,10 +1177,7 @@ class Journal:
         uuid = uuid.upper()
         now = time.time()
         with self._tx() as db:
-            found = db.execute(
-                "SELECT id FROM invoices WHERE uuid IN (?,?) ORDER BY id LIMIT 1",
-                (uuid, uuid.lower()),
-            ).fetchone()
+            found = _invoice_of(db, uuid)
             db.execute(
                 f"INSERT INTO cancel_requests ({_REQUEST_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(uuid) DO UPDATE SET motivo=excluded.motivo, "
@@ -1226,10 +1231,7 @@ class Journal:
         uuid = uuid.upper()
         now = time.time()
         with self._tx() as db:
-            found = db.execute(
-                "SELECT id FROM invoices WHERE uuid IN (?,?) ORDER BY id LIMIT 1",
-                (uuid, uuid.lower()),
-            ).fetchone()
+            found = _invoice_of(db, uuid)
             db.execute(
                 "INSERT INTO cancel_requests (uuid, invoice_id, motivo, folio_sustitucion, "
                 "state, requested_at, updated_at, rfc_emisor, rfc_receptor, total, polls, "
@@ -1317,6 +1319,17 @@ class Journal:
             rows = self._db.execute(
                 f"SELECT {_REQUEST_COLS} FROM cancel_requests {where} ORDER BY requested_at",
                 tuple(str(s) for s in states),
+            ).fetchall()
+        return [_request(r) for r in rows]
+
+    def cancel_requests_unwritten(self) -> list[CancelRequest]:
+        """Final requests whose result files could not be written (``CONN-FILE``)."""
+        marks = ",".join("?" * len(CANCEL_OPEN))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_REQUEST_COLS} FROM cancel_requests WHERE error_code = 'CONN-FILE' "
+                f"AND state NOT IN ({marks})",
+                tuple(str(s) for s in CANCEL_OPEN),
             ).fetchall()
         return [_request(r) for r in rows]
 

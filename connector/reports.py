@@ -187,24 +187,36 @@ def render(lines: list[Line], fmt: str, meta: dict[str, Any]) -> bytes:
     header, rows = table(lines)
     by_moneda, by_tipo = totals(lines)
     if fmt == "json":
-        doc = {
-            **meta,
-            "lineas": [dict(zip(header, r, strict=True)) for r in rows],
-            "totales_por_moneda": by_moneda,
-            "totales_por_tipo_mxn": by_tipo,
-        }
-        return json.dumps(doc, ensure_ascii=False, indent=2, default=str).encode("utf-8")
+        return _json(meta, lineas=_records(header, rows), totales_por_moneda=by_moneda,
+                     totales_por_tipo_mxn=by_tipo)  # fmt: skip
     if fmt == "csv":
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(header)
-        w.writerows(rows)
-        for title, groups in (("total moneda", by_moneda), ("total tipo (MXN)", by_tipo)):
-            w.writerow([])
-            for key, values in groups.items():
-                w.writerow([f"{title} {key}", *_total_cells(header, values)])
-        return ("\ufeff" + buf.getvalue()).encode("utf-8")
+        blocks = [
+            [[f"{title} {key}", *_total_cells(header, values)] for key, values in groups.items()]
+            for title, groups in (("total moneda", by_moneda), ("total tipo (MXN)", by_tipo))
+        ]
+        return _csv(header, rows, *blocks)
     return _xlsx(header, rows, by_moneda, by_tipo, meta)
+
+
+def _records(header: list[str], rows: list[list[Any]]) -> list[dict[str, Any]]:
+    return [dict(zip(header, r, strict=True)) for r in rows]
+
+
+def _json(meta: dict[str, Any], **parts: Any) -> bytes:
+    doc = {**meta, **parts}
+    return json.dumps(doc, ensure_ascii=False, indent=2, default=str).encode("utf-8")
+
+
+def _csv(header: list[str], rows: list[list[Any]], *blocks: list[list[Any]]) -> bytes:
+    """UTF-8 with BOM (Excel opens it right); each block after a blank row."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    for block in blocks:
+        w.writerow([])
+        w.writerows(block)
+    return ("\ufeff" + buf.getvalue()).encode("utf-8")
 
 
 def _total_cells(header: list[str], values: dict[str, Decimal]) -> list[Any]:
@@ -294,14 +306,9 @@ def render_pending(items: list[Pending], fmt: str, meta: dict[str, Any]) -> byte
              p.line.receptor_nombre, p.line.moneda, p.line.total, p.pagado, p.saldo,
              p.parcialidades, p.ultimo_pago] for p in items]  # fmt: skip
     if fmt == "json":
-        doc = {**meta, "pendientes": [dict(zip(header, r, strict=True)) for r in rows]}
-        return json.dumps(doc, ensure_ascii=False, indent=2, default=str).encode("utf-8")
+        return _json(meta, pendientes=_records(header, rows))
     if fmt == "csv":
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(header)
-        w.writerows(rows)
-        return ("\ufeff" + buf.getvalue()).encode("utf-8")
+        return _csv(header, rows)
     from openpyxl import Workbook
 
     wb = Workbook()
@@ -318,24 +325,37 @@ def render_pending(items: list[Pending], fmt: str, meta: dict[str, Any]) -> byte
 # --- the command ------------------------------------------------------------------------------
 
 
-def cmd_report(args: Any) -> int:
+def config_and_period(args: Any) -> tuple[Any, date | None, date | None] | None:
+    """The configuration of ``--config`` and the dates of ``--from``/``--to`` (``report``,
+    ``find``), or None after printing a coded error (exit code 2)."""
     import sys
-    from pathlib import Path
 
     from connector.config import ConfigError, load_config
-    from connector.sinks import atomic_write
 
     try:
         cfg = load_config(args.config)
     except (ConfigError, OSError) as exc:
         print(f"CONN-CFG: {exc}", file=sys.stderr)
-        return 2
+        return None
     try:
         start = date.fromisoformat(args.date_from) if args.date_from else None
         end = date.fromisoformat(args.date_to) if args.date_to else None
     except ValueError as exc:
         print(f"CONN-CLI: fecha no válida ({exc}); use AAAA-MM-DD.", file=sys.stderr)
+        return None
+    return cfg, start, end
+
+
+def cmd_report(args: Any) -> int:
+    import sys
+    from pathlib import Path
+
+    from connector.sinks import atomic_write
+
+    loaded = config_and_period(args)
+    if loaded is None:
         return 2
+    cfg, start, end = loaded
     if start and end and start > end:
         print(f"CONN-CLI: --from {start} es posterior a --to {end}.", file=sys.stderr)
         return 2

@@ -315,3 +315,33 @@ def test_a_cfdi_cancelled_outside_the_connector_is_noticed_by_the_sweep(
         assert j.sweep_due(0, time.time() - 3600, 10) == []  # both asked: not again so soon
     assert "CANCELADO" in _text(ws / "out" / "pdf" / f"{xmls['1'].stem}.pdf")
     assert "CANCELADO" not in _text(ws / "out" / "pdf" / f"{xmls['2'].stem}.pdf")
+
+
+def test_a_result_that_could_not_be_written_is_written_on_a_later_tick(
+    workspace: Path, sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The XML folder is gone when the cancellation is recorded (share offline): the request
+    keeps CONN-FILE and the follow-up writes the result once the folder is back."""
+    from connector.cancellations import CancellationFollower
+    from connector.config import check_config
+
+    ws = workspace.parent
+    xmls = _stamp(workspace, "W", 1)
+    uuid = _uuid(xmls["1"])
+    (ws / "out" / "xml").rename(ws / "out" / "xml.away")
+    (ws / "out" / "xml").write_text("no es una carpeta", encoding="utf-8")
+    assert main(["cancel", uuid, "--motivo", "02", "--config", str(workspace)]) == 0
+    assert "CONN-FILE" in capsys.readouterr().out
+    journal = ws / "var" / "journal.sqlite"
+    assert _request(journal, uuid).error_code == "CONN-FILE"
+    assert _request(journal, uuid).state == "cancelada"
+    (ws / "out" / "xml").unlink()
+    (ws / "out" / "xml.away").rename(ws / "out" / "xml")
+    cfg, problems = check_config(workspace)
+    assert cfg is not None, problems
+    with Journal(journal) as j:
+        CancellationFollower(cfg).follow_up(j)
+    assert _request(journal, uuid).error_code is None
+    result = ws / "out" / "xml" / f"{xmls['1'].stem}_cancelacion.json"
+    assert json.loads(result.read_text("utf-8"))["estado"] == "cancelada"
+    assert "CANCELADO" in _text(ws / "out" / "pdf" / f"{xmls['1'].stem}.pdf")

@@ -822,6 +822,11 @@ class Pipeline:
         deliver: list[Entry] = []
         invoices: list[Any] = []
         seen: dict[tuple[str, str, str], str] = {}  # business key → where it first appeared
+        # read again in this process because its bytes changed (the ERP still writing it):
+        # its committed invoices are found by business key and their content compared
+        # (journal.admit), not taken by their place in the file
+        earlier_read = self._parsed.get(rec.id)
+        by_key = False
         try:
             read = _read_whole(src, work, writers=not just_claimed)
         except _StillWriting as busy:
@@ -842,6 +847,9 @@ class Pipeline:
             )  # fmt: skip
         else:
             data, other, self._parsed[rec.id] = read
+            by_key = earlier_read is not None and [f[3] for f in earlier_read] != [
+                f[3] for f in read[2]
+            ]
             try:
                 invoices = list(self._load(src, data, name, work, other))
             except Exception as exc:  # never crash the daemon on one file
@@ -863,7 +871,7 @@ class Pipeline:
                 first = len(items)
                 for idx in range(start, min(start + _CHUNK, len(invoices))):
                     inp = invoices[idx]
-                    committed = previous.pop(idx, None)
+                    committed = None if by_key else previous.pop(idx, None)
                     try:
                         if committed is not None:
                             where = inp.location or committed[1]
@@ -893,8 +901,15 @@ class Pipeline:
                 self.journal.link_file_items(rec.id, items[first:])
             if start + _CHUNK < len(invoices):
                 self._dispatch_all(dispatch, deliver)
-        # committed invoices the file no longer yields where they were: still this file's
+        # committed invoices the file no longer yields (where they were, or at all when read
+        # by key; one whose content changed was refused above): still this file's
+        yielded = {it.invoice_id for it in items}
+        extra = max(len(invoices), spare)
         for idx, (pe, location) in sorted(previous.items()):
+            if pe.id in yielded:
+                continue
+            if by_key:
+                idx, extra = extra, extra + 1
             item, entry, action = self._resume_committed(rec, idx, location, pe, None)
             items.append(item)
             _route(entry, action, dispatch, deliver)

@@ -519,15 +519,17 @@ class FolderSource:
 
         room = NAME_MAX - _PREFIX_LEN - len(_SEP) - 1 - len(_CLAIMING)
         room -= len((self.done_marker or "").encode())
-        if len(name.encode()) <= room:
-            return name
         parts = self.pair.split(name) if self.pair is not None else None
         if parts is None:
-            return fit_name(name, room)
+            return name if len(name.encode()) <= room else fit_name(name, room)
         assert self.pair is not None
         _, base, ext = parts
+        # decided on the pair's longer name: both files are shortened, or neither
+        longest = max(len(s.encode()) for s in (self.pair.header_suffix, self.pair.lines_suffix))
+        if max(len(name.encode()), len(base.encode()) + longest + len(ext.encode())) <= room:
+            return name
         suffix = name[len(base) : len(name) - len(ext)]
-        longest = max(len(self.pair.header_suffix), len(self.pair.lines_suffix)) * 4
+        longest *= 4
         key = (base + ext).lower()
         short = fit_name(base, room - longest - len(ext.encode()), key=key, ext=False)
         return short + suffix + ext

@@ -211,3 +211,36 @@ def test_a_pair_claim_with_long_names_cut_by_a_crash_is_finished_at_the_next_sta
     assert partner is not None and partner.read_bytes() == b"d"
     assert names == {partner.name: lines.name}
     assert list(inbox.iterdir()) == []
+
+
+@pytest.mark.parametrize("spare", range(-6, 8))
+def test_a_pair_whose_suffixes_differ_in_length_is_shortened_both_or_neither(
+    tmp_path: Path, spare: int
+) -> None:
+    """``_H`` and ``_LINEAS``: a header name of about the room left for a name in work/ (the
+    lines file's name is 5 bytes longer) is claimed with its partner, which it still finds."""
+    from connector.adapters.folder import _CLAIMING, _PREFIX_LEN, _SEP
+    from connector.sinks import NAME_MAX
+
+    room = NAME_MAX - _PREFIX_LEN - len(_SEP) - 1 - len(_CLAIMING)
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    base = "ventas_" + "n" * (room - spare - len("ventas__H.csv"))
+    header, lines = inbox / f"{base}_H.csv", inbox / f"{base}_LINEAS.csv"
+    assert len(header.name.encode()) == room - spare
+    header.write_bytes(b"h")
+    lines.write_bytes(b"d")
+    names: dict[str, str] = {}
+    src = FolderSource(inbox, tmp_path / "w", include=["*.csv"], stable_seconds=0,
+                       pair=PairSpec("_H", "_LINEAS"), remember_name=names.__setitem__)  # fmt: skip
+    assert src.scan() == [header]
+    claimed = src.claim(header)
+    assert claimed is not None and claimed.read_bytes() == b"h"
+    partner = src.partner_in_work(claimed)
+    assert partner is not None and partner.read_bytes() == b"d"
+    assert src.partner_in_work(partner) == claimed
+    original = {
+        p.name: names.get(p.name, FolderSource.original_name(p)) for p in (claimed, partner)
+    }
+    assert original == {claimed.name: header.name, partner.name: lines.name}
+    assert list(inbox.iterdir()) == []

@@ -140,8 +140,15 @@ def free_name(folder: Path, name: str) -> Path:
         n += 1
 
 
+class SourceChanged(OSError):
+    """``move_file`` across file systems found its source written during the copy: the
+    source was kept (not unlinked) and the copy removed."""
+
+
 def move_file(src: Path, dest: Path) -> Path:
-    """Move ``src`` to ``dest`` (which must not exist) atomically; never deletes a last copy."""
+    """Move ``src`` to ``dest`` (which must not exist) atomically; never deletes a last copy.
+    Across file systems (copy, then unlink) a source that changed during the copy is never
+    unlinked: ``SourceChanged``, the copy removed."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
         raise FileExistsError(dest)
@@ -154,9 +161,26 @@ def move_file(src: Path, dest: Path) -> Path:
         if dest.exists():
             raise FileExistsError(dest) from exc
         tmp = temp_name(dest)
-        shutil.copy2(src, tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        before = os.stat(src)
+        try:
+            shutil.copy2(src, tmp)
+            after, copied = os.stat(src), os.stat(tmp)
+            if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or (
+                copied.st_size != after.st_size
+            ):  # written during the copy: the source stays, whole; nothing half-copied
+                raise SourceChanged(
+                    errno.EAGAIN,
+                    f"El archivo cambió mientras se copiaba a {dest.parent} (otro sistema de "
+                    f"archivos): tenía {before.st_size} bytes, ahora {after.st_size}; se "
+                    "conserva donde está y se vuelve a leer",
+                    str(src),
+                )
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         os.replace(tmp, dest)
         _fsync_dir(dest.parent)
         os.unlink(src)

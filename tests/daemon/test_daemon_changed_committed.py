@@ -94,3 +94,53 @@ def test_file_rewritten_in_another_order_loses_no_invoice(workspace: Path, sandb
     keys = stamps_by_key(sandbox.store)
     assert sorted(keys) == [("M", "1"), ("M", "2")]
     assert all(len(uuids) == 1 for uuids in keys.values())
+
+
+def test_file_written_during_its_copy_to_an_archive_on_another_file_system_is_read_again(
+    workspace: Path, sandbox, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """archive/ is on another file system (a link into it fails with EXDEV: the move copies,
+    then unlinks); the ERP appends an invoice while the file is being copied: the work file is
+    not unlinked, it is read again, the new invoice stamped and the file archived whole."""
+    import errno
+    import os
+    import shutil
+
+    ws = workspace.parent
+    archive = ws / "archive"
+    real_link, real_copy2 = os.link, shutil.copy2
+    first, more = dat_file("X", [1]), dat_file("X", [2])
+    appended: list[Path] = []
+
+    def link(src, dst, *a, **k):  # type: ignore[no-untyped-def]
+        if Path(dst).is_relative_to(archive):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_link(src, dst, *a, **k)
+
+    def copy2(src, dst, **k):  # type: ignore[no-untyped-def]
+        out = real_copy2(src, dst, **k)
+        if Path(dst).is_relative_to(archive) and not appended:
+            appended.append(Path(src))
+            with open(src, "ab") as fh:  # the ERP writes before the source is unlinked
+                fh.write(more)
+        return out
+
+    monkeypatch.setattr(os, "link", link)
+    monkeypatch.setattr(shutil, "copy2", copy2)
+    pipe = start_pipeline(workspace)
+    pipe.redeliver_seconds = 0.2
+    try:
+        (ws / "inbox" / "v.dat").write_bytes(first)
+        assert until(lambda: pipe.poll_once() >= 0 and bool(pipe.finished), 60)
+    finally:
+        pipe.close()
+    assert appended
+    (outcome,) = pipe.finished
+    assert outcome.state is FileState.ARCHIVED and outcome.errors == []
+    assert sorted(d["invoice"] for d in outcome.delivered) == ["X1", "X2"]
+    (kept,) = _files(archive, "v.dat")
+    assert kept.read_bytes() == first + more
+    assert [p for p in _files(archive) if p != kept] == []  # no half copy left
+    keys = stamps_by_key(sandbox.store)
+    assert sorted(keys) == [("X", "1"), ("X", "2")]
+    assert all(len(uuids) == 1 for uuids in keys.values())

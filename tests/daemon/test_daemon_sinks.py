@@ -108,3 +108,46 @@ def test_error_files_for_people_and_machines(tmp_path: Path) -> None:
     doc = json.loads(js.read_text(encoding="utf-8"))
     assert [e["code"] for e in doc["errors"]] == ["CFDI40108", "CONN-DATA"]
     assert doc["delivered"] == ["A1"]
+
+
+def _other_file_system(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """``folder`` behaves as another file system: a link or rename into it fails with EXDEV
+    (a second file system cannot be mounted here)."""
+    import errno
+    import os
+
+    real_link = os.link
+
+    def link(src: object, dst: object, *a: object, **k: object) -> None:
+        if Path(str(dst)).is_relative_to(folder):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real_link(src, dst, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "link", link)
+
+
+def test_a_move_across_file_systems_never_unlinks_a_source_written_during_the_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    src, archive = tmp_path / "work" / "v.dat", tmp_path / "archive"
+    src.parent.mkdir()
+    src.write_bytes(b"COMPROBANTE|1\n")
+    _other_file_system(monkeypatch, archive)
+    real_copy2 = shutil.copy2
+
+    def copy_while_the_erp_writes(a: object, b: object, **k: object) -> object:
+        out = real_copy2(a, b, **k)  # type: ignore[arg-type]
+        with open(src, "ab") as fh:  # the ERP appends before the source is unlinked
+            fh.write(b"COMPROBANTE|2\n")
+        return out
+
+    monkeypatch.setattr(shutil, "copy2", copy_while_the_erp_writes)
+    with pytest.raises(OSError, match="cambió"):
+        move_file(src, archive / "v.dat")
+    assert src.read_bytes() == b"COMPROBANTE|1\nCOMPROBANTE|2\n"  # kept, whole
+    assert list(archive.iterdir()) == []  # no partial copy, no temporary left
+    monkeypatch.setattr(shutil, "copy2", real_copy2)
+    assert move_file(src, archive / "v.dat").read_bytes() == b"COMPROBANTE|1\nCOMPROBANTE|2\n"
+    assert not src.exists()

@@ -9,7 +9,10 @@ modified); an amount the input gives is kept as given (``connector.cfdi.rules`` 
   base also includes the IEPS (003) trasladado of the same concepto (Ley del IVA, art. 12: the
   value on which IVA is computed includes the other taxes charged to the buyer); tax
   ``Importe`` = Base × TasaOCuota, rounded half-up to the currency's decimals (Exento: no
-  TasaOCuota, no Importe). A Base the input gives is kept as given;
+  TasaOCuota, no Importe). A Base the input gives is kept as given. A ``Cuota`` tax (IEPS per
+  litre, per cigarette, per gram) gets no Base here: its Base is the number of units the cuota
+  applies to, which only the ERP knows (Cantidad counts the concepto's ClaveUnidad, e.g.
+  boxes); a missing one is left None and ``rules`` reports ``CONN-IEPS-CUOTA-BASE``;
 * the ``Impuestos`` summary: traslados grouped by (Impuesto, TipoFactor, TasaOCuota), retenciones
   by Impuesto, each the *rounded sum* of the concept values (sum first, then round);
   ``TotalImpuestosTrasladados`` (Exento excluded, omitted when only Exento),
@@ -98,6 +101,7 @@ def _sum(values: Iterable[Decimal | None]) -> Decimal:
 
 IVA = "002"
 IEPS = "003"
+CUOTA = "Cuota"  # TipoFactor whose Base is a number of units, not money: never defaulted
 
 
 def _tax_importe(base: Decimal, tasa: Decimal, q: Decimal) -> Decimal:
@@ -107,7 +111,8 @@ def _tax_importe(base: Decimal, tasa: Decimal, q: Decimal) -> Decimal:
 def iva_base(traslados: list[Traslado], base: Decimal, q: Decimal) -> Decimal:
     """Default IVA Base of a concepto whose other taxes have default base ``base``
     (Importe − Descuento): ``base`` plus the IEPS trasladado of the concepto (Ley del IVA,
-    art. 12), each IEPS Importe as given or as computed here (rounded to the quantum ``q``)."""
+    art. 12), each IEPS Importe as given or as computed here (rounded to the quantum ``q``):
+    a Cuota IEPS only from the Base the ERP gave (units, never ``base``)."""
     total = base
     for t in traslados:
         values = t.__dict__
@@ -117,7 +122,10 @@ def iva_base(traslados: list[Traslado], base: Decimal, q: Decimal) -> Decimal:
         tasa = values["TasaOCuota"]
         if importe is None and tasa is not None:
             b = values["Base"]
-            importe = _tax_importe(base if b is None else b, tasa, q)
+            if b is None and values["TipoFactor"] != CUOTA:
+                b = base
+            if b is not None:
+                importe = _tax_importe(b, tasa, q)
         if importe is not None:
             total = CONTEXT.add(total, importe)
     return total
@@ -165,7 +173,13 @@ def _completed_traslados(
     for i, t in enumerate(items):
         values = t.__dict__
         b = values["Base"]
-        default = base_iva if values["Impuesto"] == IVA else base
+        default = (
+            None
+            if values["TipoFactor"] == CUOTA
+            else base_iva
+            if values["Impuesto"] == IVA
+            else base
+        )
         new_base = b is None and default is not None
         if new_base:
             b = default
@@ -199,7 +213,13 @@ def _completed_retenciones(
     for i, r in enumerate(items):
         values = r.__dict__
         b = values["Base"]
-        default = base_iva if values["Impuesto"] == IVA else base
+        default = (
+            None
+            if values["TipoFactor"] == CUOTA
+            else base_iva
+            if values["Impuesto"] == IVA
+            else base
+        )
         new_base = b is None and default is not None
         if new_base:
             b = default

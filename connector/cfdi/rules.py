@@ -89,6 +89,9 @@ MESSAGES: dict[str, str] = {
     "CONN-CONCEPTOS": "El comprobante debe tener al menos un concepto.",
     "CONN-INFOGLOBAL": "El nodo InformacionGlobal solo debe existir en un comprobante de Ingreso "
     'al RFC "XAXX010101000" con Nombre "PUBLICO EN GENERAL".',
+    "CONN-IEPS-CUOTA-BASE": "Con TipoFactor Cuota la Base es el número de unidades (litros, "
+    "piezas, gramos) a las que se aplica la cuota; el conector no la calcula: el ERP debe "
+    "enviarla.",
     "CONN-REGLA": "No se pudo aplicar una regla de validación a estos datos; revise el campo "
     "indicado.",
 }
@@ -726,6 +729,10 @@ def _objeto_imp(x: _Ctx, p: str, k: Concepto) -> None:
             x.add("CFDI140227", f"{p}.Impuestos")
 
 
+def _cuota_detail(t: Any) -> str:
+    return f"Impuesto {_fmt(t.Impuesto)}, TasaOCuota {t.TasaOCuota} por unidad; la Base no viene."
+
+
 def _impuestos_concepto(x: _Ctx, p: str, k: Concepto) -> None:
     cats = x.cats
     imp = k.Impuestos
@@ -735,6 +742,9 @@ def _impuestos_concepto(x: _Ctx, p: str, k: Concepto) -> None:
     for j, t in enumerate(imp.Traslados):
         tp = f"{p}.Impuestos.Traslados[{j}]"
         base = num(t.Base)
+        if t.Base is None and t.TipoFactor == "Cuota":  # amounts never computes it
+            x.add("CONN-IEPS-CUOTA-BASE", f"{tp}.Base", _cuota_detail(t))
+            continue
         if t.Base is None:
             x.add("CFDI40174", f"{tp}.Base", "El campo Base no viene.")
         elif base is not None and base <= 0:
@@ -767,6 +777,9 @@ def _impuestos_concepto(x: _Ctx, p: str, k: Concepto) -> None:
     for j, r in enumerate(imp.Retenciones):
         rp = f"{p}.Impuestos.Retenciones[{j}]"
         base = num(r.Base)
+        if r.Base is None and r.TipoFactor == "Cuota":
+            x.add("CONN-IEPS-CUOTA-BASE", f"{rp}.Base", _cuota_detail(r))
+            continue
         if r.Base is None:
             x.add("CFDI40181", f"{rp}.Base", "El campo Base no viene.")
         elif base is not None and base <= 0:

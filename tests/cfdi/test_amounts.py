@@ -155,6 +155,37 @@ def test_explicit_bases_are_kept_with_ieps() -> None:
     assert c.Conceptos[0].Impuestos.Traslados[1].Base == D("216.00")
 
 
+def test_ieps_cuota_base_is_units_given_by_the_erp_never_the_money_amount() -> None:
+    # 10 litres at 22.00, IEPS 6.000000 per litre: IEPS 60.00, IVA on 220.00 + 60.00 = 44.80
+    cuota = {"Impuesto": "003", "TipoFactor": "Cuota", "TasaOCuota": "6.000000"}
+    c = complete(_invoice(_concepto("10", "22.00", traslados=[cuota | {"Base": "10"}, _iva()])))
+    ieps, iva = c.Conceptos[0].Impuestos.Traslados  # type: ignore[union-attr]
+    assert (ieps.Base, ieps.Importe) == (D("10"), D("60.00"))
+    assert (iva.Base, iva.Importe) == (D("280.00"), D("44.80"))
+    assert c.Total == D("324.80") and validate(c) == []
+    # the ERP gives the IEPS Importe too: the IVA base adds it as given
+    given = cuota | {"Base": "10", "Importe": "60.00"}
+    c = complete(_invoice(_concepto("10", "22.00", traslados=[given, _iva()])))
+    assert c.Conceptos[0].Impuestos.Traslados[1].Base == D("280.00")  # type: ignore[union-attr]
+    # no Base: none computed (not 220.00 → IEPS 1,320.00, IVA 246.40); refused at the field
+    raw = _invoice(_concepto("10", "22.00", traslados=[cuota, _iva()]))
+    c = complete(raw)
+    ieps, iva = c.Conceptos[0].Impuestos.Traslados  # type: ignore[union-attr]
+    assert (ieps.Base, ieps.Importe) == (None, None)
+    assert (iva.Base, iva.Importe) == (D("220.00"), D("35.20"))
+    problems = validate(c, given=raw)
+    assert [(p.code, p.path) for p in problems] == [
+        ("CONN-IEPS-CUOTA-BASE", "Conceptos[0].Impuestos.Traslados[0].Base")
+    ]
+    assert "número de unidades" in problems[0].message and "6.000000" in problems[0].message
+    # a retención by Cuota neither
+    raw = _invoice(_concepto("10", "22.00", traslados=[_iva()], retenciones=[cuota]))
+    assert complete(raw).Conceptos[0].Impuestos.Retenciones[0].Base is None  # type: ignore[union-attr]
+    assert [(p.code, p.path) for p in validate(complete(raw), given=raw)] == [
+        ("CONN-IEPS-CUOTA-BASE", "Conceptos[0].Impuestos.Retenciones[0].Base")
+    ]
+
+
 def test_summary_sums_concept_values_then_rounds() -> None:
     # concept tax amounts given with 6 decimals (SAT allows it): summary = round(Σ), not Σ round
     k1 = _concepto("1", "10.00", traslados=[_iva(Base="10.00", Importe="1.600004")])
@@ -354,9 +385,10 @@ def _conceptos(draw: st.DrawFn, places: int) -> dict:
     for (imp, factor), tasas in draw(
         st.lists(st.sampled_from(sorted(_TASAS.items())), max_size=2, unique_by=lambda x: x[0][0])
     ):
-        traslados.append(
-            {"Impuesto": imp, "TipoFactor": factor, "TasaOCuota": draw(st.sampled_from(tasas))}
-        )
+        t = {"Impuesto": imp, "TipoFactor": factor, "TasaOCuota": draw(st.sampled_from(tasas))}
+        if factor == "Cuota":  # its Base is units (litres, pieces) only the ERP knows
+            t["Base"] = str(draw(st.decimals("0.001", "1000", places=3)))
+        traslados.append(t)
     if not traslados and draw(st.booleans()):
         traslados.append({"Impuesto": "002", "TipoFactor": "Exento"})
     retenciones = [

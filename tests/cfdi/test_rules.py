@@ -514,6 +514,20 @@ CASES = [
         "Conceptos[0].Impuestos.Traslados[0].Base",
     ),
     (
+        "CONN-IEPS-CUOTA-BASE_units_from_the_erp",  # amounts never computes a Cuota's Base
+        "base",
+        setv(t0, Impuesto="003", TipoFactor="Cuota", TasaOCuota="6.000000", Base=None),
+        "CONN-IEPS-CUOTA-BASE",
+        "Conceptos[0].Impuestos.Traslados[0].Base",
+    ),
+    (
+        "CONN-IEPS-CUOTA-BASE_retencion",
+        "base",
+        setv(r1, Impuesto="003", TipoFactor="Cuota", TasaOCuota="6.000000", Base=None),
+        "CONN-IEPS-CUOTA-BASE",
+        "Conceptos[1].Impuestos.Retenciones[0].Base",
+    ),
+    (
         "CFDI40175_traslado_impuesto_catalog",
         "base",
         setv(t0, Impuesto="001"),

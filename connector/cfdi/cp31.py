@@ -1,0 +1,228 @@
+"""Complemento Carta Porte 3.1 (namespace ``cartaporte31``): its node model, autotransporte
+federal first (issue 15). Not yet hooked into ``Comprobante``, written or read: a document with
+Carta Porte still travels as ``OtrosComplementos`` (verbatim XML, cadena by SAT's XSLT).
+
+Field names are SAT's attribute names, each node's attributes in the order of SAT's
+``CartaPorte31.xsd`` (tests compare them with the XSD). Lenient like ``model``: every attribute
+may be missing (SAT's XSD names what is required). Wrapper elements without attributes are lists
+here: ``Ubicaciones`` (of ``Ubicacion``), ``RegimenesAduaneros`` (of ``RegimenAduanero`` codes),
+``FiguraTransporte`` (of ``TiposFigura``), ``Remolques``. Maritime, air and rail transport are not
+modelled yet.
+"""
+
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+NS_CP31 = "http://www.sat.gob.mx/CartaPorte31"
+
+
+class _Node(BaseModel):
+    # the configuration of model._Node (this module does not import model)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, str_strip_whitespace=False)
+
+
+class DomicilioCP(_Node):
+    Calle: str | None = None
+    NumeroExterior: str | None = None
+    NumeroInterior: str | None = None
+    Colonia: str | None = None
+    Localidad: str | None = None
+    Referencia: str | None = None
+    Municipio: str | None = None
+    Estado: str | None = None
+    Pais: str | None = None
+    CodigoPostal: str | None = None
+
+
+_DomicilioCP = DomicilioCP
+
+
+class Ubicacion(_Node):
+    TipoUbicacion: str | None = None  # Origen, Destino
+    IDUbicacion: str | None = None
+    RFCRemitenteDestinatario: str | None = None
+    NombreRemitenteDestinatario: str | None = None
+    NumRegIdTrib: str | None = None
+    ResidenciaFiscal: str | None = None
+    NumEstacion: str | None = None
+    NombreEstacion: str | None = None
+    NavegacionTrafico: str | None = None
+    FechaHoraSalidaLlegada: str | None = None
+    TipoEstacion: str | None = None
+    DistanciaRecorrida: Decimal | None = None
+    Domicilio: _DomicilioCP | None = None
+
+
+class DocumentacionAduanera(_Node):
+    TipoDocumento: str | None = None
+    NumPedimento: str | None = None
+    IdentDocAduanero: str | None = None
+    RFCImpo: str | None = None
+
+
+class GuiasIdentificacion(_Node):
+    NumeroGuiaIdentificacion: str | None = None
+    DescripGuiaIdentificacion: str | None = None
+    PesoGuiaIdentificacion: Decimal | None = None
+
+
+class CantidadTransporta(_Node):
+    Cantidad: Decimal | None = None
+    IDOrigen: str | None = None
+    IDDestino: str | None = None
+    CvesTransporte: str | None = None
+
+
+class DetalleMercancia(_Node):
+    UnidadPesoMerc: str | None = None
+    PesoBruto: Decimal | None = None
+    PesoNeto: Decimal | None = None
+    PesoTara: Decimal | None = None
+    NumPiezas: str | None = None
+
+
+_DocumentacionAduanera, _GuiasIdentificacion = DocumentacionAduanera, GuiasIdentificacion
+_CantidadTransporta, _DetalleMercancia = CantidadTransporta, DetalleMercancia
+
+
+class MercanciaCP(_Node):
+    BienesTransp: str | None = None
+    ClaveSTCC: str | None = None
+    Descripcion: str | None = None
+    Cantidad: Decimal | None = None
+    ClaveUnidad: str | None = None
+    Unidad: str | None = None
+    Dimensiones: str | None = None
+    MaterialPeligroso: str | None = None
+    CveMaterialPeligroso: str | None = None
+    Embalaje: str | None = None
+    DescripEmbalaje: str | None = None
+    SectorCOFEPRIS: str | None = None
+    NombreIngredienteActivo: str | None = None
+    NomQuimico: str | None = None
+    DenominacionGenericaProd: str | None = None
+    DenominacionDistintivaProd: str | None = None
+    Fabricante: str | None = None
+    FechaCaducidad: str | None = None
+    LoteMedicamento: str | None = None
+    FormaFarmaceutica: str | None = None
+    CondicionesEspTransp: str | None = None
+    RegistroSanitarioFolioAutorizacion: str | None = None
+    PermisoImportacion: str | None = None
+    FolioImpoVUCEM: str | None = None
+    NumCAS: str | None = None
+    RazonSocialEmpImp: str | None = None
+    NumRegSanPlagCOFEPRIS: str | None = None
+    DatosFabricante: str | None = None
+    DatosFormulador: str | None = None
+    DatosMaquilador: str | None = None
+    UsoAutorizado: str | None = None
+    PesoEnKg: Decimal | None = None
+    ValorMercancia: Decimal | None = None
+    Moneda: str | None = None
+    FraccionArancelaria: str | None = None
+    UUIDComercioExt: str | None = None
+    TipoMateria: str | None = None
+    DescripcionMateria: str | None = None
+    DocumentacionAduanera: list[_DocumentacionAduanera] = Field(default_factory=list)
+    GuiasIdentificacion: list[_GuiasIdentificacion] = Field(default_factory=list)
+    CantidadTransporta: list[_CantidadTransporta] = Field(default_factory=list)
+    DetalleMercancia: _DetalleMercancia | None = None
+
+
+class IdentificacionVehicular(_Node):
+    ConfigVehicular: str | None = None
+    PesoBrutoVehicular: Decimal | None = None
+    PlacaVM: str | None = None
+    AnioModeloVM: str | None = None
+
+
+class Seguros(_Node):
+    AseguraRespCivil: str | None = None
+    PolizaRespCivil: str | None = None
+    AseguraMedAmbiente: str | None = None
+    PolizaMedAmbiente: str | None = None
+    AseguraCarga: str | None = None
+    PolizaCarga: str | None = None
+    PrimaSeguro: Decimal | None = None
+
+
+class Remolque(_Node):
+    SubTipoRem: str | None = None
+    Placa: str | None = None
+
+
+_IdentificacionVehicular, _Seguros, _Remolque = IdentificacionVehicular, Seguros, Remolque
+
+
+class Autotransporte(_Node):
+    PermSCT: str | None = None
+    NumPermisoSCT: str | None = None
+    IdentificacionVehicular: _IdentificacionVehicular | None = None
+    Seguros: _Seguros | None = None
+    Remolques: list[_Remolque] = Field(default_factory=list)  # cartaporte31:Remolques/Remolque
+
+
+_MercanciaCP, _Autotransporte = MercanciaCP, Autotransporte
+
+
+class MercanciasCP(_Node):
+    PesoBrutoTotal: Decimal | None = None
+    UnidadPeso: str | None = None
+    PesoNetoTotal: Decimal | None = None
+    NumTotalMercancias: str | None = None
+    CargoPorTasacion: Decimal | None = None
+    LogisticaInversaRecoleccionDevolucion: str | None = None
+    Mercancia: list[_MercanciaCP] = Field(default_factory=list)
+    Autotransporte: _Autotransporte | None = None
+
+
+class TiposFigura(_Node):
+    TipoFigura: str | None = None
+    RFCFigura: str | None = None
+    NumLicencia: str | None = None
+    NombreFigura: str | None = None
+    NumRegIdTribFigura: str | None = None
+    ResidenciaFiscalFigura: str | None = None
+    PartesTransporte: list[str] = Field(default_factory=list)  # ParteTransporte codes
+    Domicilio: _DomicilioCP | None = None
+
+
+_Ubicacion, _MercanciasCP, _TiposFigura = Ubicacion, MercanciasCP, TiposFigura
+
+
+class CartaPorte(_Node):
+    Version: str = "3.1"
+    IdCCP: str | None = None
+    TranspInternac: str | None = None  # Sí, No
+    EntradaSalidaMerc: str | None = None
+    PaisOrigenDestino: str | None = None
+    ViaEntradaSalida: str | None = None
+    TotalDistRec: Decimal | None = None
+    RegistroISTMO: str | None = None
+    UbicacionPoloOrigen: str | None = None
+    UbicacionPoloDestino: str | None = None
+    RegimenesAduaneros: list[str] = Field(default_factory=list)  # RegimenAduaneroCCP codes
+    Ubicaciones: list[_Ubicacion] = Field(default_factory=list)
+    Mercancias: _MercanciasCP | None = None
+    FiguraTransporte: list[_TiposFigura] = Field(default_factory=list)
+
+
+__all__ = [
+    "NS_CP31",
+    "Autotransporte",
+    "CantidadTransporta",
+    "CartaPorte",
+    "DetalleMercancia",
+    "DocumentacionAduanera",
+    "DomicilioCP",
+    "GuiasIdentificacion",
+    "IdentificacionVehicular",
+    "MercanciaCP",
+    "MercanciasCP",
+    "Remolque",
+    "Seguros",
+    "TiposFigura",
+    "Ubicacion",
+]

@@ -166,6 +166,16 @@ def _set(node: BaseModel, name: str, value: object) -> None:
 # ``__dict__`` and round with a precomputed quantum (same operations as ``round_to``).
 
 
+def _default_base(
+    values: dict[str, object], base: Decimal | None, base_iva: Decimal | None
+) -> Decimal | None:
+    """The Base a tax without one gets: none for a Cuota (units only the ERP knows), the IVA
+    base for IVA, else Importe − Descuento."""
+    if values["TipoFactor"] == CUOTA:
+        return None
+    return base_iva if values["Impuesto"] == IVA else base
+
+
 def _completed_traslados(
     items: list[Traslado], base: Decimal | None, base_iva: Decimal | None, q: Decimal
 ) -> list[Traslado]:
@@ -173,13 +183,7 @@ def _completed_traslados(
     for i, t in enumerate(items):
         values = t.__dict__
         b = values["Base"]
-        default = (
-            None
-            if values["TipoFactor"] == CUOTA
-            else base_iva
-            if values["Impuesto"] == IVA
-            else base
-        )
+        default = _default_base(values, base, base_iva)
         new_base = b is None and default is not None
         if new_base:
             b = default
@@ -213,13 +217,7 @@ def _completed_retenciones(
     for i, r in enumerate(items):
         values = r.__dict__
         b = values["Base"]
-        default = (
-            None
-            if values["TipoFactor"] == CUOTA
-            else base_iva
-            if values["Impuesto"] == IVA
-            else base
-        )
+        default = _default_base(values, base, base_iva)
         new_base = b is None and default is not None
         if new_base:
             b = default

@@ -65,6 +65,7 @@ from connector.sinks import (
     atomic_write,
     atomic_write_all,
     clean_temp_files,
+    fit_name,
     free_name,
     move_file,
     safe_part,
@@ -1589,7 +1590,7 @@ class Pipeline:
                 move_file(work, dest)
         marker = src.cfg.done_marker if src is not None else None
         if marker and work.with_name(work.name + marker).exists():
-            mdest = dest.with_name(dest.name + marker)
+            mdest = dest.with_name(fit_name(dest.name + marker))  # a name renamed longer
             if not mdest.exists():
                 move_file(work.with_name(work.name + marker), mdest)
         other = getattr(src.folder, "partner_in_work", _none)(work) if src is not None else None
@@ -1604,7 +1605,7 @@ class Pipeline:
                     other, odest if not odest.exists() else free_name(odest.parent, odest.name)
                 )
             if marker and other.with_name(other.name + marker).exists():
-                mdest = odest.with_name(odest.name + marker)
+                mdest = odest.with_name(fit_name(odest.name + marker))
                 if not mdest.exists():
                     move_file(other.with_name(other.name + marker), mdest)
         self.journal.file_done(rec.id)

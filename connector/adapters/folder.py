@@ -211,6 +211,16 @@ def sharing_violation(exc: OSError) -> bool:
     return getattr(exc, "winerror", None) in (32, 33)
 
 
+OPEN_NOTE_SECONDS = 300.0  # an inbox file held open for writing this long is listed in status
+
+
+def _inode(path: Path) -> int:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return 0
+
+
 MAX_CLAIM_FAILURES = 5  # claims of one file failed in a row before it is left alone
 
 
@@ -299,7 +309,9 @@ class FolderSource:
         self.pair = pair
         self._alone: dict[str, float] = {}  # half of a pair → clock() when first seen alone
         self._ready: set[str] = set()  # names ready at the last scan
-        self._writing: set[str] = set()  # names held open for writing at the last scan
+        # names held open for writing at the last scan → clock() when first seen so
+        self._writing: dict[str, float] = {}
+        self.open_note_seconds = OPEN_NOTE_SECONDS  # held open this long: listed in rejected
         self._busy_until: dict[str, float] = {}  # name → clock() before which it is not tried
         self._claim_failures: dict[str, int] = {}  # name → claims failed in a row
         # name → ((size, mtime_ns) when given up, (code, message)): not tried while unchanged
@@ -382,6 +394,7 @@ class FolderSource:
         ready = [r for r in ready if r[1] not in self._busy_until]  # backing off
         self._given_up = {n: g for n, g in self._given_up.items() if n in names}
         self._claim_failures = {n: c for n, c in self._claim_failures.items() if n in names}
+        self._writing = {n: t for n, t in self._writing.items() if n in names}
         self.rejected = rejected
         ready = self._not_being_written(ready, now)
         if self.pair is not None:
@@ -399,13 +412,27 @@ class FolderSource:
         ``open_for_writing``): renamed into work/, such a file would go on growing there
         after it was read. Its stability starts again once the writer closes it."""
         busy = open_for_writing(r[2] for r in ready) if ready else set()
-        for name in {p.name for p in busy} - self._writing:
+        for name in {p.name for p in busy} - set(self._writing):
             log.info("file_open_for_writing", file=name, inbox=str(self.inbox))
-        self._writing = {p.name for p in busy}
+        checked = {r[1] for r in ready}  # one not stable yet keeps its time, not checked
+        self._writing = {n: t for n, t in self._writing.items() if n not in checked} | {
+            p.name: self._writing.get(p.name, now) for p in busy
+        }
         for p in busy:
             seen = self._seen.get(p.name)
             if seen is not None:
                 seen.since = now
+            since = self._writing[p.name]
+            if now - since >= self.open_note_seconds:  # status says why it is not taken
+                minutes = max(1, round((now - since) / 60))
+                self.rejected[p.name] = (
+                    "CONN-ARCHIVO-ABIERTO",
+                    f"{p.name} lleva {minutes} min abierto para escritura por otro proceso; el "
+                    "conector no lo toma mientras siga abierto. Si el ERP ya terminó de "
+                    "escribirlo, revise qué programa lo mantiene abierto; si lo escribe por "
+                    "partes con pausas largas, configure done_marker en la fuente.",
+                    f"inode {_inode(p)}",  # one note per file, however long it stays open
+                )
         return [r for r in ready if r[2] not in busy]
 
     def _pairs_ready(

@@ -208,3 +208,34 @@ def test_file_changed_between_its_decision_and_its_move_is_read_again(
     keys = stamps_by_key(sandbox.store)
     assert sorted(keys) == [("M", "1"), ("M", "2")]
     assert all(len(uuids) == 1 for uuids in keys.values())
+
+
+def test_file_held_open_for_a_long_time_is_listed_by_status_once(workspace: Path) -> None:
+    """An export some process keeps open for writing is not taken; after ``open_note_seconds``
+    (5 minutes; 1 s here) ``status`` lists it with CONN-ARCHIVO-ABIERTO, once, instead of an
+    info line in the log only. Closed, it is taken as usual."""
+    ws = workspace.parent
+    pipe = start_pipeline(workspace)
+    pipe.sources["ventas"].folder.open_note_seconds = 1.0
+    assert pipe.journal is not None
+
+    def noted() -> list[str]:
+        return [f.code for f in pipe.journal.recent_failures() if f.file == "abierto.dat"]
+
+    try:
+        with open(ws / "inbox" / "abierto.dat", "wb") as fh:  # held open, nothing more written
+            fh.write(dat_file("O", [1]))
+            fh.flush()
+            assert until(lambda: pipe.poll_once() >= 0 and bool(noted()), 30)
+            for _ in range(20):
+                pipe.poll_once()
+                time.sleep(0.1)
+            assert noted() == ["CONN-ARCHIVO-ABIERTO"]
+            (note,) = [f for f in pipe.journal.recent_failures() if f.file == "abierto.dat"]
+            assert "abierto para escritura" in note.message and "done_marker" in note.message
+            assert (ws / "inbox" / "abierto.dat").exists() and pipe.finished == []
+        assert pipe.run_until_idle(60, settle=1.0)
+    finally:
+        pipe.close()
+    (outcome,) = pipe.finished
+    assert outcome.state is FileState.ARCHIVED and outcome.errors == []

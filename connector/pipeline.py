@@ -338,6 +338,8 @@ class Pipeline:
         self._reread: set[int] = set()  # claimed files whose processing raised: read again
         # files that changed while (or after) they were read: file_id → watched until settled
         self._settling: dict[int, _Settling] = {}
+        self._settling_since: dict[int, float] = {}  # file_id → monotonic() first watched
+        self.busy_note_seconds = 300.0  # watched this long: listed by status (once)
         self._parsed: dict[int, Fingerprint] = {}  # file_id → the bytes its invoices came from
         self._changes: dict[int, int] = {}  # file_id → times it was found changed after a read
         self.max_changes = _MAX_CHANGES
@@ -1418,6 +1420,7 @@ class Pipeline:
         with self._files_lock:
             self._open_files.setdefault(rec.id, (rec.source, Path(rec.work_path)))
             self._settling[rec.id] = _Settling(rec.source, Path(rec.work_path))
+            self._settling_since.setdefault(rec.id, time.monotonic())
         self.wake.set()
 
     def _read_settled(self) -> None:
@@ -1429,6 +1432,7 @@ class Pipeline:
             src = self.sources.get(w.source)
             if src is None:
                 continue
+            self._note_busy(file_id, w, now)
             try:
                 st = os.stat(w.work)
                 seen: tuple[int, int] | None = (st.st_size, st.st_mtime_ns)
@@ -1445,6 +1449,29 @@ class Pipeline:
                 self.process_file(src, w.work)
             except Exception:
                 log.exception("file_failed_internal", file=w.work.name)
+
+    def _note_busy(self, file_id: int, w: _Settling, now: float) -> None:
+        """A claimed file still written (or held open) ``busy_note_seconds`` after it was
+        first watched is listed by ``status`` (CONN-ARCHIVO-ABIERTO), once."""
+        assert self.journal is not None
+        since = self._settling_since.get(file_id, now)
+        once = f"busy:{file_id}"
+        if now - since < self.busy_note_seconds or once in self._noted:
+            return
+        self._noted.add(once)
+        name = self._original_name(w.work)
+        minutes = max(1, round((now - since) / 60))
+        message = (
+            f"{name} ya tomado por el conector sigue cambiando o abierto para escritura por otro "
+            f"proceso desde hace {minutes} min; no se termina (ni se archiva) hasta que quede "
+            "estable y cerrado. Si el ERP ya terminó de escribirlo, revise qué programa lo "
+            "mantiene abierto; si lo escribe por partes con pausas largas, configure "
+            "done_marker en la fuente."
+        )
+        if self.journal.note_failure(w.source, name, "CONN-ARCHIVO-ABIERTO", message,
+                                     location=str(w.work), once=once):  # fmt: skip
+            log.error("file_busy_too_long", code="CONN-ARCHIVO-ABIERTO", file=name,
+                      source=w.source, minutes=minutes)  # fmt: skip
 
     def _changed(self, rec: FileRecord, reason: str) -> bool:
         """A file found changed after it was read: True when it is to be read again (its
@@ -1545,6 +1572,7 @@ class Pipeline:
             self._open_files.pop(file_id, None)
             self._reread.discard(file_id)
             self._settling.pop(file_id, None)
+            self._settling_since.pop(file_id, None)
             self._parsed.pop(file_id, None)
             self._changes.pop(file_id, None)
             for it in items:

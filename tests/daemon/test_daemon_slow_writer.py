@@ -239,3 +239,43 @@ def test_file_held_open_for_a_long_time_is_listed_by_status_once(workspace: Path
         pipe.close()
     (outcome,) = pipe.finished
     assert outcome.state is FileState.ARCHIVED and outcome.errors == []
+
+
+def test_claimed_file_held_open_for_a_long_time_is_listed_by_status_once(
+    workspace: Path, sandbox
+) -> None:
+    """A file already claimed (its invoice stamped, the archive unreachable) is opened for
+    writing by another program and kept open: it is not finished while open, and after
+    ``busy_note_seconds`` (5 minutes; 1 s here) ``status`` lists it with CONN-ARCHIVO-ABIERTO,
+    once. Closed, it is archived."""
+    ws = workspace.parent
+    pipe = start_pipeline(workspace)
+    pipe.redeliver_seconds = 0.2
+    pipe.busy_note_seconds = 1.0
+    assert pipe.journal is not None
+
+    def noted() -> list[str]:
+        return [f.code for f in pipe.journal.recent_failures() if f.file == "w.dat"]
+
+    try:
+        (ws / "archive").rmdir()
+        (ws / "archive").write_text("no es una carpeta (recurso compartido caído)")
+        (ws / "inbox" / "w.dat").write_bytes(dat_file("W", [1]))
+        assert until(lambda: pipe.poll_once() >= 0 and pipe.journal.file_counts()["archiving"] == 1
+                     and not pipe._inflight, 30)  # fmt: skip
+        (work,) = _files(ws / "work" / "ventas")
+        with open(work, "ab"):  # held open by another program, nothing written
+            (ws / "archive").unlink()
+            (ws / "archive").mkdir()  # the share is back
+            assert until(lambda: pipe.poll_once() >= 0 and bool(noted()), 30)
+            for _ in range(20):
+                pipe.poll_once()
+                time.sleep(0.1)
+            assert noted() == ["CONN-ARCHIVO-ABIERTO"]
+            assert pipe.finished == [] and work.exists()
+        assert pipe.run_until_idle(60, settle=1.5)
+    finally:
+        pipe.close()
+    (outcome,) = pipe.finished
+    assert outcome.state is FileState.ARCHIVED and outcome.errors == []
+    assert [d["invoice"] for d in outcome.delivered] == ["W1"]

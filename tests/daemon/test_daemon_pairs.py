@@ -225,3 +225,34 @@ def test_submit_takes_the_other_file_along_and_replay_puts_both_back(
         "ventas_0801_D.csv",
         "ventas_0801_H.csv",
     ]
+
+
+def test_a_pair_with_suffixes_of_different_length_and_a_name_at_the_limit_is_stamped(
+    tmp_path: Path, sandbox
+) -> None:
+    """``_H`` and ``_LINEAS``: a header name of exactly the room left for a name in work/ (its
+    lines file's name is 5 bytes longer): both are claimed under the same form, the invoice is
+    stamped from the two files and both are archived with their own names."""
+    from connector.adapters.folder import _CLAIMING, _PREFIX_LEN, _SEP
+    from connector.sinks import NAME_MAX
+
+    source = PAIR_SOURCE.replace('lines_suffix = "_D"', 'lines_suffix = "_LINEAS"')
+    config = write_config(
+        tmp_path / "ws", timbrado_url=sandbox.fel_timbrado_url, extra_sources=source
+    )
+    ws = config.parent
+    room = NAME_MAX - _PREFIX_LEN - len(_SEP) - 1 - len(_CLAIMING)
+    base = "ventas_" + "n" * (room - len("ventas__H.csv"))
+    header, lines = _pair_files("9")
+    (ws / "inbox" / f"{base}_LINEAS.csv").write_bytes(lines)
+    (ws / "inbox" / f"{base}_H.csv").write_bytes(header)
+    assert len(f"{base}_H.csv".encode()) == room
+    pipe = start_pipeline(config)
+    try:
+        assert pipe.run_until_idle(60)
+    finally:
+        pipe.close()
+    archived = sorted(p.name for p in (ws / "archive").rglob("*.csv"))
+    assert archived == sorted([f"{base}_H.csv", f"{base}_LINEAS.csv"])
+    assert list((ws / "failed").iterdir()) == []
+    assert sandbox.store.count() == 1

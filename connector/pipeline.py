@@ -135,13 +135,15 @@ def _read_whole(
     return datas[0], (paths[1], datas[1]) if other is not None else None, tuple(fp)
 
 
-def _changed_since(fp: Fingerprint) -> str | None:
+def _changed_since(fp: Fingerprint, *, writers: bool = True) -> str | None:
     """Why the files a fingerprint describes no longer hold the bytes that were read (a
     process holds one open for writing, its size, mtime or content differ); None when they
-    are the same (a file gone from its place is left to the move that follows)."""
+    are the same (a file gone from its place is left to the move that follows).
+    ``writers=False``: no pass over /proc for open writers (the caller's previous check, a
+    journal commit ago, made it); size, mtime and content are compared all the same."""
     from connector.adapters.folder import open_for_writing
 
-    if open_for_writing(Path(f[0]) for f in fp):
+    if writers and open_for_writing(Path(f[0]) for f in fp):
         return "otro proceso lo tiene abierto para escritura"
     for path, size, mtime_ns, digest in fp:
         try:
@@ -1531,16 +1533,26 @@ class Pipeline:
                 dest = free_name(archive_folder(src.cfg.archive, self.now().date()), rec.name)
                 state = FileState.ARCHIVING
             self.journal.file_deciding(file_id, state, str(dest), len(errors), report)
-            return self._finish_file(self.journal.get_file(file_id), errors, delivered)
+            return self._finish_file(
+                self.journal.get_file(file_id), errors, delivered, writers_checked=True
+            )
 
     def _finish_file(
-        self, rec: FileRecord, errors: list[ItemError], delivered: list[dict[str, str]]
+        self,
+        rec: FileRecord,
+        errors: list[ItemError],
+        delivered: list[dict[str, str]],
+        *,
+        writers_checked: bool = False,
     ) -> FileOutcome | None:
         """Move a decided file (ARCHIVING/FAILING) to its place and record its outcome; None
-        when it changed since it was read (it is read again)."""
+        when it changed since it was read (it is read again). ``writers_checked``: the
+        decision just looked for open writers (one /proc pass per file, not two)."""
         assert self.journal is not None
         try:
-            self._complete_move(rec, errors=errors, delivered=delivered)
+            self._complete_move(
+                rec, errors=errors, delivered=delivered, writers=not writers_checked
+            )
         except _Changed as exc:  # changed since it was decided: undecided, and read again
             self.journal.file_reopened(rec.id)
             with self._files_lock:
@@ -1589,8 +1601,11 @@ class Pipeline:
         *,
         errors: list[ItemError] | None = None,
         delivered: list[dict[str, str]] | None = None,
+        writers: bool = True,
     ) -> None:
-        """Write error files (failed) and move the original to the recorded final place."""
+        """Write error files (failed) and move the original to the recorded final place; the
+        bytes are compared with what was read right before the move (``writers``: and open
+        writers looked for, see ``_changed_since``)."""
         assert self.journal is not None and rec.final_path
         dest = Path(rec.final_path)
         work = Path(rec.work_path)
@@ -1598,7 +1613,7 @@ class Pipeline:
         report = self.journal.file_report(rec.id) or {}
         if report.get("fingerprint") and work.exists():  # what was read, right before the move
             fp: Fingerprint = tuple(tuple(f) for f in report["fingerprint"])  # type: ignore[misc]
-            changed = _changed_since(fp)
+            changed = _changed_since(fp, writers=writers)
             if changed is not None:
                 raise _Changed(changed, fp)
         if rec.state is FileState.FAILING:

@@ -135,6 +135,10 @@ def test_file_that_keeps_changing_fails_with_a_code_never_archived(tmp_path: Pat
     config = write_config(tmp_path / "ws", timbrado_url=sandbox.fel_timbrado_url,
                           stable_seconds=0.3, poll=0.05)  # fmt: skip
     ws = config.parent
+    # each stamp takes a second: the writer (which the daemon cannot see, it writes through a
+    # hard link) appends after every read well before that read's invoices are decided, even
+    # on a loaded machine (without it, a slow writer thread let a settled file be archived)
+    sandbox.latency = 1.0
     pipe = start_pipeline(config)
     pipe.max_changes = 2
     stop = threading.Event()

@@ -349,6 +349,12 @@ def _add_daemon_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("run", help="ejecuta el daemon: vigila las carpetas y timbra")
     config_arg(p)
+    p.add_argument(
+        "--http",
+        metavar="HOST:PUERTO",
+        help="sirve /healthz, /readyz y /metrics (Prometheus) en esa dirección, p. ej. "
+        "127.0.0.1:9464 (o [daemon] http en la configuración)",
+    )
     p.set_defaults(func=lazy("connector.daemon", "cmd_run"))
 
     p = sub.add_parser("submit", help="procesa un archivo ahora e imprime el resultado")
@@ -403,6 +409,20 @@ def _add_daemon_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check-config", help="revisa la configuración y reporta todos los errores")
     config_arg(p)
     p.set_defaults(func=lazy("connector.daemon", "cmd_check_config"))
+
+    p = sub.add_parser("service", help="instala el conector como servicio (systemd o WinSW)")
+    ssub = p.add_subparsers(dest="action", required=True, metavar="ACCIÓN")
+    p = ssub.add_parser(
+        "install", help="escribe la unidad de systemd (o el XML de WinSW) con las rutas"
+    )
+    config_arg(p)
+    p.add_argument("--print", action="store_true", help="solo muestra lo que escribiría")
+    p.add_argument("--platform", choices=("linux", "windows"), help="por omisión, este sistema")
+    p.add_argument("--user", default="cfdi", help="usuario del servicio en Linux (cfdi)")
+    p.add_argument("--unit-dir", default="/etc/systemd/system", help=argparse.SUPPRESS)
+    p.add_argument("--exe", help="ruta de cfdi-connector (por omisión, la instalada)")
+    p.add_argument("--winsw", metavar="EXE", help="Windows: WinSW, renombrado para el servicio")
+    p.set_defaults(func=lazy("connector.service.install", "cmd_service"))
 
     p = sub.add_parser("demo", help="demostración completa con un PAC de pruebas local")
     p.add_argument("--dir", default="demo-workspace", help="carpeta de la demostración")

@@ -3,8 +3,9 @@
 One file describes the journal, the emisores (RFC, CSD and where its password comes from), the
 PACs and the sources (watched folders). Relative paths are relative to the configuration file.
 Passwords never live in the TOML itself: each secret names an environment variable
-(``password_env``), a file (``password_file``) or an OS keyring entry (``password_keyring``,
-``"service/user"``).
+(``password_env``), a file (``password_file``), a systemd credential (``password_credential``:
+``$CREDENTIALS_DIRECTORY/<name>``, from the unit's ``LoadCredential=``) or an OS keyring entry
+(``password_keyring``, ``"service/user"``).
 
 ``check_config(path)`` reports EVERY problem at once, each with the TOML key path and the line
 of the file where it is, and a Spanish message: shape errors, unknown emisor/PAC/adapter, missing
@@ -43,11 +44,20 @@ _CfgT = TypeVar("_CfgT", bound=_Cfg)
 
 
 class SecretSource(_Cfg):
-    """Where a password comes from: exactly one of env, file, keyring."""
+    """Where a password comes from: exactly one of env, file, systemd credential, keyring."""
 
     password_env: str | None = None
     password_file: Path | None = None
     password_keyring: str | None = None  # "service/user"
+    # a systemd credential's name (LoadCredential=NAME:...): $CREDENTIALS_DIRECTORY/NAME
+    password_credential: str | None = None
+
+    @field_validator("password_credential")
+    @classmethod
+    def _credential(cls, v: str | None) -> str | None:
+        if v is not None and (not v or "/" in v or "\\" in v or v in (".", "..")):
+            raise ValueError(f"el nombre de credencial {v!r} no puede llevar '/' ni estar vacío")
+        return v
 
 
 class DaemonSettings(_Cfg):
@@ -69,6 +79,19 @@ class DaemonSettings(_Cfg):
     # delivered invoices of the last N days (0: off), each asked again every M hours
     sat_sweep_days: int = Field(default=0, ge=0, le=400)
     sat_sweep_hours: float = Field(default=24.0, gt=0)
+    # run's health and metrics endpoints ("127.0.0.1:9464"); None: not served
+    http: str | None = None
+    # how often the PACs' credits are asked for (with http or a [[pacs]] credits_warning)
+    credits_seconds: float = Field(default=300.0, gt=0)
+
+    @field_validator("http")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is not None:
+            from connector.service.http import parse_address
+
+            parse_address(v)  # ValueError in Spanish
+        return v
 
 
 class PdfStyleConfig(_Cfg):
@@ -122,6 +145,8 @@ class PacConfig(SecretSource):
     usuario: str
     cuenta: str | None = None
     timeout_seconds: float = Field(default=30.0, gt=0)
+    # credits (timbres) left below which the connector warns (status, /readyz, systemd STATUS=)
+    credits_warning: int | None = Field(default=None, ge=0)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     # the PAC's/SAT's certificate (DER .cer): every stamp's SelloSAT is verified with it
@@ -457,13 +482,36 @@ class SecretError(Exception):
 def read_secret(src: SecretSource, what: str) -> str:
     """The password ``src`` points at; ``SecretError`` (Spanish) when it cannot be read."""
     of = f"del {what[3:]}" if what.startswith("el ") else f"de {what}"  # "del PAC", not "de el"
-    given = [x for x in (src.password_env, src.password_file, src.password_keyring) if x]
+    given = [
+        x
+        for x in (src.password_env, src.password_file, src.password_keyring,
+                  src.password_credential)
+        if x
+    ]  # fmt: skip
     if len(given) != 1:
         raise SecretError(
             "CONN-CFG-SECRETO",
             f"La contraseña {of} debe venir de exactamente una fuente: "
-            "password_env, password_file o password_keyring.",
+            "password_env, password_file, password_credential o password_keyring.",
         )
+    if src.password_credential:
+        folder = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not folder:
+            raise SecretError(
+                "CONN-CFG-SECRETO",
+                f"La contraseña {of} viene de la credencial {src.password_credential!r} de "
+                "systemd, pero CREDENTIALS_DIRECTORY no está definida: el servicio debe "
+                f"declarar LoadCredential={src.password_credential}:<archivo> en su unidad.",
+            )
+        try:
+            path = Path(folder) / src.password_credential
+            return path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise SecretError(
+                "CONN-CFG-SECRETO",
+                f"No se puede leer la credencial {src.password_credential!r} con la contraseña "
+                f"{of} en {folder}: {exc.strerror or exc}.",
+            ) from exc
     if src.password_env:
         value = os.environ.get(src.password_env)
         if value is None:
@@ -623,7 +671,7 @@ def _find_plain_passwords(data: Any, prefix: str, rep: _Reporter) -> None:
                     "CONN-CFG-SECRETO",
                     kp,
                     "Las contraseñas no se escriben en la configuración: use password_env, "
-                    "password_file o password_keyring.",
+                    "password_file, password_credential o password_keyring.",
                 )
             else:
                 _find_plain_passwords(v, kp, rep)

@@ -1027,6 +1027,17 @@ class Journal:
         out.update({s: n for s, n in rows})
         return out
 
+    def source_counts(self) -> list[tuple[str, str, str | None, int]]:
+        """(source, state, error code of the failed ones, how many): the monitoring's
+        figures (``connector.service.metrics``)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT source, state, CASE WHEN state=? THEN error_code END, COUNT(*) "
+                "FROM invoices GROUP BY 1, 2, 3",
+                (State.FAILED,),
+            ).fetchall()
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
     def recent_failures(self, limit: int = 10) -> list[Failure]:
         """Everything that failed, newest first: invoices failed, waiting to retry, stamped
         with a delivery error or delivered with the acuse still missing; records refused

@@ -430,6 +430,10 @@ def _change_password(args: argparse.Namespace) -> int:
                   "daemon.", file=sys.stderr)  # fmt: skip
             return 1
         print(f"Contraseña guardada en el llavero {pc.password_keyring}.")
+    elif pc.password_credential:  # systemd hands the service a copy: the source is root's
+        print(f"Escriba la contraseña nueva en el archivo de la credencial "
+              f"{pc.password_credential!r} (el LoadCredential= de la unidad) y reinicie el "
+              "servicio.")  # fmt: skip
     else:
         print(f"Cambie la variable de entorno {pc.password_env} del servicio a la contraseña "
               "nueva antes de volver a iniciar el daemon.")  # fmt: skip

@@ -347,12 +347,16 @@ class Pipeline:
         self.max_changes = _MAX_CHANGES
         self._noted: set[str] = set()  # inbox entries not taken, already noted in the journal
         self.finished: list[FileOutcome] = []  # outcomes since start (for submit / demo)
+        # called by the loop on every turn and by recovery at every step (the service's
+        # watchdog and health check: connector.service.notify.Heartbeat.tick)
+        self.tick: Callable[[], None] = _no_tick
+        self.metrics: Any | None = None  # connector.service.metrics.Metrics, when served
+        self.status_more: Callable[[], dict[str, Any]] = dict  # more for the status file
 
     # --- life cycle -------------------------------------------------------------------------
 
     def start(self, *, watch: bool = False) -> None:
         cfg = self.cfg
-        problems: list[Problem] = []
         try:
             self.journal = Journal(cfg.daemon.journal, synchronous=cfg.daemon.journal_synchronous)
         except (sqlite3.Error, OSError) as exc:
@@ -365,14 +369,46 @@ class Pipeline:
                     )
                 ]
             ) from exc
+        built, problems = self._build_sources(cfg, cfg.sources)
+        self.sources.update(built)
+        if problems:
+            self.close()
+            raise PipelineError(problems)
+        self._executor = ThreadPoolExecutor(
+            max_workers=cfg.daemon.workers, thread_name_prefix="pac"
+        )
+        try:  # SAT's catalogs load once per process (~0.3 s): now, not inside the first file
+            from connector.cfdi.catalogs import catalogs
+
+            catalogs()
+        except Exception:  # the first invoice that needs them reports the problem
+            log.warning("catalogs_unavailable", exc_info=True)
+        clean_temp_files([self.status_path().parent])  # a status file cut by a kill
+        for src in self.sources.values():
+            o = src.cfg.output
+            clean_temp_files([o.xml, o.pdf, o.acuse, o.errors, src.cfg.archive, src.cfg.failed])
+            clean_temp_files([archive_folder(src.cfg.archive, self.now().date()), src.cfg.work])
+        self.resume()
+        if watch:
+            for src in self.sources.values():
+                self._watch(src)
+        log.info("pipeline_started", sources=sorted(self.sources), workers=cfg.daemon.workers)
+
+    def _build_sources(
+        self, cfg: Config, sources: list[SourceConfig]
+    ) -> tuple[dict[str, SourceRuntime], list[Problem]]:
+        """The runtimes of ``sources`` (their PACs added to ``self.pacs`` when new), with every
+        problem found (emisor, CSD, mapping, PAC)."""
+        problems: list[Problem] = []
         for p in cfg.pacs:
-            if any(s.pac == p.name for s in cfg.sources):
+            if p.name not in self.pacs and any(s.pac == p.name for s in sources):
                 try:
                     self.pacs[p.name] = self._pac_runtime(p)
                 except Exception as exc:
                     problems.append(_as_problem(exc, f"pacs.{p.name}", "CONN-CFG-PAC"))
+        built: dict[str, SourceRuntime] = {}
         csds: dict[str, Any] = {}
-        for s in cfg.sources:
+        for s in sources:
             try:
                 emisor = cfg.emisor(s.emisor)
             except KeyError:
@@ -397,7 +433,7 @@ class Pipeline:
                 continue
             assert s.work is not None
             s.work.mkdir(parents=True, exist_ok=True)
-            self.sources[s.name] = SourceRuntime(
+            built[s.name] = SourceRuntime(
                 cfg=s,
                 emisor=emisor,
                 pac=self.pacs[s.pac],
@@ -405,33 +441,50 @@ class Pipeline:
                 mapping=mapping,
                 csd=csd,
             )
-        if problems:
-            self.close()
-            raise PipelineError(problems)
-        self._executor = ThreadPoolExecutor(
-            max_workers=cfg.daemon.workers, thread_name_prefix="pac"
-        )
-        try:  # SAT's catalogs load once per process (~0.3 s): now, not inside the first file
-            from connector.cfdi.catalogs import catalogs
+        return built, problems
 
-            catalogs()
-        except Exception:  # the first invoice that needs them reports the problem
-            log.warning("catalogs_unavailable", exc_info=True)
-        clean_temp_files([self.status_path().parent])  # a status file cut by a kill
-        for src in self.sources.values():
-            o = src.cfg.output
-            clean_temp_files([o.xml, o.pdf, o.acuse, o.errors, src.cfg.archive, src.cfg.failed])
-            clean_temp_files([archive_folder(src.cfg.archive, self.now().date()), src.cfg.work])
-        self.resume()
-        if watch:
-            for src in self.sources.values():
-                if not src.cfg.polling:
-                    try:
-                        src.folder.watch(self.wake)
-                        self._watchers.append(src.folder)
-                    except Exception as exc:  # events are only a wake-up: polling still works
-                        log.warning("watch_unavailable", source=src.cfg.name, error=str(exc))
-        log.info("pipeline_started", sources=sorted(self.sources), workers=cfg.daemon.workers)
+    def _watch(self, src: SourceRuntime) -> None:
+        if not src.cfg.polling:
+            try:
+                src.folder.watch(self.wake)
+                self._watchers.append(src.folder)
+            except Exception as exc:  # events are only a wake-up: polling still works
+                log.warning("watch_unavailable", source=src.cfg.name, error=str(exc))
+
+    def reload(self, cfg: Config) -> dict[str, list[str]]:
+        """Apply a checked configuration between two turns of the loop: sources added,
+        removed or changed (a changed one is rebuilt; sends in flight keep the runtime they
+        started with; a removed source's files and invoices stay in the journal, resumed when
+        it comes back). ``[daemon]`` and PACs already running keep their settings until a
+        restart (listed under ``restart``). PipelineError: nothing was changed."""
+        old = {s.name: s for s in self.cfg.sources}
+        new = {s.name: s for s in cfg.sources}
+        changed = [n for n in new if n in old and old[n] != new[n]]
+        added = [n for n in new if n not in old]
+        removed = [n for n in old if n not in new]
+        before = set(self.pacs)
+        built, problems = self._build_sources(cfg, [new[n] for n in (*added, *changed)])
+        if problems:
+            for name in set(self.pacs) - before:  # nothing changes: PACs just made go too
+                with contextlib.suppress(Exception):
+                    self.pacs.pop(name).driver.close()
+            raise PipelineError(problems)
+        for name in (*removed, *changed):
+            src = self.sources.pop(name, None)
+            if src is not None and src.folder in self._watchers:
+                self._watchers.remove(src.folder)
+                with contextlib.suppress(Exception):
+                    src.folder.stop()
+        for name, src in built.items():
+            self.sources[name] = src
+            self._watch(src)
+        restart = ["daemon"] if cfg.daemon != self.cfg.daemon else []
+        restart += [f"pacs.{p.name}" for p in cfg.pacs
+                    if p.name in self.pacs and self.pacs[p.name].cfg != p]  # fmt: skip
+        self.cfg = cfg.model_copy(update={"daemon": self.cfg.daemon})
+        self._dispatch_unfinished()  # a source back: its invoices left in the journal go on
+        self.wake.set()
+        return {"added": added, "removed": removed, "changed": changed, "restart": restart}
 
     def _pac_runtime(self, p: PacConfig) -> PacRuntime:
         from connector.pac.resilience import CircuitBreaker, ResilientPac, RetryPolicy
@@ -447,7 +500,9 @@ class Pipeline:
             base_delay=p.retry.backoff_seconds,
             max_delay=p.retry.backoff_max_seconds,
         )
-        submitter = ResilientPac(driver, policy=policy, breaker=breaker)
+        submitter: Any = ResilientPac(driver, policy=policy, breaker=breaker)
+        if self.metrics is not None:  # every operation counted and timed for /metrics
+            submitter = self.metrics.wrap_pac(p.name, submitter)
         return PacRuntime(
             cfg=p,
             driver=driver,
@@ -501,9 +556,20 @@ class Pipeline:
 
     # --- the loop ---------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event) -> None:
-        """Until ``stop`` is set: scan, claim, process; wake on events or the poll interval."""
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        max_wait: float | None = None,
+        between: Callable[[], None] | None = None,
+    ) -> None:
+        """Until ``stop`` is set: scan, claim, process; wake on events or the poll interval
+        (or after ``max_wait`` seconds at most: the watchdog's pace). ``between`` runs at the
+        top of every turn, outside any scan (the daemon's configuration reload)."""
         while not stop.is_set() and not self.stopping.is_set():
+            self.tick()
+            if between is not None:
+                between()
             self.wake.clear()
             try:
                 self.poll_once(stop)
@@ -519,6 +585,8 @@ class Pipeline:
             if self.inbox_waiting() or self._settling:  # look again when it may be stable
                 stable = min(s.cfg.stable_seconds for s in self.sources.values())
                 interval = min(interval, max(0.05, stable / 2))
+            if max_wait is not None:
+                interval = min(interval, max_wait)
             self.wake.wait(interval)
             if stop.is_set():
                 break
@@ -539,10 +607,12 @@ class Pipeline:
             for path in ready:
                 if (stop is not None and stop.is_set()) or self.stopping.is_set():
                     return taken
+                self.tick()
                 with self._room:  # back-pressure: the PAC is the bottleneck
                     while len(self._inflight) >= self.max_inflight and not self.stopping.is_set():
                         self._room.wait(0.2)  # a worker that ends notifies
                         self._reap()
+                        self.tick()  # waiting for the PAC is not a hang
                 try:
                     work = src.folder.claim(path)
                 except Exception as exc:
@@ -644,7 +714,7 @@ class Pipeline:
         failed_pacs: set[str] = set()
         try:
             assert self.journal is not None
-            for name, src in self.sources.items():
+            for name, src in list(self.sources.items()):  # a reload may change them
                 for e in self.journal.acuses_pending([name], limit):
                     if self.stopping.is_set():
                         return
@@ -689,6 +759,25 @@ class Pipeline:
             log.error("move_failed", file=rec.name, place=rec.final_path, error=str(exc))
             with self._files_lock:  # not finished: idle() says so
                 self._open_files.setdefault(rec.id, (rec.source, Path(rec.work_path)))
+
+    def _stage(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """Times one stage for the metrics (``Metrics.stage``) when they are served."""
+        return self.metrics.stage(name) if self.metrics is not None else contextlib.nullcontext()
+
+    def stop_taking_work(self) -> int:
+        """The first step of a clean stop: no more claims or sends; the sends queued but not
+        started are cancelled (their invoices stay sealed in the journal: resumable). Returns
+        how many sends are still running (``in_flight``)."""
+        self.stopping.set()
+        with self._lock:
+            for fut in self._inflight.values():
+                fut.cancel()  # only those not yet running
+        return self.in_flight()
+
+    def in_flight(self) -> int:
+        """PAC round trips (and their deliveries) queued or running."""
+        self._reap()
+        return len(self._inflight)
 
     def idle(self) -> bool:
         """Nothing in flight, nothing waiting for a retry, every claimed file finished."""
@@ -748,6 +837,7 @@ class Pipeline:
             if src is None:
                 continue
             if Path(rec.work_path).exists():
+                self.tick()
                 log.info("resume_file", file=rec.name, source=rec.source)
                 try:
                     self.process_file(src, Path(rec.work_path))
@@ -762,6 +852,7 @@ class Pipeline:
                 if _lines_of_a_claimed_pair(src, p):
                     continue  # read (and moved) with its header file
                 if p.is_file() and not p.name.startswith(".") and str(p) not in known:
+                    self.tick()
                     log.info("adopt_file", file=p.name, source=src.cfg.name)
                     self.process_file(src, p)
         waited = self.journal.retry_now(ACCOUNT_WAIT_CODES)
@@ -856,7 +947,8 @@ class Pipeline:
                 f[3] for f in read[2]
             ]
             try:
-                invoices = list(self._load(src, data, name, work, other))
+                with self._stage("parse_map"):
+                    invoices = list(self._load(src, data, name, work, other))
             except Exception as exc:  # never crash the daemon on one file
                 flog.exception("load_failed")
                 items.append(
@@ -885,9 +977,10 @@ class Pipeline:
                                 rec, idx, where, committed[0], inp
                             )
                         else:
-                            item, entry, action = self._admit_invoice(
-                                src, rec, idx, inp, name, seen
-                            )
+                            with self._stage("validate_seal"):
+                                item, entry, action = self._admit_invoice(
+                                    src, rec, idx, inp, name, seen
+                                )
                     except Exception as exc:
                         flog.exception("invoice_failed_internal", index=idx)
                         item = FileItem(
@@ -1190,7 +1283,8 @@ class Pipeline:
             if not deliver_only and e.state in (State.SEALED, State.SENDING, State.RETRY_WAIT):
                 e = self._send(src, e)
             if e.state in (State.STAMPED, State.DELIVERED):
-                e = self._deliver(src, e)
+                with self._stage("write_back"):
+                    e = self._deliver(src, e)
         except Exception:
             log.exception("worker_error", invoice_id=invoice_id)
         finally:
@@ -1218,7 +1312,8 @@ class Pipeline:
         pac = src.pac
         paused = pac.breaker is not None and pac.breaker.account_error is not None
         try:
-            result = self._call(pac, e, maybe_sent)
+            with self._stage("pac_call"):
+                result = self._call(pac, e, maybe_sent)
         except PacAccount as exc:
             return self._account_wait(pac, e, exc, refused=True)
         except PacCircuitOpen as exc:
@@ -1701,6 +1796,7 @@ class Pipeline:
             "at": datetime.now().isoformat(timespec="seconds"),
             "pacs": {name: rt.state() for name, rt in self.pacs.items()},
             "in_flight": len(self._inflight),
+            **self.status_more(),
         }
         with contextlib.suppress(OSError):
             atomic_write(self.status_path(), json.dumps(doc).encode())
@@ -1778,6 +1874,10 @@ def _sat_cert(p: PacConfig) -> bytes | None:
             [Problem("CONN-CFG-SATCERT", f"pacs.{p.name}.sat_cert", f"{p.sat_cert}: {reason}.")]
         ) from None
     return der
+
+
+def _no_tick() -> None:
+    pass
 
 
 def _none(_: Path) -> None:

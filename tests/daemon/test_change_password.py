@@ -40,3 +40,26 @@ def test_change_password_updates_the_pac_and_the_password_file(
     (ws / "pac.pw").write_text(old, encoding="utf-8")
     assert main(["credits", *cfg]) == 1  # and the PAC refuses the old one
     assert "contraseña inválidos" in capsys.readouterr().err
+
+
+def test_change_password_with_a_systemd_credential_says_where_to_write_it(
+    workspace: Path, sandbox, tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The credential's file is root's (systemd hands the service a copy): the command says
+    which credential to rewrite instead of naming an environment variable that is not used."""
+    ws = workspace.parent
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "pac-password").write_text((ws / "pac.pw").read_text("utf-8"), encoding="utf-8")
+    text = workspace.read_text("utf-8")
+    workspace.write_text(
+        text.replace('password_file = "pac.pw"', 'password_credential = "pac-password"'), "utf-8"
+    )
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    new = tmp_path / "nueva.txt"
+    new.write_text("Nueva-Clave-2027\n", encoding="utf-8")
+    cfg = ["--config", str(workspace), "--pac", "sandbox"]
+    assert main(["change-password", *cfg, "--new-password-file", str(new)]) == 0
+    out = capsys.readouterr().out
+    assert "credencial 'pac-password'" in out and "LoadCredential=" in out
+    assert "variable de entorno" not in out

@@ -1002,7 +1002,7 @@ class Pipeline:
         # committed invoices the file no longer yields (where they were, or at all when read
         # by key; one whose content changed was refused above): still this file's
         yielded = {it.invoice_id for it in items}
-        extra = max(len(invoices), spare)
+        extra = max((it.idx + 1 for it in items), default=0)  # a free index
         for idx, (pe, location) in sorted(previous.items()):
             if pe.id in yielded:
                 continue

@@ -6,7 +6,6 @@ by the PAC with the rule's code and message, and nothing is stamped."""
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,43 +17,10 @@ from connector.cfdi.model import Comprobante
 from connector.cfdi.rules_cce20 import MESSAGES_CCE
 from connector.cfdi.seal import seal_xml, verify_seal, verify_tfd
 from connector.cfdi.xmlio import from_xml, to_xml, validate_xsd
-from connector.pac.base import Timeouts
 from connector.pac.errors import PacInvalid
 from connector.pac.fel import FelDriver
-from connector.pac.sandbox import SandboxAccount, SandboxPac
+from connector.pac.sandbox import SandboxPac
 from tests.cfdi.base_invoice import cce_data, load
-from tests.cfdi.strategies import shared_test_csd
-from tests.pac.drivers_support import EMISOR
-
-USUARIO, CUENTA = "qa15", "QA15"
-PASSWORD = "qa-" + uuidlib.uuid4().hex
-
-
-@pytest.fixture(scope="module")
-def csd() -> Csd:
-    return shared_test_csd()
-
-
-@pytest.fixture(scope="module")
-def pac(tmp_path_factory: pytest.TempPathFactory, csd: Csd) -> Iterator[SandboxPac]:
-    db = tmp_path_factory.mktemp("issue15") / "pac.db"
-    accounts = [SandboxAccount(USUARIO, PASSWORD, CUENTA, 1000, csds={EMISOR: csd})]
-    with SandboxPac(db, accounts=accounts) as sandbox:
-        yield sandbox
-
-
-@pytest.fixture(scope="module")
-def fel(pac: SandboxPac) -> Iterator[FelDriver]:
-    d = FelDriver(
-        USUARIO,
-        PASSWORD,
-        cuenta=CUENTA,
-        timbrado_url=pac.fel_timbrado_url,
-        remote_url=pac.fel_remote_url,
-        timeouts=Timeouts(connect=2, read=20),
-    )
-    yield d
-    d.close()
 
 
 def _export(data: dict[str, Any]) -> Comprobante:

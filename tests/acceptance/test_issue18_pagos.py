@@ -8,7 +8,6 @@ currencies still stamps."""
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,40 +23,9 @@ from connector.pac.base import Timeouts
 from connector.pac.errors import PacInvalid
 from connector.pac.fel import FelDriver
 from connector.pac.finkok import FinkokDriver
-from connector.pac.sandbox import SandboxAccount, SandboxPac
+from connector.pac.sandbox import SandboxPac
+from tests.acceptance.conftest import PASSWORD, USUARIO
 from tests.cfdi.base_invoice import load, pago_one_document, pago_usd_data
-from tests.cfdi.strategies import shared_test_csd
-from tests.pac.drivers_support import EMISOR
-
-USUARIO, CUENTA = "qa18", "QA18"
-PASSWORD = "qa-" + uuidlib.uuid4().hex
-
-
-@pytest.fixture(scope="module")
-def csd() -> Csd:
-    return shared_test_csd()
-
-
-@pytest.fixture(scope="module")
-def pac(tmp_path_factory: pytest.TempPathFactory, csd: Csd) -> Iterator[SandboxPac]:
-    db = tmp_path_factory.mktemp("issue18") / "pac.db"
-    accounts = [SandboxAccount(USUARIO, PASSWORD, CUENTA, 1000, csds={EMISOR: csd})]
-    with SandboxPac(db, accounts=accounts) as sandbox:
-        yield sandbox
-
-
-@pytest.fixture(scope="module")
-def fel(pac: SandboxPac) -> Iterator[FelDriver]:
-    d = FelDriver(
-        USUARIO,
-        PASSWORD,
-        cuenta=CUENTA,
-        timbrado_url=pac.fel_timbrado_url,
-        remote_url=pac.fel_remote_url,
-        timeouts=Timeouts(connect=2, read=20),
-    )
-    yield d
-    d.close()
 
 
 def _payment(data: dict[str, Any]) -> Comprobante:

@@ -856,7 +856,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         for p in csd_notes:
             print(f"{'ERROR' if p.severity == 'error' else 'AVISO'} {p.code} {p.message}")
     if not cfg.daemon.journal.exists():
-        print(f"Aún no hay diario en {cfg.daemon.journal}: el daemon no ha procesado nada.")
+        if args.json:  # scripts read JSON whatever the state: nothing processed yet
+            doc = {
+                "journal": None,
+                "message": f"Aún no hay diario en {cfg.daemon.journal}: el daemon no ha "
+                "procesado nada.",
+                "csd": [
+                    {"severity": p.severity, "code": p.code, "message": p.message}
+                    for p in csd_notes
+                ],
+                "recent_failures": [],
+            }
+            print(json.dumps(doc, ensure_ascii=False, indent=2))
+        else:
+            print(f"Aún no hay diario en {cfg.daemon.journal}: el daemon no ha procesado nada.")
         return 0
     j = _open_journal(cfg)
     if j is None:

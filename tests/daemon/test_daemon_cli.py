@@ -180,3 +180,13 @@ def test_submit_writes_the_configured_log_file(
     stamped = [e for e in events if e["event"] == "stamped"]
     assert [e["invoice"] for e in stamped] == ["G1"] and stamped[0]["uuid"]
 
+
+
+def test_status_json_before_the_first_run_is_json(
+    workspace: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A monitoring script calling ``status --json`` before the daemon ever ran reads JSON."""
+    assert main(["status", "--config", str(workspace), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["journal"] is None and doc["recent_failures"] == []
+    assert "Aún no hay diario" in doc["message"]

@@ -12,30 +12,15 @@ modelled yet.
 
 from decimal import Decimal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from connector.cfdi.cce20 import Domicilio, _Node
 
 NS_CP31 = "http://www.sat.gob.mx/CartaPorte31"
 
 
-class _Node(BaseModel):
-    # the configuration of model._Node (this module does not import model)
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, str_strip_whitespace=False)
-
-
-class DomicilioCP(_Node):
-    Calle: str | None = None
-    NumeroExterior: str | None = None
-    NumeroInterior: str | None = None
-    Colonia: str | None = None
-    Localidad: str | None = None
-    Referencia: str | None = None
-    Municipio: str | None = None
-    Estado: str | None = None
-    Pais: str | None = None
-    CodigoPostal: str | None = None
-
-
-_DomicilioCP = DomicilioCP
+# the same node configuration and SAT address (t_Domicilio's attributes) as Comercio Exterior's
+DomicilioCP = _DomicilioCP = Domicilio
 
 
 class Ubicacion(_Node):

@@ -126,6 +126,13 @@ class Metrics:
             registry=self.registry,
             buckets=_LATENCY_BUCKETS,
         )
+        self.invoices_delivered_again = Counter(
+            f"{PREFIX}_invoices_delivered_again",
+            "Exports of an invoice already stamped (same content) whose outputs were written "
+            "again, by source; counted by this process since it started.",
+            ["source"],
+            registry=self.registry,
+        )
         self.credits: dict[str, int] = {}  # pac → credits remaining, when polled
 
     @contextmanager
@@ -136,10 +143,18 @@ class Metrics:
         finally:
             self.stage_seconds.labels(name).observe(time.perf_counter() - start)
 
+    def delivered_again(self, source: str) -> None:
+        """The ERP exported again an invoice the journal has stamped with the same content:
+        it is not stamped twice, its outputs are written again (the pipeline's
+        ``duplicate_delivered_again``)."""
+        self.invoices_delivered_again.labels(source).inc()
+
     def wrap_pac(self, pac: str, submitter: Any) -> Any:
         return MeteredPac(self, pac, submitter)
 
     def attach(self, pipe: Any, last_tick: Callable[[], float] | None = None) -> None:
+        for s in pipe.cfg.sources:  # each source's series present (0) before its first one
+            self.invoices_delivered_again.labels(s.name)
         self.registry.register(_PipelineCollector(self, pipe, last_tick))
 
 

@@ -100,8 +100,8 @@ def redeliver(cfg: Any, j: Journal, e: Entry) -> dict[str, str]:
     cancelled) and the acuse again, whole, where the source writes them; then the acuse de
     cancelación and the cancellation's result file. Raises ``KeyError`` (source or emisor
     gone from the configuration) or ``OSError``."""
+    from connector.adapters.files.finishing import deliver_outputs
     from connector.cancellations import write_back
-    from connector.pipeline import deliver_outputs
 
     src, emisor = cfg.source(e.source), cfg.emisor(e.emisor_rfc)
     cancelled = e.uuid is not None and j.cancellation(e.uuid) is not None

@@ -495,7 +495,7 @@ def test_both_copies_of_an_error_report_carry_the_same_time(
     """failed/ and the errors folder get one report: the same bytes, even across a second."""
     import datetime as dt
 
-    import connector.pipeline
+    import connector.adapters.files.finishing
     import connector.sinks
 
     class Ticking(dt.datetime):
@@ -507,7 +507,7 @@ def test_both_copies_of_an_error_report_carry_the_same_time(
             return dt.datetime(2026, 12, 7, 10, 0, 0) + dt.timedelta(seconds=cls.ticks)
 
     monkeypatch.setattr(connector.sinks, "datetime", Ticking)
-    monkeypatch.setattr(connector.pipeline, "datetime", Ticking)
+    monkeypatch.setattr(connector.adapters.files.finishing, "datetime", Ticking)
     ws = workspace.parent
     (ws / "inbox" / "mala.dat").write_bytes(dat_file("M", [1], precio="-5.00"))
     pipe = start_pipeline(workspace)

@@ -154,8 +154,8 @@ def test_file_that_keeps_changing_fails_with_a_code_never_archived(tmp_path: Pat
         deadline = time.monotonic() + 90
         while not pipe.finished and time.monotonic() < deadline:
             time.sleep(0.2)
-            with pipe._files_lock:
-                read = list(pipe._parsed.values())
+            with pipe.files._lock:
+                read = list(pipe.files._parsed.values())
             if read and any(f[0][1] == hidden.stat().st_size for f in read):
                 folio += 1
                 with open(hidden, "ab") as fh:

@@ -92,7 +92,7 @@ def test_tick_with_a_stale_record_does_not_finish_a_file_twice(workspace: Path, 
         assert pipe.run_until_idle(60)
         (rec,) = pipe.journal.files(FileState.ARCHIVED)
         # what the tick read (ARCHIVING) while a worker held the lock and finished the file
-        pipe._retry_move(dataclasses.replace(rec, state=FileState.ARCHIVING))
+        pipe.files.retry_move(dataclasses.replace(rec, state=FileState.ARCHIVING))
         assert [(o.name, o.state) for o in pipe.finished] == [("v.dat", FileState.ARCHIVED)]
         assert pipe.idle()
     finally:

@@ -1,0 +1,1 @@
+"""The folder source kind (see ``units``): claimed files as units of work."""

@@ -410,7 +410,9 @@ def _add_daemon_commands(sub: argparse._SubParsersAction) -> None:
     config_arg(p)
     p.set_defaults(func=lazy("connector.daemon", "cmd_check_config"))
 
-    p = sub.add_parser("service", help="instala el conector como servicio (systemd o WinSW)")
+    p = sub.add_parser(
+        "service", help="instala, quita, inicia, detiene el servicio (systemd o WinSW) o su estado"
+    )
     ssub = p.add_subparsers(dest="action", required=True, metavar="ACCIÓN")
     p = ssub.add_parser(
         "install", help="escribe la unidad de systemd (o el XML de WinSW) con las rutas"
@@ -422,7 +424,21 @@ def _add_daemon_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--unit-dir", default="/etc/systemd/system", help=argparse.SUPPRESS)
     p.add_argument("--exe", help="ruta de cfdi-connector (por omisión, la instalada)")
     p.add_argument("--winsw", metavar="EXE", help="Windows: WinSW, renombrado para el servicio")
+    p.add_argument("--root", metavar="DIR", help="Linux: instala en el sistema montado en DIR")
     p.set_defaults(func=lazy("connector.service.install", "cmd_service"))
+    for action, what in (
+        ("remove", "quita el servicio (lo detiene; conserva usuario, carpetas y diario)"),
+        ("start", "inicia el servicio"),
+        ("stop", "detiene el servicio (parada limpia)"),
+        ("status", "estado del servicio según systemd o WinSW"),
+    ):
+        p = ssub.add_parser(action, help=what)
+        p.add_argument("--platform", choices=("linux", "windows"), help="por omisión, este sistema")
+        p.add_argument("--winsw", metavar="EXE", help="Windows: WinSW con el que se instaló")
+        p.add_argument("--unit-dir", default="/etc/systemd/system", help=argparse.SUPPRESS)
+        if action == "remove":
+            p.add_argument("--root", metavar="DIR", help="Linux: quita del sistema montado en DIR")
+        p.set_defaults(func=lazy("connector.service.control", "cmd_control"))
 
     p = sub.add_parser("demo", help="demostración completa con un PAC de pruebas local")
     p.add_argument("--dir", default="demo-workspace", help="carpeta de la demostración")

@@ -3,8 +3,10 @@ machine's paths filled in, so an administrator never hand-edits one.
 
 - Linux: a hardened systemd unit (``Type=notify``, ``WatchdogSec=``, ``ProtectSystem=strict``
   with ``ReadWritePaths=`` for exactly the folders the configuration writes, secrets through
-  ``LoadCredential=`` for every ``password_credential``); written to ``/etc/systemd/system``
-  with the writable folders created (and given to the service user when it exists).
+  ``LoadCredential=`` for every ``password_credential``); written to ``/etc/systemd/system``.
+  Run as root it first creates the ``cfdi`` system user when it is missing (``useradd
+  --system``) and the writable folders owned by it (``linux_steps``: ``--print`` lists them);
+  ``--root DIR`` does all of it inside a system mounted at DIR (an image, a chroot).
 - Windows: a WinSW service (XML beside WinSW's executable, renamed after the service: stop
   timeout, restart on failure, log roll), then ``<winsw> install``. WinSW stops the console
   program with Ctrl-C, which reaches the same clean stop as SIGTERM.
@@ -12,11 +14,14 @@ machine's paths filled in, so an administrator never hand-edits one.
 
 from __future__ import annotations
 
-import contextlib
 import os
+import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -79,7 +84,7 @@ def systemd_unit(
         http = f"# liveness for other monitors: curl -f http://{cfg.daemon.http}/healthz\n"
     return f"""# systemd unit for cfdi-connector, written by `cfdi-connector service install`.
 #
-#   sudo useradd --system --home {config.parent} --shell /usr/sbin/nologin {user}
+#   `sudo cfdi-connector service install` created the {user} system user and its folders.
 #   passwords: password_credential = "NAME" in the TOML, the secret in
 #   {credentials_dir}/NAME (mode 0600, root): systemd hands it to the service alone.
 #   sudo systemctl daemon-reload && sudo systemctl enable --now {NAME}
@@ -173,7 +178,120 @@ def winsw_command(winsw: Path, action: str) -> list[str]:
     return [str(winsw), action]
 
 
+class ServiceError(Exception):
+    """A service operation that failed: its code and its Spanish message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code} {message}")
+        self.code, self.message = code, message
+
+
+USERADD = ("--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of an installation: the command an administrator would type (``--print``)
+    and what does it here."""
+
+    argv: tuple[str, ...]
+    run: Callable[[], None]
+
+    @property
+    def shell(self) -> str:
+        return shlex.join(self.argv)
+
+
+def under(root: Path, path: Path) -> Path:
+    """``path`` of the system mounted at ``root`` as this machine sees it (``/``: itself)."""
+    path = Path(os.path.abspath(path))
+    return path if root == Path("/") else root / path.relative_to(path.anchor)
+
+
+def user_ids(user: str, root: Path = Path("/")) -> tuple[int, int] | None:
+    """uid and gid of ``user`` in the system at ``root``; None when it has no such user.
+    ``/`` asks the system (NSS: LDAP users too), another root its ``etc/passwd``."""
+    if root == Path("/"):
+        try:
+            import pwd
+
+            pw = pwd.getpwnam(user)
+        except (ImportError, KeyError):
+            return None
+        return pw.pw_uid, pw.pw_gid
+    try:
+        lines = (root / "etc" / "passwd").read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return None
+    for line in lines:
+        fields = line.split(":")
+        if len(fields) >= 4 and fields[0] == user:
+            return int(fields[2]), int(fields[3])
+    return None
+
+
+def _useradd(argv: tuple[str, ...]) -> None:
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise ServiceError(
+            "CONN-SERVICIO-USUARIO",
+            f"No se encontró useradd para crear el usuario del servicio; créelo a mano: "
+            f"{shlex.join(argv)}",
+        ) from None
+    if r.returncode != 0:
+        said = (r.stderr or r.stdout).strip()
+        raise ServiceError(
+            "CONN-SERVICIO-USUARIO",
+            f"No se pudo crear el usuario del servicio: `{shlex.join(argv)}` terminó con el "
+            f"código {r.returncode}{': ' + said if said else ''}.",
+        )
+
+
+def _chown(path: Path, user: str, root: Path) -> None:
+    ids = user_ids(user, root)
+    if ids is None:
+        raise ServiceError(
+            "CONN-SERVICIO-USUARIO",
+            f"El usuario {user!r} no existe: no se le puede dar la carpeta {path}.",
+        )
+    os.chown(path, ids[0], -1)  # the owner only: the group (an ERP's, on the inbox) stays
+
+
+def linux_steps(cfg: Any, *, user: str, root: Path = Path("/"), as_root: bool = True) -> list[Step]:
+    """What ``service install`` does before writing the unit: the system user when it is
+    missing (as root only), then each folder the service writes, created and (as root) owned
+    by the user. Nothing else is changed: an existing folder keeps its group and mode, so an
+    ERP that writes into the inbox through its group still can."""
+    steps: list[Step] = []
+    if as_root and user_ids(user, root) is None:
+        prefix = () if root == Path("/") else ("--prefix", str(root))
+        argv = ("useradd", *prefix, *USERADD, user)
+        steps.append(Step(argv, partial(_useradd, argv)))
+    for p in writable_paths(cfg):
+        target = under(root, p)
+        steps.append(Step(("mkdir", "-p", str(target)),
+                          partial(target.mkdir, parents=True, exist_ok=True)))  # fmt: skip
+        if as_root:
+            steps.append(Step(("chown", user, str(target)),
+                              partial(_chown, target, user, root)))  # fmt: skip
+    return steps
+
+
+def plan_text(steps: list[Step], target: Path) -> str:
+    """The steps as the comment ``--print`` puts before the unit (still a valid unit)."""
+    lines = ["# `sudo cfdi-connector service install` (como root) ejecutaría:"]
+    lines += [f"#   {step.shell}" for step in steps]
+    lines.append(f"# y escribiría esta unidad en {target}")
+    return "\n".join(lines) + "\n#\n"
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
 def cmd_service(args: Any) -> int:
+    """``service install`` (the other actions: ``control.cmd_control``)."""
     from connector.daemon import _load
 
     config = Path(args.config)
@@ -197,29 +315,26 @@ def cmd_service(args: Any) -> int:
         print(f"Servicio descrito en {winsw.with_suffix('.xml')}.")
         return subprocess.call(winsw_command(winsw, "install"))
     unit = systemd_unit(config, cfg, exe=args.exe, user=args.user)
+    root = Path(os.path.abspath(args.root)) if args.root else Path("/")
+    target = under(root, Path(args.unit_dir)) / f"{NAME}.service"
     if args.print:
-        print(unit, end="")
+        print(plan_text(linux_steps(cfg, user=args.user, root=root), target) + unit, end="")
         return 0
-    target = Path(args.unit_dir) / f"{NAME}.service"
+    as_root = _is_root()
     try:
+        for step in linux_steps(cfg, user=args.user, root=root, as_root=as_root):
+            step.run()
+        target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(unit, encoding="utf-8")
-        for p in writable_paths(cfg):
-            p.mkdir(parents=True, exist_ok=True)
-            _give_to(p, args.user)
+    except ServiceError as exc:
+        print(exc)
+        return 2
     except OSError as exc:
         print(f"CONN-SERVICIO No se pudo instalar el servicio: {exc}. ¿Se ejecutó como root?")
         return 2
+    if not as_root:
+        print(f"Sin root no se creó el usuario {args.user!r} ni se le dieron las carpetas: "
+              "ejecute de nuevo con sudo.")  # fmt: skip
     print(f"Unidad escrita en {target}. Siguientes pasos:")
-    print("  sudo systemctl daemon-reload && sudo systemctl enable --now cfdi-connector")
+    print(f"  sudo systemctl daemon-reload && sudo systemctl enable --now {NAME}")
     return 0
-
-
-def _give_to(path: Path, user: str) -> None:
-    try:
-        import pwd
-
-        pw = pwd.getpwnam(user)
-    except (ImportError, KeyError):
-        return  # the user is created later (the unit's header says how)
-    with contextlib.suppress(PermissionError):
-        os.chown(path, pw.pw_uid, pw.pw_gid)

@@ -16,6 +16,7 @@ from lxml import etree
 
 from connector.cli import build_parser
 from tests.daemon.conftest import write_config
+from tests.daemon.test_daemon_service_control import plan_and_unit, system_root
 
 SERVICE = Path(__file__).resolve().parents[2] / "service"
 
@@ -97,12 +98,14 @@ def test_service_install_writes_the_unit_with_this_configurations_paths(tmp_path
     assert str(ws) not in rw  # only what it writes: the configuration stays read-only
     creds = dict(c.split(":", 1) for c in all_values(shown.stdout, "LoadCredential"))
     assert sorted(creds) == ["csd-password", "pac-password"]
-    # installing writes the same unit and creates the folders it may write
-    shutil.rmtree(ws / "out" / "acuse")
-    done = _install("--config", str(config), "--unit-dir", str(tmp_path))
+    # installing (into a system root of its own: never this machine's users) writes the same
+    # unit and creates the folders it may write there
+    root = system_root(tmp_path / "root")
+    done = _install("--config", str(config), "--root", str(root))
     assert done.returncode == 0, done.stdout
-    assert (tmp_path / "cfdi-connector.service").read_text(encoding="utf-8") == shown.stdout
-    assert (ws / "out" / "acuse").is_dir()
+    unit = root / "etc/systemd/system/cfdi-connector.service"
+    assert plan_and_unit(shown.stdout)[1] == unit.read_text(encoding="utf-8")
+    assert (root / str(ws / "out" / "acuse").lstrip("/")).is_dir()
 
 
 def test_installed_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:

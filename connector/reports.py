@@ -4,8 +4,8 @@ still open according to the Pagos 2.0 complements the journal has stamped.
 
 One line per CFDI whose ``Fecha`` falls in the period (both ends included): fecha, serie-folio,
 UUID, tipo, receptor, moneda, tipo de cambio, subtotal, descuento, each tax of the CFDI's
-``Impuestos`` summary (traslados by impuesto and tasa, retenciones by impuesto: CFDI 4.0's
-summary carries no tasa for them), total, método and forma de pago, and its state
+``Impuestos`` summary by impuesto and tasa (traslados as the summary groups them; retenciones,
+whose summary has no tasa, split by the tasas of the conceptos: ``retenciones``), total, método and forma de pago, and its state
 (``vigente``, ``en proceso`` while a cancellation request is open, ``cancelado`` with the date
 and motivo). Totals: per moneda (in that moneda) and per tipo (in MXN: each amount times its
 ``TipoCambio``), of the CFDIs not cancelled.
@@ -19,7 +19,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from lxml import etree
@@ -75,9 +75,8 @@ def read_line(xml: bytes) -> Line:
             tasa = t.get("TasaOCuota") or t.get("TipoFactor") or ""
             key = f"traslado {name} {tasa}"
             taxes[key] = taxes.get(key, ZERO) + _dec(t.get("Importe"))
-        for r in imp.findall("cfdi:Retenciones/cfdi:Retencion", NS):
-            key = f"retencion {IMPUESTOS.get(r.get('Impuesto') or '', r.get('Impuesto'))}"
-            taxes[key] = taxes.get(key, ZERO) + _dec(r.get("Importe"))
+        for key, amount in retenciones(root, imp).items():
+            taxes[key] = taxes.get(key, ZERO) + amount
     return Line(
         fecha=root.get("Fecha") or "",
         serie_folio=f"{root.get('Serie') or ''}{'-' if root.get('Serie') else ''}"
@@ -96,6 +95,35 @@ def read_line(xml: bytes) -> Line:
         forma_pago=root.get("FormaPago") or "",
         estado="vigente",
     )
+
+
+def retenciones(root: etree._Element, imp: etree._Element) -> dict[str, Decimal]:
+    """The summary's retenciones by impuesto and tasa (``retencion ISR 0.100000``): CFDI 4.0's
+    summary has one importe per impuesto and no tasa, the conceptos have the tasa. Each tasa
+    gets the sum of its conceptos' importes rounded to the decimals of the summary's importe;
+    a rounding difference goes to the largest, so an impuesto's columns add up to the
+    summary's importe exactly (the figure SAT's rules check). An impuesto no concepto retains
+    keeps one column without tasa (``retencion ISR``)."""
+    by_tasa: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    path = "cfdi:Conceptos/cfdi:Concepto/cfdi:Impuestos/cfdi:Retenciones/cfdi:Retencion"
+    for r in root.iterfind(path, NS):
+        by_tasa[r.get("Impuesto") or ""][r.get("TasaOCuota") or ""] += _dec(r.get("Importe"))
+    out: dict[str, Decimal] = {}
+    for r in imp.iterfind("cfdi:Retenciones/cfdi:Retencion", NS):
+        code = r.get("Impuesto") or ""
+        name, total = IMPUESTOS.get(code, code), _dec(r.get("Importe"))
+        parts = by_tasa.get(code)
+        if not parts:
+            out[f"retencion {name}"] = out.get(f"retencion {name}", ZERO) + total
+            continue
+        quantum = Decimal(1).scaleb(int(total.as_tuple().exponent))
+        shares = {t: v.quantize(quantum, ROUND_HALF_UP) for t, v in parts.items()}
+        largest = max(shares, key=lambda t: (shares[t], t))
+        shares[largest] += total - sum(shares.values(), ZERO)
+        for tasa, amount in shares.items():
+            key = f"retencion {name} {tasa}"
+            out[key] = out.get(key, ZERO) + amount
+    return out
 
 
 def _in_period(fecha: str, start: date | None, end: date | None) -> bool:

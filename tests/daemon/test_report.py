@@ -80,6 +80,21 @@ def _uuid(root: etree._Element) -> str:
     return root.find(".//tfd:TimbreFiscalDigital", NS).get("UUID")
 
 
+RETENIDO = {"001": "ISR", "002": "IVA"}
+CONCEPT_RETENTION = "cfdi:Conceptos/cfdi:Concepto/cfdi:Impuestos/cfdi:Retenciones/cfdi:Retencion"
+
+
+def _concept_retention_tasas(root: etree._Element, impuesto: str) -> dict[str, Decimal]:
+    """tasa → the sum of the conceptos' retention importes of ``impuesto`` at that tasa."""
+    out: dict[str, Decimal] = {}
+    for r in root.iterfind(CONCEPT_RETENTION, NS):
+        if r.get("Impuesto") == impuesto:
+            out[r.get("TasaOCuota")] = out.get(r.get("TasaOCuota"), Decimal(0)) + Decimal(
+                r.get("Importe")
+            )
+    return out
+
+
 def _expected_totals(roots: list[etree._Element]) -> tuple[dict, dict]:
     """Totals per moneda and per tipo (MXN) recomputed from the XMLs."""
     by_moneda: dict[str, dict[str, Decimal]] = {}
@@ -96,7 +111,10 @@ def _expected_totals(roots: list[etree._Element]) -> tuple[dict, dict]:
             key += t.get("TasaOCuota")
             values[key] = values.get(key, Decimal(0)) + Decimal(t.get("Importe"))
         for t in r.findall("cfdi:Impuestos/cfdi:Retenciones/cfdi:Retencion", NS):
-            key = "retencion " + {"001": "ISR", "002": "IVA"}[t.get("Impuesto")]
+            # the summary has no tasa: these invoices retain each impuesto at one tasa, the
+            # conceptos' (two tasas: test_retenciones_by_impuesto_and_tasa)
+            (tasa,) = set(_concept_retention_tasas(r, t.get("Impuesto")))
+            key = f"retencion {RETENIDO[t.get('Impuesto')]} {tasa}"
             values[key] = values.get(key, Decimal(0)) + Decimal(t.get("Importe"))
         for group, key, factor in (
             (by_moneda, r.get("Moneda"), 1),
@@ -222,3 +240,78 @@ def test_report_refuses_bad_periods(workspace: Path, capsys: pytest.CaptureFixtu
     assert main(["report", *cfg, "--from", "2026-12-01", "--to", "2026-12-31",
                  "--format", "xlsx"]) == 2  # fmt: skip
     assert "-o" in capsys.readouterr().err
+
+
+def test_retenciones_by_impuesto_and_tasa(
+    workspace: Path, sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ISR retained at two tasas in one CFDI (10 % on a service, 1.25 % on another): a column
+    per tasa, each the conceptos' sum to the cent, and together exactly the summary's ISR
+    importe (the one figure SAT's rules check); the period's totals add the same columns."""
+    data = base_data()
+    extra = {
+        "ClaveProdServ": "84111506",
+        "Cantidad": "3",
+        "ClaveUnidad": "E48",
+        "Descripcion": "Asesoría",
+        "ValorUnitario": "333.337",
+        "ObjetoImp": "02",
+        "Impuestos": {
+            "Traslados": [{"Impuesto": "002", "TipoFactor": "Tasa", "TasaOCuota": "0.160000"}],
+            "Retenciones": [{"Impuesto": "001", "TipoFactor": "Tasa", "TasaOCuota": "0.012500"}],
+        },
+    }
+    data["Conceptos"].append(extra)
+    data.update(Serie="R", Folio="1", Fecha=fecha())
+    _stamp(workspace, {"r1.xml": to_xml(complete(load(data)))})
+    (root,) = _stamped(workspace).values()
+    today = datetime.now().date()
+    cfg = ["--config", str(workspace), "--from", str(today.replace(day=1)), "--to", str(today)]
+    capsys.readouterr()
+    assert main(["report", *cfg, "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (line,) = doc["lineas"]
+    summary = {
+        r.get("Impuesto"): Decimal(r.get("Importe"))
+        for r in root.iterfind("cfdi:Impuestos/cfdi:Retenciones/cfdi:Retencion", NS)
+    }
+    assert set(summary) == {"001", "002"}
+    for code, name in RETENIDO.items():
+        tasas = _concept_retention_tasas(root, code)
+        columns = {k: Decimal(v) for k, v in line.items() if k.startswith(f"retencion {name} ")}
+        assert set(columns) == {f"retencion {name} {t}" for t in tasas}, columns
+        assert sum(columns.values()) == summary[code]
+        for tasa, concept_sum in tasas.items():
+            assert abs(columns[f"retencion {name} {tasa}"] - concept_sum) <= Decimal("0.01")
+    assert set(_concept_retention_tasas(root, "001")) == {"0.100000", "0.012500"}
+    (totals,) = doc["totales_por_moneda"].values()
+    for k, v in line.items():
+        if k.startswith("retencion "):
+            assert Decimal(totals[k]) == Decimal(v)
+
+
+def test_retenciones_rounding_goes_to_the_largest_tasa() -> None:
+    """Conceptos with importes of more decimals than the summary's (SAT allows 6): each tasa
+    rounded to the summary's cents would add up to a cent more than the summary; the largest
+    takes the difference, so the columns still equal the summary's ISR."""
+    from connector.reports import retenciones
+
+    root = etree.fromstring(
+        f"""<cfdi:Comprobante xmlns:cfdi="{NS["cfdi"]}"><cfdi:Conceptos>
+        <cfdi:Concepto><cfdi:Impuestos><cfdi:Retenciones>
+          <cfdi:Retencion Impuesto="001" TipoFactor="Tasa" TasaOCuota="0.100000" Importe="10.005"/>
+        </cfdi:Retenciones></cfdi:Impuestos></cfdi:Concepto>
+        <cfdi:Concepto><cfdi:Impuestos><cfdi:Retenciones>
+          <cfdi:Retencion Impuesto="001" TipoFactor="Tasa" TasaOCuota="0.012500" Importe="1.255"/>
+        </cfdi:Retenciones></cfdi:Impuestos></cfdi:Concepto>
+        </cfdi:Conceptos><cfdi:Impuestos TotalImpuestosRetenidos="11.26"><cfdi:Retenciones>
+          <cfdi:Retencion Impuesto="001" Importe="11.26"/>
+          <cfdi:Retencion Impuesto="003" Importe="4.00"/>
+        </cfdi:Retenciones></cfdi:Impuestos></cfdi:Comprobante>""".encode()
+    )
+    got = retenciones(root, root.find("cfdi:Impuestos", NS))
+    assert got == {
+        "retencion ISR 0.100000": Decimal("10.00"),  # 10.01 rounded, less the extra cent
+        "retencion ISR 0.012500": Decimal("1.26"),
+        "retencion IEPS": Decimal("4.00"),  # no concepto retains it: its column has no tasa
+    }

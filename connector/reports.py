@@ -371,6 +371,9 @@ def config_and_period(args: Any) -> tuple[Any, date | None, date | None] | None:
     except ValueError as exc:
         print(f"CONN-CLI: fecha no válida ({exc}); use AAAA-MM-DD.", file=sys.stderr)
         return None
+    if start and end and start > end:
+        print(f"CONN-CLI: --from {start} es posterior a --to {end}.", file=sys.stderr)
+        return None
     return cfg, start, end
 
 
@@ -384,9 +387,6 @@ def cmd_report(args: Any) -> int:
     if loaded is None:
         return 2
     cfg, start, end = loaded
-    if start and end and start > end:
-        print(f"CONN-CLI: --from {start} es posterior a --to {end}.", file=sys.stderr)
-        return 2
     if (start is None or end is None) and not args.pendientes_pago:
         print("CONN-CLI: indique el periodo con --from y --to (AAAA-MM-DD).", file=sys.stderr)
         return 2

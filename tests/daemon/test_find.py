@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pypdf
@@ -55,9 +55,19 @@ def test_find_and_redeliver_after_the_outputs_were_deleted(
     assert [d["factura"] for d in json.loads(capsys.readouterr().out)] == ["F2"]
     assert main(["find", *cfg, "--rfc", rr, "--json"]) == 0
     assert sorted(d["factura"] for d in json.loads(capsys.readouterr().out)) == ["F1", "F2"]
-    today = str(datetime.now().date())
+    # by the date the connector received them (the journal's), not the CFDI's Fecha
+    now = datetime.now()
+    today, yesterday, tomorrow = (str((now + timedelta(days=d)).date()) for d in (0, -1, 1))
     assert main(["find", *cfg, "--from", today, "--to", today, "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert len(found) == 2 and all(d["recibida"].startswith(today) for d in found)
+    assert main(["find", *cfg, "--from", today, "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 2
+    for outside in (["--to", yesterday], ["--from", tomorrow]):
+        assert main(["find", *cfg, *outside, "--json"]) == 1
+        assert json.loads(capsys.readouterr().out) == []
+    assert main(["find", *cfg, "--from", tomorrow, "--to", yesterday]) == 2
+    assert "posterior" in capsys.readouterr().err
     assert main(["find", *cfg, "--folio", "Z-9"]) == 1
     assert "No se encontró" in capsys.readouterr().out
     assert main(["find", *cfg]) == 2

@@ -208,8 +208,8 @@ def under(root: Path, path: Path) -> Path:
     return path if root == Path("/") else root / path.relative_to(path.anchor)
 
 
-def user_ids(user: str, root: Path = Path("/")) -> tuple[int, int] | None:
-    """uid and gid of ``user`` in the system at ``root``; None when it has no such user.
+def user_id(user: str, root: Path = Path("/")) -> int | None:
+    """The uid of ``user`` in the system at ``root``; None when it has no such user.
     ``/`` asks the system (NSS: LDAP users too), another root its ``etc/passwd``."""
     if root == Path("/"):
         try:
@@ -218,15 +218,15 @@ def user_ids(user: str, root: Path = Path("/")) -> tuple[int, int] | None:
             pw = pwd.getpwnam(user)
         except (ImportError, KeyError):
             return None
-        return pw.pw_uid, pw.pw_gid
+        return pw.pw_uid
     try:
         lines = (root / "etc" / "passwd").read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         return None
     for line in lines:
         fields = line.split(":")
-        if len(fields) >= 4 and fields[0] == user:
-            return int(fields[2]), int(fields[3])
+        if len(fields) >= 3 and fields[0] == user:
+            return int(fields[2])
     return None
 
 
@@ -249,13 +249,13 @@ def _useradd(argv: tuple[str, ...]) -> None:
 
 
 def _chown(path: Path, user: str, root: Path) -> None:
-    ids = user_ids(user, root)
-    if ids is None:
+    uid = user_id(user, root)
+    if uid is None:
         raise ServiceError(
             "CONN-SERVICIO-USUARIO",
             f"El usuario {user!r} no existe: no se le puede dar la carpeta {path}.",
         )
-    os.chown(path, ids[0], -1)  # the owner only: the group (an ERP's, on the inbox) stays
+    os.chown(path, uid, -1)  # the owner only: the group (an ERP's, on the inbox) stays
 
 
 def linux_steps(cfg: Any, *, user: str, root: Path = Path("/"), as_root: bool = True) -> list[Step]:
@@ -264,7 +264,7 @@ def linux_steps(cfg: Any, *, user: str, root: Path = Path("/"), as_root: bool = 
     by the user. Nothing else is changed: an existing folder keeps its group and mode, so an
     ERP that writes into the inbox through its group still can."""
     steps: list[Step] = []
-    if as_root and user_ids(user, root) is None:
+    if as_root and user_id(user, root) is None:
         prefix = () if root == Path("/") else ("--prefix", str(root))
         argv = ("useradd", *prefix, *USERADD, user)
         steps.append(Step(argv, partial(_useradd, argv)))

@@ -18,6 +18,7 @@ import pytest
 
 from connector.cli import build_parser
 from connector.service.control import cmd_control, linux_commands, windows_commands
+from connector.service.install import ServiceError
 from tests.daemon.conftest import write_config
 
 ROOT_ONLY = pytest.mark.skipif(
@@ -206,6 +207,42 @@ def test_without_systemctl_each_action_says_so(tmp_path: Path) -> None:
     assert unit.is_file()
     r = cli("remove", "--unit-dir", str(tmp_path / "nada"))
     assert r.returncode == 1 and r.stdout.startswith("CONN-SERVICIO-NO-INSTALADO")
+
+
+def test_linux_answers_a_running_systemd_would_give(tmp_path: Path) -> None:
+    """systemd cannot manage services in this container: a stand-in answers as systemctl does
+    on a real machine (exit codes from systemctl(1)), to check what is made of them."""
+    from connector.service.control import control_linux
+
+    unit = tmp_path / "cfdi-connector.service"
+    unit.write_text("[Service]\nExecStart=/bin/true\n", encoding="utf-8")
+    said: list[str] = []
+
+    def systemctl(answers: dict[str, tuple[int, str]]):  # type: ignore[no-untyped-def]
+        calls: list[list[str]] = []
+
+        def run(argv: list[str]) -> tuple[int, str]:
+            calls.append(argv)
+            return answers.get(argv[1], (0, ""))
+
+        return run, calls
+
+    run, calls = systemctl({"status": (3, "○ cfdi-connector.service - inactive (dead)\n")})
+    assert control_linux("status", unit, runner=run, out=said.append) == 3  # stopped: no error
+    assert said[-1].endswith("inactive (dead)")
+    run, _ = systemctl({"status": (4, "Unit cfdi-connector.service could not be found.")})
+    with pytest.raises(ServiceError) as info:
+        control_linux("status", unit, runner=run, out=said.append)
+    assert info.value.code == "CONN-SERVICIO-NO-INSTALADO"
+    run, calls = systemctl({})
+    assert control_linux("start", unit, runner=run, out=said.append) == 0
+    assert calls == [["systemctl", "start", "cfdi-connector"]] and "iniciado" in said[-1]
+    run, calls = systemctl({})
+    assert control_linux("remove", unit, runner=run, out=said.append) == 0
+    assert calls == linux_commands("remove") and not unit.exists()
+    with pytest.raises(ServiceError) as info:  # nothing left to remove
+        control_linux("remove", unit, runner=run, out=said.append)
+    assert info.value.code == "CONN-SERVICIO-NO-INSTALADO" and len(calls) == 2
 
 
 class FakeWinSW:

@@ -153,7 +153,7 @@ def test_sealed_and_sending_in_one_step_keeps_what_mark_sealed_keeps(tmp_path: P
 @pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])
 def test_which_commits_do_not_wait_for_the_disk(tmp_path: Path, synchronous: str) -> None:
     """A FULL journal commits with synchronous=FULL except mark_stamped, mark_delivered and a
-    file's claim, items and end (see Durability in connector/journal.py); what they commit is
+    file's claim, items and end (see Durability in connector/journal/__init__.py); what they commit is
     visible at once."""
     import sqlite3
 

@@ -1,0 +1,111 @@
+"""The journal: a SQLite (WAL) state store, one row per invoice, keyed by (emisor RFC, serie, folio).
+
+Every transition is recorded (and committed) BEFORE the side effect it announces:
+
+    received → validated → sealed → sending → stamped → delivered
+                  │           │        │  ▲
+                  ▼           ▼        ▼  │
+                failed     failed   retry_wait / failed
+
+``sealed`` stores the sealed XML (or, in remote mode, the request data) and its ``referencia``
+before the first send, so a retry resends the identical bytes and never re-seals. ``sending``
+counts the attempt before the request leaves; a row found in ``sending`` after a restart was
+maybe sent, so the PAC is asked by referencia before any resend.
+
+The ``files`` table follows each claimed input file to exactly one final place (archive or
+failed), and ``file_items`` links each file to the invoices it carried (or to the problems of
+records that never became an invoice).
+
+The ``cancellations`` table records each cancellation that took effect (SAT says
+``Cancelado``, or the PAC cancelled it without the receptor's acceptance), before the PDF with
+the CANCELADO mark and the acuse are written; the invoice stays ``delivered``. The
+``cancel_requests`` table records every request the PAC accepted with where it stands at SAT
+(``CancelState``): a CFDI "Cancelable con aceptación" is only ``en_proceso`` after the PAC's
+201, until the receptor accepts, rejects or lets the deadline pass; it is not cancelled (nor
+counted as such) meanwhile. A ``failed`` row that carries a UUID was stamped but the PAC's reply failed our
+checks (CONN-PAC-XML): the UUID exists at SAT, so it is never restarted, reset or re-sent.
+
+A row that was ever sent (``attempts`` > 0) may be stamped at the PAC even when it ended
+``failed`` without a UUID (e.g. the PAC refused the recover of an ambiguous send). Replay
+(``reset``) and a new export of the same key (``admit`` → RESTART) therefore keep its
+``referencia`` and its attempt count: ``mark_sealed`` keeps that referencia, so the next
+attempt is counted as maybe sent and recovers by it before any send, and never stamps a second
+UUID under a new referencia. The same content also keeps its sealed bytes (never re-sealed);
+new content is sealed again and sent under the old referencia only if the PAC has nothing for
+it (if it has, the stamped XML does not match the new bytes and the pipeline reports it with
+its UUID, never stamping again). Rows never sent start over with nothing kept.
+
+Durability. Every commit is visible to other processes and survives the process being killed.
+Most also wait for the disk (``synchronous=FULL``): above all the sealed bytes, referencia and
+attempt before a send leaves, and a file's decision before it is moved to archive/ or failed/.
+``stamped`` and ``delivered`` do not wait (two fsyncs less per invoice, and the workers no
+longer hold the journal lock through them): the next flushed commit makes them durable too, the
+WAL being written in order — at the latest the decision on their file. A power cut before that
+can undo only what repeating repairs: the row is back in ``sending`` (or ``stamped``), the next
+send recovers the same UUID (by referencia, or the PAC recognises the identical bytes) and the
+outputs are written again, whole, under the same names; never a second stamp. Nor do a file's
+claim, its final items and its end (``file_claimed``, ``set_file_items``, ``file_done``): a
+flushed commit follows the first two (its invoices' seals, its decision), and a file whose end
+is undone is found already in its place and finished again.
+
+Layout. The records and the rules every backend shares are in ``connector.journal.model``
+(``State``, ``TRANSITIONS``, ``Entry``, ``FileRecord``, ``CancelRequest``…; no SQL, no I/O);
+the SQLite backend is ``connector.journal.sqlite``, one module per thing it records
+(``invoices``, ``files``, ``cancels``, ``queries``) on a shared connection and transaction
+(``base``) and schema (``schema``). Callers import every name from here, ``connector.journal``,
+never from the modules below it.
+
+A second backend (issue 16: PostgreSQL) plugs in beside ``sqlite``: a package
+``connector.journal.<backend>`` whose class has the same public methods as
+``sqlite.Journal``, returns the records of ``model``, applies its rules (``TRANSITIONS``,
+``ever_sent``, ``to_send``, ``payload_to_keep``) and keeps the same durability promises (a
+flushed commit before any side effect it announces). This module is then where the
+configuration's choice is made (a factory beside ``Journal``); the callers keep importing from
+``connector.journal``.
+"""
+
+from __future__ import annotations
+
+from connector.journal.model import (
+    ACUSE_MISSING,
+    CANCEL_OPEN,
+    COMMITTED_STATES,
+    FINAL_STATES,
+    PAC_DOCUMENT,
+    TRANSITIONS,
+    Admission,
+    BusinessKey,
+    Cancellation,
+    CancelRequest,
+    CancelState,
+    Entry,
+    Failure,
+    FileItem,
+    FileRecord,
+    FileState,
+    JournalError,
+    State,
+)
+from connector.journal.sqlite import Journal
+
+__all__ = [
+    "ACUSE_MISSING",
+    "CANCEL_OPEN",
+    "COMMITTED_STATES",
+    "FINAL_STATES",
+    "PAC_DOCUMENT",
+    "TRANSITIONS",
+    "Admission",
+    "BusinessKey",
+    "CancelRequest",
+    "CancelState",
+    "Cancellation",
+    "Entry",
+    "Failure",
+    "FileItem",
+    "FileRecord",
+    "FileState",
+    "Journal",
+    "JournalError",
+    "State",
+]

@@ -1,0 +1,117 @@
+"""The SQLite connection every part of the journal shares: one connection, one lock, WAL,
+and the transaction (``_tx``) that decides whether a commit waits for the disk (see Durability
+in ``connector.journal``). The parts (``invoices``, ``files``, ``cancels``, ``queries``) are
+subclasses of ``SqliteBase``; ``connector.journal.sqlite.Journal`` puts them together.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Self
+
+from connector.journal.model import Entry, JournalError, State
+from connector.journal.sqlite.schema import INVOICE_COLS, create_or_upgrade, entry_of
+
+
+def _create_private(path: Path) -> None:
+    """A new journal is readable by its owner only (0600): it holds every invoice's data.
+    SQLite gives its -wal and -shm files the same mode. An existing file is left as it is."""
+    if str(path) == ":memory:":
+        return
+    with suppress(OSError):  # exists already, or the folder is missing: sqlite3 says so
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+class SqliteBase:
+    """Thread-safe (one connection, one lock); every method commits before it returns."""
+
+    def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._depth = 0
+        _create_private(self.path)
+        self._db = sqlite3.connect(
+            str(self.path), isolation_level=None, check_same_thread=False, timeout=30
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL is set around the commits that wait for the disk (``_tx``); between them the
+        # connection rests at NORMAL, so the commits that need not wait pay nothing extra
+        self._full = synchronous != "NORMAL"
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self._tx() as db:
+            create_or_upgrade(db)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self, *, flush: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction (or part of the enclosing ``batch``). ``flush=False``: committed —
+        visible, and kept if the process is killed — without waiting for the disk; the next
+        flushed commit makes it durable with it (the WAL is written in order). Only for a
+        step that a power cut may undo because repeating it is safe (see Durability in
+        ``connector.journal``)."""
+        with self._lock:
+            if self._depth:  # inside batch(): part of the enclosing transaction
+                yield self._db
+                return
+            strict = self._full and flush
+            if strict:
+                self._db.execute("PRAGMA synchronous=FULL")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._depth += 1
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:  # the block failed, or COMMIT did (disk full)
+                        self._db.execute("ROLLBACK")
+                    raise
+                finally:
+                    self._depth -= 1
+            finally:
+                if strict and not self._db.in_transaction:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Several steps committed together (one fsync): nothing inside may be a side effect
+        outside the journal — the caller acts on the results only after the block exits."""
+        with self._tx():
+            yield
+
+    def _get_locked(self, invoice_id: int | None) -> Entry:
+        row = self._db.execute(
+            f"SELECT {INVOICE_COLS} FROM invoices WHERE id=?", (invoice_id,)
+        ).fetchone()
+        if not row:
+            raise JournalError(f"no invoice with id {invoice_id}")
+        return entry_of(row)
+
+    def _event(
+        self,
+        db: sqlite3.Connection,
+        invoice_id: int | None,
+        frm: State | None,
+        to: State,
+        detail: str | None = None,
+    ) -> None:
+        db.execute(
+            "INSERT INTO events (invoice_id, at, from_state, to_state, detail) VALUES (?,?,?,?,?)",
+            (invoice_id, time.time(), frm, to, detail),
+        )

@@ -1,0 +1,399 @@
+"""Invoices in the SQLite journal: admission by business key and every transition of the
+state machine (``connector.journal.model.TRANSITIONS``), each with its event, committed before
+the side effect it announces; replay (``reset``) and making waiting rows due."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from connector.journal.model import (
+    ACUSE_MISSING,
+    COMMITTED_STATES,
+    PAC_DOCUMENT,
+    TRANSITIONS,
+    Admission,
+    BusinessKey,
+    Entry,
+    JournalError,
+    State,
+    ever_sent,
+    payload_to_keep,
+    to_send,
+    with_changes,
+)
+from connector.journal.sqlite.base import SqliteBase
+from connector.journal.sqlite.schema import INVOICE_COLS, entry_of
+
+
+class InvoiceStore(SqliteBase):
+    """The ``invoices`` table and its ``events``."""
+
+    def get(self, key: BusinessKey) -> Entry | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {INVOICE_COLS} FROM invoices WHERE emisor_rfc=? AND serie=? AND folio=?",
+                (key[0].upper(), key[1], key[2]),
+            ).fetchone()
+        return entry_of(row) if row else None
+
+    def get_id(self, invoice_id: int) -> Entry:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {INVOICE_COLS} FROM invoices WHERE id=?", (invoice_id,)
+            ).fetchone()
+        if not row:
+            raise JournalError(f"no invoice with id {invoice_id}")
+        return entry_of(row)
+
+    def admit(
+        self,
+        key: BusinessKey,
+        content_hash: str,
+        *,
+        mode: str,
+        source: str,
+        source_file: str,
+        location: str,
+    ) -> tuple[Admission, Entry]:
+        """Record that an invoice arrived; decide what to do with it by its business key.
+
+        - no row: a new row in ``received``;
+        - same content: RESUME (in progress), DELIVERED (stamped/delivered), FAILED (rejected by
+          the PAC: invalid is permanent until replay), RESTART (failed, or never sealed: redone
+          from ``received``);
+        - different content: CONFLICT when the key is committed (sealed or later, never
+          re-stamped), otherwise the row is reset to ``received`` with the new content.
+
+        A RESTART of a row that was ever sent (``attempts`` > 0) keeps its ``referencia`` and
+        ``attempts`` (it may be stamped: the next send recovers by that referencia first) and,
+        for the same content, its sealed bytes.
+        """
+        rfc, serie, folio = key[0].upper(), key[1], key[2]
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute(
+                f"SELECT {INVOICE_COLS} FROM invoices WHERE emisor_rfc=? AND serie=? AND folio=?",
+                (rfc, serie, folio),
+            ).fetchone()
+            if row is None:
+                cur = db.execute(
+                    "INSERT INTO invoices (emisor_rfc, serie, folio, content_hash, state, mode, "
+                    "source, source_file, location, created_at, updated_at) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (rfc, serie, folio, content_hash, State.RECEIVED, mode, source, source_file,
+                     location, now, now),
+                )  # fmt: skip
+                assert cur.lastrowid is not None
+                self._event(db, cur.lastrowid, None, State.RECEIVED, source_file)
+                # the row as just written (the table's defaults are the dataclass's)
+                return Admission.NEW, Entry(
+                    id=cur.lastrowid,
+                    emisor_rfc=rfc,
+                    serie=serie,
+                    folio=folio,
+                    content_hash=content_hash,
+                    state=State.RECEIVED,
+                    mode=mode,
+                    source=source,
+                    source_file=source_file,
+                    location=location,
+                    created_at=now,
+                    updated_at=now,
+                )
+            e = entry_of(row)
+            same = e.content_hash == content_hash
+            if e.state in (State.STAMPED, State.DELIVERED):
+                return (Admission.DELIVERED if same else Admission.CONFLICT), e
+            if e.state in COMMITTED_STATES:
+                if same:
+                    return Admission.RESUME, e
+                return Admission.CONFLICT, e
+            if e.state == State.FAILED and e.uuid:  # stamped at SAT, reply failed our checks
+                return (Admission.FAILED if same else Admission.CONFLICT), e
+            if same and e.state == State.FAILED and e.error_origin in ("pac", PAC_DOCUMENT):
+                return Admission.FAILED, e
+            if ever_sent(e):  # it may be stamped: recover by its referencia, never a new one
+                db.execute(
+                    "UPDATE invoices SET content_hash=?, state=?, mode=?, source=?, "
+                    "source_file=?, location=?, payload=?, next_retry_at=NULL, error_code=NULL, "
+                    "error_message=NULL, error_origin=NULL, problems='[]', updated_at=? "
+                    "WHERE id=?",
+                    (content_hash, State.RECEIVED, mode, source, source_file, location,
+                     payload_to_keep(e, same), now, e.id),
+                )  # fmt: skip
+                detail = f"restart from {source_file}, keeps referencia {e.referencia}"
+                self._event(db, e.id, e.state, State.RECEIVED, detail)
+                return Admission.RESTART, self._get_locked(e.id)
+            # received / validated / failed and never sent: nothing reached the PAC, redo
+            db.execute(
+                "UPDATE invoices SET content_hash=?, state=?, mode=?, source=?, source_file=?, "
+                "location=?, referencia=NULL, payload=NULL, attempts=0, next_retry_at=NULL, "
+                "error_code=NULL, error_message=NULL, error_origin=NULL, problems='[]', "
+                "updated_at=? WHERE id=?",
+                (content_hash, State.RECEIVED, mode, source, source_file, location, now, e.id),
+            )
+            self._event(db, e.id, e.state, State.RECEIVED, f"restart from {source_file}")
+            return Admission.RESTART, self._get_locked(e.id)
+
+    def _transition(
+        self, invoice_id: int, to: State, detail: str | None = None, **cols: Any
+    ) -> Entry:
+        with self._tx() as db:
+            e = self._get_locked(invoice_id)
+            if to not in TRANSITIONS[e.state]:
+                raise JournalError(
+                    f"transition {e.state} → {to} not allowed for {e.serie}{e.folio}"
+                )
+            cols["state"] = str(to)
+            cols["updated_at"] = time.time()
+            sets = ", ".join(f"{k}=?" for k in cols)
+            db.execute(f"UPDATE invoices SET {sets} WHERE id=?", (*cols.values(), invoice_id))
+            self._event(db, invoice_id, e.state, to, detail)
+            # the row as just written (no second read inside our own transaction)
+            cols["state"] = to
+            for k in ("problems", "outputs"):
+                if k in cols:
+                    cols[k] = json.loads(cols[k])
+            return with_changes(e, **cols)
+
+    def mark_validated(self, invoice_id: int) -> Entry:
+        return self._transition(invoice_id, State.VALIDATED)
+
+    def mark_sealed(self, invoice_id: int, payload: bytes, referencia: str) -> Entry:
+        """Store the exact bytes to send and their referencia, before the first send.
+
+        A row that was ever sent (replayed or exported again, see ``admit``/``reset``) keeps
+        the referencia it may be stamped under, and its sealed bytes when it still has them;
+        ``referencia`` and ``payload`` are used only when there is nothing to keep."""
+        with self._tx():
+            payload, referencia = to_send(self._get_locked(invoice_id), payload, referencia)
+            return self._transition(
+                invoice_id, State.SEALED, referencia, payload=payload, referencia=referencia
+            )
+
+    def mark_sealed_sending(self, invoice_id: int, payload: bytes, referencia: str) -> Entry:
+        """received → validated → sealed → sending in one write, what the pipeline does once an
+        invoice passed the rules and is sealed: the bytes to send and their referencia stored
+        and the first attempt counted together (the request leaves only after the commit),
+        the three events recorded. A once-sent row keeps its referencia and sealed bytes, as
+        in :meth:`mark_sealed`."""
+        with self._tx() as db:
+            e = self._get_locked(invoice_id)
+            frm = e.state
+            for to in (State.VALIDATED, State.SEALED, State.SENDING):
+                if to not in TRANSITIONS[frm]:
+                    raise JournalError(f"transition {frm} → {to} not allowed for {e.label}")
+                frm = to
+            payload, referencia = to_send(e, payload, referencia)
+            now = time.time()
+            db.execute(
+                "UPDATE invoices SET state=?, payload=?, referencia=?, attempts=attempts+1, "
+                "next_retry_at=NULL, updated_at=? WHERE id=?",
+                (State.SENDING, payload, referencia, now, invoice_id),
+            )
+            db.execute(
+                "INSERT INTO events (invoice_id, at, from_state, to_state, detail) VALUES "
+                "(?,?,?,?,NULL), (?,?,?,?,?), (?,?,?,?,?)",
+                (invoice_id, now, e.state, State.VALIDATED,
+                 invoice_id, now, State.VALIDATED, State.SEALED, referencia,
+                 invoice_id, now, State.SEALED, State.SENDING, f"attempt {e.attempts + 1}"),
+            )  # fmt: skip
+            return with_changes(
+                e,
+                state=State.SENDING,
+                payload=payload,
+                referencia=referencia,
+                attempts=e.attempts + 1,
+                next_retry_at=None,
+                updated_at=now,
+            )
+
+    def mark_sending(self, invoice_id: int) -> Entry:
+        """Count the attempt before the request leaves."""
+        with self._tx() as db:
+            e = self._get_locked(invoice_id)
+            if State.SENDING not in TRANSITIONS[e.state]:
+                raise JournalError(f"transition {e.state} → sending not allowed for {e.label}")
+            now = time.time()
+            db.execute(
+                "UPDATE invoices SET state=?, attempts=attempts+1, next_retry_at=NULL, "
+                "updated_at=? WHERE id=?",
+                (State.SENDING, now, invoice_id),
+            )
+            self._event(db, invoice_id, e.state, State.SENDING, f"attempt {e.attempts + 1}")
+            return with_changes(
+                e, state=State.SENDING, attempts=e.attempts + 1, next_retry_at=None, updated_at=now
+            )
+
+    def mark_stamped(
+        self, invoice_id: int, uuid: str, stamped_xml: bytes, acuse: bytes | None = None
+    ) -> Entry:
+        """The PAC's stamp, recorded before the outputs are written; committed without
+        waiting for the disk (see Durability in ``connector.journal``)."""
+        with self._tx(flush=False):
+            return self._transition(
+                invoice_id,
+                State.STAMPED,
+                uuid,
+                uuid=uuid,
+                stamped_xml=stamped_xml,
+                acuse=acuse,
+                error_code=None,
+                error_message=None,
+                error_origin=None,
+            )
+
+    def mark_delivered(
+        self,
+        invoice_id: int,
+        outputs: dict[str, str],
+        acuse: bytes | None = None,
+        *,
+        acuse_missing: tuple[str, str] | None = None,
+    ) -> Entry:
+        """Outputs written; ``acuse`` when it was fetched at delivery (after the stamp was
+        recorded). Clears a delivery error noted while the outputs could not be written;
+        ``acuse_missing`` (code, message): the acuse could not be had, it is asked for again
+        later (``acuses_pending``), and the reason shows in ``status`` meanwhile. Committed
+        without waiting for the disk (see Durability in ``connector.journal``)."""
+        code, message = acuse_missing or (None, None)
+        cols: dict[str, Any] = {"outputs": json.dumps(outputs), "error_code": code}
+        if acuse is not None:
+            cols["acuse"] = acuse
+        with self._tx(flush=False):
+            return self._transition(
+                invoice_id, State.DELIVERED, code, **cols, error_message=message
+            )
+
+    def acuse_still_missing(
+        self, invoice_id: int, message: str, acuse: bytes | None = None
+    ) -> None:
+        """Another failed attempt at a missing acuse: the newest reason kept (and the acuse,
+        when it was fetched but could not be written), and the row goes to the back of
+        ``acuses_pending`` (no event: the first one says it)."""
+        with self._tx(flush=False) as db:
+            db.execute(
+                "UPDATE invoices SET error_message=?, acuse=COALESCE(?, acuse), updated_at=? "
+                "WHERE id=? AND state=? AND error_code=?",
+                (message, acuse, time.time(), invoice_id, State.DELIVERED, ACUSE_MISSING),
+            )
+
+    def note_delivery_error(
+        self, invoice_id: int, code: str, message: str, acuse: bytes | None = None
+    ) -> Entry:
+        """A stamped invoice whose outputs could not be written (folder missing, permissions,
+        disk full): the reason is kept on the row for ``status`` (one event when it changes,
+        not one per retry), with the acuse if it was fetched meanwhile; the state stays
+        STAMPED and delivery is retried."""
+        with self._tx() as db:
+            e = self._get_locked(invoice_id)
+            if e.state is not State.STAMPED:
+                return e
+            acuse = e.acuse if acuse is None else acuse
+            db.execute(
+                "UPDATE invoices SET error_code=?, error_message=?, acuse=?, updated_at=? "
+                "WHERE id=?",
+                (code, message, acuse, time.time(), invoice_id),
+            )
+            if (e.error_code, e.error_message) != (code, message):
+                self._event(db, invoice_id, e.state, e.state, code)
+            return with_changes(e, error_code=code, error_message=message, acuse=acuse)
+
+    def mark_retry_wait(
+        self, invoice_id: int, next_retry_at: float, code: str, message: str
+    ) -> Entry:
+        return self._transition(
+            invoice_id,
+            State.RETRY_WAIT,
+            code,
+            next_retry_at=next_retry_at,
+            error_code=code,
+            error_message=message,
+            error_origin="pac",
+        )
+
+    def mark_failed(
+        self,
+        invoice_id: int,
+        code: str,
+        message: str,
+        *,
+        origin: str,
+        problems: list[dict[str, Any]] | None = None,
+        uuid: str | None = None,
+        stamped_xml: bytes | None = None,
+    ) -> Entry:
+        """``uuid``/``stamped_xml``: the PAC stamped it but its reply did not pass our checks;
+        the UUID exists at SAT, so the row is never re-sent, restarted or reset."""
+        extra: dict[str, Any] = {}
+        if uuid is not None:
+            extra = {"uuid": uuid, "stamped_xml": stamped_xml}
+        return self._transition(
+            invoice_id,
+            State.FAILED,
+            code,
+            error_code=code,
+            error_message=message,
+            error_origin=origin,
+            problems=json.dumps(problems or [], ensure_ascii=False),
+            **extra,
+        )
+
+    def reset(self, invoice_id: int) -> Entry:
+        """Replay: put a non-delivered invoice back so it is processed again.
+
+        A committed invoice (sealed, sending, retry_wait) keeps its sealed bytes and referencia
+        (never re-sealed); a failed one starts over from ``received`` — keeping its referencia
+        and attempts if it was ever sent (it may be stamped: the next attempt recovers by that
+        referencia first), and its sealed bytes unless the PAC refused the document itself
+        (``payload_to_keep``). Stamped and delivered invoices are never reset.
+        """
+        with self._tx() as db:
+            e = self._get_locked(invoice_id)
+            if e.state in (State.STAMPED, State.DELIVERED):
+                raise JournalError(f"{e.serie}{e.folio} is {e.state}: never reset")
+            if e.uuid:  # failed after the PAC stamped it: a replay would stamp a second UUID
+                raise JournalError(f"{e.serie}{e.folio} has UUID {e.uuid} at SAT: never reset")
+            if e.state == State.FAILED and ever_sent(e):
+                to = State.RECEIVED
+                db.execute(
+                    "UPDATE invoices SET state=?, payload=?, next_retry_at=NULL, error_code=NULL, "
+                    "error_message=NULL, error_origin=NULL, problems='[]', updated_at=? "
+                    "WHERE id=?",
+                    (to, payload_to_keep(e, True), time.time(), invoice_id),
+                )
+            elif e.state == State.FAILED:
+                to = State.RECEIVED
+                db.execute(
+                    "UPDATE invoices SET state=?, referencia=NULL, payload=NULL, attempts=0, "
+                    "next_retry_at=NULL, error_code=NULL, error_message=NULL, error_origin=NULL, "
+                    "problems='[]', updated_at=? WHERE id=?",
+                    (to, time.time(), invoice_id),
+                )
+            else:
+                to = e.state
+                db.execute(  # due at once
+                    "UPDATE invoices SET next_retry_at=0, updated_at=? WHERE id=?",
+                    (time.time(), invoice_id),
+                )
+            self._event(db, invoice_id, e.state, to, "replay")
+            return self._get_locked(invoice_id)
+
+    def retry_now(self, codes: Iterable[str], now: float | None = None) -> int:
+        """Make the invoices waiting to retry because of one of ``codes`` due now (e.g. the
+        PAC accepts the account again); returns how many."""
+        codes = list(codes)
+        if not codes:
+            return 0
+        now = time.time() if now is None else now
+        marks = ",".join("?" * len(codes))
+        with self._tx(flush=False) as db:
+            cur = db.execute(
+                f"UPDATE invoices SET next_retry_at=? WHERE state=? AND next_retry_at>? "
+                f"AND error_code IN ({marks})",
+                (now, State.RETRY_WAIT, now, *codes),
+            )
+            return cur.rowcount

@@ -136,3 +136,68 @@ def test_the_pac_layer_imports_nothing_from_the_configuration_or_the_daemon():
         for dep in deps & above
     }
     assert wrong == set()
+
+
+def test_the_journal_records_import_no_backend_and_the_journal_nothing_above_it():
+    """``journal.model`` is what a second backend (issue 16) shares with SQLite: no SQL in it;
+    the journal as a whole stands on nothing else of ours."""
+    graph = import_graph()
+    journal = {n for n in graph if n == "connector.journal" or n.startswith("connector.journal.")}
+    assert "connector.journal.model" in journal
+    assert graph["connector.journal.model"] == set()
+    source = (PACKAGE / "journal" / "model.py").read_text(encoding="utf-8")
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in (
+            node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")]
+        )
+    }
+    assert not imported & {"sqlite3", "psycopg", "psycopg2", "pyodbc"}, imported
+    assert {(n, d) for n in journal for d in graph[n] if d not in journal} == set()
+
+
+def package_map() -> dict[str, set[str]]:
+    """The rows of the package map at the top of docs/internals.md: module → what it may
+    import (names relative to ``connector``; "—" for nothing)."""
+    text = (ROOT / "docs" / "internals.md").read_text(encoding="utf-8")
+    section = text.split("## Package map", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, set[str]] = {}
+    for line in section.splitlines():
+        if not line.startswith("| `"):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        name = cells[0].strip("`")
+        assert name not in rows, f"{name} has two rows"
+        rows[name] = {t.strip().strip("`") for t in cells[2].split(",") if t.strip() != "—"}
+    return rows
+
+
+def test_the_package_map_names_every_module_and_its_imports_stay_within_its_row():
+    graph = import_graph()
+    rows = package_map()
+
+    def short(name: str) -> str:
+        return name.removeprefix("connector.") if name != "connector" else "connector"
+
+    names = {short(n) for n in graph}
+    assert sorted(names - set(rows)) == [], "modules without a row in docs/internals.md"
+    assert sorted(set(rows) - names) == [], "rows for modules that do not exist"
+
+    def within(dep: str, allowed: set[str]) -> bool:
+        return any(dep == a or dep.startswith(a + ".") for a in allowed)
+
+    paths = modules()
+    wrong = []
+    for name, deps in graph.items():
+        mine = short(name)
+        # the modules of a package (connector.X.…) may import each other
+        in_package = "." in mine or (name != "connector" and paths[name].name == "__init__.py")
+        own = mine.split(".")[0] if in_package else None
+        for dep in sorted(map(short, deps)):
+            if own and (dep == own or dep.startswith(own + ".")):
+                continue
+            if not within(dep, rows[mine]):
+                wrong.append(f"{mine} -> {dep}")
+    assert wrong == [], "imports the package map does not allow (docs/internals.md)"

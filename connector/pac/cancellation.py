@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from connector.journal import CancelState
+from connector.journal.model import CancelState
 
 from .base import CancelResult
 from .sat_status import SatStatus

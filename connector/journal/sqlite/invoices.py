@@ -41,12 +41,7 @@ class InvoiceStore(SqliteBase):
 
     def get_id(self, invoice_id: int) -> Entry:
         with self._lock:
-            row = self._db.execute(
-                f"SELECT {INVOICE_COLS} FROM invoices WHERE id=?", (invoice_id,)
-            ).fetchone()
-        if not row:
-            raise JournalError(f"no invoice with id {invoice_id}")
-        return entry_of(row)
+            return self._get_locked(invoice_id)
 
     def admit(
         self,

@@ -182,7 +182,10 @@ def test_the_package_map_names_every_module_and_its_imports_stay_within_its_row(
         return name.removeprefix("connector.") if name != "connector" else "connector"
 
     names = {short(n) for n in graph}
-    assert sorted(names - set(rows)) == [], "modules without a row in docs/internals.md"
+    assert sorted(names - set(rows)) == [], (
+        "modules without a row in the package map of docs/internals.md: add "
+        "| `name` | what it does | what it may import | for each"
+    )
     assert sorted(set(rows) - names) == [], "rows for modules that do not exist"
 
     def within(dep: str, allowed: set[str]) -> bool:
@@ -200,4 +203,7 @@ def test_the_package_map_names_every_module_and_its_imports_stay_within_its_row(
                 continue
             if not within(dep, rows[mine]):
                 wrong.append(f"{mine} -> {dep}")
-    assert wrong == [], "imports the package map does not allow (docs/internals.md)"
+    assert wrong == [], (
+        "imports the package map does not allow: move the import down, or widen the row in "
+        "docs/internals.md if the layering allows it"
+    )

@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails
 
 from connector.cfdi.errors import Problem
 from connector.pac.addresses import SAT_STATUS_URL
@@ -113,6 +121,12 @@ class EmisorConfig(SecretSource):
     key: Path
     series: list[str] = Field(default_factory=list)
     pdf: PdfStyleConfig = Field(default_factory=PdfStyleConfig)
+    # what the default interface tables do not hold (a table source's invoices take them
+    # from here): the emisor's name and régimen fiscal as SAT has them, and the CP where
+    # invoices are issued (LugarExpedicion)
+    nombre: str | None = None
+    regimen_fiscal: str | None = None
+    lugar_expedicion: str | None = None
 
     @field_validator("rfc")
     @classmethod
@@ -218,11 +232,43 @@ class PairConfig(_Cfg):
         return PairSpec(self.header_suffix, self.lines_suffix, self.orphan_seconds)
 
 
+class TableConfig(SecretSource):
+    """A table source's database (``kind = "table"``): an ODBC connection string (``DSN=...``
+    or DSN-less ``DRIVER={...};SERVER=...``) without the password, which comes from
+    ``password_env``/``_file``/``_credential``/``_keyring`` when the database needs one."""
+
+    connection: str
+    dialect: str | None = None  # postgresql, mariadb, mysql, sqlite, mssql, firebird
+    factura: str = "cfdi_factura"  # the header table (or "dbo.cfdi_factura")
+    concepto: str = "cfdi_concepto"  # the lines table
+    encoding: str | None = None  # legacy text columns, e.g. "cp1252"
+    batch: int = Field(default=50, ge=1, le=1000)  # rows claimed at a time
+    lease_seconds: int = Field(default=600, ge=30)  # a claim not renewed this long is free again
+    timeout_seconds: float = Field(default=30.0, gt=0)  # the engine's statement timeout
+    skip_locked: bool | None = None  # None: where the engine is known to have it
+
+    @field_validator("connection")
+    @classmethod
+    def _no_password(cls, v: str) -> str:
+        if re.search(r"(?i)(^|;)\s*(pwd|password)\s*=", v):
+            raise ValueError(
+                "no debe llevar la contraseña (PWD=): use password_env, password_file, "
+                "password_credential o password_keyring"
+            )
+        return v
+
+
+FOLDER_ONLY = ("inbox", "adapter", "output", "archive", "failed")
+
+
 class SourceConfig(_Cfg):
     name: str
-    inbox: Path
+    # "folder": ERP export files in an inbox; "table": rows of the ERP's database tables
+    kind: Literal["folder", "table"] = "folder"
+    inbox: Path | None = None  # folder sources
     work: Path | None = None  # default: <inbox>/../work/<name>
-    adapter: str
+    adapter: str | None = None  # folder sources
+    table: TableConfig | None = None  # table sources
     options: dict[str, Any] = Field(default_factory=dict)
     mapping: Path | None = None
     # model path -> value for a field the ERP leaves empty (``{ Exportacion = "01" }``); the
@@ -238,12 +284,43 @@ class SourceConfig(_Cfg):
     pair: PairConfig | None = None  # header + lines files per export (csv)
     polling: bool = False  # True: never use file-system events, only the poll interval
     poll_seconds: float | None = Field(default=None, gt=0)
-    output: OutputConfig
-    archive: Path
-    failed: Path
+    # where stamped invoices are written as files (a table source: optional copies of the XML,
+    # the PDF and the acuse beside what its rows receive)
+    output: OutputConfig | None = None
+    archive: Path | None = None  # folder sources
+    failed: Path | None = None  # folder sources
     filename_pattern: str = DEFAULT_FILENAME_PATTERN
     # cancellation request files from the ERP (connector.cancel_inbox); None: none taken
     cancel_inbox: Path | None = None
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _kind_needs(cls, data: Any, handler: Any) -> Any:
+        """What each kind cannot do without, reported as missing options one by one (beside
+        every other shape error of the entry)."""
+        missing: list[InitErrorDetails] = []
+        if isinstance(data, dict):
+            kind = data.get("kind", "folder")
+            needed = FOLDER_ONLY if kind == "folder" else ("table",) if kind == "table" else ()
+            missing = [
+                InitErrorDetails(type="missing", loc=(k,), input=data)
+                for k in needed
+                if data.get(k) is None
+            ]
+        try:
+            model = handler(data)
+        except ValidationError as exc:
+            if not missing:
+                raise
+            known = [
+                InitErrorDetails(type=e["type"], loc=e["loc"], input=e["input"],
+                                 ctx=e.get("ctx") or {})  # fmt: skip
+                for e in exc.errors()
+            ]
+            raise ValidationError.from_exception_data(cls.__name__, known + missing) from None
+        if missing:
+            raise ValidationError.from_exception_data(cls.__name__, missing)
+        return model
 
     @field_validator("filename_pattern")
     @classmethod
@@ -458,8 +535,10 @@ def _resolve_paths(cfg: Config, base: Path) -> None:
         s.archive = _resolve(base, s.archive)  # type: ignore[assignment]
         s.failed = _resolve(base, s.failed)  # type: ignore[assignment]
         s.cancel_inbox = _resolve(base, s.cancel_inbox)
+        if isinstance(s.table, TableConfig):
+            s.table.password_file = _resolve(base, s.table.password_file)
         o = s.output
-        if o is None:  # a partial configuration (shape errors)
+        if o is None:  # a table source, or a partial configuration (shape errors)
             continue
         o.xml = _resolve(base, o.xml)  # type: ignore[assignment]
         o.pdf = _resolve(base, o.pdf)
@@ -1078,6 +1157,8 @@ def _check_slow_writers(cfg: Config, rep: _Reporter) -> None:
     an ERP that pauses longer while writing would get its export taken half-written (the
     daemon reads it again when it sees it change, but cannot see every writer)."""
     for i, s in enumerate(cfg.sources):
+        if s.__dict__.get("kind") == "table":
+            continue
         stable = s.__dict__.get("stable_seconds")
         if s.__dict__.get("done_marker") or stable is None or stable >= SAFE_STABLE_SECONDS:
             continue
@@ -1092,6 +1173,73 @@ def _check_slow_writers(cfg: Config, rep: _Reporter) -> None:
         )
 
 
+def table_spec(s: SourceConfig) -> Any:
+    """The ``ConnSpec`` a table source connects with, its password read from its secret
+    (``SecretError`` when it cannot be). The result holds a secret: never log it."""
+    from connector.adapters.table.odbc import ConnSpec
+
+    t = s.table
+    assert t is not None
+    given = t.password_env or t.password_file or t.password_keyring or t.password_credential
+    password = read_secret(t, f"la base de datos de la fuente {s.name!r}") if given else None
+    return ConnSpec(
+        t.connection,
+        password=password,
+        dialect=t.dialect,
+        timeout_seconds=t.timeout_seconds,
+        encoding=t.encoding,
+    )
+
+
+TABLE_EMISOR_FIELDS = {
+    "nombre": "Emisor.Nombre",
+    "regimen_fiscal": "Emisor.RegimenFiscal",
+    "lugar_expedicion": "LugarExpedicion",
+}
+
+
+def _check_table_emisores(cfg: Config, rep: _Reporter) -> None:
+    """The default interface tables hold no emisor: a table source without its own mapping
+    takes name, régimen and LugarExpedicion from its emisor's configuration."""
+    for i, s in enumerate(cfg.sources):
+        if s.__dict__.get("kind") != "table" or s.__dict__.get("mapping") is not None:
+            continue
+        for j, e in enumerate(cfg.emisores):
+            if e.__dict__.get("rfc") != (s.__dict__.get("emisor") or "").upper():
+                continue
+            for key, cfdi in TABLE_EMISOR_FIELDS.items():
+                if not e.__dict__.get(key):
+                    rep.add(
+                        "CONN-CFG-EMISOR",
+                        f"emisores[{rep.ix('emisores', j)}].{key}",
+                        f"La fuente de tablas {_label(s, 'sources', i)} toma {cfdi} de la "
+                        f"configuración del emisor {e.rfc} (las tablas no lo traen): agregue "
+                        f"{key} a su [[emisores]].",
+                    )
+
+
+def _check_table_databases(cfg: Config, rep: _Reporter) -> None:
+    """Each table source's database, connected to (never written): every problem at once."""
+    from connector.adapters.table.check import check_table_source
+
+    for i, s in enumerate(cfg.sources):
+        t = s.__dict__.get("table")
+        if s.__dict__.get("kind") != "table" or not isinstance(t, TableConfig):
+            continue
+        kp = f"sources[{rep.ix('sources', i)}].table"
+        try:
+            spec = table_spec(s)
+        except SecretError as exc:
+            rep.add(exc.code, kp, exc.message)
+            continue
+        found = check_table_source(
+            spec, factura_table=t.factura, concepto_table=t.concepto, source=s.name
+        )
+        for p in found:
+            at = f" [{p.location}]" if p.location and p.location != s.name else ""
+            rep.add(p.code, kp, f"{p.message}{at}")
+
+
 Check = Callable[[Config, _Reporter], None]
 SHALLOW_CHECKS: list[Check] = [
     _check_duplicates,
@@ -1099,6 +1247,7 @@ SHALLOW_CHECKS: list[Check] = [
     _check_pac_urls,
     _check_pac_proxies,
     _check_references,
+    _check_table_emisores,
     _check_adapters,
 ]
 DEEP_CHECKS: list[Check] = [
@@ -1109,6 +1258,7 @@ DEEP_CHECKS: list[Check] = [
     _check_pac_network_files,
     _check_secret_modes,
     _check_source_files,
+    _check_table_databases,
 ]
 
 
@@ -1254,6 +1404,10 @@ def source_mapping(s: SourceConfig) -> Any:
     mapping = Mapping.from_toml(s.mapping) if s.mapping is not None else None
     if not s.defaults:
         return mapping
+    if mapping is None and s.kind == "table":
+        from connector.adapters.table.source import default_mapping
+
+        mapping = default_mapping()
     if mapping is None:
         from connector.adapters.base import get_adapter
 

@@ -28,6 +28,7 @@ import structlog
 
 from connector.adapters.files.finishing import FileOutcome, deliver_outputs
 from connector.adapters.files.units import FileUnits
+from connector.adapters.table.runner import TableUnits, instance_name
 from connector.cancellations import CancellationFollower
 from connector.cfdi.errors import Problem
 from connector.config import Config, PacConfig, SourceConfig, load_csd, source_mapping
@@ -80,6 +81,9 @@ class Pipeline(InvoiceFlow):
         self.pdf = PdfRenderer(default_processes() if processes is None else processes)
         self._init_flow(cfg.daemon.workers, max_inflight)
         self.files = FileUnits(self)
+        # this connector's name in the table rows it claims (the same across restarts)
+        self.instance = instance_name(cfg.path)
+        self.tables = TableUnits(self, self.instance)
         self._watchers: list[Any] = []
         self._last_status = 0.0
         self._last_redeliver = time.monotonic()
@@ -117,7 +121,7 @@ class Pipeline(InvoiceFlow):
         return self.files.process_file(src, work, **kw)
 
     def _kinds(self) -> list[Any]:
-        return [self.files]
+        return [self.files, self.tables]
 
     def _after_invoice(self, invoice_id: int) -> None:
         for kind in self._kinds():
@@ -197,15 +201,19 @@ class Pipeline(InvoiceFlow):
                 continue
             if s.pac not in self.pacs:
                 continue
-            built[s.name] = SourceRuntime(
-                cfg=s,
-                emisor=emisor,
-                pac=self.pacs[s.pac],
-                mapping=mapping,
-                csd=csd,
-                kind=self.files,
-                folder=self.files.make_folder(s, self.cfg.daemon.poll_seconds),
-            )
+            src = SourceRuntime(cfg=s, emisor=emisor, pac=self.pacs[s.pac], mapping=mapping,
+                                csd=csd)  # fmt: skip
+            if s.kind == "table":
+                try:
+                    src.table = self.tables.make_table(s, emisor, mapping)
+                except Exception as exc:  # the password's secret
+                    problems.append(as_problem(exc, f"sources.{s.name}.table", "CONN-CFG-SECRETO"))
+                    continue
+                src.kind = self.tables
+            else:
+                src.folder = self.files.make_folder(s, self.cfg.daemon.poll_seconds)
+                src.kind = self.files
+            built[s.name] = src
         return built, problems
 
     def _watch(self, src: SourceRuntime) -> None:
@@ -288,6 +296,7 @@ class Pipeline(InvoiceFlow):
             self._executor = None
         self.pdf.close()
         self.cancellations.close()
+        self.tables.close()
         for rt in self.pacs.values():
             with contextlib.suppress(Exception):
                 rt.driver.close()
@@ -325,9 +334,12 @@ class Pipeline(InvoiceFlow):
             due = self._next_retry_in()
             if due is not None:
                 interval = min(interval, max(0.05, due))
-            if self.inbox_waiting() or self.files.settling:  # look again when it may be stable
-                stable = min(s.cfg.stable_seconds for s in self.sources.values())
+            folders = [s for s in self.sources.values() if s.folder is not None]
+            if folders and (self.inbox_waiting() or self.files.settling):  # stable soon?
+                stable = min(s.cfg.stable_seconds for s in folders)
                 interval = min(interval, max(0.05, stable / 2))
+            if self.tables.more:  # a full batch (or no room for one): more rows may wait
+                interval = min(interval, 0.05 if self.in_flight() < self.max_inflight else 0.2)
             if max_wait is not None:
                 interval = min(interval, max_wait)
             self.wake.wait(interval)
@@ -343,6 +355,7 @@ class Pipeline(InvoiceFlow):
 
         self._dispatch_due_retries()
         self.files.read_settled()
+        self.tables.more = False
         taken = 0
         for src in list(self.sources.values()):
             if stopped():
@@ -425,6 +438,7 @@ class Pipeline(InvoiceFlow):
             "at": datetime.now().isoformat(timespec="seconds"),
             "pacs": {name: rt.state() for name, rt in self.pacs.items()},
             "in_flight": len(self._inflight),
+            **({"tables": self.tables.state()} if self.tables.state() else {}),
             **self.status_more(),
         }
         with contextlib.suppress(OSError):

@@ -40,3 +40,16 @@ def _fresh_logging() -> Iterator[None]:
     pytest closes after the test: give every test structlog's defaults back afterwards."""
     yield
     structlog.reset_defaults()
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[object]:
+    """The bundled sandbox PAC on a free port of 127.0.0.1 (real HTTP SOAP)."""
+    from connector.pac.sandbox import SandboxPac
+
+    pac = SandboxPac.demo(tmp_path / "pac.db")
+    pac.start()
+    try:
+        yield pac
+    finally:
+        pac.close()

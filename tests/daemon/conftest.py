@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -135,18 +135,6 @@ errors = "out/errors"
     path = base / "connector.toml"
     path.write_text(cfg, encoding="utf-8")
     return path
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[object]:
-    from connector.pac.sandbox import SandboxPac
-
-    pac = SandboxPac.demo(tmp_path / "pac.db")
-    pac.start()
-    try:
-        yield pac
-    finally:
-        pac.close()
 
 
 @pytest.fixture

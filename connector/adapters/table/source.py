@@ -215,6 +215,18 @@ class TableSource:
         won = self._run(claim, "reclamar filas")
         return self.read(won) if won else []
 
+    def held(self, instance: str) -> list[Claimed]:
+        """The invoices of the rows ``instance`` holds (a restart takes them back at once)."""
+        sql = self._sql().held()
+
+        def work(cur: Any) -> list[int]:
+            ids = [int(r[0]) for r in cur.execute(sql, instance).fetchall()]
+            cur.connection.commit()
+            return ids
+
+        ids = self._run(work, "buscar filas tomadas")
+        return self.read(ids) if ids else []
+
     def read(self, ids: Sequence[int]) -> list[Claimed]:
         """The invoices of rows ``ids`` (headers, then all their lines in one query per chunk)
         as record trees; each bad value is a coded problem on its invoice."""

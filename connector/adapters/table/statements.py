@@ -82,6 +82,15 @@ class Statements:
             guard += f" OR {q('uuid')} IS NULL OR {q('uuid')} = ?"
         return f"UPDATE {self.t} SET {sets} WHERE {q('id')} = ? AND ({guard})"
 
+    def held(self) -> str:
+        """Parameters: instance. The rows an instance holds (``EN_PROCESO``, claimed by it):
+        after a restart it takes them back at once, without waiting for their lease."""
+        q = self._q
+        return (
+            f"SELECT {q('id')} FROM {self.t} WHERE {q('estado')} = '{IN_PROGRESS}' "
+            f"AND {q('reclamado_por')} = ? ORDER BY {q('id')}"
+        )
+
     def release(self) -> str:
         """Parameters: id, instance."""
         q = self._q

@@ -1,0 +1,416 @@
+"""The table source kind: its units of work are batches of claimed rows. Each poll claims a
+batch (a guarded update, committed before any work), reads the rows and their lines, hands each
+invoice to the invoice flow's admission, and writes each outcome back into its row: ``TIMBRADO``
+with the UUID, the stamped XML and the acuse once the journal recorded the stamp (the flow's
+delivery), ``ERROR`` with the coded Spanish error once the journal recorded the failure (or at
+once for a row refused before the journal).
+
+The row's ``referencia`` (written at claim time) is the one the invoice is sent under; a row
+taken again after its lease expired (its holder died) is sent only after the PAC was asked by
+that referencia. After a restart this instance takes back the rows it holds at once; its
+invoices continue from the journal (a stamped one is only written back).
+
+The database going away pauses that source (backoff up to a minute, in the log and in
+``status``); nothing is lost: claims not written back stay with their lease, outcomes not
+written are kept and written when the database is back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from connector.config import SourceConfig, table_spec
+from connector.flow.runtime import Admitted, SourceRuntime, entry_errors, item_errors
+from connector.flow.sending import DeliveryError
+from connector.journal import FINAL_STATES, Entry, State
+from connector.sinks import ItemError
+
+from .odbc import TableError
+from .schema import ERROR
+from .source import Claimed, Outcome, TableSource
+
+if TYPE_CHECKING:
+    from connector.flow.sending import InvoiceFlow
+
+log = structlog.get_logger("connector.pipeline")
+
+_ROW = re.compile(r" id=(\d+)$")
+_MAX_PAUSE = 60.0
+
+
+def instance_name(config_path: object) -> str:
+    """This connector's name in the rows it claims: the host and its configuration file, the
+    same across restarts (a restart takes its rows back at once)."""
+    digest = hashlib.sha256(str(config_path).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}:{digest}"[:100]
+
+
+def row_location(table: str, row_id: int) -> str:
+    return f"{table} id={row_id}"
+
+
+@dataclass
+class _Db:
+    """One table source's database: its connection (one at a time, under ``lock``) and the
+    state of its pause after a failure."""
+
+    table: TableSource
+    lock: threading.Lock
+    paused_until: float = 0.0
+    delay: float = 0.0
+    error: TableError | None = None
+
+
+class TableUnits:
+    """Every table source of one pipeline (``flow``)."""
+
+    def __init__(self, flow: InvoiceFlow, instance: str) -> None:
+        self.flow = flow
+        self.instance = instance
+        self._lock = threading.RLock()
+        self._dbs: dict[str, _Db] = {}
+        self._rows_of: dict[int, set[tuple[str, int]]] = {}  # invoice → rows waiting for it
+        self._unwritten: dict[tuple[str, int], Outcome] = {}  # errors not yet written back
+        self.errors_written = 0  # rows written back ERROR since start (run --once)
+        self.more = False  # the last poll filled a batch, or found no room: poll again soon
+
+    # --- the source's database --------------------------------------------------------------
+
+    def make_table(self, s: SourceConfig, emisor: Any, mapping: Any) -> TableSource:
+        t = s.table
+        assert t is not None
+        table = TableSource(
+            table_spec(s),
+            emisor={
+                "Rfc": emisor.rfc,
+                "Nombre": emisor.nombre or "",
+                "RegimenFiscal": emisor.regimen_fiscal or "",
+                "LugarExpedicion": emisor.lugar_expedicion or "",
+            },
+            factura_table=t.factura,
+            concepto_table=t.concepto,
+            skip_locked=t.skip_locked,
+            mapping=mapping,
+        )
+        with self._lock:
+            old = self._dbs.pop(s.name, None)
+            self._dbs[s.name] = _Db(table, threading.Lock())
+        if old is not None:
+            with old.lock:
+                old.table.close()
+        return table
+
+    def close(self) -> None:
+        with self._lock:
+            dbs = list(self._dbs.values())
+        for db in dbs:
+            with db.lock:
+                db.table.close()
+
+    def clean(self, src: SourceRuntime, today: Any) -> None:
+        """Nothing a kill leaves behind in a database (claims have leases)."""
+
+    def _use(self, src: SourceRuntime, work: Callable[[TableSource], Any]) -> Any:
+        """``work`` on the source's database; a failure pauses the source (``TableError``
+        raised again for the caller to keep what it could not write)."""
+        db = self._dbs[src.cfg.name]
+        with db.lock:
+            try:
+                result = work(db.table)
+            except TableError as exc:
+                self._pause(src, db, exc)
+                raise
+        if db.error is not None:
+            log.info("table_source_resumed", source=src.cfg.name)
+            db.error, db.delay = None, 0.0
+        return result
+
+    def _pause(self, src: SourceRuntime, db: _Db, exc: TableError) -> None:
+        db.delay = min(_MAX_PAUSE, max(1.0, db.delay * 2))
+        db.paused_until = time.monotonic() + db.delay
+        first = db.error is None or db.error.code != exc.code
+        db.error = exc
+        if first:
+            log.error("table_source_paused", source=src.cfg.name, code=exc.code,
+                      message=exc.message, retry_in=db.delay)  # fmt: skip
+            assert self.flow.journal is not None
+            self.flow.journal.note_failure(
+                src.cfg.name,
+                src.cfg.table.factura if src.cfg.table else "",
+                exc.code,
+                f"{exc.message} La fuente de tablas {src.cfg.name!r} queda en pausa y lo "
+                "intenta de nuevo sola (las demás fuentes siguen); no se pierde nada.",
+                location=exc.where,
+            )
+
+    def _paused(self, src: SourceRuntime) -> bool:
+        db = self._dbs.get(src.cfg.name)
+        return db is None or time.monotonic() < db.paused_until
+
+    def state(self) -> dict[str, Any]:
+        """Each table source's state for the status file."""
+        out = {}
+        for name, db in list(self._dbs.items()):
+            out[name] = (
+                {"estado": "en pausa", "codigo": db.error.code, "mensaje": db.error.message}
+                if db.error is not None
+                else {"estado": "activa"}
+            )
+        return out
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def poll(self, src: SourceRuntime, stop: Callable[[], bool]) -> int:
+        """Claim a batch of pending rows and admit their invoices. Returns rows taken."""
+        if self._paused(src):
+            return 0
+        self._write_unwritten(src)
+        assert src.cfg.table is not None
+        room = self.flow.max_inflight - self.flow.in_flight()
+        limit = min(src.cfg.table.batch, room)
+        self.more = self.more or limit <= 0
+        if limit <= 0 or stop():
+            return 0
+        lease = src.cfg.table.lease_seconds
+        try:
+            claimed = self._use(src, lambda t: t.claim_batch(limit, lease, self.instance))
+        except TableError:
+            return 0
+        if claimed:
+            self._take(src, claimed)
+        self.more = self.more or len(claimed) >= limit
+        return len(claimed)
+
+    def _take(self, src: SourceRuntime, claimed: Sequence[Claimed]) -> None:
+        """Admit the invoices of claimed rows; refused ones are written back at once."""
+        journal = self.flow.journal
+        assert journal is not None and src.cfg.table is not None
+        table = self._dbs[src.cfg.name].table
+        factura = src.cfg.table.factura
+        try:
+            with self.flow._stage("parse_map"):
+                inputs = table.load(claimed)
+        except Exception as exc:  # never crash the daemon on one batch
+            log.exception("load_failed", source=src.cfg.name)
+            problem = {"code": "CONN-ADAPTADOR", "path": "",
+                       "message": f"Error interno al leer la fila: {type(exc).__name__}: {exc}"}  # fmt: skip
+            admitted = [
+                Admitted(row_location(factura, c.id), None, [{**problem,
+                         "location": row_location(factura, c.id)}])  # fmt: skip
+                for c in claimed
+            ]
+        else:
+            admitted = []
+            seen: dict[tuple[str, str, str], str] = {}
+            with journal.batch():
+                for c, inp in zip(claimed, inputs, strict=True):
+                    where = row_location(factura, c.id)
+                    try:
+                        with self.flow._stage("validate_seal"):
+                            a = self.flow.admit(
+                                src, inp, where, source_file=f"tabla {where}", seen=seen,
+                                referencia=c.referencia or None, maybe_sent=c.attempt > 1,
+                            )  # fmt: skip
+                    except Exception as exc:
+                        log.exception("invoice_failed_internal", row=where)
+                        a = Admitted(where, None, [
+                            {"code": "CONN-INTERNO", "path": "", "location": where,
+                             "message": f"Error interno al procesar la factura: {exc}"}])  # fmt: skip
+                    admitted.append(a)
+        errors: list[tuple[int, Outcome]] = []
+        with self._lock:
+            for c, a in zip(claimed, admitted, strict=True):
+                if a.invoice_id is None:
+                    errors.append((c.id, _error(item_errors(a.problems, a.location, ""))))
+                    continue
+                self._rows_of.setdefault(a.invoice_id, set()).add((src.cfg.name, c.id))
+        self._write_errors(src, errors)
+        self.flow.dispatch_admitted(admitted)
+        for a in admitted:  # failed already (invalid, same content again): written back now
+            if a.invoice_id is not None and a.action is None:
+                self.after_invoice(a.invoice_id)
+        log.info("rows_taken", source=src.cfg.name, rows=len(claimed))
+
+    def after_invoice(self, invoice_id: int) -> None:
+        """An invoice left flight: a failed one's rows get the error; a delivered one's rows
+        were written by its delivery; one still waiting (retry) keeps its rows."""
+        with self._lock:
+            rows = self._rows_of.get(invoice_id)
+        if not rows:
+            return
+        assert self.flow.journal is not None
+        e = self.flow.journal.get_id(invoice_id)
+        if e.state not in FINAL_STATES:
+            return
+        with self._lock:
+            rows = self._rows_of.pop(invoice_id, set())
+        if e.state is State.DELIVERED:
+            return
+        by_source: dict[str, list[tuple[int, Outcome]]] = {}
+        for source, row_id in rows:
+            out = _error(entry_errors(e, e.location))
+            by_source.setdefault(source, []).append((row_id, out))
+        for source, items in by_source.items():
+            src = self.flow.sources.get(source)
+            if src is not None:
+                self._write_errors(src, items)
+
+    def _write_errors(self, src: SourceRuntime, items: list[tuple[int, Outcome]]) -> None:
+        if not items:
+            return
+        try:
+            self._use(src, lambda t: t.write_back_many(items))
+        except TableError:  # kept: written when the database is back
+            with self._lock:
+                for row_id, out in items:
+                    self._unwritten[(src.cfg.name, row_id)] = out
+            return
+        self.errors_written += len(items)
+        for row_id, out in items:
+            log.info("row_error_written", source=src.cfg.name, row=row_id, code=out.error_codigo)
+
+    def _write_unwritten(self, src: SourceRuntime) -> None:
+        with self._lock:
+            items = [(r, o) for (s, r), o in self._unwritten.items() if s == src.cfg.name]
+            for r, _ in items:
+                self._unwritten.pop((src.cfg.name, r), None)
+        self._write_errors(src, items)
+
+    def idle(self) -> bool:
+        with self._lock:
+            return not self._rows_of and not self._unwritten
+
+    @property
+    def settling(self) -> bool:
+        return False
+
+    def retry_stuck(self) -> None:
+        """Leases of the rows still waiting renewed (a long PAC outage), outcomes not written
+        written, rows this instance holds and no invoice carries taken back."""
+        with self._lock:
+            held: dict[str, list[int]] = {}
+            for rows in self._rows_of.values():
+                for source, row_id in rows:
+                    held.setdefault(source, []).append(row_id)
+        for name, src in list(self.flow.sources.items()):
+            if src.table is None or self._paused(src):
+                continue
+            self._write_unwritten(src)
+            assert src.cfg.table is not None
+            lease = src.cfg.table.lease_seconds
+            ids = held.get(name, [])
+            try:
+                if ids:
+                    self._use(src, lambda t, ids=ids, lease=lease: t.renew(ids, lease, self.instance))
+                self._take_back(src, known=set(ids))
+            except TableError:
+                continue
+
+    def resume(self) -> None:
+        """The rows this instance held when it stopped (a crash, a kill): taken back now."""
+        for src in list(self.flow.sources.values()):
+            if src.table is not None:
+                try:
+                    self._take_back(src, known=set())
+                except TableError:
+                    continue  # paused: taken back by the periodic tick
+
+    def _take_back(self, src: SourceRuntime, known: set[int]) -> None:
+        claimed = self._use(src, lambda t: t.held(self.instance))
+        claimed = [c for c in claimed if c.id not in known]
+        if claimed:
+            log.info("rows_taken_back", source=src.cfg.name, rows=len(claimed))
+            self._take(src, claimed)
+
+    # --- the table way of delivering --------------------------------------------------------
+
+    def wants_acuse(self, src: SourceRuntime) -> bool:
+        return True  # the row has its acuse column
+
+    def _rows(self, src: SourceRuntime, e: Entry) -> list[int]:
+        """The rows an invoice is written back into: the row it was first admitted from and
+        every row that brought it since (a duplicate row of the same invoice)."""
+        with self._lock:
+            rows = {r for s, r in self._rows_of.get(e.id, ()) if s == src.cfg.name}
+        m = _ROW.search(e.location or "")
+        if m and e.source == src.cfg.name:
+            rows.add(int(m.group(1)))
+        return sorted(rows)
+
+    def deliver(self, src: SourceRuntime, e: Entry, *, cancelled: bool) -> dict[str, str]:
+        """The row gets TIMBRADO, the UUID, the stamped XML and the acuse; files too when the
+        source has output folders."""
+        assert e.uuid and e.stamped_xml is not None
+        outputs: dict[str, str] = {}
+        if src.cfg.output is not None:
+            from connector.adapters.files.finishing import deliver_outputs
+
+            try:
+                outputs = deliver_outputs(
+                    src.cfg, src.emisor, e, cancelled=cancelled, renderer=self.flow.pdf
+                )
+            except OSError as exc:
+                raise DeliveryError(
+                    "CONN-ENTREGA",
+                    f"{e.label} está timbrada (UUID {e.uuid}) pero no se pudieron escribir sus "
+                    f"archivos: {exc.strerror or exc}. Se reintenta sola.",
+                ) from exc
+        self._write_stamped(src, e, e.acuse)
+        rows = self._rows(src, e)
+        return {**outputs, "fila": ",".join(str(r) for r in rows)}
+
+    def write_acuse(self, src: SourceRuntime, e: Entry, acuse: bytes) -> dict[str, str]:
+        self._write_stamped(src, e, acuse)
+        return {}
+
+    def _write_stamped(self, src: SourceRuntime, e: Entry, acuse: bytes | None) -> None:
+        rows = self._rows(src, e)
+        if not rows:
+            raise DeliveryError(
+                "CONN-BD-FILA",
+                f"{e.label} está timbrada (UUID {e.uuid}) pero no se sabe en qué fila de "
+                f"{src.cfg.name} escribirla. Se reintenta sola.",
+            )
+        assert e.uuid and e.stamped_xml is not None
+        out = Outcome.stamped(e.uuid, fecha_timbrado(e.stamped_xml), e.stamped_xml, acuse)
+        try:
+            written = self._use(src, lambda t: t.write_back_many([(r, out) for r in rows]))
+        except TableError as exc:
+            raise DeliveryError(
+                exc.code,
+                f"{e.label} está timbrada (UUID {e.uuid}) pero no se pudo escribir en su fila: "
+                f"{exc.message} Se reintenta sola.",
+            ) from None
+        for r, ok in zip(rows, written, strict=True):
+            if not ok:  # a row already TIMBRADO with another UUID: never overwritten
+                log.error("row_not_written", source=src.cfg.name, row=r, uuid=e.uuid)
+
+
+_TFD = "{http://www.sat.gob.mx/TimbreFiscalDigital}TimbreFiscalDigital"
+
+
+def fecha_timbrado(stamped_xml: bytes) -> str | None:
+    """The TFD's FechaTimbrado of a stamped CFDI (None when it has none)."""
+    from lxml import etree
+
+    root = etree.fromstring(stamped_xml, etree.XMLParser(resolve_entities=False, no_network=True))
+    tfd = next(root.iter(_TFD), None)
+    return (tfd.get("FechaTimbrado") or None) if tfd is not None else None
+
+
+def _error(errors: list[ItemError]) -> Outcome:
+    """The ERROR a row gets: every code, and each message with where it was found."""
+    codes = ", ".join(dict.fromkeys(x.code for x in errors)) or "CONN-ERROR"
+    text = " | ".join(
+        f"{x.code}: {x.message}" + (f" ({x.path})" if x.path else "") for x in errors
+    )
+    return Outcome(ERROR, error_codigo=codes, error_mensaje=text)

@@ -1,0 +1,64 @@
+"""The daemon on table sources, end to end per engine: rows claimed over real ODBC, stamped by
+the sandbox PAC over real HTTP, the outcome written back into each row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from connector.config import check_config
+from connector.pipeline import Pipeline
+
+from .conftest import Db, insert_invoice
+from .daemon_support import RECEPTOR, rows, table_config
+
+
+def _pipeline(config: Path) -> Pipeline:
+    cfg, problems = check_config(config)
+    assert cfg is not None, problems
+    pipe = Pipeline(cfg)
+    pipe.start()
+    return pipe
+
+
+def _stamps(sandbox) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+    from lxml import etree
+
+    out: dict[str, list[str]] = {}
+    for rec in sandbox.store.stamps():
+        folio = etree.fromstring(rec.xml).get("Folio") or ""
+        out.setdefault(folio, []).append(rec.uuid)
+    return out
+
+
+def test_rows_are_stamped_and_written_back_and_bad_rows_get_their_coded_error(
+    db: Db, sandbox, tmp_path: Path
+) -> None:
+    conn = db.connect()
+    for i in (1, 2, 3):
+        insert_invoice(conn, db, i, **RECEPTOR)
+    bad_rfc = {**RECEPTOR, "receptor_rfc": "CACX7605101P"}  # an RFC SAT rejects
+    insert_invoice(conn, db, 4, **bad_rfc)
+    insert_invoice(conn, db, 5, lines=[], **RECEPTOR)  # PENDIENTE before its lines were written
+    insert_invoice(conn, db, 6, estado=None, **RECEPTOR)  # not ready: never touched
+    pipe = _pipeline(table_config(tmp_path, db, sandbox))
+    try:
+        assert pipe.run_until_idle(120)
+    finally:
+        pipe.close()
+    got = rows(conn, "estado", "uuid", "xml", "acuse", "fecha_timbrado", "error_codigo",
+               "error_mensaje", "referencia")  # fmt: skip
+    stamps = _stamps(sandbox)
+    for i in (1, 2, 3):
+        estado, uuid, xml, acuse, fecha, code, _, referencia = got[i]
+        assert (estado, code) == ("TIMBRADO", None)
+        assert stamps[str(i)] == [uuid]  # stamped once, and this is its UUID
+        assert uuid in xml and "TimbreFiscalDigital" in xml
+        assert acuse and fecha is not None and referencia
+    estado, uuid, _, _, _, code, message, _ = got[4]
+    assert (estado, uuid) == ("ERROR", None)
+    assert "Rfc" in message and code  # coded, saying which field
+    assert got[5][0] == "ERROR" and got[5][5] == "CONN-BD-SIN-CONCEPTOS"
+    assert "líneas" in got[5][6]
+    assert got[6][0] is None and got[6][1] is None
+    assert set(stamps) == {"1", "2", "3"}
+    conn.close()

@@ -355,6 +355,18 @@ def _add_daemon_commands(sub: argparse._SubParsersAction) -> None:
         help="sirve /healthz, /readyz y /metrics (Prometheus) en esa dirección, p. ej. "
         "127.0.0.1:9464 (o [daemon] http en la configuración)",
     )
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help="procesa todo lo que espera en cada fuente (archivos y filas) y termina: "
+        "0 si todo se entregó, 1 si algo falló (para tareas programadas)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=3600.0,
+        help="con --once: segundos máximos (lo que quede se reanuda en la siguiente ejecución)",
+    )
     p.set_defaults(func=lazy("connector.daemon", "cmd_run"))
 
     p = sub.add_parser("submit", help="procesa un archivo ahora e imprime el resultado")

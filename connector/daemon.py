@@ -233,7 +233,49 @@ def cmd_run(args: argparse.Namespace) -> int:
     for p in warnings:  # in the log, one event each (a service has no terminal)
         log.warning("config_warning", code=p.code, location=p.location or p.path,
                     message=p.message)  # fmt: skip
+    if getattr(args, "once", False):
+        return run_once(cfg, timeout=args.timeout)
     return run_daemon(cfg, config_path=Path(args.config))
+
+
+def run_once(cfg: Config, *, timeout: float = 3600.0) -> int:
+    """``run --once``: everything waiting in every source (files and rows) processed, then
+    exit: 0 when all were delivered, 1 when some failed or did not finish within ``timeout``
+    (what is unfinished is resumed by the next run), 2 when it could not start."""
+    from connector.pipeline import Pipeline, PipelineError
+
+    lock = _lock_journal(cfg, "run --once", sys.stderr)
+    if lock is None:
+        return 2
+    try:
+        pipe = Pipeline(cfg)
+        try:
+            pipe.start(watch=False)
+        except PipelineError as exc:
+            for p in exc.problems:
+                print(f"{p.code} [{p.path}] {p.message}", file=sys.stderr)
+            return 2
+        try:
+            done = pipe.run_until_idle(timeout)
+        finally:
+            pipe.close(wait=True)
+        files = pipe.finished
+        failed_files = [o for o in files if o.errors]
+        delivered = sum(len(o.delivered) for o in files)
+        print(
+            f"{len(files)} archivo(s): {delivered} factura(s) entregada(s), "
+            f"{len(failed_files)} archivo(s) con errores; "
+            f"{pipe.tables.rows_written} fila(s) timbrada(s), "
+            f"{pipe.tables.errors_written} fila(s) con error."
+        )
+        if not done:
+            print(
+                f"CONN-UNA-VEZ No se terminó todo en {timeout:g} s (el PAC o la base de datos "
+                "no responden); lo pendiente se reanuda en la siguiente ejecución."
+            )
+        return 0 if done and not failed_files and not pipe.tables.errors_written else 1
+    finally:
+        lock.release()
 
 
 def _reload(pipe: Any, path: Path, log: Any) -> None:
@@ -631,6 +673,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
             if not dry:
                 j.reset(e.id)
             print(f"{'[simulación] ' if dry else ''}Factura {e.label} reiniciada ({e.state}).")
+            with contextlib.suppress(KeyError):
+                if cfg.source(e.source).kind == "table" and not dry:
+                    from connector.adapters.table.odbc import TableError
+                    from connector.adapters.table.runner import reset_row
+
+                    try:
+                        print(f"Tabla: {reset_row(cfg.source(e.source), e.location)}.")
+                    except TableError as exc:
+                        print(f"{exc.code} {exc.message}")
+                        return 1
         elif args.file:
             failed = j.files(FileState.FAILED)
             # the file as it is in failed/ (exact name); else the ERP's name, if only one

@@ -98,6 +98,12 @@ def db(request: pytest.FixtureRequest, _databases: dict[str, Db]) -> Db:
     return fresh_tables(_databases[request.param])
 
 
+@pytest.fixture
+def sqlite_db(_databases: dict[str, Db]) -> Db:
+    """The SQLite file with fresh default tables (tests of what no engine changes)."""
+    return fresh_tables(_databases["sqlite"])
+
+
 @pytest.fixture(params=["postgresql", "mariadb"])
 def server_db(request: pytest.FixtureRequest, _databases: dict[str, Db]) -> Db:
     """The engines with a server (connections that can be killed, row locks)."""

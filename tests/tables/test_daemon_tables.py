@@ -3,13 +3,15 @@ the sandbox PAC over real HTTP, the outcome written back into each row."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from connector.config import check_config
 from connector.pipeline import Pipeline
 
 from .conftest import Db, insert_invoice
-from .daemon_support import RECEPTOR, rows, table_config
+from .daemon_support import RECEPTOR, REPO, rows, table_config
 
 
 def _pipeline(config: Path) -> Pipeline:
@@ -61,4 +63,44 @@ def test_rows_are_stamped_and_written_back_and_bad_rows_get_their_coded_error(
     assert "líneas" in got[5][6]
     assert got[6][0] is None and got[6][1] is None
     assert set(stamps) == {"1", "2", "3"}
+    conn.close()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "connector.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+
+
+def test_run_once_exits_1_on_a_bad_row_and_replay_item_stamps_it_once_fixed(
+    sqlite_db: Db, sandbox, tmp_path: Path
+) -> None:
+    db = sqlite_db
+    conn = db.connect()
+    insert_invoice(conn, db, 1, **RECEPTOR)
+    insert_invoice(conn, db, 2, **{**RECEPTOR, "uso_cfdi": "X99"})  # not in SAT's catalog
+    config = table_config(tmp_path, db, sandbox)
+    r = _cli("run", "--config", str(config), "--once", "--timeout", "120")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "1 fila(s) timbrada(s), 1 fila(s) con error" in r.stdout
+    got = rows(conn, "estado", "error_codigo", "error_mensaje")
+    assert got[1][0] == "TIMBRADO"
+    assert got[2][0] == "ERROR" and got[2][1]
+    # the ERP fixes the row; support replays the invoice: the row is PENDIENTE again
+    conn.execute("UPDATE cfdi_factura SET uso_cfdi = 'G03' WHERE id = 2")
+    r = _cli("replay", "--config", str(config), "--item", "A/2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "PENDIENTE" in r.stdout
+    assert rows(conn, "estado")[2] == ("PENDIENTE",)
+    r = _cli("run", "--config", str(config), "--once", "--timeout", "120")
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = rows(conn, "estado", "uuid", "error_codigo")
+    assert got[2][0] == "TIMBRADO" and got[2][2] is None
+    assert {k: len(v) for k, v in _stamps(sandbox).items()} == {"1": 1, "2": 1}
+    # run --once with nothing waiting: exit 0 at once
+    assert _cli("run", "--config", str(config), "--once").returncode == 0
     conn.close()

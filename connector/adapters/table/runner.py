@@ -58,6 +58,29 @@ def row_location(table: str, row_id: int) -> str:
     return f"{table} id={row_id}"
 
 
+def row_of(location: str | None) -> int | None:
+    """The row id in a location ``row_location`` wrote (None: not a row's)."""
+    m = _ROW.search(location or "")
+    return int(m.group(1)) if m else None
+
+
+def reset_row(s: SourceConfig, location: str | None) -> str:
+    """``replay --item`` of an invoice from a table: its ERROR row back to PENDIENTE (the
+    daemon claims it again; its referencia stays). What was done, in Spanish."""
+    row_id = row_of(location)
+    if row_id is None:
+        return "no se encontró su fila"
+    assert s.table is not None
+    table = TableSource(table_spec(s), factura_table=s.table.factura,
+                        concepto_table=s.table.concepto)  # fmt: skip
+    try:
+        done = table.reset(row_id)
+    finally:
+        table.close()
+    where = f"{s.table.factura} id={row_id}"
+    return f"fila {where} regresada a PENDIENTE" if done else f"la fila {where} no está en ERROR"
+
+
 @dataclass
 class _Db:
     """One table source's database: its connection (one at a time, under ``lock``) and the
@@ -81,6 +104,7 @@ class TableUnits:
         self._rows_of: dict[int, set[tuple[str, int]]] = {}  # invoice → rows waiting for it
         self._unwritten: dict[tuple[str, int], Outcome] = {}  # errors not yet written back
         self.errors_written = 0  # rows written back ERROR since start (run --once)
+        self.rows_written = 0  # rows written back TIMBRADO since start
         self.more = False  # the last poll filled a batch, or found no room: poll again soon
 
     # --- the source's database --------------------------------------------------------------
@@ -341,9 +365,9 @@ class TableUnits:
         every row that brought it since (a duplicate row of the same invoice)."""
         with self._lock:
             rows = {r for s, r in self._rows_of.get(e.id, ()) if s == src.cfg.name}
-        m = _ROW.search(e.location or "")
-        if m and e.source == src.cfg.name:
-            rows.add(int(m.group(1)))
+        first = row_of(e.location)
+        if first is not None and e.source == src.cfg.name:
+            rows.add(first)
         return sorted(rows)
 
     def deliver(self, src: SourceRuntime, e: Entry, *, cancelled: bool) -> dict[str, str]:
@@ -364,7 +388,7 @@ class TableUnits:
                     f"{e.label} está timbrada (UUID {e.uuid}) pero no se pudieron escribir sus "
                     f"archivos: {exc.strerror or exc}. Se reintenta sola.",
                 ) from exc
-        self._write_stamped(src, e, e.acuse)
+        self.rows_written += self._write_stamped(src, e, e.acuse)
         rows = self._rows(src, e)
         return {**outputs, "fila": ",".join(str(r) for r in rows)}
 
@@ -372,7 +396,8 @@ class TableUnits:
         self._write_stamped(src, e, acuse)
         return {}
 
-    def _write_stamped(self, src: SourceRuntime, e: Entry, acuse: bytes | None) -> None:
+    def _write_stamped(self, src: SourceRuntime, e: Entry, acuse: bytes | None) -> int:
+        """TIMBRADO into the invoice's rows; how many were written."""
         rows = self._rows(src, e)
         if not rows:
             raise DeliveryError(
@@ -393,6 +418,7 @@ class TableUnits:
         for r, ok in zip(rows, written, strict=True):
             if not ok:  # a row already TIMBRADO with another UUID: never overwritten
                 log.error("row_not_written", source=src.cfg.name, row=r, uuid=e.uuid)
+        return sum(written)
 
 
 _TFD = "{http://www.sat.gob.mx/TimbreFiscalDigital}TimbreFiscalDigital"

@@ -457,6 +457,16 @@ def _add_daemon_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--keep-running", action="store_true", help="sigue vigilando la bandeja al terminar"
     )
+    p.add_argument(
+        "--tables",
+        action="store_true",
+        help="la demostración con tablas (cfdi_factura/cfdi_concepto) en lugar de carpetas",
+    )
+    p.add_argument(
+        "--dsn",
+        metavar="CONEXION",
+        help="con --tables: cadena de conexión ODBC (por omisión un archivo SQLite en la demo)",
+    )
     p.set_defaults(func=lazy("connector.demo.workspace", "cmd_demo"))
 
 

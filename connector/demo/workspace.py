@@ -47,9 +47,12 @@ def build_workspace(
     remote_url: str,
     sat_cert_der: bytes | None = None,
     sat_status_url: str | None = None,
+    table: tuple[str, str | None] | None = None,
 ) -> Path:
     """Folders, CSD, secrets, mappings and ``connector.toml`` under ``base``; returns the config.
-    ``sat_cert_der``: the sandbox's certificate, so every stamp's SelloSAT is verified."""
+    ``sat_cert_der``: the sandbox's certificate, so every stamp's SelloSAT is verified.
+    ``table``: (ODBC connection, dialect): one table source on the default tables instead of
+    the folder sources, in ``tablas.toml`` with its own journal."""
     from connector.demo import erp
 
     base.mkdir(parents=True, exist_ok=True)
@@ -74,7 +77,7 @@ def build_workspace(
         shutil.copyfile(f, maps / f.name)
 
     sources = []
-    for kind, spec in erp.SOURCES.items():
+    for kind, spec in ({} if table else erp.SOURCES).items():
         lines = [
             "[[sources]]",
             f'name = "erp-{kind}"',
@@ -103,12 +106,29 @@ def build_workspace(
             "",
         ]
         sources.append("\n".join(lines))
+    journal = "var/journal.sqlite"
+    if table is not None:
+        journal = "var/journal-tablas.sqlite"
+        dialect = f"dialect = {_toml_str(table[1])}\n" if table[1] else ""
+        sources.append(
+            "[[sources]]\n"
+            'name = "erp-tablas"\n'
+            'kind = "table"   # filas de cfdi_factura / cfdi_concepto (docs/tables.md)\n'
+            f'emisor = "{DEMO_RFC}"\n'
+            'pac = "sandbox"\n'
+            "[sources.table]\n"
+            f"connection = {_toml_str(table[0])}\n{dialect}"
+            "batch = 50\n"
+            "[sources.output]   # opcional: también el XML y el PDF como archivos\n"
+            'xml = "out/xml"\n'
+            'pdf = "out/pdf"\n'
+        )
 
     config = f"""# Configuración de la demostración de cfdi-connector (generada por `cfdi-connector demo`).
 # El PAC es el sandbox local: su puerto cambia en cada ejecución de la demo.
 
 [daemon]
-journal = "var/journal.sqlite"
+journal = "{journal}"
 workers = 16
 poll_seconds = 1.0
 log_level = "info"
@@ -121,6 +141,9 @@ rfc = "{DEMO_RFC}"
 cer = "csd/{CSD_BASE}.cer"
 key = "csd/{CSD_BASE}.key"
 password_file = "secrets/csd.password"   # nunca la contraseña en este archivo
+nombre = "ESCUELA KEMPER URGATE"   # lo que las tablas no traen (fuentes de tablas)
+regimen_fiscal = "601"
+lugar_expedicion = "42501"
 
 [[pacs]]
 name = "sandbox"
@@ -134,7 +157,7 @@ timeout_seconds = 15
 {sat_cert_line}
 
 {chr(10).join(sources)}"""
-    path = base / "connector.toml"
+    path = base / ("tablas.toml" if table else "connector.toml")
     path.write_text(config, encoding="utf-8")
     return path
 
@@ -239,6 +262,10 @@ def _report(pipe: Any, base: Path, out: Any) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     try:
+        if args.tables:
+            from connector.demo.tables import run_table_demo
+
+            return run_table_demo(Path(args.dir), dsn=args.dsn)
         return run_demo(Path(args.dir), keep_running=args.keep_running)
     except OSError as exc:
         print(f"CONN-DEMO No se puede preparar la demostración en {args.dir}: {exc}.")

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyodbc
+
 from connector.config import check_config
 from connector.pipeline import Pipeline
 
@@ -104,3 +106,25 @@ def test_run_once_exits_1_on_a_bad_row_and_replay_item_stamps_it_once_fixed(
     # run --once with nothing waiting: exit 0 at once
     assert _cli("run", "--config", str(config), "--once").returncode == 0
     conn.close()
+
+
+def test_demo_tables_stamps_the_sample_rows_on_sqlite_and_again_on_a_second_run(
+    tmp_path: Path,
+) -> None:
+    import io
+    import re
+
+    from connector.demo.tables import run_table_demo
+
+    for expected_ids in ("1", "5"):  # a second run adds new rows (new folios) and stamps them
+        out = io.StringIO()
+        assert run_table_demo(tmp_path / "demo", out=out) == 0, out.getvalue()
+        text = out.getvalue()
+        assert f"id {expected_ids}" in text
+        assert len(re.findall(r"TIMBRADO +uuid = [0-9A-F-]{36}", text)) == 3, text
+        assert text.count("ERROR") == 1 and "CFDI40160" in text  # UsoCFDI X99
+    conn_str = f"DRIVER={{SQLite3}};DATABASE={tmp_path / 'demo' / 'var' / 'erp.sqlite'}"
+    conn = pyodbc.connect(conn_str)
+    states = [r[0] for r in conn.execute("SELECT estado FROM cfdi_factura ORDER BY id")]
+    conn.close()
+    assert states == ["TIMBRADO"] * 3 + ["ERROR"] + ["TIMBRADO"] * 3 + ["ERROR"]

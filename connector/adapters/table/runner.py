@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -82,15 +82,29 @@ def reset_row(s: SourceConfig, location: str | None) -> str:
 
 
 @dataclass
+class _Writes:
+    """Rows one caller wants written back, waiting for a group commit (``_write_rows``)."""
+
+    items: list[tuple[int, Outcome]]
+    done: bool = False
+    written: list[bool] | None = None
+    error: TableError | None = None
+
+
+@dataclass
 class _Db:
-    """One table source's database: its connection (one at a time, under ``lock``) and the
-    state of its pause after a failure."""
+    """One table source's database: its connection (one at a time, under ``lock``), the
+    write-backs waiting for the next group commit, and the state of its pause after a
+    failure."""
 
     table: TableSource
     lock: threading.Lock
     paused_until: float = 0.0
     delay: float = 0.0
     error: TableError | None = None
+    writes: threading.Condition = field(default_factory=threading.Condition)
+    waiting: list[_Writes] = field(default_factory=list)
+    flushing: bool = False
 
 
 class TableUnits:
@@ -253,8 +267,13 @@ class TableUnits:
         errors: list[tuple[int, Outcome]] = []
         with self._lock:
             for c, a in zip(claimed, admitted, strict=True):
-                if a.invoice_id is None:
-                    errors.append((c.id, _error(item_errors(a.problems, a.location, ""))))
+                if a.invoice_id is None:  # refused before the journal: status lists it
+                    found = item_errors(a.problems, a.location, "")
+                    errors.append((c.id, _error(found)))
+                    for x in found[:1]:
+                        journal.note_failure(src.cfg.name, a.location, x.code, x.message,
+                                             location=a.location,
+                                             once=f"row:{src.cfg.name}:{c.id}:{c.attempt}")  # fmt: skip
                     continue
                 self._rows_of.setdefault(a.invoice_id, set()).add((src.cfg.name, c.id))
         self._write_errors(src, errors)
@@ -288,11 +307,46 @@ class TableUnits:
             if src is not None:
                 self._write_errors(src, items)
 
+    def _write_rows(self, src: SourceRuntime, items: list[tuple[int, Outcome]]) -> list[bool]:
+        """Write outcomes back with a group commit: the write-backs of every worker that
+        arrive while one transaction is being committed go together in the next one (one
+        commit for many rows). Whether each row was written; ``TableError`` when the database
+        failed (nothing of this call was written)."""
+        db = self._dbs[src.cfg.name]
+        mine = _Writes(items)
+        with db.writes:
+            db.waiting.append(mine)
+            while not mine.done and db.flushing:
+                db.writes.wait()
+            if not mine.done:  # this caller commits for everyone waiting
+                db.flushing = True
+                batch, db.waiting = db.waiting, []
+        if not mine.done:
+            try:
+                every = [it for w in batch for it in w.items]
+                written = self._use(src, lambda t: t.write_back_many(every))
+                at = 0
+                for w in batch:
+                    w.written, at = written[at : at + len(w.items)], at + len(w.items)
+            except TableError as exc:
+                for w in batch:
+                    w.error = exc
+            finally:
+                with db.writes:
+                    for w in batch:
+                        w.done = True
+                    db.flushing = False
+                    db.writes.notify_all()
+        if mine.error is not None:
+            raise mine.error
+        assert mine.written is not None
+        return mine.written
+
     def _write_errors(self, src: SourceRuntime, items: list[tuple[int, Outcome]]) -> None:
         if not items:
             return
         try:
-            self._use(src, lambda t: t.write_back_many(items))
+            self._write_rows(src, items)
         except TableError:  # kept: written when the database is back
             with self._lock:
                 for row_id, out in items:
@@ -408,7 +462,7 @@ class TableUnits:
         assert e.uuid and e.stamped_xml is not None
         out = Outcome.stamped(e.uuid, fecha_timbrado(e.stamped_xml), e.stamped_xml, acuse)
         try:
-            written = self._use(src, lambda t: t.write_back_many([(r, out) for r in rows]))
+            written = self._write_rows(src, [(r, out) for r in rows])
         except TableError as exc:
             raise DeliveryError(
                 exc.code,

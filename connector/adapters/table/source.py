@@ -134,6 +134,8 @@ class TableSource:
     skip_locked: bool | None = None  # None: where the engine is known to have it (PostgreSQL)
     mapping: Mapping | None = None
     now: Callable[[], datetime] = field(default=lambda: datetime.now(MEXICO), repr=False)
+    # when set: every statement and commit sent to the database counted (bench/bench_tables.py)
+    round_trips: dict[str, int] | None = field(default=None, repr=False)
     _conn: Any = field(default=None, init=False, repr=False)
     _dialect: Dialect | None = field(default=None, init=False, repr=False)
     _fresh: bool = field(default=False, init=False, repr=False)
@@ -165,7 +167,8 @@ class TableSource:
         conn = self._connection()
         was_fresh, self._fresh = self._fresh, False
         try:
-            return work(conn.cursor())
+            cur = conn.cursor()
+            return work(cur if self.round_trips is None else _Counted(cur, self.round_trips))
         except odbc.pyodbc.Error as exc:
             err = odbc.classify(exc, self.spec.password, where=where)
             if err.code == "CONN-BD-CONEXION":
@@ -419,6 +422,36 @@ class TableSource:
             return n
 
         return self._run(work, where)
+
+
+class _Counted:
+    """A cursor whose statements and commits are counted (``TableSource.round_trips``)."""
+
+    def __init__(self, cur: Any, counts: dict[str, int]) -> None:
+        self._cur, self._counts = cur, counts
+
+    def execute(self, *args: Any) -> Any:
+        self._counts["statements"] = self._counts.get("statements", 0) + 1
+        return self._cur.execute(*args)
+
+    @property
+    def connection(self) -> Any:
+        return _CountedConnection(self._cur.connection, self._counts)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cur, name)
+
+
+class _CountedConnection:
+    def __init__(self, conn: Any, counts: dict[str, int]) -> None:
+        self._conn, self._counts = conn, counts
+
+    def commit(self) -> None:
+        self._counts["commits"] = self._counts.get("commits", 0) + 1
+        self._conn.commit()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
 
 
 # --- values -------------------------------------------------------------------------------------

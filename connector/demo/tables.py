@@ -74,11 +74,8 @@ def _insert_samples(conn: Any, run: str, when: datetime) -> list[int]:
 
 
 def run_table_demo(base: Path, *, dsn: str | None = None, out: Any = None) -> int:
-    from connector.config import check_config
-    from connector.daemon import configure_logging
-    from connector.demo.workspace import _run_prefix, build_workspace
+    from connector.demo.workspace import build_workspace, demo_pipeline
     from connector.pac.sandbox import SandboxPac
-    from connector.pipeline import Pipeline, PipelineError
 
     out = out or sys.stdout
     base = base.resolve()
@@ -95,7 +92,7 @@ def run_table_demo(base: Path, *, dsn: str | None = None, out: Any = None) -> in
     try:
         _create_tables(conn, dialect)
         journal = base / "var" / "journal-tablas.sqlite"
-        run = datetime.now().strftime("R%H%M%S") if journal.exists() else _run_prefix(base / "x")
+        run = datetime.now().strftime("R%H%M%S") if journal.exists() else ""  # new folios
         ids = _insert_samples(conn, run, datetime.now())
     finally:
         conn.close()
@@ -113,19 +110,8 @@ def run_table_demo(base: Path, *, dsn: str | None = None, out: Any = None) -> in
             sat_status_url=sandbox.sat_status_url,
             table=(conn_str, dialect_name or dialect.name),
         )
-        cfg, problems = check_config(config)
-        if cfg is None:
-            for p in problems:
-                print(f"{p.code} [{p.location}] {p.message}", file=out)
-            return 2
-        configure_logging("info", "json", cfg.daemon.log_file)
-        print(f"PAC de pruebas (sandbox) en {sandbox.base_url}", file=out)
-        pipe = Pipeline(cfg)
-        try:
-            pipe.start(watch=False)
-        except PipelineError as exc:
-            for p in exc.problems:
-                print(f"{p.code} [{p.path}] {p.message}", file=out)
+        pipe = demo_pipeline(config, sandbox, out)
+        if pipe is None:
             return 2
         try:
             done = pipe.run_until_idle(timeout=300)

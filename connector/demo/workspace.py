@@ -169,10 +169,8 @@ def _run_prefix(base: Path) -> str:
 
 
 def run_demo(base: Path, *, keep_running: bool = False, out: Any = None) -> int:
-    from connector.daemon import configure_logging
     from connector.demo.erp import write_demo_exports
     from connector.pac.sandbox import SandboxPac
-    from connector.pipeline import Pipeline, PipelineError
 
     out = out or sys.stdout
     base = base.resolve()
@@ -189,25 +187,12 @@ def run_demo(base: Path, *, keep_running: bool = False, out: Any = None) -> int:
             sat_cert_der=sandbox.certificate_der,
             sat_status_url=sandbox.sat_status_url,
         )
-        from connector.config import check_config
-
-        cfg, problems = check_config(config)
-        if cfg is None:
-            for p in problems:
-                print(f"{p.code} [{p.location}] {p.message}", file=out)
-            return 2
-        configure_logging("info", "json", cfg.daemon.log_file)
-        print(f"PAC de pruebas (sandbox) en {sandbox.base_url}", file=out)
         written = write_demo_exports(base / "inbox", datetime.now(), run=run)
         print(f"Exportaciones del ERP en {base / 'inbox'}:", file=out)
         for w in written:
             print(f"  {w.name}", file=out)
-        pipe = Pipeline(cfg)
-        try:
-            pipe.start(watch=keep_running)
-        except PipelineError as exc:
-            for p in exc.problems:
-                print(f"{p.code} [{p.path}] {p.message}", file=out)
+        pipe = demo_pipeline(config, sandbox, out, watch=keep_running)
+        if pipe is None:
             return 2
         try:
             done = pipe.run_until_idle(timeout=300)
@@ -235,6 +220,30 @@ def run_demo(base: Path, *, keep_running: bool = False, out: Any = None) -> int:
     finally:
         sandbox.close()
     return 0
+
+
+def demo_pipeline(config: Path, sandbox: Any, out: Any, *, watch: bool = False) -> Any | None:
+    """The demo's configuration checked and its pipeline started (logging to its var/);
+    None after printing every problem."""
+    from connector.config import check_config
+    from connector.daemon import configure_logging
+    from connector.pipeline import Pipeline, PipelineError
+
+    cfg, problems = check_config(config)
+    if cfg is None:
+        for p in problems:
+            print(f"{p.code} [{p.location}] {p.message}", file=out)
+        return None
+    configure_logging("info", "json", cfg.daemon.log_file)
+    print(f"PAC de pruebas (sandbox) en {sandbox.base_url}", file=out)
+    pipe = Pipeline(cfg)
+    try:
+        pipe.start(watch=watch)
+    except PipelineError as exc:
+        for p in exc.problems:
+            print(f"{p.code} [{p.path}] {p.message}", file=out)
+        return None
+    return pipe
 
 
 def _report(pipe: Any, base: Path, out: Any) -> None:

@@ -399,6 +399,8 @@ def write_back(cfg: Config, j: Journal, req: CancelRequest, out: TextIO | None =
         src, emisor = cfg.source(e.source), cfg.emisor(e.emisor_rfc)
     except KeyError:
         return True  # the source left the configuration: nothing to write beside
+    if src.output is None:
+        return True  # a table source that writes no files: nothing to write beside
     try:
         xml_path = output_paths(src, e)["xml"]
         result = xml_path.with_name(f"{xml_path.stem}_cancelacion.json")

@@ -1198,11 +1198,22 @@ TABLE_EMISOR_FIELDS = {
 }
 
 
-def _check_table_emisores(cfg: Config, rep: _Reporter) -> None:
+def _check_table_sources(cfg: Config, rep: _Reporter) -> None:
     """The default interface tables hold no emisor: a table source without its own mapping
-    takes name, régimen and LugarExpedicion from its emisor's configuration."""
+    takes name, régimen and LugarExpedicion from its emisor's configuration. A table source
+    has no folders of its own: no cancellation inbox."""
     for i, s in enumerate(cfg.sources):
-        if s.__dict__.get("kind") != "table" or s.__dict__.get("mapping") is not None:
+        if s.__dict__.get("kind") != "table":
+            continue
+        if s.__dict__.get("cancel_inbox") is not None:
+            rep.add(
+                "CONN-CFG-VALOR",
+                f"sources[{rep.ix('sources', i)}].cancel_inbox",
+                f"La fuente de tablas {_label(s, 'sources', i)} no tiene carpetas: sus "
+                "cancelaciones se piden con `cfdi-connector cancel --config` (o en la carpeta "
+                "cancel_inbox de una fuente de carpetas del mismo emisor).",
+            )
+        if s.__dict__.get("mapping") is not None:
             continue
         for j, e in enumerate(cfg.emisores):
             if e.__dict__.get("rfc") != (s.__dict__.get("emisor") or "").upper():
@@ -1247,7 +1258,7 @@ SHALLOW_CHECKS: list[Check] = [
     _check_pac_urls,
     _check_pac_proxies,
     _check_references,
-    _check_table_emisores,
+    _check_table_sources,
     _check_adapters,
 ]
 DEEP_CHECKS: list[Check] = [

@@ -105,7 +105,13 @@ def redeliver(cfg: Any, j: Journal, e: Entry) -> dict[str, str]:
 
     src, emisor = cfg.source(e.source), cfg.emisor(e.emisor_rfc)
     cancelled = e.uuid is not None and j.cancellation(e.uuid) is not None
-    written = deliver_outputs(src, emisor, e, cancelled=cancelled)
+    written = {}
+    if src.output is not None:
+        written = deliver_outputs(src, emisor, e, cancelled=cancelled)
+    if src.kind == "table":  # its row gets TIMBRADO, the UUID, the XML and the acuse again
+        from connector.adapters.table.runner import rewrite_row
+
+        written["fila"] = rewrite_row(src, e)
     if e.state is State.STAMPED:
         j.mark_delivered(e.id, written)
     req = j.cancel_request(e.uuid) if e.uuid else None

@@ -32,6 +32,8 @@ def deliver_cancellation(
     place of the delivered one (same name, atomic), and the acuse de cancelación beside the
     other acuses (``<stem>_cancelacion.xml``). Safe to repeat."""
     assert e.stamped_xml is not None and e.uuid
+    if src.output is None:  # a table source that writes no files
+        return {}
     paths = output_paths(src, e)
     out: dict[str, str] = {}
     pdf_path = e.outputs.get("pdf") or paths.get("pdf")

@@ -54,7 +54,8 @@ def writable_paths(cfg: Any) -> list[Path]:
         paths.append(cfg.daemon.log_file.parent)
     for s in cfg.sources:
         o = s.output
-        for p in (s.inbox, s.work, s.archive, s.failed, o.xml, o.pdf, o.acuse, o.errors):
+        outs = (o.xml, o.pdf, o.acuse, o.errors) if o is not None else ()
+        for p in (s.inbox, s.work, s.archive, s.failed, *outs):
             if p is not None:
                 paths.append(Path(p))
     out: list[Path] = []

@@ -45,6 +45,8 @@ def inbox_backlog(scfg: Any, now: float | None = None) -> tuple[int, float]:
     of the oldest (0 when none)."""
     now = time.time() if now is None else now
     count, oldest = 0, now
+    if scfg.inbox is None:  # a table source: its backlog is in its database
+        return 0, 0.0
     try:
         entries = list(os.scandir(scfg.inbox))
     except OSError:

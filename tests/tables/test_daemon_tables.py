@@ -128,3 +128,28 @@ def test_demo_tables_stamps_the_sample_rows_on_sqlite_and_again_on_a_second_run(
     states = [r[0] for r in conn.execute("SELECT estado FROM cfdi_factura ORDER BY id")]
     conn.close()
     assert states == ["TIMBRADO"] * 3 + ["ERROR"] + ["TIMBRADO"] * 3 + ["ERROR"]
+
+
+def test_find_redeliver_writes_a_stamped_row_again_and_cancel_inbox_is_refused(
+    sqlite_db: Db, sandbox, tmp_path: Path
+) -> None:
+    db = sqlite_db
+    conn = db.connect()
+    insert_invoice(conn, db, 1, **RECEPTOR)
+    config = table_config(tmp_path, db, sandbox)
+    assert _cli("run", "--config", str(config), "--once").returncode == 0
+    (uuid, xml), = [(r[0], r[1]) for r in rows(conn, "uuid", "xml").values()]
+    # someone on the ERP's side blanked the row: the journal still has the stamp
+    conn.execute("UPDATE cfdi_factura SET xml = NULL, acuse = NULL WHERE id = 1")
+    r = _cli("find", "--config", str(config), "--folio", "A-1", "--redeliver")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert rows(conn, "estado", "uuid", "xml") == {1: ("TIMBRADO", uuid, xml)}
+    assert len(_stamps(sandbox)["1"]) == 1
+    # a table source has no folders: a cancellation inbox is a configuration error
+    text = config.read_text(encoding="utf-8").replace(
+        'pac = "sandbox"\n[sources.table]', 'pac = "sandbox"\ncancel_inbox = "cancel"\n[sources.table]'
+    )
+    config.write_text(text, encoding="utf-8")
+    r = _cli("check-config", "--config", str(config))
+    assert r.returncode == 2 and "cancel_inbox" in r.stdout and "CONN-CFG-VALOR" in r.stdout
+    conn.close()

@@ -64,6 +64,31 @@ def row_of(location: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _one_table(s: SourceConfig) -> TableSource:
+    """A source's tables for one command (replay, find --redeliver): not the daemon's."""
+    assert s.table is not None
+    return TableSource(table_spec(s), factura_table=s.table.factura,
+                       concepto_table=s.table.concepto)  # fmt: skip
+
+
+def rewrite_row(s: SourceConfig, e: Entry) -> str:
+    """``find --redeliver`` of a stamped invoice from a table: its row written back again
+    (TIMBRADO, UUID, XML, acuse). The row's id; ``OSError`` when it cannot be written."""
+    row_id = row_of(e.location)
+    if row_id is None or e.uuid is None or e.stamped_xml is None:
+        raise OSError(f"no se sabe en qué fila de {s.name!r} va {e.label}")
+    table = _one_table(s)
+    try:
+        out = Outcome.stamped(e.uuid, fecha_timbrado(e.stamped_xml), e.stamped_xml, e.acuse)
+        if not table.write_back(row_id, out):
+            raise OSError(f"la fila id={row_id} ya está TIMBRADO con otro UUID")
+    except TableError as exc:
+        raise OSError(f"{exc.code} {exc.message}") from None
+    finally:
+        table.close()
+    return str(row_id)
+
+
 def reset_row(s: SourceConfig, location: str | None) -> str:
     """``replay --item`` of an invoice from a table: its ERROR row back to PENDIENTE (the
     daemon claims it again; its referencia stays). What was done, in Spanish."""
@@ -71,8 +96,7 @@ def reset_row(s: SourceConfig, location: str | None) -> str:
     if row_id is None:
         return "no se encontró su fila"
     assert s.table is not None
-    table = TableSource(table_spec(s), factura_table=s.table.factura,
-                        concepto_table=s.table.concepto)  # fmt: skip
+    table = _one_table(s)
     try:
         done = table.reset(row_id)
     finally:

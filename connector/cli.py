@@ -467,7 +467,7 @@ def _add_daemon_commands(sub: argparse._SubParsersAction) -> None:
         metavar="CONEXION",
         help="con --tables: cadena de conexión ODBC (por omisión un archivo SQLite en la demo)",
     )
-    p.set_defaults(func=lazy("connector.demo.workspace", "cmd_demo"))
+    p.set_defaults(func=lazy("connector.demo.command", "cmd_demo"))
 
 
 def _add_pdf_commands(sub: argparse._SubParsersAction) -> None:

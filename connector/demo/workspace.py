@@ -8,7 +8,6 @@ final place, and prints where the stamped XML, PDFs, acuses and error files are.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import signal
@@ -267,15 +266,3 @@ def _report(pipe: Any, base: Path, out: Any) -> None:
     if archived:
         print(f"\nOriginales archivados en {base / 'archive'}", file=out)
     print(f"Configuración: {base / 'connector.toml'}   Bitácora: {base / 'var'}", file=out)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    try:
-        if args.tables:
-            from connector.demo.tables import run_table_demo
-
-            return run_table_demo(Path(args.dir), dsn=args.dsn)
-        return run_demo(Path(args.dir), keep_running=args.keep_running)
-    except OSError as exc:
-        print(f"CONN-DEMO No se puede preparar la demostración en {args.dir}: {exc}.")
-        return 2

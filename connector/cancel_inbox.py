@@ -125,6 +125,7 @@ def claim_all(src: SourceConfig, now: float) -> list[Path]:
 def finish(j: Journal, src: SourceConfig, path: Path, problems: list[Problem]) -> Path:
     """To ``archive/<day>/`` when nothing was refused, else to ``failed/`` with its
     ``.error.txt`` (and each problem noted for ``status``)."""
+    assert src.archive is not None and src.failed is not None  # only folder sources have one
     if not problems:
         dest = move_file(path, free_name(archive_folder(src.archive), path.name))
         log.info("cancel_file_done", file=path.name)

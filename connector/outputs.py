@@ -13,15 +13,16 @@ from connector.sinks import atomic_write, output_stem
 
 def output_paths(src: SourceConfig, e: Entry) -> dict[str, Path]:
     """Where a stamped invoice's outputs go (the kinds the source writes)."""
-    assert e.uuid
+    assert e.uuid and src.output is not None  # asked only of a source that writes files
     stem = output_stem(
         src.filename_pattern, serie=e.serie, folio=e.folio, uuid=e.uuid, rfc=e.emisor_rfc
     )
-    out = {"xml": src.output.xml / f"{stem}.xml"}
-    if src.output.pdf is not None:
-        out["pdf"] = src.output.pdf / f"{stem}.pdf"
-    if src.output.acuse is not None:
-        out["acuse"] = src.output.acuse / f"{stem}_acuse.xml"
+    o = src.output
+    out = {"xml": o.xml / f"{stem}.xml"}
+    if o.pdf is not None:
+        out["pdf"] = o.pdf / f"{stem}.pdf"
+    if o.acuse is not None:
+        out["acuse"] = o.acuse / f"{stem}_acuse.xml"
     return out
 
 

@@ -80,9 +80,10 @@ class FileFinishing:
     # --- the folder way of delivering -------------------------------------------------------
 
     def wants_acuse(self, src: SourceRuntime) -> bool:
-        return src.cfg.output.acuse is not None
+        return src.cfg.output is not None and src.cfg.output.acuse is not None
 
     def deliver(self, src: SourceRuntime, e: Entry, *, cancelled: bool) -> dict[str, str]:
+        assert src.cfg.output is not None  # a folder source has its output folders
         try:
             return deliver_outputs(
                 src.cfg, src.emisor, e, cancelled=cancelled, renderer=self.flow.pdf
@@ -130,16 +131,18 @@ class FileFinishing:
                                           location=rec.name, once=f"changed:{rec.id}")  # fmt: skip
                 fp = None  # moved as it is: the error file says why
             src = self.flow.sources[rec.source]
+            failed, archive = src.cfg.failed, src.cfg.archive
+            assert failed is not None and archive is not None  # a folder source's
             report = {
                 "errors": [x.to_dict() for x in errors],
                 "delivered": delivered,
                 "fingerprint": fp,
             }
             if errors:
-                dest = free_name(src.cfg.failed, rec.name)
+                dest = free_name(failed, rec.name)
                 state = FileState.FAILING
             else:
-                dest = free_name(archive_folder(src.cfg.archive, self.flow.now().date()), rec.name)
+                dest = free_name(archive_folder(archive, self.flow.now().date()), rec.name)
                 state = FileState.ARCHIVING
             self.journal.file_deciding(file_id, state, str(dest), len(errors), report)
             return self._finish_file(
@@ -243,8 +246,9 @@ class FileFinishing:
             labels = [d["invoice"] for d in delivered or []]
             when = datetime.now()
             write_error_files(dest.parent, dest.name, errors, labels, when)
-            if src is not None and src.cfg.output.errors and src.cfg.output.errors != dest.parent:
-                write_error_files(src.cfg.output.errors, dest.name, errors, labels, when)
+            copy = src.cfg.output.errors if src is not None and src.cfg.output else None
+            if copy and copy != dest.parent:
+                write_error_files(copy, dest.name, errors, labels, when)
         if work.exists():
             if dest.exists() and os.path.samefile(work, dest):
                 os.unlink(work)  # a crash between link and unlink: the move is complete

@@ -84,9 +84,10 @@ class FileUnits(FileFinishing):
 
     def clean(self, src: SourceRuntime, today: Any) -> None:
         """Temporary files a kill left in the source's folders."""
-        o = src.cfg.output
-        clean_temp_files([o.xml, o.pdf, o.acuse, o.errors, src.cfg.archive, src.cfg.failed])
-        clean_temp_files([archive_folder(src.cfg.archive, today), src.cfg.work])
+        o, archive = src.cfg.output, src.cfg.archive
+        assert o is not None and archive is not None  # a folder source's
+        clean_temp_files([o.xml, o.pdf, o.acuse, o.errors, archive, src.cfg.failed])
+        clean_temp_files([archive_folder(archive, today), src.cfg.work])
 
     def original_name(self, work: Path) -> str:
         """The ERP's name of a claimed file (from the journal when the claim shortened it)."""
@@ -128,11 +129,13 @@ class FileUnits(FileFinishing):
         """What the scan found in the inbox and does not take (links, folders, FIFOs, files
         that cannot be claimed): noted in the journal (``status`` lists it) and logged, once
         per entry — across restarts too."""
+        inbox = src.cfg.inbox
+        assert inbox is not None  # a folder source's
         for name, (code, message, ident) in getattr(src.folder, "rejected", {}).items():
             once = f"inbox:{src.cfg.name}:{name}:{code}:{ident}"
-            if once in self._noted or _own_folder(src.cfg, Path(src.cfg.inbox) / name):
+            if once in self._noted or _own_folder(src.cfg, inbox / name):
                 continue
-            location = str(Path(src.cfg.inbox) / name)
+            location = str(inbox / name)
             if self.journal.note_failure(src.cfg.name, name, code, message, location=location,
                                          once=once):  # fmt: skip
                 log.error("inbox_item_rejected", code=code, file=name, source=src.cfg.name,
@@ -368,9 +371,11 @@ class FileUnits(FileFinishing):
         from connector.adapters.base import FilePart, load_invoices, load_pair
 
         pair = getattr(src.folder, "pair", None)
+        adapter = src.cfg.adapter
+        assert adapter is not None  # a folder source's
         if pair is None or work is None:
             return load_invoices(
-                data, name, adapter=src.cfg.adapter, options=src.cfg.options, mapping=src.mapping
+                data, name, adapter=adapter, options=src.cfg.options, mapping=src.mapping
             )
         # a header file with its lines file (claimed together), or a half that came alone
         other_part = FilePart(
@@ -380,7 +385,7 @@ class FileUnits(FileFinishing):
         this = FilePart(name, data)
         header, lines = (this, other_part) if pair.role(name) != "lines" else (other_part, this)
         return load_pair(
-            header, lines, adapter=src.cfg.adapter, options=src.cfg.options, mapping=src.mapping
+            header, lines, adapter=adapter, options=src.cfg.options, mapping=src.mapping
         )
 
     # --- files that change after they were claimed ------------------------------------------
@@ -473,7 +478,8 @@ def _own_folder(s: SourceConfig, path: Path) -> bool:
     """``path`` is one of the source's own folders (work, archive, failed/, outputs, the
     cancellation inbox) placed inside its inbox: not an ERP file, not reported."""
     o = s.output
-    own = [s.work, s.archive, s.failed, o.xml, o.pdf, o.acuse, o.errors, s.cancel_inbox]
+    outs = [o.xml, o.pdf, o.acuse, o.errors] if o is not None else []
+    own = [s.work, s.archive, s.failed, *outs, s.cancel_inbox]
     for folder in own:
         with contextlib.suppress(OSError):
             if folder is not None and path.samefile(folder):

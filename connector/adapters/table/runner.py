@@ -408,14 +408,18 @@ class TableUnits:
                 continue
             self._write_unwritten(src)
             assert src.cfg.table is not None
-            lease = src.cfg.table.lease_seconds
             ids = held.get(name, [])
             try:
                 if ids:
-                    self._use(src, lambda t, ids=ids, lease=lease: t.renew(ids, lease, self.instance))
+                    self._renew(src, ids)
                 self._take_back(src, known=set(ids))
             except TableError:
                 continue
+
+    def _renew(self, src: SourceRuntime, ids: list[int]) -> int:
+        assert src.cfg.table is not None
+        lease = src.cfg.table.lease_seconds
+        return int(self._use(src, lambda t: t.renew(ids, lease, self.instance)))
 
     def resume(self) -> None:
         """The rows this instance held when it stopped (a crash, a kill): taken back now."""

@@ -93,7 +93,11 @@ class Outcome:
 
     @classmethod
     def stamped(
-        cls, uuid: str, fecha_timbrado: str | datetime, xml: bytes | str, acuse: bytes | str | None
+        cls,
+        uuid: str,
+        fecha_timbrado: str | datetime | None,
+        xml: bytes | str,
+        acuse: bytes | str | None,
     ) -> Outcome:
         return cls(STAMPED, uuid, fecha_timbrado, xml, acuse)
 

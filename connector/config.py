@@ -243,7 +243,8 @@ class TableConfig(SecretSource):
     concepto: str = "cfdi_concepto"  # the lines table
     encoding: str | None = None  # legacy text columns, e.g. "cp1252"
     batch: int = Field(default=50, ge=1, le=1000)  # rows claimed at a time
-    lease_seconds: int = Field(default=600, ge=30)  # a claim not renewed this long is free again
+    # a claim not renewed this long is free again (renewed every third of it while held)
+    lease_seconds: int = Field(default=600, ge=60)
     timeout_seconds: float = Field(default=30.0, gt=0)  # the engine's statement timeout
     skip_locked: bool | None = None  # None: where the engine is known to have it
 

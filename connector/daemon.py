@@ -268,10 +268,14 @@ def run_once(cfg: Config, *, timeout: float = 3600.0) -> int:
             f"{pipe.tables.rows_written} fila(s) timbrada(s), "
             f"{pipe.tables.errors_written} fila(s) con error."
         )
+        for name, exc in pipe.tables.paused():  # its rows were not (all) read: not done
+            done = False
+            print(f"{exc.code} [fuente {name}] {exc.message} Sus filas se procesan en la "
+                  "siguiente ejecución.")  # fmt: skip
         if not done:
             print(
-                f"CONN-UNA-VEZ No se terminó todo en {timeout:g} s (el PAC o la base de datos "
-                "no responden); lo pendiente se reanuda en la siguiente ejecución."
+                f"CONN-UNA-VEZ No se terminó todo (en {timeout:g} s como máximo; el PAC o la "
+                "base de datos no responden); lo pendiente se reanuda en la siguiente ejecución."
             )
         return 0 if done and not failed_files and not pipe.tables.errors_written else 1
     finally:
@@ -482,12 +486,16 @@ _ALIVE_SECONDS = 10.0  # /healthz: a loop that has not turned for this long is s
 def _pick_source(cfg: Config, name: str | None, file: Path) -> Any:
     import fnmatch
 
+    folders = [s for s in cfg.sources if s.kind == "folder"]  # a table source takes no file
     if name:
-        return cfg.source(name)
-    if len(cfg.sources) == 1:
-        return cfg.sources[0]
+        s = cfg.source(name)
+        if s.kind != "folder":
+            raise KeyError(name)
+        return s
+    if len(folders) == 1:
+        return folders[0]
     low = file.name.lower()
-    for s in cfg.sources:
+    for s in folders:
         if any(fnmatch.fnmatchcase(low, p.lower()) for p in s.include) and not any(
             fnmatch.fnmatchcase(low, p.lower()) for p in s.exclude
         ):

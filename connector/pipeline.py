@@ -123,9 +123,16 @@ class Pipeline(InvoiceFlow):
     def _kinds(self) -> list[Any]:
         return [self.files, self.tables]
 
-    def _after_invoice(self, invoice_id: int) -> None:
+    def _each_kind(self, what: str, *args: Any) -> None:
+        """``what`` of every source kind; one that fails does not keep the others from it."""
         for kind in self._kinds():
-            kind.after_invoice(invoice_id)
+            try:
+                getattr(kind, what)(*args)
+            except Exception:
+                log.exception(f"{what}_failed", kind=type(kind).__name__)
+
+    def _after_invoice(self, invoice_id: int) -> None:
+        self._each_kind("after_invoice", invoice_id)
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -144,10 +151,12 @@ class Pipeline(InvoiceFlow):
                 ]
             ) from exc
         built, problems = self._build_sources(cfg, cfg.sources)
-        self.sources.update(built)
         if problems:
+            self.tables.discard(built)
             self.close()
             raise PipelineError(problems)
+        self.sources.update(built)
+        self.tables.adopt(built, removed=[])
         self._start_workers(cfg.daemon.workers)
         try:  # SAT's catalogs load once per process (~0.3 s): now, not inside the first file
             from connector.cfdi.catalogs import catalogs
@@ -241,7 +250,9 @@ class Pipeline(InvoiceFlow):
             for name in set(self.pacs) - before:  # nothing changes: PACs just made go too
                 with contextlib.suppress(Exception):
                     self.pacs.pop(name).driver.close()
+            self.tables.discard(built)
             raise PipelineError(problems)
+        self.tables.adopt(built, removed=removed)
         for name in (*removed, *changed):
             src = self.sources.pop(name, None)
             if src is not None and src.folder in self._watchers:
@@ -360,7 +371,10 @@ class Pipeline(InvoiceFlow):
         for src in list(self.sources.values()):
             if stopped():
                 break
-            taken += src.kind.poll(src, stopped)
+            try:
+                taken += src.kind.poll(src, stopped)
+            except Exception:  # one source's failure never stops the others
+                log.exception("poll_source_failed", source=src.cfg.name)
         self._reap()
         if time.monotonic() - self._last_status > 2.0:
             self.write_status()
@@ -384,8 +398,7 @@ class Pipeline(InvoiceFlow):
         each kind's own (moves to archive/ or failed/, files whose processing failed, rows
         not written back), stamped invoices not delivered (an output folder missing),
         sealed/sending ones no worker holds and acuses still missing."""
-        for kind in self._kinds():
-            kind.retry_stuck()
+        self._each_kind("retry_stuck")
         self._dispatch_unfinished()
         self._fetch_missing_acuses_soon()
 
@@ -419,8 +432,7 @@ class Pipeline(InvoiceFlow):
         """Finish what a previous run left: each kind's units (moves decided but not done,
         files left in work/, rows this instance holds), then every invoice not final."""
         assert self.journal is not None
-        for kind in self._kinds():
-            kind.resume()
+        self._each_kind("resume")
         waited = self.journal.retry_now(ACCOUNT_WAIT_CODES)
         if waited:
             log.info("resume_account_waits", invoices=waited)

@@ -86,10 +86,11 @@ def admit(
     if seen is not None:
         earlier = seen.get(norm_key(key))
         if earlier is not None:
+            unit = "lote de filas" if source_file.startswith("tabla ") else "archivo"
             ilog.warning("folio_repeated_in_file", earlier=earlier, location=location)
             msg = (
                 f"La serie {key[1]!r} y folio {key[2]!r} ya aparecen antes en este mismo "
-                f"archivo ({earlier}); cada factura necesita su propio folio. Este registro "
+                f"{unit} ({earlier}); cada factura necesita su propio folio. Este registro "
                 "no se timbra: corrija el folio en el ERP y exporte de nuevo esta factura."
             )
             return refused(label, Problem("CONN-FOLIO-DUPLICADO", "Folio", msg, location=location))

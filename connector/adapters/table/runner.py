@@ -31,7 +31,7 @@ import structlog
 from connector.config import SourceConfig, table_spec
 from connector.flow.runtime import Admitted, SourceRuntime, entry_errors, item_errors
 from connector.flow.sending import DeliveryError
-from connector.journal import FINAL_STATES, Entry, State
+from connector.journal import COMMITTED_STATES, FINAL_STATES, Entry, State
 from connector.sinks import ItemError
 
 from .odbc import TableError
@@ -112,7 +112,7 @@ class _Writes:
     items: list[tuple[int, Outcome]]
     done: bool = False
     written: list[bool] | None = None
-    error: TableError | None = None
+    error: Exception | None = None
 
 
 @dataclass
@@ -129,6 +129,7 @@ class _Db:
     writes: threading.Condition = field(default_factory=threading.Condition)
     waiting: list[_Writes] = field(default_factory=list)
     flushing: bool = False
+    renewed_at: float = field(default_factory=time.monotonic)
 
 
 class TableUnits:
@@ -148,9 +149,10 @@ class TableUnits:
     # --- the source's database --------------------------------------------------------------
 
     def make_table(self, s: SourceConfig, emisor: Any, mapping: Any) -> TableSource:
+        """A source's tables (not used until ``adopt``: a reload may still be refused)."""
         t = s.table
         assert t is not None
-        table = TableSource(
+        return TableSource(
             table_spec(s),
             emisor={
                 "Rfc": emisor.rfc,
@@ -163,13 +165,29 @@ class TableUnits:
             skip_locked=t.skip_locked,
             mapping=mapping,
         )
+
+    def adopt(self, built: dict[str, SourceRuntime], *, removed: Sequence[str]) -> None:
+        """The table sources of an accepted (re)configuration replace the old ones; removed
+        sources' connections are closed."""
+        old = []
         with self._lock:
-            old = self._dbs.pop(s.name, None)
-            self._dbs[s.name] = _Db(table, threading.Lock())
-        if old is not None:
-            with old.lock:
-                old.table.close()
-        return table
+            for name in removed:
+                if name in self._dbs:
+                    old.append(self._dbs.pop(name))
+            for name, src in built.items():
+                if name in self._dbs:
+                    old.append(self._dbs.pop(name))
+                if src.table is not None:
+                    self._dbs[name] = _Db(src.table, threading.Lock())
+        for db in old:
+            with db.lock:
+                db.table.close()
+
+    def discard(self, built: dict[str, SourceRuntime]) -> None:
+        """Tables made for a configuration that was refused: closed, never used."""
+        for src in built.values():
+            if src.table is not None:
+                src.table.close()
 
     def close(self) -> None:
         with self._lock:
@@ -218,6 +236,10 @@ class TableUnits:
         db = self._dbs.get(src.cfg.name)
         return db is None or time.monotonic() < db.paused_until
 
+    def paused(self) -> list[tuple[str, TableError]]:
+        """The table sources paused now, with the failure that paused them."""
+        return [(n, db.error) for n, db in list(self._dbs.items()) if db.error is not None]
+
     def state(self) -> dict[str, Any]:
         """Each table source's state for the status file."""
         out = {}
@@ -236,6 +258,10 @@ class TableUnits:
         if self._paused(src):
             return 0
         self._write_unwritten(src)
+        try:
+            self._renew_due(src)
+        except TableError:
+            return 0
         assert src.cfg.table is not None
         room = self.flow.max_inflight - self.flow.in_flight()
         limit = min(src.cfg.table.batch, room)
@@ -252,8 +278,12 @@ class TableUnits:
         self.more = self.more or len(claimed) >= limit
         return len(claimed)
 
-    def _take(self, src: SourceRuntime, claimed: Sequence[Claimed]) -> None:
-        """Admit the invoices of claimed rows; refused ones are written back at once."""
+    def _take(
+        self, src: SourceRuntime, claimed: Sequence[Claimed], *, taken_back: bool = False
+    ) -> None:
+        """Admit the invoices of claimed rows; refused ones are written back at once.
+        ``taken_back``: rows this instance held when it stopped; an invoice they committed
+        (sealed or later) continues from its journal row, whatever the row says now."""
         journal = self.flow.journal
         assert journal is not None and src.cfg.table is not None
         table = self._dbs[src.cfg.name].table
@@ -277,6 +307,12 @@ class TableUnits:
                 for c, inp in zip(claimed, inputs, strict=True):
                     where = row_location(factura, c.id)
                     try:
+                        committed = self._committed(src, c, where) if taken_back else None
+                        if committed is not None:
+                            seen.setdefault(committed.key, where)
+                            a = self.flow.resume_committed(committed, where, inp, f"tabla {where}")
+                            admitted.append(a)
+                            continue
                         with self.flow._stage("validate_seal"):
                             a = self.flow.admit(
                                 src, inp, where, source_file=f"tabla {where}", seen=seen,
@@ -301,11 +337,39 @@ class TableUnits:
                     continue
                 self._rows_of.setdefault(a.invoice_id, set()).add((src.cfg.name, c.id))
         self._write_errors(src, errors)
+        self._keep_referencias(src, claimed, admitted)
         self.flow.dispatch_admitted(admitted)
         for a in admitted:  # failed already (invalid, same content again): written back now
             if a.invoice_id is not None and a.action is None:
                 self.after_invoice(a.invoice_id)
         log.info("rows_taken", source=src.cfg.name, rows=len(claimed))
+
+    def _committed(self, src: SourceRuntime, c: Claimed, where: str) -> Entry | None:
+        """The journal's invoice of a row taken back, when the row committed it."""
+        journal = self.flow.journal
+        assert journal is not None
+        serie, folio = c.record.fields.get("serie") or "", c.record.fields.get("folio") or ""
+        e = journal.get((src.emisor.rfc, serie.strip(), folio.strip()))
+        ok = e is not None and e.source == src.cfg.name and e.location == where
+        return e if ok and e is not None and e.state in COMMITTED_STATES else None
+
+    def _keep_referencias(
+        self, src: SourceRuntime, claimed: Sequence[Claimed], admitted: list[Admitted]
+    ) -> None:
+        """A row whose invoice goes out under another referencia than the row's (the journal
+        knew the invoice already) gets that referencia before anything is sent: whoever takes
+        the row after a lease asks the PAC by the one really used."""
+        other = [
+            (c.id, a.entry.referencia)
+            for c, a in zip(claimed, admitted, strict=True)
+            if a.action == "send" and a.entry is not None and a.entry.referencia
+            and a.entry.referencia != c.referencia
+        ]  # fmt: skip
+        if other:
+            try:
+                self._use(src, lambda t: t.set_referencias(other, self.instance))
+            except TableError:  # paused; the journal still recovers by its referencia
+                log.warning("row_referencia_not_written", source=src.cfg.name, rows=len(other))
 
     def after_invoice(self, invoice_id: int) -> None:
         """An invoice left flight: a failed one's rows get the error; a delivered one's rows
@@ -320,11 +384,17 @@ class TableUnits:
             return
         with self._lock:
             rows = self._rows_of.pop(invoice_id, set())
-        if e.state is State.DELIVERED:
-            return
         by_source: dict[str, list[tuple[int, Outcome]]] = {}
         for source, row_id in rows:
-            out = _error(entry_errors(e, e.location))
+            if e.state is State.DELIVERED:
+                if source == e.source:
+                    continue  # written by its delivery
+                # a row of another source with the same invoice: it gets the same stamp
+                assert e.uuid and e.stamped_xml is not None
+                out = Outcome.stamped(e.uuid, fecha_timbrado(e.stamped_xml), e.stamped_xml,
+                                      e.acuse)  # fmt: skip
+            else:
+                out = _error(entry_errors(e, e.location))
             by_source.setdefault(source, []).append((row_id, out))
         for source, items in by_source.items():
             src = self.flow.sources.get(source)
@@ -337,6 +407,8 @@ class TableUnits:
         commit for many rows). Whether each row was written; ``TableError`` when the database
         failed (nothing of this call was written)."""
         db = self._dbs[src.cfg.name]
+        if db.error is not None and time.monotonic() < db.paused_until:
+            raise db.error  # paused: not asked again before its backoff ends
         mine = _Writes(items)
         with db.writes:
             db.waiting.append(mine)
@@ -352,7 +424,7 @@ class TableUnits:
                 at = 0
                 for w in batch:
                     w.written, at = written[at : at + len(w.items)], at + len(w.items)
-            except TableError as exc:
+            except Exception as exc:  # every caller of the batch learns it
                 for w in batch:
                     w.error = exc
             finally:
@@ -395,31 +467,35 @@ class TableUnits:
     def settling(self) -> bool:
         return False
 
-    def retry_stuck(self) -> None:
-        """Leases of the rows still waiting renewed (a long PAC outage), outcomes not written
-        written, rows this instance holds and no invoice carries taken back."""
+    def _held(self, source: str) -> list[int]:
+        """The rows of ``source`` this instance works on (their invoices not final yet)."""
         with self._lock:
-            held: dict[str, list[int]] = {}
-            for rows in self._rows_of.values():
-                for source, row_id in rows:
-                    held.setdefault(source, []).append(row_id)
-        for name, src in list(self.flow.sources.items()):
+            return sorted({r for rows in self._rows_of.values() for s, r in rows if s == source})
+
+    def _renew_due(self, src: SourceRuntime) -> None:
+        """The lease of the rows still waiting (a long PAC outage) renewed every third of it."""
+        assert src.cfg.table is not None
+        lease = src.cfg.table.lease_seconds
+        db = self._dbs[src.cfg.name]
+        if time.monotonic() - db.renewed_at < lease / 3:
+            return
+        ids = self._held(src.cfg.name)
+        if ids:
+            self._use(src, lambda t: t.renew(ids, lease, self.instance))
+        db.renewed_at = time.monotonic()
+
+    def retry_stuck(self) -> None:
+        """Outcomes not written written, leases renewed when due, rows this instance holds
+        and no invoice carries taken back."""
+        for src in list(self.flow.sources.values()):
             if src.table is None or self._paused(src):
                 continue
             self._write_unwritten(src)
-            assert src.cfg.table is not None
-            ids = held.get(name, [])
             try:
-                if ids:
-                    self._renew(src, ids)
-                self._take_back(src, known=set(ids))
+                self._renew_due(src)
+                self._take_back(src, known=set(self._held(src.cfg.name)))
             except TableError:
                 continue
-
-    def _renew(self, src: SourceRuntime, ids: list[int]) -> int:
-        assert src.cfg.table is not None
-        lease = src.cfg.table.lease_seconds
-        return int(self._use(src, lambda t: t.renew(ids, lease, self.instance)))
 
     def resume(self) -> None:
         """The rows this instance held when it stopped (a crash, a kill): taken back now."""
@@ -435,7 +511,7 @@ class TableUnits:
         claimed = [c for c in claimed if c.id not in known]
         if claimed:
             log.info("rows_taken_back", source=src.cfg.name, rows=len(claimed))
-            self._take(src, claimed)
+            self._take(src, claimed, taken_back=True)
 
     # --- the table way of delivering --------------------------------------------------------
 

@@ -333,6 +333,11 @@ class TableSource:
             ]
         return inputs
 
+    def set_referencias(self, items: Sequence[tuple[int, str]], instance: str) -> int:
+        """Rows (id, referencia) this instance holds get that referencia."""
+        sql = self._sql().set_referencia()
+        return self._each(sql, [(ref, i, instance) for i, ref in items], "escribir referencias")
+
     def renew(self, ids: Sequence[int], lease_seconds: int, instance: str) -> int:
         """Extend the lease of rows this instance still holds (long PAC outages)."""
         sql = self._sql().renew(lease_seconds)

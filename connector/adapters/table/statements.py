@@ -82,6 +82,16 @@ class Statements:
             guard += f" OR {q('uuid')} IS NULL OR {q('uuid')} = ?"
         return f"UPDATE {self.t} SET {sets} WHERE {q('id')} = ? AND ({guard})"
 
+    def set_referencia(self) -> str:
+        """Parameters: referencia, id, instance. The referencia an invoice is really sent
+        under (the journal's, when it knew the invoice already) written into its row, so
+        whoever takes the row after a lease asks the PAC by the right one."""
+        q = self._q
+        return (
+            f"UPDATE {self.t} SET {q('referencia')} = ? WHERE {q('id')} = ? "
+            f"AND {q('estado')} = '{IN_PROGRESS}' AND {q('reclamado_por')} = ?"
+        )
+
     def held(self) -> str:
         """Parameters: instance. The rows an instance holds (``EN_PROCESO``, claimed by it):
         after a restart it takes them back at once, without waiting for their lease."""

@@ -111,10 +111,8 @@ class InvoiceFlow:
         if a.sealed_now and not maybe_sent and a.entry is not None:
             with self._lock:
                 self._fresh.add(a.entry.id)
-        if a.action == "deliver" and self.metrics is not None:
-            again = getattr(self.metrics, "delivered_again", None)
-            if again is not None:
-                again(src.cfg.name)
+        if a.action == "deliver" and self.metrics is not None:  # a duplicate export
+            self.metrics.delivered_again(src.cfg.name)
         return a
 
     def resume_committed(self, e: Entry, location: str, inp: Any | None, unit: str) -> Admitted:

@@ -43,3 +43,26 @@ def test_delivered_again_is_a_counter_per_source_present_from_the_start(workspac
         assert all(got[n] == 0.0 for n in names[1:])
     finally:
         pipe.close()
+
+
+def test_an_invoice_exported_again_is_counted_as_delivered_again(workspace: Path) -> None:
+    """The same invoice exported twice more (same content): stamped once, its outputs written
+    again each time, and the counter says 2 for its source."""
+    from conftest import dat_file
+
+    cfg, problems = check_config(workspace)
+    assert cfg is not None, problems
+    pipe = Pipeline(cfg)
+    try:
+        metrics = Metrics()
+        pipe.metrics = metrics
+        metrics.attach(pipe)
+        pipe.start()
+        inbox = workspace.parent / "inbox"
+        data = dat_file("M", [7])
+        for name in ("uno.dat", "dos.dat", "tres.dat"):
+            (inbox / name).write_bytes(data)
+            assert pipe.run_until_idle(60)
+        assert _family(metrics)["ventas"] == 2.0
+    finally:
+        pipe.close()

@@ -20,6 +20,8 @@ modified); an amount the input gives is kept as given (``connector.cfdi.rules`` 
 * ``SubTotal`` = Σ Importe, ``Descuento`` = Σ concept Descuento (omitted when no concept has one),
   ``Total`` = SubTotal − Descuento + traslados − retenciones;
 * tipo T and P: SubTotal 0, Total 0, no Impuestos summary;
+* Carta Porte 3.1: IdCCP, TotalDistRec, PesoBrutoTotal, UnidadPeso and NumTotalMercancias
+  (``cp31.complete_carta_porte``);
 * Pagos 2.0: ``ImporteDR`` of each TrasladoDR, ``ImpuestosP`` from the documents' ImpuestosDR
   (each DR amount divided by EquivalenciaDR), and ``Totales`` converted to MXN with TipoCambioP
   (MontoTotalPagos, TotalTrasladosBase/ImpuestoIVA16/8/0, TotalTrasladosBaseIVAExento,
@@ -39,6 +41,7 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from .catalogs import catalogs
+from .cp31 import complete_carta_porte
 from .model import (
     Comprobante,
     Concepto,
@@ -537,6 +540,11 @@ def complete(c: Comprobante) -> Comprobante:
             pagos = clone(out.Pagos)
             _complete_pagos(pagos)
             _set(out, "Pagos", pagos)
+        if out.CartaPorte is not None:  # IdCCP and the Carta Porte's totals
+            cp = complete_carta_porte(
+                out.CartaPorte, out.Emisor.Rfc, out.Serie or "", out.Folio or "", out.Fecha
+            )
+            _set(out, "CartaPorte", cp)
     return out
 
 

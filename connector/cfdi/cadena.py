@@ -11,7 +11,8 @@ here walks the same nodes in the same order in plain Python:
 * the result is ``|`` + fields + ``||``.
 
 A document carrying nodes the fast path does not know (complements other than Pagos 2.0,
-Comercio Exterior 2.0 (``xml_cce20.walk``) and the TFD, ComplementoConcepto, Parte) falls back
+Comercio Exterior 2.0 (``xml_cce20.walk``), Carta Porte 3.1 autotransporte (``xml_cp31.walk``)
+and the TFD, ComplementoConcepto, Parte) falls back
 to SAT's XSLT, compiled once per process.
 """
 
@@ -46,6 +47,7 @@ from .cadena_spec import (  # noqa: F401 - normalize_space is part of this modul
     normalize_space,
 )
 from .cce20 import NS_CCE20
+from .cp31 import NS_CP31
 from .errors import XmlError
 from .model import NS_CFDI, NS_PAGO20, NS_TFD, Comprobante, TimbreFiscalDigital
 
@@ -65,6 +67,7 @@ _C = "{" + NS_CFDI + "}"
 _P = "{" + NS_PAGO20 + "}"
 _T = "{" + NS_TFD + "}"
 _CCE20 = "{" + NS_CCE20 + "}"
+_CP31 = "{" + NS_CP31 + "}"
 
 
 class _NeedsXslt(Exception):
@@ -200,6 +203,11 @@ def _walk(root: etree._Element) -> str:
                 from .xml_cce20 import walk
 
                 walk(out, comp, _fields)
+            elif tag == _CP31 + "CartaPorte":
+                from .xml_cp31 import walk as walk_cp31
+
+                if not walk_cp31(out, comp, _fields):
+                    raise _NeedsXslt
             elif tag == _T + "TimbreFiscalDigital":
                 # The CFDI XSLT has no template for it and the built-in one prints text nodes.
                 # (even whitespace-only text is printed: the XSLT does not strip spaces)

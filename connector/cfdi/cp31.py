@@ -1,6 +1,9 @@
 """Complemento Carta Porte 3.1 (namespace ``cartaporte31``): its node model, autotransporte
-federal first (issue 15). Not yet hooked into ``Comprobante``, written or read: a document with
-Carta Porte still travels as ``OtrosComplementos`` (verbatim XML, cadena by SAT's XSLT).
+federal first (issue 15). The complement hangs from ``Comprobante.CartaPorte``; ``xml_cp31``
+writes, reads and walks it for the cadena, ``rules_cp31`` checks it (``CONN-CP-nnn``) and
+``complete_carta_porte`` (called by ``amounts.complete``) fills in the ``IdCCP`` and the totals
+the data leaves out. A document whose Carta Porte 3.1 carries maritime, air or rail transport is
+read as ``OtrosComplementos`` (verbatim) and refused by ``rules_cp31`` (``CONN-CP-002``).
 
 Field names are SAT's attribute names, each node's attributes in the order of SAT's
 ``CartaPorte31.xsd`` (tests compare them with the XSD). Lenient like ``model``: every attribute
@@ -10,13 +13,24 @@ here: ``Ubicaciones`` (of ``Ubicacion``), ``RegimenesAduaneros`` (of ``RegimenAd
 modelled yet.
 """
 
+import uuid
 from decimal import Decimal
+from functools import cache
+from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
-from connector.cfdi.cce20 import Domicilio, _Node
+from connector.cfdi.cce20 import Domicilio, _Node, parse_comext_xsd
 
 NS_CP31 = "http://www.sat.gob.mx/CartaPorte31"
+SCHEMA_CP31 = (
+    "http://www.sat.gob.mx/CartaPorte31 "
+    "http://www.sat.gob.mx/sitio_internet/cfd/CartaPorte/CartaPorte31.xsd"
+)
+CATALOG_XSD = (
+    Path(__file__).resolve().parent / "sat" / "cfd" / "catalogos" / "CartaPorte"
+    / "catCartaPorte.xsd"
+)  # fmt: skip
 
 
 # the same node configuration and SAT address (t_Domicilio's attributes) as Comercio Exterior's
@@ -194,8 +208,96 @@ class CartaPorte(_Node):
     FiguraTransporte: list[_TiposFigura] = Field(default_factory=list)
 
 
+# Attributes SAT's CartaPorte31.xslt writes as Requerido (the others are Opcional), per node
+CADENA_REQUIRED: dict[type[BaseModel], frozenset[str]] = {
+    CartaPorte: frozenset({"Version", "IdCCP", "TranspInternac"}),
+    Ubicacion: frozenset({"TipoUbicacion", "RFCRemitenteDestinatario", "FechaHoraSalidaLlegada"}),
+    DomicilioCP: frozenset({"Estado", "Pais", "CodigoPostal"}),
+    MercanciasCP: frozenset({"PesoBrutoTotal", "UnidadPeso", "NumTotalMercancias"}),
+    MercanciaCP: frozenset({"BienesTransp", "Descripcion", "Cantidad", "ClaveUnidad", "PesoEnKg"}),
+    DocumentacionAduanera: frozenset({"TipoDocumento"}),
+    GuiasIdentificacion: frozenset(
+        {"NumeroGuiaIdentificacion", "DescripGuiaIdentificacion", "PesoGuiaIdentificacion"}
+    ),
+    CantidadTransporta: frozenset({"Cantidad", "IDOrigen", "IDDestino"}),
+    DetalleMercancia: frozenset({"UnidadPesoMerc", "PesoBruto", "PesoNeto", "PesoTara"}),
+    Autotransporte: frozenset({"PermSCT", "NumPermisoSCT"}),
+    IdentificacionVehicular: frozenset(
+        {"ConfigVehicular", "PesoBrutoVehicular", "PlacaVM", "AnioModeloVM"}
+    ),
+    Seguros: frozenset({"AseguraRespCivil", "PolizaRespCivil"}),
+    Remolque: frozenset({"SubTipoRem", "Placa"}),
+    TiposFigura: frozenset({"TipoFigura", "NombreFigura"}),
+}
+
+
+# --- IdCCP and totals ---------------------------------------------------------------------------
+
+# IdCCP: SAT's guide asks for a UUID (RFC 4122, 36 characters) whose first three characters are
+# replaced by "CCC". Ours is a name-based UUID (uuid5) of the invoice (emisor RFC, serie, folio,
+# fecha): the same invoice read again gets the same IdCCP, two invoices never share one.
+_IDCCP_NAMESPACE = uuid.UUID("6f1c1a52-3c2e-5d0e-9a51-43617274615f")
+
+
+def id_ccp(rfc: str, serie: str, folio: str, fecha: str) -> str:
+    """The IdCCP of an invoice: ``CCC`` + the last 33 characters of a UUID."""
+    key = "|".join((rfc.upper(), serie, folio, fecha))
+    return "CCC" + str(uuid.uuid5(_IDCCP_NAMESPACE, key))[3:]
+
+
+def total_distancia(cp: CartaPorte) -> Decimal | None:
+    """Σ DistanciaRecorrida of the ubicaciones (None when none has one)."""
+    values = [u.DistanciaRecorrida for u in cp.Ubicaciones if u.DistanciaRecorrida is not None]
+    return sum(values, Decimal(0)) if values else None
+
+
+def peso_bruto_total(m: MercanciasCP) -> Decimal | None:
+    """Σ PesoEnKg of the mercancías (None when one has none)."""
+    values = [x.PesoEnKg for x in m.Mercancia]
+    if not values or any(v is None for v in values):
+        return None
+    return sum(values, Decimal(0))  # type: ignore[arg-type]
+
+
+def complete_carta_porte(
+    cp: CartaPorte, rfc: str, serie: str, folio: str, fecha: str
+) -> CartaPorte:
+    """A copy of ``cp`` with IdCCP, TotalDistRec, PesoBrutoTotal, UnidadPeso (KGM: the weights
+    are PesoEnKg) and NumTotalMercancias filled in where missing; given values are kept (the
+    rules check them)."""
+    out = cp.model_copy()
+    if out.IdCCP is None:
+        out.IdCCP = id_ccp(rfc, serie, folio, fecha)
+    if out.TotalDistRec is None:
+        out.TotalDistRec = total_distancia(out)
+    m = out.Mercancias
+    if m is not None and None in (m.PesoBrutoTotal, m.UnidadPeso, m.NumTotalMercancias):
+        m = out.Mercancias = m.model_copy()
+        if m.PesoBrutoTotal is None:
+            m.PesoBrutoTotal = peso_bruto_total(m)
+        if m.UnidadPeso is None:
+            m.UnidadPeso = "KGM"
+        if m.NumTotalMercancias is None and m.Mercancia:
+            m.NumTotalMercancias = str(len(m.Mercancia))
+    return out
+
+
+# --- Catalogs (catCartaPorte.xsd) ---------------------------------------------------------------
+
+
+@cache
+def cp_catalogs() -> dict[str, frozenset[str]]:
+    """Every ``c_*`` code list of catCartaPorte.xsd as a set, parsed once per process."""
+    return {k: frozenset(v) for k, v in parse_comext_xsd(CATALOG_XSD).items()}
+
+
 __all__ = [
+    "CADENA_REQUIRED",
     "NS_CP31",
+    "SCHEMA_CP31",
+    "complete_carta_porte",
+    "cp_catalogs",
+    "id_ccp",
     "Autotransporte",
     "CantidadTransporta",
     "CartaPorte",

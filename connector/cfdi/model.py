@@ -20,6 +20,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .cce20 import ComercioExterior
+from .cp31 import CartaPorte
 from .errors import Problem
 
 NS_CFDI = "http://www.sat.gob.mx/cfd/4"
@@ -284,6 +285,7 @@ class Pagos(_Node):
 
 _Pagos = Pagos
 _ComercioExterior = ComercioExterior
+_CartaPorte = CartaPorte
 
 
 # --- Timbre (added by the PAC) ------------------------------------------------------------------
@@ -334,8 +336,9 @@ class Comprobante(_Node):
     Impuestos: _Impuestos | None = None
     Pagos: _Pagos | None = None
     ComercioExterior: _ComercioExterior | None = None  # Comercio Exterior 2.0 (cce20)
+    CartaPorte: _CartaPorte | None = None  # Carta Porte 3.1 (cp31), autotransporte federal
     TimbreFiscalDigital: _TimbreFiscalDigital | None = None
-    # Complements this model does not type (e.g. CartaPorte) kept verbatim as serialized XML
+    # Complements this model does not type (e.g. Nómina) kept verbatim as serialized XML
     # elements, so a parsed document can be re-emitted and its cadena computed unchanged.
     OtrosComplementos: list[bytes] = Field(default_factory=list)
 

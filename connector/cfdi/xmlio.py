@@ -250,7 +250,8 @@ _SE = etree.SubElement
 
 class Complement(NamedTuple):
     """A typed complement other than Pagos 2.0, written and read by its own module, which
-    registers it in ``COMPLEMENTS`` (Comercio Exterior 2.0: ``xml_cce20``)."""
+    registers it in ``COMPLEMENTS`` (Comercio Exterior 2.0: ``xml_cce20``; Carta Porte 3.1:
+    ``xml_cp31``)."""
 
     field: str  # its Comprobante field
     tag: str  # its element's Clark name
@@ -259,7 +260,7 @@ class Complement(NamedTuple):
     schema: str  # its part of xsi:schemaLocation
     write_text: Callable[[Any, list[str], Any], None]  # (out, cadena fields, node)
     build: Callable[[etree._Element, Any], None]  # (cfdi:Complemento, node)
-    read: Callable[[etree._Element], dict[str, Any]]
+    read: Callable[[etree._Element], dict[str, Any] | None]  # None: keep it verbatim
 
 
 COMPLEMENTS: list[Complement] = []
@@ -1265,8 +1266,12 @@ def from_element(root: etree._Element) -> Comprobante:
                     continue
                 if ctag == _P + "Pagos" and "Pagos" not in d:
                     d["Pagos"] = _read_pagos(comp)
-                elif ctag in by_tag and by_tag[ctag].field not in d:
-                    d[by_tag[ctag].field] = by_tag[ctag].read(comp)
+                elif (
+                    ctag in by_tag
+                    and by_tag[ctag].field not in d
+                    and (typed := by_tag[ctag].read(comp)) is not None
+                ):  # None: a form the model does not type, kept verbatim
+                    d[by_tag[ctag].field] = typed
                 elif ctag == _T + "TimbreFiscalDigital" and "TimbreFiscalDigital" not in d:
                     d["TimbreFiscalDigital"] = _a(comp, _TFD_ATTRS)
                 else:
@@ -1309,21 +1314,25 @@ _UNKNOWN_COMPLEMENT = "No matching global element declaration available, but dem
 _BIG_CATALOGS = ("c_ClaveProdServ", "c_CodigoPostal", "c_ClaveUnidad")
 # catComExt.xsd's ~26,000 fracciones arancelarias: ~1.3 ms per Mercancia walked by libxml2
 _BIG_COMEXT = ("c_FraccionArancelaria",)
+# catCartaPorte.xsd's ~48,700 c_ClaveProdServCP, ~4,700 c_MaterialPeligroso and ~8,400
+# c_Estaciones: ~2 ms per Mercancia walked by libxml2
+_BIG_CP = ("c_ClaveProdServCP", "c_MaterialPeligroso", "c_Estaciones")
 _XS = "{http://www.w3.org/2001/XMLSchema}"
-_NS_CP31 = "http://www.sat.gob.mx/CartaPorte31"
+_CP31 = "{http://www.sat.gob.mx/CartaPorte31}"
 _CCE20 = "{" + NS_CCE20 + "}"
 _CAT_CFDI = SAT_DIR / "cfd" / "catalogos" / "catCFDI.xsd"
 _CAT_COMEXT = SAT_DIR / "cfd" / "catalogos" / "ComExt" / "catComExt.xsd"
-_LIGHTENED = {_CAT_CFDI: _BIG_CATALOGS, _CAT_COMEXT: _BIG_COMEXT}
+_CAT_CP = SAT_DIR / "cfd" / "catalogos" / "CartaPorte" / "catCartaPorte.xsd"
+_LIGHTENED = {_CAT_CFDI: _BIG_CATALOGS, _CAT_COMEXT: _BIG_COMEXT, _CAT_CP: _BIG_CP}
 _catalog_values: dict[str, frozenset[str]] = {}
 _schema: etree.XMLSchema | None = None
 _schema_lock = threading.Lock()
 
 
 def _light_schema_files(tmp: Path) -> Path:
-    """Write to ``tmp`` the schema documents that lead to catCFDI.xsd or catComExt.xsd, with their
-    big enumerations (``_LIGHTENED``) taken out (their codes go to ``_catalog_values``) and every schemaLocation
-    made absolute; returns the wrapper to compile. Files, not an lxml resolver: libxml2 may
+    """Write to ``tmp`` the schema documents that lead to catCFDI.xsd, catComExt.xsd or
+    catCartaPorte.xsd, with their big enumerations (``_LIGHTENED``) taken out (their codes go to
+    ``_catalog_values``) and every schemaLocation made absolute; returns the wrapper to compile. Files, not an lxml resolver: libxml2 may
     load a schema's imports without asking the resolver while another thread parses a file,
     and the full catalogs would then come back silently."""
     written: dict[Path, Path] = {}
@@ -1375,7 +1384,9 @@ def _get_schema() -> etree.XMLSchema:
                     wrapper = _light_schema_files(Path(tmp))
                     parser = etree.XMLParser(no_network=True)
                     schema = etree.XMLSchema(etree.parse(str(wrapper), parser))
-                missing = [n for n in _BIG_CATALOGS + _BIG_COMEXT if not _catalog_values.get(n)]
+                missing = [
+                    n for n in _BIG_CATALOGS + _BIG_COMEXT + _BIG_CP if not _catalog_values.get(n)
+                ]
                 if missing:  # pragma: no cover - only if SAT's files were changed
                     raise RuntimeError(f"catálogos no encontrados en catCFDI.xsd: {missing}")
                 _schema = schema
@@ -1414,8 +1425,12 @@ def _catalog_problems(root: etree._Element, lines: bool) -> list[Problem]:
             for parte in k.iterchildren(_C + "Parte"):
                 check(parte, "ClaveProdServ", "c_ClaveProdServ")
     for comp in root.iterchildren(_C + "Complemento"):
-        for m in comp.iter("{" + _NS_CP31 + "}Mercancia"):
+        for m in comp.iter(_CP31 + "Mercancia"):
             check(m, "ClaveUnidad", "c_ClaveUnidad")
+            check(m, "BienesTransp", "c_ClaveProdServCP")
+            check(m, "CveMaterialPeligroso", "c_MaterialPeligroso")
+        for u in comp.iter(_CP31 + "Ubicacion"):
+            check(u, "NumEstacion", "c_Estaciones")
         for d in comp.iterfind(f"{_CCE20}ComercioExterior/{_CCE20}Emisor/{_CCE20}Domicilio"):
             check(d, "CodigoPostal", "c_CodigoPostal")
         for m in comp.iterfind(f"{_CCE20}ComercioExterior/{_CCE20}Mercancias/{_CCE20}Mercancia"):

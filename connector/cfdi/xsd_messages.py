@@ -37,6 +37,14 @@ _LISTS = frozenset(
     }
 )
 _SKIP = frozenset({"Comprobante", "Complemento"})
+# Carta Porte 3.1 (cp31): its lists, and the wrapper elements the model has as lists
+_CP_LISTS = frozenset(
+    {"Mercancia", "DocumentacionAduanera", "GuiasIdentificacion", "CantidadTransporta",
+     "PartesTransporte"}
+)  # fmt: skip
+_CP_WRAPPERS = frozenset(
+    {("FiguraTransporte", "TiposFigura"), ("RegimenesAduaneros", "RegimenAduaneroCCP")}
+)
 
 _ERROR = re.compile(r"Element '(?:\{[^}]*\})?([^']+)'(?:, attribute '([^']+)')?: (.*)", re.S)
 _FACET = re.compile(r"\[facet '(\w+)'\]")
@@ -160,14 +168,20 @@ def model_path(xpath: str, attr: str | None = None) -> str:
     ``Conceptos[1].Descripcion``)."""
     out: list[str] = []
     prev = ""
-    for name, index in _steps(xpath):
+    steps = _steps(xpath)
+    lists = _LISTS | _CP_LISTS if any(n == "CartaPorte" for n, _ in steps) else _LISTS
+    for name, index in steps:
         if name in _SKIP:
             continue
-        if prev and prev not in _LISTS and _plural(prev, name):
+        if (prev, name) in _CP_WRAPPERS and lists is not _LISTS:
             out[-1] = f"{prev}[{index - 1}]"
             prev = ""
             continue
-        out.append(f"{name}[{index - 1}]" if name in _LISTS else name)
+        if prev and prev not in lists and _plural(prev, name) and name not in lists:
+            out[-1] = f"{prev}[{index - 1}]"
+            prev = ""
+            continue
+        out.append(f"{name}[{index - 1}]" if name in lists else name)
         prev = name
     if attr:
         out.append(attr)

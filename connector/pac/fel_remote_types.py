@@ -140,6 +140,7 @@ def to_comprobante40r(
         )
         for name, present in (
             ("ComercioExterior", c.ComercioExterior is not None),
+            ("CartaPorte", c.CartaPorte is not None),
             ("OtrosComplementos", c.OtrosComplementos),
         )
         if present

@@ -377,3 +377,63 @@ def cce_data() -> dict[str, Any]:
         ],
     }
     return data
+
+
+def cp_data() -> dict[str, Any]:
+    """A traslado (tipo T) of the emisor's own goods on a federal road with a valid Carta Porte
+    3.1 (autotransporte): two mercancías, origen Villahermosa, destino Celaya. IdCCP and the
+    totals are left to ``amounts.complete``."""
+    data = traslado_data()
+    data["Conceptos"][1].update(ClaveProdServ="43211503", ClaveUnidad="H87", Cantidad="2",
+                                Descripcion="Computadora portátil", ValorUnitario="0")  # fmt: skip
+    data["Conceptos"][0]["ValorUnitario"] = "0"
+    data["CartaPorte"] = {
+        "TranspInternac": "No",
+        "Ubicaciones": [
+            {
+                "TipoUbicacion": "Origen",
+                "IDUbicacion": "OR000001",
+                "RFCRemitenteDestinatario": "EKU9003173C9",
+                "NombreRemitenteDestinatario": "ESCUELA KEMPER URGATE",
+                "FechaHoraSalidaLlegada": "2025-01-15T11:00:00",
+                "Domicilio": {"Calle": "Av. Paseo Tabasco", "NumeroExterior": "1203",
+                              "Municipio": "004", "Estado": "TAB", "Pais": "MEX",
+                              "CodigoPostal": "86000"},
+            },
+            {
+                "TipoUbicacion": "Destino",
+                "IDUbicacion": "DE000001",
+                "RFCRemitenteDestinatario": "CACX7605101P8",
+                "NombreRemitenteDestinatario": "XOCHILT CASAS CHAVEZ",
+                "FechaHoraSalidaLlegada": "2025-01-16T09:30:00",
+                "DistanciaRecorrida": "1050.5",
+                "Domicilio": {"Calle": "Benito Juárez", "Estado": "GUA", "Pais": "MEX",
+                              "CodigoPostal": "36257"},
+            },
+        ],
+        "Mercancias": {
+            "Mercancia": [
+                {"BienesTransp": "52161557", "Descripcion": "Control de juego portátil",
+                 "Cantidad": "4", "ClaveUnidad": "H87", "Unidad": "PIEZA",
+                 "MaterialPeligroso": "No", "PesoEnKg": "2.400"},
+                {"BienesTransp": "43211503", "Descripcion": "Computadora portátil",
+                 "Cantidad": "2", "ClaveUnidad": "H87", "PesoEnKg": "4.800",
+                 "CantidadTransporta": [
+                     {"Cantidad": "2", "IDOrigen": "OR000001", "IDDestino": "DE000001"}
+                 ]},
+            ],
+            "Autotransporte": {
+                "PermSCT": "TPAF01",
+                "NumPermisoSCT": "0X2XTXZ0X5X0X3X2X1X0",
+                "IdentificacionVehicular": {"ConfigVehicular": "C2",
+                                            "PesoBrutoVehicular": "10.50",
+                                            "PlacaVM": "501AAA", "AnioModeloVM": "2020"},
+                "Seguros": {"AseguraRespCivil": "SW Seguros", "PolizaRespCivil": "123456"},
+            },
+        },
+        "FiguraTransporte": [
+            {"TipoFigura": "01", "RFCFigura": "VAAM130719H60", "NumLicencia": "a234567890",
+             "NombreFigura": "Miguel Vázquez"},
+        ],
+    }  # fmt: skip
+    return data

@@ -1101,7 +1101,20 @@ def validate(
     return x.problems
 
 
-__all__ = ["MESSAGES", "RULES", "importe_limits", "validate", "without_follow_ons"]
+def validate_one(c: Comprobante, check: Rule, path: str, label: str) -> list[Problem]:
+    """One complement's rule alone (``check``), on a document as given (e.g. a sealed XML), as
+    the sandbox PAC applies it; odd data is a ``CONN-REGLA`` problem at ``path``, never a
+    crash."""
+    x = _Ctx(c, catalogs(), None)
+    with localcontext(CONTEXT):
+        try:
+            check(x)
+        except Exception as exc:
+            x.add("CONN-REGLA", path, f"Regla {label} ({type(exc).__name__}).")
+    return x.problems
+
+
+__all__ = ["MESSAGES", "RULES", "importe_limits", "validate", "validate_one", "without_follow_ons"]
 
 # The Pagos 2.0 rules (CRP20xxx) live in their own module, which adds its rule and messages to
 # RULES and MESSAGES; imported last, as it builds on this module.

@@ -18,14 +18,12 @@ those decimals can take (½ unit): SAT's guide rounds the product to the decimal
 from __future__ import annotations
 
 from collections import defaultdict
-from decimal import ROUND_HALF_UP, Decimal, localcontext
+from decimal import ROUND_HALF_UP, Decimal
 
-from .amounts import CONTEXT
-from .catalogs import catalogs
 from .cce20 import ComercioExterior, ComExtCatalogs, Domicilio, comext_catalogs
 from .errors import Problem
 from .model import Comprobante
-from .rules import MESSAGES, _Ctx, _fmt, decimals_of, num, rule
+from .rules import MESSAGES, _Ctx, _fmt, decimals_of, num, rule, validate_one
 
 # c_Estado's rows by its c_Pais column (the XSD has the codes only, not that column)
 ESTADOS = {
@@ -242,12 +240,19 @@ def _motivo(x: _Ctx, cce: ComercioExterior, cats: ComExtCatalogs) -> None:
         )
 
 
-def _domicilio(x: _Ctx, path: str, d: Domicilio) -> None:
+def check_domicilio(
+    x: _Ctx, path: str, d: Domicilio, codes: tuple[str, str] = ("CONN-CCE-019", "CONN-CCE-020")
+) -> None:
+    """Estado in c_Estado of its Pais and, in Mexico, CodigoPostal in c_CodigoPostal; ``codes``
+    are the complement's codes of both (Carta Porte's domicilio has the same attributes)."""
     estados = ESTADOS.get(d.Pais)
     if estados is not None and d.Estado not in estados:
-        x.add("CONN-CCE-019", f"{path}.Estado", f"Valor: {_fmt(d.Estado)}; Pais: {_fmt(d.Pais)}.")
+        x.add(codes[0], f"{path}.Estado", f"Valor: {_fmt(d.Estado)}; Pais: {_fmt(d.Pais)}.")
     if d.Pais == "MEX" and d.CodigoPostal not in x.cats.CodigoPostal:
-        x.add("CONN-CCE-020", f"{path}.CodigoPostal", f"Valor: {_fmt(d.CodigoPostal)}.")
+        x.add(codes[1], f"{path}.CodigoPostal", f"Valor: {_fmt(d.CodigoPostal)}.")
+
+
+_domicilio = check_domicilio
 
 
 def _domicilios(x: _Ctx, cce: ComercioExterior) -> None:
@@ -372,15 +377,7 @@ def _importes(x: _Ctx, cce: ComercioExterior, dolares: dict[str, Decimal]) -> No
 
 def validate_cce20(c: Comprobante) -> list[Problem]:
     """The Comercio Exterior 2.0 rules alone, on a document as given (e.g. a sealed XML)."""
-    x = _Ctx(c, catalogs(), None)
-    with localcontext(CONTEXT):
-        try:
-            _comercio_exterior(x)
-        except Exception as exc:  # odd data is a problem to report, never a crash
-            x.add(
-                "CONN-REGLA", "ComercioExterior", f"Regla comercio exterior ({type(exc).__name__})."
-            )
-    return x.problems
+    return validate_one(c, _comercio_exterior, "ComercioExterior", "comercio exterior")
 
 
-__all__ = ["ESTADOS", "MESSAGES_CCE", "validate_cce20"]
+__all__ = ["ESTADOS", "MESSAGES_CCE", "check_domicilio", "validate_cce20"]

@@ -19,6 +19,8 @@ code   meaning
 CRP20… a Pagos 2.0 document that breaks SAT's Pagos 2.0 rules (``rules_pagos``: amounts,
        sums, totals, decimals): the code and message of SAT's matrix, as PACs answer
 CONN-CCE… a Comercio Exterior 2.0 document that breaks the complement's rules (``rules_cce20``)
+CONN-CP… a Carta Porte 3.1 document that breaks the complement's rules (``rules_cp31``; only
+       autotransporte federal is modelled: maritime, air and rail are CONN-CP-002)
 404    not found (by referencia, UUID or seal)
 ====== ===========================================================================
 
@@ -69,6 +71,7 @@ from cryptography.x509.oid import NameOID
 from lxml import etree
 
 from connector.cfdi.cce20 import NS_CCE20
+from connector.cfdi.cp31 import NS_CP31
 from connector.cfdi.model import NS_CFDI, NS_PAGO20, NS_TFD, NS_XSI
 
 from .store import (
@@ -283,9 +286,9 @@ def _without_addenda(root: etree._Element) -> etree._Element:
 
 def _check_complements(root: etree._Element) -> Outcome | None:
     """SAT's rules of the complements a document carries, as a PAC applies them: Pagos 2.0
-    (``CRP20xxx``) and Comercio Exterior 2.0 (``rules_cce20``); the first problem's code and
-    message, every problem in the detail."""
-    from connector.cfdi import rules_cce20, rules_pagos, xmlio
+    (``CRP20xxx``), Comercio Exterior 2.0 (``rules_cce20``) and Carta Porte 3.1 (``rules_cp31``);
+    the first problem's code and message, every problem in the detail."""
+    from connector.cfdi import rules_cce20, rules_cp31, rules_pagos, xmlio
     from connector.cfdi.errors import XmlError
 
     checks = [
@@ -293,6 +296,7 @@ def _check_complements(root: etree._Element) -> Outcome | None:
         for tag, check in (
             (f"{{{NS_PAGO20}}}Pagos", rules_pagos.validate_pagos),
             (f"{{{NS_CCE20}}}ComercioExterior", rules_cce20.validate_cce20),
+            (f"{{{NS_CP31}}}CartaPorte", rules_cp31.validate_cp31),
         )
         if root.find(f"{_C}Complemento/{tag}") is not None
     ]

@@ -489,6 +489,18 @@ def _resolve(
     return None, None, ref
 
 
+def _elsewhere(found: ParsedRecord | None, scope: ParsedRecord) -> ParsedRecord | None:
+    """A node's record found outside its scope, unless it hangs from another record of the
+    scope's type: the ACUENTATERCEROS (or CP_DETALLEMERCANCIA) of one CONCEPTO (CP_MERCANCIA) is
+    not that of the others."""
+    rec = found.parent if found is not None else None
+    while rec is not None:
+        if rec.type == scope.type and rec is not scope:
+            return None
+        rec = rec.parent
+    return found
+
+
 class Mapping:
     """A compiled mapping file: ``Mapping.from_toml(path)``, then ``mapping.map(record)``."""
 
@@ -711,7 +723,7 @@ class Mapping:
         target = scope
         if sub.record:
             found = scope.children_of_type(sub.record)
-            target = found[0] if found else ctx.find(sub.record)
+            target = found[0] if found else _elsewhere(ctx.find(sub.record), scope)
             if target is None:
                 return None
         if sub.when and not self._when(sub.when, target, ctx):

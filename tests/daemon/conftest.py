@@ -99,37 +99,8 @@ wait_max_seconds = {retry_wait * 4}
 failure_threshold = 50
 reset_seconds = 0.5
 
-[[sources]]
-name = "ventas"
-inbox = "inbox"
-adapter = "dat"
-include = ["*.dat"]
-emisor = "{RFC}"
-pac = "sandbox"
-stable_seconds = {stable_seconds}
-archive = "archive"
-failed = "failed"
-[sources.output]
-xml = "out/xml"
-pdf = "out/pdf"
-acuse = "out/acuse"
-errors = "out/errors"
-
-[[sources]]
-name = "xml"
-inbox = "inbox"
-adapter = "xml"
-include = ["*.xml"]
-emisor = "{RFC}"
-pac = "sandbox"
-stable_seconds = {stable_seconds}
-archive = "archive"
-failed = "failed"
-[sources.output]
-xml = "out/xml"
-pdf = "out/pdf"
-acuse = "out/acuse"
-errors = "out/errors"
+{source_toml("ventas", "inbox", "dat", stable_seconds)}
+{source_toml("xml", "inbox", "xml", stable_seconds)}
 {extra_sources}
 """
     path = base / "connector.toml"
@@ -188,3 +159,42 @@ def run_once(config: Path) -> None:
         assert pipe.run_until_idle(60)
     finally:
         pipe.close()
+
+
+def source_toml(
+    name: str, inbox: str, adapter: str, stable_seconds: float = 0.2, mapping: Path | None = None
+) -> str:
+    """One ``[[sources]]`` of the sandbox emisor (outputs under ``out/``)."""
+    ext = "dat" if adapter == "dat" else adapter
+    line = f'mapping = "{mapping.as_posix()}"\n' if mapping is not None else ""
+    return f"""
+[[sources]]
+name = "{name}"
+inbox = "{inbox}"
+adapter = "{adapter}"
+include = ["*.{ext}"]
+{line}emisor = "{RFC}"
+pac = "sandbox"
+stable_seconds = {stable_seconds}
+archive = "archive"
+failed = "failed"
+[sources.output]
+xml = "out/xml"
+pdf = "out/pdf"
+acuse = "out/acuse"
+errors = "out/errors"
+"""
+
+
+def csv_workspace(base: Path, sandbox: object, mapping: Path, name: str) -> Path:
+    """A workspace (``write_config``) with one more source: CSV files dropped in
+    ``inbox-csv`` mapped by ``mapping``; returns the config path."""
+    config = write_config(
+        base,
+        timbrado_url=sandbox.fel_timbrado_url,  # type: ignore[attr-defined]
+        remote_url=sandbox.fel_remote_url,  # type: ignore[attr-defined]
+        sat_cert_der=sandbox.certificate_der,  # type: ignore[attr-defined]
+        extra_sources=source_toml(name, "inbox-csv", "csv", mapping=mapping),
+    )
+    (config.parent / "inbox-csv").mkdir()
+    return config

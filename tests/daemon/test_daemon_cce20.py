@@ -12,7 +12,7 @@ from pathlib import Path
 from connector.cfdi.cadena import cadena_original, cadena_original_xslt
 from connector.cfdi.seal import verify_seal
 from connector.cfdi.xmlio import from_xml, validate_xsd
-from tests.daemon.conftest import fecha, run_once, stamps_by_key
+from tests.daemon.conftest import csv_workspace, fecha, run_once, stamps_by_key
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "examples" / "exportacion-cce20.dat"
@@ -170,34 +170,7 @@ def _csv_invoice(folio: str, moneda: str, lines: list[tuple[str, str, str, str]]
 
 
 def test_export_invoices_from_csv_are_stamped_valid(tmp_path: Path, sandbox) -> None:
-    from tests.daemon.conftest import write_config
-
-    csv_source = f"""
-[[sources]]
-name = "exportaciones-csv"
-inbox = "inbox-csv"
-adapter = "csv"
-include = ["*.csv"]
-mapping = "{CSV_MAPPING.as_posix()}"
-emisor = "EKU9003173C9"
-pac = "sandbox"
-stable_seconds = 0.2
-archive = "archive"
-failed = "failed"
-[sources.output]
-xml = "out/xml"
-pdf = "out/pdf"
-acuse = "out/acuse"
-errors = "out/errors"
-"""
-    config = write_config(
-        tmp_path / "ws",
-        timbrado_url=sandbox.fel_timbrado_url,
-        remote_url=sandbox.fel_remote_url,
-        sat_cert_der=sandbox.certificate_der,
-        extra_sources=csv_source,
-    )
-    (config.parent / "inbox-csv").mkdir()
+    config = csv_workspace(tmp_path / "ws", sandbox, CSV_MAPPING, "exportaciones-csv")
     header = CSV_EXAMPLE.read_text(encoding="utf-8").splitlines()[0] + "\n"
     body = "".join([
         _csv_invoice("1", "USD", [("USB32", "8523510100", "10", "100.00")]),

@@ -426,3 +426,23 @@ def test_arbitrary_field_values_never_raise(overrides: dict[str, str]) -> None:
     c, problems = m.map(_invoice([_row(2, **{**BASE_ROW, **overrides})]))
     assert c is not None or problems
     assert all(p.location and p.location.startswith("v.csv:2") for p in problems)
+
+
+def test_a_single_child_record_of_one_line_is_not_given_to_the_others() -> None:
+    # `record = "ACUENTATERCEROS"` under [[Comprobante.Conceptos]]: the second CONCEPTO's
+    # ACUENTATERCEROS was found by the whole-invoice search and copied into the first concepto
+    from connector.adapters import load_invoices
+
+    dat = (
+        "COMPROBANTE|4.0|A|1|2025-01-15T10:00:00|03|||||MXN|||I|01|PUE|86000||\n"
+        "EMISOR|EKU9003173C9|ESCUELA KEMPER URGATE|601||\n"
+        "RECEPTOR|CACX7605101P8|XOCHILT CASAS CHAVEZ|36257|||612|G03|\n"
+        "CONCEPTO|43201800|USB32|1|H87|Pieza|Memoria USB|100.00|||02|\n"
+        "CONCEPTO|43201800|USB33|1|H87|Pieza|Memoria USB|100.00|||02|\n"
+        "ACUENTATERCEROS|CACX7605101P8|XOCHILT CASAS CHAVEZ|612|36257|\n"
+    )
+    (inv,) = load_invoices(dat.encode(), "x.dat", adapter="dat", mapping=None)
+    assert inv.problems == []
+    first, second = inv.comprobante.Conceptos
+    assert first.ACuentaTerceros is None
+    assert second.ACuentaTerceros.RfcACuentaTerceros == "CACX7605101P8"

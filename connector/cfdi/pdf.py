@@ -44,7 +44,7 @@ from fontTools import ttLib
 from fpdf import FPDF
 from fpdf.fonts import SubsetMap, TTFFont
 
-from . import pdf_cce20
+from . import pdf_cce20, pdf_cp31
 from .errors import CfdiError
 from .model import Comprobante, Concepto, Pago, TimbreFiscalDigital
 from .words import amount_in_words
@@ -642,6 +642,8 @@ class _WidthTable(dict[str, int]):
 
 class _Renderer:
     """Lays the CFDI out with our own line breaking (fast, exact) and draws text runs per font."""
+
+    margin, content_w = _MARGIN, _CONTENT_W  # for the complements' sections (pdf_cce20, pdf_cp31)
 
     def __init__(self, c: Comprobante, style: PdfStyle, cancelled: bool) -> None:
         self.c = c
@@ -1369,7 +1371,7 @@ class _Renderer:
         self.ensure(min(needed, self.pdf.page_break_trigger - _MARGIN - 6))
         self.section("Timbre fiscal digital")
         y0 = self.y
-        self._draw_qr(qr_url(c), _MARGIN, y0 + 2.5, _QR_MM)
+        self.draw_qr(qr_url(c), _MARGIN, y0 + 2.5, _QR_MM)
         pairs = [
             ("Folio fiscal (UUID)", tfd.UUID),
             ("Fecha y hora de certificación", tfd.FechaTimbrado),
@@ -1424,7 +1426,7 @@ class _Renderer:
         if c.Sello:
             self._seal_block("Sello digital del CFDI", _clean(c.Sello), _MARGIN, _CONTENT_W)
 
-    def _draw_qr(self, url: str, x: float, y: float, size: float) -> None:
+    def draw_qr(self, url: str, x: float, y: float, size: float) -> None:
         """The QR as filled vector squares (dark runs merged per row)."""
         pdf = self.pdf
         # a fixed mask: choosing the "best" one costs ~100 ms in pure Python; every mask is valid
@@ -1499,6 +1501,9 @@ class _Renderer:
         self.pagos()
         if self.c.ComercioExterior is not None:
             pdf_cce20.draw(self, self.c.ComercioExterior)
+        if self.c.CartaPorte is not None:
+            tfd = self.c.TimbreFiscalDigital
+            pdf_cp31.draw(self, self.c.CartaPorte, tfd.FechaTimbrado if tfd else None)
         self.stamp()
         self.finish()
         return bytes(self.pdf.output())

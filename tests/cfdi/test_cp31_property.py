@@ -97,8 +97,9 @@ def cartas_porte(draw: st.DrawFn) -> dict[str, Any]:
     cp["Mercancias"]["Mercancia"] = merc
     auto = cp["Mercancias"]["Autotransporte"]
     if any(m["MaterialPeligroso"] == "Sí" for m in merc):
-        auto["Seguros"].update(AseguraMedAmbiente=draw(free_text(3, 50)),
-                               PolizaMedAmbiente=draw(free_text(3, 30)))  # fmt: skip
+        # minLength 3 after whiteSpace collapse: three visible characters at least
+        auto["Seguros"].update(AseguraMedAmbiente=draw(st.from_regex(r"[A-Za-zñÑ0-9]{3,50}", fullmatch=True)),
+                               PolizaMedAmbiente=draw(st.from_regex(r"[A-Z0-9-]{3,30}", fullmatch=True)))  # fmt: skip
     if draw(st.booleans()):
         auto["IdentificacionVehicular"]["ConfigVehicular"] = "T3S2"
         auto["Remolques"] = [

@@ -34,7 +34,8 @@ CATALOG_XSD = (
 
 
 # the same node configuration and SAT address (t_Domicilio's attributes) as Comercio Exterior's
-DomicilioCP = _DomicilioCP = Domicilio
+DomicilioCP = Domicilio
+_DomicilioCP = Domicilio
 
 
 class Ubicacion(_Node):
@@ -81,8 +82,10 @@ class DetalleMercancia(_Node):
     NumPiezas: str | None = None
 
 
-_DocumentacionAduanera, _GuiasIdentificacion = DocumentacionAduanera, GuiasIdentificacion
-_CantidadTransporta, _DetalleMercancia = CantidadTransporta, DetalleMercancia
+_DocumentacionAduanera = DocumentacionAduanera
+_GuiasIdentificacion = GuiasIdentificacion
+_CantidadTransporta = CantidadTransporta
+_DetalleMercancia = DetalleMercancia
 
 
 class MercanciaCP(_Node):
@@ -152,7 +155,9 @@ class Remolque(_Node):
     Placa: str | None = None
 
 
-_IdentificacionVehicular, _Seguros, _Remolque = IdentificacionVehicular, Seguros, Remolque
+_IdentificacionVehicular = IdentificacionVehicular
+_Seguros = Seguros
+_Remolque = Remolque
 
 
 class Autotransporte(_Node):
@@ -163,7 +168,8 @@ class Autotransporte(_Node):
     Remolques: list[_Remolque] = Field(default_factory=list)  # cartaporte31:Remolques/Remolque
 
 
-_MercanciaCP, _Autotransporte = MercanciaCP, Autotransporte
+_MercanciaCP = MercanciaCP
+_Autotransporte = Autotransporte
 
 
 class MercanciasCP(_Node):
@@ -188,7 +194,9 @@ class TiposFigura(_Node):
     Domicilio: _DomicilioCP | None = None
 
 
-_Ubicacion, _MercanciasCP, _TiposFigura = Ubicacion, MercanciasCP, TiposFigura
+_Ubicacion = Ubicacion
+_MercanciasCP = MercanciasCP
+_TiposFigura = TiposFigura
 
 
 class CartaPorte(_Node):
@@ -253,10 +261,10 @@ def total_distancia(cp: CartaPorte) -> Decimal | None:
 
 def peso_bruto_total(m: MercanciasCP) -> Decimal | None:
     """Σ PesoEnKg of the mercancías (None when one has none)."""
-    values = [x.PesoEnKg for x in m.Mercancia]
-    if not values or any(v is None for v in values):
+    values = [v for x in m.Mercancia if (v := x.PesoEnKg) is not None]
+    if not values or len(values) != len(m.Mercancia):
         return None
-    return sum(values, Decimal(0))  # type: ignore[arg-type]
+    return sum(values, Decimal(0))
 
 
 def complete_carta_porte(

@@ -189,16 +189,16 @@ def _ubicaciones(x: _Ctx, cp: CartaPorte) -> None:
 def _mercancias(x: _Ctx, cp: CartaPorte, ms: MercanciasCP) -> None:
     mp = f"{P}.Mercancias"
     _catalog(x, f"{mp}.UnidadPeso", ms.UnidadPeso, "c_ClaveUnidadPeso")
-    pesos = [num(m.PesoEnKg) for m in ms.Mercancia]
+    pesos = [kg for m in ms.Mercancia if (kg := num(m.PesoEnKg)) is not None]
     total = num(ms.PesoBrutoTotal)
-    if ms.UnidadPeso == "KGM" and total is not None and None not in pesos:
-        suma = sum(pesos, Decimal(0))  # type: ignore[arg-type]
+    if ms.UnidadPeso == "KGM" and total is not None and len(pesos) == len(ms.Mercancia):
+        suma = sum(pesos, Decimal(0))
         if total != suma:
             x.add("CONN-CP-014", f"{mp}.PesoBrutoTotal", f"Valor: {total}; suma: {suma}.")
     if ms.NumTotalMercancias is not None and ms.NumTotalMercancias != str(len(ms.Mercancia)):
         x.add("CONN-CP-015", f"{mp}.NumTotalMercancias", f"Valor: "
               f"{_fmt(ms.NumTotalMercancias)}; mercancías: {len(ms.Mercancia)}.")  # fmt: skip
-    ids = {u.TipoUbicacion: set() for u in cp.Ubicaciones}
+    ids: dict[str | None, set[str | None]] = {u.TipoUbicacion: set() for u in cp.Ubicaciones}
     for u in cp.Ubicaciones:
         ids[u.TipoUbicacion].add(u.IDUbicacion)
     peligroso = False

@@ -252,9 +252,6 @@ def check_domicilio(
         x.add(codes[1], f"{path}.CodigoPostal", f"Valor: {_fmt(d.CodigoPostal)}.")
 
 
-_domicilio = check_domicilio
-
-
 def _domicilios(x: _Ctx, cce: ComercioExterior) -> None:
     p = "ComercioExterior"
     e = cce.Emisor
@@ -263,17 +260,17 @@ def _domicilios(x: _Ctx, cce: ComercioExterior) -> None:
     else:
         if e.Domicilio.Pais != "MEX":
             x.add("CONN-CCE-018", f"{p}.Emisor.Domicilio.Pais", f"Valor: {_fmt(e.Domicilio.Pais)}.")
-        _domicilio(x, f"{p}.Emisor.Domicilio", e.Domicilio)
+        check_domicilio(x, f"{p}.Emisor.Domicilio", e.Domicilio)
         if e.Curp is not None and len(x.c.Emisor.Rfc) != 13:
             x.add("CONN-CCE-021", f"{p}.Emisor.Curp", f"RFC del emisor: {_fmt(x.c.Emisor.Rfc)}.")
     r = cce.Receptor
     if r is not None and r.Domicilio is not None:
-        _domicilio(x, f"{p}.Receptor.Domicilio", r.Domicilio)
+        check_domicilio(x, f"{p}.Receptor.Domicilio", r.Domicilio)
     elif x.c.TipoDeComprobante == "I" and x.c.Receptor.ResidenciaFiscal is not None:
         x.add("CONN-CCE-022", f"{p}.Receptor.Domicilio")
     for i, dest in enumerate(cce.Destinatario):
         for j, dom in enumerate(dest.Domicilio):
-            _domicilio(x, f"{p}.Destinatario[{i}].Domicilio[{j}]", dom)
+            check_domicilio(x, f"{p}.Destinatario[{i}].Domicilio[{j}]", dom)
 
 
 def _round_to(value: Decimal, places: int) -> Decimal:

@@ -45,6 +45,7 @@ log = structlog.get_logger("connector.pipeline")
 
 _ROW = re.compile(r" id=(\d+)$")
 _MAX_PAUSE = 60.0
+_GROUP = 16  # write-backs that make a group commit go at once
 
 
 def instance_name(config_path: object) -> str:
@@ -145,6 +146,9 @@ class TableUnits:
         self.errors_written = 0  # rows written back ERROR since start (run --once)
         self.rows_written = 0  # rows written back TIMBRADO since start
         self.more = False  # the last poll filled a batch, or found no room: poll again soon
+        # how long a group commit waits for more write-backs to join (fewer commits when the
+        # PAC's answers come spread out; the row gets its outcome that much later)
+        self.linger = 0.02
 
     # --- the source's database --------------------------------------------------------------
 
@@ -416,6 +420,8 @@ class TableUnits:
                 db.writes.wait()
             if not mine.done:  # this caller commits for everyone waiting
                 db.flushing = True
+                if len(db.waiting) < _GROUP:  # a moment for more write-backs to join
+                    db.writes.wait(self.linger)
                 batch, db.waiting = db.waiting, []
         if not mine.done:
             try:

@@ -55,6 +55,7 @@ from .errors import (
     PacTransient,
     PacUnsupported,
 )
+from .soap_lxml import lxml_operation
 
 log = logging.getLogger(__name__)
 
@@ -363,6 +364,7 @@ class SoapService:
         session: requests.Session,
         timeouts: Timeouts,
         binding: str | None = None,
+        lxml_operations: Iterable[str] = (),
     ) -> None:
         doc = wsdl_document(wsdl_filename)
         self.transport = _QuietTransport(session, timeouts)
@@ -371,6 +373,11 @@ class SoapService:
             binding = next(iter(doc.bindings))
         self.address = address
         self.service = self.client.create_service(binding, address)
+        # the operations sent and read by the lxml template path instead of zeep (one path
+        # per operation: see connector.pac.soap_lxml)
+        self.lxml_operations = {
+            name: lxml_operation(doc.bindings[binding], name) for name in lxml_operations
+        }
 
     def type(self, name: str) -> Any:
         """A complex type factory by local name (searched in every namespace of the WSDL)."""
@@ -390,9 +397,24 @@ class SoapService:
         secrets: Iterable[str],
         **params: Any,
     ) -> Any:
-        """Call ``operation`` and turn every failure into a PacError of the right kind."""
+        """Call ``operation`` (by the lxml template path when it is one of
+        ``lxml_operations``, else by zeep) and turn every failure into a PacError of the right
+        kind."""
+        template = self.lxml_operations.get(operation)
+        if template is not None:
+
+            def send() -> Any:
+                body = template.envelope(params)
+                response = self.transport.post(self.address, body, dict(template.headers))
+                return template.reply(response.status_code, response.content)
+
+        else:
+
+            def send() -> Any:
+                return getattr(self.service, operation)(**params)
+
         return self._classified(
-            lambda: getattr(self.service, operation)(**params),
+            send,
             operation=operation,
             pac=pac,
             write=write,
@@ -446,10 +468,18 @@ class SoapPacDriver(PacDriver):
         # the proxy's password, to be redacted like the PAC's own secrets
         self._proxy_password = urllib3.util.parse_url(proxy).auth if proxy else None
 
-    def _service(self, wsdl_filename: str, url: str | None) -> SoapService | None:
+    def _service(
+        self, wsdl_filename: str, url: str | None, lxml_operations: Iterable[str] = ()
+    ) -> SoapService | None:
         if not url:
             return None
-        return SoapService(wsdl_filename, url, session=self.session, timeouts=self.timeouts)
+        return SoapService(
+            wsdl_filename,
+            url,
+            session=self.session,
+            timeouts=self.timeouts,
+            lxml_operations=lxml_operations,
+        )
 
     def close(self) -> None:
         if self._own_session:

@@ -56,6 +56,8 @@ from .errors import (
 
 WSDL_TIMBRADO = "fel_WSCFDI33.offline.RECONSTRUCTED.wsdl"
 WSDL_REMOTE = "fel_CR33_ConexionRemota_TEST.wsdl"
+# Timbrado's two calls per invoice go by the lxml template path, not zeep (connector.pac.soap_lxml)
+LXML_OPERATIONS = ("TimbrarCFDI", "ObtenerAcuseEnvio")
 
 # "307 - El CFDI contiene un timbre previo", "[AUTH] Usuario…", "CFDI40101: …"
 _CODE_IN_TEXT = re.compile(r"^\s*\[?([A-Z]*[0-9]{3,6}|[A-Z][A-Z0-9-]{2,20})\]?\s*[-:|]\s*")
@@ -103,7 +105,7 @@ class FelDriver(SoapPacDriver):
         )
         self._cancel_key_password = Secret(cancel_key_password) if cancel_key_password else None
         self._open(session, pool_size, verify, timeouts, proxy)
-        self.timbrado = self._service(WSDL_TIMBRADO, timbrado_url)
+        self.timbrado = self._service(WSDL_TIMBRADO, timbrado_url, LXML_OPERATIONS)
         self.remote = self._service(WSDL_REMOTE, remote_url)
 
     def __repr__(self) -> str:

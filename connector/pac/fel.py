@@ -32,11 +32,8 @@ from .base import (
     CreditPackage,
     Credits,
     Secret,
-    SoapPacDriver,
-    SoapService,
     StampResult,
     Timeouts,
-    garbled,
     iso,
     reader,
     redact,
@@ -53,6 +50,8 @@ from .errors import (
     error_for_code,
     kind_of,
 )
+from .failures import garbled
+from .soap import SoapPacDriver, SoapService
 
 WSDL_TIMBRADO = "fel_WSCFDI33.offline.RECONSTRUCTED.wsdl"
 WSDL_REMOTE = "fel_CR33_ConexionRemota_TEST.wsdl"

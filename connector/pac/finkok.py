@@ -19,17 +19,16 @@ import requests
 from .base import (
     CancelResult,
     Secret,
-    SoapPacDriver,
-    SoapService,
     StampResult,
     Timeouts,
-    garbled,
     reader,
     stamp_result_from_xml,
     to_bytes,
 )
 from .errors import ACCOUNT_CODES, PacError, PacInvalid, PacNotFound, error_for_code, kind_of
+from .failures import garbled
 from .sat_status import SatStatus
+from .soap import SoapPacDriver, SoapService
 
 WSDL_STAMP = "finkok_stamp.wsdl"
 WSDL_CANCEL = "finkok_cancel40.wsdl"

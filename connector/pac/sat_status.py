@@ -16,8 +16,10 @@ from xml.sax.saxutils import escape
 import requests
 
 from .addresses import SAT_STATUS_URL
-from .base import SoapService, Timeouts, garbled, make_session, reader
+from .base import Timeouts, reader
 from .errors import PacInvalid
+from .failures import garbled
+from .soap import SoapService, make_session
 
 WSDL_SAT = "sat_ConsultaCFDIService.offline.RECONSTRUCTED.wsdl"
 SAT_URL = SAT_STATUS_URL  # the one address, also the configuration's default

@@ -5,7 +5,7 @@ zeep's general machinery — serializing the request through its XSD objects, pa
 into them — was measured at about 0.5 ms of CPU per invoice in the daemon (BENCHMARKS.md,
 "lxml template path"). For the operations a driver names here, this module replaces zeep
 entirely; zeep still does every other operation. There is ONE path per operation, chosen when
-the service is built (:class:`~connector.pac.base.SoapService` ``lxml_operations``), never
+the service is built (:class:`~connector.pac.soap.SoapService` ``lxml_operations``), never
 both for the same call.
 
 What stays the same as zeep's path, by construction:
@@ -15,11 +15,11 @@ What stays the same as zeep's path, by construction:
   ``tests/pac/test_soap_lxml.py`` validates the request against the WSDL's own schema and
   the real sandbox's replies against it;
 * the wire: the same ``requests.Session``, proxy, CA bundle, timeouts, no redirects
-  (:meth:`_QuietTransport.post <connector.pac.base._QuietTransport.post>`), the same headers
+  (:meth:`_QuietTransport.post <connector.pac.soap._QuietTransport.post>`), the same headers
   (``SOAPAction: "<action>"``, ``Content-Type: text/xml; charset=utf-8``);
 * the failures: a reply is judged as zeep's SOAP 1.1 binding judges it and raises the same
   exception types (zeep's ``TransportError`` and ``Fault``, lxml's errors), so
-  :func:`~connector.pac.base.classify_exception` maps both paths alike; the retries
+  :func:`~connector.pac.failures.classify_exception` maps both paths alike; the retries
   (tenacity, in ``resilience``) sit above and do not know which path ran.
 
 Request: a prebuilt lxml envelope (``Envelope/Body/<op>/<param>…``) is copied per call and

@@ -336,7 +336,7 @@ def test_cli_credits_from_config_file(pac, monkeypatch, capsys, tmp_path):
 
 
 def test_wsdls_load_from_disk_and_network_fetches_are_refused():
-    from connector.pac.base import _loader_transport, wsdl_document
+    from connector.pac.soap import _loader_transport, wsdl_document
 
     for name in (
         "fel_WSCFDI33.offline.RECONSTRUCTED.wsdl",

@@ -25,8 +25,9 @@ import pytest
 import requests
 import urllib3
 
-from connector.pac.base import Timeouts, _never_connected, classify_exception
+from connector.pac.base import Timeouts
 from connector.pac.errors import PacAccount, PacAmbiguous, PacError, PacTransient
+from connector.pac.failures import _never_connected, classify_exception
 from connector.pac.fel import FelDriver
 from connector.pac.sandbox import SandboxAccount, SandboxPac
 
@@ -246,7 +247,7 @@ def test_keep_alive_reuse_and_pool_size(server, driver):
 
 
 def test_urllib3_never_retries_by_itself():
-    from connector.pac.base import make_session
+    from connector.pac.soap import make_session
 
     adapter = make_session(3).get_adapter("https://x")
     retry = adapter.max_retries
@@ -500,7 +501,7 @@ def test_a_tls_error_after_the_request_went_out_is_ambiguous(tls_files):
 
 
 def test_tls_verification_cannot_be_turned_off():
-    from connector.pac.base import make_session
+    from connector.pac.soap import make_session
 
     with pytest.raises(ValueError):
         make_session(1, verify=False)

@@ -2,8 +2,8 @@
 
 Why: an invoice costs two SOAP calls (FEL ``TimbrarCFDI`` and ``ObtenerAcuseEnvio``), and
 zeep's general machinery — serializing the request through its XSD objects, parsing the reply
-into them — was measured at about 0.5 ms of CPU per invoice in the daemon (BENCHMARKS.md,
-"lxml template path"). For the operations a driver names here, this module replaces zeep
+into them — was measured at about 0.6 ms of CPU per invoice in the daemon, 0.6–0.7 ms that
+this path saves (BENCHMARKS.md, "The lxml template path for FEL's two calls"). For the operations a driver names here, this module replaces zeep
 entirely; zeep still does every other operation. There is ONE path per operation, chosen when
 the service is built (:class:`~connector.pac.soap.SoapService` ``lxml_operations``), never
 both for the same call.

@@ -1,7 +1,9 @@
-"""FEL Timbrado's per-invoice operations through zeep, end to end against the sandbox.
+"""FEL Timbrado's per-invoice operations, end to end against the sandbox.
 
-The envelope zeep builds from the shipped WSDL is what the sandbox (which reads the same
-WSDL) accepts; the replies are read into the driver's results; failures (SOAP fault, HTTP
+``TimbrarCFDI`` and ``ObtenerAcuseEnvio`` go by the lxml template path (``pac/soap_lxml``;
+its contract tests are in ``test_soap_lxml.py``), the other operations through zeep. The
+envelope built from the shipped WSDL is what the sandbox (which reads the same WSDL) accepts;
+the replies are read into the driver's results; failures (SOAP fault, HTTP
 500, garbage, a dropped connection, bad credentials, bad characters) become the right
 PacError kind and code; TLS is verified and cookies are kept by the session.
 """

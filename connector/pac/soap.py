@@ -78,7 +78,8 @@ def wsdl_document(filename: str) -> Document:
         doc = _documents.get(filename)
         if doc is None:
             path = WSDL_DIR / filename
-            doc = Document(str(path), _loader_transport(), settings=_SETTINGS)
+            # zeep annotates ``transport`` as a class, but uses (and documents) an instance
+            doc = Document(str(path), _loader_transport(), settings=_SETTINGS)  # type: ignore[arg-type]
             _documents[filename] = doc
         return doc
 

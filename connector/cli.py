@@ -496,7 +496,7 @@ def _add_table_commands(sub: argparse._SubParsersAction) -> None:
     def _tables_ddl(args: argparse.Namespace) -> int:
         from connector.adapters.table.dialects import ddl_script
 
-        print(ddl_script(args.dialect), end="")
+        print(ddl_script(args.dialect, results=args.resultados), end="")
         return 0
 
     p = sub.add_parser("tables-ddl", help="imprime el CREATE TABLE de cfdi_factura y cfdi_concepto")
@@ -505,6 +505,12 @@ def _add_table_commands(sub: argparse._SubParsersAction) -> None:
         required=True,
         choices=["postgresql", "mariadb", "mysql", "sqlite", "mssql", "firebird"],
         help="motor de la base de datos",
+    )
+    p.add_argument(
+        "--resultados",
+        action="store_true",
+        help="la tabla de resultados cfdi_resultado (cuando las tablas del ERP no se pueden "
+        "modificar) en lugar de cfdi_factura y cfdi_concepto",
     )
     p.set_defaults(func=_tables_ddl)
 

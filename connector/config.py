@@ -247,6 +247,22 @@ class TableConfig(SecretSource):
     lease_seconds: int = Field(default=600, ge=60)
     timeout_seconds: float = Field(default=30.0, gt=0)  # the engine's statement timeout
     skip_locked: bool | None = None  # None: where the engine is known to have it
+    # results-table mode (the ERP's tables may not be altered): claims and outcomes go to this
+    # table of the connector's (`tables-ddl --resultados`); the header and lines are read
+    # from `factura`/`concepto` (tables or views) or from these SELECTs, whose columns carry
+    # the default tables' names (`SELECT folio_fac AS folio, ...`)
+    resultados: str | None = None
+    factura_query: str | None = None
+    concepto_query: str | None = None
+
+    @model_validator(mode="after")
+    def _queries_need_results(self) -> TableConfig:
+        if (self.factura_query or self.concepto_query) and not self.resultados:
+            raise ValueError(
+                "factura_query y concepto_query solo se usan con una tabla de resultados "
+                "(resultados = \"cfdi_resultado\"): el conector no escribe en una consulta"
+            )
+        return self
 
     @field_validator("connection")
     @classmethod
@@ -1245,7 +1261,13 @@ def _check_table_databases(cfg: Config, rep: _Reporter) -> None:
             rep.add(exc.code, kp, exc.message)
             continue
         found = check_table_source(
-            spec, factura_table=t.factura, concepto_table=t.concepto, source=s.name
+            spec,
+            factura_table=t.factura,
+            concepto_table=t.concepto,
+            source=s.name,
+            results_table=t.resultados,
+            factura_query=t.factura_query,
+            concepto_query=t.concepto_query,
         )
         for p in found:
             at = f" [{p.location}]" if p.location and p.location != s.name else ""

@@ -5,6 +5,7 @@ login failed, database, table or column missing, a column of the wrong type."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +13,7 @@ from connector.cfdi.errors import Problem
 
 from . import odbc
 from .odbc import ConnSpec, TableError
-from .schema import CONCEPTO, FACTURA, Column, Table
+from .schema import CONCEPTO, FACTURA, RESULTADO, Column, Table
 
 # Python types pyodbc gives for each kind (SQLite keeps money and timestamps as TEXT)
 _ACCEPTED: dict[str, tuple[type, ...]] = {
@@ -47,8 +48,14 @@ def check_table_source(
     factura_table: str = FACTURA.name,
     concepto_table: str = CONCEPTO.name,
     source: str = "",
+    results_table: str | None = None,
+    factura_query: str | None = None,
+    concepto_query: str | None = None,
 ) -> list[Problem]:
-    """Connects (never writes) and lists every problem; [] when the source is usable."""
+    """Connects (never writes) and lists every problem; [] when the source is usable.
+    ``results_table``: results-table mode — the header and lines sources (tables, views or
+    the queries) need only the key, the join and the required columns; the results table
+    needs all of its own."""
     where = source or "fuente de tablas"
     try:
         conn, dialect = odbc.connect(spec)
@@ -56,17 +63,35 @@ def check_table_source(
         return [_p(exc.code, exc.message, where)]
     problems: list[Problem] = []
     try:
-        for table, name in ((FACTURA, factura_table), (CONCEPTO, concepto_table)):
-            problems += _check_table(conn, dialect, table, name, spec, where)
+        if results_table is None:
+            for table, name in ((FACTURA, factura_table), (CONCEPTO, concepto_table)):
+                problems += _check_table(conn, dialect, table, name, spec, where)
+        else:
+            for table, name, sql in ((FACTURA, factura_table, factura_query),
+                                     (CONCEPTO, concepto_table, concepto_query)):  # fmt: skip
+                problems += _check_table(conn, dialect, _read_only(table), name, spec, where, sql)
+            problems += _check_table(conn, dialect, RESULTADO, results_table, spec, where)
     finally:
         odbc.close_quietly(conn)
     return problems
 
 
+def _read_only(table: Table) -> Table:
+    """What a results-mode source must yield: the key, the join and the required columns."""
+    keep = {"id", "factura_id", "linea"}
+    return replace(table, columns=tuple(c for c in table.columns if c.name in keep or c.required))
+
+
 def _check_table(
-    conn: Any, dialect: Any, table: Table, name: str, spec: ConnSpec, where: str
+    conn: Any,
+    dialect: Any,
+    table: Table,
+    name: str,
+    spec: ConnSpec,
+    where: str,
+    query: str | None = None,
 ) -> list[Problem]:
-    qname = ".".join(dialect.q(part) for part in name.split("."))
+    qname = f"({query}) src" if query else ".".join(dialect.q(p) for p in name.split("."))
     cur = conn.cursor()
     try:
         cur.execute(f"SELECT * FROM {qname} WHERE 1 = 0")
@@ -75,6 +100,9 @@ def _check_table(
     except odbc.pyodbc.Error as exc:
         conn.rollback()
         err = odbc.classify(exc, spec.password, where=name)
+        if query:
+            return [_p(err.code, f"La consulta de {name} no se puede ejecutar: {err.message}",
+                       f"{where}: {name}")]  # fmt: skip
         if err.code == "CONN-BD-ESQUEMA":
             return [
                 _p(
@@ -86,7 +114,7 @@ def _check_table(
             ]
         return [_p(err.code, err.message, f"{where}: {name}")]
     out: list[Problem] = []
-    declared = _sqlite_declared(conn, qname) if dialect.name == "sqlite" else {}
+    declared = _sqlite_declared(conn, qname) if dialect.name == "sqlite" and not query else {}
     for col in table.columns:
         d = described.get(col.name)
         place = f"{where}: {name}.{col.name}"

@@ -112,8 +112,22 @@ class Dialect:
     def supports_skip_locked(self) -> bool:
         return True
 
+    def insert_new(self, table: str, columns: list[str], values: list[str]) -> str:
+        """An INSERT that adds nothing (0 rows, no error) when the key is there already: the
+        claim of a results-table row, one winner by rowcount. None of the engines here
+        lacks one; SQL Server and Firebird (not tested live) raise."""
+        raise NotImplementedError(self.name)
 
-class PostgreSQL(Dialect):
+
+class _OnConflict:
+    def insert_new(self, table: str, columns: list[str], values: list[str]) -> str:
+        return (
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(values)}) "
+            "ON CONFLICT DO NOTHING"
+        )
+
+
+class PostgreSQL(_OnConflict, Dialect):
     def column_type(self, col: Column) -> str:
         return {
             "ref": "BIGINT",
@@ -151,6 +165,9 @@ class MariaDB(Dialect):
     def identity(self) -> str:
         return "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY"
 
+    def insert_new(self, table: str, columns: list[str], values: list[str]) -> str:
+        return f"INSERT IGNORE INTO {table} ({', '.join(columns)}) VALUES ({', '.join(values)})"
+
     def table_suffix(self) -> str:
         return " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
 
@@ -177,7 +194,7 @@ class MySQL(MariaDB):
         ]
 
 
-class SQLite(Dialect):
+class SQLite(_OnConflict, Dialect):
     """SQLite's NUMERIC is a binary float: money is kept as TEXT and read exactly; timestamps
     are TEXT 'YYYY-MM-DD HH:MM:SS' (UTC for the connector's own). Its busy timeout is the
     driver's ``Timeout`` connection attribute (milliseconds), set by ``odbc.connect``."""
@@ -360,6 +377,11 @@ def dialect_for_dbms(dbms_name: str) -> Dialect | None:
     return None
 
 
-def ddl_script(dialect: str) -> str:
-    """The default tables' CREATE statements, ';'-terminated, for ``tables-ddl``."""
-    return "".join(f"{stmt};\n\n" for stmt in get_dialect(dialect).ddl()).rstrip("\n") + "\n"
+def ddl_script(dialect: str, *, results: bool = False) -> str:
+    """The default tables' CREATE statements, ';'-terminated, for ``tables-ddl``; ``results``:
+    the results table's instead (results-table mode)."""
+    from .schema import RESULTADO
+
+    d = get_dialect(dialect)
+    stmts = d.create_table(RESULTADO) if results else d.ddl()
+    return "".join(f"{stmt};\n\n" for stmt in stmts).rstrip("\n") + "\n"

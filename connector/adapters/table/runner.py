@@ -65,11 +65,37 @@ def row_of(location: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def table_source(s: SourceConfig, emisor: Any = None, mapping: Any = None) -> TableSource:
+    """A table source's ``TableSource`` (``ResultsTableSource`` in results-table mode);
+    ``emisor``: what its invoices take from the configuration (None: a command that only
+    writes, replay or find --redeliver)."""
+    t = s.table
+    assert t is not None
+    kw: dict[str, Any] = {
+        "factura_table": t.factura,
+        "concepto_table": t.concepto,
+        "skip_locked": t.skip_locked,
+        "mapping": mapping,
+    }
+    if emisor is not None:
+        kw["emisor"] = {
+            "Rfc": emisor.rfc,
+            "Nombre": emisor.nombre or "",
+            "RegimenFiscal": emisor.regimen_fiscal or "",
+            "LugarExpedicion": emisor.lugar_expedicion or "",
+        }
+    if t.resultados:
+        from .results import ResultsTableSource
+
+        return ResultsTableSource(table_spec(s), results_table=t.resultados,
+                                  factura_query=t.factura_query,
+                                  concepto_query=t.concepto_query, **kw)  # fmt: skip
+    return TableSource(table_spec(s), **kw)
+
+
 def _one_table(s: SourceConfig) -> TableSource:
     """A source's tables for one command (replay, find --redeliver): not the daemon's."""
-    assert s.table is not None
-    return TableSource(table_spec(s), factura_table=s.table.factura,
-                       concepto_table=s.table.concepto)  # fmt: skip
+    return table_source(s)
 
 
 def rewrite_row(s: SourceConfig, e: Entry) -> str:
@@ -154,21 +180,7 @@ class TableUnits:
 
     def make_table(self, s: SourceConfig, emisor: Any, mapping: Any) -> TableSource:
         """A source's tables (not used until ``adopt``: a reload may still be refused)."""
-        t = s.table
-        assert t is not None
-        return TableSource(
-            table_spec(s),
-            emisor={
-                "Rfc": emisor.rfc,
-                "Nombre": emisor.nombre or "",
-                "RegimenFiscal": emisor.regimen_fiscal or "",
-                "LugarExpedicion": emisor.lugar_expedicion or "",
-            },
-            factura_table=t.factura,
-            concepto_table=t.concepto,
-            skip_locked=t.skip_locked,
-            mapping=mapping,
-        )
+        return table_source(s, emisor, mapping)
 
     def adopt(self, built: dict[str, SourceRuntime], *, removed: Sequence[str]) -> None:
         """The table sources of an accepted (re)configuration replace the old ones; removed

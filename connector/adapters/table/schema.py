@@ -105,6 +105,22 @@ CONCEPTO = Table(
 
 DEFAULT_TABLES = (FACTURA, CONCEPTO)
 
+# results-table mode: the ERP's own tables (or views, or queries) are only read; the claim and
+# every outcome go to this table, one row per invoice keyed by the ERP's invoice id
+RESULTADO = Table(
+    "cfdi_resultado",
+    (
+        Column("id", "ref", not_null=True),  # the ERP's invoice id (the header query's id)
+        Column("fecha", "timestamp"),  # the Fecha used when the ERP's is empty
+        *(c for c in FACTURA.columns if c.name in (
+            "estado", "uuid", "fecha_timbrado", "referencia", "error_codigo", "error_mensaje",
+            "xml", "acuse", "actualizado_en", "reclamado_por", "reclamado_hasta", "intentos",
+        )),
+    ),  # fmt: skip
+    ("id",),
+    (("ix_cfdi_resultado_estado", ("estado", "id")),),
+)
+
 # the columns the connector writes (never the ERP's own data, except an empty fecha at claim)
 OWNED = (
     "estado",

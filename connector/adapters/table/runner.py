@@ -466,7 +466,8 @@ class TableUnits:
                 for row_id, out in items:
                     self._unwritten[(src.cfg.name, row_id)] = out
             return
-        self.errors_written += len(items)
+        with self._lock:
+            self.errors_written += len(items)
         for row_id, out in items:
             log.info("row_error_written", source=src.cfg.name, row=row_id, code=out.error_codigo)
 
@@ -564,7 +565,9 @@ class TableUnits:
                     f"{e.label} está timbrada (UUID {e.uuid}) pero no se pudieron escribir sus "
                     f"archivos: {exc.strerror or exc}. Se reintenta sola.",
                 ) from exc
-        self.rows_written += self._write_stamped(src, e, e.acuse)
+        written = self._write_stamped(src, e, e.acuse)  # not `+=`: other workers write too
+        with self._lock:
+            self.rows_written += written
         rows = self._rows(src, e)
         return {**outputs, "fila": ",".join(str(r) for r in rows)}
 

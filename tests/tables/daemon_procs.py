@@ -1,0 +1,73 @@
+"""The daemon as a real process (``python -m connector.cli run``) on table sources: started,
+killed, waited for; and what the tables and the sandbox PAC hold at the end."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .daemon_support import REPO, rows
+
+
+def start(config: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """``run --config`` in its own process; stderr appended to ``var/daemon.stderr``."""
+    err = config.parent / "var" / "daemon.stderr"
+    with open(err, "ab") as fh:
+        return subprocess.Popen(
+            [sys.executable, "-m", "connector.cli", "run", "--config", str(config), *extra],
+            stdout=subprocess.DEVNULL,
+            stderr=fh,
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+def log_text(config: Path) -> str:
+    try:
+        return (config.parent / "var" / "connector.log").read_text("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def stderr_text(config: Path) -> str:
+    try:
+        return (config.parent / "var" / "daemon.stderr").read_text("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def until(cond: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 60) -> int:
+    """SIGTERM (a clean stop) and its exit code; killed when it does not stop in time."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+        raise
+
+
+def final_states(conn: Any) -> dict[int, tuple[Any, ...]]:
+    """id → (estado, uuid, error_codigo, error_mensaje, xml) of every invoice row."""
+    return rows(conn, "estado", "uuid", "error_codigo", "error_mensaje", "xml")
+
+
+def all_final(conn: Any, expected: int) -> bool:
+    got = rows(conn, "estado")
+    return len(got) == expected and all(v[0] in ("TIMBRADO", "ERROR") for v in got.values())

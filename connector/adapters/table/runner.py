@@ -157,6 +157,9 @@ class _Db:
     waiting: list[_Writes] = field(default_factory=list)
     flushing: bool = False
     renewed_at: float = field(default_factory=time.monotonic)
+    # a failure may have come between a claim's commit and the read of its rows: the rows
+    # this instance holds are taken back as soon as the database answers again
+    take_back: bool = False
 
 
 class TableUnits:
@@ -227,14 +230,15 @@ class TableUnits:
                 raise
         if db.error is not None:
             log.info("table_source_resumed", source=src.cfg.name)
-            db.error, db.delay = None, 0.0
+            # the pause ends now too (a write-back got through first): claims at once
+            db.error, db.delay, db.paused_until = None, 0.0, 0.0
         return result
 
     def _pause(self, src: SourceRuntime, db: _Db, exc: TableError) -> None:
         db.delay = min(_MAX_PAUSE, max(1.0, db.delay * 2))
         db.paused_until = time.monotonic() + db.delay
         first = db.error is None or db.error.code != exc.code
-        db.error = exc
+        db.error, db.take_back = exc, True
         if first:
             log.error("table_source_paused", source=src.cfg.name, code=exc.code,
                       message=exc.message, retry_in=db.delay)  # fmt: skip
@@ -278,6 +282,13 @@ class TableUnits:
             self._renew_due(src)
         except TableError:
             return 0
+        db = self._dbs[src.cfg.name]
+        if db.take_back:
+            db.take_back = False
+            try:
+                self._take_back(src, known=set(self._held(src.cfg.name)))
+            except TableError:
+                return 0
         assert src.cfg.table is not None
         room = self.flow.max_inflight - self.flow.in_flight()
         limit = min(src.cfg.table.batch, room)

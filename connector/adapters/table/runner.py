@@ -524,6 +524,7 @@ class TableUnits:
             try:
                 self._renew_due(src)
                 self._take_back(src, known=set(self._held(src.cfg.name)))
+                self._note_orphans(src)
             except TableError:
                 continue
 
@@ -533,8 +534,21 @@ class TableUnits:
             if src.table is not None:
                 try:
                     self._take_back(src, known=set())
+                    self._note_orphans(src)
                 except TableError:
                     continue  # paused: taken back by the periodic tick
+
+    def _note_orphans(self, src: SourceRuntime) -> None:
+        """Lines whose invoice row does not exist (``CONN-BD-LINEA-HUERFANA``) have no error
+        columns of their own: each is said once in the log and in ``status``."""
+        assert self.flow.journal is not None and src.cfg.table is not None
+        for p in self._use(src, lambda t: t.orphan_lines()):
+            if self.flow.journal.note_failure(
+                src.cfg.name, src.cfg.table.concepto, p.code, p.message,
+                location=p.location, once=f"{src.cfg.name}:{p.code}:{p.location}",
+            ):  # fmt: skip
+                log.error("orphan_lines", source=src.cfg.name, code=p.code,
+                          location=p.location, message=p.message)  # fmt: skip
 
     def _take_back(self, src: SourceRuntime, known: set[int]) -> None:
         claimed = self._use(src, lambda t: t.held(self.instance))
@@ -624,9 +638,14 @@ def fecha_timbrado(stamped_xml: bytes) -> str | None:
 
 
 def _error(errors: list[ItemError]) -> Outcome:
-    """The ERROR a row gets: every code, and each message with where it was found."""
+    """The ERROR a row gets: every code, and each message with where it was found (the CFDI
+    field, and the column, e.g. ``cfdi_concepto(factura_id=3):2:cantidad`` for a line's)."""
     codes = ", ".join(dict.fromkeys(x.code for x in errors)) or "CONN-ERROR"
-    text = " | ".join(
-        f"{x.code}: {x.message}" + (f" ({x.path})" if x.path else "") for x in errors
-    )
+
+    def where(x: ItemError) -> str:
+        column = x.location if x.location and not _ROW.search(x.location) else ""
+        found = "; ".join(w for w in (x.path, column) if w)
+        return f" ({found})" if found else ""
+
+    text = " | ".join(f"{x.code}: {x.message}{where(x)}" for x in errors)
     return Outcome(ERROR, error_codigo=codes, error_mensaje=text)

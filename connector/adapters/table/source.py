@@ -73,6 +73,7 @@ class Claimed:
     referencia: str
     attempt: int
     record: ParsedRecord
+    unreadable: bool = False  # its header could not be read: only that is reported
 
     @property
     def problems(self) -> list[Problem]:
@@ -270,19 +271,39 @@ class TableSource:
             found: dict[int, list[Any]] = {}
             try:
                 rows = query(cur, ids)
-            except UnicodeError:  # some row's text is not in the configured encoding
+            except (UnicodeError, odbc.pyodbc.Error) as exc:
+                # some row's text is not in the configured encoding, or the server cannot
+                # hand it in the connection's (PostgreSQL: 22P05): find which, one id at a
+                # time; any other failure is the database's, not a row's
+                if self._unreadable(exc, cur) is None:
+                    raise
                 rows = []
-                for one in ids:  # find which: one id at a time
+                for one in ids:
                     try:
                         rows.extend(query(cur, [one]))
-                    except UnicodeError as exc:
-                        found.setdefault(one, []).append(exc)
+                    except (UnicodeError, odbc.pyodbc.Error) as exc:
+                        bad = self._unreadable(exc, cur)
+                        if bad is None:
+                            raise
+                        found.setdefault(one, []).append(bad)
             for r in rows:
                 found.setdefault(int(r[key]), []).append(r)
             cur.connection.commit()
             return found
 
         return self._run(work, f"leer {table}")
+
+    def _unreadable(self, exc: Exception, cur: Any) -> UnicodeError | None:
+        """A failure to read one row's values (its text in another encoding, SQLSTATE class
+        22 from the server) as a ``UnicodeError`` for that row; None: not the row's fault.
+        The server's failure is rolled back (PostgreSQL refuses more in that transaction)."""
+        if isinstance(exc, UnicodeError):
+            return exc
+        err = odbc.classify(exc, self.spec.password)
+        if not err.sqlstate.startswith("22"):
+            return None
+        cur.connection.rollback()
+        return UnicodeError(err.message)
 
     def _claimed(self, row_id: int, heads: list[Any], lines: list[Any]) -> Claimed:
         fac, con = self.factura_table, self.concepto_table
@@ -291,7 +312,9 @@ class TableSource:
         if isinstance(head, UnicodeError):
             root.problems.append(_decode_problem(head, f"{fac}:{row_id}", self.spec.encoding))
             claim = self._fetch(fac, ["id", "referencia", "intentos"], "id", [row_id])[row_id][0]
-            return Claimed(row_id, str(claim["referencia"]), int(claim["intentos"]), root)
+            return Claimed(
+                row_id, str(claim["referencia"]), int(claim["intentos"]), root, unreadable=True
+            )
         required = self.mapping is None
         root.fields = _fields(head, FACTURA, f"{fac}:{row_id}", root.problems, required)
         root.add(ParsedRecord("EMISOR", dict(self.emisor), row_id, "configuración de la fuente"))
@@ -327,6 +350,9 @@ class TableSource:
         records = iter([c.record for c in claimed])
         inputs = list(_TableAdapter()._map_records(records, self.mapping))
         for inp, c in zip(inputs, claimed, strict=True):
+            if c.unreadable:  # every field "missing" would only repeat that
+                inp.problems = list(c.problems)
+                continue
             seen = {p.location for p in c.problems}
             inp.problems = c.problems + [
                 p for p in inp.problems[len(c.problems) :] if p.location not in seen

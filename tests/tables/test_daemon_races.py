@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import random
 import signal
-import subprocess
-import sys
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from tests.daemon.conftest import stamps_by_key
 
 from .conftest import Db, insert_invoice
 from .daemon_procs import all_final, final_states, log_text, start, stderr_text, stop, until
-from .daemon_support import RECEPTOR, REPO, rows, table_config
+from .daemon_support import RECEPTOR, rows, table_config
 
 ROWS = 300
 
@@ -53,38 +52,44 @@ def _insert(db: Db, conn: Any, ids: range) -> None:
         insert_invoice(conn, db, i, **RECEPTOR)
 
 
+def _delivered(config: Path) -> set[str]:
+    """The folios a daemon's own journal says it stamped and delivered."""
+    db = sqlite3.connect(config.parent / "var" / "journal.sqlite")
+    try:
+        found = db.execute("SELECT folio FROM invoices WHERE state = 'delivered'").fetchall()
+    finally:
+        db.close()
+    return {f for (f,) in found}
+
+
 def test_two_daemons_on_the_same_300_rows_stamp_each_row_exactly_once(
     db: Db, sandbox: Any, tmp_path: Path
 ) -> None:
     conn = db.connect()
-    _insert(db, conn, range(1, ROWS + 1))
+    for i in range(1, ROWS + 1):  # written by the ERP, not ready yet
+        insert_invoice(conn, db, i, estado=None, **RECEPTOR)
     # small batches so both instances keep coming back for more while the other holds rows
     configs = [
         table_config(tmp_path / name, db, sandbox, batch=10, workers=6) for name in ("a", "b")
     ]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "connector.cli", "run", "--config", str(c), "--once",
-             "--timeout", "240"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-        )  # fmt: skip
-        for c in configs
-    ]
-    outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, out + err[-3000:]
+    procs = [start(c) for c in configs]
+    try:
+        for c, p in zip(configs, procs, strict=True):  # both running before any row is ready
+            assert until(lambda c=c, p=p: '"ready"' in log_text(c) or p.poll() is not None, 60)
+            assert p.poll() is None, stderr_text(c)[-3000:]
+        conn.execute("UPDATE cfdi_factura SET estado = 'PENDIENTE'")  # all ready at once
+        assert until(lambda: all_final(conn, ROWS), 240, 0.2), rows(conn, "estado")
+    finally:
+        codes = [stop(p) for p in procs]
+    assert codes == [0, 0], [stderr_text(c)[-3000:] for c in configs]
     _check_stamped_once(conn, sandbox, set(range(1, ROWS + 1)))
     # each row was claimed once, by one of the two instances, and both took part
     claims = rows(conn, "intentos", "reclamado_por")
     assert {v[0] for v in claims.values()} == {1}
-    holders = {v[1] for v in claims.values()}
-    assert len(holders) == 2, holders
-    # each daemon wrote back the rows it claimed, and no row was written by both
-    written = []
-    for out, _ in outs:
-        line = next(x for x in out.splitlines() if "fila(s) timbrada(s)" in x)
-        written.append(int(line.split("fila(s) timbrada(s)")[0].split()[-1]))
-    assert sum(written) == ROWS and min(written) > 0, written
+    assert len({v[1] for v in claims.values()}) == 2
+    # each daemon's journal holds the rows it claimed: together all of them, none in both
+    a, b = (_delivered(c) for c in configs)
+    assert a and b and not a & b and a | b == {str(i) for i in range(1, ROWS + 1)}
     conn.close()
 
 

@@ -3,6 +3,7 @@ killed, waited for; and what the tables and the sandbox PAC hold at the end."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -71,3 +72,14 @@ def final_states(conn: Any) -> dict[int, tuple[Any, ...]]:
 def all_final(conn: Any, expected: int) -> bool:
     got = rows(conn, "estado")
     return len(got) == expected and all(v[0] in ("TIMBRADO", "ERROR") for v in got.values())
+
+
+def status_json(config: Path, limit: int = 50) -> dict[str, Any]:
+    """What ``status --json`` says (the journal's counts and failures, the daemon's state)."""
+    r = subprocess.run(
+        [sys.executable, "-m", "connector.cli", "status", "--config", str(config), "--json",
+         "--limit", str(limit)],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    return json.loads(r.stdout)  # type: ignore[no-any-return]

@@ -18,7 +18,6 @@ own columns, and the other rows are stamped meanwhile.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +28,7 @@ from connector.pipeline import Pipeline
 from tests.daemon.conftest import stamps_by_key
 
 from .conftest import LINE, Db, insert_invoice
+from .daemon_procs import status_json
 from .daemon_support import RECEPTOR, REPO, rows, table_config
 
 GOOD = (1, 7)
@@ -138,13 +138,7 @@ def test_each_bad_row_gets_its_coded_spanish_error_and_the_others_are_stamped(
         assert code == "CONN-BD-CODIFICACION" and "codificación" in message
         assert "cfdi_factura:6" in message
     # the line without a header is in `status`, coded and in Spanish
-    r = subprocess.run(
-        [sys.executable, "-m", "connector.cli", "status", "--config", str(config), "--json",
-         "--limit", "50"],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stdout + r.stderr
-    notes = [f for f in json.loads(r.stdout)["recent_failures"] if f["code"].startswith("CONN-BD")]
+    notes = [f for f in status_json(config)["recent_failures"] if f["code"].startswith("CONN-BD")]
     orphan = [f for f in notes if f["code"] == "CONN-BD-LINEA-HUERFANA"]
     assert len(orphan) == 1 and orphan[0]["location"] == "cfdi_concepto(factura_id=99)"
     assert "no existe esa factura" in orphan[0]["message"]

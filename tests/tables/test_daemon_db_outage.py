@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,29 +21,24 @@ import pytest
 
 from connector.adapters.table import get_dialect
 from tests.daemon.conftest import dat_file, stamps_by_key
+from tests.daemon.test_daemon_reload import NEW_SOURCE
 
 from .conftest import Db, insert_invoice
-from .daemon_procs import all_final, final_states, log_text, start, stderr_text, stop, until
-from .daemon_support import RECEPTOR, REPO, RFC, rows, table_config
+from .daemon_procs import (
+    all_final,
+    final_states,
+    log_text,
+    start,
+    status_json,
+    stderr_text,
+    stop,
+    until,
+)
+from .daemon_support import RECEPTOR, rows, table_config
 from .private_server import PrivateMariaDB
 
 ROWS = 200
 
-FOLDER_SOURCE = f"""
-[[sources]]
-name = "ventas"
-inbox = "inbox"
-adapter = "dat"
-include = ["*.dat"]
-emisor = "{RFC}"
-pac = "sandbox"
-stable_seconds = 0.2
-archive = "archive"
-failed = "failed"
-[sources.output]
-xml = "out/xml"
-errors = "out/errors"
-"""
 
 
 @pytest.fixture
@@ -56,16 +49,6 @@ def private_mariadb() -> Iterator[PrivateMariaDB]:
         yield server
     finally:
         server.close()
-
-
-def _status(config: Path) -> dict[str, Any]:
-    r = subprocess.run(
-        [sys.executable, "-m", "connector.cli", "status", "--config", str(config), "--json",
-         "--limit", "200"],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stdout + r.stderr
-    return json.loads(r.stdout)
 
 
 def _drop(inbox: Path, name: str, data: bytes) -> None:
@@ -97,9 +80,9 @@ def test_the_database_stopped_mid_run_pauses_its_source_and_loses_nothing(
     pac = SandboxPac.demo(tmp_path / "pac.db", latency=0.03)
     pac.start()
     ws = tmp_path / "ws"
-    for d in ("inbox", "archive", "failed", "out/xml", "out/errors"):
+    for d in ("inbox2", "archive", "failed", "out/xml"):
         (ws / d).mkdir(parents=True, exist_ok=True)
-    config = table_config(ws, db, pac, batch=10, workers=4, extra=FOLDER_SOURCE)
+    config = table_config(ws, db, pac, batch=10, workers=4, extra=NEW_SOURCE)
     proc = start(config)
     try:
         # stamping has begun: the server goes away in the middle of the run
@@ -107,14 +90,14 @@ def test_the_database_stopped_mid_run_pauses_its_source_and_loses_nothing(
         server.stop()
         assert until(lambda: '"table_source_paused"' in log_text(config), 30)
         # the folder source keeps flowing while the database is down
-        _drop(ws / "inbox", "lote1.dat", dat_file("F", list(range(1, 11))))
+        _drop(ws / "inbox2", "lote1.dat", dat_file("F", list(range(1, 11))))
         assert until(lambda: len(list((ws / "out" / "xml").glob("*.xml"))) == 10, 90), (
             stderr_text(config)[-3000:]
         )
         assert until(lambda: list((ws / "archive").rglob("lote1.dat")), 30)
         # status says the source is paused, with the coded reason in Spanish
-        assert until(lambda: "en pausa" in json.dumps(_status(config)), 30)
-        st = _status(config)
+        assert until(lambda: "en pausa" in json.dumps(status_json(config, 200)), 30)
+        st = status_json(config, 200)
         table_state = st["daemon"]["tables"]["erp"]
         assert table_state["estado"] == "en pausa"
         assert table_state["codigo"].startswith("CONN-BD-") and table_state["mensaje"]

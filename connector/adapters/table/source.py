@@ -186,6 +186,12 @@ class TableSource:
                 except odbc.pyodbc.Error:
                     self.close()
             raise err from None
+        except BaseException:  # not the database's (a value pyodbc cannot send): no locks kept
+            try:
+                conn.rollback()
+            except odbc.pyodbc.Error:
+                self.close()
+            raise
 
     def _t(self, name: str) -> str:
         return ".".join(self.dialect.q(part) for part in name.split("."))
@@ -380,17 +386,21 @@ class TableSource:
     def write_back_many(self, items: Sequence[tuple[int, Outcome]]) -> list[bool]:
         """``write_back`` of several rows in one transaction (one commit): each answer says
         whether that row was written."""
-        d, sql = self.dialect, self._sql()
+        d, sql, enc = self.dialect, self._sql(), self.spec.encoding
         statements = []
         for row_id, o in items:
             values = {
                 "estado": o.estado,
                 "uuid": o.uuid,
                 "fecha_timbrado": _timestamp(o.fecha_timbrado, d),
-                "xml": _text(o.xml),
-                "acuse": _text(o.acuse),
-                "error_codigo": _cut(o.error_codigo, FACTURA.column("error_codigo").size),
-                "error_mensaje": _cut(o.error_mensaje, FACTURA.column("error_mensaje").size),
+                "xml": _fit(_text(o.xml), enc, "xmlcharrefreplace"),
+                "acuse": _fit(_text(o.acuse), enc, "xmlcharrefreplace"),
+                "error_codigo": _fit(
+                    _cut(o.error_codigo, FACTURA.column("error_codigo").size), enc, "replace"
+                ),
+                "error_mensaje": _fit(
+                    _cut(o.error_mensaje, FACTURA.column("error_mensaje").size), enc, "replace"
+                ),
             }
             params: list[Any] = [*(values[c] for c in WRITE_BACK_COLUMNS), row_id]
             if o.estado == STAMPED:
@@ -569,6 +579,14 @@ def _timestamp(value: str | datetime | None, d: Dialect) -> datetime | str | Non
 
 def _text(value: bytes | str | None) -> str | None:
     return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _fit(text: str | None, encoding: str | None, errors: str) -> str | None:
+    """Text the source's legacy encoding can carry (pyodbc refuses the rest): the XML with
+    character references for what it lacks (the same XML once read), a message with '?'."""
+    if text is None or not encoding:
+        return text
+    return text.encode(encoding, errors).decode(encoding)
 
 
 def _cut(text: str | None, size: int) -> str | None:

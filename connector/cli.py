@@ -533,6 +533,7 @@ def _cancelled_in_journal(config: str, xml_path: str) -> bool | None:
     from pathlib import Path
 
     from connector.daemon import _load, _open_journal
+    from connector.journal import journal_exists
     from connector.pac.base import tfd_of
 
     cfg = _load(Path(config))
@@ -542,7 +543,7 @@ def _cancelled_in_journal(config: str, xml_path: str) -> bool | None:
         uuid = (tfd_of(Path(xml_path).read_bytes()) or {}).get("UUID")
     except Exception:  # not readable or not a CFDI: pdf_command says why
         return False
-    if not uuid or not cfg.daemon.journal.exists():
+    if not uuid or not journal_exists(cfg.daemon):
         return False
     j = _open_journal(cfg)
     if j is None:

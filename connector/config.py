@@ -68,8 +68,19 @@ class SecretSource(_Cfg):
         return v
 
 
+# a journal given as one of these addresses is on PostgreSQL (issue 16), not a SQLite file
+JOURNAL_URL_SCHEMES = ("postgresql://", "postgres://")
+# the local name a PostgreSQL journal's lock and status files are kept under (config folder)
+JOURNAL_URL_LOCAL = "journal.postgresql"
+
+
 class DaemonSettings(_Cfg):
     journal: Path = Path("journal.sqlite")
+    # ``journal = "postgresql://user@host/db"``: the shared journal's address lands here and
+    # ``journal`` names the local files (lock, status) instead; its password (when the
+    # server asks for one) from ``journal_password`` (env, file, credential or keyring)
+    journal_url: str | None = None
+    journal_password: SecretSource | None = None
     workers: int = Field(default=32, ge=1, le=256)  # PAC requests in flight
     pdf_processes: int | None = Field(default=None, ge=0, le=64)  # None: one per core, max 4
     poll_seconds: float = Field(default=5.0, gt=0)
@@ -91,6 +102,21 @@ class DaemonSettings(_Cfg):
     http: str | None = None
     # how often the PACs' credits are asked for (with http or a [[pacs]] credits_warning)
     credits_seconds: float = Field(default=300.0, gt=0)
+
+    def journal_secret(self) -> str | None:
+        """The shared journal's password (None: none configured, e.g. the server trusts the
+        host or ``~/.pgpass`` has it); ``SecretError`` when it cannot be read."""
+        if self.journal_password is None:
+            return None
+        return read_secret(self.journal_password, "el diario")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _journal_url(cls, data: Any) -> Any:
+        j = data.get("journal") if isinstance(data, dict) else None
+        if isinstance(j, str) and j.lower().startswith(JOURNAL_URL_SCHEMES):
+            return {**data, "journal_url": j, "journal": JOURNAL_URL_LOCAL}
+        return data
 
     @field_validator("http")
     @classmethod
@@ -533,6 +559,9 @@ def _resolve(base: Path, p: Path | None) -> Path | None:
 def _resolve_paths(cfg: Config, base: Path) -> None:
     cfg.daemon.journal = _resolve(base, cfg.daemon.journal)  # type: ignore[assignment]
     cfg.daemon.log_file = _resolve(base, cfg.daemon.log_file)
+    if cfg.daemon.journal_password is not None:
+        jp = cfg.daemon.journal_password
+        jp.password_file = _resolve(base, jp.password_file)
     for e in cfg.emisores:
         e.cer = _resolve(base, e.cer)  # type: ignore[assignment]
         e.key = _resolve(base, e.key)  # type: ignore[assignment]

@@ -101,10 +101,10 @@ def _open_journal(cfg: Config) -> Any:
     """The journal, or None after printing a coded error (never a traceback)."""
     import sqlite3
 
-    from connector.journal import Journal
+    from connector.journal import open_journal
 
     try:
-        return Journal(cfg.daemon.journal)
+        return open_journal(cfg.daemon)
     except (sqlite3.Error, OSError) as exc:
         print(f"CONN-DIARIO No se puede abrir el diario {cfg.daemon.journal}: {exc}.")
         return None
@@ -915,7 +915,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not args.json:
         for p in csd_notes:
             print(f"{'ERROR' if p.severity == 'error' else 'AVISO'} {p.code} {p.message}")
-    if not cfg.daemon.journal.exists():
+    from connector.journal import journal_exists
+
+    if not journal_exists(cfg.daemon):
         if args.json:  # scripts read JSON whatever the state: nothing processed yet
             doc = {
                 "journal": None,

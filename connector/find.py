@@ -17,7 +17,7 @@ from typing import Any
 
 from lxml import etree
 
-from connector.journal import Entry, Journal, State
+from connector.journal import Entry, Journal, State, journal_exists, open_journal
 
 _NS = {"cfdi": "http://www.sat.gob.mx/cfd/4"}
 
@@ -130,10 +130,10 @@ def cmd_find(args: Any) -> int:
     if not (args.uuid or args.rfc or args.folio or start or end):
         print("CONN-CLI: indique un UUID, --rfc, --folio o --from/--to.", file=sys.stderr)
         return 2
-    if not cfg.daemon.journal.exists():
+    if not journal_exists(cfg.daemon):
         print(f"Aún no hay diario en {cfg.daemon.journal}.")
         return 1
-    with Journal(cfg.daemon.journal) as j:
+    with open_journal(cfg.daemon) as j:
         found = matches(j, uuid=args.uuid, rfc=args.rfc, folio=args.folio, start=start, end=end)
         docs = [describe(j, e) for e in found]
         rc = 0 if found else 1

@@ -265,11 +265,12 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _journal_knows(cfg: Any, uuid: str) -> bool:
-    if not cfg.daemon.journal.exists():
-        return False
-    from connector.journal import Journal
+    from connector.journal import journal_exists, open_journal
 
-    with Journal(cfg.daemon.journal) as j:
+    if not journal_exists(cfg.daemon):
+        return False
+
+    with open_journal(cfg.daemon) as j:
         return j.find_uuid(uuid) is not None
 
 
@@ -278,7 +279,7 @@ def _cancel_tracked(args: argparse.Namespace, cfg: Any) -> int:
     emisor's account from the configuration; the local checks, the journal first, then the
     PAC and SAT (``connector.cancellations.request``). The daemon follows it to the end."""
     from connector.cancellations import CancelRefused, request
-    from connector.journal import Journal
+    from connector.journal import open_journal
     from connector.pac.sat_status import SatStatusClient
 
     csd = _cancel_csd(args)
@@ -286,7 +287,7 @@ def _cancel_tracked(args: argparse.Namespace, cfg: Any) -> int:
         args.sat_url or cfg.daemon.sat_status_url, timeouts=_timeouts(args.timeout)
     )
     try:
-        with Journal(cfg.daemon.journal) as j, _driver(args, **csd) as d:
+        with open_journal(cfg.daemon) as j, _driver(args, **csd) as d:
             req = request(
                 cfg, j, d, sat, args.uuid, args.motivo, args.folio_sustitucion, out=sys.stdout
             )
@@ -342,13 +343,13 @@ def _emisor_rfc(args: argparse.Namespace, cfg: Any, csd: dict[str, Any], uuid: s
         return str(csd["cancel_rfc"])
     if cfg is None:
         return None
-    if cfg.daemon.journal.exists():
+    from connector.journal import journal_exists, open_journal
+
+    if journal_exists(cfg.daemon):
         import sqlite3
 
-        from connector.journal import Journal
-
         try:
-            with Journal(cfg.daemon.journal) as j:
+            with open_journal(cfg.daemon) as j:
                 e = j.find_uuid(uuid)
         except (sqlite3.Error, OSError):
             e = None

@@ -41,7 +41,7 @@ from connector.flow.runtime import (
     sat_cert,
 )
 from connector.flow.sending import ACCOUNT_WAIT_CODES, InvoiceFlow
-from connector.journal import FileRecord, Journal
+from connector.journal import FileRecord, Journal, open_journal
 from connector.rendering import PdfRenderer, default_processes
 from connector.sinks import atomic_write, clean_temp_files
 
@@ -139,7 +139,7 @@ class Pipeline(InvoiceFlow):
     def start(self, *, watch: bool = False) -> None:
         cfg = self.cfg
         try:
-            self.journal = Journal(cfg.daemon.journal, synchronous=cfg.daemon.journal_synchronous)
+            self.journal = open_journal(cfg.daemon)
         except (sqlite3.Error, OSError) as exc:
             raise PipelineError(
                 [

@@ -24,7 +24,7 @@ from typing import Any
 
 from lxml import etree
 
-from connector.journal import CANCEL_OPEN, Journal
+from connector.journal import CANCEL_OPEN, Journal, journal_exists, open_journal
 
 NS = {
     "cfdi": "http://www.sat.gob.mx/cfd/4",
@@ -397,12 +397,12 @@ def cmd_report(args: Any) -> int:
     if fmt == "xlsx" and not args.output:
         print("CONN-CLI: el formato xlsx requiere -o ARCHIVO.xlsx.", file=sys.stderr)
         return 2
-    if not cfg.daemon.journal.exists():
+    if not journal_exists(cfg.daemon):
         print(f"Aún no hay diario en {cfg.daemon.journal}: no hay CFDI que reportar.")
         return 0
     emisor = args.emisor.upper() if args.emisor else None
     meta = {"desde": str(start or ""), "hasta": str(end or ""), "emisor": emisor or "todos"}
-    with Journal(cfg.daemon.journal) as j:
+    with open_journal(cfg.daemon) as j:
         if args.pendientes_pago:
             data = render_pending(pending_payments(j, start, end, emisor), fmt, meta)
         else:

@@ -55,16 +55,19 @@ the SQLite backend is ``connector.journal.sqlite``, one module per thing it reco
 (``base``) and schema (``schema``). Callers import every name from here, ``connector.journal``,
 never from the modules below it.
 
-A second backend (issue 16: PostgreSQL) plugs in beside ``sqlite``: a package
-``connector.journal.<backend>`` whose class has the same public methods as
-``sqlite.Journal``, returns the records of ``model``, applies its rules (``TRANSITIONS``,
-``ever_sent``, ``to_send``, ``payload_to_keep``) and keeps the same durability promises (a
-flushed commit before any side effect it announces). This module is then where the
-configuration's choice is made (a factory beside ``Journal``); the callers keep importing from
-``connector.journal``.
+The second backend (issue 16) is PostgreSQL, ``connector.journal.postgres``: a journal
+several connectors share. Its class is a ``sqlite.Journal`` with another base: the parts
+(``invoices``, ``files``, ``cancels``, ``queries``) and their SQL — written in what both
+engines understand — are the same, on a connection pool instead of the file; it returns the
+same records, applies the same rules and keeps the same durability promises (a flushed commit
+before any side effect it announces). ``open_journal`` makes the configuration's choice (a
+``postgresql://`` address or a file); the callers keep importing from ``connector.journal``.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
 
 from connector.journal.model import (
     ACUSE_MISSING,
@@ -107,5 +110,53 @@ __all__ = [
     "FileState",
     "Journal",
     "JournalError",
+    "JournalSettings",
     "State",
+    "journal_exists",
+    "open_journal",
 ]
+
+
+class JournalSettings(Protocol):
+    """What ``open_journal`` reads of the configuration (``connector.config.DaemonSettings``)."""
+
+    @property
+    def journal(self) -> Path: ...
+
+    @property
+    def journal_url(self) -> str | None: ...
+
+    @property
+    def journal_synchronous(self) -> str: ...
+
+    def journal_secret(self) -> str | None: ...
+
+
+def open_journal(settings: JournalSettings) -> Journal:
+    """The journal the configuration names: on PostgreSQL when ``journal_url`` is set
+    (``[daemon] journal = "postgresql://…"``; psycopg is imported only then), else the SQLite
+    file ``journal``. A journal that cannot be opened raises ``sqlite3.Error`` or ``OSError``
+    (PostgreSQL unreachable, its password unreadable: ``ConnectionError``), in Spanish and
+    without the password."""
+    if settings.journal_url is None:
+        return Journal(settings.journal, synchronous=settings.journal_synchronous)
+    try:
+        password = settings.journal_secret()
+    except Exception as exc:  # connector.config.SecretError: coded, in Spanish
+        raise ConnectionError(getattr(exc, "message", str(exc))) from exc
+    try:
+        from connector.journal.postgres import Journal as PostgresJournal
+    except ImportError as exc:
+        raise ConnectionError(
+            "el diario en PostgreSQL necesita psycopg 3 (pip install 'psycopg[binary,pool]'): "
+            f"{exc}"
+        ) from exc
+    return PostgresJournal(
+        settings.journal_url, password=password, synchronous=settings.journal_synchronous
+    )
+
+
+def journal_exists(settings: JournalSettings) -> bool:
+    """Whether there is a journal to read yet: a SQLite file once written; a PostgreSQL
+    journal is always asked (its tables are created when it is first opened)."""
+    return settings.journal_url is not None or settings.journal.exists()

@@ -198,3 +198,68 @@ def csv_workspace(base: Path, sandbox: object, mapping: Path, name: str) -> Path
     )
     (config.parent / "inbox-csv").mkdir()
     return config
+
+
+# --- the journal on both backends (issue 16) --------------------------------------------------
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(scope="session")
+def pg_journal_db() -> Iterator[str]:
+    """A PostgreSQL database of this test session's own on the local server (127.0.0.1:5432,
+    user postgres; other sessions may run at the same time), dropped at the end; its address."""
+    import os
+    import secrets
+
+    import psycopg
+
+    name = f"cfdi_journal_{os.getpid()}_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+_schemas = iter(range(1, 1_000_000))
+
+
+def pg_schema_url(db_url: str) -> str:
+    """The address of a journal of its own (a new, empty schema) in the session's database."""
+    import psycopg
+
+    schema = f"j{next(_schemas)}"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return f"{db_url}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal_at(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., object]]:
+    """``journal_at(name="j.sqlite", **kw)``: the journal called ``name`` in this test (the
+    same name opens the same journal again, as after a restart) on the backend of the
+    parameter: a SQLite file in tmp_path, or its own schema in the session's PostgreSQL
+    database. Every journal opened is closed at the end."""
+    from connector.journal import Journal
+
+    opened: list[Journal] = []
+    urls: dict[str, str] = {}
+
+    def make(name: str = "j.sqlite", **kw: object) -> Journal:
+        if request.param == "sqlite":
+            j = Journal(tmp_path / name, **kw)  # type: ignore[arg-type]
+        else:
+            from connector.journal.postgres import Journal as PostgresJournal
+
+            if name not in urls:
+                urls[name] = pg_schema_url(request.getfixturevalue("pg_journal_db"))
+            j = PostgresJournal(urls[name], **kw)  # type: ignore[arg-type]
+        opened.append(j)
+        return j
+
+    yield make
+    for j in opened:
+        j.close()

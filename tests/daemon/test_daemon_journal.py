@@ -1,8 +1,9 @@
-"""The journal's state machine, business-key admission and restart behaviour (real SQLite)."""
+"""The journal's state machine, business-key admission and restart behaviour (real SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,9 @@ from connector.journal import (
     JournalError,
     State,
 )
+
+# journal_at (tests/daemon/conftest.py): a journal on each backend, SQLite and PostgreSQL
+OpenJournal = Callable[..., Journal]
 
 KEY = ("EKU9003173C9", "A", "1")
 
@@ -32,8 +36,8 @@ def to_stamped(j: Journal, iid: int) -> None:
     j.mark_stamped(iid, "UUID-1", b"<stamped/>", b"<acuse/>")
 
 
-def test_happy_path_records_every_transition(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "j.sqlite")
+def test_happy_path_records_every_transition(journal_at: OpenJournal) -> None:
+    j = journal_at()
     adm, iid = admit(j)
     assert adm is Admission.NEW
     to_stamped(j, iid)
@@ -59,8 +63,10 @@ def test_happy_path_records_every_transition(tmp_path: Path) -> None:
         (["validated", "sealed", "sending", "stamped"], State.FAILED),  # stamped is never failed
     ],
 )
-def test_illegal_transitions_are_refused(tmp_path: Path, path: list[str], bad: State) -> None:
-    j = Journal(tmp_path / "j.sqlite")
+def test_illegal_transitions_are_refused(
+    journal_at: OpenJournal, path: list[str], bad: State
+) -> None:
+    j = journal_at()
     _, iid = admit(j)
     steps = {
         "validated": lambda: j.mark_validated(iid),
@@ -76,15 +82,14 @@ def test_illegal_transitions_are_refused(tmp_path: Path, path: list[str], bad: S
     assert j.get_id(iid).state == before
 
 
-def test_sealed_bytes_survive_restart_and_attempts_count(tmp_path: Path) -> None:
-    db = tmp_path / "j.sqlite"
-    j = Journal(db)
+def test_sealed_bytes_survive_restart_and_attempts_count(journal_at: OpenJournal) -> None:
+    j = journal_at()
     _, iid = admit(j)
     j.mark_validated(iid)
     j.mark_sealed(iid, b"<sealed once/>", "REF-X")
     j.mark_sending(iid)
     j.close()  # "crash" while sending
-    j2 = Journal(db)
+    j2 = journal_at()  # the same journal, opened again
     [e] = j2.in_state(State.SENDING)
     assert e.payload == b"<sealed once/>" and e.referencia == "REF-X" and e.attempts == 1
     # resume: same content admitted again → RESUME with the stored bytes, not a new row
@@ -97,8 +102,8 @@ def test_sealed_bytes_survive_restart_and_attempts_count(tmp_path: Path) -> None
     assert j2.get_id(iid).attempts == 2
 
 
-def test_same_content_delivered_again_different_content_conflicts(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "j.sqlite")
+def test_same_content_delivered_again_different_content_conflicts(journal_at: OpenJournal) -> None:
+    j = journal_at()
     _, iid = admit(j)
     to_stamped(j, iid)
     j.mark_delivered(iid, {})
@@ -110,8 +115,8 @@ def test_same_content_delivered_again_different_content_conflicts(tmp_path: Path
     assert j.get(KEY).content_hash == "h1" and j.get(KEY).state is State.DELIVERED
 
 
-def test_different_content_while_in_flight_conflicts(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "j.sqlite")
+def test_different_content_while_in_flight_conflicts(journal_at: OpenJournal) -> None:
+    j = journal_at()
     _, iid = admit(j)
     j.mark_validated(iid)
     j.mark_sealed(iid, b"x", "R")
@@ -119,8 +124,8 @@ def test_different_content_while_in_flight_conflicts(tmp_path: Path) -> None:
     assert adm is Admission.CONFLICT
 
 
-def test_failed_before_pac_restarts_with_new_content(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "j.sqlite")
+def test_failed_before_pac_restarts_with_new_content(journal_at: OpenJournal) -> None:
+    j = journal_at()
     _, iid = admit(j)
     j.mark_failed(iid, "CFDI40108", "El tipo de comprobante no es válido", origin="rules")
     adm, e = j.admit(KEY, "fixed", mode="stamp", source="s", source_file="g", location="g:1")
@@ -128,8 +133,8 @@ def test_failed_before_pac_restarts_with_new_content(tmp_path: Path) -> None:
     assert e.state is State.RECEIVED and e.error_code is None and e.content_hash == "fixed"
 
 
-def test_rejected_by_pac_is_permanent_until_replay(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "j.sqlite")
+def test_rejected_by_pac_is_permanent_until_replay(journal_at: OpenJournal) -> None:
+    j = journal_at()
     _, iid = admit(j)
     j.mark_validated(iid)
     j.mark_sealed(iid, b"x", "R")
@@ -145,8 +150,8 @@ def test_rejected_by_pac_is_permanent_until_replay(tmp_path: Path) -> None:
     assert e.attempts == 1
 
 
-def test_reset_refuses_delivered_and_keeps_sealed_bytes(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "j.sqlite")
+def test_reset_refuses_delivered_and_keeps_sealed_bytes(journal_at: OpenJournal) -> None:
+    j = journal_at()
     _, a = admit(j)
     to_stamped(j, a)
     with pytest.raises(JournalError):
@@ -161,8 +166,8 @@ def test_reset_refuses_delivered_and_keeps_sealed_bytes(tmp_path: Path) -> None:
     assert [x.id for x in j.due_retries()] == [b]
 
 
-def test_business_key_is_unique_per_emisor(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "j.sqlite")
+def test_business_key_is_unique_per_emisor(journal_at: OpenJournal) -> None:
+    j = journal_at()
     admit(j, ("EKU9003173C9", "A", "1"))
     adm, _ = admit(j, ("AAA010101AAA", "A", "1"))
     assert adm is Admission.NEW
@@ -171,8 +176,8 @@ def test_business_key_is_unique_per_emisor(tmp_path: Path) -> None:
     assert sum(j.counts().values()) == 2
 
 
-def test_files_table_tracks_one_final_place(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "j.sqlite")
+def test_files_table_tracks_one_final_place(journal_at: OpenJournal) -> None:
+    j = journal_at()
     f = j.file_claimed("ventas", "a.dat", "/w/a.dat")
     assert j.file_claimed("ventas", "a.dat", "/w/a.dat").id == f.id  # idempotent on restart
     _, iid = admit(j)
@@ -202,8 +207,8 @@ def test_wal_mode(tmp_path: Path) -> None:
     assert j._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_next_retry_at_and_due_limit(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "j.sqlite")
+def test_next_retry_at_and_due_limit(journal_at: OpenJournal) -> None:
+    j = journal_at()
     assert j.next_retry_at() is None
     ids = []
     for n in range(3):

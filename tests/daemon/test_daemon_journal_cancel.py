@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from connector.journal import Admission, Journal, JournalError, State
+
+# journal_at (tests/daemon/conftest.py): a journal on each backend, SQLite and PostgreSQL
+OpenJournal = Callable[..., Journal]
 
 KEY = ("EKU9003173C9", "A", "1")
 UUID = "6F8A5C40-0000-4000-8000-0000000000AA"
@@ -47,8 +51,8 @@ def test_a_journal_file_from_before_cancellations_gets_the_table(tmp_path: Path)
         assert j.mark_cancelled("00000000-0000-4000-8000-000000000000", "02").invoice_id is None
 
 
-def test_failed_with_a_uuid_is_never_restarted_reset_or_re_sent(tmp_path: Path) -> None:
-    with Journal(tmp_path / "j.sqlite") as j:
+def test_failed_with_a_uuid_is_never_restarted_reset_or_re_sent(journal_at: OpenJournal) -> None:
+    with journal_at() as j:
         _, e = j.admit(KEY, "h", mode="stamp", source="s", source_file="f", location="f:1")
         j.mark_validated(e.id)
         j.mark_sealed(e.id, b"<x/>", "R-1")

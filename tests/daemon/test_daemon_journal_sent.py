@@ -4,6 +4,7 @@ never sent start over with nothing kept (real SQLite)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,9 @@ from connector.journal import (
     JournalError,
     State,
 )
+
+# journal_at (tests/daemon/conftest.py): a journal on each backend, SQLite and PostgreSQL
+OpenJournal = Callable[..., Journal]
 
 KEY = ("EKU9003173C9", "A", "1")
 
@@ -36,8 +40,8 @@ def sent_then_failed(j: Journal) -> int:
     return iid
 
 
-def test_replay_of_a_sent_row_keeps_referencia_bytes_and_attempts(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "j.sqlite")
+def test_replay_of_a_sent_row_keeps_referencia_bytes_and_attempts(journal_at: OpenJournal) -> None:
+    j = journal_at()
     iid = sent_then_failed(j)
     e = j.reset(iid)
     assert e.state is State.RECEIVED and e.error_code is None
@@ -53,8 +57,10 @@ def test_replay_of_a_sent_row_keeps_referencia_bytes_and_attempts(tmp_path: Path
     assert e.attempts == 2  # counted as a retry: the pipeline recovers by REF-1 first
 
 
-def test_new_content_for_a_sent_row_keeps_referencia_and_takes_new_bytes(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "j.sqlite")
+def test_new_content_for_a_sent_row_keeps_referencia_and_takes_new_bytes(
+    journal_at: OpenJournal,
+) -> None:
+    j = journal_at()
     iid = sent_then_failed(j)
     adm, e = j.admit(KEY, "h2", mode="stamp", source="s", source_file="g", location="g:1")
     assert adm is Admission.RESTART and e.content_hash == "h2"
@@ -65,8 +71,8 @@ def test_new_content_for_a_sent_row_keeps_referencia_and_takes_new_bytes(tmp_pat
     assert "keeps referencia REF-1" in (j.events(iid)[-3][2] or "")
 
 
-def test_rows_never_sent_start_over_with_nothing_kept(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "j.sqlite")
+def test_rows_never_sent_start_over_with_nothing_kept(journal_at: OpenJournal) -> None:
+    j = journal_at()
     _, iid = admit(j)
     j.mark_validated(iid)
     j.mark_failed(iid, "CONN-CSD", "CSD vencido", origin="csd")
@@ -80,11 +86,11 @@ def test_rows_never_sent_start_over_with_nothing_kept(tmp_path: Path) -> None:
 
 
 def test_replay_after_the_pac_refused_the_document_seals_anew_under_the_same_referencia(
-    tmp_path: Path,
+    journal_at: OpenJournal,
 ) -> None:
     # sealed with a wrong CSD, the PAC said 303 (a definite answer: nothing stamped); the
     # operator replaces the CSD and replays: the new seal is what goes out
-    j = Journal(tmp_path / "j.sqlite")
+    j = journal_at()
     _, iid = admit(j)
     j.mark_validated(iid)
     j.mark_sealed(iid, b"<sealed with the wrong CSD/>", "REF-1")
@@ -101,12 +107,14 @@ def test_replay_after_the_pac_refused_the_document_seals_anew_under_the_same_ref
         j.mark_failed(iid, "303", "Sello no corresponde al emisor", origin=PAC_DOCUMENT)
 
 
-def test_a_refusal_after_a_try_that_may_have_been_stamped_keeps_the_bytes(tmp_path: Path) -> None:
+def test_a_refusal_after_a_try_that_may_have_been_stamped_keeps_the_bytes(
+    journal_at: OpenJournal,
+) -> None:
     # attempt 1: no answer (maybe stamped); attempt 2 refused (e.g. Finkok, which cannot be
     # asked by referencia, checks the CSD before its duplicate check): the pipeline records
     # origin "pac", and a replay resends the same bytes (a 307 gives the first UUID back)
     # instead of sealing anew, which could stamp a second UUID
-    j = Journal(tmp_path / "j.sqlite")
+    j = journal_at()
     _, iid = admit(j)
     j.mark_validated(iid)
     j.mark_sealed(iid, b"<sealed 1/>", "REF-1")
@@ -121,10 +129,12 @@ def test_a_refusal_after_a_try_that_may_have_been_stamped_keeps_the_bytes(tmp_pa
     assert j.mark_sealed(iid, b"<sealed anew/>", "REF-2").payload == b"<sealed 1/>"
 
 
-def test_sealed_and_sending_in_one_step_keeps_what_mark_sealed_keeps(tmp_path: Path) -> None:
+def test_sealed_and_sending_in_one_step_keeps_what_mark_sealed_keeps(
+    journal_at: OpenJournal,
+) -> None:
     """The pipeline's one write after sealing: the row read back equals the one returned, the
     three transitions are in the history, and a once-sent row keeps referencia and bytes."""
-    j = Journal(tmp_path / "j.sqlite")
+    j = journal_at()
     adm, first = j.admit(KEY, "h1", mode="stamp", source="s", source_file="f.dat", location="l")
     assert adm is Admission.NEW and first == j.get_id(first.id)  # admit's row as stored
     fresh = first.id
@@ -142,7 +152,7 @@ def test_sealed_and_sending_in_one_step_keeps_what_mark_sealed_keeps(tmp_path: P
     with pytest.raises(JournalError):  # only from received (or validated)
         j.mark_sealed_sending(fresh, b"<other/>", "REF-10")
 
-    j2 = Journal(tmp_path / "j2.sqlite")
+    j2 = journal_at("j2.sqlite")
     iid = sent_then_failed(j2)
     j2.reset(iid)
     e = j2.mark_sealed_sending(iid, b"<sealed 2/>", "REF-2")

@@ -31,6 +31,10 @@ def _create_private(path: Path) -> None:
 class SqliteBase:
     """Thread-safe (one connection, one lock); every method commits before it returns."""
 
+    # what a SELECT of a row about to change appends inside a transaction: nothing here (a
+    # write transaction holds the whole file); `` FOR UPDATE`` on PostgreSQL
+    _FOR_UPDATE = ""
+
     def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
@@ -97,7 +101,7 @@ class SqliteBase:
 
     def _get_locked(self, invoice_id: int | None) -> Entry:
         row = self._db.execute(
-            f"SELECT {INVOICE_COLS} FROM invoices WHERE id=?", (invoice_id,)
+            f"SELECT {INVOICE_COLS} FROM invoices WHERE id=?{self._FOR_UPDATE}", (invoice_id,)
         ).fetchone()
         if not row:
             raise JournalError(f"no invoice with id {invoice_id}")

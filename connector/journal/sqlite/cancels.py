@@ -63,7 +63,8 @@ class CancelStore(SqliteBase):
                 ).fetchone()
                 invoice_id = found[0] if found else None
                 db.execute(
-                    f"INSERT INTO cancellations ({CANCEL_COLS}) VALUES (?,?,?,?,?,?,?,?)",
+                    f"INSERT INTO cancellations ({CANCEL_COLS}) VALUES (?,?,?,?,?,?,?,?) "
+                    "ON CONFLICT (uuid) DO NOTHING",
                     (uuid, invoice_id, motivo, folio_sustitucion, code, estatus, acuse,
                      time.time()),
                 )  # fmt: skip
@@ -99,12 +100,14 @@ class CancelStore(SqliteBase):
         with self._tx() as db:
             found = invoice_of(db, uuid)
             db.execute(
-                f"INSERT INTO cancel_requests ({REQUEST_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                "INSERT INTO cancel_requests (uuid, invoice_id, motivo, folio_sustitucion, code, "
+                "state, es_cancelable, estatus_cancelacion, acuse, requested_at, updated_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(uuid) DO UPDATE SET motivo=excluded.motivo, "
                 "folio_sustitucion=excluded.folio_sustitucion, code=excluded.code, "
                 "state=excluded.state, es_cancelable=excluded.es_cancelable, "
                 "estatus_cancelacion=excluded.estatus_cancelacion, "
-                "acuse=COALESCE(excluded.acuse, acuse), updated_at=excluded.updated_at",
+                "acuse=COALESCE(excluded.acuse, cancel_requests.acuse), updated_at=excluded.updated_at",
                 (uuid, found[0] if found else None, motivo, folio_sustitucion, code, state,
                  es_cancelable, estatus_cancelacion, acuse, now, now),
             )  # fmt: skip
@@ -159,7 +162,7 @@ class CancelStore(SqliteBase):
                 "ON CONFLICT(uuid) DO UPDATE SET motivo=excluded.motivo, "
                 "folio_sustitucion=excluded.folio_sustitucion, state=excluded.state, "
                 "code=NULL, error_code=NULL, error_message=NULL, next_poll_at=NULL, polls=0, "
-                "requests=requests+1, requested_at=excluded.requested_at, "
+                "requests=cancel_requests.requests+1, requested_at=excluded.requested_at, "
                 "updated_at=excluded.updated_at, rfc_emisor=excluded.rfc_emisor, "
                 "rfc_receptor=excluded.rfc_receptor, total=excluded.total, "
                 "origin=excluded.origin",

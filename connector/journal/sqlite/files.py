@@ -27,12 +27,12 @@ class FileStore(SqliteBase):
             ).fetchone()
             if row:
                 return file_of(row)
-            cur = db.execute(
-                "INSERT INTO files (source, name, work_path, state, claimed_at) VALUES (?,?,?,?,?)",
-                (source, name, work_path, FileState.CLAIMED, time.time()),
-            )
             return file_of(
-                db.execute(f"SELECT {FILE_COLS} FROM files WHERE id=?", (cur.lastrowid,)).fetchone()
+                db.execute(
+                    "INSERT INTO files (source, name, work_path, state, claimed_at) "
+                    f"VALUES (?,?,?,?,?) RETURNING {FILE_COLS}",
+                    (source, name, work_path, FileState.CLAIMED, time.time()),
+                ).fetchone()
             )
 
     def get_file(self, file_id: int) -> FileRecord:
@@ -59,8 +59,10 @@ class FileStore(SqliteBase):
     @staticmethod
     def _put_items(db: sqlite3.Connection, file_id: int, items: list[FileItem]) -> None:
         db.executemany(
-            "INSERT OR REPLACE INTO file_items (file_id, idx, location, invoice_id, problems) "
-            "VALUES (?,?,?,?,?)",
+            "INSERT INTO file_items (file_id, idx, location, invoice_id, problems) "
+            "VALUES (?,?,?,?,?) ON CONFLICT (file_id, idx) DO UPDATE SET "
+            "location=excluded.location, invoice_id=excluded.invoice_id, "
+            "problems=excluded.problems",
             [
                 (file_id, it.idx, it.location, it.invoice_id,
                  json.dumps(it.problems, ensure_ascii=False))
@@ -115,7 +117,8 @@ class FileStore(SqliteBase):
             )
             if report is not None:  # its own table: the files table keeps the shape older
                 db.execute(  # versions read (a daemon still running during an upgrade)
-                    "INSERT OR REPLACE INTO file_reports (file_id, report) VALUES (?,?)",
+                    "INSERT INTO file_reports (file_id, report) VALUES (?,?) "
+                    "ON CONFLICT (file_id) DO UPDATE SET report=excluded.report",
                     (file_id, json.dumps(report, ensure_ascii=False)),
                 )
 
@@ -155,7 +158,8 @@ class FileStore(SqliteBase):
         prefix), recorded before the rename."""
         with self._tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO claim_names (work_name, name) VALUES (?,?)",
+                "INSERT INTO claim_names (work_name, name) VALUES (?,?) "
+                "ON CONFLICT (work_name) DO UPDATE SET name=excluded.name",
                 (work_name, name),
             )
 

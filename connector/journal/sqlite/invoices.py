@@ -68,24 +68,32 @@ class InvoiceStore(SqliteBase):
         """
         rfc, serie, folio = key[0].upper(), key[1], key[2]
         now = time.time()
+        # the row locked until the commit (PostgreSQL: ``FOR UPDATE``; SQLite's write
+        # transaction holds the whole file)
+        find = (
+            f"SELECT {INVOICE_COLS} FROM invoices WHERE emisor_rfc=? AND serie=? AND folio=?"
+            + self._FOR_UPDATE
+        )
         with self._tx() as db:
-            row = db.execute(
-                f"SELECT {INVOICE_COLS} FROM invoices WHERE emisor_rfc=? AND serie=? AND folio=?",
-                (rfc, serie, folio),
-            ).fetchone()
-            if row is None:
-                cur = db.execute(
+            row = db.execute(find, (rfc, serie, folio)).fetchone()
+            new = None
+            if row is None:  # another journal sharing the database may insert it meanwhile:
+                # then nothing is inserted here and its row is read (committed) below
+                new = db.execute(
                     "INSERT INTO invoices (emisor_rfc, serie, folio, content_hash, state, mode, "
                     "source, source_file, location, created_at, updated_at) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                    "ON CONFLICT (emisor_rfc, serie, folio) DO NOTHING RETURNING id",
                     (rfc, serie, folio, content_hash, State.RECEIVED, mode, source, source_file,
                      location, now, now),
-                )  # fmt: skip
-                assert cur.lastrowid is not None
-                self._event(db, cur.lastrowid, None, State.RECEIVED, source_file)
+                ).fetchone()  # fmt: skip
+                if new is None:
+                    row = db.execute(find, (rfc, serie, folio)).fetchone()
+            if new is not None:
+                self._event(db, new[0], None, State.RECEIVED, source_file)
                 # the row as just written (the table's defaults are the dataclass's)
                 return Admission.NEW, Entry(
-                    id=cur.lastrowid,
+                    id=new[0],
                     emisor_rfc=rfc,
                     serie=serie,
                     folio=folio,

@@ -142,8 +142,8 @@ class Queries(SqliteBase):
         ignored; returns whether this one was recorded."""
         with self._tx() as db:
             cur = db.execute(
-                "INSERT OR IGNORE INTO failure_notes (at, source, name, code, message, location, "
-                "once) VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO failure_notes (at, source, name, code, message, location, once) "
+                "VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 (time.time(), source, name, code, message, location, once),
             )
             return cur.rowcount > 0

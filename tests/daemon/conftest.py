@@ -224,14 +224,14 @@ def pg_journal_db() -> Iterator[str]:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-_schemas = iter(range(1, 1_000_000))
-
-
 def pg_schema_url(db_url: str) -> str:
     """The address of a journal of its own (a new, empty schema) in the session's database."""
+    import secrets
+
     import psycopg
 
-    schema = f"j{next(_schemas)}"
+    # a random name: this module is loaded twice (as conftest and by the tests importing it)
+    schema = f"j_{secrets.token_hex(6)}"
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     return f"{db_url}?options=-csearch_path%3D{schema}"

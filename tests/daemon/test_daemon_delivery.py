@@ -106,12 +106,10 @@ def test_acuse_the_pac_cannot_give_does_not_hold_the_invoice_and_comes_later(
     assert len(sandbox.store.requests(operation="ObtenerAcuseEnvio")) == asked
 
 
-def test_missing_acuses_are_asked_for_per_configured_source(tmp_path: Path) -> None:
+def test_missing_acuses_are_asked_for_per_configured_source(journal_at) -> None:
     """Rows of a source no longer configured, or of another source, never hide a source's
-    own missing acuses."""
-    from connector.journal import Journal
-
-    j = Journal(tmp_path / "j.sqlite")
+    own missing acuses (on both journal backends)."""
+    j = journal_at()
     for n, source in enumerate(["renamed-away"] * 3 + ["ventas"], start=1):
         _, e = j.admit(("EKU9003173C9", "A", str(n)), "h", mode="stamp", source=source,
                        source_file="f", location="l")  # fmt: skip

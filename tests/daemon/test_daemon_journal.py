@@ -271,3 +271,65 @@ def test_file_reports_leave_the_files_table_as_older_versions_read_it(tmp_path: 
     (row,) = db.execute("SELECT * FROM files").fetchall()  # the older version's view
     assert len(row) == 9
     db.close()
+
+
+def test_files_reports_names_and_failures_on_both_backends(journal_at: OpenJournal) -> None:
+    """The rest of what the pipeline and the commands ask of a journal, on each backend."""
+    j = journal_at()
+    f = j.file_claimed("ventas", "b.dat", "/w/b.dat")
+    with j.batch():  # committed together
+        _, a = admit(j)
+        _, b = admit(j, ("EKU9003173C9", "A", "2"))
+        j.link_file_items(f.id, [FileItem(f.id, 0, "b.dat:1", a, [])])
+    j.link_file_items(f.id, [FileItem(f.id, 1, "b.dat:2", b, [])])
+    j.link_file_items(f.id, [FileItem(f.id, 0, "b.dat:1", a, [{"code": "W"}])])  # replaced
+    assert [(i.idx, i.problems) for i in j.file_items(f.id)] == [(0, [{"code": "W"}]), (1, [])]
+    assert j.file_pending(f.id) == 2
+    to_stamped(j, a)
+    j.note_delivery_error(a, "CONN-FILE", "sin carpeta")
+    j.note_delivery_error(a, "CONN-FILE", "sin carpeta")  # the same reason: one event
+    assert [d for _, _, d in j.events(a)].count("CONN-FILE") == 1
+    j.mark_delivered(a, {"xml": "x"}, acuse_missing=("CONN-ACUSE", "falta"))
+    j.acuse_still_missing(a, "sigue faltando", b"<acuse2/>")
+    e = j.get_id(a)
+    assert (e.error_code, e.error_message, e.acuse) == ("CONN-ACUSE", "sigue faltando", b"<acuse2/>")
+    assert j.file_pending(f.id) == 1
+    j.mark_failed(b, "CFDI40999", "mal", origin="rules", problems=[{"code": "CFDI40999"}])
+    assert j.get_id(b).problems == [{"code": "CFDI40999"}]
+    report = {"errors": ["CFDI40999"], "delivered": [{"invoice": "A1"}]}
+    j.file_deciding(f.id, FileState.FAILING, "/failed/b.dat", 1, report)
+    j.file_deciding(f.id, FileState.FAILING, "/failed/b.dat", 1, report)  # again: replaced
+    assert j.file_report(f.id) == report
+    j.file_reopened(f.id)
+    assert j.get_file(f.id).state is FileState.CLAIMED and j.file_report(f.id) is None
+    j.file_deciding(f.id, FileState.ARCHIVING, "/archive/b.dat", 0)
+    j.file_done(f.id)
+    assert j.files(FileState.ARCHIVED, name="b.dat")[0].id == f.id
+    j.file_replayed(f.id, "/inbox/b.dat")
+    assert j.get_file(f.id).state is FileState.REPLAYED
+    j.remember_name("w-1.dat", "un nombre muy largo.dat")
+    j.remember_name("w-1.dat", "otro.dat")
+    assert j.claimed_name("w-1.dat") == "otro.dat" and j.claimed_name("w-2.dat") is None
+    # a record refused before it became an invoice is listed by status, with the invoices
+    g = j.file_claimed("ventas", "c.dat", "/w/c.dat")
+    j.set_file_items(g.id, [FileItem(g.id, 0, "c.dat:1", None, [{"code": "CONN-DATA"}])])
+    codes = [x.code for x in j.recent_failures()]
+    assert set(codes) == {"CONN-DATA", "CFDI40999", "CONN-ACUSE"}
+    assert sorted(j.source_counts()) == [("s", "delivered", None, 1), ("s", "failed", "CFDI40999", 1)]
+    assert j.file_counts()["claimed"] == 1 and j.file_counts()["replayed"] == 1
+    assert [x.id for x in j.stamped_entries("eku9003173c9")] == [a] and j.stamped_entries("X") == []
+    assert j.find_uuid("uuid-1").id == a  # type: ignore[union-attr]
+    assert [x.id for x in j.all_entries()] == [a, b]
+
+
+def test_retry_now_makes_the_waiting_due(journal_at: OpenJournal) -> None:
+    j = journal_at()
+    ids = []
+    for n, code in enumerate(["PAC-CUENTA", "PAC-503", "PAC-CUENTA"]):
+        _, iid = admit(j, ("EKU9003173C9", "W", str(n)))
+        j.mark_sealed_sending(iid, b"<s/>", f"R{n}")
+        j.mark_retry_wait(iid, 1e12, code, "espera")
+        ids.append(iid)
+    assert j.retry_now([]) == 0
+    assert j.retry_now(["PAC-CUENTA"], now=1000.0) == 2
+    assert [e.id for e in j.due_retries(now=1000.0)] == [ids[0], ids[2]]

@@ -1,5 +1,6 @@
 """The journal's cancellations (issue 5) and invoices whose PAC reply failed our checks
-(issue 2, CONN-PAC-XML): a real SQLite file."""
+(issue 2, CONN-PAC-XML): a real SQLite file, and PostgreSQL where the test takes
+``journal_at``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from connector.journal import Admission, Journal, JournalError, State
+from connector.journal import (
+    CANCEL_OPEN,
+    Admission,
+    CancelState,
+    Journal,
+    JournalError,
+    State,
+)
 
 # journal_at (tests/daemon/conftest.py): a journal on each backend, SQLite and PostgreSQL
 OpenJournal = Callable[..., Journal]
@@ -72,3 +80,63 @@ def test_failed_with_a_uuid_is_never_restarted_reset_or_re_sent(journal_at: Open
         with pytest.raises(JournalError):
             j.reset(e.id)
         assert j.get(KEY).state is State.FAILED  # type: ignore[union-attr]
+
+
+def test_cancellations_and_requests_on_both_backends(journal_at: OpenJournal) -> None:
+    """Every cancellation method, as the cancel command and the follow-up at SAT use them."""
+    with journal_at() as j:
+        invoice_id = _delivered(j)
+        c = j.mark_cancelled(UUID.lower(), "02", code="201", estatus="Cancelado")
+        assert c.uuid == UUID and c.invoice_id == invoice_id
+        again = j.mark_cancelled(UUID, "03", code="202", acuse=b"<acuse/>")
+        assert (again.motivo, again.at, again.acuse) == ("02", c.at, b"<acuse/>")
+        assert j.cancellation(UUID.lower()) == again and j.cancelled_count() == 1
+        # the cancel command's record of a request the PAC accepted (upsert, acuse kept)
+        other = "00000000-0000-4000-8000-0000000000BB"
+        r = j.record_cancel_request(other, "02", state=CancelState.SENT, code="201")
+        assert (r.uuid, r.invoice_id, r.state, r.requests) == (other, None, CancelState.SENT, 0)
+        r = j.record_cancel_request(other, "02", state=CancelState.IN_PROCESS, acuse=b"<a/>")
+        r = j.record_cancel_request(other, "02", state=CancelState.CANCELLED)
+        assert (r.state, r.acuse, r.requested_at <= r.updated_at) == (
+            CancelState.CANCELLED, b"<a/>", True
+        )  # fmt: skip
+        # the tracked flow: journal first, then the PAC's answer, then SAT's follow-up
+        r = j.open_cancel_request(
+            UUID, "02", None, rfc_emisor="EKU9003173C9", rfc_receptor="XAXX010101000",
+            total="116.00", origin="cli",
+        )  # fmt: skip
+        assert (r.state, r.requests, r.polls, r.invoice_id) == (
+            CancelState.REQUESTED, 1, 0, invoice_id
+        )  # fmt: skip
+        r = j.update_cancel_request(UUID, state=CancelState.IN_PROCESS, next_poll_at=50.0)
+        assert r.state is CancelState.IN_PROCESS and r.next_poll_at == 50.0
+        assert [x.uuid for x in j.cancel_requests_due(now=100.0)] == [UUID]
+        assert j.cancel_requests_due(now=10.0) == []
+        assert [x.uuid for x in j.cancel_requests(*CANCEL_OPEN)] == [UUID]
+        r = j.open_cancel_request(
+            UUID, "02", None, rfc_emisor="EKU9003173C9", rfc_receptor="XAXX010101000",
+            total="116.00", origin="cli",
+        )  # fmt: skip
+        assert (r.state, r.requests) == (CancelState.REQUESTED, 2)
+        j.forget_cancel_request(UUID, CancelState.IN_PROCESS)
+        assert j.cancel_request(UUID.lower()).state is CancelState.IN_PROCESS  # type: ignore[union-attr]
+        j.update_cancel_request(UUID, state=CancelState.REJECTED, error_code="CONN-FILE")
+        assert [x.uuid for x in j.cancel_requests_unwritten()] == [UUID]
+        assert j.cancel_request_counts() == {"rechazada": 1, "cancelada": 1}
+        with pytest.raises(JournalError):
+            j.update_cancel_request(UUID, nombre="x")
+        with pytest.raises(JournalError):
+            j.update_cancel_request("00000000-0000-4000-8000-0000000000CC", state="x")
+        j.forget_cancel_request(other, None)
+        assert j.cancel_request(other) is None
+        states = [to for _, to, _ in j.events(invoice_id)]
+        assert states[-4:] == [
+            "cancelacion_solicitada", "cancelacion_en_proceso", "cancelacion_solicitada",
+            "cancelacion_rechazada",
+        ]  # fmt: skip
+        # the sweep: delivered invoices with no request, least recently asked first
+        second = _delivered(j, ("EKU9003173C9", "A", "2"), "00000000-0000-4000-8000-0000000000DD")
+        assert [e.id for e in j.sweep_due(0.0, 1e12, 10)] == [second]
+        j.sat_checked("00000000-0000-4000-8000-0000000000dd", "Vigente")
+        assert j.sweep_due(0.0, 0.0, 10) == []
+        assert [e.id for e in j.sweep_due(0.0, 1e12, 10)] == [second]

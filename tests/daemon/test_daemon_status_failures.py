@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from connector.cli import main
-from connector.journal import Journal
 from tests.daemon.conftest import dat_invoice, run_once
 
 
@@ -70,9 +69,10 @@ def test_status_lists_file_level_failures_newest_first(
     assert [f["file"] for f in two] == ["reexport.dat", "vacio.dat"]
 
 
-def test_note_failure_is_listed_once_per_key(tmp_path: Path) -> None:
-    """Other parts (an inbox item that is skipped…) add their failures to the same list."""
-    with Journal(tmp_path / "j.sqlite") as j:
+def test_note_failure_is_listed_once_per_key(journal_at) -> None:
+    """Other parts (an inbox item that is skipped…) add their failures to the same list (on
+    both journal backends)."""
+    with journal_at() as j:
         assert j.note_failure("ventas", "enlace.dat", "CONN-X", "uno", once="inbox/enlace.dat")
         assert not j.note_failure("ventas", "enlace.dat", "CONN-X", "dos", once="inbox/enlace.dat")
         (f,) = j.recent_failures()

@@ -392,15 +392,16 @@ def write_back(cfg: Config, j: Journal, req: CancelRequest, out: TextIO | None =
         j.mark_cancelled(req.uuid, req.motivo, req.folio_sustitucion, code=req.code,
                          estatus=req.estatus_cancelacion or req.es_cancelable,
                          acuse=req.acuse)  # fmt: skip
+    row_written = _write_row(cfg, j, req)  # asked from a table: its row, every change
     e = j.find_uuid(req.uuid)
     if e is None or e.stamped_xml is None or e.state not in (State.STAMPED, State.DELIVERED):
-        return True
+        return row_written
     try:
         src, emisor = cfg.source(e.source), cfg.emisor(e.emisor_rfc)
     except KeyError:
-        return True  # the source left the configuration: nothing to write beside
+        return row_written  # the source left the configuration: nothing to write beside
     if src.output is None:
-        return True  # a table source that writes no files: nothing to write beside
+        return row_written  # a table source that writes no files: nothing to write beside
     try:
         xml_path = output_paths(src, e)["xml"]
         result = xml_path.with_name(f"{xml_path.stem}_cancelacion.json")
@@ -414,7 +415,7 @@ def write_back(cfg: Config, j: Journal, req: CancelRequest, out: TextIO | None =
         if out is not None:
             print(f"CONN-FILE {msg}", file=out)
         return False
-    if req.error_code == "CONN-FILE":
+    if req.error_code == "CONN-FILE" and row_written:
         j.update_cancel_request(req.uuid, error_code=None, error_message=None)
     if out is not None:
         if "pdf" in written:
@@ -422,6 +423,51 @@ def write_back(cfg: Config, j: Journal, req: CancelRequest, out: TextIO | None =
         if "acuse_cancelacion" in written:
             print(f"Acuse de cancelación: {written['acuse_cancelacion']}", file=out)
         print(f"Resultado: {result}", file=out)
+    return True
+
+
+def _cancel_rows(s: Any) -> Any:
+    """The cancellation table of a table source (``[sources.table] cancelaciones``)."""
+    from connector.adapters.table.cancel_rows import CancelRows
+    from connector.config import table_spec
+
+    t = s.table
+    return CancelRows(table_spec(s), table=t.cancelaciones, invoices=t.resultados or t.factura)
+
+
+def _write_row(cfg: Config, j: Journal, req: CancelRequest) -> bool:
+    """A request that came from a table row (origin ``tabla:<source>:<id>``): where it stands,
+    into its row. False: the database failed (``CONN-FILE`` kept: written again next tick)."""
+    from connector.adapters.table.cancel_rows import ROW_STATE
+    from connector.adapters.table.odbc import TableError
+
+    kind, _, rest = (req.origin or "").partition(":")
+    source, _, row = rest.rpartition(":")
+    if kind != "tabla" or not row.isdigit():
+        return True
+    try:
+        s = cfg.source(source)
+    except KeyError:
+        return True  # the source left the configuration
+    if s.table is None or not s.table.cancelaciones:
+        return True
+    code = req.error_code if req.error_code != "CONN-FILE" else None
+    try:
+        rows = _cancel_rows(s)
+        try:
+            rows.write(int(row), ROW_STATE.get(str(req.state), "ERROR"),
+                       estatus_sat=req.estatus_cancelacion or req.estado,
+                       es_cancelable=req.es_cancelable, error_codigo=code,
+                       error_mensaje=req.error_message if code else None,
+                       acuse=req.acuse)  # fmt: skip
+        finally:
+            rows.close()
+    except TableError as exc:
+        j.update_cancel_request(req.uuid, error_code="CONN-FILE", error_message=(
+            f"No se pudo escribir en {s.table.cancelaciones} (id {row}) dónde va la "
+            f"cancelación de {req.uuid}: {exc.message} Se reintenta sola."))  # fmt: skip
+        log.warning("cancel_row_not_written", uuid=req.uuid, row=row, code=exc.code)
+        return False
     return True
 
 
@@ -473,7 +519,8 @@ class CancellationFollower:
             if self._running is not None and not self._running.done():
                 return
             try:
-                self._running = executor.submit(self._pass, journal, pipe.stopping, pipe.pacs)
+                self._running = executor.submit(self._pass, journal, pipe.stopping, pipe.pacs,
+                                                getattr(pipe, "instance", ""))  # fmt: skip
             except RuntimeError:  # shutting down
                 return
 
@@ -492,12 +539,67 @@ class CancellationFollower:
             )
         return self._client
 
-    def _pass(self, j: Journal, stopping: threading.Event, pacs: dict[str, Any]) -> None:
+    def _pass(
+        self, j: Journal, stopping: threading.Event, pacs: dict[str, Any], instance: str = ""
+    ) -> None:
         try:
             self.inbox(j, pacs)
         except Exception:  # e.g. a share offline: the next tick tries again
             log.exception("cancel_inbox_failed")
+        for s in self.cfg.sources:
+            t = s.table
+            if s.kind == "table" and t is not None and t.cancelaciones and s.pac in pacs:
+                try:
+                    self.table_requests(j, s, pacs[s.pac].driver, instance)
+                except Exception:  # e.g. the database away: the next tick tries again
+                    log.exception("cancel_rows_failed", source=s.name)
         self.follow_up(j, stopping)
+
+    def table_requests(self, j: Journal, s: Any, driver: Any, instance: str) -> None:
+        """A table source's pending cancellation rows (``connector.adapters.table.cancel_rows``),
+        each through :func:`request` (origin ``tabla:<source>:<id>``, so every change is written
+        into its row). One the PAC or SAT cannot take now goes back to PENDIENTE."""
+        from connector.adapters.table.cancel_rows import ROW_STATE
+        from connector.pac.errors import PacAccount, PacInvalid, PacNotFound, PacUnsupported
+
+        rows = _cancel_rows(s)
+        try:
+            for row in rows.claim(instance, s.table.lease_seconds):
+                if not row.uuid:
+                    rows.write(row.id, "ERROR", error_codigo="CONN-CANCEL-UUID", error_mensaje=(
+                        "La solicitud no trae uuid, o su factura_id no es de una factura que el "
+                        f"conector haya timbrado en {s.table.resultados or s.table.factura}."))  # fmt: skip
+                    continue
+                try:
+                    request(self.cfg, j, driver, self._sat(), row.uuid, row.motivo,
+                            row.folio_sustitucion, origin=f"tabla:{s.name}:{row.id}",
+                            out=io.StringIO())  # fmt: skip
+                except CancelRefused as exc:
+                    codes = list(dict.fromkeys(p.code for p in exc.problems))
+                    prior = j.cancel_request(row.uuid.upper())
+                    if "CONN-CANCEL-DUDOSA" in codes:
+                        rows.release(row.id)
+                    elif set(codes) <= {"CONN-CANCEL-YA", "CONN-CANCEL-PENDIENTE"} and prior:
+                        rows.write(row.id, ROW_STATE.get(str(prior.state), "ERROR"),
+                                   estatus_sat=prior.estatus_cancelacion or prior.estado,
+                                   es_cancelable=prior.es_cancelable, acuse=prior.acuse)  # fmt: skip
+                    else:
+                        rows.write(row.id, "ERROR", error_codigo=", ".join(codes),
+                                   error_mensaje=" | ".join(f"{p.code}: {p.message}"
+                                                            for p in exc.problems))  # fmt: skip
+                except PacAccount as exc:  # the account, not the request: it waits (17.10)
+                    log.warning("cancel_row_later", row=row.id, code=exc.code)
+                    rows.release(row.id)
+                except (PacInvalid, PacNotFound):
+                    pass  # recorded (invalida / no_cancelable) and written into the row
+                except PacUnsupported as exc:  # this configuration cannot cancel: a person must
+                    rows.write(row.id, "ERROR", error_codigo=exc.code, error_mensaje=exc.message)
+                except Exception as exc:  # the PAC out of reach, its account refused...
+                    log.info("cancel_row_later", row=row.id, error=str(exc))
+                    if j.cancel_request(row.uuid.upper()) is None:
+                        rows.release(row.id)  # surely not sent: asked again next tick
+        finally:
+            rows.close()
 
     def inbox(self, j: Journal, pacs: dict[str, Any]) -> None:
         """Every source's ``cancel_inbox`` (``connector.cancel_inbox``): each file's requests

@@ -280,6 +280,8 @@ class TableConfig(SecretSource):
     resultados: str | None = None
     factura_query: str | None = None
     concepto_query: str | None = None
+    # cancellation requests the ERP writes into this table (`cfdi_cancelacion`; None: none)
+    cancelaciones: str | None = None
 
     @model_validator(mode="after")
     def _queries_need_results(self) -> TableConfig:

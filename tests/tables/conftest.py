@@ -83,7 +83,7 @@ def _databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, D
 
 def fresh_tables(d: Db) -> Db:
     conn = d.connect()
-    for table in ("cfdi_concepto", "cfdi_factura"):
+    for table in ("cfdi_concepto", "cfdi_factura", "cfdi_cancelacion"):
         with contextlib.suppress(pyodbc.Error):
             conn.execute(f"DROP TABLE {table}")
     for stmt in get_dialect(d.dialect).ddl():

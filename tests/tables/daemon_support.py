@@ -24,6 +24,7 @@ def table_config(
     outputs: bool = False,
     journal: str = "var/journal.sqlite",
     extra: str = "",
+    daemon_extra: str = "",
 ) -> Path:
     """The configuration file (and its folders and password files) under ``base``."""
     (base / "var").mkdir(parents=True, exist_ok=True)
@@ -43,6 +44,7 @@ poll_seconds = 0.1
 log_format = "json"
 log_file = "var/connector.log"
 journal_synchronous = "NORMAL"
+{daemon_extra}
 
 [[emisores]]
 rfc = "{RFC}"
@@ -57,6 +59,7 @@ lugar_expedicion = "42501"
 name = "sandbox"
 kind = "fel"
 url = "{sandbox.fel_timbrado_url}"
+url_remote = "{sandbox.fel_remote_url}"
 usuario = "demo"
 cuenta = "DEMO"
 password_file = "pac.pw"

@@ -188,7 +188,7 @@ def test_tables_ddl_command_prints_each_dialect(tmp_path) -> None:
     db = sqlite3.connect(tmp_path / "t.sqlite")
     db.executescript(out.stdout)
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"cfdi_factura", "cfdi_concepto"}
+    assert tables == {"cfdi_factura", "cfdi_concepto", "cfdi_cancelacion"}
     mssql = subprocess.run(
         [sys.executable, "-m", "connector.cli", "tables-ddl", "--dialect", "mssql"],
         capture_output=True, text=True, check=True,

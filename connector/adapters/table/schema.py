@@ -103,7 +103,34 @@ CONCEPTO = Table(
     ("factura_id", "linea"),
 )
 
-DEFAULT_TABLES = (FACTURA, CONCEPTO)
+# cancellation requests from the ERP (issue 13): the ERP writes uuid (or factura_id: the
+# invoice's row), motivo and folio_sustitucion and sets estado = 'PENDIENTE' last; the
+# connector claims the row, asks the PAC and writes where the request stands at SAT each time it
+# changes (SOLICITADA, ENVIADA, EN_ESPERA: the receptor must accept, CANCELADA, RECHAZADA,
+# NO_CANCELABLE, ERROR)
+CANCELACION = Table(
+    "cfdi_cancelacion",
+    (
+        Column("id", "key", not_null=True),
+        Column("uuid", "text", 36),
+        Column("factura_id", "ref"),
+        Column("motivo", "text", 2),
+        Column("folio_sustitucion", "text", 36),
+        Column("estado", "text", 20),
+        Column("estatus_sat", "text", 60),
+        Column("es_cancelable", "text", 60),
+        Column("error_codigo", "text", 40),
+        Column("error_mensaje", "text", 2000),
+        Column("acuse", "clob"),
+        Column("actualizado_en", "timestamp"),
+        Column("reclamado_por", "text", 100),
+        Column("reclamado_hasta", "timestamp"),
+    ),
+    ("id",),
+    (("ix_cfdi_cancelacion_estado", ("estado", "id")),),
+)
+
+DEFAULT_TABLES = (FACTURA, CONCEPTO, CANCELACION)
 
 # results-table mode: the ERP's own tables (or views, or queries) are only read; the claim and
 # every outcome go to this table, one row per invoice keyed by the ERP's invoice id

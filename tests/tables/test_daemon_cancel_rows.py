@@ -28,7 +28,7 @@ def test_cancellation_rows_are_claimed_sent_and_their_outcome_written_back(
 ) -> None:
     db = sqlite_db
     conn = db.connect()
-    for i in (1, 2):
+    for i in (1, 2, 3):
         insert_invoice(conn, db, i, **RECEPTOR)
     config = table_config(
         tmp_path, db, sandbox,
@@ -41,21 +41,30 @@ def test_cancellation_rows_are_claimed_sent_and_their_outcome_written_back(
     pipe.start()
     try:
         assert pipe.run_until_idle(120)
-        uuid1 = rows(conn, "uuid")[1][0]
+        uuid1, uuid3 = rows(conn, "uuid")[1][0], rows(conn, "uuid")[3][0]
+        sandbox.engine.con_aceptacion.add(uuid3)  # the receptor must accept this one
         ins = ("INSERT INTO cfdi_cancelacion (uuid, factura_id, motivo, folio_sustitucion, "
                "estado) VALUES (?, ?, ?, ?, 'PENDIENTE')")  # fmt: skip
         conn.execute(ins, uuid1, None, "02", None)  # by UUID
         conn.execute(ins, None, 2, "01", None)  # by the invoice's row; 01 needs a folio
         conn.execute(ins, "00000000-0000-4000-8000-000000000000", None, "02", None)  # not ours
         conn.execute(ins, None, 99, "02", None)  # a factura_id no stamped invoice has
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            pipe.poll_once()
-            got = _requests(conn)
-            if all(r[0] not in ("PENDIENTE", "EN_PROCESO", "SOLICITADA", "ENVIADA")
-                   for r in got.values()):  # fmt: skip
-                break
-            time.sleep(0.2)
+        conn.execute(ins, None, 3, "02", None)  # con aceptación: waits for the receptor
+
+        def settle(*waiting: str) -> dict[int, tuple[Any, ...]]:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                pipe.poll_once()
+                got = _requests(conn)
+                if all(r[0] not in waiting for r in got.values()):
+                    break
+                time.sleep(0.2)
+            return got
+
+        got = settle("PENDIENTE", "EN_PROCESO", "SOLICITADA", "ENVIADA")
+        assert got[5][0] == "EN_ESPERA" and "aceptación" in (got[5][2] or "")
+        sandbox.engine.answer_cancellation(uuid3, "rechazada")  # the receptor says no
+        settle("PENDIENTE", "EN_PROCESO", "SOLICITADA", "ENVIADA", "EN_ESPERA")
     finally:
         pipe.close()
     got = _requests(conn)
@@ -66,4 +75,5 @@ def test_cancellation_rows_are_claimed_sent_and_their_outcome_written_back(
     assert "01" in got[2][4] or "sustitu" in got[2][4].lower()
     assert got[3][0] == "ERROR" and got[3][3]  # a UUID this connector did not stamp
     assert got[4][0] == "ERROR" and got[4][3] == "CONN-CANCEL-UUID"
+    assert got[5][0] == "RECHAZADA" and "rechaz" in (got[5][1] or "").lower()  # followed at SAT
     conn.close()

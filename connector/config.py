@@ -1299,6 +1299,7 @@ def _check_table_databases(cfg: Config, rep: _Reporter) -> None:
             results_table=t.resultados,
             factura_query=t.factura_query,
             concepto_query=t.concepto_query,
+            cancel_table=t.cancelaciones,
         )
         for p in found:
             at = f" [{p.location}]" if p.location and p.location != s.name else ""

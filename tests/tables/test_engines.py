@@ -366,7 +366,7 @@ def test_cp1252_text_is_read_and_written_right_with_an_ansi_driver(_databases) -
     base = pg.conn_str.replace("SERVER=", "DRIVER={PostgreSQL ANSI};SERVER=", 1)
     base += ";ConnSettings={SET client_encoding TO 'WIN1252'}"
     uni = pg.connect()
-    for t in ("cfdi_concepto", "cfdi_factura"):
+    for t in ("cfdi_concepto", "cfdi_factura", "cfdi_cancelacion"):
         uni.execute(f"DROP TABLE IF EXISTS {t}")
     from connector.adapters.table import get_dialect
 

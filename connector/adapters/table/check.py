@@ -13,7 +13,7 @@ from connector.cfdi.errors import Problem
 
 from . import odbc
 from .odbc import ConnSpec, TableError
-from .schema import CONCEPTO, FACTURA, RESULTADO, Column, Table
+from .schema import CANCELACION, CONCEPTO, FACTURA, RESULTADO, Column, Table
 
 # Python types pyodbc gives for each kind (SQLite keeps money and timestamps as TEXT)
 _ACCEPTED: dict[str, tuple[type, ...]] = {
@@ -51,6 +51,7 @@ def check_table_source(
     results_table: str | None = None,
     factura_query: str | None = None,
     concepto_query: str | None = None,
+    cancel_table: str | None = None,
 ) -> list[Problem]:
     """Connects (never writes) and lists every problem; [] when the source is usable.
     ``results_table``: results-table mode — the header and lines sources (tables, views or
@@ -71,6 +72,8 @@ def check_table_source(
                                      (CONCEPTO, concepto_table, concepto_query)):  # fmt: skip
                 problems += _check_table(conn, dialect, _read_only(table), name, spec, where, sql)
             problems += _check_table(conn, dialect, RESULTADO, results_table, spec, where)
+        if cancel_table:
+            problems += _check_table(conn, dialect, CANCELACION, cancel_table, spec, where)
     finally:
         odbc.close_quietly(conn)
     return problems

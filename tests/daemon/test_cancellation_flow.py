@@ -247,6 +247,41 @@ def test_a_send_without_answer_is_asked_about_before_it_is_sent_again(
     assert _request(journal, lost).state == "cancelada"
 
 
+def test_sigkill_while_a_cancellation_is_being_sent_never_sends_it_twice(
+    workspace: Path, sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real ``cancel`` process killed (SIGKILL) while its request is at the PAC: the journal
+    recorded it first (``solicitada``); the PAC went on and cancelled it; the next ``cancel``
+    asks SAT, finds it Cancelado and sends nothing."""
+    ws = workspace.parent
+    journal = ws / "var" / "journal.sqlite"
+    xmls = _stamp(workspace, "S", 1)
+    uuid = _uuid(xmls["1"])
+    sandbox.latency = 3.0  # the PAC takes its time: the process dies while it waits
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connector.cli", "cancel", uuid, "--motivo", "02",
+         "--config", str(workspace)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert _wait(lambda: journal.exists() and _request(journal, uuid) is not None, 60)
+        time.sleep(1.0)  # the request is on the wire, its answer not back
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert _request(journal, uuid).state == "solicitada"
+    assert _wait(lambda: _cancel_calls(sandbox, uuid) == 1, 30)  # the PAC did it meanwhile
+    sandbox.latency = 0.0
+    capsys.readouterr()
+    assert main(["cancel", uuid, "--motivo", "02", "--config", str(workspace)]) == 0
+    out = capsys.readouterr().out
+    assert "el SAT muestra Cancelado" in out
+    assert _cancel_calls(sandbox, uuid) == 1  # never a second request
+    assert _request(journal, uuid).state == "cancelada"
+
+
 def test_sigkill_while_following_up_reaches_the_final_state_without_a_second_request(
     workspace: Path, sandbox
 ) -> None:

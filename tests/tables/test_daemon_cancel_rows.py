@@ -28,7 +28,7 @@ def test_cancellation_rows_are_claimed_sent_and_their_outcome_written_back(
 ) -> None:
     db = sqlite_db
     conn = db.connect()
-    for i in (1, 2, 3):
+    for i in (1, 2, 3, 4, 5):
         insert_invoice(conn, db, i, **RECEPTOR)
     config = table_config(
         tmp_path, db, sandbox,
@@ -41,8 +41,10 @@ def test_cancellation_rows_are_claimed_sent_and_their_outcome_written_back(
     pipe.start()
     try:
         assert pipe.run_until_idle(120)
-        uuid1, uuid3 = rows(conn, "uuid")[1][0], rows(conn, "uuid")[3][0]
-        sandbox.engine.con_aceptacion.add(uuid3)  # the receptor must accept this one
+        uuids = {k: v[0] for k, v in rows(conn, "uuid").items()}
+        uuid1, uuid3, uuid4 = uuids[1], uuids[3], uuids[4]
+        sandbox.engine.con_aceptacion.update({uuid3, uuid4})  # the receptor must accept these
+        sandbox.engine.no_cancelable.add(uuids[5])  # one with related documents
         ins = ("INSERT INTO cfdi_cancelacion (uuid, factura_id, motivo, folio_sustitucion, "
                "estado) VALUES (?, ?, ?, ?, 'PENDIENTE')")  # fmt: skip
         conn.execute(ins, uuid1, None, "02", None)  # by UUID
@@ -50,6 +52,8 @@ def test_cancellation_rows_are_claimed_sent_and_their_outcome_written_back(
         conn.execute(ins, "00000000-0000-4000-8000-000000000000", None, "02", None)  # not ours
         conn.execute(ins, None, 99, "02", None)  # a factura_id no stamped invoice has
         conn.execute(ins, None, 3, "02", None)  # con aceptación: waits for the receptor
+        conn.execute(ins, None, 4, "02", None)  # con aceptación: the receptor accepts
+        conn.execute(ins, None, 5, "02", None)  # not cancellable
 
         def settle(*waiting: str) -> dict[int, tuple[Any, ...]]:
             deadline = time.monotonic() + 60
@@ -63,7 +67,9 @@ def test_cancellation_rows_are_claimed_sent_and_their_outcome_written_back(
 
         got = settle("PENDIENTE", "EN_PROCESO", "SOLICITADA", "ENVIADA")
         assert got[5][0] == "EN_ESPERA" and "aceptación" in (got[5][2] or "")
+        assert got[6][0] == "EN_ESPERA"
         sandbox.engine.answer_cancellation(uuid3, "rechazada")  # the receptor says no
+        sandbox.engine.answer_cancellation(uuid4, "aceptada")
         settle("PENDIENTE", "EN_PROCESO", "SOLICITADA", "ENVIADA", "EN_ESPERA")
     finally:
         pipe.close()
@@ -76,4 +82,6 @@ def test_cancellation_rows_are_claimed_sent_and_their_outcome_written_back(
     assert got[3][0] == "ERROR" and got[3][3]  # a UUID this connector did not stamp
     assert got[4][0] == "ERROR" and got[4][3] == "CONN-CANCEL-UUID"
     assert got[5][0] == "RECHAZADA" and "rechaz" in (got[5][1] or "").lower()  # followed at SAT
+    assert got[6][0] == "CANCELADA" and "aceptación" in (got[6][1] or "")
+    assert got[7][0] == "NO_CANCELABLE" and "No cancelable" in (got[7][2] or "")
     conn.close()

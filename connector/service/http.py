@@ -157,6 +157,9 @@ class HealthServer:
             reasons.append("El diario no está abierto.")
         elif not os.access(journal, os.W_OK) or not os.access(journal.parent, os.W_OK):
             reasons.append(f"El diario {journal} no se puede escribir.")
+        tables = getattr(pipe, "tables", None)
+        for name, exc in tables.paused() if tables is not None else []:
+            reasons.append(f"La base de datos de la fuente {name!r} no responde ({exc.code}).")
         for name, src in list(pipe.sources.items()):
             for what, folder in (("entrada", src.cfg.inbox), ("trabajo", src.cfg.work)):
                 if folder is not None and not os.path.isdir(folder):

@@ -224,6 +224,22 @@ class _PipelineCollector(Collector):
                 figs = None
             if figs is not None:
                 yield from _journal_families(figs)
+        tables = getattr(pipe, "tables", None)
+        if tables is not None and tables.backlog:
+            rows = GaugeMetricFamily(
+                f"{PREFIX}_table_rows_waiting",
+                "Invoice rows waiting to be claimed in a table source (counted every 15 s).",
+                labels=["source"],
+            )
+            age = GaugeMetricFamily(
+                f"{PREFIX}_table_rows_oldest_age_seconds",
+                "Age of the oldest invoice row waiting in a table source (by its fecha).",
+                labels=["source"],
+            )
+            for name, (n, seconds) in sorted(tables.backlog.items()):
+                rows.add_metric([name], n)
+                age.add_metric([name], seconds)
+            yield from (rows, age)
         inflight = GaugeMetricFamily(
             f"{PREFIX}_pac_requests_in_flight", "PAC round trips queued or running."
         )

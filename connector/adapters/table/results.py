@@ -146,5 +146,14 @@ class ResultsTableSource(TableSource):
         return Claimed(row_id, str(claim.get("referencia") or ""),
                        int(claim.get("intentos") or 0), root)  # fmt: skip
 
+    def pending(self) -> tuple[int, Any]:
+        q = self.dialect.q
+        r = super()._t(self.results_table)
+        src = self._t(self.factura_table) + ("" if self.factura_query else " src")
+        return self._count(
+            f"SELECT COUNT(*), NULL FROM {src} LEFT JOIN {r} r ON r.{q('id')} = src.{q('id')} "
+            f"WHERE r.{q('id')} IS NULL OR r.{q('estado')} = '{PENDING}'"
+        )
+
     def orphan_lines(self, limit: int = 100) -> list[Problem]:
         return []  # the lines come from the ERP's own source: not ours to judge

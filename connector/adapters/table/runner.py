@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -46,6 +47,7 @@ log = structlog.get_logger("connector.pipeline")
 _ROW = re.compile(r" id=(\d+)$")
 _MAX_PAUSE = 60.0
 _GROUP = 16  # write-backs that make a group commit go at once
+BACKLOG_SECONDS = 15.0  # how often the rows waiting are counted
 
 
 def instance_name(config_path: object) -> str:
@@ -175,6 +177,10 @@ class TableUnits:
         self.errors_written = 0  # rows written back ERROR since start (run --once)
         self.rows_written = 0  # rows written back TIMBRADO since start
         self.more = False  # the last poll filled a batch, or found no room: poll again soon
+        # rows waiting per source and the age in seconds of the oldest (/metrics), measured
+        # every BACKLOG_SECONDS at a poll
+        self.backlog: dict[str, tuple[int, float]] = {}
+        self._backlog_at: dict[str, float] = {}
         # how long a group commit waits for more write-backs to join (fewer commits when the
         # PAC's answers come spread out; the row gets its outcome that much later)
         self.linger = 0.02
@@ -280,6 +286,7 @@ class TableUnits:
         self._write_unwritten(src)
         try:
             self._renew_due(src)
+            self._measure_backlog(src)
         except TableError:
             return 0
         db = self._dbs[src.cfg.name]
@@ -496,6 +503,17 @@ class TableUnits:
     @property
     def settling(self) -> bool:
         return False
+
+    def _measure_backlog(self, src: SourceRuntime) -> None:
+        name = src.cfg.name
+        if time.monotonic() - self._backlog_at.get(name, -BACKLOG_SECONDS) < BACKLOG_SECONDS:
+            return
+        self._backlog_at[name] = time.monotonic()
+        n, oldest = self._use(src, lambda t: t.pending())
+        age = 0.0
+        if n and isinstance(oldest, datetime):  # the ERP's fecha: local time, or UTC in SQLite
+            age = max(0.0, (datetime.now() - oldest.replace(tzinfo=None)).total_seconds())
+        self.backlog[name] = (n, age)
 
     def _held(self, source: str) -> list[int]:
         """The rows of ``source`` this instance works on (their invoices not final yet)."""

@@ -229,6 +229,18 @@ class TableSource:
         won = self._run(claim, "reclamar filas")
         return self.read(won) if won else []
 
+    def pending(self) -> tuple[int, Any]:
+        """How many invoices wait to be claimed, and the oldest one's fecha (None: unknown)."""
+        return self._count(self._sql().pending())
+
+    def _count(self, sql: str) -> tuple[int, Any]:
+        def work(cur: Any) -> tuple[int, Any]:
+            n, oldest = cur.execute(sql).fetchone()
+            cur.connection.commit()
+            return int(n or 0), oldest
+
+        return tuple(self._run(work, "contar filas pendientes"))  # type: ignore[return-value]
+
     def held(self, instance: str) -> list[Claimed]:
         """The invoices of the rows ``instance`` holds (a restart takes them back at once)."""
         sql = self._sql().held()

@@ -92,6 +92,11 @@ class Statements:
             f"AND {q('estado')} = '{IN_PROGRESS}' AND {q('reclamado_por')} = ?"
         )
 
+    def pending(self) -> str:
+        """The rows waiting to be claimed and the oldest ``fecha`` among them (backlog)."""
+        q = self._q
+        return f"SELECT COUNT(*), MIN({q('fecha')}) FROM {self.t} WHERE {q('estado')} = '{PENDING}'"
+
     def held(self) -> str:
         """Parameters: instance. The rows an instance holds (``EN_PROCESO``, claimed by it):
         after a restart it takes them back at once, without waiting for their lease."""

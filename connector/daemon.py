@@ -684,7 +684,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             with contextlib.suppress(KeyError):
                 if cfg.source(e.source).kind == "table" and not dry:
                     from connector.adapters.table.odbc import TableError
-                    from connector.adapters.table.runner import reset_row
+                    from connector.adapters.table.rows import reset_row
 
                     try:
                         print(f"Tabla: {reset_row(cfg.source(e.source), e.location)}.")

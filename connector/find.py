@@ -109,7 +109,7 @@ def redeliver(cfg: Any, j: Journal, e: Entry) -> dict[str, str]:
     if src.output is not None:
         written = deliver_outputs(src, emisor, e, cancelled=cancelled)
     if src.kind == "table":  # its row gets TIMBRADO, the UUID, the XML and the acuse again
-        from connector.adapters.table.runner import rewrite_row
+        from connector.adapters.table.rows import rewrite_row
 
         written["fila"] = rewrite_row(src, e)
     if e.state is State.STAMPED:

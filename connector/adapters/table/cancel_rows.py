@@ -14,7 +14,8 @@ from typing import Any
 
 from .odbc import ConnSpec
 from .schema import CANCELACION, IN_PROGRESS, PENDING
-from .source import TableSource, _cut, _text
+from .source import TableSource
+from .values import _cut, _text
 
 # where a request stands (connector.journal.CancelState values) → the row's estado
 ROW_STATE = {

@@ -23,8 +23,9 @@ from connector.adapters.base import ParsedRecord
 from connector.cfdi.errors import Problem
 
 from .schema import FACTURA, IN_PROGRESS, PENDING, RESULTADO
-from .source import Claimed, TableSource, _decode_problem
+from .source import Claimed, TableSource
 from .statements import Statements
+from .values import _decode_problem
 
 _CLAIM_COLUMNS = ("id", "estado", "referencia", "fecha", "reclamado_por", "reclamado_hasta",
                   "intentos", "actualizado_en")  # fmt: skip

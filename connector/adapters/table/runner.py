@@ -17,154 +17,34 @@ written are kept and written when the database is back.
 
 from __future__ import annotations
 
-import hashlib
-import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
-from connector.config import SourceConfig, table_spec
 from connector.flow.runtime import Admitted, SourceRuntime, entry_errors, item_errors
 from connector.flow.sending import DeliveryError
 from connector.journal import COMMITTED_STATES, FINAL_STATES, Entry, State
 from connector.sinks import ItemError
 
+from .access import TableAccess, _Db
 from .odbc import TableError
+from .rows import fecha_timbrado, row_location, row_of
 from .schema import ERROR
-from .source import Claimed, Outcome, TableSource
+from .source import Claimed, Outcome
 
 if TYPE_CHECKING:
     from connector.flow.sending import InvoiceFlow
 
 log = structlog.get_logger("connector.pipeline")
 
-_ROW = re.compile(r" id=(\d+)$")
-_MAX_PAUSE = 60.0
-_GROUP = 16  # write-backs that make a group commit go at once
 BACKLOG_SECONDS = 15.0  # how often the rows waiting are counted
 
 
-def instance_name(config_path: object) -> str:
-    """This connector's name in the rows it claims: the host and its configuration file, the
-    same across restarts (a restart takes its rows back at once)."""
-    digest = hashlib.sha256(str(config_path).encode()).hexdigest()[:8]
-    return f"{socket.gethostname()}:{digest}"[:100]
-
-
-def row_location(table: str, row_id: int) -> str:
-    return f"{table} id={row_id}"
-
-
-def row_of(location: str | None) -> int | None:
-    """The row id in a location ``row_location`` wrote (None: not a row's)."""
-    m = _ROW.search(location or "")
-    return int(m.group(1)) if m else None
-
-
-def table_source(s: SourceConfig, emisor: Any = None, mapping: Any = None) -> TableSource:
-    """A table source's ``TableSource`` (``ResultsTableSource`` in results-table mode);
-    ``emisor``: what its invoices take from the configuration (None: a command that only
-    writes, replay or find --redeliver)."""
-    t = s.table
-    assert t is not None
-    kw: dict[str, Any] = {
-        "factura_table": t.factura,
-        "concepto_table": t.concepto,
-        "skip_locked": t.skip_locked,
-        "mapping": mapping,
-    }
-    if emisor is not None:
-        kw["emisor"] = {
-            "Rfc": emisor.rfc,
-            "Nombre": emisor.nombre or "",
-            "RegimenFiscal": emisor.regimen_fiscal or "",
-            "LugarExpedicion": emisor.lugar_expedicion or "",
-        }
-    if t.resultados:
-        from .results import ResultsTableSource
-
-        return ResultsTableSource(table_spec(s), results_table=t.resultados,
-                                  factura_query=t.factura_query,
-                                  concepto_query=t.concepto_query, **kw)  # fmt: skip
-    return TableSource(table_spec(s), **kw)
-
-
-def _one_table(s: SourceConfig) -> TableSource:
-    """A source's tables for one command (replay, find --redeliver): not the daemon's."""
-    return table_source(s)
-
-
-def rewrite_row(s: SourceConfig, e: Entry) -> str:
-    """``find --redeliver`` of a stamped invoice from a table: its row written back again
-    (TIMBRADO, UUID, XML, acuse). The row's id; ``OSError`` when it cannot be written."""
-    row_id = row_of(e.location)
-    if row_id is None or e.uuid is None or e.stamped_xml is None:
-        raise OSError(f"no se sabe en qué fila de {s.name!r} va {e.label}")
-    table = _one_table(s)
-    try:
-        out = Outcome.stamped(e.uuid, fecha_timbrado(e.stamped_xml), e.stamped_xml, e.acuse)
-        if not table.write_back(row_id, out):
-            raise OSError(f"la fila id={row_id} ya está TIMBRADO con otro UUID")
-    except TableError as exc:
-        raise OSError(f"{exc.code} {exc.message}") from None
-    finally:
-        table.close()
-    return str(row_id)
-
-
-def reset_row(s: SourceConfig, location: str | None) -> str:
-    """``replay --item`` of an invoice from a table: its ERROR row back to PENDIENTE (the
-    daemon claims it again; its referencia stays). What was done, in Spanish."""
-    row_id = row_of(location)
-    if row_id is None:
-        return "no se encontró su fila"
-    assert s.table is not None
-    table = _one_table(s)
-    try:
-        done = table.reset(row_id)
-    finally:
-        table.close()
-    where = f"{s.table.factura} id={row_id}"
-    return f"fila {where} regresada a PENDIENTE" if done else f"la fila {where} no está en ERROR"
-
-
-@dataclass
-class _Writes:
-    """Rows one caller wants written back, waiting for a group commit (``_write_rows``)."""
-
-    items: list[tuple[int, Outcome]]
-    done: bool = False
-    written: list[bool] | None = None
-    error: Exception | None = None
-
-
-@dataclass
-class _Db:
-    """One table source's database: its connection (one at a time, under ``lock``), the
-    write-backs waiting for the next group commit, and the state of its pause after a
-    failure."""
-
-    table: TableSource
-    lock: threading.Lock
-    paused_until: float = 0.0
-    delay: float = 0.0
-    error: TableError | None = None
-    writes: threading.Condition = field(default_factory=threading.Condition)
-    waiting: list[_Writes] = field(default_factory=list)
-    flushing: bool = False
-    renewed_at: float = field(default_factory=time.monotonic)
-    # a failure may have come between a claim's commit and the read of its rows: the rows
-    # this instance holds are taken back as soon as the database answers again
-    take_back: bool = False
-
-
-class TableUnits:
+class TableUnits(TableAccess):
     """Every table source of one pipeline (``flow``)."""
 
     def __init__(self, flow: InvoiceFlow, instance: str) -> None:
@@ -184,98 +64,6 @@ class TableUnits:
         # how long a group commit waits for more write-backs to join (fewer commits when the
         # PAC's answers come spread out; the row gets its outcome that much later)
         self.linger = 0.02
-
-    # --- the source's database --------------------------------------------------------------
-
-    def make_table(self, s: SourceConfig, emisor: Any, mapping: Any) -> TableSource:
-        """A source's tables (not used until ``adopt``: a reload may still be refused)."""
-        return table_source(s, emisor, mapping)
-
-    def adopt(self, built: dict[str, SourceRuntime], *, removed: Sequence[str]) -> None:
-        """The table sources of an accepted (re)configuration replace the old ones; removed
-        sources' connections are closed."""
-        old = []
-        with self._lock:
-            for name in removed:
-                if name in self._dbs:
-                    old.append(self._dbs.pop(name))
-            for name, src in built.items():
-                if name in self._dbs:
-                    old.append(self._dbs.pop(name))
-                if src.table is not None:
-                    self._dbs[name] = _Db(src.table, threading.Lock())
-        for db in old:
-            with db.lock:
-                db.table.close()
-
-    def discard(self, built: dict[str, SourceRuntime]) -> None:
-        """Tables made for a configuration that was refused: closed, never used."""
-        for src in built.values():
-            if src.table is not None:
-                src.table.close()
-
-    def close(self) -> None:
-        with self._lock:
-            dbs = list(self._dbs.values())
-        for db in dbs:
-            with db.lock:
-                db.table.close()
-
-    def clean(self, src: SourceRuntime, today: Any) -> None:
-        """Nothing a kill leaves behind in a database (claims have leases)."""
-
-    def _use(self, src: SourceRuntime, work: Callable[[TableSource], Any]) -> Any:
-        """``work`` on the source's database; a failure pauses the source (``TableError``
-        raised again for the caller to keep what it could not write)."""
-        db = self._dbs[src.cfg.name]
-        with db.lock:
-            try:
-                result = work(db.table)
-            except TableError as exc:
-                self._pause(src, db, exc)
-                raise
-        if db.error is not None:
-            log.info("table_source_resumed", source=src.cfg.name)
-            # the pause ends now too (a write-back got through first): claims at once
-            db.error, db.delay, db.paused_until = None, 0.0, 0.0
-        return result
-
-    def _pause(self, src: SourceRuntime, db: _Db, exc: TableError) -> None:
-        db.delay = min(_MAX_PAUSE, max(1.0, db.delay * 2))
-        db.paused_until = time.monotonic() + db.delay
-        first = db.error is None or db.error.code != exc.code
-        db.error, db.take_back = exc, True
-        if first:
-            log.error("table_source_paused", source=src.cfg.name, code=exc.code,
-                      message=exc.message, retry_in=db.delay)  # fmt: skip
-            assert self.flow.journal is not None
-            self.flow.journal.note_failure(
-                src.cfg.name,
-                src.cfg.table.factura if src.cfg.table else "",
-                exc.code,
-                f"{exc.message} La fuente de tablas {src.cfg.name!r} queda en pausa y lo "
-                "intenta de nuevo sola (las demás fuentes siguen); no se pierde nada.",
-                location=exc.where,
-            )
-
-    def _paused(self, src: SourceRuntime) -> bool:
-        db = self._dbs.get(src.cfg.name)
-        return db is None or time.monotonic() < db.paused_until
-
-    def paused(self) -> list[tuple[str, TableError]]:
-        """The table sources paused now, with the failure that paused them."""
-        return [(n, db.error) for n, db in list(self._dbs.items()) if db.error is not None]
-
-    def state(self) -> dict[str, Any]:
-        """Each table source's state for the status file."""
-        out = {}
-        for name, db in list(self._dbs.items()):
-            out[name] = (
-                {"estado": "en pausa", "codigo": db.error.code, "mensaje": db.error.message}
-                if db.error is not None
-                else {"estado": "activa"}
-            )
-        return out
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -434,45 +222,6 @@ class TableUnits:
             src = self.flow.sources.get(source)
             if src is not None:
                 self._write_errors(src, items)
-
-    def _write_rows(self, src: SourceRuntime, items: list[tuple[int, Outcome]]) -> list[bool]:
-        """Write outcomes back with a group commit: the write-backs of every worker that
-        arrive while one transaction is being committed go together in the next one (one
-        commit for many rows). Whether each row was written; ``TableError`` when the database
-        failed (nothing of this call was written)."""
-        db = self._dbs[src.cfg.name]
-        if db.error is not None and time.monotonic() < db.paused_until:
-            raise db.error  # paused: not asked again before its backoff ends
-        mine = _Writes(items)
-        with db.writes:
-            db.waiting.append(mine)
-            while not mine.done and db.flushing:
-                db.writes.wait()
-            if not mine.done:  # this caller commits for everyone waiting
-                db.flushing = True
-                if len(db.waiting) < _GROUP:  # a moment for more write-backs to join
-                    db.writes.wait(self.linger)
-                batch, db.waiting = db.waiting, []
-        if not mine.done:
-            try:
-                every = [it for w in batch for it in w.items]
-                written = self._use(src, lambda t: t.write_back_many(every))
-                at = 0
-                for w in batch:
-                    w.written, at = written[at : at + len(w.items)], at + len(w.items)
-            except Exception as exc:  # every caller of the batch learns it
-                for w in batch:
-                    w.error = exc
-            finally:
-                with db.writes:
-                    for w in batch:
-                        w.done = True
-                    db.flushing = False
-                    db.writes.notify_all()
-        if mine.error is not None:
-            raise mine.error
-        assert mine.written is not None
-        return mine.written
 
     def _write_errors(self, src: SourceRuntime, items: list[tuple[int, Outcome]]) -> None:
         if not items:
@@ -643,25 +392,13 @@ class TableUnits:
         return sum(written)
 
 
-_TFD = "{http://www.sat.gob.mx/TimbreFiscalDigital}TimbreFiscalDigital"
-
-
-def fecha_timbrado(stamped_xml: bytes) -> str | None:
-    """The TFD's FechaTimbrado of a stamped CFDI (None when it has none)."""
-    from lxml import etree
-
-    root = etree.fromstring(stamped_xml, etree.XMLParser(resolve_entities=False, no_network=True))
-    tfd = next(root.iter(_TFD), None)
-    return (tfd.get("FechaTimbrado") or None) if tfd is not None else None
-
-
 def _error(errors: list[ItemError]) -> Outcome:
     """The ERROR a row gets: every code, and each message with where it was found (the CFDI
     field, and the column, e.g. ``cfdi_concepto(factura_id=3):2:cantidad`` for a line's)."""
     codes = ", ".join(dict.fromkeys(x.code for x in errors)) or "CONN-ERROR"
 
     def where(x: ItemError) -> str:
-        column = x.location if x.location and not _ROW.search(x.location) else ""
+        column = x.location if x.location and row_of(x.location) is None else ""
         found = "; ".join(w for w in (x.path, column) if w)
         return f" ({found})" if found else ""
 

@@ -356,6 +356,12 @@ def _add_daemon_commands(sub: argparse._SubParsersAction) -> None:
         "127.0.0.1:9464 (o [daemon] http en la configuración)",
     )
     p.add_argument(
+        "--instance",
+        metavar="NOMBRE",
+        help="nombre de esta instancia en lo que reclama (por omisión: el equipo y la "
+        "configuración); para varias instancias con una misma configuración en un equipo",
+    )
+    p.add_argument(
         "--once",
         action="store_true",
         help="procesa todo lo que espera en cada fuente (archivos y filas) y termina: "

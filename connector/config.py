@@ -75,6 +75,10 @@ JOURNAL_URL_LOCAL = "journal.postgresql"
 
 
 class DaemonSettings(_Cfg):
+    # this connector's name in what it claims (table rows): default the host and a hash of the
+    # configuration file's path, the same across restarts; `run --instance NAME` when several
+    # run from one configuration on one host
+    instance: str | None = Field(default=None, min_length=1, max_length=100)
     journal: Path = Path("journal.sqlite")
     # ``journal = "postgresql://user@host/db"``: the shared journal's address lands here and
     # ``journal`` names the local files (lock, status) instead; its password (when the

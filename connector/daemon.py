@@ -227,6 +227,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"CONN-HTTP {exc}")
             return 2
         cfg = cfg.model_copy(update={"daemon": cfg.daemon.model_copy(update={"http": args.http})})
+    if getattr(args, "instance", None):
+        cfg = cfg.model_copy(
+            update={"daemon": cfg.daemon.model_copy(update={"instance": args.instance})}
+        )
     d = cfg.daemon
     configure_logging(d.log_level, d.log_format, d.log_file)
     log = structlog.get_logger("connector.daemon")

@@ -83,7 +83,7 @@ class Pipeline(InvoiceFlow):
         self._init_flow(cfg.daemon.workers, max_inflight)
         self.files = FileUnits(self)
         # this connector's name in the table rows it claims (the same across restarts)
-        self.instance = instance_name(cfg.path)
+        self.instance = cfg.daemon.instance or instance_name(cfg.path)
         self.tables = TableUnits(self, self.instance)
         self._watchers: list[Any] = []
         self._last_status = 0.0

@@ -153,3 +153,21 @@ def test_find_redeliver_writes_a_stamped_row_again_and_cancel_inbox_is_refused(
     r = _cli("check-config", "--config", str(config))
     assert r.returncode == 2 and "cancel_inbox" in r.stdout and "CONN-CFG-VALOR" in r.stdout
     conn.close()
+
+
+def test_run_instance_names_the_claims(sqlite_db: Db, sandbox, tmp_path: Path) -> None:
+    """``run --instance NAME``: the rows this run claims carry that name (default: the host
+    and a hash of the configuration's path, the same on every run)."""
+    db = sqlite_db
+    conn = db.connect()
+    insert_invoice(conn, db, 1, **RECEPTOR)
+    config = table_config(tmp_path, db, sandbox)
+    r = _cli("run", "--config", str(config), "--once", "--instance", "caja-2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert rows(conn, "estado", "reclamado_por") == {1: ("TIMBRADO", "caja-2")}
+    insert_invoice(conn, db, 2, **RECEPTOR)
+    assert _cli("run", "--config", str(config), "--once").returncode == 0
+    from connector.adapters.table.rows import instance_name
+
+    assert rows(conn, "reclamado_por")[2] == (instance_name(config.resolve()),)
+    conn.close()

@@ -2,7 +2,7 @@
 code and reported with the message of SAT's Pagos 2.0 validation matrix (shipped as
 ``matriz_pagos20.tsv``, never retyped), followed by the detail of what was compared.
 
-They run inside ``rules.validate`` (one more rule of the list) and alone through
+They run inside ``rules.validate`` (one more rule of ``rules_base.RULES``) and alone through
 ``validate_pagos(c)``, which the sandbox PAC applies to every Pagos 2.0 document it stamps.
 
 Amounts are checked from the data given, as SAT's validator does:
@@ -48,7 +48,7 @@ from .amounts import CONTEXT, impuestos_dr_sums, pagos_totales, quantum, tasa_ke
 from .catalogs import IMPUESTO_RETENCION, IMPUESTO_TRASLADO, catalogs
 from .errors import Problem
 from .model import RFC_EXTRANJERO, Comprobante, DoctoRelacionado, ImpuestosP, Pago
-from .rules import MESSAGES, _Ctx, _fmt, _parse_fecha, _tax_limits, decimals_of, num, rule
+from .rules_base import MESSAGES, _Ctx, _fmt, _parse_fecha, _tax_limits, decimals_of, num, rule
 
 ZERO = Decimal(0)
 ONE = Decimal(1)

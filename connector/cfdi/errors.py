@@ -12,6 +12,7 @@ whole (bad XML bytes, an unusable CSD); they carry their Problems too.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Self
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,7 @@ class CfdiError(Exception):
         super().__init__(self.__str__())
 
     @classmethod
-    def one(cls, code: str, message: str, path: str = "") -> CfdiError:
+    def one(cls, code: str, message: str, path: str = "") -> Self:
         return cls([Problem(code=code, path=path, message=message)])
 
     @property

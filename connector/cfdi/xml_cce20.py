@@ -12,7 +12,9 @@ from typing import Any
 from lxml import etree
 from pydantic import BaseModel
 
-from . import xmlio as _x
+from . import xmlio_base as _xb
+from . import xmlio_read as _xr
+from . import xmlio_text as _xt
 from .cce20 import (
     CADENA_REQUIRED,
     NS_CCE20,
@@ -37,7 +39,7 @@ def cadena_spec(cls: type[BaseModel]) -> tuple[tuple[str, bool], ...]:
     return tuple((n, n in required) for n in attribute_fields(cls))
 
 
-_S = {cls: _x._spec(attribute_fields(cls), cadena_spec(cls)) for cls in (
+_S = {cls: _xt._spec(attribute_fields(cls), cadena_spec(cls)) for cls in (
     ComercioExterior, EmisorCCE, Propietario, ReceptorCCE, Destinatario, Domicilio, Mercancia,
     DescripcionesEspecificas,
 )}  # fmt: skip
@@ -48,14 +50,14 @@ _S = {cls: _x._spec(attribute_fields(cls), cadena_spec(cls)) for cls in (
 
 def write_text(out: Any, cad: list[str], cce: ComercioExterior) -> None:
     """The complement's XML into ``out`` and its cadena fields into ``cad`` (one walk)."""
-    put, leaf, end = out.append, _x._leaf, _x._end
+    put, leaf, end = out.append, _xt._leaf, _xt._end
     put("<cce20:ComercioExterior")
-    _x._put(out, cad, cce, _S[ComercioExterior])
+    _xt._put(out, cad, cce, _S[ComercioExterior])
     put(">")
     e = cce.Emisor
     if e is not None:
         put("<cce20:Emisor")
-        _x._put(out, cad, e, _S[EmisorCCE])
+        _xt._put(out, cad, e, _S[EmisorCCE])
         put(">")
         mark = len(out)
         if e.Domicilio is not None:
@@ -66,7 +68,7 @@ def write_text(out: Any, cad: list[str], cce: ComercioExterior) -> None:
     r = cce.Receptor
     if r is not None:
         put("<cce20:Receptor")
-        _x._put(out, cad, r, _S[ReceptorCCE])
+        _xt._put(out, cad, r, _S[ReceptorCCE])
         put(">")
         mark = len(out)
         if r.Domicilio is not None:
@@ -74,7 +76,7 @@ def write_text(out: Any, cad: list[str], cce: ComercioExterior) -> None:
         end(out, mark, "</cce20:Receptor>")
     for d in cce.Destinatario:
         put("<cce20:Destinatario")
-        _x._put(out, cad, d, _S[Destinatario])
+        _xt._put(out, cad, d, _S[Destinatario])
         put(">")
         mark = len(out)
         for dom in d.Domicilio:
@@ -84,7 +86,7 @@ def write_text(out: Any, cad: list[str], cce: ComercioExterior) -> None:
     mark = len(out)
     for m in cce.Mercancias:
         put("<cce20:Mercancia")
-        _x._put(out, cad, m, _S[Mercancia])
+        _xt._put(out, cad, m, _S[Mercancia])
         put(">")
         mmark = len(out)
         for de in m.DescripcionesEspecificas:
@@ -99,7 +101,7 @@ def write_text(out: Any, cad: list[str], cce: ComercioExterior) -> None:
 
 def _el(parent: etree._Element, tag: str, node: Any) -> etree._Element:
     values = [(n, getattr(node, n)) for n in attribute_fields(type(node))]
-    return etree.SubElement(parent, _N + tag, _x._attrs(values))
+    return etree.SubElement(parent, _N + tag, _xb._attrs(values))
 
 
 def build(parent: etree._Element, cce: ComercioExterior) -> None:
@@ -130,7 +132,7 @@ def build(parent: etree._Element, cce: ComercioExterior) -> None:
 
 
 def _attrs_of(el: etree._Element, cls: type) -> dict[str, Any]:
-    return _x._a(el, attribute_fields(cls))
+    return _xr._a(el, attribute_fields(cls))
 
 
 def read(el: etree._Element) -> dict[str, Any]:
@@ -201,8 +203,8 @@ def walk(out: list[str], el: etree._Element, fields: Any) -> None:
 
 
 # xmlio writes, builds and reads the complement through its registry of typed complements
-_x.COMPLEMENTS.append(
-    _x.Complement(
+_xb.COMPLEMENTS.append(
+    _xb.Complement(
         field="ComercioExterior",
         tag=_N + "ComercioExterior",
         prefix="cce20",

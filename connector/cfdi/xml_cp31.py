@@ -17,7 +17,9 @@ from typing import Any, NamedTuple
 from lxml import etree
 from pydantic import BaseModel
 
-from . import xmlio as _x
+from . import xmlio_base as _xb
+from . import xmlio_read as _xr
+from . import xmlio_text as _xt
 from .cp31 import (
     CADENA_REQUIRED,
     NS_CP31,
@@ -92,7 +94,7 @@ def cadena_spec(cls: type[BaseModel]) -> tuple[tuple[str, bool], ...]:
 
 
 _CAD = {cls: cadena_spec(cls) for cls in CADENA_REQUIRED}
-_S = {cls: _x._spec(attribute_fields(cls), _CAD[cls]) for cls in CADENA_REQUIRED}
+_S = {cls: _xt._spec(attribute_fields(cls), _CAD[cls]) for cls in CADENA_REQUIRED}
 
 
 def _items(node: BaseModel, ch: _Child) -> list[Any]:
@@ -108,7 +110,7 @@ def _items(node: BaseModel, ch: _Child) -> list[Any]:
 def _write_node(out: Any, cad: list[str], tag: str, node: BaseModel) -> None:
     cls = type(node)
     out.append("<" + _PREFIX + tag)
-    _x._put(out, cad, node, _S[cls])
+    _xt._put(out, cad, node, _S[cls])
     out.append(">")
     mark = len(out)
     for ch in _CHILDREN.get(cls, ()):
@@ -119,13 +121,13 @@ def _write_node(out: Any, cad: list[str], tag: str, node: BaseModel) -> None:
             out.append(f"<{_PREFIX}{ch.wrapper}>")
         for item in items:
             if ch.cls is None:
-                out.append(f'<{_PREFIX}{ch.tag} {ch.attr}="{_x._text(out, item)}"/>')
-                cad.append(_x._cadena_value(item))
+                out.append(f'<{_PREFIX}{ch.tag} {ch.attr}="{_xt._text(out, item)}"/>')
+                cad.append(_xt._cadena_value(item))
             else:
                 _write_node(out, cad, ch.tag, item)
         if ch.wrapper is not None:
             out.append(f"</{_PREFIX}{ch.wrapper}>")
-    _x._end(out, mark, f"</{_PREFIX}{tag}>")
+    _xt._end(out, mark, f"</{_PREFIX}{tag}>")
 
 
 def write_text(out: Any, cad: list[str], cp: CartaPorte) -> None:
@@ -139,7 +141,7 @@ def write_text(out: Any, cad: list[str], cp: CartaPorte) -> None:
 def _build_node(parent: etree._Element, tag: str, node: BaseModel) -> None:
     cls = type(node)
     values = [(n, getattr(node, n)) for n in attribute_fields(cls)]
-    el = etree.SubElement(parent, _N + tag, _x._attrs(values))
+    el = etree.SubElement(parent, _N + tag, _xb._attrs(values))
     for ch in _CHILDREN.get(cls, ()):
         items = _items(node, ch)
         if not items:
@@ -166,7 +168,7 @@ def _under(el: etree._Element, ch: _Child) -> list[etree._Element]:
 
 
 def _read_node(el: etree._Element, cls: type[BaseModel]) -> dict[str, Any]:
-    d = _x._a(el, attribute_fields(cls))
+    d = _xr._a(el, attribute_fields(cls))
     for ch in _CHILDREN.get(cls, ()):
         kids = _under(el, ch)
         if ch.cls is None:
@@ -219,7 +221,7 @@ def read_unsupported(el: etree._Element) -> list[str]:
 
 # xmlio writes, builds and reads the complement through its registry of typed complements
 # (Complement's fields: field, tag, prefix, namespace, schema, write_text, build, read)
-_x.COMPLEMENTS.append(
-    _x.Complement("CartaPorte", _N + "CartaPorte", "cartaporte31", NS_CP31, SCHEMA_CP31,
+_xb.COMPLEMENTS.append(
+    _xb.Complement("CartaPorte", _N + "CartaPorte", "cartaporte31", NS_CP31, SCHEMA_CP31,
                   write_text, build, read)
 )  # fmt: skip

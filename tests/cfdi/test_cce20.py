@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from connector.cfdi import cadena, rules, xmlio
+from connector.cfdi import cadena, rules, xmlio, xmlio_xsd
 from connector.cfdi.amounts import complete
 from connector.cfdi.cce20 import NS_CCE20, comext_catalogs
 from connector.cfdi.model import Comprobante
@@ -251,7 +251,7 @@ def test_fraccion_arancelaria_is_checked_as_a_set_not_by_the_compiled_schema() -
     assert p.code == "CONN-XSD"
     assert p.path == "ComercioExterior.Mercancias[1].FraccionArancelaria"
     assert "'8471300100'" in p.message and "c_FraccionArancelaria" in p.message
-    assert len(xmlio._catalog_values["c_FraccionArancelaria"]) > 20000
+    assert len(xmlio_xsd._catalog_values["c_FraccionArancelaria"]) > 20000
 
 
 def test_fel_conexion_remota_refuses_the_complement_instead_of_dropping_it() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from connector.cfdi import cadena, rules, xmlio
+from connector.cfdi import cadena, rules, xmlio, xmlio_xsd
 from connector.cfdi.amounts import complete
 from connector.cfdi.cp31 import NS_CP31, cp_catalogs, id_ccp
 from connector.cfdi.model import Comprobante
@@ -171,8 +171,8 @@ def test_big_cartaporte_catalogs_are_checked_as_sets() -> None:
     assert p.code == "CONN-XSD"
     assert p.path == "CartaPorte.Mercancias.Mercancia[1].BienesTransp"
     assert "'99999999'" in p.message and "c_ClaveProdServCP" in p.message
-    assert len(xmlio._catalog_values["c_ClaveProdServCP"]) > 40000
-    assert xmlio._catalog_values["c_ClaveProdServCP"] == cp_catalogs()["c_ClaveProdServCP"]
+    assert len(xmlio_xsd._catalog_values["c_ClaveProdServCP"]) > 40000
+    assert xmlio_xsd._catalog_values["c_ClaveProdServCP"] == cp_catalogs()["c_ClaveProdServCP"]
 
 
 def test_a_maritime_carta_porte_is_kept_verbatim_and_its_cadena_is_sats() -> None:

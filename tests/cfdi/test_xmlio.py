@@ -407,23 +407,23 @@ def test_schema_compiles_light_while_other_threads_parse_files(
     failed with 'catálogos no encontrados' (the sandbox PAC hit it under load)."""
     import threading
 
-    from connector.cfdi import xmlio
+    from connector.cfdi import xmlio_xsd
 
     stop = threading.Event()
 
     def parse_files() -> None:
         while not stop.is_set():
-            etree.parse(str(xmlio.XSD_WRAPPER))
+            etree.parse(str(xmlio_xsd.XSD_WRAPPER))
 
     threads = [threading.Thread(target=parse_files) for _ in range(4)]
     for t in threads:
         t.start()
     try:
         for _ in range(5):
-            monkeypatch.setattr(xmlio, "_schema", None)
-            monkeypatch.setattr(xmlio, "_catalog_values", {})
-            schema = xmlio._get_schema()
-            assert all(len(xmlio._catalog_values[n]) > 1000 for n in xmlio._BIG_CATALOGS)
+            monkeypatch.setattr(xmlio_xsd, "_schema", None)
+            monkeypatch.setattr(xmlio_xsd, "_catalog_values", {})
+            schema = xmlio_xsd._get_schema()
+            assert all(len(xmlio_xsd._catalog_values[n]) > 1000 for n in xmlio_xsd._BIG_CATALOGS)
             # the compiled schema has no enumeration left for them: an unknown code passes
             # libxml2 and is reported by our own check
             bad = SAMPLE_I.read_bytes().replace(b'ClaveUnidad="H87"', b'ClaveUnidad="QQQ"')

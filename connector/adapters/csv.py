@@ -305,11 +305,11 @@ class CsvAdapter(Adapter):
         for key, rows in orphans.items():
             rec = orphan_record(lines_name, rows[0])
             what = f"{len(rows)} líneas" if len(rows) > 1 else "La línea"
-            first = f", la primera en la línea {rows[0]}" if len(rows) > 1 else ""
+            where = f", la primera en la línea {rows[0]}" if len(rows) > 1 else ""
             rec.problems.append(
                 problem(
                     "CONN-CSV-KEY",
-                    f"{what} con la clave {_show(self.lines_key, key)}{first} no "
+                    f"{what} con la clave {_show(self.lines_key, key)}{where} no "
                     f"{'tienen' if len(rows) > 1 else 'tiene'} factura en {header_name}.",
                     f"{lines_name}:{rows[0]}",
                 )

@@ -15,6 +15,7 @@ Catalogs (``c_FraccionArancelaria``, ``c_UnidadAduana``, ``c_MotivoTraslado``,
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
+from typing import TypeAlias
 
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field
@@ -78,7 +79,7 @@ class DescripcionesEspecificas(_Node):
     NumeroSerie: str | None = None
 
 
-_DescripcionesEspecificas = DescripcionesEspecificas
+_DescripcionesEspecificas: TypeAlias = DescripcionesEspecificas
 
 
 class Mercancia(_Node):
@@ -91,8 +92,11 @@ class Mercancia(_Node):
     DescripcionesEspecificas: list[_DescripcionesEspecificas] = Field(default_factory=list)
 
 
-_EmisorCCE, _Propietario, _ReceptorCCE = EmisorCCE, Propietario, ReceptorCCE
-_Destinatario, _Mercancia = Destinatario, Mercancia
+_EmisorCCE: TypeAlias = EmisorCCE
+_Propietario: TypeAlias = Propietario
+_ReceptorCCE: TypeAlias = ReceptorCCE
+_Destinatario: TypeAlias = Destinatario
+_Mercancia: TypeAlias = Mercancia
 
 
 class ComercioExterior(_Node):

@@ -617,7 +617,9 @@ class _Doc(FPDF):
         self.repeat_header: Any = None  # callable drawing the open table's header
         self.set_margins(_MARGIN, _MARGIN, _MARGIN)
         self.set_auto_page_break(False, _BOTTOM)
-        self.alias_nb_pages(None)  # page numbers are written once the count is known
+        # page numbers are written once the count is known: no alias to replace (fpdf2 takes
+        # None, though its annotation says str)
+        self.alias_nb_pages(None)  # type: ignore[arg-type]
         self.set_creator("cfdi-connector")
 
     def header(self) -> None:
@@ -1567,8 +1569,7 @@ def pdf_command(
                 "CONN-PDF-SALIDA", f"No se puede escribir el PDF {out} ({exc.__class__.__name__})."
             ) from exc
     except CfdiError as exc:
-        for problem in exc.problems or [None]:
-            text = str(problem) if problem else f"{exc.code} {exc}"
+        for text in [str(p) for p in exc.problems] or [f"{exc.code} {exc}"]:
             print(f"{src}: {text}", file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - the command never crashes with a traceback

@@ -245,7 +245,7 @@ def check_domicilio(
 ) -> None:
     """Estado in c_Estado of its Pais and, in Mexico, CodigoPostal in c_CodigoPostal; ``codes``
     are the complement's codes of both (Carta Porte's domicilio has the same attributes)."""
-    estados = ESTADOS.get(d.Pais)
+    estados = ESTADOS.get(d.Pais) if d.Pais is not None else None
     if estados is not None and d.Estado not in estados:
         x.add(codes[0], f"{path}.Estado", f"Valor: {_fmt(d.Estado)}; Pais: {_fmt(d.Pais)}.")
     if d.Pais == "MEX" and d.CodigoPostal not in x.cats.CodigoPostal:
@@ -283,8 +283,8 @@ def _mercancias(x: _Ctx, cce: ComercioExterior, cats: ComExtCatalogs) -> None:
         x.add("CONN-CCE-026", p)
         return
     ids = {k.NoIdentificacion for k in x.c.Conceptos if k.NoIdentificacion is not None}
-    seen: set[tuple[str, str | None]] = set()
-    dolares: dict[str, Decimal] = defaultdict(Decimal)
+    seen: set[tuple[str | None, str | None]] = set()
+    dolares: dict[str | None, Decimal] = defaultdict(Decimal)
     total = Decimal(0)
     for i, m in enumerate(cce.Mercancias):
         mp = f"{p}[{i}]"
@@ -335,7 +335,7 @@ def _mercancias(x: _Ctx, cce: ComercioExterior, cats: ComExtCatalogs) -> None:
     _importes(x, cce, dolares)
 
 
-def _importes(x: _Ctx, cce: ComercioExterior, dolares: dict[str, Decimal]) -> None:
+def _importes(x: _Ctx, cce: ComercioExterior, dolares: dict[str | None, Decimal]) -> None:
     """Σ ValorDolares of a NoIdentificacion against its conceptos' Importe − Descuento in
     dollars, for a tipo I (a traslado's amounts are zero); tolerance one cent per concepto and
     mercancía involved, the roundings on both sides."""
@@ -354,7 +354,7 @@ def _importes(x: _Ctx, cce: ComercioExterior, dolares: dict[str, Decimal]) -> No
             return  # not computed yet or broken: other rules say so
         importes[k.NoIdentificacion] += imp - (num(k.Descuento) or 0)
         count[k.NoIdentificacion] += 1
-    n_merc: dict[str, int] = defaultdict(int)
+    n_merc: dict[str | None, int] = defaultdict(int)
     for m in cce.Mercancias:
         n_merc[m.NoIdentificacion] += 1
     for ident, vd in dolares.items():

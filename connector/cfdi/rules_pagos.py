@@ -483,9 +483,9 @@ def _impuestos_p(x: _Ctx, pp: str, pago: Pago, dec_p: int) -> None:
             _compare_sum(
                 x, "CRP20265", f"{rp}.ImporteP", r.ImporteP, retenciones_dr[r.ImpuestoP], dec_p
             )
-    for key in retenciones_dr:
-        if key not in seen_r:
-            x.add("CRP20265", ip, f"Falta la retención {key} de los documentos relacionados.")
+    for impuesto in retenciones_dr:
+        if impuesto not in seen_r:
+            x.add("CRP20265", ip, f"Falta la retención {impuesto} de los documentos relacionados.")
     seen_t: set[tuple[str, str, Decimal | None]] = set()
     for j, t in enumerate(imp.TrasladosP):
         tp = f"{ip}.TrasladosP[{j}]"

@@ -99,7 +99,7 @@ def write_text(out: Any, cad: list[str], cce: ComercioExterior) -> None:
 # --- lxml elements ------------------------------------------------------------------------------
 
 
-def _el(parent: etree._Element, tag: str, node: Any) -> etree._Element:
+def _el(parent: etree._Element, tag: str, node: BaseModel) -> etree._Element:
     values = [(n, getattr(node, n)) for n in attribute_fields(type(node))]
     return etree.SubElement(parent, _N + tag, _xb._attrs(values))
 

@@ -723,9 +723,10 @@ class Mapping:
         target = scope
         if sub.record:
             found = scope.children_of_type(sub.record)
-            target = found[0] if found else _elsewhere(ctx.find(sub.record), scope)
-            if target is None:
+            elsewhere = found[0] if found else _elsewhere(ctx.find(sub.record), scope)
+            if elsewhere is None:
                 return None
+            target = elsewhere
         if sub.when and not self._when(sub.when, target, ctx):
             return None
         return target

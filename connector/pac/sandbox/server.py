@@ -221,7 +221,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         # headers and body in a single write
-        self._headers_buffer.append(b"\r\n" + body)
+        self._headers_buffer.append(b"\r\n" + body)  # type: ignore[attr-defined]  # not in typeshed
         self.flush_headers()
 
     def _drop(self) -> None:

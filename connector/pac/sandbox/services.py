@@ -433,7 +433,7 @@ def finkok_stamped(engine: PacEngine, req: Any) -> Reply:
 def finkok_cancel(engine: PacEngine, req: Any) -> Reply:
     now = datetime.now().isoformat(timespec="seconds")
     if engine.authenticate(req.username, req.password) is None:
-        body = {"CodEstatus": "203 - " + MSG["203"], "Fecha": now}
+        body: dict[str, Any] = {"CodEstatus": "203 - " + MSG["203"], "Fecha": now}
         return Reply({"cancelResult": body}, _auth_failed(req.username))
     items = (serialize_object(req.UUIDS, dict) or {}).get("UUID") or []
     folios = []
@@ -505,7 +505,7 @@ def finkok_get_receipt(engine: PacEngine, req: Any) -> Reply:
 
 def finkok_sat_status(engine: PacEngine, req: Any) -> Reply:
     if engine.authenticate(req.username, req.password) is None:
-        body = {"error": "203 - " + MSG["203"]}
+        body: dict[str, Any] = {"error": "203 - " + MSG["203"]}
         return Reply({"get_sat_statusResult": body}, _auth_failed(req.username))
     sat = engine.sat_status(req.uuid, req.taxpayer_id, req.rtaxpayer_id, req.total)
     body = {"sat": {**sat, "DetallesValidacionEFOS": None}}

@@ -212,6 +212,8 @@ class InvoiceFlow:
             if e.state in (State.STAMPED, State.DELIVERED):
                 with self._stage("write_back"):
                     e = self._deliver(src, e)
+        except DeliveryError as exc:  # expected while a folder or a database is away: retried
+            log.warning("delivery_later", invoice_id=invoice_id, code=exc.code)
         except Exception:
             log.exception("worker_error", invoice_id=invoice_id)
         finally:

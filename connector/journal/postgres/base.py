@@ -137,6 +137,7 @@ class PostgresBase(SqliteBase):
             timeout=timeout,
             open=True,
             name="cfdi-journal",
+            check=ConnectionPool.check_connection,  # a server restarted: stale ones replaced
         )
 
     def close(self) -> None:

@@ -1,5 +1,8 @@
 """The command line: ``cfdi-connector <command>``.
 
+Over 500 lines for a reason: the argument parser of every command, one function per area; the
+commands' work lives in their own modules.
+
 Each area registers its own sub-commands in one function below, so a reader finds a command by
 its area. Commands print what a person needs (Spanish messages with codes) and exit non-zero on
 failure.

@@ -1,5 +1,8 @@
 """Derived amounts of a CFDI 4.0 by SAT's rounding rules (Anexo 20, Guía de llenado).
 
+Over 500 lines for a reason: every derived amount and its rounding (conceptos, the tax summary,
+Pagos 2.0) in one place, so ``complete`` and the rules share one definition of each.
+
 ``complete(c)`` returns a *copy* of the Comprobante with every missing derived amount computed
 (only the nodes that change are copied; the rest are shared with ``c``, which is never
 modified); an amount the input gives is kept as given (``connector.cfdi.rules`` checks it):

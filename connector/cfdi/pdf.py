@@ -1,5 +1,8 @@
 """Representación impresa (PDF) of a CFDI 4.0, stamped or not, ours or another software's.
 
+Over 500 lines for a reason: the CFDI's sections, one method each, drawn in order by one
+renderer; the page, fonts, texts and the complements' sections are already modules of their own.
+
 ``render_pdf(c)`` draws one Letter-size document with fpdf2: emisor and receptor, the
 comprobante data (with the descriptions of SAT's codes), the conceptos table flowing over as
 many pages as needed (headers repeated, "Página N de M"), the tax summary and totals with the

@@ -2,6 +2,9 @@
 code and reported with the message of SAT's Pagos 2.0 validation matrix (shipped as
 ``matriz_pagos20.tsv``, never retyped), followed by the detail of what was compared.
 
+Over 500 lines for a reason: one complement's rules in one module, as SAT's own matrix for it;
+what they share with the CFDI 4.0 rules is in ``rules_base``.
+
 They run inside ``rules.validate`` (one more rule of ``rules_base.RULES``) and alone through
 ``validate_pagos(c)``, which the sandbox PAC applies to every Pagos 2.0 document it stamps.
 

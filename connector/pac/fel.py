@@ -1,5 +1,8 @@
 """Facturación en Línea (FEL): Timbrado (WSCFDI33) and Conexión Remota (CR33) over zeep.
 
+Over 500 lines for a reason: one PAC's driver, its two services sharing the session, the
+credentials and the mapping of FEL's answers to our results.
+
 Two services, both optional, both from configuration:
 
 * **Timbrado** (``timbrado_url``): the connector sends its own sealed XML —

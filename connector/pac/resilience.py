@@ -1,5 +1,8 @@
 """Retries, a circuit breaker per PAC, and the ambiguous case: recover before resending.
 
+A little over 500 lines for a reason: the retry policy, the circuit breaker and recovery
+before a resend act on the same call and are read together; apart they would hide the order.
+
 ``ResilientPac(driver)`` wraps any :class:`~connector.pac.base.PacDriver`:
 
 * **Retries with backoff and jitter** by tenacity (``stop_after_attempt(max_attempts)``,

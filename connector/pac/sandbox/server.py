@@ -1,5 +1,8 @@
 """The sandbox PAC: a real HTTP/1.1 SOAP server on 127.0.0.1.
 
+Over 500 lines for a reason: the table of services and the one HTTP handler that routes them;
+the operations themselves are in ``services`` and the decisions in ``stamping``.
+
 Services (each at its own path; ``GET <path>?wsdl`` returns the shipped WSDL with its
 ``soap:address`` pointing here):
 

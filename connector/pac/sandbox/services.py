@@ -1,5 +1,8 @@
 """The SOAP operations of each service the sandbox speaks, as plain functions.
 
+Over 500 lines for a reason: one small function per SOAP operation of four services, kept side
+by side so the same operation in each PAC's dialect reads together.
+
 Each operation takes the request deserialized by zeep from the shipped WSDL (so parameter names
 are exactly the WSDL's: ``uUID``, ``rFCEmisor``, ``credenciales.Usuario``…) and returns the
 keyword arguments for the WSDL's output message plus what to write in the request log. zeep

@@ -393,15 +393,21 @@ def write_back(cfg: Config, j: Journal, req: CancelRequest, out: TextIO | None =
                          estatus=req.estatus_cancelacion or req.es_cancelable,
                          acuse=req.acuse)  # fmt: skip
     row_written = _write_row(cfg, j, req)  # asked from a table: its row, every change
+
+    def only_row() -> bool:  # nothing to write beside the invoice: done when the row is
+        if row_written and req.error_code == "CONN-FILE":
+            j.update_cancel_request(req.uuid, error_code=None, error_message=None)
+        return row_written
+
     e = j.find_uuid(req.uuid)
     if e is None or e.stamped_xml is None or e.state not in (State.STAMPED, State.DELIVERED):
-        return row_written
+        return only_row()
     try:
         src, emisor = cfg.source(e.source), cfg.emisor(e.emisor_rfc)
     except KeyError:
-        return row_written  # the source left the configuration: nothing to write beside
+        return only_row()  # the source left the configuration: nothing to write beside
     if src.output is None:
-        return row_written  # a table source that writes no files: nothing to write beside
+        return only_row()  # a table source that writes no files: nothing to write beside
     try:
         xml_path = output_paths(src, e)["xml"]
         result = xml_path.with_name(f"{xml_path.stem}_cancelacion.json")
@@ -435,27 +441,36 @@ def _cancel_rows(s: Any) -> Any:
     return CancelRows(table_spec(s), table=t.cancelaciones, invoices=t.resultados or t.factura)
 
 
-def _write_row(cfg: Config, j: Journal, req: CancelRequest) -> bool:
-    """A request that came from a table row (origin ``tabla:<source>:<id>``): where it stands,
-    into its row. False: the database failed (``CONN-FILE`` kept: written again next tick)."""
+def _write_row(
+    cfg: Config, j: Journal, req: CancelRequest, *, row: tuple[Any, int] | None = None
+) -> bool:
+    """A request that came from a table row (origin ``tabla:<source>:<id>``; or ``row``: a
+    source and row asking for the same cancellation again): where it stands, into its row.
+    False: the database failed (``CONN-FILE`` kept when the request carries no reason of the
+    PAC's; the row, still claimed, is taken again after its lease and written then)."""
     from connector.adapters.table.cancel_rows import ROW_STATE
     from connector.adapters.table.odbc import TableError
 
-    kind, _, rest = (req.origin or "").partition(":")
-    source, _, row = rest.rpartition(":")
-    if kind != "tabla" or not row.isdigit():
-        return True
-    try:
-        s = cfg.source(source)
-    except KeyError:
-        return True  # the source left the configuration
+    if row is not None:
+        s, row_id = row
+    else:
+        kind, _, rest = (req.origin or "").partition(":")
+        source, _, found = rest.rpartition(":")
+        if kind != "tabla" or not found.isdigit():
+            return True
+        try:
+            s = cfg.source(source)
+        except KeyError:
+            return True  # the source left the configuration
+        row_id = int(found)
     if s.table is None or not s.table.cancelaciones:
         return True
-    code = req.error_code if req.error_code != "CONN-FILE" else None
+    refused = req.state in (CancelState.INVALID, CancelState.NOT_CANCELLABLE)
+    code = req.error_code if refused and req.error_code != "CONN-FILE" else None
     try:
         rows = _cancel_rows(s)
         try:
-            rows.write(int(row), ROW_STATE.get(str(req.state), "ERROR"),
+            rows.write(row_id, ROW_STATE.get(str(req.state), "ERROR"),
                        estatus_sat=req.estatus_cancelacion or req.estado,
                        es_cancelable=req.es_cancelable, error_codigo=code,
                        error_mensaje=req.error_message if code else None,
@@ -463,10 +478,11 @@ def _write_row(cfg: Config, j: Journal, req: CancelRequest) -> bool:
         finally:
             rows.close()
     except TableError as exc:
-        j.update_cancel_request(req.uuid, error_code="CONN-FILE", error_message=(
-            f"No se pudo escribir en {s.table.cancelaciones} (id {row}) dónde va la "
-            f"cancelación de {req.uuid}: {exc.message} Se reintenta sola."))  # fmt: skip
-        log.warning("cancel_row_not_written", uuid=req.uuid, row=row, code=exc.code)
+        log.warning("cancel_row_not_written", uuid=req.uuid, row=row_id, code=exc.code)
+        if row is None and not (req.error_code and req.error_code != "CONN-FILE"):
+            j.update_cancel_request(req.uuid, error_code="CONN-FILE", error_message=(
+                f"No se pudo escribir en {s.table.cancelaciones} (id {row_id}) dónde va la "
+                f"cancelación de {req.uuid}: {exc.message} Se reintenta sola."))  # fmt: skip
         return False
     return True
 
@@ -542,6 +558,8 @@ class CancellationFollower:
     def _pass(
         self, j: Journal, stopping: threading.Event, pacs: dict[str, Any], instance: str = ""
     ) -> None:
+        from connector.adapters.table.odbc import TableError
+
         try:
             self.inbox(j, pacs)
         except Exception:  # e.g. a share offline: the next tick tries again
@@ -551,53 +569,69 @@ class CancellationFollower:
             if s.kind == "table" and t is not None and t.cancelaciones and s.pac in pacs:
                 try:
                     self.table_requests(j, s, pacs[s.pac].driver, instance)
-                except Exception:  # e.g. the database away: the next tick tries again
+                except TableError as exc:  # the database away: the next tick tries again
+                    log.warning("cancel_rows_later", source=s.name, code=exc.code)
+                except Exception:
                     log.exception("cancel_rows_failed", source=s.name)
         self.follow_up(j, stopping)
 
     def table_requests(self, j: Journal, s: Any, driver: Any, instance: str) -> None:
         """A table source's pending cancellation rows (``connector.adapters.table.cancel_rows``),
-        each through :func:`request` (origin ``tabla:<source>:<id>``, so every change is written
-        into its row). One the PAC or SAT cannot take now goes back to PENDIENTE."""
-        from connector.adapters.table.cancel_rows import ROW_STATE
+        claimed one at a time (a lease never outlives the row's work), each through
+        :func:`request` (origin ``tabla:<source>:<id>``, so every change is written into its
+        row). A row whose request the journal already holds only gets where it stands (never
+        sent again); one the PAC or SAT cannot take now goes back to PENDIENTE and the pass
+        ends, as for the folder inbox."""
         from connector.pac.errors import PacAccount, PacInvalid, PacNotFound, PacUnsupported
 
         rows = _cancel_rows(s)
         try:
-            for row in rows.claim(instance, s.table.lease_seconds):
+            while True:
+                claimed = rows.claim(instance, s.table.lease_seconds, limit=1)
+                if not claimed:
+                    return
+                row = claimed[0]
+                origin = f"tabla:{s.name}:{row.id}"
                 if not row.uuid:
                     rows.write(row.id, "ERROR", error_codigo="CONN-CANCEL-UUID", error_mensaje=(
                         "La solicitud no trae uuid, o su factura_id no es de una factura que el "
-                        f"conector haya timbrado en {s.table.resultados or s.table.factura}."))  # fmt: skip
+                        f"conector haya timbrado en {s.table.resultados or s.table.factura}."),
+                        instance=instance)  # fmt: skip
+                    continue
+                prior = j.cancel_request(row.uuid.upper())
+                if prior is not None and prior.origin == origin:  # this row's, already asked
+                    _write_row(self.cfg, j, prior)
                     continue
                 try:
                     request(self.cfg, j, driver, self._sat(), row.uuid, row.motivo,
-                            row.folio_sustitucion, origin=f"tabla:{s.name}:{row.id}",
-                            out=io.StringIO())  # fmt: skip
+                            row.folio_sustitucion, origin=origin, out=io.StringIO())  # fmt: skip
                 except CancelRefused as exc:
                     codes = list(dict.fromkeys(p.code for p in exc.problems))
                     prior = j.cancel_request(row.uuid.upper())
                     if "CONN-CANCEL-DUDOSA" in codes:
-                        rows.release(row.id)
-                    elif set(codes) <= {"CONN-CANCEL-YA", "CONN-CANCEL-PENDIENTE"} and prior:
-                        rows.write(row.id, ROW_STATE.get(str(prior.state), "ERROR"),
-                                   estatus_sat=prior.estatus_cancelacion or prior.estado,
-                                   es_cancelable=prior.es_cancelable, acuse=prior.acuse)  # fmt: skip
+                        rows.release(row.id, instance)
+                        return  # SAT cannot be asked now: the next pass
+                    if set(codes) <= {"CONN-CANCEL-YA", "CONN-CANCEL-PENDIENTE"} and prior:
+                        _write_row(self.cfg, j, prior, row=(s, row.id))
                     else:
                         rows.write(row.id, "ERROR", error_codigo=", ".join(codes),
                                    error_mensaje=" | ".join(f"{p.code}: {p.message}"
-                                                            for p in exc.problems))  # fmt: skip
-                except PacAccount as exc:  # the account, not the request: it waits (17.10)
-                    log.warning("cancel_row_later", row=row.id, code=exc.code)
-                    rows.release(row.id)
-                except (PacInvalid, PacNotFound):
-                    pass  # recorded (invalida / no_cancelable) and written into the row
+                                                            for p in exc.problems),
+                                   instance=instance)  # fmt: skip
+                except (PacInvalid, PacNotFound) as exc:
+                    if isinstance(exc, PacAccount):  # the account, not the request: it waits
+                        log.warning("cancel_row_later", row=row.id, code=exc.code)
+                        rows.release(row.id, instance)
+                        return
+                    # recorded (invalida / no_cancelable) and written into the row
                 except PacUnsupported as exc:  # this configuration cannot cancel: a person must
-                    rows.write(row.id, "ERROR", error_codigo=exc.code, error_mensaje=exc.message)
-                except Exception as exc:  # the PAC out of reach, its account refused...
+                    rows.write(row.id, "ERROR", error_codigo=exc.code, error_mensaje=exc.message,
+                               instance=instance)  # fmt: skip
+                except Exception as exc:  # the PAC out of reach, its answer lost...
                     log.info("cancel_row_later", row=row.id, error=str(exc))
                     if j.cancel_request(row.uuid.upper()) is None:
-                        rows.release(row.id)  # surely not sent: asked again next tick
+                        rows.release(row.id, instance)  # surely not sent: asked again later
+                    return  # maybe sent: followed at SAT; either way the PAC waits
         finally:
             rows.close()
 

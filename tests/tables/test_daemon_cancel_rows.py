@@ -23,6 +23,10 @@ def _requests(conn: Any) -> dict[int, tuple[Any, ...]]:
     return {int(r[0]): tuple(r[1:]) for r in got}
 
 
+def _cancel_calls(sandbox: Any) -> int:
+    return sum(r.operation.lower().startswith("cancel") for r in sandbox.store.requests_log)
+
+
 def test_cancellation_rows_are_claimed_sent_and_their_outcome_written_back(
     sqlite_db: Db, sandbox, tmp_path: Path
 ) -> None:
@@ -71,6 +75,13 @@ def test_cancellation_rows_are_claimed_sent_and_their_outcome_written_back(
         sandbox.engine.answer_cancellation(uuid3, "rechazada")  # the receptor says no
         sandbox.engine.answer_cancellation(uuid4, "aceptada")
         settle("PENDIENTE", "EN_PROCESO", "SOLICITADA", "ENVIADA", "EN_ESPERA")
+        # a row whose outcome could not be written stays claimed; taken again after its
+        # lease, it only gets where its request stands: never a second request
+        sent = _cancel_calls(sandbox)
+        conn.execute("UPDATE cfdi_cancelacion SET estado = 'EN_PROCESO', "
+                     "reclamado_hasta = '2000-01-01 00:00:00' WHERE id = 5")  # fmt: skip
+        settle("EN_PROCESO")
+        assert _cancel_calls(sandbox) == sent  # rejected by the receptor: not asked again
     finally:
         pipe.close()
     got = _requests(conn)

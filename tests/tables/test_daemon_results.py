@@ -38,14 +38,16 @@ def _erp_tables(db: Db, conn: Any) -> None:
         with contextlib.suppress(Exception):  # not there yet
             conn.execute(f"DROP TABLE {t}")
     conn.execute(
-        f"CREATE TABLE ventas_cab (num INTEGER PRIMARY KEY, ser VARCHAR(25), fol VARCHAR(40), "
+        # the ERP's own sizes (a folio of 20, not our 40) and columns of its own (a float
+        # weight): only read, never judged by our table's rules
+        f"CREATE TABLE ventas_cab (num INTEGER PRIMARY KEY, ser VARCHAR(25), fol VARCHAR(20), "
         f"fec {when}, rfc_cli VARCHAR(13), nom_cli VARCHAR(300), cp_cli VARCHAR(5), "
         "reg_cli VARCHAR(3), uso VARCHAR(4), fp VARCHAR(2), mp VARCHAR(3), mon VARCHAR(3), "
         "cerrada INTEGER)"
     )
     conn.execute(
         f"CREATE TABLE ventas_det (num INTEGER, renglon INTEGER, clave VARCHAR(8), cant {money}, "
-        f"descr VARCHAR(1000), precio {money}, iva {money})"
+        f"descr VARCHAR(1000), precio {money}, iva {money}, peso REAL)"
     )
     for stmt in get_dialect(db.dialect).create_table(RESULTADO):
         conn.execute(stmt)
@@ -56,7 +58,7 @@ def _sale(conn: Any, db: Db, num: int, *, uso: str = "G03", cerrada: int = 1) ->
         return v if db.engine == "sqlite" else Decimal(v)
 
     conn.execute(
-        "INSERT INTO ventas_det VALUES (?, 1, '43201800', ?, 'Memoria USB', ?, ?)",
+        "INSERT INTO ventas_det VALUES (?, 1, '43201800', ?, 'Memoria USB', ?, ?, 0.25)",
         num, m("2"), m("150.00"), m("0.160000"),
     )  # fmt: skip
     fec = (datetime.now() - timedelta(minutes=5)).replace(microsecond=0)

@@ -106,9 +106,11 @@ class CancelRows:
         error_codigo: str | None = None,
         error_mensaje: str | None = None,
         acuse: bytes | None = None,
+        instance: str | None = None,
     ) -> None:
         """Where the request of row ``row_id`` stands (the lease ends: it is not claimed
-        again; the follow-up writes each change)."""
+        again; the follow-up writes each change). ``instance``: only while that instance
+        holds the row (what it decided right after claiming it)."""
         q, d = self._q, self._db.dialect
         cols = ("estado", "estatus_sat", "es_cancelable", "error_codigo", "error_mensaje",
                 "acuse")  # fmt: skip
@@ -117,7 +119,9 @@ class CancelRows:
             f"UPDATE {self._db._t(self.table)} SET {sets}, {q('reclamado_hasta')} = NULL, "
             f"{q('actualizado_en')} = {d.now_utc()} WHERE {q('id')} = ?"
         )
-        values = (
+        if instance is not None:
+            sql += f" AND {q('reclamado_por')} = ?"
+        values: tuple[Any, ...] = (
             estado,
             _cut(estatus_sat, 60),
             _cut(es_cancelable, 60),
@@ -125,6 +129,7 @@ class CancelRows:
             _cut(error_mensaje, 2000),
             _text(acuse),
             row_id,
+            *(() if instance is None else (instance,)),
         )
 
         def work(cur: Any) -> None:
@@ -133,17 +138,19 @@ class CancelRows:
 
         self._db._run(work, "escribir la cancelación")
 
-    def release(self, row_id: int) -> None:
-        """A request that must wait (the PAC or SAT out of reach): PENDIENTE again."""
+    def release(self, row_id: int, instance: str) -> None:
+        """A request that must wait (the PAC or SAT out of reach): PENDIENTE again, while
+        ``instance`` still holds it."""
         q, d = self._q, self._db.dialect
         sql = (
             f"UPDATE {self._db._t(self.table)} SET {q('estado')} = '{PENDING}', "
             f"{q('reclamado_por')} = NULL, {q('reclamado_hasta')} = NULL, "
-            f"{q('actualizado_en')} = {d.now_utc()} WHERE {q('id')} = ?"
+            f"{q('actualizado_en')} = {d.now_utc()} WHERE {q('id')} = ? "
+            f"AND {q('estado')} = '{IN_PROGRESS}' AND {q('reclamado_por')} = ?"
         )
 
         def work(cur: Any) -> None:
-            cur.execute(sql, row_id)
+            cur.execute(sql, row_id, instance)
             cur.connection.commit()
 
         self._db._run(work, "liberar la cancelación")

@@ -38,6 +38,12 @@ _WANTED = {
 }
 
 
+_NO_RESULTS = (
+    "La tabla de resultados (resultados = ...) todavía no está disponible en {}: use las "
+    "tablas cfdi_factura y cfdi_concepto."
+)
+
+
 def _p(code: str, message: str, where: str, path: str = "") -> Problem:
     return Problem(code, path, message, where)
 
@@ -70,8 +76,13 @@ def check_table_source(
         else:
             for table, name, sql in ((FACTURA, factura_table, factura_query),
                                      (CONCEPTO, concepto_table, concepto_query)):  # fmt: skip
-                problems += _check_table(conn, dialect, _read_only(table), name, spec, where, sql)
+                problems += _check_table(conn, dialect, _read_only(table), name, spec, where, sql,
+                                         read_only=True)  # fmt: skip
             problems += _check_table(conn, dialect, RESULTADO, results_table, spec, where)
+            try:
+                dialect.insert_new("t", ["id"], ["?"])
+            except NotImplementedError:
+                problems.append(_p("CONN-BD-DIALECTO", _NO_RESULTS.format(dialect.label), where))
         if cancel_table:
             problems += _check_table(conn, dialect, CANCELACION, cancel_table, spec, where)
     finally:
@@ -93,7 +104,12 @@ def _check_table(
     spec: ConnSpec,
     where: str,
     query: str | None = None,
+    *,
+    read_only: bool = False,
 ) -> list[Problem]:
+    """Every problem of one table (or query): missing, a column missing or of the wrong type.
+    ``read_only``: the ERP's own source in results-table mode, only read: its text columns may
+    be shorter than ours."""
     qname = f"({query}) src" if query else ".".join(dialect.q(p) for p in name.split("."))
     cur = conn.cursor()
     try:
@@ -145,13 +161,15 @@ def _check_table(
                 )
             )
             continue
-        problem = _type_problem(col, d, name, place)
+        problem = _type_problem(col, d, name, place, read_only=read_only)
         if problem is not None:
             out.append(problem)
     return out
 
 
-def _type_problem(col: Column, d: Any, table: str, place: str) -> Problem | None:
+def _type_problem(
+    col: Column, d: Any, table: str, place: str, *, read_only: bool = False
+) -> Problem | None:
     pytype, scale = d[1], d[5]
     if pytype is float and col.kind in ("money", "rate"):
         return _p(
@@ -176,7 +194,7 @@ def _type_problem(col: Column, d: Any, table: str, place: str) -> Problem | None
             place,
             col.name,
         )
-    if col.kind == "text" and d[3] and 0 < d[3] < col.size:
+    if col.kind == "text" and d[3] and 0 < d[3] < col.size and not read_only:
         return _p(
             "CONN-BD-TIPO",
             f"La columna {table}.{col.name} admite {d[3]} caracteres; se necesitan "

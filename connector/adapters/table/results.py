@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from connector.adapters.base import ParsedRecord
 from connector.cfdi.errors import Problem
 
-from .schema import FACTURA, IN_PROGRESS, PENDING, RESULTADO
+from .odbc import TableError
+from .schema import CONCEPTO, FACTURA, IN_PROGRESS, OWNED, PENDING, RESULTADO
 from .source import Claimed, TableSource
 from .statements import Statements
 from .values import _decode_problem
@@ -40,7 +41,6 @@ class ResultsTableSource(TableSource):
     results_table: str = RESULTADO.name
     factura_query: str | None = None
     concepto_query: str | None = None
-    _claim_info: dict[int, dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
 
     def _query_of(self, name: str) -> str | None:
         if name == self.factura_table:
@@ -84,11 +84,18 @@ class ResultsTableSource(TableSource):
             limit,
             False,
         )
-        insert = d.insert_new(
-            r,
-            [q(c) for c in _CLAIM_COLUMNS],
-            ["?", f"'{IN_PROGRESS}'", "?", "?", "?", d.now_plus(lease_seconds), "1", d.now_utc()],
-        )
+        try:
+            insert = d.insert_new(
+                r,
+                [q(c) for c in _CLAIM_COLUMNS],
+                ["?", f"'{IN_PROGRESS}'", "?", "?", "?", d.now_plus(lease_seconds), "1",
+                 d.now_utc()],
+            )  # fmt: skip
+        except NotImplementedError:
+            from .check import _NO_RESULTS
+
+            raise TableError("CONN-BD-DIALECTO", _NO_RESULTS.format(d.label),
+                             transient=False) from None  # fmt: skip
         update = self._sql().claim(lease_seconds)
         now = d.timestamp_param(self.now().replace(tzinfo=None))
 
@@ -111,41 +118,39 @@ class ResultsTableSource(TableSource):
         return self.read(won) if won else []
 
     def read(self, ids: Sequence[int]) -> list[Claimed]:
-        """The invoices ``ids`` from the header and lines sources, with their results rows'
+        """The invoices ``ids`` from the header and lines sources (only the columns the
+        default tables have: the ERP's others are not ours to judge), with their results rows'
         referencia, claims so far and Fecha (used when the ERP's is empty)."""
-        info = self._fetch(
-            self.results_table, ["id", "referencia", "intentos", "fecha"], "id", list(ids)
-        )
-        self._claim_info = {i: rows[0] for i, rows in info.items() if rows}
-        wanted = {c.name for c in FACTURA.columns}
+        wanted = {c.name for c in FACTURA.columns} - set(OWNED)
         header = [c for c in self._columns(self.factura_table) if c in wanted]
-        lines = self._columns(self.concepto_table)
+        lines = [c for c in self._columns(self.concepto_table) if c in CONCEPTO.names]
         out: list[Claimed] = []
         for start in range(0, len(ids), 500):
             chunk = list(ids[start : start + 500])
+            info = self._fetch(
+                self.results_table, ["id", "referencia", "intentos", "fecha"], "id", chunk
+            )
             heads = self._fetch(self.factura_table, header, "id", chunk)
             details = self._fetch(self.concepto_table, lines, "factura_id", chunk)
             for row_id in chunk:
-                head = heads.get(row_id)
-                if head is None or row_id not in self._claim_info:
+                head, claim = heads.get(row_id), (info.get(row_id) or [None])[0]
+                if head is None or claim is None:
                     continue  # gone from the ERP's source between claim and read
-                claim = self._claim_info[row_id]
-                if not isinstance(head[0], UnicodeError):
-                    head = [{**head[0], "referencia": claim["referencia"],
-                             "intentos": claim["intentos"],
-                             "fecha": head[0].get("fecha") or claim["fecha"]}]  # fmt: skip
-                out.append(self._claimed(row_id, head, details.get(row_id, [])))
+                out.append(self._claimed_with(row_id, head[0], claim, details.get(row_id, [])))
         return out
 
-    def _claimed(self, row_id: int, heads: list[Any], lines: list[Any]) -> Claimed:
-        if not isinstance(heads[0], UnicodeError):
-            return super()._claimed(row_id, heads, lines)
-        claim = self._claim_info.get(row_id, {})
+    def _claimed_with(
+        self, row_id: int, head: Any, claim: dict[str, Any], lines: list[Any]
+    ) -> Claimed:
+        if not isinstance(head, UnicodeError):
+            head = {**head, "referencia": claim["referencia"], "intentos": claim["intentos"],
+                    "fecha": head.get("fecha") or claim["fecha"]}  # fmt: skip
+            return self._claimed(row_id, [head], lines)
         root = ParsedRecord("FACTURA", {}, row_id, self.factura_table)
         where = f"{self.factura_table}:{row_id}"
-        root.problems.append(_decode_problem(heads[0], where, self.spec.encoding))
+        root.problems.append(_decode_problem(head, where, self.spec.encoding))
         return Claimed(row_id, str(claim.get("referencia") or ""),
-                       int(claim.get("intentos") or 0), root)  # fmt: skip
+                       int(claim.get("intentos") or 0), root, unreadable=True)  # fmt: skip
 
     def pending(self) -> tuple[int, Any]:
         q = self.dialect.q

@@ -243,11 +243,12 @@ def payload(src: SourceRuntime, c: Any, xml: bytes | None) -> bytes:
 
     if src.csd is not None and hasattr(src.csd, "check_can_seal"):
         src.csd.check_can_seal(src.emisor.rfc, c.Fecha)
+    if xml is not None and c.Sello:
+        problems = seal.verify_seal(xml)
+        if problems:
+            raise CfdiError(problems)
+        return xml
+    assert src.csd is not None  # loaded for every source that seals (Pipeline._build_sources)
     if xml is not None:
-        if c.Sello:
-            problems = seal.verify_seal(xml)
-            if problems:
-                raise CfdiError(problems)
-            return xml
         return seal.seal_xml(xml, src.csd)
     return seal.seal_invoice(c, src.csd)

@@ -23,8 +23,8 @@ MAX_MESSAGE = 1000  # characters of one problem's message kept in the journal an
 class PacRuntime:
     cfg: PacConfig
     driver: Any  # connector.pac.base.PacDriver
-    breaker: Any | None = None  # connector.pac.resilience circuit breaker, when available
-    submitter: Any | None = None
+    breaker: Any = None  # connector.pac.resilience circuit breaker (set by the pipeline)
+    submitter: Any = None  # the driver behind retries and the breaker (set by the pipeline)
     sat_cert_der: bytes | None = None  # [[pacs]] sat_cert: every SelloSAT is verified with it
 
     def state(self) -> dict[str, Any]:

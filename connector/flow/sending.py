@@ -421,7 +421,7 @@ class InvoiceFlow:
                             uuid=e.uuid, error=str(exc))  # fmt: skip
         try:
             outputs = src.kind.deliver(
-                src, e, cancelled=self.journal.cancellation(e.uuid) is not None
+                src, e, cancelled=self.journal.cancellation(str(e.uuid)) is not None
             )
         except DeliveryError as exc:
             # stays STAMPED (redelivered by the periodic tick); the reason shows in `status`

@@ -39,7 +39,7 @@ class Dialect:
         need not quote them; Firebird folds them to upper case), others are quoted."""
         if _PLAIN.fullmatch(ident) and ident.lower() not in _RESERVED:
             return ident
-        o, c = self.quotes
+        o, c = self.quotes[0], self.quotes[-1]
         return f"{o}{ident.replace(c, c + c)}{c}"
 
     # DDL

@@ -308,7 +308,7 @@ _PG_TRANSIENT = {"55P03": "lock", "57014": "lock", "57P01": "conn", "57P02": "co
 
 
 def sqlstate_of(exc: Exception) -> str:
-    args = getattr(exc, "args", ())
+    args: tuple[Any, ...] = getattr(exc, "args", ())
     return str(args[0]) if len(args) > 1 and isinstance(args[0], str) else ""
 
 
@@ -318,7 +318,7 @@ def native_code(exc: Exception) -> int | None:
 
 
 def _text(exc: Exception) -> str:
-    args = getattr(exc, "args", ())
+    args: tuple[Any, ...] = getattr(exc, "args", ())
     return str(args[1]) if len(args) > 1 else str(exc)
 
 

@@ -30,7 +30,7 @@ from connector.adapters.files.finishing import FileOutcome, deliver_outputs
 from connector.adapters.files.units import FileUnits
 from connector.adapters.table.rows import instance_name
 from connector.adapters.table.runner import TableUnits
-from connector.cancellations import CancellationFollower
+from connector.cancel_follow import CancellationFollower
 from connector.cfdi.errors import Problem
 from connector.config import Config, PacConfig, SourceConfig, load_csd, source_mapping
 from connector.flow.runtime import (

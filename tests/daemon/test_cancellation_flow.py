@@ -337,7 +337,7 @@ def test_a_cfdi_cancelled_outside_the_connector_is_noticed_by_the_sweep(
     xmls = _stamp(workspace, "X", 2)
     outside, kept = _uuid(xmls["1"]), _uuid(xmls["2"])
     assert sandbox.engine.cancel(sandbox.store.get(outside).account, outside, "02", None).ok
-    from connector.cancellations import CancellationFollower
+    from connector.cancel_follow import CancellationFollower
     from connector.config import check_config
 
     cfg, problems = check_config(workspace)
@@ -357,7 +357,7 @@ def test_a_result_that_could_not_be_written_is_written_on_a_later_tick(
 ) -> None:
     """The XML folder is gone when the cancellation is recorded (share offline): the request
     keeps CONN-FILE and the follow-up writes the result once the folder is back."""
-    from connector.cancellations import CancellationFollower
+    from connector.cancel_follow import CancellationFollower
     from connector.config import check_config
 
     ws = workspace.parent

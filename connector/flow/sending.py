@@ -5,6 +5,9 @@ referencia, the reply's checks, delivery and the acuses fetched later.
 an invoice came from a file or a table row. Two hooks reach the source kinds: ``src.kind``
 writes a stamped invoice's outputs its own way (``deliver``, ``write_acuse``), and
 ``_after_invoice`` tells the kinds that an invoice left flight (its unit may be finished).
+
+One module a little over 500 lines: the steps of a round trip (send, wait, check, deliver,
+late acuse) share the in-flight state and read best together.
 """
 
 from __future__ import annotations

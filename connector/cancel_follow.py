@@ -14,16 +14,14 @@ from typing import Any
 
 import structlog
 
+from connector.cancel_results import _cancel_rows, _write_row, write_back
 from connector.cancellations import (
     CancelRefused,
-    _cancel_rows,
-    _write_row,
     apply_sat,
     facts,
     next_poll_delay,
     noticed_outside,
     request,
-    write_back,
 )
 from connector.cfdi.errors import Problem
 from connector.config import Config

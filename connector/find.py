@@ -101,7 +101,7 @@ def redeliver(cfg: Any, j: Journal, e: Entry) -> dict[str, str]:
     cancelación and the cancellation's result file. Raises ``KeyError`` (source or emisor
     gone from the configuration) or ``OSError``."""
     from connector.adapters.files.finishing import deliver_outputs
-    from connector.cancellations import write_back
+    from connector.cancel_results import write_back
 
     src, emisor = cfg.source(e.source), cfg.emisor(e.emisor_rfc)
     cancelled = e.uuid is not None and j.cancellation(e.uuid) is not None

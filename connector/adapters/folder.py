@@ -1,5 +1,12 @@
 """Folder source: the ERP drops export files in an inbox; we take each one exactly once.
 
+Why this module is over 500 lines: ``FolderSource`` (about 550 of them) is one claim protocol
+over one set of in-memory observations (``_seen``, ``_ready``, ``_alone``, ``_busy_until``,
+``_given_up``): the scan, the claim, the pair claim and the crash recovery at start each read
+and update them, and split apart each would reach into the others' state. What stands on its
+own has moved out: pairs' names (``connector.adapters.folder_pairs``) and what the operating
+system says of an inbox entry (``connector.adapters.inbox_entries``).
+
 - **The scan is the truth.** ``scan()`` lists the inbox; file-system events (watchdog) only wake
   the caller up (``watch(wake)`` sets a ``threading.Event``), because events get lost on network
   shares and on overflow.
@@ -41,7 +48,6 @@ import fnmatch
 import os
 import re
 import secrets
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -52,7 +58,28 @@ from typing import Any
 
 import structlog
 
+from connector.adapters.folder_pairs import PairSpec, beside, free_pair_name
+from connector.adapters.inbox_entries import (
+    _inode,
+    _not_a_file,
+    open_for_writing,
+    sharing_violation,
+)
+
 log = structlog.get_logger("connector.adapters.folder")
+
+# beside, free_pair_name and open_for_writing are imported from here by the pipeline's parts
+__all__ = [
+    "MAX_CLAIM_FAILURES",
+    "OPEN_NOTE_SECONDS",
+    "TEMP_PATTERNS",
+    "FolderSource",
+    "PairSpec",
+    "beside",
+    "free_pair_name",
+    "open_for_writing",
+    "sharing_violation",
+]
 
 TEMP_PATTERNS = ("~$*", "*.tmp", "*.temp", "*.part", "*.partial", "*.crdownload", "*.swp", "*~")
 _SEP = "--"
@@ -67,201 +94,12 @@ def _patterns(patterns: Sequence[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(f"(?:{fnmatch.translate(p.lower())})" for p in patterns))
 
 
-_TEMP_RE = _patterns(TEMP_PATTERNS)
-assert _TEMP_RE is not None
-
-
-@dataclass(frozen=True)
-class PairSpec:
-    """How the two files of an export are named: ``<base><suffix><.ext>``."""
-
-    header_suffix: str = "_H"
-    lines_suffix: str = "_D"
-    orphan_seconds: float = 3600.0
-
-    def __post_init__(self) -> None:
-        h, d = self.header_suffix.lower(), self.lines_suffix.lower()
-        for what, suffix in (("header_suffix", h), ("lines_suffix", d)):
-            if not suffix or any(c in suffix for c in "./\\*?[]"):
-                raise ValueError(
-                    f"{what} debe ser un sufijo de nombre no vacío, sin '.', '/', ni comodines"
-                )
-        if h.endswith(d) or d.endswith(h):
-            raise ValueError(
-                f"los sufijos {self.header_suffix!r} y {self.lines_suffix!r} se confunden: uno "
-                "termina con el otro"
-            )
-        if self.orphan_seconds <= 0:
-            raise ValueError("orphan_seconds debe ser mayor que cero")
-
-    def split(self, name: str) -> tuple[str, str, str] | None:
-        """``("header" | "lines", base, ext)`` of a file name of a pair; None otherwise."""
-        stem, dot, ext = name.rpartition(".")
-        if not dot or not stem:
-            stem, ext = name, ""
-        else:
-            ext = dot + ext
-        low = stem.lower()
-        for role, suffix in (("header", self.header_suffix), ("lines", self.lines_suffix)):
-            if low.endswith(suffix.lower()) and len(stem) > len(suffix):
-                return role, stem[: len(stem) - len(suffix)], ext
-        return None
-
-    def role(self, name: str) -> str | None:
-        parts = self.split(name)
-        return parts[0] if parts else None
-
-    def partner(self, name: str) -> str | None:
-        """The name the other file of ``name``'s pair should have."""
-        parts = self.split(name)
-        if parts is None:
-            return None
-        role, base, ext = parts
-        return base + (self.lines_suffix if role == "header" else self.header_suffix) + ext
-
-
-def beside(dest: Path, name: str, other: str) -> Path:
-    """Where the file ``other`` of a pair goes: next to ``dest``, the final place of ``name``
-    (its partner), with the same ``-N`` that ``sinks.free_name`` may have given ``dest``."""
-    stem, dot, ext = name.partition(".")
-    if dest.name != name and dest.name.startswith(f"{stem}-") and dest.name.endswith(dot + ext):
-        n = dest.name[len(stem) + 1 : len(dest.name) - len(dot + ext)]
-        if n.isdigit():
-            ostem, odot, oext = other.partition(".")
-            return dest.with_name(f"{ostem}-{n}{odot}{oext}")
-    return dest.with_name(other)
-
-
-def free_pair_name(folder: Path, name: str, pair: PairSpec) -> Path:
-    """Where ``name``, a file of a pair, goes back into the inbox ``folder`` (``replay``):
-    ``name`` itself when neither it nor its partner's name is taken there, else
-    ``<base>-N<suffix><ext>`` (``ventas-1_H.csv``; its partner ``pair.partner`` of that:
-    ``ventas-1_D.csv``), so that both still end in their suffix and still match each other.
-    Names are compared without regard to case, as the scan matches them."""
-    parts = pair.split(name)
-    if parts is None:
-        raise ValueError(f"{name} no es un archivo de un par")
-    role, base, ext = parts
-    suffix = pair.header_suffix if role == "header" else pair.lines_suffix
-    try:
-        taken = {n.lower() for n in os.listdir(folder)}
-    except FileNotFoundError:
-        taken = set()
-    n = 0
-    while True:
-        cand = name if n == 0 else f"{base}-{n}{suffix}{ext}"
-        if cand.lower() not in taken and (pair.partner(cand) or "").lower() not in taken:
-            return Path(folder) / cand
-        n += 1
-
-
-def open_for_writing(paths: Iterable[Path]) -> set[Path]:
-    """Of ``paths``, those another process (or this one) holds open for writing: a writer that
-    keeps an export open between chunks. Linux only (``/proc/<pid>/fd`` and ``fdinfo``); only
-    the processes this user may inspect are seen (root sees all). Elsewhere, or when ``/proc``
-    cannot be read, the empty set: the OS cannot tell, stability and the done-marker decide.
-
-    One pass over the open file descriptors of every process (a few milliseconds), so callers
-    ask for all their candidates at once."""
-    wanted: dict[str, Path] = {}
-    for p in paths:
-        with contextlib.suppress(OSError):
-            wanted[os.path.realpath(p)] = Path(p)
-    found: set[Path] = set()
-    if not wanted or not os.path.isdir("/proc/self/fdinfo"):
-        return found
-    try:
-        pids = [d for d in os.listdir("/proc") if d.isdigit()]
-    except OSError:
-        return found
-    for pid in pids:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:  # gone, or another user's process
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")  # never touches the file itself
-            except OSError:
-                continue
-            if target not in wanted or wanted[target] in found:
-                continue
-            if _writable_fd(pid, fd):
-                found.add(wanted[target])
-        if len(found) == len(wanted):
-            break
-    return found
-
-
-def _writable_fd(pid: str, fd: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/fdinfo/{fd}", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("flags:"):
-                    flags = int(line.split()[1], 8)
-                    return (flags & os.O_ACCMODE) in (os.O_WRONLY, os.O_RDWR)
-    except (OSError, ValueError):
-        pass
-    return False
-
-
-def sharing_violation(exc: OSError) -> bool:
-    """A Windows rename refused because another process has the file open without sharing
-    (ERROR_SHARING_VIOLATION 32, ERROR_LOCK_VIOLATION 33): the ERP is still writing it."""
-    return getattr(exc, "winerror", None) in (32, 33)
-
+_temp_re = _patterns(TEMP_PATTERNS)
+assert _temp_re is not None
+_TEMP_RE: re.Pattern[str] = _temp_re
 
 OPEN_NOTE_SECONDS = 300.0  # an inbox file held open for writing this long is listed in status
-
-
-def _inode(path: Path) -> int:
-    try:
-        return os.stat(path).st_ino
-    except OSError:
-        return 0
-
-
 MAX_CLAIM_FAILURES = 5  # claims of one file failed in a row before it is left alone
-
-
-def _not_a_file(entry: os.DirEntry[str]) -> tuple[str, str]:
-    """Why an inbox entry whose name matches is not taken: (code, Spanish message)."""
-    name = entry.name
-    if entry.is_symlink():
-        try:
-            target = os.readlink(entry.path)
-        except OSError:
-            target = "?"
-        return (
-            "CONN-BANDEJA-ENLACE",
-            f"{name} es un enlace simbólico (apunta a {target}), no un archivo: el conector no "
-            "sigue enlaces, ni a archivos dentro de la bandeja ni fuera de ella, y no lo "
-            "procesa. Ponga en la bandeja el archivo mismo (cópielo o muévalo).",
-        )
-    if entry.is_dir(follow_symlinks=False):
-        return (
-            "CONN-BANDEJA-CARPETA",
-            f"{name} es una carpeta, no un archivo: el conector solo toma archivos de la "
-            "bandeja y no entra en subcarpetas. Ponga los archivos directamente en la bandeja.",
-        )
-    try:
-        mode = entry.stat(follow_symlinks=False).st_mode
-    except OSError:
-        mode = 0
-    kind = (
-        "una tubería (FIFO)"
-        if stat.S_ISFIFO(mode)
-        else "un socket"
-        if stat.S_ISSOCK(mode)
-        else "un dispositivo"
-        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-        else "un tipo de entrada desconocido"
-    )
-    return (
-        "CONN-BANDEJA-ESPECIAL",
-        f"{name} no es un archivo regular sino {kind}: el conector no lo lee. Ponga en la "
-        "bandeja solo archivos exportados por el ERP.",
-    )
 
 
 @dataclass
@@ -456,11 +294,11 @@ class FolderSource:
                     mtime = max(by_name[header][0], by_name[lines][0])
                     out.append((mtime, header, by_name[header][2]))
                 continue
-            name = header or lines
-            assert name is not None
-            since = alone[name] = self._alone.get(name, now)
-            if name in by_name and now - since >= self.pair.orphan_seconds:
-                out.append(by_name[name])
+            half = header or lines
+            assert half is not None
+            since = alone[half] = self._alone.get(half, now)
+            if half in by_name and now - since >= self.pair.orphan_seconds:
+                out.append(by_name[half])
         self._alone = alone
         self._ready = set(by_name)
         return out

@@ -22,6 +22,25 @@ from .common import _load, _lock_journal, configure_logging
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # a stop asked for while the configuration is checked (a database connected to, a CSD
+    # read) is a clean stop too: nothing is started, exit 0
+    early = threading.Event()
+    before: dict[Any, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in stop_signals():
+            before[sig] = signal.signal(sig, lambda _s, _f: early.set())
+
+    def restore() -> None:  # run_daemon installs its own; run --once keeps the usual ones
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+    try:
+        return _run_checked(args, early, restore)
+    finally:
+        restore()
+
+
+def _run_checked(args: argparse.Namespace, early: threading.Event, restore: Any) -> int:
     warnings: list[Any] = []
     cfg = _load(Path(args.config), collect=warnings)
     if cfg is None:
@@ -45,9 +64,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     for p in warnings:  # in the log, one event each (a service has no terminal)
         log.warning("config_warning", code=p.code, location=p.location or p.path,
                     message=p.message)  # fmt: skip
+    if early.is_set():
+        log.info("stopped_before_start")
+        return 0
     if getattr(args, "once", False):
+        restore()
         return run_once(cfg, timeout=args.timeout)
-    return run_daemon(cfg, config_path=Path(args.config))
+    return run_daemon(cfg, stop=early, config_path=Path(args.config))
 
 
 def run_once(cfg: Config, *, timeout: float = 3600.0) -> int:

@@ -147,6 +147,9 @@ def test_sigkill_at_random_moments_loses_nothing_and_never_stamps_twice(
         assert next_id == ROWS + 1
         proc = start(config)
         try:
+            # the last daemon has started (the rows may all be final already: the killed ones
+            # can have finished them) before it is asked to stop
+            until(lambda: log_text(config).count('"pipeline_started"') > KILLS, 120)
             done = until(lambda: all_final(conn, ROWS), 180, 0.2)
             in_progress = {i: v for i, v in rows(conn, "estado").items() if v[0] != "TIMBRADO"}
             assert done, (in_progress, stderr_text(config)[-3000:])

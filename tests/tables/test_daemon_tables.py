@@ -171,3 +171,33 @@ def test_run_instance_names_the_claims(sqlite_db: Db, sandbox, tmp_path: Path) -
 
     assert rows(conn, "reclamado_por")[2] == (instance_name(config.resolve()),)
     conn.close()
+
+
+def test_a_late_acuse_reaches_the_row_and_the_acuse_folder(
+    sqlite_db: Db, sandbox, tmp_path: Path
+) -> None:
+    """The PAC cannot give the acuse at delivery: the row is TIMBRADO without it; asked again
+    later, it is written into the row and, the source writing files too, beside the XML."""
+    import time
+
+    db = sqlite_db
+    conn = db.connect()
+    insert_invoice(conn, db, 1, **RECEPTOR)
+    sandbox.faults.add("http500", times=None, operations="ObtenerAcuseEnvio")
+    pipe = _pipeline(table_config(tmp_path, db, sandbox, outputs=True))
+    pipe.redeliver_seconds = 0.2
+    try:
+        assert pipe.run_until_idle(60)
+        (estado, uuid, acuse), = rows(conn, "estado", "uuid", "acuse").values()
+        assert (estado, acuse) == ("TIMBRADO", None) and uuid
+        assert not list((tmp_path / "out" / "acuse").iterdir())
+        sandbox.faults.clear()  # the PAC gives it now
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and rows(conn, "acuse")[1][0] is None:
+            pipe.poll_once()
+            time.sleep(0.1)
+    finally:
+        pipe.close()
+    assert rows(conn, "acuse")[1][0]
+    assert [p.name for p in (tmp_path / "out" / "acuse").iterdir()] == [f"A1_{uuid}_acuse.xml"]
+    conn.close()

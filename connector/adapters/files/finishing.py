@@ -83,22 +83,10 @@ class FileFinishing:
         return src.cfg.output is not None and src.cfg.output.acuse is not None
 
     def deliver(self, src: SourceRuntime, e: Entry, *, cancelled: bool) -> dict[str, str]:
-        assert src.cfg.output is not None  # a folder source has its output folders
-        try:
-            return deliver_outputs(
-                src.cfg, src.emisor, e, cancelled=cancelled, renderer=self.flow.pdf
-            )
-        except OSError as exc:
-            where = Path(exc.filename).parent if exc.filename else src.cfg.output.xml
-            raise DeliveryError(
-                "CONN-ENTREGA",
-                f"{e.label} está timbrada (UUID {e.uuid}) pero no se pudieron escribir sus "
-                f"archivos en {where}: {exc.strerror or exc}. Se reintenta sola.",
-            ) from exc
+        return deliver_files(src, e, cancelled=cancelled, renderer=self.flow.pdf)
 
     def write_acuse(self, src: SourceRuntime, e: Entry, acuse: bytes) -> dict[str, str]:
-        path = output_paths(src.cfg, e)["acuse"]
-        return {"acuse": str(atomic_write(path, acuse))}
+        return write_acuse_file(src, e, acuse)
 
     # --- finishing --------------------------------------------------------------------------
 
@@ -308,6 +296,29 @@ class FileFinishing:
             else:
                 errors.extend(entry_errors(e, it.location))
         return errors, delivered, final
+
+
+def deliver_files(
+    src: SourceRuntime, e: Entry, *, cancelled: bool, renderer: PdfRenderer | None
+) -> dict[str, str]:
+    """A stamped invoice's files in the source's output folders (``deliver_outputs``); a
+    folder that cannot be written is a ``DeliveryError`` (the flow delivers again later)."""
+    assert src.cfg.output is not None  # asked only of a source with output folders
+    try:
+        return deliver_outputs(src.cfg, src.emisor, e, cancelled=cancelled, renderer=renderer)
+    except OSError as exc:
+        where = Path(exc.filename).parent if exc.filename else src.cfg.output.xml
+        raise DeliveryError(
+            "CONN-ENTREGA",
+            f"{e.label} está timbrada (UUID {e.uuid}) pero no se pudieron escribir sus "
+            f"archivos en {where}: {exc.strerror or exc}. Se reintenta sola.",
+        ) from exc
+
+
+def write_acuse_file(src: SourceRuntime, e: Entry, acuse: bytes) -> dict[str, str]:
+    """An acuse fetched after delivery, beside the XML (when the source writes acuses)."""
+    path = output_paths(src.cfg, e).get("acuse") if src.cfg.output is not None else None
+    return {"acuse": str(atomic_write(path, acuse))} if path is not None else {}
 
 
 def deliver_outputs(

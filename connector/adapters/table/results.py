@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from connector.adapters.base import ParsedRecord
@@ -41,6 +41,7 @@ class ResultsTableSource(TableSource):
     results_table: str = RESULTADO.name
     factura_query: str | None = None
     concepto_query: str | None = None
+    _known_columns: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
 
     def _query_of(self, name: str) -> str | None:
         if name == self.factura_table:
@@ -56,16 +57,23 @@ class ResultsTableSource(TableSource):
     def _sql(self) -> Statements:
         return Statements(self.dialect, self.results_table)
 
+    def close(self) -> None:
+        super().close()
+        self._known_columns.clear()  # a new connection may see a changed view
+
     def _columns(self, name: str) -> list[str]:
-        """The columns a header or lines source yields (read once per connection)."""
+        """The columns a header or lines source yields (read once per connection: not at
+        every batch)."""
+        if name not in self._known_columns:
 
-        def work(cur: Any) -> list[str]:
-            cur.execute(f"SELECT * FROM {self._t(name)} WHERE 1 = 0")
-            names = [c[0].lower() for c in cur.description]
-            cur.connection.commit()
-            return names
+            def work(cur: Any) -> list[str]:
+                cur.execute(f"SELECT * FROM {self._t(name)} WHERE 1 = 0")
+                names = [c[0].lower() for c in cur.description]
+                cur.connection.commit()
+                return names
 
-        return list(self._run(work, f"leer las columnas de {name}"))
+            self._known_columns[name] = list(self._run(work, f"leer las columnas de {name}"))
+        return self._known_columns[name]
 
     def claim_batch(self, limit: int, lease_seconds: int, instance: str) -> list[Claimed]:
         d = self.dialect

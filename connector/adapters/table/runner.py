@@ -345,18 +345,9 @@ class TableUnits(TableAccess):
         assert e.uuid and e.stamped_xml is not None
         outputs: dict[str, str] = {}
         if src.cfg.output is not None:
-            from connector.adapters.files.finishing import deliver_outputs
+            from connector.adapters.files.finishing import deliver_files
 
-            try:
-                outputs = deliver_outputs(
-                    src.cfg, src.emisor, e, cancelled=cancelled, renderer=self.flow.pdf
-                )
-            except OSError as exc:
-                raise DeliveryError(
-                    "CONN-ENTREGA",
-                    f"{e.label} está timbrada (UUID {e.uuid}) pero no se pudieron escribir sus "
-                    f"archivos: {exc.strerror or exc}. Se reintenta sola.",
-                ) from exc
+            outputs = deliver_files(src, e, cancelled=cancelled, renderer=self.flow.pdf)
         written = self._write_stamped(src, e, e.acuse)  # not `+=`: other workers write too
         with self._lock:
             self.rows_written += written
@@ -364,8 +355,12 @@ class TableUnits(TableAccess):
         return {**outputs, "fila": ",".join(str(r) for r in rows)}
 
     def write_acuse(self, src: SourceRuntime, e: Entry, acuse: bytes) -> dict[str, str]:
+        """A late acuse into the invoice's rows (and beside its XML when the source writes
+        files, as a folder source does)."""
+        from connector.adapters.files.finishing import write_acuse_file
+
         self._write_stamped(src, e, acuse)
-        return {}
+        return write_acuse_file(src, e, acuse)
 
     def _write_stamped(self, src: SourceRuntime, e: Entry, acuse: bytes | None) -> int:
         """TIMBRADO into the invoice's rows; how many were written."""

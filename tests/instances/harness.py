@@ -63,6 +63,7 @@ class Cluster:
     table_ids: set[int] = field(default_factory=set)
     bad_ids: set[int] = field(default_factory=set)  # rows SAT rejects (coded ERROR)
     starts: Counter[str] = field(default_factory=Counter)
+    killed: set[int] = field(default_factory=set)  # pids the test SIGKILLed
 
     def __post_init__(self) -> None:
         self.share = self.base / "share"
@@ -207,8 +208,23 @@ xml = "{s}/out-tables/xml"
 
     def kill(self, name: str) -> None:
         proc = self.procs[name]
+        self.killed.add(proc.pid)
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(30) == -signal.SIGKILL
+
+    def unexpected_exits(self) -> dict[str, int | None]:
+        """Instances that exited on their own (not SIGKILLed by the test), with their code."""
+        return {
+            n: p.returncode
+            for n, p in self.procs.items()
+            if p.poll() is not None and p.pid not in self.killed
+        }
+
+    def held_files(self, name: str) -> list[Path]:
+        """What instance ``name`` has claimed from the inbox and not finished: its work
+        folder (``<work>/<instance>/``; ``work`` defaults to ``<inbox>/../work/<source>``)."""
+        folder = self.share / "work" / "ventas" / name
+        return [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
 
     def stop_all(self, timeout: float = 60) -> dict[str, int | None]:
         """SIGTERM to every running instance (at once), then their exit codes."""

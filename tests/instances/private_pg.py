@@ -132,12 +132,18 @@ class PrivatePostgres:
         return ""
 
     def server_cpu_seconds(self) -> float:
-        """CPU seconds of the server so far: the postmaster's own and that of its children
-        that have exited (backends of closed connections), from ``/proc``."""
+        """CPU seconds of the server so far, from ``/proc``: the postmaster's own, that of its
+        live children (backends, checkpointer, WAL writer...) and that of those that have
+        exited (backends of closed connections: the postmaster reaps them)."""
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
-        return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
+        pid = self.proc.pid
+        fields = _stat(pid)
+        ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        for child in children:
+            with contextlib.suppress(OSError):  # exited meanwhile: counted in cutime
+                ticks += sum(int(f) for f in _stat(int(child))[11:13])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def close(self) -> None:
         if self.proc is not None:
@@ -145,3 +151,8 @@ class PrivatePostgres:
             self.proc.wait(10)
             self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command's name (field 3 on)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -150,6 +150,7 @@ pac = "sandbox"
 connection = "{conn}"
 dialect = "{self.db.dialect}"
 batch = {self.batch}
+lease_seconds = 60
 timeout_seconds = 10
 [sources.output]
 xml = "{s}/out-tables/xml"

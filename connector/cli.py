@@ -427,6 +427,28 @@ def _add_daemon_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--redeliver", action="store_true", help="escribe de nuevo su XML, PDF y acuses")
     p.set_defaults(func=lazy("connector.find", "cmd_find"))
 
+    p = sub.add_parser("journal", help="el diario: migrate (de SQLite al diario compartido)")
+    jsub = p.add_subparsers(dest="action", required=True, metavar="ACCIÓN")
+    p = jsub.add_parser(
+        "migrate",
+        help="pasa el historial de un diario SQLite al diario compartido en PostgreSQL, "
+        "comprobado (filas por tabla y SHA-256 de cada XML timbrado) antes de confirmarlo",
+    )
+    p.add_argument("--from", dest="source", required=True, metavar="sqlite:RUTA",
+                   help="el diario SQLite de la instancia (su daemon detenido)")  # fmt: skip
+    p.add_argument("--to", dest="target", required=True, metavar="postgresql://…",
+                   help="el diario compartido en PostgreSQL")  # fmt: skip
+    pw = p.add_mutually_exclusive_group()
+    pw.add_argument(
+        "--password-env", metavar="VAR", help="variable con la contraseña de PostgreSQL"
+    )
+    pw.add_argument("--password-file", metavar="F", help="archivo con la contraseña")
+    pw.add_argument("--password-keyring", metavar="SERVICIO/USUARIO", help="en el llavero")
+    pw.add_argument("--password-credential", metavar="NOMBRE", help="credencial de systemd")
+    p.add_argument("--dry-run", action="store_true",
+                   help="copia y comprueba dentro de la transacción, y la deshace")  # fmt: skip
+    p.set_defaults(func=lazy("connector.daemon.journal_cmd", "cmd_journal_migrate"))
+
     p = sub.add_parser("check-config", help="revisa la configuración y reporta todos los errores")
     config_arg(p)
     p.set_defaults(func=lazy("connector.daemon", "cmd_check_config"))

@@ -191,6 +191,16 @@ def test_a_journal_with_all_kinds_of_history_migrates_checked_and_a_daemon_goes_
     out = capsys.readouterr().out
     assert "Ya migrado" in out and "3 XML timbrado(s)" in out, out
     assert _pg_rows(url) == expected
+    # a journal that changed since (a daemon worked on it again) is not taken for another one
+    from connector.journal import Journal
+
+    with Journal(journal) as j:
+        j.note_failure("ventas", "tarde.dat", "CONN-X", "después de migrar")
+    assert _migrate(journal, url) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"CONN-MIGRAR-CAMBIADO [{journal.resolve()}] Este diario ya se migró")
+    assert out.count("CONN-MIGRAR-CONFLICTO") == 5 + 2, out  # invoices, cancellation, request
+    assert _pg_rows(url) == expected
 
     # the daemon on PostgreSQL: the history is there, the one in flight is finished by its
     # referencia, the same export is delivered again from the journal, never stamped twice

@@ -41,6 +41,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,7 @@ def migrate_journal(
     from connector.journal.postgres.base import display
 
     report = MigrationReport(str(source), display(url), dry_run=dry_run)
+    where = str(source.resolve())  # recorded in journal_imports
     db = open_source(source)
     try:
         db.execute("BEGIN")  # one snapshot for both passes
@@ -159,7 +161,7 @@ def migrate_journal(
         conn = _connect(url, password, timeout)
         try:
             with conn.transaction():
-                _copy_checked(conn, db, src, report)
+                _copy_checked(conn, db, src, report, where)
                 if dry_run:
                     raise _Rollback
         except _Rollback:
@@ -187,7 +189,9 @@ def migrate_journal(
     return report
 
 
-def _copy_checked(conn: Any, db: sqlite3.Connection, src: Source, report: MigrationReport) -> None:
+def _copy_checked(
+    conn: Any, db: sqlite3.Connection, src: Source, report: MigrationReport, where: str
+) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (IMPORT_LOCK,))
     conn.execute(IMPORTS_DDL)
     row = conn.execute(
@@ -200,7 +204,7 @@ def _copy_checked(conn: Any, db: sqlite3.Connection, src: Source, report: Migrat
         return
     problems = conflicts(conn, src)
     if problems:
-        raise MigrationError(problems)
+        raise MigrationError(_changed_since(conn, where) + problems)
     present = present_rows(conn, src)
     copy = Copy(conn, db, src)
     for table in TABLES:
@@ -212,11 +216,32 @@ def _copy_checked(conn: Any, db: sqlite3.Connection, src: Source, report: Migrat
         "INSERT INTO journal_imports (digest, source, imported_at, counts) VALUES (%s,%s,%s,%s)",
         (
             src.digest,
-            report.source,
+            where,
             time.time(),
             json.dumps({t: vars(c) for t, c in report.tables.items()}),
         ),
     )
+
+
+def _changed_since(conn: Any, where: str) -> list[MigrationProblem]:
+    """Why a journal migrated before conflicts now: it changed since (a daemon worked on it
+    again), so its digest is another."""
+    row = conn.execute(
+        "SELECT max(imported_at) FROM journal_imports WHERE source = %s", (where,)
+    ).fetchone()
+    if row is None or row[0] is None:
+        return []
+    when = datetime.fromtimestamp(float(row[0])).strftime("%Y-%m-%d %H:%M:%S")
+    return [
+        MigrationProblem(
+            "CONN-MIGRAR-CAMBIADO",
+            where,
+            f"Este diario ya se migró el {when} y cambió desde entonces (¿volvió a trabajar un "
+            "daemon sobre él?): lo que tenía entonces ya está en el destino. Lo que entró "
+            "después debe entrar de nuevo por un daemon sobre PostgreSQL (vuelva a dejar sus "
+            "archivos en la bandeja); no se migró nada.",
+        )
+    ]
 
 
 def _check_again(conn: Any, src: Source, report: MigrationReport) -> None:

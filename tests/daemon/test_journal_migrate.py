@@ -317,6 +317,16 @@ def test_columns_only_one_side_has_are_left_to_that_side(
     with psycopg.connect(url, autocommit=True) as conn:  # e.g. a newer schema's column
         conn.execute("ALTER TABLE invoices ADD COLUMN owner TEXT")
         conn.execute("ALTER TABLE files ADD COLUMN lease DOUBLE PRECISION NOT NULL DEFAULT 0")
+    # a column the target requires and the source cannot give: the copy fails, all undone
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE events ADD COLUMN requerida TEXT NOT NULL")
+    capsys.readouterr()
+    assert _migrate(journal, url) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("CONN-MIGRAR-COPIA [") and "requerida" in out, out
+    assert all(rows == [] for rows in _pg_rows(url).values())
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE events DROP COLUMN requerida")
     assert _migrate(journal, url) == 0, capsys.readouterr().out
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT DISTINCT owner FROM invoices").fetchall() == [(None,)]

@@ -166,6 +166,10 @@ def migrate_journal(
                     raise _Rollback
         except _Rollback:
             pass
+        except sqlite3.Error as exc:  # the second read of the source
+            raise MigrationError(
+                [MigrationProblem("CONN-MIGRAR-ORIGEN", str(source), f"No se pudo leer: {exc}.")]
+            ) from exc
         except psycopg.Error as exc:
             said = _scrub(str(exc).strip(), [password])
             code = (

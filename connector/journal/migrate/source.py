@@ -48,10 +48,13 @@ def open_source(path: Path) -> sqlite3.Connection:
         raise MigrationError(
             [MigrationProblem("CONN-MIGRAR-ORIGEN", where, f"No existe el diario SQLite {path}.")]
         )
+    db = None
     try:
         db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
         names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.Error as exc:
+        if db is not None:
+            db.close()
         raise MigrationError(
             [
                 MigrationProblem(

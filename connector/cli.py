@@ -525,9 +525,13 @@ def _add_table_commands(sub: argparse._SubParsersAction) -> None:
     """tables-ddl: the default interface tables of a table source (issue 11)."""
 
     def _tables_ddl(args: argparse.Namespace) -> int:
+        from connector.adapters.table.complements import complement_ddl
         from connector.adapters.table.dialects import ddl_script
 
-        print(ddl_script(args.dialect, results=args.resultados), end="")
+        if args.complemento:
+            print(complement_ddl(args.dialect, dict.fromkeys(args.complemento)), end="")
+        else:
+            print(ddl_script(args.dialect, results=args.resultados), end="")
         return 0
 
     p = sub.add_parser("tables-ddl", help="imprime el CREATE TABLE de cfdi_factura y cfdi_concepto")
@@ -542,6 +546,13 @@ def _add_table_commands(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="la tabla de resultados cfdi_resultado (cuando las tablas del ERP no se pueden "
         "modificar) en lugar de cfdi_factura y cfdi_concepto",
+    )
+    p.add_argument(
+        "--complemento",
+        action="append",
+        choices=["comercio_exterior", "carta_porte"],
+        help="las tablas hijas de ese complemento (cfdi_cce…, cfdi_carta_porte…) en lugar de "
+        "cfdi_factura y cfdi_concepto; se puede repetir",
     )
     p.set_defaults(func=_tables_ddl)
 

@@ -245,6 +245,9 @@ class TableConfig(SecretSource):
     concepto_query: str | None = None
     # cancellation requests the ERP writes into this table (`cfdi_cancelacion`; None: none)
     cancelaciones: str | None = None
+    # complements read from their child tables joined by factura_id (cfdi_cce…, cfdi_carta_porte…;
+    # named beside `factura`: "dbo.cfdi_factura" → "dbo.cfdi_cce")
+    complementos: list[Literal["comercio_exterior", "carta_porte"]] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _queries_need_results(self) -> TableConfig:
@@ -280,7 +283,8 @@ class SourceConfig(_Cfg):
     options: dict[str, Any] = Field(default_factory=dict)
     mapping: Path | None = None
     # model path -> value for a field the ERP leaves empty (``{ Exportacion = "01" }``); the
-    # only defaults besides the mapping file's own: the shipped mappings give none
+    # only defaults besides the mapping file's own: the shipped mappings give none (but the
+    # tables' Exportacion "01" for an invoice without a cfdi_cce row: not an export)
     defaults: dict[str, str] = Field(default_factory=dict)
     emisor: str
     mode: Literal["stamp", "remote"] = "stamp"

@@ -219,6 +219,7 @@ def _check_table_databases(cfg: Config, rep: _Reporter) -> None:
             factura_query=t.factura_query,
             concepto_query=t.concepto_query,
             cancel_table=t.cancelaciones,
+            complements=tuple(t.complementos),
         )
         for p in found:
             at = f" [{p.location}]" if p.location and p.location != s.name else ""

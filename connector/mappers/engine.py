@@ -187,6 +187,13 @@ class Mapping:
                     )
                 ]
             ) from exc
+        return cls.from_data(data, source=source, base_dir=base_dir)
+
+    @classmethod
+    def from_data(
+        cls, data: dict[str, Any], *, source: str = "mapping.toml", base_dir: Path | None = None
+    ) -> Mapping:
+        """A mapping from a TOML file's parsed tables (one put together from several files)."""
         comp = _Compiler(source, (base_dir or Path.cwd()).resolve())
         options = data.get("mapping", {})
         name, decimal_comma = source, False

@@ -12,6 +12,7 @@ from typing import Any
 from connector.cfdi.errors import Problem
 
 from . import odbc
+from .complements import child_tables, table_name
 from .odbc import ConnSpec, TableError
 from .schema import CANCELACION, CONCEPTO, FACTURA, RESULTADO, Column, Table
 
@@ -58,11 +59,12 @@ def check_table_source(
     factura_query: str | None = None,
     concepto_query: str | None = None,
     cancel_table: str | None = None,
+    complements: tuple[str, ...] = (),
 ) -> list[Problem]:
     """Connects (never writes) and lists every problem; [] when the source is usable.
     ``results_table``: results-table mode — the header and lines sources (tables, views or
     the queries) need only the key, the join and the required columns; the results table
-    needs all of its own."""
+    needs all of its own. ``complements``: their child tables (``complements.py``) too."""
     where = source or "fuente de tablas"
     try:
         conn, dialect = odbc.connect(spec)
@@ -85,6 +87,9 @@ def check_table_source(
                 problems.append(_p("CONN-BD-DIALECTO", _NO_RESULTS.format(dialect.label), where))
         if cancel_table:
             problems += _check_table(conn, dialect, CANCELACION, cancel_table, spec, where)
+        for child in child_tables(complements):  # the ERP's: read only
+            name = table_name(child, factura_table)
+            problems += _check_table(conn, dialect, child.table, name, spec, where)
     finally:
         odbc.close_quietly(conn)
     return problems

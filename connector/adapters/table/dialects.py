@@ -133,7 +133,7 @@ class PostgreSQL(_OnConflict, Dialect):
             "ref": "BIGINT",
             "int": "INTEGER",
             "text": f"VARCHAR({col.size})",
-            "money": "NUMERIC(18,6)",
+            "money": f"NUMERIC(18,{col.scale})",
             "rate": "NUMERIC(9,6)",
             "timestamp": "TIMESTAMP",
             "clob": "TEXT",
@@ -156,7 +156,7 @@ class MariaDB(Dialect):
             "ref": "BIGINT",
             "int": "INT",
             "text": f"VARCHAR({col.size})",
-            "money": "DECIMAL(18,6)",
+            "money": f"DECIMAL(18,{col.scale})",
             "rate": "DECIMAL(9,6)",
             "timestamp": "DATETIME",
             "clob": "LONGTEXT",
@@ -230,7 +230,7 @@ class SQLServer(Dialect):
             "ref": "BIGINT",
             "int": "INT",
             "text": f"NVARCHAR({col.size})",
-            "money": "DECIMAL(18,6)",
+            "money": f"DECIMAL(18,{col.scale})",
             "rate": "DECIMAL(9,6)",
             "timestamp": "DATETIME2(0)",
             "clob": "NVARCHAR(MAX)",
@@ -269,7 +269,7 @@ class Firebird(Dialect):
             "ref": "BIGINT",
             "int": "INTEGER",
             "text": f"VARCHAR({col.size}) CHARACTER SET UTF8",
-            "money": "DECIMAL(18,6)",
+            "money": f"DECIMAL(18,{col.scale})",
             "rate": "DECIMAL(9,6)",
             "timestamp": "TIMESTAMP",
             "clob": "BLOB SUB_TYPE TEXT CHARACTER SET UTF8",
@@ -377,11 +377,15 @@ def dialect_for_dbms(dbms_name: str) -> Dialect | None:
     return None
 
 
-def ddl_script(dialect: str, *, results: bool = False) -> str:
+def ddl_script(dialect: str, *, results: bool = False, tables: tuple[Table, ...] = ()) -> str:
     """The default tables' CREATE statements, ';'-terminated, for ``tables-ddl``; ``results``:
-    the results table's instead (results-table mode)."""
+    the results table's instead (results-table mode); ``tables``: those tables' instead (the
+    complements' child tables, ``complements.complement_ddl``)."""
     from .schema import RESULTADO
 
     d = get_dialect(dialect)
-    stmts = d.create_table(RESULTADO) if results else d.ddl()
+    if tables:
+        stmts = [s for t in tables for s in d.create_table(t)]
+    else:
+        stmts = d.create_table(RESULTADO) if results else d.ddl()
     return "".join(f"{stmt};\n\n" for stmt in stmts).rstrip("\n") + "\n"

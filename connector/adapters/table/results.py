@@ -140,20 +140,22 @@ class ResultsTableSource(TableSource):
             )
             heads = self._fetch(self.factura_table, header, "id", chunk)
             details = self._fetch(self.concepto_table, lines, "factura_id", chunk)
+            extras = self._read_complements(chunk)
             for row_id in chunk:
                 head, claim = heads.get(row_id), (info.get(row_id) or [None])[0]
                 if head is None or claim is None:
                     continue  # gone from the ERP's source between claim and read
-                out.append(self._claimed_with(row_id, head[0], claim, details.get(row_id, [])))
+                out.append(self._claimed_with(row_id, head[0], claim, details.get(row_id, []),
+                                              extras))  # fmt: skip
         return out
 
     def _claimed_with(
-        self, row_id: int, head: Any, claim: dict[str, Any], lines: list[Any]
+        self, row_id: int, head: Any, claim: dict[str, Any], lines: list[Any], extras: Any = None
     ) -> Claimed:
         if not isinstance(head, UnicodeError):
             head = {**head, "referencia": claim["referencia"], "intentos": claim["intentos"],
                     "fecha": head.get("fecha") or claim["fecha"]}  # fmt: skip
-            return self._claimed(row_id, [head], lines)
+            return self._claimed(row_id, [head], lines, extras)
         root = ParsedRecord("FACTURA", {}, row_id, self.factura_table)
         where = f"{self.factura_table}:{row_id}"
         root.problems.append(_decode_problem(head, where, self.spec.encoding))

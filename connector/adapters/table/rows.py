@@ -46,6 +46,7 @@ def table_source(s: SourceConfig, emisor: Any = None, mapping: Any = None) -> Ta
         "concepto_table": t.concepto,
         "skip_locked": t.skip_locked,
         "mapping": mapping,
+        "complements": tuple(t.complementos),
     }
     if emisor is not None:
         kw["emisor"] = {

@@ -30,6 +30,7 @@ class Column:
     not_null: bool = False  # NOT NULL in the DDL
     required: bool = False  # NULL or empty makes the invoice a coded error (CONN-BD-NULO)
     default: str | None = None  # DDL default (a literal)
+    scale: int = 6  # money columns: decimals in the DDL (and at most in the value read)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -26,6 +25,7 @@ from zoneinfo import ZoneInfo
 from connector.adapters.base import Adapter, InvoiceInput, ParsedRecord, problem
 from connector.cfdi.errors import Problem
 
+from . import complements as cx
 from . import odbc
 from .dialects import Dialect
 from .odbc import ConnSpec
@@ -48,16 +48,10 @@ _HEADER_COLUMNS = [
 _LINE_COLUMNS = CONCEPTO.names
 
 
-@cache
-def _default_mapping(mtime_ns: int) -> Mapping:
-    from connector.mappers import Mapping
-
-    return Mapping.from_toml(DEFAULT_MAPPING)
-
-
 def default_mapping() -> Mapping:
-    """The shipped mapping of the default tables (``layouts/table_default.mapping.toml``)."""
-    return _default_mapping(DEFAULT_MAPPING.stat().st_mtime_ns)
+    """The shipped mapping of the default tables (``layouts/table_default.mapping.toml``) with
+    the complement sections of the DAT default mapping (``complements.table_mapping``)."""
+    return cx.table_mapping(DEFAULT_MAPPING)
 
 
 def default_instance() -> str:
@@ -138,6 +132,8 @@ class TableSource:
     concepto_table: str = CONCEPTO.name
     skip_locked: bool | None = None  # None: where the engine is known to have it (PostgreSQL)
     mapping: Mapping | None = None
+    # the complements whose child tables are read (``complements.COMPLEMENTS``)
+    complements: tuple[str, ...] = ()
     now: Callable[[], datetime] = field(default=lambda: datetime.now(MEXICO), repr=False)
     # when set: every statement and commit sent to the database counted (bench/bench_tables.py)
     round_trips: dict[str, int] | None = field(default=None, repr=False)
@@ -261,12 +257,24 @@ class TableSource:
             chunk = list(ids[start : start + _CHUNK])
             heads = self._fetch(self.factura_table, _HEADER_COLUMNS, "id", chunk)
             lines = self._fetch(self.concepto_table, _LINE_COLUMNS, "factura_id", chunk)
+            extras = self._read_complements(chunk)
             for row_id in chunk:
                 head = heads.get(row_id)
                 if head is None:
                     continue  # gone (deleted by the ERP) between claim and read
-                out.append(self._claimed(row_id, head, lines.get(row_id, [])))
+                out.append(self._claimed(row_id, head, lines.get(row_id, []), extras))
         return out
+
+    def complement_tables(self) -> dict[cx.ChildTable, str]:
+        """The configured complements' child tables → their names in this database."""
+        return {c: cx.table_name(c, self.factura_table) for c in cx.child_tables(self.complements)}
+
+    def _read_complements(self, chunk: list[int]) -> dict[cx.ChildTable, dict[int, list[Any]]]:
+        """Each configured child table's rows of these invoices: one query per table."""
+        return {
+            child: self._fetch(name, child.table.names, "factura_id", chunk)
+            for child, name in self.complement_tables().items()
+        }
 
     def _fetch(
         self, table: str, columns: list[str], key: str, ids: list[int]
@@ -274,7 +282,8 @@ class TableSource:
         """rows of ``table`` whose ``key`` is in ``ids`` → {id: [row dict | UnicodeError]}."""
         d = self.dialect
         cols = ", ".join(d.q(c) for c in columns)
-        order = f"{d.q(key)}" + (f", {d.q('linea')}" if key == "factura_id" else "")
+        lined = key == "factura_id" and "linea" in columns
+        order = f"{d.q(key)}" + (f", {d.q('linea')}" if lined else "")
 
         def query(cur: Any, subset: list[int]) -> list[dict[str, Any]]:
             marks = ", ".join("?" for _ in subset)
@@ -323,7 +332,13 @@ class TableSource:
         cur.connection.rollback()
         return UnicodeError(err.message)
 
-    def _claimed(self, row_id: int, heads: list[Any], lines: list[Any]) -> Claimed:
+    def _claimed(
+        self,
+        row_id: int,
+        heads: list[Any],
+        lines: list[Any],
+        extras: dict[cx.ChildTable, dict[int, list[Any]]] | None = None,
+    ) -> Claimed:
         fac, con = self.factura_table, self.concepto_table
         head = heads[0]
         root = ParsedRecord("FACTURA", {}, row_id, fac)
@@ -351,6 +366,9 @@ class TableSource:
                 else ""
             )
             root.add(rec)
+        names = self.complement_tables()
+        cx.attach(root, row_id, {c: rows.get(row_id, []) for c, rows in (extras or {}).items()},
+                  names, required=required, encoding=self.spec.encoding)  # fmt: skip
         if not lines:
             root.problems.append(
                 problem(

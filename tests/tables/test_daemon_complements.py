@@ -7,9 +7,12 @@ coded Spanish error naming the table and column while the other rows are stamped
 
 from __future__ import annotations
 
+import contextlib
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+import pyodbc
 
 from connector.adapters.table.complements import child_tables
 from connector.cfdi.cadena import cadena_original, cadena_original_xslt
@@ -227,3 +230,37 @@ def test_the_shipped_sqlite_example_is_stamped(sandbox: Any, tmp_path: Path) -> 
     assert b"<cartaporte31:CartaPorte" in got[2][2].encode()
     for _, _, xml in got.values():
         assert validate_xsd(xml.encode()) == [] and verify_seal(xml.encode()) == []
+
+
+def test_results_table_mode_reads_the_child_tables_too(
+    db: Db, sandbox: Any, tmp_path: Path
+) -> None:
+    """The ERP's tables only read (here the default tables and the child tables, as they
+    are), claims and outcomes in cfdi_resultado: the complements are stamped all the same."""
+    from connector.adapters.table import get_dialect
+    from connector.adapters.table.schema import RESULTADO
+
+    conn = db.connect()
+    fresh_complement_tables(db, conn)
+    with contextlib.suppress(pyodbc.Error):  # left by an earlier test
+        conn.execute(f"DROP TABLE {RESULTADO.name}")
+    for stmt in get_dialect(db.dialect).create_table(RESULTADO):
+        conn.execute(stmt)
+    insert_export(conn, db, 1)
+    insert_carta(conn, db, 2)
+    before = conn.execute("SELECT COUNT(*) FROM cfdi_factura WHERE estado = 'PENDIENTE'")
+    assert before.fetchone()[0] == 2
+    extra = BOTH + 'resultados = "cfdi_resultado"\n'
+    _run(table_config(tmp_path, db, sandbox, extra=extra))
+    got = {
+        int(r[0]): (r[1], r[2], r[3])
+        for r in conn.execute("SELECT id, estado, error_mensaje, xml FROM cfdi_resultado")
+    }
+    assert {i: g[:2] for i, g in got.items()} == {1: ("TIMBRADO", None), 2: ("TIMBRADO", None)}
+    assert "<cce20:ComercioExterior" in got[1][2] and "<cartaporte31:CartaPorte" in got[2][2]
+    for _, _, xml in got.values():
+        assert validate_xsd(xml.encode()) == [] and verify_seal(xml.encode()) == []
+    # the ERP's rows were only read
+    after = conn.execute("SELECT COUNT(*) FROM cfdi_factura WHERE estado = 'PENDIENTE'")
+    assert after.fetchone()[0] == 2
+    conn.close()

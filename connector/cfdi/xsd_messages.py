@@ -272,6 +272,8 @@ def xsd_problem(
             detail = f"el valor '{cut(value)}' de {field} no es válido para el tipo {kind} del SAT"
         elif "is not allowed" in rest:
             detail = f"el atributo {attr} no existe en {elem} según el esquema del SAT"
+        elif fixed := re.search(r"fixed value constraint '([^']*)'", rest):
+            detail = f"{field} debe ser '{cut(fixed.group(1))}' (no '{cut(value)}')"
         else:
             detail = f"{field}: {cut(rest, 300)}"
     else:

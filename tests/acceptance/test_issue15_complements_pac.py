@@ -82,3 +82,27 @@ def test_invoice_breaking_a_complement_rule_is_refused_with_its_code(
     assert info.value.code == code, info.value.message
     assert MESSAGES[code] in info.value.message
     assert pac.store.count() == before
+
+
+def test_payroll_with_nomina12_stamps_and_a_broken_one_is_refused_by_the_pac(
+    pac: SandboxPac, fel: FelDriver, csd: Csd
+) -> None:
+    """Nómina 1.2 as payroll software drops it, sealed (sealing does not validate) and sent
+    straight to the sandbox PAC: the PAC validates the complement by SAT's nomina12.xsd as a PAC
+    would, stamps the valid document and refuses the broken one naming the field."""
+    from tests.daemon.test_daemon_nomina12 import VALID as PAYROLL
+
+    for name, text in PAYROLL.items():
+        text = text.replace('Folio="', f'Folio="{uuidlib.uuid4().hex[:6]}', 1)
+        res = fel.stamp(seal_xml(text.encode(), csd), f"R15-{uuidlib.uuid4().hex}")
+        assert validate_xsd(res.xml) == [] and verify_tfd(res.xml, pac.certificate_der) == []
+        assert b"<nomina12:Nomina" in res.xml, name
+    broken = PAYROLL["ordinaria"].replace(' NumEmpleado="120"', "")
+    xml = seal_xml(broken.encode(), csd)
+    assert verify_seal(xml) == []
+    before = pac.store.count()
+    with pytest.raises(PacInvalid) as info:
+        fel.stamp(xml, f"R15-{uuidlib.uuid4().hex}")
+    assert info.value.code == "301", info.value.message
+    assert "NumEmpleado" in info.value.message
+    assert pac.store.count() == before

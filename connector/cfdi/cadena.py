@@ -302,7 +302,7 @@ def _run_xslt(path: Path, root: etree._Element) -> str:
 def _copy_as_root(el: etree._Element) -> etree._Element:
     from .xmlio import parse_xml_bytes
 
-    return parse_xml_bytes(etree.tostring(el, with_tail=False))
+    return parse_xml_bytes(etree.tostring(el, with_tail=False, encoding="UTF-8"))
 
 
 def cadena_original_xslt(element: etree._Element | etree._ElementTree | bytes) -> str:

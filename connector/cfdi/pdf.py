@@ -13,7 +13,8 @@ stamp section.
 
 The parts: ``pdf_text`` (SAT's descriptions, amounts as text, the QR address), ``pdf_fonts``
 (``PdfStyle``, the fonts), ``pdf_layout`` (the page and its text primitives); the sections are
-drawn here, the complements' by ``pdf_pagos``, ``pdf_cce20`` and ``pdf_cp31``.
+drawn here, the complements' by ``pdf_pagos``, ``pdf_cce20``, ``pdf_cp31`` and
+``pdf_nomina12``.
 
 Fonts are shipped in ``fonts/`` (DejaVu Sans, plus Noto Sans Symbols 2 as fallback), never taken
 from the system. For speed the text is set in a Latin subset of DejaVu Sans (see
@@ -36,7 +37,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import pdf_cce20, pdf_cp31, pdf_pagos
+from . import pdf_cce20, pdf_cp31, pdf_nomina12, pdf_pagos
 from .errors import CfdiError
 from .model import Comprobante, Concepto
 from .pdf_fonts import PdfStyle, _clean
@@ -482,6 +483,9 @@ class _Renderer(_Layout):
         if self.c.CartaPorte is not None:
             tfd = self.c.TimbreFiscalDigital
             pdf_cp31.draw(self, self.c.CartaPorte, tfd.FechaTimbrado if tfd else None)
+        for raw in self.c.OtrosComplementos:  # kept verbatim: Nómina from payroll software
+            if pdf_nomina12.is_nomina(raw):
+                pdf_nomina12.draw(self, raw)
         self.stamp()
         self.finish()
         return bytes(self.pdf.output())

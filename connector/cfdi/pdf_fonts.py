@@ -266,6 +266,8 @@ def _fallback_plan(c: Comprobante, style: PdfStyle) -> dict[str, frozenset[int]]
     chars: set[str] = set()
     for s in _strings(c.model_dump(exclude={"OtrosComplementos", "Certificado"})):
         chars.update(s)
+    for raw in c.OtrosComplementos:  # drawn when Nómina (pdf_nomina12): its text too
+        chars.update(raw.decode("utf-8", "replace"))
     if style.footer_note:
         chars.update(style.footer_note)
     latin = _font("dv", "").font.cmap

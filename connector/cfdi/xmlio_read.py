@@ -101,7 +101,7 @@ def _read_concepto(el: etree._Element) -> dict[str, Any]:
             pred.append(child.get("Numero", ""))
         elif tag == _C + "ComplementoConcepto":
             complementos.extend(
-                etree.tostring(x, with_tail=False) for x in child if isinstance(x.tag, str)
+                etree.tostring(x, with_tail=False, encoding="UTF-8") for x in child if isinstance(x.tag, str)
             )
         elif tag == _C + "Parte":
             parte = _a(child, _PARTE_ATTRS)
@@ -223,7 +223,7 @@ def from_element(root: etree._Element) -> Comprobante:
                 elif ctag == _T + "TimbreFiscalDigital" and "TimbreFiscalDigital" not in d:
                     d["TimbreFiscalDigital"] = _a(comp, _TFD_ATTRS)
                 else:
-                    otros.append(etree.tostring(comp, with_tail=False))
+                    otros.append(etree.tostring(comp, with_tail=False, encoding="UTF-8"))
         # Addenda and unknown nodes are not part of the fiscal document: not kept in the model.
     d["Conceptos"] = conceptos
     if relacionados:

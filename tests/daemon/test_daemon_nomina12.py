@@ -17,8 +17,11 @@ FormaPago, SubTotal = percepciones + otros pagos, Descuento = deducciones): no p
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
+
+import pypdf
 
 from connector.cfdi.cadena import cadena_original, cadena_original_xslt
 from connector.cfdi.seal import verify_seal
@@ -236,6 +239,13 @@ def test_payroll_xml_drops_are_sealed_stamped_and_valid(workspace: Path, sandbox
         assert b"<nomina12:Nomina" in xml and b"TimbreFiscalDigital" in xml
         c = from_xml(xml)
         assert c.TipoDeComprobante == "N" and c.Receptor.UsoCFDI == "CN01"
+    # the representación impresa carries the payroll receipt
+    pdfs = sorted((workspace.parent / "out" / "pdf").glob("NOM*.pdf"))
+    assert len(pdfs) == 5
+    text = "".join(
+        p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdfs[0].read_bytes())).pages
+    )
+    assert "COMPLEMENTO DE NÓMINA 1.2" in text and "CACX760510MGTSHC04" in text
     # the complement reaches SAT's cadena: its totals and the employee's CURP are sealed
     one = next(p for p in paths if p.name.startswith("NOM2_")).read_bytes()
     cadena = cadena_original(one)

@@ -89,7 +89,8 @@ def check_table_source(
             problems += _check_table(conn, dialect, CANCELACION, cancel_table, spec, where)
         for child in child_tables(complements):  # the ERP's: read only
             name = table_name(child, factura_table)
-            problems += _check_table(conn, dialect, child.table, name, spec, where)
+            problems += _check_table(conn, dialect, child.table, name, spec, where,
+                                     read_only=results_table is not None)  # fmt: skip
     finally:
         odbc.close_quietly(conn)
     return problems

@@ -49,7 +49,7 @@ class Part:
     split: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # a key by identity: hashed per invoice read
 class ChildTable:
     """A complement's table: ``anchor`` is the record type its rows hang under (the
     complement's header record; None: this is the header, one row per invoice, under the

@@ -242,9 +242,12 @@ class CancellationFollower:
 
         now = time.time()
         since = now - d.sat_sweep_days * 86400.0
-        for e in j.sweep_due(since, now - d.sat_sweep_hours * 3600.0, limit=10):
+        before = now - d.sat_sweep_hours * 3600.0
+        for e in j.sweep_due(since, before, limit=10):
             if (stopping is not None and stopping.is_set()) or e.stamped_xml is None:
                 return
+            if not j.claim_sat_check(str(e.uuid), before):
+                continue  # another connector sharing the journal asks SAT about this one
             f = facts(e.stamped_xml)
             try:
                 st = self._sat().consulta(str(e.uuid), f.rfc_emisor, f.rfc_receptor,

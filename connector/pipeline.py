@@ -43,6 +43,7 @@ from connector.flow.runtime import (
 )
 from connector.flow.sending import ACCOUNT_WAIT_CODES, InvoiceFlow
 from connector.journal import FileRecord, Journal, open_journal
+from connector.membership import Membership, per_instance_work
 from connector.rendering import PdfRenderer, default_processes
 from connector.sinks import atomic_write, clean_temp_files
 
@@ -84,6 +85,11 @@ class Pipeline(InvoiceFlow):
         self.files = FileUnits(self)
         # this connector's name in the table rows it claims (the same across restarts)
         self.instance = cfg.daemon.instance or instance_name(cfg.path)
+        self.cfg = per_instance_work(cfg, self.instance)
+        # with a shared (PostgreSQL) journal: the heartbeat and the takeover (``start``)
+        self.membership: Membership | None = None
+        # this instance was taken over (it stalled past its lease): the daemon exits at once
+        self.on_lost: Callable[[], None] = self._lost
         self.tables = TableUnits(self, self.instance)
         self._watchers: list[Any] = []
         self._last_status = 0.0
@@ -151,6 +157,9 @@ class Pipeline(InvoiceFlow):
                     )
                 ]
             ) from exc
+        if self.journal.shared:
+            self._join()
+        cfg = self.cfg
         built, problems = self._build_sources(cfg, cfg.sources)
         if problems:
             self.tables.discard(built)
@@ -175,6 +184,46 @@ class Pipeline(InvoiceFlow):
             for src in self.sources.values():
                 self._watch(src)
         log.info("pipeline_started", sources=sorted(self.sources), workers=cfg.daemon.workers)
+
+    def _join(self) -> None:
+        """Join the instances sharing the journal (its rows carry this one's name from now)."""
+        from connector.journal.postgres import InstanceTaken
+
+        assert self.journal is not None
+        d = self.cfg.daemon
+        self.membership = Membership(
+            self.journal,
+            self.instance,
+            d.instance_lease_seconds,
+            lambda: [s.work for s in self.cfg.sources if s.kind == "folder" and s.work],
+            on_lost=lambda: self.on_lost(),
+            wake=self.wake,
+        )
+        try:
+            self.membership.start()
+        except InstanceTaken as exc:
+            self.membership = None
+            self.close()
+            raise PipelineError([Problem("CONN-INSTANCIA", "daemon.instance", str(exc))]) from exc
+        except Exception as exc:
+            self.membership = None
+            self.close()
+            raise PipelineError(
+                [Problem("CONN-DIARIO", "daemon.journal", f"No se puede usar el diario: {exc}")]
+            ) from exc
+
+    def _lost(self) -> None:
+        """Taken over (see ``connector.membership``): nothing more is taken or advanced."""
+        self.stopping.set()
+        self.wake.set()
+
+    def _take_over(self) -> None:
+        """What a sweep made this instance's: files moved into its work folder, invoices,
+        cancellation requests — resumed as after a restart of its own."""
+        log.info("resume_taken_over", instance=self.instance)
+        self.files.resume()
+        self._dispatch_unfinished()
+        self.wake.set()
 
     def _build_sources(
         self, cfg: Config, sources: list[SourceConfig]
@@ -242,6 +291,7 @@ class Pipeline(InvoiceFlow):
         started with; a removed source's files and invoices stay in the journal, resumed when
         it comes back). ``[daemon]`` and PACs already running keep their settings until a
         restart (listed under ``restart``). PipelineError: nothing was changed."""
+        cfg = per_instance_work(cfg, self.instance)
         old = {s.name: s for s in self.cfg.sources}
         new = {s.name: s for s in cfg.sources}
         changed = [n for n in new if n in old and old[n] != new[n]]
@@ -316,6 +366,9 @@ class Pipeline(InvoiceFlow):
         for rt in self.pacs.values():
             with contextlib.suppress(Exception):
                 rt.driver.close()
+        if self.membership is not None:
+            self.membership.stop()
+            self.membership = None
         if self.journal is not None:
             with contextlib.suppress(Exception):
                 self.write_status()
@@ -369,6 +422,8 @@ class Pipeline(InvoiceFlow):
         def stopped() -> bool:
             return (stop is not None and stop.is_set()) or self.stopping.is_set()
 
+        if self.membership is not None and self.membership.take_pending():
+            self._take_over()
         self._dispatch_due_retries()
         self.files.read_settled()
         self.tables.more = False
@@ -404,6 +459,7 @@ class Pipeline(InvoiceFlow):
         not written back), stamped invoices not delivered (an output folder missing),
         sealed/sending ones no worker holds and acuses still missing."""
         self._each_kind("retry_stuck")
+        self._check_elsewhere()
         self._dispatch_unfinished()
         self._fetch_missing_acuses_soon()
 
@@ -446,7 +502,7 @@ class Pipeline(InvoiceFlow):
     # --- status -----------------------------------------------------------------------------
 
     def status_path(self) -> Path:
-        return self.cfg.daemon.journal.with_name(self.cfg.daemon.journal.name + ".status.json")
+        return self.cfg.daemon.local_file(".status.json")
 
     def write_status(self) -> None:
         self._last_status = time.monotonic()

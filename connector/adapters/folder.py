@@ -474,6 +474,10 @@ class FolderSource:
             if not target.exists():  # finished by another instance's _recover, or gone
                 raise
 
+    def recover(self) -> list[Path]:
+        """``_recover`` again: after a takeover moved another instance's claims in."""
+        return self._recover()
+
     def _recover(self) -> list[Path]:
         """At start (construction): finish what a crash interrupted in ``claim``.
 

@@ -41,6 +41,7 @@ from .models import (
     SourceConfig,
     TableConfig,
     pac_network,
+    safe_name,
 )
 from .secrets import SecretError, SecretSource, read_secret
 from .sources import (
@@ -68,6 +69,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DaemonSettings",
+    "safe_name",
     "EmisorConfig",
     "KeyLocator",
     "OutputConfig",

@@ -33,11 +33,21 @@ JOURNAL_URL_SCHEMES = ("postgresql://", "postgres://")
 JOURNAL_URL_LOCAL = "journal.postgresql"
 
 
+def safe_name(name: str) -> str:
+    """An instance's name as a file or folder name on every OS (``host:hash`` → ``host_hash``)."""
+    return re.sub(r"[^A-Za-z0-9_.@-]", "_", name)
+
+
 class DaemonSettings(_Cfg):
     # this connector's name in what it claims (table rows): default the host and a hash of the
     # configuration file's path, the same across restarts; `run --instance NAME` when several
     # run from one configuration on one host
-    instance: str | None = Field(default=None, min_length=1, max_length=100)
+    instance: str | None = Field(
+        default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$"
+    )
+    # a shared (PostgreSQL) journal: an instance whose heartbeat is older than this is taken
+    # over by a live one, which finishes its unfinished work (connector.membership)
+    instance_lease_seconds: float = Field(default=30.0, ge=2.0, le=3600.0)
     journal: Path = Path("journal.sqlite")
     # ``journal = "postgresql://user@host/db"``: the shared journal's address lands here and
     # ``journal`` names the local files (lock, status) instead; its password (when the
@@ -65,6 +75,15 @@ class DaemonSettings(_Cfg):
     http: str | None = None
     # how often the PACs' credits are asked for (with http or a [[pacs]] credits_warning)
     credits_seconds: float = Field(default=300.0, gt=0)
+
+    def local_file(self, suffix: str) -> Path:
+        """A file of this connector's beside the journal (``.lock``, ``.status.json``): one
+        per instance when several share a PostgreSQL journal from one configuration
+        (``run --instance NAME``)."""
+        name = self.journal.name
+        if self.journal_url is not None and self.instance:
+            name += "." + safe_name(self.instance)
+        return self.journal.with_name(name + suffix)
 
     def journal_secret(self) -> str | None:
         """The shared journal's password (None: none configured, e.g. the server trusts the

@@ -114,8 +114,8 @@ class JournalLock:
     the kernel releases it when the holder dies, even by SIGKILL, so a stale file never
     blocks a restart. The file holds the holder's pid, for the message."""
 
-    def __init__(self, journal: Path) -> None:
-        self.path = journal.with_name(journal.name + ".lock")
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self._fd: int | None = None
 
     def acquire(self) -> str | None:
@@ -165,7 +165,7 @@ class JournalLock:
 
 def _lock_journal(cfg: Config, what: str, out: TextIO | None = None) -> JournalLock | None:
     """The journal's lock, or None after printing CONN-DIARIO-EN-USO with the holder's pid."""
-    lock = JournalLock(cfg.daemon.journal)
+    lock = JournalLock(cfg.daemon.local_file(".lock"))
     try:
         holder = lock.acquire()
     except OSError as exc:

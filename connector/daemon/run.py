@@ -241,6 +241,9 @@ def run_daemon(
                 credits.tick()
 
         pipe.tick = tick
+        # taken over by another instance sharing the journal (this one stalled past its
+        # lease): exit at once, as after a crash; the service manager starts it again
+        pipe.on_lost = lambda: os._exit(EXIT_TAKEN_OVER)
         beat.status = lambda: _status_line(pipe, credits)
         max_wait = beat.watchdog_interval
         if cfg.daemon.http:
@@ -290,7 +293,7 @@ def _serve_http(address: str, pipe: Any, beat: Any, credits: Any) -> Any:
     from connector.service.http import HealthServer
     from connector.service.metrics import Metrics
 
-    metrics = Metrics()
+    metrics = Metrics(pipe.instance if pipe.cfg.daemon.journal_url is not None else None)
     pipe.metrics = metrics  # before start(): the PAC's operations are counted from the first
     metrics.attach(pipe, last_tick=lambda: beat.last_tick)
     credits.on_level = metrics.credits.__setitem__
@@ -312,4 +315,5 @@ def _serve_http(address: str, pipe: Any, beat: Any, credits: Any) -> Any:
     return server
 
 
+EXIT_TAKEN_OVER = 75  # EX_TEMPFAIL: systemd's Restart=on-failure starts it again
 _ALIVE_SECONDS = 10.0  # /healthz: a loop that has not turned for this long is stuck

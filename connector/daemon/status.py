@@ -101,9 +101,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         files = j.file_counts()
         failures = j.recent_failures(args.limit)
         figures = journal_figures(cfg, j) if args.json else None
+        instances = j.instances() if j.shared else []
     finally:
         j.close()
-    status_file = cfg.daemon.journal.with_name(cfg.daemon.journal.name + ".status.json")
+    status_file = cfg.daemon.local_file(".status.json")
     daemon_doc: dict[str, Any] | None = None
     if status_file.exists():
         try:
@@ -120,6 +121,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                     "cancellations_open": cancel_open,
                     "files": files,
                     "daemon": daemon_doc,
+                    # the connectors sharing a PostgreSQL journal (issue 16)
+                    "instances": instances,
                     # the figures /metrics serves (connector.service.metrics)
                     "figures": figures,
                     "csd": [
@@ -186,6 +189,17 @@ def cmd_status(args: argparse.Namespace) -> int:
                 )
     else:
         print("El daemon no está en marcha: estado del circuito de los PAC desconocido.")
+    if instances:
+        print("Instancias que comparten el diario:")
+    for i in instances:
+        if i["alive"]:
+            state = f"viva (último latido hace {i['heartbeat_age_seconds']:g} s)"
+        elif i["taken_over_by"]:
+            state = f"relevada por {i['taken_over_by']}"
+        else:
+            state = "detenida" if i["stopped"] else "sin latido"
+        print(f"  {i['name']:24} {i['host']} pid {i['pid']}: {state}; en proceso: "
+              f"{i['open_invoices']} factura(s), {i['open_files']} archivo(s)")  # fmt: skip
     if failures:
         print("Errores recientes (el más reciente primero):")
         for f in failures:

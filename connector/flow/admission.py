@@ -118,6 +118,9 @@ def admit(
         return Admitted(location, e.id, [], e, "deliver")
     if adm is Admission.FAILED:
         return Admitted(location, e.id, [])
+    if adm is Admission.ELSEWHERE:  # another live instance advances it: never both
+        ilog.info("invoice_elsewhere", owner=e.owner, state=str(e.state))
+        return Admitted(location, e.id, [], e, "elsewhere")
     if adm is Admission.RESUME:
         action = None
         if e.state in (State.SEALED, State.SENDING) and e.id not in busy:

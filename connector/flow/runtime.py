@@ -54,7 +54,8 @@ class SourceRuntime:
 class Admitted:
     """One invoice (a file's record, a table's row) after admission: where it came from, its
     journal row (None: refused before the journal, ``problems`` say why), and what to do
-    next: ``send`` it to the PAC, only ``deliver`` it, or nothing (final, or waiting)."""
+    next: ``send`` it to the PAC, only ``deliver`` it, wait while another instance sharing the
+    journal finishes it (``elsewhere``), or nothing (final, or waiting)."""
 
     location: str
     invoice_id: int | None

@@ -27,7 +27,15 @@ import structlog
 
 from connector.cfdi.errors import Problem
 from connector.config import PacConfig
-from connector.journal import ACUSE_MISSING, PAC_DOCUMENT, Entry, Journal, State
+from connector.journal import (
+    ACUSE_MISSING,
+    FINAL_STATES,
+    PAC_DOCUMENT,
+    Entry,
+    Journal,
+    NotOwner,
+    State,
+)
 from connector.pac.errors import ACCOUNT_CODES
 from connector.rendering import PdfRenderer
 from connector.sinks import atomic_write, safe_part
@@ -72,6 +80,7 @@ class InvoiceFlow:
         self._room = threading.Condition(self._lock)  # notified when an invoice leaves flight
         self._acuses: Future[None] | None = None  # the missing acuses being fetched
         self._fresh: set[int] = set()  # sealed in this run, attempt 1 recorded, not sent yet
+        self._elsewhere: set[int] = set()  # another instance finishes them for our units
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.max_inflight = max_inflight or max(64, workers * 4)
@@ -129,6 +138,21 @@ class InvoiceFlow:
         for a in admitted:
             if a.entry is not None and a.action == "deliver":
                 self._dispatch(a.entry, deliver_only=True)
+            elif a.entry is not None and a.action == "elsewhere":
+                with self._lock:
+                    self._elsewhere.add(a.entry.id)
+
+    def _check_elsewhere(self) -> None:
+        """The invoices other instances were finishing for units of this one: those now final
+        end their units here (written back, moved to archive/ or failed/)."""
+        assert self.journal is not None
+        with self._lock:
+            waiting = list(self._elsewhere)
+        for invoice_id in waiting:
+            if self.journal.get_id(invoice_id).state in FINAL_STATES:
+                with self._lock:
+                    self._elsewhere.discard(invoice_id)
+                self._after_invoice(invoice_id)
 
     # --- in flight --------------------------------------------------------------------------
 
@@ -217,6 +241,8 @@ class InvoiceFlow:
                     e = self._deliver(src, e)
         except DeliveryError as exc:  # expected while a folder or a database is away: retried
             log.warning("delivery_later", invoice_id=invoice_id, code=exc.code)
+        except NotOwner as exc:  # another instance took this one's work over: it finishes it
+            log.warning("invoice_taken_over", invoice_id=invoice_id, owner=exc.owner)
         except Exception:
             log.exception("worker_error", invoice_id=invoice_id)
         finally:

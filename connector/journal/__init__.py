@@ -87,6 +87,7 @@ from connector.journal.model import (
     FileRecord,
     FileState,
     JournalError,
+    NotOwner,
     State,
 )
 from connector.journal.sqlite import Journal
@@ -111,6 +112,7 @@ __all__ = [
     "Journal",
     "JournalError",
     "JournalSettings",
+    "NotOwner",
     "State",
     "journal_exists",
     "open_journal",

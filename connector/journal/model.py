@@ -57,6 +57,15 @@ class JournalError(Exception):
     """A transition the state machine does not allow, or an unknown row."""
 
 
+class NotOwner(JournalError):
+    """A shared journal's invoice that another connector instance holds now (it took over
+    this one's work while this one did not heartbeat): this instance must leave it alone."""
+
+    def __init__(self, label: str, owner: str) -> None:
+        super().__init__(f"{label} is held by instance {owner}")
+        self.owner = owner
+
+
 class Admission(StrEnum):
     NEW = "new"  # a fresh row was created (state received)
     RESUME = "resume"  # same content, not final yet: continue from the stored state
@@ -65,6 +74,9 @@ class Admission(StrEnum):
     RESTART = "restart"  # the row was not committed (failed or before sealing): redone
     # (a row ever sent keeps its referencia and attempts: the redo recovers by it first)
     CONFLICT = "conflict"  # different content under a key that is taken: CONN-FOLIO-USADO
+    # a shared journal's invoice in progress at another live instance: it delivers it; the
+    # unit waits for its outcome (never a second send from here)
+    ELSEWHERE = "elsewhere"
 
 
 @dataclass
@@ -93,6 +105,7 @@ class Entry:
     outputs: dict[str, str] = field(default_factory=dict)
     created_at: float = 0.0
     updated_at: float = 0.0
+    owner: str | None = None  # the instance advancing it (a shared journal; None: SQLite)
 
     @property
     def key(self) -> BusinessKey:

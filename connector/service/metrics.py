@@ -103,11 +103,30 @@ def journal_figures(cfg: Any, journal: Any) -> dict[str, Any]:
     return {"sources": sources, "journal_size_bytes": journal_size(cfg.daemon.journal)}
 
 
-class Metrics:
-    """The registry one daemon exposes; ``attach(pipe)`` adds what is read at each scrape."""
+class _InstanceRegistry(CollectorRegistry):
+    """A registry whose every sample carries ``connector_instance``: several connectors
+    sharing one journal (issue 16) are told apart even behind one scrape address."""
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, instance: str) -> None:
+        super().__init__()
+        self.instance = instance
+
+    def collect(self) -> Iterator[Any]:
+        for metric in super().collect():  # fresh objects at every scrape
+            metric.samples = [
+                s._replace(labels={**s.labels, "connector_instance": self.instance})
+                for s in metric.samples
+            ]
+            yield metric
+
+
+class Metrics:
+    """The registry one daemon exposes; ``attach(pipe)`` adds what is read at each scrape.
+    ``instance``: this connector's name when several share a journal (every sample is
+    labelled with it)."""
+
+    def __init__(self, instance: str | None = None) -> None:
+        self.registry = CollectorRegistry() if instance is None else _InstanceRegistry(instance)
         self.stage_seconds = Histogram(
             f"{PREFIX}_stage_duration_seconds",
             "Time spent per stage: parse_map, validate_seal, pac_call, write_back.",

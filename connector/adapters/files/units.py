@@ -193,14 +193,23 @@ class FileUnits(FileFinishing):
                 log.exception("file_failed_internal", file=rec.name)
 
     def resume(self) -> None:
-        """Finish what a previous run left: moves decided but not done, files left in work/."""
+        """Finish what a previous run left: moves decided but not done, files left in work/.
+        Also what this instance took over from a stopped one sharing the journal (its files
+        moved into this one's work folder: ``connector.membership``); a file open here is
+        left to its run."""
+        for each in self.flow.sources.values():
+            if each.folder is not None:  # a pair half-claimed in a folder taken over
+                each.folder.recover()
         for rec in self.journal.files(FileState.ARCHIVING, FileState.FAILING):
-            self.retry_move(rec)
+            self.retry_move(self._relocated(rec))
         known: set[str] = set()
         for rec in self.journal.files(FileState.CLAIMED):
+            with self._lock:
+                is_open = rec.id in self._open
+            rec = self._relocated(rec)
             known.add(rec.work_path)
             src = self.flow.sources.get(rec.source)
-            if src is None or src.folder is None:
+            if is_open or src is None or src.folder is None:
                 continue
             if Path(rec.work_path).exists():
                 self.tick()
@@ -223,6 +232,20 @@ class FileUnits(FileFinishing):
                     self.tick()
                     log.info("adopt_file", file=p.name, source=src.cfg.name)
                     self.process_file(src, p)
+
+    def _relocated(self, rec: FileRecord) -> FileRecord:
+        """A claimed file no longer where the journal says, found under the same name in its
+        source's work folder (moved there by a takeover), recorded at its new place."""
+        src = self.flow.sources.get(rec.source)
+        work = Path(rec.work_path)
+        if src is None or src.cfg.work is None or work.parent == src.cfg.work or work.exists():
+            return rec
+        moved = src.cfg.work / work.name
+        if not moved.exists():
+            return rec
+        self.journal.file_moved(rec.id, str(moved))
+        log.info("file_taken_over", file=rec.name, source=rec.source, work=str(moved))
+        return self.journal.get_file(rec.id)
 
     def _lines_of_a_claimed_pair(self, src: SourceRuntime, work: Path) -> bool:
         """A lines file in work/ whose header file is there too (the header carries the pair)."""

@@ -140,6 +140,30 @@ CREATE TABLE claim_names (
 );
 """,
     ),
+    (
+        2,
+        "instancias: latido y dueño del trabajo",
+        """
+ALTER TABLE invoices ADD COLUMN owner TEXT;
+ALTER TABLE files ADD COLUMN owner TEXT;
+ALTER TABLE cancel_requests ADD COLUMN owner TEXT;
+CREATE INDEX invoices_owner_open ON invoices(owner) WHERE state NOT IN ('delivered', 'failed');
+CREATE INDEX invoices_acuse_missing ON invoices(owner) WHERE error_code = 'CONN-ACUSE';
+CREATE INDEX files_owner ON files(owner);
+CREATE TABLE instances (
+    name TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    token TEXT NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    heartbeat_at DOUBLE PRECISION NOT NULL,
+    lease_seconds DOUBLE PRECISION NOT NULL,
+    stopped_at DOUBLE PRECISION,
+    taken_over_by TEXT,
+    taken_over_at DOUBLE PRECISION
+);
+""",
+    ),
 ]
 
 

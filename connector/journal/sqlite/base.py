@@ -13,9 +13,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
-from connector.journal.model import Entry, JournalError, State
+from connector.journal.model import Entry, JournalError, NotOwner, State
 from connector.journal.sqlite.schema import INVOICE_COLS, create_or_upgrade, entry_of
 
 
@@ -34,6 +34,12 @@ class SqliteBase:
     # what a SELECT of a row about to change appends inside a transaction: nothing here (a
     # write transaction holds the whole file); `` FOR UPDATE`` on PostgreSQL
     _FOR_UPDATE = ""
+
+    # this connector instance's name in a journal several share (``connector.journal.postgres``,
+    # set by the pipeline): the rows it advances carry it, and it takes only its own work. None
+    # (a SQLite journal, or a command such as ``status``): one connector, every row its own.
+    owner: str | None = None
+    shared = False  # several connectors on it (PostgreSQL): instances, heartbeats, takeover
 
     def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
         self.path = Path(path)
@@ -106,6 +112,26 @@ class SqliteBase:
         if not row:
             raise JournalError(f"no invoice with id {invoice_id}")
         return entry_of(row)
+
+    def _mine(self, column: str = "owner") -> tuple[str, tuple[str, ...]]:
+        """The condition (`` AND owner=?``) and its value that keep a query of work to take
+        to this instance's rows; nothing without an owner."""
+        if self.owner is None:
+            return "", ()
+        return f" AND {column}=?", (self.owner,)
+
+    def _own_locked(self, invoice_id: int) -> Entry:
+        """The row about to change (``_get_locked``), refused with ``NotOwner`` when another
+        instance holds it now: it took over this one's work (this one missed its
+        heartbeats), so this one must not advance it."""
+        e = self._get_locked(invoice_id)
+        if self.owner is not None and e.owner is not None and e.owner != self.owner:
+            raise NotOwner(e.label, e.owner)
+        return e
+
+    def _alive(self, db: Any, name: str) -> bool:
+        """Whether instance ``name`` heartbeats (a shared journal's; see ``postgres``)."""
+        return False
 
     def _event(
         self,

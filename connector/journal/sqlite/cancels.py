@@ -101,15 +101,16 @@ class CancelStore(SqliteBase):
             found = invoice_of(db, uuid)
             db.execute(
                 "INSERT INTO cancel_requests (uuid, invoice_id, motivo, folio_sustitucion, code, "
-                "state, es_cancelable, estatus_cancelacion, acuse, requested_at, updated_at) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                "state, es_cancelable, estatus_cancelacion, acuse, requested_at, updated_at, "
+                "owner) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(uuid) DO UPDATE SET motivo=excluded.motivo, "
+                "owner=COALESCE(excluded.owner, cancel_requests.owner), "
                 "folio_sustitucion=excluded.folio_sustitucion, code=excluded.code, "
                 "state=excluded.state, es_cancelable=excluded.es_cancelable, "
                 "estatus_cancelacion=excluded.estatus_cancelacion, "
                 "acuse=COALESCE(excluded.acuse, cancel_requests.acuse), updated_at=excluded.updated_at",
                 (uuid, found[0] if found else None, motivo, folio_sustitucion, code, state,
-                 es_cancelable, estatus_cancelacion, acuse, now, now),
+                 es_cancelable, estatus_cancelacion, acuse, now, now, self.owner),
             )  # fmt: skip
             if found is not None:
                 db.execute(
@@ -158,8 +159,9 @@ class CancelStore(SqliteBase):
             db.execute(
                 "INSERT INTO cancel_requests (uuid, invoice_id, motivo, folio_sustitucion, "
                 "state, requested_at, updated_at, rfc_emisor, rfc_receptor, total, polls, "
-                "requests, origin) VALUES (?,?,?,?,?,?,?,?,?,?,0,1,?) "
+                "requests, origin, owner) VALUES (?,?,?,?,?,?,?,?,?,?,0,1,?,?) "
                 "ON CONFLICT(uuid) DO UPDATE SET motivo=excluded.motivo, "
+                "owner=COALESCE(excluded.owner, cancel_requests.owner), "
                 "folio_sustitucion=excluded.folio_sustitucion, state=excluded.state, "
                 "code=NULL, error_code=NULL, error_message=NULL, next_poll_at=NULL, polls=0, "
                 "requests=cancel_requests.requests+1, requested_at=excluded.requested_at, "
@@ -167,7 +169,8 @@ class CancelStore(SqliteBase):
                 "rfc_receptor=excluded.rfc_receptor, total=excluded.total, "
                 "origin=excluded.origin",
                 (uuid, found[0] if found else None, motivo, folio_sustitucion,
-                 CancelState.REQUESTED, now, now, rfc_emisor, rfc_receptor, total, origin),
+                 CancelState.REQUESTED, now, now, rfc_emisor, rfc_receptor, total, origin,
+                 self.owner),
             )  # fmt: skip
             if found is not None:
                 db.execute(
@@ -248,23 +251,25 @@ class CancelStore(SqliteBase):
     def cancel_requests_unwritten(self) -> list[CancelRequest]:
         """Final requests whose result files could not be written (``CONN-FILE``)."""
         marks = ",".join("?" * len(CANCEL_OPEN))
+        mine, me = self._mine()
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {REQUEST_COLS} FROM cancel_requests WHERE error_code = 'CONN-FILE' "
-                f"AND state NOT IN ({marks})",
-                tuple(str(s) for s in CANCEL_OPEN),
+                f"AND state NOT IN ({marks}){mine}",
+                (*(str(s) for s in CANCEL_OPEN), *me),
             ).fetchall()
         return [request_of(r) for r in rows]
 
     def cancel_requests_due(self, now: float, limit: int = 20) -> list[CancelRequest]:
         """Requests not final (``CANCEL_OPEN``) whose next poll of SAT has come."""
         marks = ",".join("?" * len(CANCEL_OPEN))
+        mine, me = self._mine()
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {REQUEST_COLS} FROM cancel_requests WHERE state IN ({marks}) "
-                "AND (next_poll_at IS NULL OR next_poll_at <= ?) "
+                f"AND (next_poll_at IS NULL OR next_poll_at <= ?){mine} "
                 "ORDER BY COALESCE(next_poll_at, 0) LIMIT ?",
-                (*(str(s) for s in CANCEL_OPEN), now, limit),
+                (*(str(s) for s in CANCEL_OPEN), now, *me, limit),
             ).fetchall()
         return [request_of(r) for r in rows]
 
@@ -283,6 +288,18 @@ class CancelStore(SqliteBase):
                 (since, checked_before, limit),
             ).fetchall()
         return [entry_of(r) for r in rows]
+
+    def claim_sat_check(self, uuid: str, checked_before: float) -> bool:
+        """Take ``uuid``'s next SAT check (its check time set to now) unless it was checked
+        since ``checked_before``: one winner when several connectors share the journal."""
+        with self._tx(flush=False) as db:
+            cur = db.execute(
+                "INSERT INTO sat_checks (uuid, checked_at, estado) VALUES (?,?,NULL) "
+                "ON CONFLICT(uuid) DO UPDATE SET checked_at=excluded.checked_at "
+                "WHERE sat_checks.checked_at < ?",
+                (uuid.upper(), time.time(), checked_before),
+            )
+            return bool(cur.rowcount)
 
     def sat_checked(self, uuid: str, estado: str | None) -> None:
         """The sweep asked SAT about ``uuid`` (what it said, when)."""

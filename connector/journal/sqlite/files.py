@@ -27,11 +27,13 @@ class FileStore(SqliteBase):
             ).fetchone()
             if row:
                 return file_of(row)
+            # the owner column only where one is kept (see ``schema.OWNER_ADDED``)
+            owned = ("", "", ()) if self.owner is None else (", owner", ",?", (self.owner,))
             return file_of(
                 db.execute(
-                    "INSERT INTO files (source, name, work_path, state, claimed_at) "
-                    f"VALUES (?,?,?,?,?) RETURNING {FILE_COLS}",
-                    (source, name, work_path, FileState.CLAIMED, time.time()),
+                    f"INSERT INTO files (source, name, work_path, state, claimed_at{owned[0]}) "
+                    f"VALUES (?,?,?,?,?{owned[1]}) RETURNING {FILE_COLS}",
+                    (source, name, work_path, FileState.CLAIMED, time.time(), *owned[2]),
                 ).fetchone()
             )
 
@@ -178,9 +180,17 @@ class FileStore(SqliteBase):
                 (FileState.REPLAYED, inbox_path, time.time(), file_id),
             )
 
+    def file_moved(self, file_id: int, work_path: str) -> None:
+        """A claimed file found under another work folder: the instance that took over a
+        stopped one's work moved it into its own (``connector.pipeline``)."""
+        with self._tx() as db:
+            db.execute("UPDATE files SET work_path=? WHERE id=?", (work_path, file_id))
+
     def files(self, *states: FileState, name: str | None = None) -> list[FileRecord]:
-        q = f"SELECT {FILE_COLS} FROM files WHERE 1=1"
-        args: list[Any] = []
+        """The files in ``states`` (all without; this instance's, in a shared journal)."""
+        mine, me = self._mine()
+        q = f"SELECT {FILE_COLS} FROM files WHERE 1=1{mine}"
+        args: list[Any] = [*me]
         if states:
             q += f" AND state IN ({','.join('?' for _ in states)})"
             args.extend(states)

@@ -81,11 +81,11 @@ class InvoiceStore(SqliteBase):
                 # then nothing is inserted here and its row is read (committed) below
                 new = db.execute(
                     "INSERT INTO invoices (emisor_rfc, serie, folio, content_hash, state, mode, "
-                    "source, source_file, location, created_at, updated_at) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                    "source, source_file, location, created_at, updated_at, owner) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
                     "ON CONFLICT (emisor_rfc, serie, folio) DO NOTHING RETURNING id",
                     (rfc, serie, folio, content_hash, State.RECEIVED, mode, source, source_file,
-                     location, now, now),
+                     location, now, now, self.owner),
                 ).fetchone()  # fmt: skip
                 if new is None:
                     row = db.execute(find, (rfc, serie, folio)).fetchone()
@@ -105,8 +105,16 @@ class InvoiceStore(SqliteBase):
                     location=location,
                     created_at=now,
                     updated_at=now,
+                    owner=self.owner,
                 )
             e = entry_of(row)
+            if self.owner is not None and e.owner != self.owner:
+                busy = e.state not in (State.DELIVERED, State.FAILED)
+                if busy and e.owner is not None and self._alive(db, e.owner):
+                    return Admission.ELSEWHERE, e  # it advances the invoice; never both
+                # its instance is gone (or it needs nobody): this one carries it from now
+                db.execute("UPDATE invoices SET owner=? WHERE id=?", (self.owner, e.id))
+                e = with_changes(e, owner=self.owner)
             same = e.content_hash == content_hash
             if e.state in (State.STAMPED, State.DELIVERED):
                 return (Admission.DELIVERED if same else Admission.CONFLICT), e
@@ -145,7 +153,7 @@ class InvoiceStore(SqliteBase):
         self, invoice_id: int, to: State, detail: str | None = None, **cols: Any
     ) -> Entry:
         with self._tx() as db:
-            e = self._get_locked(invoice_id)
+            e = self._own_locked(invoice_id)
             if to not in TRANSITIONS[e.state]:
                 raise JournalError(
                     f"transition {e.state} → {to} not allowed for {e.serie}{e.folio}"
@@ -172,7 +180,7 @@ class InvoiceStore(SqliteBase):
         the referencia it may be stamped under, and its sealed bytes when it still has them;
         ``referencia`` and ``payload`` are used only when there is nothing to keep."""
         with self._tx():
-            payload, referencia = to_send(self._get_locked(invoice_id), payload, referencia)
+            payload, referencia = to_send(self._own_locked(invoice_id), payload, referencia)
             return self._transition(
                 invoice_id, State.SEALED, referencia, payload=payload, referencia=referencia
             )
@@ -184,7 +192,7 @@ class InvoiceStore(SqliteBase):
         the three events recorded. A once-sent row keeps its referencia and sealed bytes, as
         in :meth:`mark_sealed`."""
         with self._tx() as db:
-            e = self._get_locked(invoice_id)
+            e = self._own_locked(invoice_id)
             frm = e.state
             for to in (State.VALIDATED, State.SEALED, State.SENDING):
                 if to not in TRANSITIONS[frm]:
@@ -217,7 +225,7 @@ class InvoiceStore(SqliteBase):
     def mark_sending(self, invoice_id: int) -> Entry:
         """Count the attempt before the request leaves."""
         with self._tx() as db:
-            e = self._get_locked(invoice_id)
+            e = self._own_locked(invoice_id)
             if State.SENDING not in TRANSITIONS[e.state]:
                 raise JournalError(f"transition {e.state} → sending not allowed for {e.label}")
             now = time.time()
@@ -292,7 +300,7 @@ class InvoiceStore(SqliteBase):
         not one per retry), with the acuse if it was fetched meanwhile; the state stays
         STAMPED and delivery is retried."""
         with self._tx() as db:
-            e = self._get_locked(invoice_id)
+            e = self._own_locked(invoice_id)
             if e.state is not State.STAMPED:
                 return e
             acuse = e.acuse if acuse is None else acuse

@@ -19,28 +19,34 @@ class Queries(SqliteBase):
     """Reads over the invoices; ``failure_notes``."""
 
     def in_state(self, *states: State) -> list[Entry]:
+        """The invoices in ``states`` (this instance's, in a shared journal)."""
         q = ",".join("?" for _ in states)
+        mine, me = self._mine()
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {INVOICE_COLS} FROM invoices WHERE state IN ({q}) ORDER BY id", states
+                f"SELECT {INVOICE_COLS} FROM invoices WHERE state IN ({q}){mine} ORDER BY id",
+                (*states, *me),
             ).fetchall()
         return [entry_of(r) for r in rows]
 
     def due_retries(self, now: float | None = None, limit: int = 1_000_000) -> list[Entry]:
         now = time.time() if now is None else now
+        mine, me = self._mine()
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {INVOICE_COLS} FROM invoices WHERE state=? AND next_retry_at<=? "
+                f"SELECT {INVOICE_COLS} FROM invoices WHERE state=? AND next_retry_at<=?{mine} "
                 "ORDER BY next_retry_at, id LIMIT ?",
-                (State.RETRY_WAIT, now, limit),
+                (State.RETRY_WAIT, now, *me, limit),
             ).fetchall()
         return [entry_of(r) for r in rows]
 
     def next_retry_at(self) -> float | None:
         """When the earliest invoice waiting for a retry is due (None: none waits)."""
+        mine, me = self._mine()
         with self._lock:
             row = self._db.execute(
-                "SELECT MIN(next_retry_at) FROM invoices WHERE state=?", (State.RETRY_WAIT,)
+                f"SELECT MIN(next_retry_at) FROM invoices WHERE state=?{mine}",
+                (State.RETRY_WAIT, *me),
             ).fetchone()
         return None if row[0] is None else float(row[0])
 
@@ -69,11 +75,12 @@ class Queries(SqliteBase):
         (``acuse_missing``), the longest waiting first."""
         names = list(sources)
         q = ",".join("?" for _ in names)
+        mine, me = self._mine()
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {INVOICE_COLS} FROM invoices WHERE state=? AND error_code=? "
-                f"AND source IN ({q}) ORDER BY updated_at, id LIMIT ?",
-                (State.DELIVERED, ACUSE_MISSING, *names, limit),
+                f"AND source IN ({q}){mine} ORDER BY updated_at, id LIMIT ?",
+                (State.DELIVERED, ACUSE_MISSING, *names, *me, limit),
             ).fetchall()
         return [entry_of(r) for r in rows]
 

@@ -132,7 +132,7 @@ CREATE TABLE IF NOT EXISTS claim_names (
 INVOICE_COLS = (
     "id, emisor_rfc, serie, folio, content_hash, state, mode, source, source_file, location, "
     "referencia, payload, uuid, stamped_xml, acuse, attempts, next_retry_at, error_code, "
-    "error_message, error_origin, problems, outputs, created_at, updated_at"
+    "error_message, error_origin, problems, outputs, created_at, updated_at, owner"
 )
 
 
@@ -162,6 +162,7 @@ def entry_of(row: tuple[Any, ...]) -> Entry:
         outputs,
         created,
         updated,
+        owner,
     ) = row
     return Entry(
         id=id_,
@@ -188,6 +189,7 @@ def entry_of(row: tuple[Any, ...]) -> Entry:
         outputs=json.loads(outputs),
         created_at=created,
         updated_at=updated,
+        owner=owner,
     )
 
 
@@ -221,6 +223,13 @@ REQUEST_ADDED = {
 }
 
 
+# the instance that advances a row, in a journal several connectors share (issue 16;
+# ``connector.journal.postgres``): NULL in a SQLite journal, which one connector holds. Not
+# on ``files``, which an older version reads with ``SELECT *`` (nine columns): a shared
+# journal's files carry their owner on PostgreSQL only
+OWNER_ADDED = {"invoices": "owner TEXT", "cancel_requests": "owner TEXT"}
+
+
 def request_of(row: tuple[Any, ...]) -> CancelRequest:
     values = list(row)
     values[5] = CancelState(values[5])
@@ -237,3 +246,6 @@ def create_or_upgrade(db: sqlite3.Connection) -> None:
     for col, decl in REQUEST_ADDED.items():
         if col not in have:
             db.execute(f"ALTER TABLE cancel_requests ADD COLUMN {col} {decl}")
+    for table, decl in OWNER_ADDED.items():
+        if "owner" not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {decl}")

@@ -1,0 +1,167 @@
+"""This connector among the others sharing a PostgreSQL journal (issue 16): its heartbeat and
+the takeover of a stopped instance's work.
+
+``Membership`` runs one thread. Every third of the lease (``[daemon] instance_lease_seconds``)
+it writes the heartbeat (``journal.heartbeat``); once its own heartbeats have gone through for a
+whole lease — so after an outage of the database it never mistakes the others, whose
+heartbeats could not go through either, for dead — it sweeps (``journal.sweep``): the rows of
+instances whose lease ran out (and rows nobody carries) become this instance's, and the files
+left in their work folders (``<work>/<instance>/``: a folder source's claims, one folder per
+instance) are moved into this one's, inside the sweep's transaction so two sweepers never
+split them. The pipeline then resumes them as after its own restart (``take_pending``).
+
+A heartbeat that finds this instance taken over (it stalled longer than its lease: the others
+took its work) calls ``on_lost``: the daemon exits at once, as after a crash, and its service
+manager starts it again with nothing of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from connector.config import safe_name
+
+log = structlog.get_logger("connector.membership")
+
+
+def per_instance_work(cfg: Any, instance: str) -> Any:
+    """With a shared journal each instance claims a folder source's files into its own
+    ``<work>/<instance>/``: a restart resumes only its own, and a takeover knows whose
+    they were. A SQLite journal keeps ``<work>/`` (one connector)."""
+    if cfg.daemon.journal_url is None:
+        return cfg
+    sources = [
+        s.model_copy(update={"work": s.work / safe_name(instance)})
+        if s.kind == "folder" and s.work is not None
+        else s
+        for s in cfg.sources
+    ]
+    return cfg.model_copy(update={"sources": sources})
+
+
+class Membership:
+    """``start()`` (joins, then beats on its thread), ``take_pending()`` from the loop,
+    ``stop()`` (a clean stop: the others may take over what is left at once)."""
+
+    def __init__(
+        self,
+        journal: Any,
+        name: str,
+        lease_seconds: float,
+        work_folders: Callable[[], list[Path]],
+        *,
+        on_lost: Callable[[], None],
+        wake: threading.Event,
+    ) -> None:
+        self.journal = journal
+        self.name = name
+        self.lease = lease_seconds
+        self.work_folders = work_folders  # this instance's work folder of each folder source
+        self.on_lost = on_lost
+        self.wake = wake
+        self._stop = threading.Event()
+        self._pending = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.healthy_since: float | None = None
+        self.last_taken: dict[str, Any] = {}
+
+    def start(self) -> None:
+        self.journal.join(
+            self.name, lease_seconds=self.lease, host=socket.gethostname(), pid=os.getpid()
+        )
+        self.healthy_since = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="cfdi-membership", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        try:
+            self.journal.leave()
+        except Exception:  # the database away: the lease runs out instead
+            log.warning("instance_leave_failed", instance=self.name, exc_info=True)
+
+    def take_pending(self) -> bool:
+        """Whether a sweep gave this instance work since the last call (the loop resumes it)."""
+        if self._pending.is_set():
+            self._pending.clear()
+            return True
+        return False
+
+    def _run(self) -> None:
+        every = self.lease / 3.0
+        while not self._stop.wait(every):
+            self.beat()
+
+    def beat(self) -> None:
+        """One heartbeat, and a sweep when this instance has seen the others for a lease."""
+        try:
+            alive = self.journal.heartbeat()
+        except Exception as exc:  # the database away: the others cannot beat either
+            if self.healthy_since is not None:
+                log.warning("heartbeat_failed", instance=self.name, error=str(exc).strip())
+            self.healthy_since = None
+            return
+        if not alive:
+            log.error(
+                "instance_taken_over",
+                instance=self.name,
+                code="CONN-INSTANCIA-RELEVADA",
+                message=(
+                    f"Otra instancia tomó el trabajo de {self.name} porque dejó de dar señales "
+                    f"de vida más de {self.lease:g} s; esta se detiene sin tocar nada más."
+                ),
+            )
+            self._stop.set()
+            self.on_lost()
+            return
+        now = time.monotonic()
+        if self.healthy_since is None:
+            self.healthy_since = now
+            log.info("heartbeat_back", instance=self.name)
+        if now - self.healthy_since < self.lease:
+            return
+        try:
+            taken = self.journal.sweep(move=self._move_files)
+        except Exception:
+            log.exception("takeover_failed", instance=self.name)
+            return
+        if taken["instances"] or taken["invoices"] or taken["files"] or taken["requests"] \
+                or taken.get("moved"):  # fmt: skip
+            self.last_taken = taken
+            log.warning("takeover", instance=self.name, **taken)
+            self._pending.set()
+            self.wake.set()
+
+    def _move_files(self, gone: list[str]) -> int:
+        """The entries left in the work folders of instances not alive (``gone``) moved into
+        this one's; returns how many. A name already in this folder is left where it is (and
+        said)."""
+        moved = 0
+        for mine in self.work_folders():
+            base = mine.parent
+            for name in gone:
+                folder = base / safe_name(name)
+                if folder == mine or not folder.is_dir():
+                    continue
+                for entry in sorted(os.listdir(folder)):
+                    target = mine / entry
+                    if target.exists():
+                        log.error("takeover_name_taken", file=str(folder / entry),
+                                  target=str(target))  # fmt: skip
+                        continue
+                    try:
+                        os.rename(folder / entry, target)
+                    except FileNotFoundError:  # finished meanwhile
+                        continue
+                    moved += 1
+        return moved

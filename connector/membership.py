@@ -149,11 +149,14 @@ class Membership:
         moved = 0
         for mine in self.work_folders():
             base = mine.parent
-            for name in gone:
-                folder = base / safe_name(name)
+            # and the files in ``<work>/`` itself: claimed while the journal was a single
+            # connector's (SQLite, then ``journal migrate``)
+            for folder in [base / safe_name(n) for n in gone] + [base]:
                 if folder == mine or not folder.is_dir():
                     continue
                 for entry in sorted(os.listdir(folder)):
+                    if folder == base and not (base / entry).is_file():
+                        continue  # an instance's folder
                     target = mine / entry
                     if target.exists():
                         log.error("takeover_name_taken", file=str(folder / entry),

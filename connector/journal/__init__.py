@@ -153,8 +153,14 @@ def open_journal(settings: JournalSettings) -> Journal:
             "el diario en PostgreSQL necesita psycopg 3 (pip install 'psycopg[binary,pool]'): "
             f"{exc}"
         ) from exc
+    # a frozen connector's open transaction ends after its lease (at least 10 s): its locks
+    # never hold the others up for longer than the takeover waits anyway
+    lease = float(getattr(settings, "instance_lease_seconds", 30.0))
     return PostgresJournal(
-        settings.journal_url, password=password, synchronous=settings.journal_synchronous
+        settings.journal_url,
+        password=password,
+        synchronous=settings.journal_synchronous,
+        idle_seconds=max(10.0, lease),
     )
 
 

@@ -264,3 +264,57 @@ def test_the_same_invoice_in_two_instances_reach_is_stamped_once(
     with psycopg.connect(url) as conn:
         (owner,) = conn.execute("SELECT owner FROM invoices").fetchone()  # type: ignore[misc]
     assert owner == "a"
+
+
+def test_a_daemon_frozen_past_its_lease_is_taken_over_and_exits_when_it_wakes(
+    workspace: Path, sandbox: Any, pg_journal_db: str
+) -> None:
+    """Real processes: ``run --instance a`` frozen (SIGSTOP) longer than its lease while its
+    file waits in its work folder; ``run --instance b`` takes its work over and finishes the
+    file; ``a``, woken, finds at its next heartbeat that it was taken over and exits at once
+    (75) without touching anything more."""
+    import signal
+
+    from connector.daemon.run import EXIT_TAKEN_OVER
+    from tests.tables.daemon_procs import start, stop, stderr_text
+
+    url = pg_schema_url(pg_journal_db)
+    _shared(workspace, url)
+    ws = workspace.parent
+    sandbox.latency = 2.0
+
+    def instance(name: str) -> dict[str, Any]:
+        try:
+            with psycopg.connect(url) as conn:
+                row = conn.execute(
+                    "SELECT taken_over_by, pid FROM instances WHERE name=%s", (name,)
+                ).fetchone()
+        except psycopg.errors.UndefinedTable:  # the daemon has not created its tables yet
+            return {}
+        return {} if row is None else {"taken_over_by": row[0], "pid": row[1]}
+
+    a = start(workspace, "--instance", "a")
+    b = None
+    try:
+        assert until(lambda: instance("a").get("pid") == a.pid, 60), stderr_text(workspace)
+        (ws / "inbox" / "ventas.dat").write_bytes(dat_file("S", [1, 2]))
+        work_a = ws / "work" / "ventas" / "a"
+        assert until(lambda: work_a.is_dir() and any(work_a.iterdir()), 60)
+        a.send_signal(signal.SIGSTOP)  # frozen with its sends at the PAC
+        b = start(workspace, "--instance", "b")
+        assert until(lambda: instance("a").get("taken_over_by") == "b", 60), stderr_text(workspace)
+        assert until(lambda: any((ws / "archive").rglob("ventas.dat")), 90), stderr_text(workspace)
+        a.send_signal(signal.SIGCONT)
+        assert a.wait(60) == EXIT_TAKEN_OVER
+        assert "CONN-INSTANCIA-RELEVADA" in (ws / "var" / "connector.log").read_text("utf-8")
+        assert stop(b) == 0
+    finally:
+        for p in (a, b):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+                p.kill()
+                p.wait(10)
+    stamps = stamps_by_key(sandbox.store)
+    assert {k: len(v) for k, v in stamps.items()} == {("S", "1"): 1, ("S", "2"): 1}
+    assert sorted(p.name.split("_")[0] for p in (ws / "out" / "xml").iterdir()) == ["S1", "S2"]
+    assert not [p for p in (ws / "work").rglob("*") if p.is_file()]

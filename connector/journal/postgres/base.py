@@ -94,6 +94,14 @@ def display(url: str) -> str:
     return shown + (f" ({make_conninfo(**rest)})" if rest else "")  # type: ignore[arg-type]
 
 
+def _configure(conn: Any, *, idle_ms: int) -> None:
+    """Each pooled connection: a transaction left open by a connector that froze (a stalled
+    virtual machine, SIGSTOP) is ended by the server after ``idle_ms``, so its locks (a new
+    invoice's key, a row read ``FOR UPDATE``) never hold the other connectors up for longer;
+    the journal's own transactions never wait that long between two statements."""
+    conn.execute(f"SET idle_in_transaction_session_timeout = {int(idle_ms)}")
+
+
 class PostgresBase(SqliteBase):
     """The pool and the transaction the shared parts use (``_tx``, ``batch``, ``_db``);
     thread-safe, every method commits before it returns."""
@@ -109,6 +117,7 @@ class PostgresBase(SqliteBase):
         min_size: int = 1,
         max_size: int = 16,
         timeout: float = 30.0,
+        idle_seconds: float = 30.0,
     ) -> None:
         import psycopg
         from psycopg_pool import ConnectionPool
@@ -138,6 +147,7 @@ class PostgresBase(SqliteBase):
             open=True,
             name="cfdi-journal",
             check=ConnectionPool.check_connection,  # a server restarted: stale ones replaced
+            configure=functools.partial(_configure, idle_ms=int(idle_seconds * 1000)),
         )
 
     def close(self) -> None:

@@ -45,6 +45,9 @@ _OPEN_REQUEST = (
     "(state IN (" + ", ".join(f"'{s}'" for s in CANCEL_OPEN) + ") OR error_code = 'CONN-FILE')"
 )
 
+# each table of work and what of it is unfinished
+_OPEN = (("invoices", _OPEN_INVOICE), ("files", _OPEN_FILE), ("cancel_requests", _OPEN_REQUEST))
+
 
 class InstanceTaken(JournalError):
     """Another process runs under this instance's name on another host."""
@@ -82,6 +85,10 @@ class Instances(PostgresBase):
                 "stopped_at=NULL, taken_over_by=NULL, taken_over_at=NULL",
                 (name, host, pid, token, lease_seconds),
             )
+            # the work nobody carries (a journal migrated from SQLite, a command's request)
+            # needs no lease to run out: it is this instance's at once
+            for table, open_ in _OPEN:
+                db.execute(f"UPDATE {table} SET owner=? WHERE owner IS NULL AND {open_}", (name,))
         self.owner, self._token = name, token
 
     def heartbeat(self) -> bool:
@@ -123,11 +130,7 @@ class Instances(PostgresBase):
                 (me, me),
             ).fetchall()
             taken = {"instances": sorted(r[0] for r in dead)}
-            for key, table, open_ in (
-                ("invoices", "invoices", _OPEN_INVOICE),
-                ("files", "files", _OPEN_FILE),
-                ("requests", "cancel_requests", _OPEN_REQUEST),
-            ):
+            for (table, open_), key in zip(_OPEN, ("invoices", "files", "requests"), strict=True):
                 cur = db.execute(
                     f"UPDATE {table} SET owner=? WHERE {open_} "
                     f"AND (owner IS NULL OR owner NOT IN ({_LIVE}))",
@@ -137,7 +140,7 @@ class Instances(PostgresBase):
             gone = [
                 r[0] for r in db.execute(f"SELECT name FROM instances WHERE name NOT IN ({_LIVE})")
             ]
-            taken["moved"] = move(gone) if move is not None and gone else 0  # type: ignore[assignment]
+            taken["moved"] = move(gone) if move is not None else 0  # type: ignore[assignment]
         return taken
 
     def _alive(self, db: Any, name: str) -> bool:

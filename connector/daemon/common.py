@@ -114,8 +114,9 @@ class JournalLock:
     the kernel releases it when the holder dies, even by SIGKILL, so a stale file never
     blocks a restart. The file holds the holder's pid, for the message."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, journal: Path, *, path: Path | None = None) -> None:
+        # ``path``: the lock file itself (one per instance sharing a PostgreSQL journal)
+        self.path = path or journal.with_name(journal.name + ".lock")
         self._fd: int | None = None
 
     def acquire(self) -> str | None:
@@ -165,7 +166,7 @@ class JournalLock:
 
 def _lock_journal(cfg: Config, what: str, out: TextIO | None = None) -> JournalLock | None:
     """The journal's lock, or None after printing CONN-DIARIO-EN-USO with the holder's pid."""
-    lock = JournalLock(cfg.daemon.local_file(".lock"))
+    lock = JournalLock(cfg.daemon.journal, path=cfg.daemon.local_file(".lock"))
     try:
         holder = lock.acquire()
     except OSError as exc:

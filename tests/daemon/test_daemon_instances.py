@@ -276,7 +276,7 @@ def test_a_daemon_frozen_past_its_lease_is_taken_over_and_exits_when_it_wakes(
     import signal
 
     from connector.daemon.run import EXIT_TAKEN_OVER
-    from tests.tables.daemon_procs import start, stop, stderr_text
+    from tests.tables.daemon_procs import start, stderr_text, stop
 
     url = pg_schema_url(pg_journal_db)
     _shared(workspace, url)

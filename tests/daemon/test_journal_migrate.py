@@ -315,7 +315,7 @@ def test_columns_only_one_side_has_are_left_to_that_side(
     url = pg_schema_url(pg_journal_db)
     PostgresJournal(url).close()
     with psycopg.connect(url, autocommit=True) as conn:  # e.g. a newer schema's column
-        conn.execute("ALTER TABLE invoices ADD COLUMN owner TEXT")
+        conn.execute("ALTER TABLE invoices ADD COLUMN etiqueta TEXT")
         conn.execute("ALTER TABLE files ADD COLUMN lease DOUBLE PRECISION NOT NULL DEFAULT 0")
     # a column the target requires and the source cannot give: the copy fails, all undone
     with psycopg.connect(url, autocommit=True) as conn:
@@ -329,6 +329,8 @@ def test_columns_only_one_side_has_are_left_to_that_side(
         conn.execute("ALTER TABLE events DROP COLUMN requerida")
     assert _migrate(journal, url) == 0, capsys.readouterr().out
     with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT DISTINCT etiqueta FROM invoices").fetchall() == [(None,)]
+        # nobody carries the migrated invoices: the first instance to join takes them
         assert conn.execute("SELECT DISTINCT owner FROM invoices").fetchall() == [(None,)]
         assert conn.execute("SELECT lease FROM files").fetchall() == [(0.0,)]
     assert _pg_hashes(url) == _sqlite_hashes(journal)

@@ -102,6 +102,27 @@ def _configure(conn: Any, *, idle_ms: int) -> None:
     conn.execute(f"SET idle_in_transaction_session_timeout = {int(idle_ms)}")
 
 
+def _committable(conn: Any) -> None:
+    """Raise unless the transaction on ``conn`` can still commit. A statement that failed
+    inside it (its error caught by the caller, as a batch does for each of its invoices)
+    leaves nothing to commit: PostgreSQL has aborted the transaction, or the connection is
+    gone (the server stopped). psycopg then leaves ``transaction()`` without an error and
+    without committing, so the steps before the failure would be lost while their results
+    (an invoice's id) are used as if they were committed."""
+    from psycopg.pq import TransactionStatus
+
+    if conn.broken or conn.closed:
+        raise JournalError(
+            "Se perdió la conexión con el diario en PostgreSQL a mitad de una transacción: "
+            "nada de ella quedó guardado."
+        )
+    if conn.info.transaction_status == TransactionStatus.INERROR:
+        raise JournalError(
+            "Una instrucción falló dentro de una transacción del diario en PostgreSQL: "
+            "nada de ella quedó guardado."
+        )
+
+
 class PostgresBase(SqliteBase):
     """The pool and the transaction the shared parts use (``_tx``, ``batch``, ``_db``);
     thread-safe, every method commits before it returns."""
@@ -174,3 +195,4 @@ class PostgresBase(SqliteBase):
                 yield _Conn(self._pool, conn)
             finally:
                 local.conn = None
+            _committable(conn)

@@ -86,9 +86,16 @@ class Adapter(ABC):
         return []
 
     def parse_pair(
-        self, header: bytes, header_name: str, lines: bytes, lines_name: str
+        self,
+        header: bytes,
+        header_name: str,
+        lines: bytes,
+        lines_name: str,
+        extras: dict[str, tuple[str, bytes]] | None = None,
     ) -> Iterator[ParsedRecord]:
-        """One ``ParsedRecord`` tree per invoice of a header file and its lines file."""
+        """One ``ParsedRecord`` tree per invoice of a header file and its lines file (and the
+        other files of the set, ``extras``: role → (name, bytes), for the adapters that read
+        them)."""
         raise NotImplementedError(self.check_pair()[0])
 
     def load_pair(
@@ -98,8 +105,13 @@ class Adapter(ABC):
         lines: bytes,
         lines_name: str,
         mapping: Mapping | None,
+        extras: dict[str, tuple[str, bytes]] | None = None,
     ) -> Iterator[InvoiceInput]:
-        return self._map_records(self.parse_pair(header, header_name, lines, lines_name), mapping)
+        if extras:
+            parsed = self.parse_pair(header, header_name, lines, lines_name, extras)
+        else:
+            parsed = self.parse_pair(header, header_name, lines, lines_name)
+        return self._map_records(parsed, mapping)
 
     def _map_records(
         self, records: Iterator[ParsedRecord], mapping: Mapping | None
@@ -220,15 +232,27 @@ def load_pair(
     adapter: str,
     options: dict[str, Any] | None = None,
     mapping: Mapping | None,
+    extras: dict[str, FilePart] | None = None,
 ) -> Iterator[InvoiceInput]:
-    """The façade for a header file + lines file pair (same contract as ``load_invoices``).
+    """The façade for a header file + lines file pair, with the other files of its set
+    (``extras``: role → file, e.g. the complements' files; same contract as
+    ``load_invoices``).
 
-    A missing half (``data is None``: the folder source gave up waiting for it) is one
-    ``CONN-PAR-INCOMPLETO`` problem at the file that is there; the pair is never read alone.
+    A missing file (``data is None``: the folder source gave up waiting for it) is one
+    ``CONN-PAR-INCOMPLETO`` problem at a file that is there; the set is never read incomplete.
     """
-    present, missing = (header, lines) if lines.data is None else (lines, header)
-    if present.data is None or missing.data is None:
-        what = "de líneas" if missing is lines else "de encabezado"
+    files = [header, lines, *(extras or {}).values()]
+    missing = [f for f in files if f.data is None]
+    if missing:
+        present = next((f for f in files if f.data is not None), header)
+        if len(missing) > 1:
+            what = f"Faltan los archivos {', '.join(f.name for f in missing)}: el conjunto"
+        elif missing[0] is lines:
+            what = f"Falta el archivo de líneas {lines.name}: el par"
+        elif missing[0] is header:
+            what = f"Falta el archivo de encabezado {header.name}: el par"
+        else:
+            what = f"Falta el archivo {missing[0].name} (complemento): el conjunto"
         return iter(
             [
                 InvoiceInput(
@@ -239,8 +263,7 @@ def load_pair(
                     [
                         problem(
                             "CONN-PAR-INCOMPLETO",
-                            f"Falta el archivo {what} {missing.name}: el par no llegó completo "
-                            "a tiempo y no se procesa.",
+                            f"{what} no llegó completo a tiempo y no se procesa.",
                             present.name,
                         )
                     ],
@@ -249,11 +272,12 @@ def load_pair(
         )
     h, ln = header.data, lines.data
     assert h is not None and ln is not None
+    more = {role: (f.name, f.data) for role, f in (extras or {}).items() if f.data is not None}
     return _run(
         adapter,
         options,
         header.name,
-        lambda impl: impl.load_pair(h, header.name, ln, lines.name, mapping),
+        lambda impl: impl.load_pair(h, header.name, ln, lines.name, mapping, more),
     )
 
 

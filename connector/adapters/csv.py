@@ -208,10 +208,17 @@ class CsvAdapter(Adapter):
         return out
 
     def parse_pair(
-        self, header: bytes, header_name: str, lines: bytes, lines_name: str
+        self,
+        header: bytes,
+        header_name: str,
+        lines: bytes,
+        lines_name: str,
+        extras: dict[str, tuple[str, bytes]] | None = None,
     ) -> Iterator[ParsedRecord]:
         """One ``FACTURA`` per row of the header file with its ``LINEA`` rows of the lines
-        file (joined by ``key`` / ``lines_key``): the same tree as the one-file form."""
+        file (joined by ``key`` / ``lines_key``): the same tree as the one-file form. With
+        ``extras`` (the complements' files: name → (file name, bytes)), their rows hang under
+        their invoices as the tables' do (``csv_complements``)."""
         texts: list[str] = []
         for data, name in ((header, header_name), (lines, lines_name)):
             text, decode_problem = decode_text(data, name, self.encoding)
@@ -283,6 +290,11 @@ class CsvAdapter(Adapter):
                 owner.add(ParsedRecord(LINE_TYPE, row.fields, row.line, lines_name))
                 if row.problem is not None:
                     owner.problems.append(row.problem)
+        lost: list[ParsedRecord] = []
+        if not fatal and extras:
+            from .csv_complements import attach_files
+
+            fatal, lost = attach_files(self, by_key, extras, header_name)
         if fatal:  # a broken file: which lines belong to which invoice is not known
             rec = orphan_record(fatal[0].location or header_name, 1)
             rec.problems.extend(fatal)
@@ -315,6 +327,7 @@ class CsvAdapter(Adapter):
                 )
             )
             yield rec
+        yield from lost
 
 
 @dataclass

@@ -18,20 +18,22 @@ system says of an inbox entry (``connector.adapters.inbox_entries``).
   system) under a unique name; when two scanners race, exactly one wins, the other gets
   ``None``. The done-marker moves along with its file. Inputs are never deleted.
 
-- **Pairs** (``pair=PairSpec(...)``: a header file and a lines file per export, e.g.
-  ``ventas_0415_H.csv`` + ``ventas_0415_D.csv``): only names ending (before the extension) in
-  one of the two suffixes are candidates. A pair is ready when BOTH files are (stable or with
-  their own done-markers); ``scan()`` then lists the header file only. ``claim(header)`` renames
-  the header first — whoever wins it owns the pair — then its lines file, under the same unique
-  prefix. A half whose other half is missing waits; after ``orphan_seconds`` (counted from when
-  this source first saw it alone) it is listed and claimed alone, so that the daemon reports it
-  as an error instead of waiting forever. While its partner is being claimed, the first file
-  of a pair sits in work/ under a hidden name (``.<prefix>--<name>.claiming``). If its partner
-  cannot be moved (e.g. a Windows sharing violation: the ERP or an antivirus holds it), the
-  first file goes back to the inbox and ``claim`` raises, so the next scan takes the pair whole.
+- **Pairs and sets** (``pair=PairSpec(...)``: a header file and a lines file per export, e.g.
+  ``ventas_0415_H.csv`` + ``ventas_0415_D.csv``, and the complements' files of ``extras``,
+  ``ventas_0415_CCE.csv``…): only names ending (before the extension) in one of the suffixes
+  are candidates. A set is ready when ALL its files are (stable or with their own
+  done-markers); ``scan()`` then lists the header file only. ``claim(header)`` renames the
+  header first — whoever wins it owns the set — then each other file, under the same unique
+  prefix. An incomplete set waits; after ``orphan_seconds`` (counted from when this source
+  first saw it incomplete) the files that are there are listed and claimed together, so that
+  the daemon reports it as an error instead of waiting forever. While the others are being
+  claimed, the first file sits in work/ under a hidden name (``.<prefix>--<name>.claiming``).
+  If one of them cannot be moved (e.g. a Windows sharing violation: the ERP or an antivirus
+  holds it), every file moved goes back to the inbox and ``claim`` raises, so the next scan
+  takes the set whole.
 - **Crash-safe claims.** A kill between the renames of a claim is finished when the source is
-  next created (the daemon's start): a hidden first file of a pair gets its partner from the
-  inbox and its name; a done-marker left in the inbox while its file was already in work/
+  next created (the daemon's start): a hidden first file of a set gets the set's other files
+  from the inbox and its name; a done-marker left in the inbox while its file was already in work/
   moves next to that file (so it cannot make the next export of that name look complete).
   A hidden file whose recovery fails (its partner cannot be moved) is logged and stays hidden
   until the next start; it never stops the source from being created.
@@ -276,10 +278,12 @@ class FolderSource:
     def _pairs_ready(
         self, ready: list[tuple[int, str, Path]], alive: set[str], now: float
     ) -> list[tuple[int, str, Path]]:
-        """Pairs whose two files are ready (listed by their header), and halves alone for
-        longer than ``orphan_seconds``."""
+        """Sets whose files are all ready (listed by their first file, the header), and
+        incomplete sets (all of whose present files are ready) waiting longer than
+        ``orphan_seconds``."""
         assert self.pair is not None
         by_name = {r[1]: r for r in ready}
+        roles = [r for r, _ in self.pair.roles()]
         groups: dict[tuple[str, str], dict[str, str]] = {}
         for name in sorted(alive):
             parts = self.pair.split(name)
@@ -288,17 +292,18 @@ class FolderSource:
         out: list[tuple[int, str, Path]] = []
         alone: dict[str, float] = {}
         for group in groups.values():
-            header, lines = group.get("header"), group.get("lines")
-            if header is not None and lines is not None:
-                if header in by_name and lines in by_name:
-                    mtime = max(by_name[header][0], by_name[lines][0])
-                    out.append((mtime, header, by_name[header][2]))
+            present = [group[r] for r in roles if r in group]
+            first = present[0]
+            all_ready = all(n in by_name for n in present)
+            mtime = max((by_name[n][0] for n in present if n in by_name), default=0)
+            if len(present) == len(roles):
+                if all_ready:
+                    out.append((mtime, first, by_name[first][2]))
                 continue
-            half = header or lines
-            assert half is not None
-            since = alone[half] = self._alone.get(half, now)
-            if half in by_name and now - since >= self.pair.orphan_seconds:
-                out.append(by_name[half])
+            since = min(self._alone.get(n, now) for n in present)
+            alone.update(dict.fromkeys(present, since))
+            if all_ready and now - since >= self.pair.orphan_seconds:
+                out.append((mtime, first, by_name[first][2]))
         self._alone = alone
         self._ready = set(by_name)
         return out
@@ -361,9 +366,9 @@ class FolderSource:
         prefix = f"{stamp}-{secrets.token_hex(4)}"
         target = self.work_dir / self._work_name(prefix, path.name)
         if self.pair is not None:
-            found = self._partner_among(path.name, self._ready)
-            if found is not None:
-                return self._claim_pair(path, found, prefix, target)
+            others = self._members_among(path.name, self._ready)
+            if others:
+                return self._claim_set(path, others, prefix, target)
         return self._move_in(path, target)
 
     def _work_name(self, prefix: str, name: str) -> str:
@@ -390,7 +395,7 @@ class FolderSource:
         assert self.pair is not None
         _, base, ext = parts
         # decided on the pair's longer name: both files are shortened, or neither
-        longest = max(len(s.encode()) for s in (self.pair.header_suffix, self.pair.lines_suffix))
+        longest = max(len(s.encode()) for _, s in self.pair.roles())
         if max(len(name.encode()), len(base.encode()) + longest + len(ext.encode())) <= room:
             return name
         suffix = name[len(base) : len(name) - len(ext)]
@@ -399,34 +404,42 @@ class FolderSource:
         short = fit_name(base, room - longest - len(ext.encode()), key=key, ext=False)
         return short + suffix + ext
 
-    def _claim_pair(self, path: Path, found: str, prefix: str, target: Path) -> Path | None:
-        """Claim ``path`` and its ready partner ``found`` under ``prefix``. The first file goes
-        to a hidden name (``.<prefix>--<name>.claiming``, ignored by everyone) until its
-        partner is in work/ too, so a crash in between never leaves a half that looks claimed
-        alone: ``_recover`` finishes the claim at the next start.
+    def _claim_set(
+        self, path: Path, others: list[str], prefix: str, target: Path
+    ) -> Path | None:
+        """Claim ``path`` and the other ready files ``others`` of its set under ``prefix``. The
+        first file goes to a hidden name (``.<prefix>--<name>.claiming``, ignored by everyone)
+        until the others are in work/ too, so a crash in between never leaves a part of a set
+        that looks claimed alone: ``_recover`` finishes the claim at the next start.
 
-        If moving the partner fails (other than by its being gone), the first file goes back to
-        its inbox path and the error is raised: the claim did not happen, and the next scan
-        takes the pair whole."""
+        If moving one of the others fails (other than by its being gone), every file moved
+        goes back to its inbox path and the error is raised: the claim did not happen, and the
+        next scan takes the set whole. Returns the work path of the set's first file (the
+        header when it is there)."""
         hidden = self.work_dir / f".{target.name}{_CLAIMING}"
         if self._rename_in(path, hidden) is None:
-            return None  # another scanner won: the pair is theirs
+            return None  # another scanner won: the set is theirs
         self._forget(path.name)
-        source = path.with_name(found)
-        try:
-            other = self._rename_in(source, self.work_dir / self._work_name(prefix, found))
-        except OSError:
-            self._put_back(hidden, path)
-            raise
-        if other is not None:
-            self._forget(found)
+        moved: list[tuple[Path, Path]] = []
+        for found in others:
+            source = path.with_name(found)
+            try:
+                got = self._rename_in(source, self.work_dir / self._work_name(prefix, found))
+            except OSError:
+                for back_from, back_to in reversed(moved):
+                    self._put_back(back_to, back_from)
+                self._put_back(hidden, path)
+                raise
+            if got is not None:
+                self._forget(found)
+                moved.append((source, got))
         self._unhide(hidden, target)
-        if other is not None:
-            self._marker_in(source, other)
+        for source, got in moved:
+            self._marker_in(source, got)
         self._marker_in(path, target)
-        if other is not None and self.pair is not None and self.pair.role(found) == "header":
-            return other
-        return target
+        claimed = [(path.name, target)] + [(source.name, got) for source, got in moved]
+        assert self.pair is not None
+        return min(claimed, key=lambda c: self.pair.order(c[0]))[1]  # type: ignore[union-attr]
 
     def _put_back(self, moved: Path, path: Path) -> bool:
         """Undo a rename into work/ of a failed pair claim: ``moved`` goes back to ``path`` in
@@ -442,30 +455,31 @@ class FolderSource:
         return True
 
     def _partner_back(self, target: Path) -> None:
-        """The partner of a pair whose first file stays hidden must not sit in work/ alone
-        (the daemon would adopt it as an incomplete pair): it goes back to the inbox, with its
-        done-marker, and waits there with it for the next start."""
-        other = self.partner_in_work(target)
-        if other is None:
-            return
+        """The other files of a set whose first file stays hidden must not sit in work/ alone
+        (the daemon would adopt them as an incomplete set): they go back to the inbox, with
+        their done-markers, and wait there with it for the next start."""
+        for other in self.members_in_work(target):
+            self._one_back(other)
+
+    def _one_back(self, other: Path) -> None:
         path = self.inbox / self.original_name(other)
         if self._put_back(other, path) and self.done_marker:
             marker = other.with_name(other.name + self.done_marker)
             if marker.exists():
                 self._put_back(marker, path.with_name(path.name + self.done_marker))
 
-    def _partner_among(
+    def _members_among(
         self, name: str, names: Iterable[str], *, shortened: bool = False
-    ) -> str | None:
-        """The name in ``names`` of ``name``'s pair partner, compared without regard to case
-        (as the scan matches them); None without pairs or when it is not there.
+    ) -> list[str]:
+        """The names in ``names`` of the other files of ``name``'s set, compared without
+        regard to case (as the scan matches them), in the set's order; [] without sets.
         ``shortened``: ``name`` is a claimed name (``_short``), ``names`` are the ERP's."""
-        partner = self.pair.partner(name) if self.pair is not None else None
-        if partner is None:
-            return None
-        low = partner.lower()
+        if self.pair is None:
+            return []
+        wanted = [m.lower() for m in self.pair.members(name)]
         as_claimed = self._short if shortened else (lambda n: n)
-        return next((n for n in names if as_claimed(n).lower() == low), None)
+        found = {as_claimed(n).lower(): n for n in names}
+        return [found[w] for w in wanted if w in found]
 
     def _unhide(self, hidden: Path, target: Path) -> None:
         try:
@@ -481,8 +495,9 @@ class FolderSource:
     def _recover(self) -> list[Path]:
         """At start (construction): finish what a crash interrupted in ``claim``.
 
-        - a pair's hidden first file (``.<prefix>--<name>.claiming``): its partner, still in
-          the inbox, is claimed under the same prefix, then the first file gets its name;
+        - a set's hidden first file (``.<prefix>--<name>.claiming``): the set's other files
+          still in the inbox are claimed under the same prefix, then the first file gets its
+          name;
         - a done-marker left in the inbox while its file was already renamed into work/ (the
           crash came between the two renames): it goes next to that file, so it can no longer
           make the next export of that name look complete before it is.
@@ -500,18 +515,21 @@ class FolderSource:
             prefix, name = inner.split(_SEP, 1)
             target = self.work_dir / inner
             try:
-                if self.pair is not None and self.partner_in_work(target) is None:
+                if self.pair is not None:
+                    have = {self.original_name(p).lower() for p in self.members_in_work(target)}
                     try:
-                        inbox_names = os.listdir(self.inbox)
+                        inbox_names = [n for n in os.listdir(self.inbox) if self._candidate(n)]
                     except OSError:
                         inbox_names = []
-                    found = self._partner_among(name, inbox_names) or self._partner_among(
+                    found = self._members_among(name, inbox_names) + self._members_among(
                         name, inbox_names, shortened=True
                     )
-                    if found is not None:
-                        self._move_in(
-                            self.inbox / found, self.work_dir / self._work_name(prefix, found)
-                        )
+                    for other in dict.fromkeys(found):
+                        if self._short(other).lower() not in have:
+                            have.add(self._short(other).lower())
+                            self._move_in(
+                                self.inbox / other, self.work_dir / self._work_name(prefix, other)
+                            )
                 self._unhide(self.work_dir / hname, target)
             except OSError as exc:
                 # back to the inbox with its partner, so the next scan takes the pair whole
@@ -559,26 +577,31 @@ class FolderSource:
         return done
 
     def partner_in_work(self, claimed: Path) -> Path | None:
-        """The other file of a claimed pair file (same unique prefix in ``work_dir``), if any."""
+        """The first other file of a claimed set (same unique prefix in ``work_dir``), if any."""
+        members = self.members_in_work(claimed)
+        return members[0] if members else None
+
+    def members_in_work(self, claimed: Path) -> list[Path]:
+        """The other files of a claimed set (same unique prefix in ``work_dir``), in the set's
+        order; [] without sets."""
         if self.pair is None:
-            return None
+            return []
         claimed = Path(claimed)
-        partner = self.pair.partner(self.original_name(claimed))
-        if partner is None or _SEP not in claimed.name:
-            return None
-        want = f"{claimed.name.split(_SEP, 1)[0]}{_SEP}{partner}"
-        exact = claimed.with_name(want)
-        if exact.is_file():
-            return exact
+        name = self.original_name(claimed)
+        if _SEP not in claimed.name or self.pair.role(name) is None:
+            return []
+        pre = f"{claimed.name.split(_SEP, 1)[0]}{_SEP}"
         try:
             names = os.listdir(claimed.parent)
         except OSError:
-            return None
-        pre = want[: len(want) - len(partner)]
-        found = self._partner_among(
-            self.original_name(claimed), (n[len(pre) :] for n in names if n.startswith(pre))
-        )
-        return claimed.with_name(pre + found) if found is not None else None
+            return []
+        marker = self.done_marker
+        here = [
+            n[len(pre) :]
+            for n in names
+            if n.startswith(pre) and not (marker and n.endswith(marker))
+        ]
+        return [claimed.with_name(pre + found) for found in self._members_among(name, here)]
 
     def _move_in(self, path: Path, target: Path) -> Path | None:
         """Rename ``path`` to ``target`` in ``work_dir`` (with its done-marker)."""

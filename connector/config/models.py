@@ -233,11 +233,31 @@ class PairConfig(_Cfg):
             )
         return v
 
+    # the complements' files each export brings beside its header and lines files: a list of
+    # their names (default suffixes: cce → "_CCE"…) or name → suffix (docs/layouts.md §4.2)
+    complement_files: list[str] | dict[str, str] = Field(default_factory=list)
+
+    def files(self) -> dict[str, str]:
+        """The complement files → their suffixes."""
+        from connector.adapters.csv_complements import FILES
+
+        if isinstance(self.complement_files, dict):
+            return dict(self.complement_files)
+        return {n: FILES.get(n, "") for n in self.complement_files}
+
     def spec(self) -> Any:
-        """The folder source's ``PairSpec`` (raises ValueError for suffixes that clash)."""
+        """The folder source's ``PairSpec`` (raises ValueError for suffixes that clash or
+        complement files it does not know)."""
+        from connector.adapters.csv_complements import check_files
         from connector.adapters.folder import PairSpec
 
-        return PairSpec(self.header_suffix, self.lines_suffix, self.orphan_seconds)
+        files = self.files()
+        bad = check_files(files)
+        if bad:
+            raise ValueError("; ".join(bad))
+        return PairSpec(
+            self.header_suffix, self.lines_suffix, self.orphan_seconds, tuple(files.items())
+        )
 
 
 class TableConfig(SecretSource):

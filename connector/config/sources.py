@@ -270,6 +270,12 @@ def source_mapping(s: SourceConfig) -> Any:
     from connector.mappers import Mapping, MappingError
 
     mapping = Mapping.from_toml(s.mapping) if s.mapping is not None else None
+    pair = getattr(s, "pair", None)
+    files = pair.files() if pair is not None else {}
+    if s.mapping is not None and files:  # the complements' sections of the DAT default mapping
+        from connector.adapters.csv_complements import complement_mapping
+
+        mapping = complement_mapping(s.mapping, files)
     if not s.defaults:
         return mapping
     if mapping is None and s.kind == "table":

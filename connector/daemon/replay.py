@@ -11,7 +11,7 @@ from typing import Any
 from connector.config import Config
 
 from .common import _load, _open_journal
-from .submit import _marker_back, _pair_partner, _pair_spec
+from .submit import _marker_back, _pair_spec, _set_members
 
 # --- replay -----------------------------------------------------------------------------------
 
@@ -135,20 +135,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     except JournalError:
                         continue
                 print(f"{'[simulación] ' if dry else ''}  factura {e.label} reiniciada")
-            partner = _pair_partner(src, final, rec.name)
+            members = _set_members(src, final, rec.name)
             if not dry:
                 move_file(final, dest)
                 _marker_back(src, final, dest)
                 j.file_replayed(rec.id, str(dest))
                 _retire_reports(src, final)
             print(f"{'[simulación] ' if dry else ''}{final} → {dest}")
-            if partner is not None:  # the other file of the pair goes back with it,
-                assert pair is not None  # under the name that matches the first one's
-                pdest = inbox / (pair.partner(dest.name) or partner.name)
+            for role, member in members:  # the other files of the set go back with it,
+                assert pair is not None  # under the names that match the first one's
+                pdest = inbox / (pair.named(dest.name, role) or member.name)
                 if not dry:
-                    move_file(partner, pdest)
-                    _marker_back(src, partner, pdest)
-                print(f"{'[simulación] ' if dry else ''}{partner} → {pdest}")
+                    move_file(member, pdest)
+                    _marker_back(src, member, pdest)
+                print(f"{'[simulación] ' if dry else ''}{member} → {pdest}")
         if not files:
             print("No hay archivos que reprocesar.")
     finally:

@@ -60,24 +60,22 @@ def _marker_back(scfg: Any, final: Path, dest: Path) -> None:
         atomic_write(mdest, b"")
 
 
-def _pair_partner(scfg: Any, file: Path, name: str | None = None) -> Path | None:
-    """The other file of a pair beside ``file`` (whose ERP name is ``name``), if the source
-    reads pairs and it is there (matched without regard to case)."""
+def _set_members(scfg: Any, file: Path, name: str | None = None) -> list[tuple[str, Path]]:
+    """The other files of a set (a pair and its complements' files) beside ``file`` (whose
+    ERP name is ``name``) with their roles, if the source reads sets and they are there
+    (matched without regard to case)."""
     pair = _pair_spec(scfg)
     if pair is None:
-        return None
+        return []
     from connector.adapters.folder import beside
 
     name = name or file.name
-    partner = pair.partner(name)
-    if partner is None:
-        return None
-    want = beside(file, name, partner).name.lower()
     try:
-        found = next((n for n in os.listdir(file.parent) if n.lower() == want), None)
+        here = {n.lower(): n for n in os.listdir(file.parent)}
     except OSError:
-        return None
-    return file.with_name(found) if found is not None else None
+        return []
+    wanted = [(pair.role(m), beside(file, name, m).name.lower()) for m in pair.members(name)]
+    return [(role, file.with_name(here[w])) for role, w in wanted if w in here]
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -128,10 +126,9 @@ def _submit(cfg: Config, scfg: Any, file: Path, args: argparse.Namespace) -> int
         stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
         work = scfg.work / f"{stamp}-{secrets.token_hex(4)}--{file.name}"
         atomic_write(work, file.read_bytes())
-        partner = _pair_partner(scfg, file)
-        if partner is not None:  # a pair: its other file goes along (same prefix)
-            atomic_write(work.with_name(f"{work.name.split('--', 1)[0]}--{partner.name}"),
-                         partner.read_bytes())  # fmt: skip
+        for _, member in _set_members(scfg, file):  # a set: its other files go along (same prefix)
+            atomic_write(work.with_name(f"{work.name.split('--', 1)[0]}--{member.name}"),
+                         member.read_bytes())  # fmt: skip
         rec = pipe.process_file(src, work)
         deadline = time.monotonic() + args.timeout
         outcome = None

@@ -31,7 +31,7 @@ from connector.sinks import (
     write_error_files,
 )
 
-from .reading import Changed, Fingerprint, Settling, changed_since, keeps_changing, none
+from .reading import Changed, Fingerprint, Settling, changed_since, keeps_changing
 
 if TYPE_CHECKING:
     from connector.flow.sending import InvoiceFlow
@@ -249,8 +249,9 @@ class FileFinishing:
             mdest = dest.with_name(fit_name(dest.name + marker))  # a name renamed longer
             if not mdest.exists():
                 move_file(work.with_name(work.name + marker), mdest)
-        other = getattr(src.folder, "partner_in_work", none)(work) if src is not None else None
-        if other is not None:  # the other file of a pair goes to the same place
+        members = getattr(src.folder, "members_in_work", None) if src is not None else None
+        for other in members(work) if members is not None else []:
+            # the other files of a set go to the same place
             from connector.adapters.folder import beside
 
             odest = beside(dest, rec.name, self.original_name(other))

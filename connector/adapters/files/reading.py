@@ -42,22 +42,17 @@ class Settling:
     since: float = 0.0  # time.monotonic() when ``seen`` was first observed
 
 
-def none(_: Path) -> None:
-    return None
-
-
 def read_whole(
     folder: Any, work: Path, *, writers: bool = True
-) -> tuple[bytes, tuple[Path, bytes] | None, Fingerprint]:
-    """A claimed file's bytes (and, for a pair, its partner's path and bytes) with their
-    fingerprint. ``StillWriting`` when a process holds one of them open for writing or one
-    changed while it was read: a record cut at the end of a chunk is never reported as bad
-    data, the file is read again once it settled. ``writers=False``: no look for open writers
-    (the scan that just claimed it looked; they are looked for again before it is finished)."""
-    paths = [work]
-    other = getattr(folder, "partner_in_work", none)(work)
-    if other is not None:
-        paths.append(other)
+) -> tuple[bytes, list[tuple[Path, bytes]], Fingerprint]:
+    """A claimed file's bytes (and, for a set of files, the other files' paths and bytes)
+    with their fingerprint. ``StillWriting`` when a process holds one of them open for
+    writing or one changed while it was read: a record cut at the end of a chunk is never
+    reported as bad data, the file is read again once it settled. ``writers=False``: no look
+    for open writers (the scan that just claimed it looked; they are looked for again before
+    it is finished)."""
+    members = getattr(folder, "members_in_work", None)
+    paths = [work, *(members(work) if members is not None else [])]
     if writers and open_for_writing(paths):
         raise StillWriting("otro proceso lo tiene abierto para escritura")
     datas: list[bytes] = []
@@ -72,7 +67,7 @@ def read_whole(
             raise StillWriting("cambió mientras se leía")
         datas.append(data)
         fp.append((str(path), after.st_size, after.st_mtime_ns, hashlib.sha256(data).hexdigest()))
-    return datas[0], (paths[1], datas[1]) if other is not None else None, tuple(fp)
+    return datas[0], list(zip(paths[1:], datas[1:], strict=True)), tuple(fp)
 
 
 def changed_since(fp: Fingerprint, *, writers: bool = True) -> str | None:

@@ -248,13 +248,18 @@ class FileUnits(FileFinishing):
         return self.journal.get_file(rec.id)
 
     def _lines_of_a_claimed_pair(self, src: SourceRuntime, work: Path) -> bool:
-        """A lines file in work/ whose header file is there too (the header carries the pair)."""
+        """A file of a set in work/ whose first file (the header) is there too: the first
+        one carries the set."""
         from connector.adapters.folder import FolderSource
 
         pair = getattr(src.folder, "pair", None)
-        if pair is None or pair.role(FolderSource.original_name(work)) != "lines":
+        if pair is None or pair.role(FolderSource.original_name(work)) is None:
             return False
-        return src.folder.partner_in_work(work) is not None
+        mine = pair.order(FolderSource.original_name(work))
+        return any(
+            pair.order(FolderSource.original_name(m)) < mine
+            for m in src.folder.members_in_work(work)
+        )
 
     # --- one file ---------------------------------------------------------------------------
 
@@ -314,13 +319,13 @@ class FileUnits(FileFinishing):
             items.append(_whole_file_error(rec.id, spare, name, "CONN-LECTURA",
                                            f"No se pudo leer el archivo: {exc}"))  # fmt: skip
         else:
-            data, other, self._parsed[rec.id] = read
+            data, others, self._parsed[rec.id] = read
             by_key = earlier_read is not None and [f[3] for f in earlier_read] != [
                 f[3] for f in read[2]
             ]
             try:
                 with self.flow._stage("parse_map"):
-                    invoices = list(self._load(src, data, name, work, other))
+                    invoices = list(self._load(src, data, name, work, others))
             except Exception as exc:  # never crash the daemon on one file
                 flog.exception("load_failed")
                 items.append(_whole_file_error(
@@ -387,10 +392,10 @@ class FileUnits(FileFinishing):
         data: bytes,
         name: str,
         work: Path | None = None,
-        other: tuple[Path, bytes] | None = None,
+        others: list[tuple[Path, bytes]] | None = None,
     ) -> Any:
-        """The invoices of a file; with pairs, ``other``: its partner in work/ and its bytes
-        (None: the half came alone)."""
+        """The invoices of a file; with pairs, ``others``: the other files of its set in work/
+        and their bytes (those missing: the set came incomplete)."""
         from connector.adapters.base import FilePart, load_invoices, load_pair
 
         pair = getattr(src.folder, "pair", None)
@@ -400,15 +405,24 @@ class FileUnits(FileFinishing):
             return load_invoices(
                 data, name, adapter=adapter, options=src.cfg.options, mapping=src.mapping
             )
-        # a header file with its lines file (claimed together), or a half that came alone
-        other_part = FilePart(
-            self.original_name(other[0]) if other is not None else (pair.partner(name) or ""),
-            other[1] if other is not None else None,
-        )
-        this = FilePart(name, data)
-        header, lines = (this, other_part) if pair.role(name) != "lines" else (other_part, this)
+        # a header file with its lines file and the complements' files (claimed together),
+        # or an incomplete set
+        given = {pair.role(name): FilePart(name, data)}
+        for path, bytes_ in others or []:
+            other = self.original_name(path)
+            given[pair.role(other)] = FilePart(other, bytes_)
+        parts = {
+            role: given.get(role) or FilePart(pair.named(name, role) or "", None)
+            for role, _ in pair.roles()
+        }
+        header, lines = parts.pop("header"), parts.pop("lines")
         return load_pair(
-            header, lines, adapter=adapter, options=src.cfg.options, mapping=src.mapping
+            header,
+            lines,
+            adapter=adapter,
+            options=src.cfg.options,
+            mapping=src.mapping,
+            extras=parts,
         )
 
     # --- files that change after they were claimed ------------------------------------------

@@ -366,3 +366,16 @@ def test_a_set_claim_killed_between_its_renames_is_finished_and_stamped_whole(
     assert {p.name: p.read_bytes() for p in day.iterdir()} == written
     assert list((ws / "failed").iterdir()) == [] and list((ws / "inbox-cx").iterdir()) == []
     assert list(work.iterdir()) == []
+
+
+def test_check_config_reports_bad_complement_files(tmp_path: Path, sandbox) -> None:
+    bad = SOURCE.replace(json.dumps(list(FILES)), '["cce_mercanci", "cp_ubicacion"]')
+    config = workspace(tmp_path, sandbox, bad)
+    cfg, problems = check_config(config)
+    assert cfg is None
+    (p,) = [p for p in problems if p.path.endswith(".pair")]
+    assert p.code == "CONN-CFG-VALOR"
+    assert "'cce_mercanci' no es un archivo de complemento" in p.message
+    assert "cp_ubicacion necesita el archivo carta_porte" in p.message
+    good, problems = check_config(workspace(tmp_path / "ok", sandbox))
+    assert good is not None and [p for p in problems if p.severity != "warning"] == []

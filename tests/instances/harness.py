@@ -204,6 +204,13 @@ xml = "{s}/out-tables/xml"
         )
         return ok and proc.poll() is None
 
+    def working(self, name: str) -> bool:
+        """Whether the instance's latest start has its pipeline running (not starting)."""
+        return (
+            self.procs[name].poll() is None
+            and log_text(self.configs[name]).count('"pipeline_started"') >= self.starts[name]
+        )
+
     def alive(self) -> list[str]:
         return [n for n, p in self.procs.items() if p.poll() is None]
 
@@ -258,6 +265,24 @@ xml = "{s}/out-tables/xml"
 
     def status(self, name: str | None = None) -> dict[str, Any]:
         return status_json(self.configs[name or self.names[0]])
+
+    def instances(self) -> dict[str, dict[str, Any]]:
+        """What ``status --json`` says of every instance the shared journal knows."""
+        return {i["name"]: i for i in self.status()["instances"]}
+
+    def check_instances(self, dead: frozenset[str] | set[str] = frozenset()) -> None:
+        """``status``: the running instances alive under their pids, those in ``dead`` taken
+        over by a running one; nobody holds open work (everything is done)."""
+        found = self.instances()
+        assert set(found) == set(self.names), found
+        running = {n: p.pid for n, p in self.procs.items() if p.poll() is None}
+        for name, i in found.items():
+            assert (i["open_invoices"], i["open_files"]) == (0, 0), i
+            if name in dead:
+                assert not i["alive"] and i["taken_over_by"] in running, i
+            else:
+                assert i["alive"] and i["pid"] == running[name], i
+                assert i["taken_over_by"] is None, i
 
     # --- the end ------------------------------------------------------------------------------
 

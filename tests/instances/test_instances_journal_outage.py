@@ -40,6 +40,7 @@ def test_the_journal_server_stopped_and_started_mid_run_pauses_and_resumes_every
         journal_server.start()
         cluster.wait_done(conn, 180)
         assert sorted(cluster.alive()) == ["i1", "i2"], cluster.logs()
+        cluster.check_instances()
     finally:
         codes = cluster.stop_all()
     assert codes == {"i1": 0, "i2": 0}, cluster.logs()

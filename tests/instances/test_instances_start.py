@@ -42,6 +42,7 @@ def test_two_instances_started_at_once_on_an_empty_database_create_the_schema_on
         for name in cluster.names:
             assert cluster.started(name), cluster.logs()
         cluster.wait_done(conn, 180)
+        cluster.check_instances()  # status: both alive under their pids, nothing open
     finally:
         codes = cluster.stop_all()
     assert codes == {"i1": 0, "i2": 0}, cluster.logs()

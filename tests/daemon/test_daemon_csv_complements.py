@@ -319,12 +319,13 @@ CHILD = textwrap.dedent(
 
     cfg, _ = check_config(sys.argv[1])
     s = cfg.source(sys.argv[2])
-    src = FolderSource(s.inbox, s.work, include=s.include, stable_seconds=0,
+    work = s.work / sys.argv[4] if sys.argv[4] else s.work  # <work>/<instance>/ when shared
+    src = FolderSource(s.inbox, work, include=s.include, stable_seconds=0,
                        done_marker=s.done_marker, pair=s.pair.spec())
     real, left = os.rename, [int(sys.argv[3])]
     def rename(a, b):  # the kernel kills us right after the N-th rename into work/
         real(a, b)
-        if os.path.dirname(os.fspath(b)) == os.fspath(s.work):
+        if os.path.dirname(os.fspath(b)) == os.fspath(work):
             left[0] -= 1
             if left[0] == 0:
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -335,13 +336,25 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("after", [1, 2, 3])
+@pytest.mark.parametrize(("after", "journal"), [(1, "sqlite"), (2, "sqlite"), (3, "sqlite"),
+                                                (2, "postgresql")])  # fmt: skip
 def test_a_set_claim_killed_between_its_renames_is_finished_and_stamped_whole(
-    tmp_path: Path, sandbox, after: int
+    tmp_path: Path, sandbox, after: int, journal: str, request: pytest.FixtureRequest
 ) -> None:
+    """With a PostgreSQL journal the instance claims into ``<work>/<instance>/``."""
     source = SOURCE.replace(json.dumps(list(FILES)), '["cce", "cce_mercancia"]')
     config = workspace(tmp_path, sandbox, source)
     ws = config.parent
+    instance = ""
+    if journal == "postgresql":
+        from tests.daemon.conftest import pg_schema_url
+
+        url = pg_schema_url(request.getfixturevalue("pg_journal_db"))
+        instance = "cx1"
+        text = config.read_text(encoding="utf-8")
+        config.write_text(text.replace('journal = "var/journal.sqlite"',
+                                       f'journal = "{url}"\ninstance = "{instance}"'),
+                          encoding="utf-8")  # fmt: skip
     x = Export()
     export_invoice(x, "21", [("USB32", "43201800", "Memoria USB 32 GB", "10", "100.00")])
     written = {
@@ -351,13 +364,14 @@ def test_a_set_claim_killed_between_its_renames_is_finished_and_stamped_whole(
     for name, data in written.items():
         (ws / "inbox-cx" / name).write_bytes(data)
     proc = subprocess.run([sys.executable, "-c", CHILD, str(config), "csv-complementos",
-                           str(after)], cwd=REPO, capture_output=True)  # fmt: skip
+                           str(after), instance], cwd=REPO, capture_output=True)  # fmt: skip
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     assert len(os.listdir(ws / "inbox-cx")) == 4 - after  # killed mid-claim
     cfg, _ = check_config(config)
     assert cfg is not None
     work = cfg.source("csv-complementos").work
     assert work is not None
+    work = work / instance if instance else work
     hidden = [n for n in os.listdir(work) if n.startswith(".")]
     assert len(hidden) == 1 and hidden[0].endswith("ventas_0601_H.csv.claiming")
     run_once(config)

@@ -155,3 +155,22 @@ def test_a_missing_key_column_in_a_complement_file() -> None:
         ("CONN-CSV-HEADER", "complementos-csv_CPM.csv:1")
     ]
     assert "FOLIO" in only.problems[0].message
+
+
+def test_with_done_markers_a_set_waits_for_every_files_marker(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    src = FolderSource(tmp_path / "in", tmp_path / "work", include=["*.csv"], stable_seconds=0,
+                       done_marker=".done", pair=SET)  # fmt: skip
+    for suffix in ("_H", "_D", "_CCE", "_CCEM"):
+        _touch(tmp_path / "in" / f"v3{suffix}.csv")
+    for suffix in ("_H", "_D", "_CCE"):
+        _touch(tmp_path / "in" / f"v3{suffix}.csv.done", b"")
+    assert src.scan() == []  # the mercancías file has no marker yet
+    _touch(tmp_path / "in" / "v3_CCEM.csv.done", b"")
+    (first,) = src.scan()
+    claimed = src.claim(first)
+    assert claimed is not None
+    work = sorted(p.name.split("--", 1)[1] for p in (tmp_path / "work").iterdir())
+    assert work == sorted(f"v3{s}.csv{m}" for s in ("_H", "_D", "_CCE", "_CCEM")
+                          for m in ("", ".done"))  # fmt: skip
+    assert list((tmp_path / "in").iterdir()) == []

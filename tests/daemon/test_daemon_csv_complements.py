@@ -393,3 +393,24 @@ def test_check_config_reports_bad_complement_files(tmp_path: Path, sandbox) -> N
     assert "cp_ubicacion necesita el archivo carta_porte" in p.message
     good, problems = check_config(workspace(tmp_path / "ok", sandbox))
     assert good is not None and [p for p in problems if p.severity != "warning"] == []
+
+
+def test_submit_takes_the_set_beside_the_header_file(tmp_path: Path, sandbox, capsys) -> None:
+    from connector.cli import main
+
+    source = SOURCE.replace(json.dumps(list(FILES)), '["carta_porte", "cp_ubicacion", '
+                                                     '"cp_mercancia", "cp_figura"]')  # fmt: skip
+    config = workspace(tmp_path, sandbox, source)
+    given = tmp_path / "given"
+    given.mkdir()
+    x = Export()
+    traslado(x, "31", [("52161557", "Control de juego", "40", "24.000")])
+    wanted = ("_H.csv", "_D.csv", "_CP.csv", "_CPU.csv", "_CPM.csv", "_CPF.csv")
+    files = {n: b for n, b in x.files("viaje_31").items() if n.endswith(wanted)}
+    for name, data in files.items():
+        (given / name).write_bytes(data)
+    args = ["submit", str(given / "viaje_31_H.csv"), "--config", str(config)]
+    assert main([*args, "--source", "csv-complementos"]) == 0, capsys.readouterr().out
+    assert "TIMBRADA CP31" in capsys.readouterr().out
+    assert {k: len(v) for k, v in stamps_by_key(sandbox.store).items()} == {("CP", "31"): 1}
+    assert sorted(p.name for p in given.iterdir()) == sorted(files)  # the given files stay

@@ -255,11 +255,8 @@ class FileUnits(FileFinishing):
         pair = getattr(src.folder, "pair", None)
         if pair is None or pair.role(FolderSource.original_name(work)) is None:
             return False
-        mine = pair.order(FolderSource.original_name(work))
-        return any(
-            pair.order(FolderSource.original_name(m)) < mine
-            for m in src.folder.members_in_work(work)
-        )
+        mine, name = pair.order(FolderSource.original_name(work)), FolderSource.original_name
+        return any(pair.order(name(m)) < mine for m in src.folder.members_in_work(work))
 
     # --- one file ---------------------------------------------------------------------------
 
@@ -405,25 +402,14 @@ class FileUnits(FileFinishing):
             return load_invoices(
                 data, name, adapter=adapter, options=src.cfg.options, mapping=src.mapping
             )
-        # a header file with its lines file and the complements' files (claimed together),
-        # or an incomplete set
-        given = {pair.role(name): FilePart(name, data)}
-        for path, bytes_ in others or []:
-            other = self.original_name(path)
-            given[pair.role(other)] = FilePart(other, bytes_)
-        parts = {
-            role: given.get(role) or FilePart(pair.named(name, role) or "", None)
-            for role, _ in pair.roles()
-        }
+        # a header, lines and complements' files claimed together, or an incomplete set
+        given = {pair.role(n): FilePart(n, b) for n, b in [(name, data), *(
+            (self.original_name(p), b) for p, b in others or [])]}  # fmt: skip
+        parts = {role: given.get(role) or FilePart(pair.named(name, role) or "", None)
+                 for role, _ in pair.roles()}  # fmt: skip
         header, lines = parts.pop("header"), parts.pop("lines")
-        return load_pair(
-            header,
-            lines,
-            adapter=adapter,
-            options=src.cfg.options,
-            mapping=src.mapping,
-            extras=parts,
-        )
+        return load_pair(header, lines, adapter=adapter, options=src.cfg.options,
+                         mapping=src.mapping, extras=parts)  # fmt: skip
 
     # --- files that change after they were claimed ------------------------------------------
 

@@ -401,10 +401,11 @@ class InvoiceStore(SqliteBase):
             return 0
         now = time.time() if now is None else now
         marks = ",".join("?" * len(codes))
+        mine, me = self._mine()
         with self._tx(flush=False) as db:
             cur = db.execute(
                 f"UPDATE invoices SET next_retry_at=? WHERE state=? AND next_retry_at>? "
-                f"AND error_code IN ({marks})",
-                (now, State.RETRY_WAIT, now, *codes),
+                f"AND error_code IN ({marks}){mine}",
+                (now, State.RETRY_WAIT, now, *codes, *me),
             )
             return cur.rowcount

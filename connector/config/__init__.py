@@ -40,6 +40,7 @@ from .models import (
     RetryConfig,
     SourceConfig,
     TableConfig,
+    instance_name_problem,
     pac_network,
     safe_name,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DaemonSettings",
+    "instance_name_problem",
     "safe_name",
     "EmisorConfig",
     "KeyLocator",

@@ -33,6 +33,17 @@ JOURNAL_URL_SCHEMES = ("postgresql://", "postgres://")
 JOURNAL_URL_LOCAL = "journal.postgresql"
 
 
+def instance_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be an instance's name (it names its work folder and its files),
+    in Spanish; None when it can."""
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}", name):
+        return None
+    return (
+        f"el nombre de instancia {name!r} debe empezar con una letra o un número y tener solo "
+        "letras, números y . _ : @ - (hasta 100 caracteres): nombra su carpeta de trabajo"
+    )
+
+
 def safe_name(name: str) -> str:
     """An instance's name as a file or folder name on every OS (``host:hash`` → ``host_hash``)."""
     return re.sub(r"[^A-Za-z0-9_.@-]", "_", name)
@@ -42,9 +53,7 @@ class DaemonSettings(_Cfg):
     # this connector's name in what it claims (table rows): default the host and a hash of the
     # configuration file's path, the same across restarts; `run --instance NAME` when several
     # run from one configuration on one host
-    instance: str | None = Field(
-        default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$"
-    )
+    instance: str | None = Field(default=None, min_length=1, max_length=100)
     # a shared (PostgreSQL) journal: an instance whose heartbeat is older than this is taken
     # over by a live one, which finishes its unfinished work (connector.membership)
     instance_lease_seconds: float = Field(default=30.0, ge=2.0, le=3600.0)
@@ -99,6 +108,14 @@ class DaemonSettings(_Cfg):
         if isinstance(j, str) and j.lower().startswith(JOURNAL_URL_SCHEMES):
             return {**data, "journal_url": j, "journal": JOURNAL_URL_LOCAL}
         return data
+
+    @field_validator("instance")
+    @classmethod
+    def _instance(cls, v: str | None) -> str | None:
+        wrong = None if v is None else instance_name_problem(v)
+        if wrong:
+            raise ValueError(wrong)
+        return v
 
     @field_validator("http")
     @classmethod

@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from connector.config import Config, check_config
+from connector.config import Config, check_config, instance_name_problem
 
 from .common import _load, _lock_journal, configure_logging
 
@@ -55,6 +55,10 @@ def _run_checked(args: argparse.Namespace, early: threading.Event, restore: Any)
             return 2
         cfg = cfg.model_copy(update={"daemon": cfg.daemon.model_copy(update={"http": args.http})})
     if getattr(args, "instance", None):
+        wrong = instance_name_problem(args.instance)
+        if wrong:
+            print(f"CONN-INSTANCIA [--instance] {wrong[0].upper()}{wrong[1:]}.")
+            return 2
         cfg = cfg.model_copy(
             update={"daemon": cfg.daemon.model_copy(update={"instance": args.instance})}
         )

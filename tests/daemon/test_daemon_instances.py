@@ -318,3 +318,44 @@ def test_a_daemon_frozen_past_its_lease_is_taken_over_and_exits_when_it_wakes(
     assert {k: len(v) for k, v in stamps.items()} == {("S", "1"): 1, ("S", "2"): 1}
     assert sorted(p.name.split("_")[0] for p in (ws / "out" / "xml").iterdir()) == ["S1", "S2"]
     assert not [p for p in (ws / "work").rglob("*") if p.is_file()]
+
+
+def test_every_metric_of_an_instance_sharing_the_journal_carries_its_name(
+    workspace: Path, pg_journal_db: str
+) -> None:
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from connector.service.metrics import Metrics
+
+    _shared(workspace, pg_schema_url(pg_journal_db))
+    pipe = _pipeline(workspace, "norte")
+    try:
+        metrics = Metrics(pipe.instance)
+        metrics.attach(pipe)
+        metrics.delivered_again("ventas")
+        text = generate_latest(metrics.registry).decode("utf-8")
+    finally:
+        pipe.close()
+    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+    assert len(samples) > 10  # the pipeline's figures, the stages, the journal's counts
+    assert {s.labels.get("connector_instance") for s in samples} == {"norte"}
+
+
+def test_an_instance_name_that_cannot_name_a_folder_is_a_configuration_error(
+    workspace: Path,
+) -> None:
+    from connector.config import check_config
+
+    text = workspace.read_text(encoding="utf-8")
+    workspace.write_text(text.replace("[daemon]\n", '[daemon]\ninstance = "../otra"\n'), "utf-8")
+    cfg, problems = check_config(workspace)
+    assert cfg is None
+    (p,) = [p for p in problems if p.severity == "error"]
+    assert p.code == "CONN-CFG-VALOR" and "daemon.instance" in (p.location or p.path)
+    assert "nombre de instancia '../otra'" in p.message and "carpeta de trabajo" in p.message
+    # the same from the command line: nothing starts
+    from connector.cli import main
+
+    workspace.write_text(text, "utf-8")
+    assert main(["run", "--config", str(workspace), "--instance", "a/b", "--once"]) == 2

@@ -68,9 +68,11 @@ class Membership:
         self.on_lost = on_lost
         self.wake = wake
         self._stop = threading.Event()
+        self._poke = threading.Event()  # beat now (stop, or the journal found away)
         self._pending = threading.Event()
         self._thread: threading.Thread | None = None
-        self.healthy_since: float | None = None
+        self.healthy_since: float | None = None  # heartbeats going through since
+        self.down_since: float | None = None  # the journal unreachable since (monotonic)
         self.last_taken: dict[str, Any] = {}
 
     def start(self) -> None:
@@ -83,6 +85,7 @@ class Membership:
 
     def stop(self) -> None:
         self._stop.set()
+        self._poke.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         try:
@@ -97,9 +100,32 @@ class Membership:
             return True
         return False
 
+    def note_away(self, exc: BaseException) -> None:
+        """The journal could not be reached (here, or by the loop or a worker): said once,
+        coded; heartbeats every second until it answers again (``journal_back``)."""
+        self.healthy_since = None
+        if self.down_since is not None:
+            return
+        self.down_since = time.monotonic()
+        log.error(
+            "journal_unreachable",
+            instance=self.name,
+            code="CONN-DIARIO-CAIDO",
+            message=(
+                "El diario compartido en PostgreSQL no responde: el trabajo que lo necesita "
+                "espera y se reanuda solo cuando vuelva (nada se pierde). "
+                f"Detalle: {str(exc).strip() or type(exc).__name__}"
+            ),
+        )
+        self._poke.set()
+
     def _run(self) -> None:
         every = self.lease / 3.0
-        while not self._stop.wait(every):
+        while True:
+            self._poke.wait(every if self.down_since is None else min(every, 1.0))
+            self._poke.clear()
+            if self._stop.is_set():
+                return
             self.beat()
 
     def beat(self) -> None:
@@ -107,10 +133,12 @@ class Membership:
         try:
             alive = self.journal.heartbeat()
         except Exception as exc:  # the database away: the others cannot beat either
-            if self.healthy_since is not None:
-                log.warning("heartbeat_failed", instance=self.name, error=str(exc).strip())
-            self.healthy_since = None
+            self.note_away(exc)
             return
+        if self.down_since is not None:
+            log.warning("journal_back", instance=self.name,
+                        seconds=round(time.monotonic() - self.down_since, 1))  # fmt: skip
+            self.down_since = None
         if not alive:
             log.error(
                 "instance_taken_over",
@@ -127,7 +155,6 @@ class Membership:
         now = time.monotonic()
         if self.healthy_since is None:
             self.healthy_since = now
-            log.info("heartbeat_back", instance=self.name)
         if now - self.healthy_since < self.lease:
             return
         try:

@@ -42,7 +42,7 @@ from connector.flow.runtime import (
     sat_cert,
 )
 from connector.flow.sending import ACCOUNT_WAIT_CODES, InvoiceFlow
-from connector.journal import FileRecord, Journal, open_journal
+from connector.journal import FileRecord, Journal, journal_away, open_journal
 from connector.membership import Membership, per_instance_work
 from connector.rendering import PdfRenderer, default_processes
 from connector.sinks import atomic_write, clean_temp_files
@@ -135,8 +135,11 @@ class Pipeline(InvoiceFlow):
         for kind in self._kinds():
             try:
                 getattr(kind, what)(*args)
-            except Exception:
-                log.exception(f"{what}_failed", kind=type(kind).__name__)
+            except Exception as exc:
+                if journal_away(exc):  # the shared journal's outage: said once
+                    self.journal_away(exc)
+                else:
+                    log.exception(f"{what}_failed", kind=type(kind).__name__)
 
     def _after_invoice(self, invoice_id: int) -> None:
         self._each_kind("after_invoice", invoice_id)
@@ -211,6 +214,14 @@ class Pipeline(InvoiceFlow):
             raise PipelineError(
                 [Problem("CONN-DIARIO", "daemon.journal", f"No se puede usar el diario: {exc}")]
             ) from exc
+
+    def journal_away(self, exc: BaseException) -> None:
+        """The shared journal's server could not be reached: the work waits for it (said
+        once, with ``CONN-DIARIO-CAIDO``, by the membership)."""
+        if self.membership is not None:
+            self.membership.note_away(exc)
+        else:
+            log.warning("journal_unreachable", code="CONN-DIARIO-CAIDO", error=str(exc).strip())
 
     def _lost(self) -> None:
         """Taken over (see ``connector.membership``): nothing more is taken or advanced."""
@@ -433,8 +444,11 @@ class Pipeline(InvoiceFlow):
                 break
             try:
                 taken += src.kind.poll(src, stopped)
-            except Exception:  # one source's failure never stops the others
-                log.exception("poll_source_failed", source=src.cfg.name)
+            except Exception as exc:  # one source's failure never stops the others
+                if journal_away(exc):
+                    self.journal_away(exc)
+                else:
+                    log.exception("poll_source_failed", source=src.cfg.name)
         self._reap()
         if time.monotonic() - self._last_status > 2.0:
             self.write_status()

@@ -40,6 +40,9 @@ def configure_logging(
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    # psycopg's pool says every failed reconnection on stderr, in English: the daemon says the
+    # journal's outage once, coded and in Spanish (CONN-DIARIO-CAIDO, connector.membership)
+    logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

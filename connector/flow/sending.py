@@ -35,6 +35,7 @@ from connector.journal import (
     Journal,
     NotOwner,
     State,
+    journal_away,
 )
 from connector.pac.errors import ACCOUNT_CODES
 from connector.rendering import PdfRenderer
@@ -85,6 +86,10 @@ class InvoiceFlow:
         self.stopping = threading.Event()
         self.max_inflight = max_inflight or max(64, workers * 4)
         self.metrics: Any | None = None  # connector.service.metrics.Metrics, when served
+
+    def journal_away(self, exc: BaseException) -> None:
+        """The shared journal cannot be reached now (the pipeline says it once)."""
+        log.warning("journal_unreachable", code="CONN-DIARIO-CAIDO", error=str(exc).strip())
 
     def _start_workers(self, workers: int) -> None:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pac")
@@ -243,8 +248,11 @@ class InvoiceFlow:
             log.warning("delivery_later", invoice_id=invoice_id, code=exc.code)
         except NotOwner as exc:  # another instance took this one's work over: it finishes it
             log.warning("invoice_taken_over", invoice_id=invoice_id, owner=exc.owner)
-        except Exception:
-            log.exception("worker_error", invoice_id=invoice_id)
+        except Exception as exc:
+            if journal_away(exc):  # the shared journal's outage: resumed when it is back
+                self.journal_away(exc)
+            else:
+                log.exception("worker_error", invoice_id=invoice_id)
         finally:
             with self._lock:
                 self._inflight.pop(invoice_id, None)

@@ -114,6 +114,7 @@ __all__ = [
     "JournalSettings",
     "NotOwner",
     "State",
+    "journal_away",
     "journal_exists",
     "open_journal",
 ]
@@ -162,6 +163,18 @@ def open_journal(settings: JournalSettings) -> Journal:
         synchronous=settings.journal_synchronous,
         idle_seconds=max(10.0, lease),
     )
+
+
+def journal_away(exc: BaseException) -> bool:
+    """Whether ``exc`` says the shared journal's server cannot be reached now (stopped,
+    restarting, the network cut, no connection free in time): a pause, not a bug."""
+    if not type(exc).__module__.startswith(("psycopg", "psycopg_pool")):
+        return False
+    import psycopg
+    import psycopg_pool
+
+    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError,
+                            psycopg_pool.PoolTimeout))  # fmt: skip
 
 
 def journal_exists(settings: JournalSettings) -> bool:

@@ -153,8 +153,14 @@ class HealthServer:
         pipe = self.pipe
         reasons: list[str] = []
         journal = pipe.cfg.daemon.journal
+        membership = getattr(pipe, "membership", None)
         if pipe.journal is None:
             reasons.append("El diario no está abierto.")
+        elif membership is not None:  # a shared journal on PostgreSQL
+            if membership.down_since is not None:
+                reasons.append(
+                    "El diario compartido en PostgreSQL no responde (CONN-DIARIO-CAIDO)."
+                )
         elif not os.access(journal, os.W_OK) or not os.access(journal.parent, os.W_OK):
             reasons.append(f"El diario {journal} no se puede escribir.")
         tables = getattr(pipe, "tables", None)

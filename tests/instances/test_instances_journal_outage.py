@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests.tables.daemon_procs import log_text, stderr_text
+
 from .harness import Cluster
 from .private_pg import PrivatePostgres
 
@@ -46,6 +48,46 @@ def test_the_journal_server_stopped_and_started_mid_run_pauses_and_resumes_every
     assert codes == {"i1": 0, "i2": 0}, cluster.logs()
     cluster.check(conn)
     conn.close()
+    # a pause, not a failure: no traceback, nothing in English from psycopg's pool, and no
+    # instance mistook another for dead when the journal came back
+    for name, config in cluster.configs.items():
+        log = log_text(config)
+        assert '"exception"' not in log and '"takeover"' not in log, name
+        assert "error connecting in" not in stderr_text(config), name
+
+
+def test_an_instance_says_once_that_the_journal_is_away_and_when_it_is_back(
+    journal_server: PrivatePostgres,
+) -> None:
+    """The heartbeat meets the journal's server stopped: one coded Spanish event
+    (CONN-DIARIO-CAIDO) however long it lasts,
+    ``journal_back`` when it answers again; no takeover while the others could not beat
+    either."""
+    import threading
+
+    import structlog
+
+    from connector.journal.postgres import Journal
+    from connector.membership import Membership
+
+    j = Journal(journal_server.create_database("sola"))
+    m = Membership(j, "a", 3.0, list, on_lost=lambda: None, wake=threading.Event())
+    try:
+        j.join("a", lease_seconds=3.0, host="h", pid=1)
+        m.healthy_since = 0.0  # healthy for long: a sweep would run at the next beat
+        journal_server.stop()
+        with structlog.testing.capture_logs() as logs:
+            m.beat()
+            m.beat()
+            assert m.down_since is not None and m.healthy_since is None
+            journal_server.start()
+            m.beat()
+        events = [(e["event"], e.get("code")) for e in logs]
+        assert events == [("journal_unreachable", "CONN-DIARIO-CAIDO"), ("journal_back", None)]
+        assert "no responde" in logs[0]["message"] and "nada se pierde" in logs[0]["message"]
+        assert m.down_since is None and m.healthy_since is not None  # a lease before sweeping
+    finally:
+        j.close()
 
 
 def _until(cond: Any, timeout: float = 120) -> bool:

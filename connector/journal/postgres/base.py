@@ -179,15 +179,18 @@ class PostgresBase(SqliteBase):
         return _Conn(self._pool, getattr(self._local, "conn", None))
 
     @contextlib.contextmanager
-    def _tx(self, *, flush: bool = True) -> Iterator[_Conn]:  # type: ignore[override]
+    def _tx(  # type: ignore[override]
+        self, *, flush: bool = True, timeout: float | None = None
+    ) -> Iterator[_Conn]:
         """One transaction on the thread's pooled connection (or part of the thread's
         enclosing ``batch``); ``flush=False``: committed without waiting for the server's
-        disk (see the module's docstring)."""
+        disk (see the module's docstring); ``timeout``: how long to wait for a connection
+        (default the pool's: 30 s), psycopg_pool.PoolTimeout after it."""
         local = self._local
         if getattr(local, "conn", None) is not None:
             yield _Conn(self._pool, local.conn)
             return
-        with self._pool.connection() as conn, conn.transaction():
+        with self._pool.connection(timeout=timeout) as conn, conn.transaction():
             if not (self._full and flush):
                 conn.execute("SET LOCAL synchronous_commit TO off")
             local.conn = conn

@@ -59,6 +59,7 @@ class Instances(PostgresBase):
 
     shared = True
     _token: str | None = None
+    _lease: float | None = None
 
     def join(self, name: str, *, lease_seconds: float, host: str, pid: int) -> None:
         """Register this run as instance ``name`` and take its name for the rows it takes.
@@ -89,12 +90,14 @@ class Instances(PostgresBase):
             # needs no lease to run out: it is this instance's at once
             for table, open_ in _OPEN:
                 db.execute(f"UPDATE {table} SET owner=? WHERE owner IS NULL AND {open_}", (name,))
-        self.owner, self._token = name, token
+        self.owner, self._token, self._lease = name, token, lease_seconds
 
     def heartbeat(self) -> bool:
         """This instance is alive; False when another one took its work over (it must stop
-        at once: what it holds is another's now)."""
-        with self._tx(flush=False) as db:
+        at once: what it holds is another's now). A journal that does not answer within a
+        third of the lease raises (``connector.journal.journal_away`` says which errors)."""
+        assert self._lease is not None, "join() first"
+        with self._tx(flush=False, timeout=max(1.0, self._lease / 3.0)) as db:
             cur = db.execute(
                 f"UPDATE instances SET heartbeat_at={_NOW} WHERE name=? AND token=? "
                 "AND taken_over_by IS NULL",

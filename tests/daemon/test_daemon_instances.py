@@ -359,3 +359,28 @@ def test_an_instance_name_that_cannot_name_a_folder_is_a_configuration_error(
 
     workspace.write_text(text, "utf-8")
     assert main(["run", "--config", str(workspace), "--instance", "a/b", "--once"]) == 2
+
+
+def test_an_instance_is_ready_on_its_shared_journal_and_not_while_it_is_away(
+    workspace: Path, sandbox: Any, pg_journal_db: str
+) -> None:
+    """/readyz of an instance on a PostgreSQL journal: ready (no local journal file to find),
+    503 with CONN-DIARIO-CAIDO once the journal is found away, ready again when it answers."""
+    import time
+
+    from connector.service.http import HealthServer
+
+    _shared(workspace, pg_schema_url(pg_journal_db))
+    pipe = _pipeline(workspace, "norte")
+    try:
+        server = HealthServer("127.0.0.1:0", pipe, None, last_tick=time.monotonic,
+                              alive_within=10.0)  # fmt: skip
+        code, body = server.readiness()
+        assert code == 200, body
+        pipe.journal_away(ConnectionError("server closed the connection unexpectedly"))
+        code, body = server.readiness()
+        assert code == 503 and "CONN-DIARIO-CAIDO" in json.loads(body)["reasons"][0]
+        pipe.membership.beat()  # the journal answers: back
+        assert server.readiness()[0] == 200
+    finally:
+        pipe.close()

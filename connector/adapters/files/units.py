@@ -23,7 +23,14 @@ import structlog
 
 from connector.config import SourceConfig
 from connector.flow.runtime import Admitted, SourceRuntime
-from connector.journal import COMMITTED_STATES, Entry, FileItem, FileRecord, FileState
+from connector.journal import (
+    COMMITTED_STATES,
+    Entry,
+    FileItem,
+    FileRecord,
+    FileState,
+    journal_away,
+)
 from connector.sinks import archive_folder, clean_temp_files
 
 from .finishing import FileFinishing, FileOutcome
@@ -121,8 +128,11 @@ class FileUnits(FileFinishing):
             taken += 1
             try:
                 self.process_file(src, Path(work), just_claimed=True)
-            except Exception:  # stays in work/: resumed on the next start
-                log.exception("file_failed_internal", file=Path(work).name)
+            except Exception as exc:  # stays in work/: read again by the next tick
+                if journal_away(exc):
+                    self.flow.journal_away(exc)
+                else:
+                    log.exception("file_failed_internal", file=Path(work).name)
         return taken
 
     def note_rejected(self, src: SourceRuntime) -> None:
@@ -348,6 +358,8 @@ class FileUnits(FileFinishing):
                                     source_file=name, seen=seen,
                                 )  # fmt: skip
                     except Exception as exc:
+                        if journal_away(exc):  # not the file's fault: it is read again
+                            raise
                         flog.exception("invoice_failed_internal", index=idx)
                         a = Admitted(inp.location, None, [
                             {"code": "CONN-INTERNO", "path": "", "location": inp.location,

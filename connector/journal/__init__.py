@@ -86,6 +86,7 @@ from connector.journal.model import (
     FileItem,
     FileRecord,
     FileState,
+    JournalAway,
     JournalError,
     NotOwner,
     State,
@@ -110,6 +111,7 @@ __all__ = [
     "FileRecord",
     "FileState",
     "Journal",
+    "JournalAway",
     "JournalError",
     "JournalSettings",
     "NotOwner",
@@ -168,6 +170,8 @@ def open_journal(settings: JournalSettings) -> Journal:
 def journal_away(exc: BaseException) -> bool:
     """Whether ``exc`` says the shared journal's server cannot be reached now (stopped,
     restarting, the network cut, no connection free in time): a pause, not a bug."""
+    if isinstance(exc, JournalAway):
+        return True
     if not type(exc).__module__.startswith(("psycopg", "psycopg_pool")):
         return False
     import psycopg

@@ -57,6 +57,11 @@ class JournalError(Exception):
     """A transition the state machine does not allow, or an unknown row."""
 
 
+class JournalAway(JournalError):
+    """The shared journal's connection was lost inside a transaction (its server stopped or
+    restarted): nothing of the transaction was kept; the step is done again once it is back."""
+
+
 class NotOwner(JournalError):
     """A shared journal's invoice that another connector instance holds now (it took over
     this one's work while this one did not heartbeat): this instance must leave it alone."""

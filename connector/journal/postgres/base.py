@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from connector.journal.model import JournalError
+from connector.journal.model import JournalAway, JournalError
 from connector.journal.postgres.schema import migrate
 from connector.journal.sqlite.base import SqliteBase
 
@@ -112,7 +112,7 @@ def _committable(conn: Any) -> None:
     from psycopg.pq import TransactionStatus
 
     if conn.broken or conn.closed:
-        raise JournalError(
+        raise JournalAway(
             "Se perdió la conexión con el diario en PostgreSQL a mitad de una transacción: "
             "nada de ella quedó guardado."
         )

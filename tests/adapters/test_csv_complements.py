@@ -174,3 +174,14 @@ def test_with_done_markers_a_set_waits_for_every_files_marker(tmp_path: Path) ->
     assert work == sorted(f"v3{s}.csv{m}" for s in ("_H", "_D", "_CCE", "_CCEM")
                           for m in ("", ".done"))  # fmt: skip
     assert list((tmp_path / "in").iterdir()) == []
+
+
+def test_an_export_invoice_without_its_complement_rows_is_refused_by_the_cfdi_rules() -> None:
+    """The ERP marked the invoice as an export (Exportacion 02) but wrote no row for it in the
+    complement's files (present, with their column rows only): SAT's CFDI40122."""
+    cce, ccem = _example("_CCE").data, _example("_CCEM").data
+    assert cce is not None and ccem is not None
+    ec, cp = _load(_extras(cce=cce.splitlines(keepends=True)[0],
+                           cce_mercancia=ccem.splitlines(keepends=True)[0]))  # fmt: skip
+    assert ec.problems == [] and ec.comprobante.ComercioExterior is None
+    assert "CFDI40122" in [p.code for p in rules.validate(complete(ec.comprobante))]

@@ -261,14 +261,21 @@ def main() -> None:
         for r in range(args.rounds):
             if not args.no_sqlite:
                 results.append(case(n, 1, latency=args.latency, workers=args.workers,
-                                    server=None, tag=f"r{r}s"))  # fmt: skip
+                                    server=None, tag=f"r{r}s") | {"round": r})  # fmt: skip
                 _show(results[-1], None)
             for k in args.instances:
                 results.append(case(n, k, latency=args.latency, workers=args.workers,
-                                    server=server, tag=f"r{r}k{k}"))  # fmt: skip
+                                    server=server, tag=f"r{r}k{k}") | {"round": r})  # fmt: skip
                 one = next((x["rate"] for x in results if x["backend"] == "postgresql"
                             and x["k"] == 1), None)  # fmt: skip
                 _show(results[-1], one)
+        print("of linear (K instances / K × one instance, same round):")
+        for r in range(args.rounds):
+            mine = [x for x in results if x["round"] == r and x["backend"] == "postgresql"]
+            one = next((x["rate"] for x in mine if x["k"] == 1), None)
+            if one:
+                print("  " + ", ".join(f"{x['k']}: {100 * x['rate'] / (x['k'] * one):.0f}%"
+                                       for x in mine))  # fmt: skip
     finally:
         server.close()
         for folder in bd.SCRATCH:

@@ -523,3 +523,29 @@ def test_write_back_many_rows_in_one_transaction(db: Db) -> None:
     assert row(conn, 2, "estado", "error_codigo") == ("ERROR", "CFDI40158")
     assert row(conn, 3, "uuid", "xml") == (UUID1, "<x/>")  # the first stamp stays
     src.close()
+
+
+def test_a_batch_is_claimed_in_one_statement_where_the_engine_allows_it(db: Db) -> None:
+    """PostgreSQL (rows locked by the skip-locked select): the batch's guarded update is one
+    ``UPDATE … FROM (VALUES …) RETURNING``; a row another instance holds is not taken, and
+    each row gets its own referencia. Elsewhere one guarded update per row."""
+    conn = db.connect()
+    for i in range(1, 6):
+        insert_invoice(conn, db, i)
+    other = db.source()
+    assert [c.id for c in other.claim_batch(1, 600, "b")] == [1]
+    src = db.source()
+    counts: dict[str, int] = {}
+    src.round_trips = counts
+    got = src.claim_batch(10, 600, "a")
+    assert [c.id for c in got] == [2, 3, 4, 5]
+    one = db.engine == "postgresql"
+    # candidates + claim (+ one per row elsewhere) + headers + lines
+    assert counts["statements"] == (4 if one else 3 + 4)
+    assert len({c.referencia for c in got}) == 4
+    for c in got:
+        assert c.referencia.startswith(f"F{c.id}-") and c.attempt == 1
+        assert row(conn, c.id, "estado", "reclamado_por", "referencia", "intentos") == (
+            "EN_PROCESO", "a", c.referencia, 1)  # fmt: skip
+    assert row(conn, 1, "reclamado_por") == ("b",)
+    src.close(), other.close()

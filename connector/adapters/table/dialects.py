@@ -112,6 +112,12 @@ class Dialect:
     def supports_skip_locked(self) -> bool:
         return True
 
+    @property
+    def batch_claims(self) -> bool:
+        """Whether a batch of rows is claimed in one statement (``UPDATE … FROM (VALUES …)
+        … RETURNING``) rather than one guarded update per row; only where tested live."""
+        return False
+
     def insert_new(self, table: str, columns: list[str], values: list[str]) -> str:
         """An INSERT that adds nothing (0 rows, no error) when the key is there already: the
         claim of a results-table row, one winner by rowcount. None of the engines here
@@ -148,6 +154,10 @@ class PostgreSQL(_OnConflict, Dialect):
     def session_setup(self, timeout_seconds: float) -> list[str]:
         ms = max(1, int(timeout_seconds * 1000))
         return [f"SET statement_timeout = {ms}", f"SET lock_timeout = {ms}"]
+
+    @property
+    def batch_claims(self) -> bool:
+        return True
 
 
 class MariaDB(Dialect):

@@ -214,6 +214,14 @@ class TableSource:
             ids = [int(r[0]) for r in cur.execute(select).fetchall()]
             if not skip:
                 cur.connection.commit()  # no read snapshot held into the writes (SQLite)
+            if ids and skip and d.batch_claims:  # rows locked by the select: one statement
+                params: list[Any] = [now, instance]
+                for row_id in ids:
+                    params += [row_id, f"F{row_id}-{secrets.token_hex(6)}"]
+                rows = cur.execute(sql.claim_many(lease_seconds, len(ids)), *params).fetchall()
+                got = {int(r[0]) for r in rows}
+                cur.connection.commit()
+                return [row_id for row_id in ids if row_id in got]
             won = []
             for row_id in ids:
                 cur.execute(update, f"F{row_id}-{secrets.token_hex(6)}", now, instance, row_id)

@@ -63,6 +63,28 @@ class Statements:
         )
         return f"UPDATE {self.t} SET {sets} WHERE {q('id')} = ? AND {self.claimable()}"
 
+    def claim_many(self, lease_seconds: int, n: int) -> str:
+        """``claim`` of ``n`` rows in one statement (``Dialect.batch_claims``: PostgreSQL).
+        Parameters: fecha, instance, then id and referencia of each row. Returns the ids
+        claimed: each row's guard is evaluated as in ``claim``, so one winner per row."""
+        q, d = self._q, self.d
+        sets = ", ".join(
+            [
+                f"{q('estado')} = '{IN_PROGRESS}'",
+                f"{q('referencia')} = COALESCE({q('referencia')}, v.claim_ref)",
+                f"{q('fecha')} = COALESCE({q('fecha')}, {d.param('TIMESTAMP')})",
+                f"{q('reclamado_por')} = ?",
+                f"{q('reclamado_hasta')} = {d.now_plus(lease_seconds)}",
+                f"{q('intentos')} = COALESCE({q('intentos')}, 0) + 1",
+                f"{q('actualizado_en')} = {d.now_utc()}",
+            ]
+        )
+        rows = ", ".join(["(CAST(? AS BIGINT), CAST(? AS VARCHAR(64)))"] * n)
+        return (
+            f"UPDATE {self.t} SET {sets} FROM (VALUES {rows}) AS v(claim_id, claim_ref) "
+            f"WHERE {q('id')} = v.claim_id AND {self.claimable()} RETURNING {q('id')}"
+        )
+
     def renew(self, lease_seconds: int) -> str:
         """Parameters: id, instance."""
         q = self._q

@@ -549,3 +549,32 @@ def test_a_batch_is_claimed_in_one_statement_where_the_engine_allows_it(db: Db) 
             "EN_PROCESO", "a", c.referencia, 1)  # fmt: skip
     assert row(conn, 1, "reclamado_por") == ("b",)
     src.close(), other.close()
+
+
+def test_write_back_of_a_batch_is_one_statement_where_the_engine_allows_it(db: Db) -> None:
+    """PostgreSQL: a group commit's write-backs are one ``UPDATE … FROM (VALUES …) RETURNING``
+    with each row's guard (a row TIMBRADO under another UUID is not written; an ERROR never
+    overwrites a stamp); a batch naming a row twice goes one row at a time, in order."""
+    conn = db.connect()
+    for i in (1, 2, 3, 4):
+        insert_invoice(conn, db, i)
+    src = db.source()
+    src.claim_batch(10, 60, "a")
+    stamp = Outcome.stamped(UUID1, "2026-12-07T10:00:00", "<x>ñ</x>", None)
+    assert src.write_back(4, stamp)
+    counts: dict[str, int] = {}
+    src.round_trips = counts
+    other = Outcome.stamped("AAAAAAAA-0B0A-4909-8807-060504030201", "2026-12-07T10:00:00", b"<y/>", b"<a/>")
+    err = Outcome("ERROR", error_codigo="CFDI40158", error_mensaje="El RFC no es válido.")
+    got = src.write_back_many([(1, stamp), (2, err), (3, other), (4, other)])
+    assert got == [True, True, True, False]
+    assert counts["statements"] == (1 if db.engine == "postgresql" else 4)
+    assert row(conn, 1, "estado", "uuid", "xml", "reclamado_hasta") == ("TIMBRADO", UUID1, "<x>ñ</x>", None)
+    assert row(conn, 2, "estado", "error_codigo", "uuid") == ("ERROR", "CFDI40158", None)
+    assert row(conn, 3, "uuid", "acuse") == ("AAAAAAAA-0B0A-4909-8807-060504030201", "<a/>")
+    assert row(conn, 4, "uuid", "xml") == (UUID1, "<x>ñ</x>")
+    assert src.write_back_many([(2, stamp), (2, err)]) == [True, False]  # in order
+    assert row(conn, 2, "estado", "uuid") == ("TIMBRADO", UUID1)
+    assert src.write_back_many([(4, err), (4, stamp)]) == [False, True]
+    assert row(conn, 4, "estado", "uuid") == ("TIMBRADO", UUID1)
+    src.close()

@@ -113,9 +113,10 @@ class Dialect:
         return True
 
     @property
-    def batch_claims(self) -> bool:
-        """Whether a batch of rows is claimed in one statement (``UPDATE … FROM (VALUES …)
-        … RETURNING``) rather than one guarded update per row; only where tested live."""
+    def batch_updates(self) -> bool:
+        """Whether a batch of rows is claimed, or written back, in one statement (``UPDATE …
+        FROM (VALUES …) … RETURNING``) rather than one guarded update per row; only where
+        tested live."""
         return False
 
     def insert_new(self, table: str, columns: list[str], values: list[str]) -> str:
@@ -156,7 +157,7 @@ class PostgreSQL(_OnConflict, Dialect):
         return [f"SET statement_timeout = {ms}", f"SET lock_timeout = {ms}"]
 
     @property
-    def batch_claims(self) -> bool:
+    def batch_updates(self) -> bool:
         return True
 
 

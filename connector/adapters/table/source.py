@@ -18,6 +18,7 @@ import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 DEFAULT_MAPPING = Path(__file__).resolve().parents[1] / "layouts" / "table_default.mapping.toml"
 MEXICO = ZoneInfo("America/Mexico_City")
 _CHUNK = 500  # ids per IN (...) list (SQL Server allows 2,100 parameters)
+_CHUNK_WRITES = 100  # rows per one-statement write-back (8 parameters each)
 T = TypeVar("T")
 
 # the ERP's columns, and of the connector's own only what a claim hands on
@@ -56,6 +58,17 @@ def default_mapping() -> Mapping:
 
 def default_instance() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:100]
+
+
+def _returned(cur: Any) -> list[Any]:
+    """The rows an ``UPDATE … RETURNING`` gave back (psqlODBC reports no result set at all,
+    rather than an empty one, when no row was updated)."""
+    return cur.fetchall() if cur.description is not None else []
+
+
+@cache
+def _write_back_types(d: Dialect) -> dict[str, str]:
+    return {c: d.column_type(FACTURA.column(c)) for c in WRITE_BACK_COLUMNS}
 
 
 @dataclass
@@ -214,12 +227,12 @@ class TableSource:
             ids = [int(r[0]) for r in cur.execute(select).fetchall()]
             if not skip:
                 cur.connection.commit()  # no read snapshot held into the writes (SQLite)
-            if ids and skip and d.batch_claims:  # rows locked by the select: one statement
+            if ids and skip and d.batch_updates:  # rows locked by the select: one statement
                 params: list[Any] = [now, instance]
                 for row_id in ids:
                     params += [row_id, f"F{row_id}-{secrets.token_hex(6)}"]
-                rows = cur.execute(sql.claim_many(lease_seconds, len(ids)), *params).fetchall()
-                got = {int(r[0]) for r in rows}
+                cur.execute(sql.claim_many(lease_seconds, len(ids)), *params)
+                got = {int(r[0]) for r in _returned(cur)}
                 cur.connection.commit()
                 return [row_id for row_id in ids if row_id in got]
             won = []
@@ -426,6 +439,7 @@ class TableSource:
         whether that row was written."""
         d, sql, enc = self.dialect, self._sql(), self.spec.encoding
         statements = []
+        rows: list[list[Any]] = []  # [id, values...] per row, for the one-statement path
         for row_id, o in items:
             values = {
                 "estado": o.estado,
@@ -441,9 +455,25 @@ class TableSource:
                 ),
             }
             params: list[Any] = [*(values[c] for c in WRITE_BACK_COLUMNS), row_id]
+            rows.append([row_id, *params[:-1]])
             if o.estado == STAMPED:
                 params.append(o.uuid)
             statements.append((sql.write_back(o.estado == STAMPED), tuple(params)))
+        ids = [row_id for row_id, _ in items]
+        if d.batch_updates and len(set(ids)) == len(ids):  # a row twice: one at a time
+
+            def together(cur: Any) -> list[bool]:
+                got: set[int] = set()
+                for start in range(0, len(rows), _CHUNK_WRITES):
+                    chunk = rows[start : start + _CHUNK_WRITES]
+                    flat = [v for r in chunk for v in r]
+                    stmt = sql.write_back_many(len(chunk), _write_back_types(d))
+                    cur.execute(stmt, *flat)
+                    got.update(int(r[0]) for r in _returned(cur))
+                cur.connection.commit()
+                return [row_id in got for row_id in ids]
+
+            return self._run(together, "escribir resultados")
 
         def work(cur: Any) -> list[bool]:
             written = []

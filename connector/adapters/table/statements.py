@@ -64,7 +64,7 @@ class Statements:
         return f"UPDATE {self.t} SET {sets} WHERE {q('id')} = ? AND {self.claimable()}"
 
     def claim_many(self, lease_seconds: int, n: int) -> str:
-        """``claim`` of ``n`` rows in one statement (``Dialect.batch_claims``: PostgreSQL).
+        """``claim`` of ``n`` rows in one statement (``Dialect.batch_updates``: PostgreSQL).
         Parameters: fecha, instance, then id and referencia of each row. Returns the ids
         claimed: each row's guard is evaluated as in ``claim``, so one winner per row."""
         q, d = self._q, self.d
@@ -103,6 +103,27 @@ class Statements:
         if stamped:
             guard += f" OR {q('uuid')} IS NULL OR {q('uuid')} = ?"
         return f"UPDATE {self.t} SET {sets} WHERE {q('id')} = ? AND ({guard})"
+
+    def write_back_many(self, n: int, types: dict[str, str]) -> str:
+        """``write_back`` of ``n`` rows in one statement (``Dialect.batch_updates``:
+        PostgreSQL), each row's guard as in ``write_back``. Parameters: per row its id and
+        the ``WRITE_BACK_COLUMNS`` values (``types``: each column's SQL type, for the casts
+        a VALUES list needs). Returns the ids written."""
+        q = self._q
+        sets = ", ".join(f"{q(k)} = v.wb_{k}" for k in WRITE_BACK_COLUMNS)
+        sets += f", {q('reclamado_hasta')} = NULL, {q('actualizado_en')} = {self.d.now_utc()}"
+        row = ", ".join(
+            ["CAST(? AS BIGINT)", *(f"CAST(? AS {types[k]})" for k in WRITE_BACK_COLUMNS)]
+        )
+        names = ", ".join(["wb_id", *(f"wb_{k}" for k in WRITE_BACK_COLUMNS)])
+        guard = (
+            f"{q('estado')} IS NULL OR {q('estado')} <> '{STAMPED}' OR (v.wb_estado = "
+            f"'{STAMPED}' AND ({q('uuid')} IS NULL OR {q('uuid')} = v.wb_uuid))"
+        )
+        return (
+            f"UPDATE {self.t} SET {sets} FROM (VALUES {', '.join([f'({row})'] * n)}) "
+            f"AS v({names}) WHERE {q('id')} = v.wb_id AND ({guard}) RETURNING {q('id')}"
+        )
 
     def set_referencia(self) -> str:
         """Parameters: referencia, id, instance. The referencia an invoice is really sent

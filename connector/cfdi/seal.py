@@ -77,13 +77,16 @@ def _refuse_stamped() -> SealError:
     )
 
 
-def _seal(c: Comprobante, csd: Csd) -> tuple[str | None, etree._Element | None]:
+def _seal(
+    c: Comprobante, csd: Csd, *, complete: bool = True
+) -> tuple[str | None, etree._Element | None]:
     """The sealed document: as text (the usual case), or as a tree when it has parts only the
-    element path and SAT's XSLT handle (verbatim complements, Parte)."""
+    element path and SAT's XSLT handle (verbatim complements, Parte). ``complete=False``: the
+    caller already ran ``amounts.complete`` on ``c``."""
     if c.TimbreFiscalDigital is not None:
         raise _refuse_stamped()
     csd.check_can_seal(c.Emisor.Rfc, _fecha(c.Fecha))
-    completed = _complete(c)
+    completed = _complete(c) if complete else c
     # a new root node (amounts.complete copies it): ours to fill in
     c = completed if completed is not c else c.model_copy()
     seal_fields = {
@@ -115,14 +118,14 @@ def seal_tree(c: Comprobante, csd: Csd) -> etree._Element:
     return root if root is not None else parse_own(text or "")
 
 
-def seal_invoice(c: Comprobante, csd: Csd) -> bytes:
+def seal_invoice(c: Comprobante, csd: Csd, *, complete: bool = True) -> bytes:
     """Seal a Comprobante with the CSD: sealed CFDI 4.0 XML bytes (UTF-8).
 
-    Missing derived amounts are computed first (``amounts.complete``). Raises ``CsdError``
-    when the CSD cannot seal it (expired at Fecha, another RFC) and ``SealError`` when the
-    comprobante is already stamped.
+    Missing derived amounts are computed first (``amounts.complete``; ``complete=False``: the
+    caller did, on this very ``c``). Raises ``CsdError`` when the CSD cannot seal it (expired
+    at Fecha, another RFC) and ``SealError`` when the comprobante is already stamped.
     """
-    text, root = _seal(c, csd)
+    text, root = _seal(c, csd, complete=complete)
     return text.encode("utf-8") if text is not None else serialize(root)  # type: ignore[arg-type]
 
 

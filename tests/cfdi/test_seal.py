@@ -146,6 +146,13 @@ def test_seal_invoice_computes_missing_amounts() -> None:
     root = parse_xml_bytes(sealed)
     assert root.get("SubTotal") == "3824.16"  # 4 × 956.04
     assert root.find(f"{C}Impuestos").get("TotalImpuestosTrasladados") is not None
+    # what the pipeline does: amounts completed once (admission), not again inside the seal
+    from connector.cfdi.amounts import complete
+
+    done = complete(raw)
+    before = done.model_dump()
+    assert seal_invoice(done, shared_test_csd(), complete=False) == sealed
+    assert done.model_dump() == before and done.Sello is None  # the caller's model untouched
 
 
 def test_seal_refuses_other_rfc_expired_csd_and_stamped_invoices() -> None:

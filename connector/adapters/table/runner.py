@@ -87,6 +87,11 @@ class TableUnits(TableAccess):
         assert src.cfg.table is not None
         room = self.flow.max_inflight - self.flow.in_flight()
         limit = min(src.cfg.table.batch, room)
+        if limit < max(1, min(src.cfg.table.batch, self.flow.max_inflight) // 4):
+            # a claim costs the same round trips whatever its size (candidates, claim, rows,
+            # lines): while the invoices in flight nearly fill the queue, the workers have
+            # plenty waiting, and the rows wait for room for a quarter of a batch
+            limit = 0
         self.more = self.more or limit <= 0
         if limit <= 0 or stop():
             return 0

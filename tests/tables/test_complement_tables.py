@@ -104,9 +104,10 @@ def test_a_batch_reads_each_child_table_once(db: Db) -> None:
     try:
         claimed = source.claim_batch(50, 600, "prueba")
         assert [c.id for c in claimed] == ids
-        # the claim (a select, an update per row), then the header, the lines and one query
-        # per child table (9) for the ten invoices
-        assert counts["statements"] == 1 + len(ids) + 2 + 9
+        # the claim (a select, an update per row; one for the batch on PostgreSQL), then the
+        # header, the lines and one query per child table (9) for the ten invoices
+        updates = 1 if db.engine == "postgresql" else len(ids)
+        assert counts["statements"] == 1 + updates + 2 + 9
         inputs = source.load(claimed)
     finally:
         source.close()

@@ -18,7 +18,6 @@ import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -31,8 +30,9 @@ from . import odbc
 from .dialects import Dialect
 from .odbc import ConnSpec
 from .schema import CONCEPTO, ERROR, FACTURA, OWNED, STAMPED
-from .statements import WRITE_BACK_COLUMNS, Statements
-from .values import _Counted, _cut, _decode_problem, _fields, _fit, _text, _timestamp
+from .statements import Statements
+from .values import _Counted, _decode_problem, _fields
+from .writeback import returned, write_back_work
 
 if TYPE_CHECKING:
     from connector.mappers import Mapping
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 DEFAULT_MAPPING = Path(__file__).resolve().parents[1] / "layouts" / "table_default.mapping.toml"
 MEXICO = ZoneInfo("America/Mexico_City")
 _CHUNK = 500  # ids per IN (...) list (SQL Server allows 2,100 parameters)
-_CHUNK_WRITES = 100  # rows per one-statement write-back (8 parameters each)
 T = TypeVar("T")
 
 # the ERP's columns, and of the connector's own only what a claim hands on
@@ -58,17 +57,6 @@ def default_mapping() -> Mapping:
 
 def default_instance() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:100]
-
-
-def _returned(cur: Any) -> list[Any]:
-    """The rows an ``UPDATE … RETURNING`` gave back (psqlODBC reports no result set at all,
-    rather than an empty one, when no row was updated)."""
-    return cur.fetchall() if cur.description is not None else []
-
-
-@cache
-def _write_back_types(d: Dialect) -> dict[str, str]:
-    return {c: d.column_type(FACTURA.column(c)) for c in WRITE_BACK_COLUMNS}
 
 
 @dataclass
@@ -232,7 +220,7 @@ class TableSource:
                 for row_id in ids:
                     params += [row_id, f"F{row_id}-{secrets.token_hex(6)}"]
                 cur.execute(sql.claim_many(lease_seconds, len(ids)), *params)
-                got = {int(r[0]) for r in _returned(cur)}
+                got = {int(r[0]) for r in returned(cur)}
                 cur.connection.commit()
                 return [row_id for row_id in ids if row_id in got]
             won = []
@@ -437,52 +425,7 @@ class TableSource:
     def write_back_many(self, items: Sequence[tuple[int, Outcome]]) -> list[bool]:
         """``write_back`` of several rows in one transaction (one commit): each answer says
         whether that row was written."""
-        d, sql, enc = self.dialect, self._sql(), self.spec.encoding
-        statements = []
-        rows: list[list[Any]] = []  # [id, values...] per row, for the one-statement path
-        for row_id, o in items:
-            values = {
-                "estado": o.estado,
-                "uuid": o.uuid,
-                "fecha_timbrado": _timestamp(o.fecha_timbrado, d),
-                "xml": _fit(_text(o.xml), enc, "xmlcharrefreplace"),
-                "acuse": _fit(_text(o.acuse), enc, "xmlcharrefreplace"),
-                "error_codigo": _fit(
-                    _cut(o.error_codigo, FACTURA.column("error_codigo").size), enc, "replace"
-                ),
-                "error_mensaje": _fit(
-                    _cut(o.error_mensaje, FACTURA.column("error_mensaje").size), enc, "replace"
-                ),
-            }
-            params: list[Any] = [*(values[c] for c in WRITE_BACK_COLUMNS), row_id]
-            rows.append([row_id, *params[:-1]])
-            if o.estado == STAMPED:
-                params.append(o.uuid)
-            statements.append((sql.write_back(o.estado == STAMPED), tuple(params)))
-        ids = [row_id for row_id, _ in items]
-        if d.batch_updates and len(set(ids)) == len(ids):  # a row twice: one at a time
-
-            def together(cur: Any) -> list[bool]:
-                got: set[int] = set()
-                for start in range(0, len(rows), _CHUNK_WRITES):
-                    chunk = rows[start : start + _CHUNK_WRITES]
-                    flat = [v for r in chunk for v in r]
-                    stmt = sql.write_back_many(len(chunk), _write_back_types(d))
-                    cur.execute(stmt, *flat)
-                    got.update(int(r[0]) for r in _returned(cur))
-                cur.connection.commit()
-                return [row_id in got for row_id in ids]
-
-            return self._run(together, "escribir resultados")
-
-        def work(cur: Any) -> list[bool]:
-            written = []
-            for statement, params in statements:
-                cur.execute(statement, *params)
-                written.append(cur.rowcount == 1)
-            cur.connection.commit()
-            return written
-
+        work = write_back_work(self.dialect, self._sql(), self.spec.encoding, items)
         return self._run(work, "escribir resultados")
 
     def release(self, ids: Sequence[int], instance: str) -> int:

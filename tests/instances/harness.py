@@ -57,6 +57,7 @@ class Cluster:
     batch: int = 10  # table rows claimed at a time
     instance_lease: int | None = None  # [daemon] instance_lease_seconds (None: the default)
     pdf: bool = True  # the inbox's invoices get a PDF (the table rows only an XML)
+    one_config: bool = False  # every instance from one configuration file (one log file)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)  # input name → content
     inbox_folios: set[int] = field(default_factory=set)
@@ -70,7 +71,11 @@ class Cluster:
         for d in SHARED_DIRS:
             (self.share / d).mkdir(parents=True, exist_ok=True)
         (self.base / "drop").mkdir(parents=True, exist_ok=True)
-        self.configs = {name: self._write_config(name) for name in self.names}
+        if self.one_config:  # `run --config C --instance iN` of each, on one host
+            one = self._write_config("one")
+            self.configs = {name: one for name in self.names}
+        else:  # one configuration per instance, as on servers of their own
+            self.configs = {name: self._write_config(name) for name in self.names}
 
     # --- configuration ------------------------------------------------------------------------
 
@@ -197,12 +202,22 @@ xml = "{s}/out-tables/xml"
     def started(self, name: str, timeout: float = 90) -> bool:
         """Whether the instance's latest start has its pipeline running (or it died)."""
         config, proc, n = self.configs[name], self.procs[name], self.starts[name]
+        if self.one_config:  # one log for all: ask the journal (status) instead
+            return until(lambda: self._joined(name) or proc.poll() is not None, timeout, 0.5) \
+                and proc.poll() is None  # fmt: skip
         ok = until(
             lambda: log_text(config).count('"pipeline_started"') >= n or proc.poll() is not None,
             timeout,
             0.05,
         )
         return ok and proc.poll() is None
+
+    def _joined(self, name: str) -> bool:
+        try:
+            i = self.instances().get(name)
+        except (AssertionError, KeyError):  # no journal yet (status refuses), or no instances
+            return False
+        return i is not None and i["alive"] and i["pid"] == self.procs[name].pid
 
     def working(self, name: str) -> bool:
         """Whether the instance's latest start has its pipeline running (not starting)."""
@@ -258,7 +273,8 @@ xml = "{s}/out-tables/xml"
     def logs(self, tail: int = 2500) -> str:
         """Every instance's stderr and log tail, for a failure's message."""
         parts = []
-        for n, c in self.configs.items():
+        for c in dict.fromkeys(self.configs.values()):
+            n = c.parent.name
             parts.append(f"--- {n} stderr ---\n{stderr_text(c)[-tail:]}")
             parts.append(f"--- {n} log ---\n{log_text(c)[-tail:]}")
         return "\n".join(parts)

@@ -1,5 +1,5 @@
-"""Two connector instances started at the same moment on an empty journal database (issue 16):
-the schema is created once (each migration applied once, the server logged no error of two
+"""Two connector instances started at the same moment from one configuration file on an empty
+journal database (issue 16): the schema is created once (each migration applied once, the server logged no error of two
 creating it), both run and share the work: one inbox and one set of tables, every invoice
 stamped once, delivered once."""
 
@@ -22,7 +22,8 @@ from .private_pg import PrivatePostgres
 def test_two_instances_started_at_once_on_an_empty_database_create_the_schema_once(
     make_cluster: Any, journal_server: PrivatePostgres
 ) -> None:
-    cluster: Cluster = make_cluster(names=("i1", "i2"))
+    # both from one configuration file on this host (`run --config C --instance iN`)
+    cluster: Cluster = make_cluster(names=("i1", "i2"), one_config=True)
     conn = cluster.db.connect()
     # the work is there before they start: whichever comes first must not take it all at once
     cluster.drop_files(list(range(1, 61)))

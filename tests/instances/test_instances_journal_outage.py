@@ -22,7 +22,9 @@ from .private_pg import PrivatePostgres
 def test_the_journal_server_stopped_and_started_mid_run_pauses_and_resumes_every_instance(
     make_cluster: Any, journal_server: PrivatePostgres, mode: str
 ) -> None:
-    cluster: Cluster = make_cluster(names=("i1", "i2"))
+    # a lease shorter than the outage: back, neither may take the other for dead (neither
+    # could beat while the server was down)
+    cluster: Cluster = make_cluster(names=("i1", "i2"), instance_lease=3)
     conn = cluster.db.connect()
     for name in cluster.names:
         cluster.start(name)
@@ -34,7 +36,7 @@ def test_the_journal_server_stopped_and_started_mid_run_pauses_and_resumes_every
         # well into the run: some invoices delivered, most still to do
         assert _until(lambda: len(cluster.archived()) >= 3), cluster.progress(conn)
         journal_server.stop(mode=mode)
-        time.sleep(4)  # down for a while: every instance meets it (polls, deliveries, claims)
+        time.sleep(5)  # down longer than the lease: every instance meets it
         assert sorted(cluster.alive()) == ["i1", "i2"], cluster.logs()
         # work arriving while the journal is down waits for it
         cluster.drop_files(list(range(101, 141)))

@@ -524,3 +524,32 @@ def test_the_sandbox_stamps_and_returns_the_acuse_over_one_connection(tmp_path, 
             assert not d.session.cookies
         finally:
             d.close()
+
+
+def _head(request: bytes) -> tuple[str, dict[str, str]]:
+    lines = request.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    return lines[0], dict(line.split(": ", 1) for line in lines[1:])
+
+
+def test_a_prepared_post_sends_what_session_post_sends_and_cookies_go_back(server, driver):
+    """Each POST is a copy of a request the session prepared once per address and headers:
+    the same request line, headers and body as ``Session.post``; a cookie the PAC sets is sent
+    with the next calls (the session's cookies are merged per call, as ``Session.post`` does)."""
+    for _ in range(4):
+        server.actions.put(reply(headers=(("Set-Cookie", "afinidad=nodo-2; Path=/"),)))
+    post(driver, server.url)  # the prepared path (the session has no cookies yet)
+    post(driver, server.url)  # the session now holds afinidad: merged per call
+    plain = driver.session.post(server.url, data=BODY, headers=HEADERS, allow_redirects=False)
+    driver.session.cookies.clear()
+    post(driver, server.url)  # prepared again, no cookie
+    (line1, h1), (line2, h2), (line3, h3), (line4, h4) = map(_head, server.requests)
+    assert plain.status_code == 200
+    assert line1 == line2 == line3 == line4 == f"POST {PATH} HTTP/1.1"
+    assert h1 == h4 and "Cookie" not in h1
+    assert h2 == h3 == {**h1, "Cookie": "afinidad=nodo-2"}
+    for k, v in HEADERS.items():
+        assert h1[k] == v
+    assert h1["Content-Length"] == str(len(BODY))
+    assert all(r.split(b"\r\n\r\n", 1)[1] == BODY for r in server.requests)
+    prepared = transport(driver)._prepared
+    assert len(prepared) == 1 and prepared[(server.url, tuple(HEADERS.items()))].body is None

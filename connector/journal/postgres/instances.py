@@ -125,23 +125,31 @@ class Instances(PostgresBase):
             got = db.execute("SELECT pg_try_advisory_xact_lock(?)", (SWEEP_LOCK,)).fetchone()
             if not got or not got[0]:
                 return {"instances": [], "invoices": 0, "files": 0, "requests": 0, "moved": 0}
+            # one instant for the whole sweep: a lease running out between two of its
+            # statements would give away a live instance's rows or files (never marked)
+            (now,) = db.execute(f"SELECT {_NOW}").fetchone()
+            live = (
+                "SELECT name FROM instances WHERE taken_over_by IS NULL AND stopped_at IS NULL "
+                "AND heartbeat_at + lease_seconds >= ?"
+            )
             dead = db.execute(
-                f"UPDATE instances SET taken_over_by=?, taken_over_at={_NOW} "
+                "UPDATE instances SET taken_over_by=?, taken_over_at=? "
                 "WHERE name<>? AND taken_over_by IS NULL "
-                f"AND (stopped_at IS NOT NULL OR heartbeat_at + lease_seconds < {_NOW}) "
+                "AND (stopped_at IS NOT NULL OR heartbeat_at + lease_seconds < ?) "
                 "RETURNING name",
-                (me, me),
+                (me, now, me, now),
             ).fetchall()
             taken = {"instances": sorted(r[0] for r in dead)}
             for (table, open_), key in zip(_OPEN, ("invoices", "files", "requests"), strict=True):
                 cur = db.execute(
                     f"UPDATE {table} SET owner=? WHERE {open_} "
-                    f"AND (owner IS NULL OR owner NOT IN ({_LIVE}))",
-                    (me,),
+                    f"AND (owner IS NULL OR owner NOT IN ({live}))",
+                    (me, now),
                 )
                 taken[key] = cur.rowcount  # type: ignore[assignment]
             gone = [
-                r[0] for r in db.execute(f"SELECT name FROM instances WHERE name NOT IN ({_LIVE})")
+                r[0]
+                for r in db.execute(f"SELECT name FROM instances WHERE name NOT IN ({live})", (now,))
             ]
             taken["moved"] = move(gone) if move is not None else 0  # type: ignore[assignment]
         return taken

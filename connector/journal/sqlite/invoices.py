@@ -109,8 +109,13 @@ class InvoiceStore(SqliteBase):
                 )
             e = entry_of(row)
             if self.owner is not None and e.owner != self.owner:
-                busy = e.state not in (State.DELIVERED, State.FAILED)
-                if busy and e.owner is not None and self._alive(db, e.owner):
+                # carried: a referencia at the PAC that a worker or a retry of its owner
+                # advances (a RECEIVED/VALIDATED row is never left so by a live batch: a
+                # replay's reset, an internal error; nobody would advance it)
+                carried = e.state in COMMITTED_STATES and e.state is not State.DELIVERED
+                if carried and e.owner is not None and self._alive(db, e.owner):
+                    if e.content_hash != content_hash:  # as with one instance: never twice
+                        return Admission.CONFLICT, e
                     return Admission.ELSEWHERE, e  # it advances the invoice; never both
                 # its instance is gone (or it needs nobody): this one carries it from now
                 db.execute("UPDATE invoices SET owner=? WHERE id=?", (self.owner, e.id))

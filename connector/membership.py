@@ -4,11 +4,15 @@ the takeover of a stopped instance's work.
 ``Membership`` runs one thread. Every third of the lease (``[daemon] instance_lease_seconds``)
 it writes the heartbeat (``journal.heartbeat``); once its own heartbeats have gone through for a
 whole lease — so after an outage of the database it never mistakes the others, whose
-heartbeats could not go through either, for dead — it sweeps (``journal.sweep``): the rows of
-instances whose lease ran out (and rows nobody carries) become this instance's, and the files
-left in their work folders (``<work>/<instance>/``: a folder source's claims, one folder per
-instance) are moved into this one's, inside the sweep's transaction so two sweepers never
-split them. The pipeline then resumes them as after its own restart (``take_pending``).
+heartbeats could not go through either, for dead — it sweeps (``journal.sweep``, one
+transaction): the rows of instances whose lease ran out (and rows nobody carries) become this
+instance's. Their files stay in the dead instance's work folder (``<work>/<instance>/``: a
+folder source's claims, one folder per instance) until the row's new owner brings each claim
+into its own (``adapters.work_folders``, when it resumes the file); the entries no row
+names (a kill between a claim's rename and its row) are moved by one instance at a time,
+outside any transaction (``_move_unknown``). The pipeline then resumes what it got as after
+its own restart (``take_pending``). While its heartbeats do not go through for two thirds of
+the lease it takes no new work and sends nothing (``fenced``).
 
 A heartbeat that finds this instance taken over (it stalled longer than its lease: the others
 took its work) calls ``on_lost``: the daemon exits at once, as after a crash, and its service
@@ -27,7 +31,9 @@ from typing import Any
 
 import structlog
 
+from connector.adapters.work_folders import claim_group
 from connector.config import safe_name
+from connector.journal import journal_away
 
 log = structlog.get_logger("connector.membership")
 
@@ -73,13 +79,14 @@ class Membership:
         self._thread: threading.Thread | None = None
         self.healthy_since: float | None = None  # heartbeats going through since
         self.down_since: float | None = None  # the journal unreachable since (monotonic)
+        self.last_beat = time.monotonic()  # the last heartbeat that went through
         self.last_taken: dict[str, Any] = {}
 
     def start(self) -> None:
         self.journal.join(
             self.name, lease_seconds=self.lease, host=socket.gethostname(), pid=os.getpid()
         )
-        self.healthy_since = time.monotonic()
+        self.healthy_since = self.last_beat = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="cfdi-membership", daemon=True)
         self._thread.start()
 
@@ -119,6 +126,10 @@ class Membership:
         )
         self._poke.set()
 
+    def pend(self) -> None:
+        """What a sweep gave is to be resumed again (the last resume failed)."""
+        self._pending.set()
+
     def _run(self) -> None:
         every = self.lease / 3.0
         while True:
@@ -135,6 +146,7 @@ class Membership:
         except Exception as exc:  # the database away: the others cannot beat either
             self.note_away(exc)
             return
+        self.last_beat = time.monotonic()
         if self.down_since is not None:
             log.warning("journal_back", instance=self.name,
                         seconds=round(time.monotonic() - self.down_since, 1))  # fmt: skip
@@ -158,40 +170,60 @@ class Membership:
         if now - self.healthy_since < self.lease:
             return
         try:
-            taken = self.journal.sweep(move=self._move_files)
-        except Exception:
-            log.exception("takeover_failed", instance=self.name)
+            taken = self.journal.sweep()
+            moved = self._move_unknown(taken.pop("gone"))
+        except Exception as exc:
+            if journal_away(exc):
+                self.note_away(exc)
+            else:
+                log.exception("takeover_failed", instance=self.name)
             return
         if taken["instances"] or taken["invoices"] or taken["files"] or taken["requests"] \
-                or taken.get("moved"):  # fmt: skip
-            self.last_taken = taken
-            log.warning("takeover", instance=self.name, **taken)
+                or moved:  # fmt: skip
+            self.last_taken = {**taken, "moved": moved}
+            log.warning("takeover", instance=self.name, **self.last_taken)
             self._pending.set()
             self.wake.set()
 
-    def _move_files(self, gone: list[str]) -> int:
-        """The entries left in the work folders of instances not alive (``gone``) moved into
-        this one's; returns how many. A name already in this folder is left where it is (and
-        said)."""
-        moved = 0
-        for mine in self.work_folders():
-            base = mine.parent
-            # and the files in ``<work>/`` itself: claimed while the journal was a single
-            # connector's (SQLite, then ``journal migrate``)
-            for folder in [base / safe_name(n) for n in gone] + [base]:
-                if folder == mine or not folder.is_dir():
-                    continue
-                for entry in sorted(os.listdir(folder)):
-                    if folder == base and not (base / entry).is_file():
-                        continue  # an instance's folder
-                    target = mine / entry
-                    if target.exists():
-                        log.error("takeover_name_taken", file=str(folder / entry),
-                                  target=str(target))  # fmt: skip
-                        continue
-                    try:
-                        os.rename(folder / entry, target)
-                    except FileNotFoundError:  # finished meanwhile
-                        continue
-                    moved += 1
-        return moved
+    def fenced(self) -> bool:
+        """Whether this instance should take no new work nor send: its last heartbeat that
+        went through is older than two thirds of its lease (the others may take it over
+        soon: a half-open connection, a stall)."""
+        return time.monotonic() - self.last_beat > self.lease * 2.0 / 3.0
+
+    def _move_unknown(self, gone: list[str]) -> int:
+        """The claims in the work folders of instances not alive (``gone``, and ``<work>/``
+        itself: claimed while the journal was a single connector's) that no journal row
+        names — a kill between the rename and its row, a pair or set half claimed — moved
+        into this one's folder, to be taken up as after its own restart; returns how many
+        entries. Those a row names are brought by the row's owner (``bring_claim``). One
+        instance moves at a time, outside any transaction (``journal.moving``)."""
+        found = [
+            (folder / entry, mine / entry)
+            for mine in self.work_folders()
+            for folder in [mine.parent / safe_name(n) for n in gone] + [mine.parent]
+            if folder != mine and folder.is_dir()
+            for entry in sorted(os.listdir(folder))
+            if folder != mine.parent or (folder / entry).is_file()  # not an instance's folder
+        ]
+        if not found:
+            return 0
+        with self.journal.moving() as ours:
+            if not ours:
+                return 0
+            named = {claim_group(Path(p).name) for p in self.journal.open_work_paths()}
+            # a claim a row names is brought by that row's owner
+            return sum(self._move(e, t) for e, t in found if claim_group(e.name) not in named)
+
+    def _move(self, entry: Path, target: Path) -> int:
+        if target.exists():
+            log.error("takeover_name_taken", file=str(entry), target=str(target))
+            return 0
+        try:
+            os.rename(entry, target)
+        except FileNotFoundError:  # finished meanwhile
+            return 0
+        except OSError as exc:  # held by another program (antivirus), permissions: next sweep
+            log.warning("takeover_move_failed", file=str(entry), error=str(exc))
+            return 0
+        return 1

@@ -42,7 +42,7 @@ from connector.flow.runtime import (
     sat_cert,
 )
 from connector.flow.sending import ACCOUNT_WAIT_CODES, InvoiceFlow
-from connector.journal import FileRecord, Journal, journal_away, open_journal
+from connector.journal import FileRecord, Journal, journal_away, journal_retry, open_journal
 from connector.membership import Membership, per_instance_work
 from connector.rendering import PdfRenderer, default_processes
 from connector.sinks import atomic_write, clean_temp_files
@@ -136,7 +136,7 @@ class Pipeline(InvoiceFlow):
             try:
                 getattr(kind, what)(*args)
             except Exception as exc:
-                if journal_away(exc):  # the shared journal's outage: said once
+                if journal_retry(exc):  # the shared journal's outage: said once
                     self.journal_away(exc)
                 else:
                     log.exception(f"{what}_failed", kind=type(kind).__name__)
@@ -217,11 +217,19 @@ class Pipeline(InvoiceFlow):
 
     def journal_away(self, exc: BaseException) -> None:
         """The shared journal's server could not be reached: the work waits for it (said
-        once, with ``CONN-DIARIO-CAIDO``, by the membership)."""
-        if self.membership is not None:
+        once, with ``CONN-DIARIO-CAIDO``, by the membership); or it rolled a transaction back
+        for another's (a deadlock between two instances): the unit is done again."""
+        if not journal_away(exc):
+            log.warning("journal_retry", error=str(exc).strip().splitlines()[0])
+        elif self.membership is not None:
             self.membership.note_away(exc)
         else:
             log.warning("journal_unreachable", code="CONN-DIARIO-CAIDO", error=str(exc).strip())
+
+    def fenced(self) -> bool:
+        """Whether this instance must take no new work nor send now (its heartbeats have not
+        gone through for two thirds of its lease: the others may take it over soon)."""
+        return self.membership is not None and self.membership.fenced()
 
     def _lost(self) -> None:
         """Taken over (see ``connector.membership``): nothing more is taken or advanced."""
@@ -434,18 +442,24 @@ class Pipeline(InvoiceFlow):
             return (stop is not None and stop.is_set()) or self.stopping.is_set()
 
         if self.membership is not None and self.membership.take_pending():
-            self._take_over()
+            try:
+                self._take_over()
+            except Exception:  # tried again at the next turn: nothing taken is left behind
+                self.membership.pend()
+                raise
         self._dispatch_due_retries()
         self.files.read_settled()
         self.tables.more = False
         taken = 0
+        if self.fenced():  # its heartbeats do not go through: no new work for now
+            return 0
         for src in list(self.sources.values()):
             if stopped():
                 break
             try:
                 taken += src.kind.poll(src, stopped)
             except Exception as exc:  # one source's failure never stops the others
-                if journal_away(exc):
+                if journal_retry(exc):
                     self.journal_away(exc)
                 else:
                     log.exception("poll_source_failed", source=src.cfg.name)

@@ -121,10 +121,12 @@ def _submit(cfg: Config, scfg: Any, file: Path, args: argparse.Namespace) -> int
         return 2
     try:
         src = pipe.sources[scfg.name]
-        assert scfg.work is not None
+        # the source's work folder as the pipeline runs it (this instance's own, when the
+        # journal is shared: never ``<work>/`` itself, which a takeover sweeps)
+        assert src.cfg.work is not None
         # a copy goes through the pipeline (archived or failed); the given file stays put
         stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
-        work = scfg.work / f"{stamp}-{secrets.token_hex(4)}--{file.name}"
+        work = src.cfg.work / f"{stamp}-{secrets.token_hex(4)}--{file.name}"
         atomic_write(work, file.read_bytes())
         for _, member in _set_members(scfg, file):  # a set: its other files go along (same prefix)
             atomic_write(work.with_name(f"{work.name.split('--', 1)[0]}--{member.name}"),

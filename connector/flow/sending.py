@@ -35,7 +35,7 @@ from connector.journal import (
     Journal,
     NotOwner,
     State,
-    journal_away,
+    journal_retry,
 )
 from connector.pac.errors import ACCOUNT_CODES
 from connector.rendering import PdfRenderer
@@ -88,7 +88,8 @@ class InvoiceFlow:
         self.metrics: Any | None = None  # connector.service.metrics.Metrics, when served
 
     def journal_away(self, exc: BaseException) -> None:
-        """The shared journal cannot be reached now (the pipeline says it once)."""
+        """The shared journal cannot be reached now (the pipeline says it once), or its
+        server rolled a transaction back in favour of another's: the work is done again."""
         log.warning("journal_unreachable", code="CONN-DIARIO-CAIDO", error=str(exc).strip())
 
     def _start_workers(self, workers: int) -> None:
@@ -220,8 +221,14 @@ class InvoiceFlow:
             if e.id not in self._inflight and e.source in self.sources:
                 self._dispatch(e, deliver_only=True)
 
+    def fenced(self) -> bool:
+        """Whether no send may leave now (``Pipeline``: an instance whose heartbeats fail)."""
+        return False
+
     def _dispatch(self, e: Entry, *, deliver_only: bool = False) -> None:
         if self._executor is None or self.stopping.is_set():
+            return
+        if not deliver_only and self.fenced():  # left for later (or for its taker)
             return
         with self._lock:
             if e.id in self._inflight:
@@ -249,7 +256,7 @@ class InvoiceFlow:
         except NotOwner as exc:  # another instance took this one's work over: it finishes it
             log.warning("invoice_taken_over", invoice_id=invoice_id, owner=exc.owner)
         except Exception as exc:
-            if journal_away(exc):  # the shared journal's outage: resumed when it is back
+            if journal_retry(exc):  # the shared journal's outage: resumed when it is back
                 self.journal_away(exc)
             else:
                 log.exception("worker_error", invoice_id=invoice_id)

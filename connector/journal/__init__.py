@@ -118,6 +118,7 @@ __all__ = [
     "State",
     "journal_away",
     "journal_exists",
+    "journal_retry",
     "open_journal",
 ]
 
@@ -177,8 +178,23 @@ def journal_away(exc: BaseException) -> bool:
     import psycopg
     import psycopg_pool
 
+    if _rolled_back(exc):  # the server is there
+        return False
     return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError,
                             psycopg_pool.PoolTimeout))  # fmt: skip
+
+
+def journal_retry(exc: BaseException) -> bool:
+    """Whether the unit of work that met ``exc`` is simply done again: the shared journal is
+    away (``journal_away``), or its server rolled a transaction back to let another one's
+    through (a deadlock between two instances admitting the same keys, a serialization
+    failure)."""
+    return journal_away(exc) or (type(exc).__module__.startswith("psycopg") and _rolled_back(exc))
+
+
+def _rolled_back(exc: BaseException) -> bool:
+    """SQLSTATE class 40, transaction rollback (40P01 deadlock, 40001 serialization)."""
+    return str(getattr(exc, "sqlstate", None) or "").startswith("40")
 
 
 def journal_exists(settings: JournalSettings) -> bool:

@@ -27,7 +27,7 @@ def _journals(url: str, *names: str, lease: float = 2.0) -> list[PostgresJournal
     out = []
     for n, name in enumerate(names):
         j = PostgresJournal(url)
-        j.join(name, lease_seconds=lease, host=f"host-{name}", pid=1000 + n)
+        j.join(name, lease_seconds=lease, host=f"host-{name}", pid=3_900_000 + n)
         out.append(j)
     return out
 
@@ -113,7 +113,7 @@ def test_a_clean_stop_hands_over_at_once_and_work_nobody_carries_is_taken(
         a.leave()  # stopped cleanly: no lease to wait for
         taken = b.sweep()
         assert taken == {"instances": ["a"], "invoices": 1, "files": 1, "requests": 1,
-                         "moved": 0}  # fmt: skip
+                         "gone": ["a"]}  # fmt: skip
         assert [f.id for f in b.files()] == [rec.id]
         assert [r.uuid for r in b.cancel_requests_due(now=2e9)] == ["AAAA-UUID"]
         assert b.cancel_request("AAAA-UUID").state is CancelState.REQUESTED  # type: ignore[union-attr]
@@ -130,7 +130,16 @@ def test_an_instance_name_alive_on_another_host_is_refused(pg_journal_db: str) -
         with pytest.raises(InstanceTaken) as err:
             other.join("ventas", lease_seconds=2.0, host="otro-servidor", pid=7)
         assert "ventas" in str(err.value) and "host-ventas" in str(err.value)
-        # the same host (a restart: the local lock says the previous run is gone) may
+        # the same host, its process still running (another configuration naming the same
+        # instance): refused too
+        import os
+
+        a._db.execute("UPDATE instances SET pid=? WHERE name='ventas'", (os.getpid(),))
+        with pytest.raises(InstanceTaken) as err:
+            other.join("ventas", lease_seconds=2.0, host="host-ventas", pid=8)
+        assert f"pid {os.getpid()}" in str(err.value)
+        # the same host, its process gone (a restart: the local lock says so) may
+        a._db.execute("UPDATE instances SET pid=3999999 WHERE name='ventas'")
         other.join("ventas", lease_seconds=2.0, host="host-ventas", pid=8)
         assert a.heartbeat() is False  # the old run's token is no longer the instance's
     finally:
@@ -377,10 +386,35 @@ def test_an_instance_is_ready_on_its_shared_journal_and_not_while_it_is_away(
                               alive_within=10.0)  # fmt: skip
         code, body = server.readiness()
         assert code == 200, body
-        pipe.journal_away(ConnectionError("server closed the connection unexpectedly"))
+        pipe.journal_away(psycopg.OperationalError("server closed the connection unexpectedly"))
         code, body = server.readiness()
         assert code == 503 and "CONN-DIARIO-CAIDO" in json.loads(body)["reasons"][0]
         pipe.membership.beat()  # the journal answers: back
         assert server.readiness()[0] == 200
     finally:
         pipe.close()
+
+
+def test_an_instance_whose_heartbeats_do_not_go_through_takes_no_new_work(
+    workspace: Path, sandbox: Any, pg_journal_db: str
+) -> None:
+    """Two thirds of a lease without a heartbeat that went through (a half-open connection,
+    a stall): the others may take this one over soon, so it claims nothing and sends nothing
+    until a heartbeat goes through again."""
+    import time
+
+    _shared(workspace, pg_schema_url(pg_journal_db))
+    ws = workspace.parent
+    pipe = _pipeline(workspace, "norte")
+    try:
+        _stall(pipe)  # its heartbeats are driven by the test from here
+        pipe.membership.last_beat = time.monotonic() - 10.0  # the lease is 2 s
+        (ws / "inbox" / "ventas.dat").write_bytes(dat_file("N", [1]))
+        assert not until(lambda: pipe.poll_once() > 0, 3)
+        assert (ws / "inbox" / "ventas.dat").exists() and pipe.in_flight() == 0
+        pipe.membership.beat()  # goes through
+        assert until(lambda: pipe.poll_once() > 0, 30)
+        assert pipe.run_until_idle(60)
+    finally:
+        pipe.close()
+    assert [p.name.split("_")[0] for p in (ws / "out" / "xml").iterdir()] == ["N1"]

@@ -7,6 +7,10 @@ Restart safety: a file stays in ``work/`` until its invoices end; on start every
 ``work/`` is processed again and each invoice continues from its journal state — sealed bytes
 are resent as they are, an invoice found in ``sending`` is first recovered from the PAC by its
 ``referencia``, stamped ones are only delivered.
+
+Over 500 lines because a file's life from its claim to its decision is one story told by one
+class: claim, settle, read, admit, finish; its end (moves, error files) is ``finishing``, its
+reading ``reading``, the instances' work folders ``adapters.work_folders``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from connector.adapters.work_folders import find_claim
 from connector.config import SourceConfig
 from connector.flow.runtime import Admitted, SourceRuntime
 from connector.journal import (
@@ -29,7 +34,7 @@ from connector.journal import (
     FileItem,
     FileRecord,
     FileState,
-    journal_away,
+    journal_retry,
 )
 from connector.sinks import archive_folder, clean_temp_files
 
@@ -129,7 +134,7 @@ class FileUnits(FileFinishing):
             try:
                 self.process_file(src, Path(work), just_claimed=True)
             except Exception as exc:  # stays in work/: read again by the next tick
-                if journal_away(exc):
+                if journal_retry(exc):
                     self.flow.journal_away(exc)
                 else:
                     log.exception("file_failed_internal", file=Path(work).name)
@@ -193,6 +198,8 @@ class FileUnits(FileFinishing):
             with self._lock:
                 is_open = rec.id in self._open
                 reread = rec.id in self._reread
+            if not is_open:  # taken over and not brought in yet (a resume that failed)
+                rec = self._relocated(rec)
             try:
                 if (reread or not is_open) and Path(rec.work_path).is_file():
                     log.info("file_read_again", file=rec.name, source=rec.source)
@@ -244,17 +251,20 @@ class FileUnits(FileFinishing):
                     self.process_file(src, p)
 
     def _relocated(self, rec: FileRecord) -> FileRecord:
-        """A claimed file no longer where the journal says, found under the same name in its
-        source's work folder (moved there by a takeover), recorded at its new place."""
+        """A claimed file of this instance outside its work folder — still in the folder of
+        the instance it was taken over from, or in ``<work>/`` itself (claimed before the
+        journal was shared) — brought into it with the rest of its claim, and recorded at its
+        new place. Also found by name when a takeover moved it (its row not yet told)."""
         src = self.flow.sources.get(rec.source)
+        mine = None if src is None else src.cfg.work
         work = Path(rec.work_path)
-        if src is None or src.cfg.work is None or work.parent == src.cfg.work or work.exists():
+        if mine is None or work.parent == mine:
             return rec
-        moved = src.cfg.work / work.name
-        if not moved.exists():
+        found = find_claim(work, mine)
+        if found is None:
             return rec
-        self.journal.file_moved(rec.id, str(moved))
-        log.info("file_taken_over", file=rec.name, source=rec.source, work=str(moved))
+        self.journal.file_moved(rec.id, str(found))
+        log.info("file_taken_over", file=rec.name, source=rec.source, work=str(found))
         return self.journal.get_file(rec.id)
 
     def _lines_of_a_claimed_pair(self, src: SourceRuntime, work: Path) -> bool:
@@ -358,7 +368,7 @@ class FileUnits(FileFinishing):
                                     source_file=name, seen=seen,
                                 )  # fmt: skip
                     except Exception as exc:
-                        if journal_away(exc):  # not the file's fault: it is read again
+                        if journal_retry(exc):  # not the file's fault: it is read again
                             raise
                         flog.exception("invoice_failed_internal", index=idx)
                         a = Admitted(inp.location, None, [

@@ -27,7 +27,7 @@ import structlog
 
 from connector.flow.runtime import Admitted, SourceRuntime, entry_errors, item_errors
 from connector.flow.sending import DeliveryError
-from connector.journal import COMMITTED_STATES, FINAL_STATES, Entry, State, journal_away
+from connector.journal import COMMITTED_STATES, FINAL_STATES, Entry, State, journal_retry
 from connector.sinks import ItemError
 
 from .access import TableAccess, _Db
@@ -146,7 +146,7 @@ class TableUnits(TableAccess):
                                 referencia=c.referencia or None, maybe_sent=c.attempt > 1,
                             )  # fmt: skip
                     except Exception as exc:
-                        if journal_away(exc):  # not the row's fault: the batch is redone
+                        if journal_retry(exc):  # not the row's fault: the batch is redone
                             raise
                         log.exception("invoice_failed_internal", row=where)
                         a = Admitted(where, None, [

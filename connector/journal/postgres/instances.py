@@ -21,8 +21,10 @@ and must stop at once (``heartbeat`` returns False).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 from connector.journal.model import ACUSE_MISSING, CANCEL_OPEN, FileState, JournalError, State
@@ -35,6 +37,7 @@ _LIVE = (
     f"AND heartbeat_at + lease_seconds >= {_NOW}"
 )
 SWEEP_LOCK = 0x4346444953575050  # pg_try_advisory_xact_lock's key for a sweep ("CFDISWPP")
+MOVE_LOCK = 0x434644494D4F5645  # pg_try_advisory_lock's key for moving files ("CFDIMOVE")
 
 _OPEN_INVOICE = (
     f"(state NOT IN ('{State.DELIVERED}', '{State.FAILED}') "
@@ -47,6 +50,19 @@ _OPEN_REQUEST = (
 
 # each table of work and what of it is unfinished
 _OPEN = (("invoices", _OPEN_INVOICE), ("files", _OPEN_FILE), ("cancel_requests", _OPEN_REQUEST))
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (POSIX; elsewhere the local lock decides)."""
+    if os.name != "posix" or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's: it runs
+        return True
+    return True
 
 
 class InstanceTaken(JournalError):
@@ -63,18 +79,22 @@ class Instances(PostgresBase):
 
     def join(self, name: str, *, lease_seconds: float, host: str, pid: int) -> None:
         """Register this run as instance ``name`` and take its name for the rows it takes.
-        The same name alive on another host is refused (``InstanceTaken``); on this host the
-        local lock already made sure the previous run of ``name`` is gone."""
+        The same name alive on another host, or in another process still running on this
+        one (two configurations naming the same instance), is refused (``InstanceTaken``);
+        a previous run of this configuration is gone (the local lock says so)."""
         token = secrets.token_hex(8)
         with self._tx() as db:
             row = db.execute(
                 f"SELECT host, heartbeat_at + lease_seconds >= {_NOW} AND stopped_at IS NULL "
-                "AND taken_over_by IS NULL FROM instances WHERE name=? FOR UPDATE",
+                "AND taken_over_by IS NULL, pid FROM instances WHERE name=? FOR UPDATE",
                 (name,),
             ).fetchone()
-            if row is not None and row[1] and row[0] != host:
+            if row is not None and row[1] and (
+                row[0] != host or (row[2] != pid and _running(int(row[2])))
+            ):
+                where = row[0] if row[0] != host else f"este equipo (pid {row[2]})"
                 raise InstanceTaken(
-                    f"La instancia {name!r} ya está en marcha en {row[0]}: cada instancia "
+                    f"La instancia {name!r} ya está en marcha en {where}: cada instancia "
                     "necesita su propio nombre (run --instance NOMBRE)."
                 )
             db.execute(
@@ -113,18 +133,18 @@ class Instances(PostgresBase):
                 (self.owner, self._token),
             )
 
-    def sweep(self, move: Callable[[list[str]], int] | None = None) -> dict[str, Any]:
-        """Take over the unfinished work no live instance carries; what was taken:
-        ``{"instances": [names], "invoices": n, "files": n, "requests": n, "moved": n}``
-        (empty lists and zeros when another sweep runs now). ``move(names)``: called with
-        every instance not alive, before the commit and under the sweep's lock, to move what
-        their work folders hold into this one's (returns how many were moved)."""
+    def sweep(self) -> dict[str, Any]:
+        """Take over the unfinished work no live instance carries, in one transaction; what
+        was taken: ``{"instances": [newly marked], "invoices": n, "files": n, "requests": n,
+        "gone": [every instance not alive]}`` (nothing when another sweep runs now). The files
+        in the work folders of the ``gone`` are moved afterwards (``moving``), never inside
+        this transaction."""
         me = self.owner
         assert me is not None, "join() first"
         with self._tx() as db:
             got = db.execute("SELECT pg_try_advisory_xact_lock(?)", (SWEEP_LOCK,)).fetchone()
             if not got or not got[0]:
-                return {"instances": [], "invoices": 0, "files": 0, "requests": 0, "moved": 0}
+                return {"instances": [], "invoices": 0, "files": 0, "requests": 0, "gone": []}
             # one instant for the whole sweep: a lease running out between two of its
             # statements would give away a live instance's rows or files (never marked)
             (now,) = db.execute(f"SELECT {_NOW}").fetchone()
@@ -139,20 +159,38 @@ class Instances(PostgresBase):
                 "RETURNING name",
                 (me, now, me, now),
             ).fetchall()
-            taken = {"instances": sorted(r[0] for r in dead)}
+            taken: dict[str, Any] = {"instances": sorted(r[0] for r in dead)}
             for (table, open_), key in zip(_OPEN, ("invoices", "files", "requests"), strict=True):
                 cur = db.execute(
                     f"UPDATE {table} SET owner=? WHERE {open_} "
                     f"AND (owner IS NULL OR owner NOT IN ({live}))",
                     (me, now),
                 )
-                taken[key] = cur.rowcount  # type: ignore[assignment]
-            gone = [
+                taken[key] = cur.rowcount
+            taken["gone"] = [
                 r[0]
                 for r in db.execute(f"SELECT name FROM instances WHERE name NOT IN ({live})", (now,))
             ]
-            taken["moved"] = move(gone) if move is not None else 0  # type: ignore[assignment]
         return taken
+
+    @contextlib.contextmanager
+    def moving(self) -> Iterator[bool]:
+        """Whether this instance may move the files nobody's journal row names out of the
+        work folders of instances not alive (True: it holds the session lock for that, on a
+        connection of its own outside any transaction, until the block ends; False: another
+        instance is moving them now)."""
+        with self._pool.connection() as conn:
+            got = conn.execute("SELECT pg_try_advisory_lock(%s)", (MOVE_LOCK,)).fetchone()
+            try:
+                yield bool(got and got[0])
+            finally:
+                if got and got[0]:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (MOVE_LOCK,))
+
+    def open_work_paths(self) -> set[str]:
+        """The work paths of every unfinished file, whoever carries it."""
+        rows = self._db.execute(f"SELECT work_path FROM files WHERE {_OPEN_FILE}").fetchall()
+        return {r[0] for r in rows}
 
     def _alive(self, db: Any, name: str) -> bool:
         return (

@@ -1,13 +1,10 @@
-"""Review of issue 16's multi-instance core: interleavings that lose or strand work."""
+"""Issue 16: interleavings of instances sharing the journal that could lose, strand or
+mis-report work (found by a review of the multi-instance core)."""
 
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
-
-import psycopg
-import pytest
 
 from connector.journal import Admission, State
 from connector.journal.postgres import Journal as PostgresJournal
@@ -21,7 +18,7 @@ def _journals(url: str, *names: str, lease: float = 600.0) -> list[PostgresJourn
     out = []
     for n, name in enumerate(names):
         j = PostgresJournal(url)
-        j.join(name, lease_seconds=lease, host=f"host-{name}", pid=1000 + n)
+        j.join(name, lease_seconds=lease, host=f"host-{name}", pid=3_900_000 + n)
         out.append(j)
     return out
 
@@ -71,17 +68,16 @@ def test_a_replayed_invoice_is_advanced_by_whoever_reads_its_file_again(
             j.close()
 
 
-def test_files_moved_by_a_sweep_that_did_not_commit_are_found_by_the_next_sweeper(
+def test_a_stopped_instances_claims_reach_their_new_owner_and_no_row_is_left_without_its_file(
     pg_journal_db: str, tmp_path: Path
 ) -> None:
-    """``sweep`` renames the stopped instance's files into the sweeper's folder BEFORE its
-    transaction commits. When the commit fails (the journal's connection cut, or an
-    OSError on a later entry in ``_move_files`` — only FileNotFoundError is caught), the
-    files sit in t's folder while their rows still belong to the stopped one; the next
-    sweep, by another instance s, takes the rows and finds nothing to move: s owns a row
-    whose file is in t's folder (s's ``_relocated`` looks only in its own folder; t's
-    ``resume`` runs only after a successful sweep or a restart, and then adopts the file
-    as a NEW row whose invoices are s's — ELSEWHERE)."""
+    """A sweep only gives rows (one transaction, nothing moved inside it). A claim a row
+    names is brought, with every entry of its claim (its done-marker), by the row's new owner
+    into its folder (``find_claim``, when it resumes the file); a claim no row names (a kill
+    between the rename and the row) is moved by one instance, outside any transaction. A
+    second sweeper finds nothing to take or move."""
+    from connector.adapters.work_folders import find_claim
+
     url = pg_schema_url(pg_journal_db)
     a, t, s = _journals(url, "a", "t", "s")
     base = tmp_path / "work"
@@ -89,30 +85,27 @@ def test_files_moved_by_a_sweep_that_did_not_commit_are_found_by_the_next_sweepe
         (base / n).mkdir(parents=True)
     f = base / "a" / "20261208T010000-abcd1234--ventas.dat"
     f.write_bytes(b"datos")
+    (base / "a" / (f.name + ".done")).write_bytes(b"")
+    loose = base / "a" / "20261208T010001-ef567890--otra.dat"  # claimed, no row yet
+    loose.write_bytes(b"otra")
     a.file_claimed("src", "ventas.dat", str(f))
     a.leave()
     wake = threading.Event()
     mt = Membership(t, "t", 600.0, lambda: [base / "t"], on_lost=lambda: None, wake=wake)
     ms = Membership(s, "s", 600.0, lambda: [base / "s"], on_lost=lambda: None, wake=wake)
-
-    def move_then_cut(gone: list[str]) -> int:
-        n = mt._move_files(gone)
-        pid = t._local.conn.info.backend_pid  # the sweep's own transaction
-        with psycopg.connect(pg_journal_db, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        return n
-
     try:
-        with pytest.raises(Exception):  # noqa: B017 - JournalAway / OperationalError
-            t.sweep(move=move_then_cut)
-        assert (base / "t" / f.name).exists()  # moved, though nothing was committed
-        taken = s.sweep(move=ms._move_files)
-        assert taken["files"] == 1
-        (row,) = s.files()
-        assert Path(row.work_path).exists() or (base / "s" / f.name).exists(), (
-            row.work_path,
-            sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file()),
-        )
+        taken = t.sweep()
+        assert taken["files"] == 1 and "a" in taken["gone"]
+        assert f.exists()  # the sweep moved nothing
+        assert mt._move_unknown(taken["gone"]) == 1  # the claim no row names
+        assert (base / "t" / loose.name).exists() and f.exists()
+        again = s.sweep()
+        assert again["files"] == 0 and ms._move_unknown(again["gone"]) == 0
+        (row,) = t.files()
+        brought = find_claim(Path(row.work_path), base / "t")
+        assert brought == base / "t" / f.name and brought.read_bytes() == b"datos"
+        assert (base / "t" / (f.name + ".done")).exists()
+        assert not list((base / "a").iterdir())
     finally:
         for j in (a, t, s):
             j.close()
@@ -152,54 +145,15 @@ def test_a_lease_running_out_during_a_sweep_never_splits_a_live_instance(
     mt = Membership(t, "t", 600.0, lambda: [base / "t"], on_lost=lambda: None,
                     wake=threading.Event())  # fmt: skip
     try:
-        taken = t.sweep(move=mt._move_files)
-        assert "v" not in taken["instances"]  # v was alive when the dead were marked
+        taken = t.sweep()
+        mt._move_unknown(taken["gone"])
+        assert "v" not in taken["instances"] and "v" not in taken["gone"]  # v was alive when the dead were marked
         # ... so nothing of v's may have been taken
         assert v.heartbeat() is True  # v goes on as if nothing happened
         assert [r.work_path for r in v.files()] == [str(f)], (taken, t.files())
         assert f.exists(), sorted(str(p.relative_to(base)) for p in base.rglob("*"))
     finally:
         for j in (d, v, t):
-            j.close()
-
-
-def test_a_sweep_moving_files_longer_than_the_idle_timeout_strands_them(
-    pg_journal_db: str, tmp_path: Path
-) -> None:
-    """The same, triggered by the product's own setting: the sweep's transaction is idle
-    while ``_move_files`` renames (a dead instance's full work folder on a slow share); past
-    ``idle_in_transaction_session_timeout`` (= the lease, at least 10 s) the server ends it,
-    the renames stay done and nothing is committed. Here the timeout is 1 s and the move
-    takes 1.5 s."""
-    url = pg_schema_url(pg_journal_db)
-    a, s = _journals(url, "a", "s")
-    t = PostgresJournal(url, idle_seconds=1.0)
-    t.join("t", lease_seconds=600.0, host="host-t", pid=2000)
-    base = tmp_path / "work"
-    for n in "ats":
-        (base / n).mkdir(parents=True)
-    f = base / "a" / "20261208T010000-abcd1234--ventas.dat"
-    f.write_bytes(b"datos")
-    a.file_claimed("src", "ventas.dat", str(f))
-    a.leave()
-    wake = threading.Event()
-    mt = Membership(t, "t", 600.0, lambda: [base / "t"], on_lost=lambda: None, wake=wake)
-    ms = Membership(s, "s", 600.0, lambda: [base / "s"], on_lost=lambda: None, wake=wake)
-
-    def slow_move(gone: list[str]) -> int:
-        n = mt._move_files(gone)
-        time.sleep(1.5)  # many files on a slow share
-        return n
-
-    try:
-        with pytest.raises(Exception):  # noqa: B017
-            t.sweep(move=slow_move)
-        assert (base / "t" / f.name).exists()
-        s.sweep(move=ms._move_files)
-        (row,) = s.files()
-        assert Path(row.work_path).exists() or (base / "s" / f.name).exists(), row.work_path
-    finally:
-        for j in (a, t, s):
             j.close()
 
 
@@ -211,7 +165,7 @@ def test_two_instances_admitting_the_same_keys_in_other_orders_is_not_an_outage(
     journal's outage (psycopg's DeadlockDetected is an OperationalError): CONN-DIARIO-CAIDO
     is logged and ``note_away`` resets ``healthy_since`` — that instance sweeps no dead one
     for another whole lease — though the server is up."""
-    from connector.journal import journal_away
+    from connector.journal import journal_away, journal_retry
 
     a, b = _journals(pg_schema_url(pg_journal_db), "a", "b")
     k1, k2 = KEY, ("EKU9003173C9", "F", "2")
@@ -236,6 +190,7 @@ def test_two_instances_admitting_the_same_keys_in_other_orders_is_not_an_outage(
             th.join(60)
         assert len(errors) == 1, errors
         assert not journal_away(errors[0]), repr(errors[0])
+        assert journal_retry(errors[0])  # the unit is simply done again
     finally:
         a.close()
         b.close()

@@ -33,6 +33,7 @@ from connector.journal import (
     PAC_DOCUMENT,
     Entry,
     Journal,
+    JournalError,
     NotOwner,
     State,
     journal_retry,
@@ -255,6 +256,15 @@ class InvoiceFlow:
             log.warning("delivery_later", invoice_id=invoice_id, code=exc.code)
         except NotOwner as exc:  # another instance took this one's work over: it finishes it
             log.warning("invoice_taken_over", invoice_id=invoice_id, owner=exc.owner)
+        except JournalError as exc:
+            if journal_retry(exc):  # cut by the shared journal's outage (JournalAway)
+                self.journal_away(exc)
+            elif not self.journal.shared:
+                log.exception("worker_error", invoice_id=invoice_id)
+            else:  # the shared journal's server crashed and undid a step it had not yet
+                # written to its disk (see Durability in connector.journal): the row is back
+                # where repeating repairs it (recovered by referencia, delivered again)
+                log.warning("journal_rewound", invoice_id=invoice_id, error=str(exc))
         except Exception as exc:
             if journal_retry(exc):  # the shared journal's outage: resumed when it is back
                 self.journal_away(exc)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -27,10 +28,23 @@ def _drop_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMa
     return event
 
 
+def _with_instance(
+    instance: str, _: Any, __: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    event.setdefault("instance", instance)
+    return event
+
+
 def configure_logging(
-    level: str = "info", fmt: str = "json", file: Path | None = None, stream: TextIO | None = None
+    level: str = "info",
+    fmt: str = "json",
+    file: Path | None = None,
+    stream: TextIO | None = None,
+    *,
+    instance: str | None = None,
 ) -> None:
-    """structlog: one line per event (JSON by default), never a password."""
+    """structlog: one line per event (JSON by default), never a password. ``instance``: this
+    connector's name, on every line (several sharing a journal may share one log file)."""
     out: TextIO = stream or sys.stderr
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
@@ -49,6 +63,7 @@ def configure_logging(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso"),
             _drop_secrets,
+            *([functools.partial(_with_instance, instance)] if instance else []),
             structlog.processors.format_exc_info,
             renderer,
         ],

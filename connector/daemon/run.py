@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from connector.adapters.table.rows import instance_name
 from connector.config import Config, check_config, instance_name_problem
 
 from .common import _load, _lock_journal, configure_logging
@@ -63,7 +64,9 @@ def _run_checked(args: argparse.Namespace, early: threading.Event, restore: Any)
             update={"daemon": cfg.daemon.model_copy(update={"instance": args.instance})}
         )
     d = cfg.daemon
-    configure_logging(d.log_level, d.log_format, d.log_file)
+    shared = d.journal_url is not None  # several instances may write one log file
+    configure_logging(d.log_level, d.log_format, d.log_file,
+                      instance=(d.instance or instance_name(cfg.path)) if shared else None)  # fmt: skip
     log = structlog.get_logger("connector.daemon")
     for p in warnings:  # in the log, one event each (a service has no terminal)
         log.warning("config_warning", code=p.code, location=p.location or p.path,

@@ -315,7 +315,12 @@ def test_a_daemon_frozen_past_its_lease_is_taken_over_and_exits_when_it_wakes(
         assert until(lambda: any((ws / "archive").rglob("ventas.dat")), 90), stderr_text(workspace)
         a.send_signal(signal.SIGCONT)
         assert a.wait(60) == EXIT_TAKEN_OVER
-        assert "CONN-INSTANCIA-RELEVADA" in (ws / "var" / "connector.log").read_text("utf-8")
+        log = (ws / "var" / "connector.log").read_text("utf-8")
+        assert "CONN-INSTANCIA-RELEVADA" in log
+        # one log file for both: every line says which instance wrote it
+        lines = [json.loads(x) for x in log.splitlines() if x.startswith("{")]
+        started = [x["instance"] for x in lines if x["event"] == "pipeline_started"]
+        assert sorted(started) == ["a", "b"] and all("instance" in x for x in lines)
         assert stop(b) == 0
     finally:
         for p in (a, b):

@@ -419,7 +419,12 @@ class Pipeline(InvoiceFlow):
             srcs = [s.cfg.poll_seconds for s in self.sources.values() if s.cfg.poll_seconds]
             if srcs:
                 interval = min([interval, *srcs])
-            due = self._next_retry_in()
+            try:  # a journal query too: the shared journal's outage must not end the loop
+                due = self._next_retry_in()
+            except Exception as exc:
+                if not journal_away(exc):
+                    log.exception("next_retry_failed")
+                due = None
             if due is not None:
                 interval = min(interval, max(0.05, due))
             folders = [s for s in self.sources.values() if s.folder is not None]

@@ -99,3 +99,41 @@ def _until(cond: Any, timeout: float = 120) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_the_daemon_loop_outlives_a_journal_outage_longer_than_a_connection_wait(
+    tmp_path: Any, sandbox: Any, journal_server: PrivatePostgres
+) -> None:
+    """The loop's own journal queries (what is due when) meet the server away — here longer
+    than the pool waits for a connection — and the loop goes on: it ended with
+    ``psycopg.OperationalError`` from ``_next_retry_in`` when the server crashed mid-run
+    (tests above, ``immediate``), and the daemon exited."""
+    import threading
+
+    from tests.daemon.conftest import dat_file, start_pipeline, write_config
+
+    config = write_config(
+        tmp_path / "ws", timbrado_url=sandbox.fel_timbrado_url, remote_url=sandbox.fel_remote_url
+    )
+    url = journal_server.create_database("bucle")
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace('"var/journal.sqlite"', f'"{url}"'), encoding="utf-8")
+    pipe = start_pipeline(config)
+    # wait half a second for a pooled connection, not 30: the outage below outlasts it
+    pipe.journal._pool.timeout = 0.5
+    stop = threading.Event()
+    loop = threading.Thread(target=pipe.run, args=(stop,), kwargs={"max_wait": 0.2})
+    loop.start()
+    try:
+        journal_server.stop()
+        time.sleep(3)  # several turns of the loop, each waiting in vain for a connection
+        assert loop.is_alive()
+        journal_server.start()
+        (tmp_path / "ws" / "inbox" / "v.dat").write_bytes(dat_file("L", [1, 2]))
+        xml = tmp_path / "ws" / "out" / "xml"
+        assert _until(lambda: len(list(xml.glob("L*.xml"))) == 2, 120)
+        assert loop.is_alive()
+    finally:
+        stop.set()
+        loop.join(30)
+        pipe.close()

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -227,3 +227,84 @@ class Membership:
             log.warning("takeover_move_failed", file=str(entry), error=str(exc))
             return 0
         return 1
+
+
+class SharedJournal:
+    """The pipeline's side of a shared journal (mixed into ``connector.pipeline.Pipeline``):
+    joining the instances, the journal's outage, the fence, being taken over, and resuming
+    what a sweep gave."""
+
+    cfg: Any
+    journal: Any
+    instance: str
+    membership: Membership | None
+    wake: threading.Event
+    stopping: threading.Event
+    files: Any
+    on_lost: Callable[[], None]
+
+    if TYPE_CHECKING:  # the pipeline's and the invoice flow's (never defined here: the
+        # mixin comes first in the pipeline's bases)
+
+        def close(self, *, wait: bool = True) -> None: ...
+
+        def _dispatch_unfinished(self) -> None: ...
+
+    def _join(self) -> None:
+        """Join the instances sharing the journal (its rows carry this one's name from now)."""
+        from connector.cfdi.errors import Problem
+        from connector.flow.runtime import PipelineError
+        from connector.journal.postgres import InstanceTaken
+
+        assert self.journal is not None
+        d = self.cfg.daemon
+        self.membership = Membership(
+            self.journal,
+            self.instance,
+            d.instance_lease_seconds,
+            lambda: [s.work for s in self.cfg.sources if s.kind == "folder" and s.work],
+            on_lost=lambda: self.on_lost(),
+            wake=self.wake,
+        )
+        try:
+            self.membership.start()
+        except InstanceTaken as exc:
+            self.membership = None
+            self.close()
+            raise PipelineError([Problem("CONN-INSTANCIA", "daemon.instance", str(exc))]) from exc
+        except Exception as exc:
+            self.membership = None
+            self.close()
+            raise PipelineError(
+                [Problem("CONN-DIARIO", "daemon.journal", f"No se puede usar el diario: {exc}")]
+            ) from exc
+
+    def journal_away(self, exc: BaseException) -> None:
+        """The shared journal's server could not be reached: the work waits for it (said
+        once, with ``CONN-DIARIO-CAIDO``, by the membership); or it rolled a transaction back
+        for another's (a deadlock between two instances): the unit is done again."""
+        if not journal_away(exc):
+            log.warning("journal_retry", error=str(exc).strip().splitlines()[0])
+        elif self.membership is not None:
+            self.membership.note_away(exc)
+        else:
+            log.warning("journal_unreachable", code="CONN-DIARIO-CAIDO", error=str(exc).strip())
+
+    def fenced(self) -> bool:
+        """Whether this instance must take no new work nor send now (its heartbeats have not
+        gone through for two thirds of its lease: the others may take it over soon)."""
+        return self.membership is not None and self.membership.fenced()
+
+    def _lost(self) -> None:
+        """Taken over (see ``connector.membership``): nothing more is taken or advanced."""
+        self.stopping.set()
+        self.wake.set()
+
+    def _take_over(self) -> None:
+        """What a sweep made this instance's: files moved into its work folder, invoices,
+        cancellation requests — resumed as after a restart of its own."""
+        log.info("resume_taken_over", instance=self.instance)
+        self.files.resume()
+        self._dispatch_unfinished()
+        self.wake.set()
+

@@ -43,7 +43,7 @@ from connector.flow.runtime import (
 )
 from connector.flow.sending import ACCOUNT_WAIT_CODES, InvoiceFlow
 from connector.journal import FileRecord, Journal, journal_away, journal_retry, open_journal
-from connector.membership import Membership, per_instance_work
+from connector.membership import Membership, SharedJournal, per_instance_work
 from connector.rendering import PdfRenderer, default_processes
 from connector.sinks import atomic_write, clean_temp_files
 
@@ -62,7 +62,7 @@ def _no_tick() -> None:
     pass
 
 
-class Pipeline(InvoiceFlow):
+class Pipeline(SharedJournal, InvoiceFlow):
     """The daemon's engine. ``start()``, then ``poll_once()`` / ``run(stop)``, then ``close()``."""
 
     def __init__(
@@ -187,62 +187,6 @@ class Pipeline(InvoiceFlow):
             for src in self.sources.values():
                 self._watch(src)
         log.info("pipeline_started", sources=sorted(self.sources), workers=cfg.daemon.workers)
-
-    def _join(self) -> None:
-        """Join the instances sharing the journal (its rows carry this one's name from now)."""
-        from connector.journal.postgres import InstanceTaken
-
-        assert self.journal is not None
-        d = self.cfg.daemon
-        self.membership = Membership(
-            self.journal,
-            self.instance,
-            d.instance_lease_seconds,
-            lambda: [s.work for s in self.cfg.sources if s.kind == "folder" and s.work],
-            on_lost=lambda: self.on_lost(),
-            wake=self.wake,
-        )
-        try:
-            self.membership.start()
-        except InstanceTaken as exc:
-            self.membership = None
-            self.close()
-            raise PipelineError([Problem("CONN-INSTANCIA", "daemon.instance", str(exc))]) from exc
-        except Exception as exc:
-            self.membership = None
-            self.close()
-            raise PipelineError(
-                [Problem("CONN-DIARIO", "daemon.journal", f"No se puede usar el diario: {exc}")]
-            ) from exc
-
-    def journal_away(self, exc: BaseException) -> None:
-        """The shared journal's server could not be reached: the work waits for it (said
-        once, with ``CONN-DIARIO-CAIDO``, by the membership); or it rolled a transaction back
-        for another's (a deadlock between two instances): the unit is done again."""
-        if not journal_away(exc):
-            log.warning("journal_retry", error=str(exc).strip().splitlines()[0])
-        elif self.membership is not None:
-            self.membership.note_away(exc)
-        else:
-            log.warning("journal_unreachable", code="CONN-DIARIO-CAIDO", error=str(exc).strip())
-
-    def fenced(self) -> bool:
-        """Whether this instance must take no new work nor send now (its heartbeats have not
-        gone through for two thirds of its lease: the others may take it over soon)."""
-        return self.membership is not None and self.membership.fenced()
-
-    def _lost(self) -> None:
-        """Taken over (see ``connector.membership``): nothing more is taken or advanced."""
-        self.stopping.set()
-        self.wake.set()
-
-    def _take_over(self) -> None:
-        """What a sweep made this instance's: files moved into its work folder, invoices,
-        cancellation requests — resumed as after a restart of its own."""
-        log.info("resume_taken_over", instance=self.instance)
-        self.files.resume()
-        self._dispatch_unfinished()
-        self.wake.set()
 
     def _build_sources(
         self, cfg: Config, sources: list[SourceConfig]
@@ -413,8 +357,11 @@ class Pipeline(InvoiceFlow):
             self.wake.clear()
             try:
                 self.poll_once(stop)
-            except Exception:  # e.g. the journal busy for too long: log, wait, go on
-                log.exception("poll_failed")
+            except Exception as exc:  # e.g. the journal busy for too long: log, wait, go on
+                if journal_retry(exc):  # the shared journal's outage: said once
+                    self.journal_away(exc)
+                else:
+                    log.exception("poll_failed")
             interval = self.cfg.daemon.poll_seconds
             srcs = [s.cfg.poll_seconds for s in self.sources.values() if s.cfg.poll_seconds]
             if srcs:

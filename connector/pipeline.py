@@ -350,6 +350,7 @@ class Pipeline(SharedJournal, InvoiceFlow):
         """Until ``stop`` is set: scan, claim, process; wake on events or the poll interval
         (or after ``max_wait`` seconds at most: the watchdog's pace). ``between`` runs at the
         top of every turn, outside any scan (the daemon's configuration reload)."""
+        self.tables.background = True  # each table source polls on its own thread
         while not stop.is_set() and not self.stopping.is_set():
             self.tick()
             if between is not None:

@@ -1,12 +1,15 @@
-"""A table source's database as the daemon uses it: one connection per source under a lock,
-a pause with backoff when the database fails (noted in the log and in ``status``), and the
-group commit that lets the write-backs of many workers share one transaction."""
+"""A table source's database as the daemon uses it: one connection per source, its calls on a
+thread of its own (``calls``: a database that stops answering holds only its source), a pause
+with backoff when the database fails or does not answer (noted in the log and in ``status``),
+and the group commit that lets the write-backs of many workers share one transaction."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +18,7 @@ import structlog
 from connector.config import SourceConfig
 from connector.flow.runtime import SourceRuntime
 
+from .calls import MARGIN, Caller, Stuck
 from .odbc import TableError
 from .rows import table_source
 from .source import Outcome, TableSource
@@ -26,6 +30,7 @@ log = structlog.get_logger("connector.pipeline")
 
 _MAX_PAUSE = 60.0
 _GROUP = 16  # write-backs that make a group commit go at once
+_STOP_WAIT = 5.0  # seconds a stop or a reload waits for a source's poll beyond its call limit
 
 
 @dataclass
@@ -40,12 +45,12 @@ class _Writes:
 
 @dataclass
 class _Db:
-    """One table source's database: its connection (one at a time, under ``lock``), the
-    write-backs waiting for the next group commit, and the state of its pause after a
-    failure."""
+    """One table source's database: its connection (used only by ``caller``'s thread), the
+    write-backs waiting for the next group commit, the state of its pause after a failure, and
+    the thread its polls run on in the daemon's loop (``poller``, ``poll_job``)."""
 
     table: TableSource
-    lock: threading.Lock
+    caller: Caller
     paused_until: float = 0.0
     delay: float = 0.0
     error: TableError | None = None
@@ -56,6 +61,36 @@ class _Db:
     # a failure may have come between a claim's commit and the read of its rows: the rows
     # this instance holds are taken back as soon as the database answers again
     take_back: bool = False
+    poller: Caller | None = None
+    poll_job: Future[int] | None = None
+    retry_due: bool = False  # the periodic second chance, done by the next poll job
+
+    @property
+    def limit(self) -> float:
+        """How long a call may run before the source is paused (the engine's statement
+        timeout and a margin)."""
+        return float(getattr(self.table.spec, "timeout_seconds", 30.0)) + MARGIN
+
+    def stuck(self) -> bool:
+        return self.caller.running_for() > self.limit
+
+    def settle(self) -> None:
+        """The poll job running (if any) given its call limit and a margin to end."""
+        job = self.poll_job
+        if job is not None and not job.done():
+            with contextlib.suppress(Exception):
+                job.exception(timeout=self.limit + _STOP_WAIT)
+
+    def close(self) -> None:
+        """The connection closed on the caller's thread, after the calls queued; not waited
+        for longer than a call's limit (a stuck call keeps it until it returns)."""
+        self.settle()
+        fut = self.caller.submit(self.table.close)
+        self.caller.stop()
+        if self.poller is not None:
+            self.poller.stop()
+        with contextlib.suppress(Exception):
+            fut.exception(timeout=self.limit)
 
 
 class TableAccess:
@@ -77,17 +112,19 @@ class TableAccess:
         sources' connections are closed."""
         old = []
         with self._lock:
-            for name in removed:
+            for name in [*removed, *built]:
                 if name in self._dbs:
-                    old.append(self._dbs.pop(name))
+                    old.append(self._dbs[name])
+        for db in old:  # a poll of the old source ends first (it uses its runtime)
+            db.settle()
+        with self._lock:
+            for name in [*removed, *built]:
+                self._dbs.pop(name, None)
             for name, src in built.items():
-                if name in self._dbs:
-                    old.append(self._dbs.pop(name))
                 if src.table is not None:
-                    self._dbs[name] = _Db(src.table, threading.Lock())
+                    self._dbs[name] = _Db(src.table, Caller(f"tabla-{name}"))
         for db in old:
-            with db.lock:
-                db.table.close()
+            db.close()
 
     def discard(self, built: dict[str, SourceRuntime]) -> None:
         """Tables made for a configuration that was refused: closed, never used."""
@@ -99,22 +136,35 @@ class TableAccess:
         with self._lock:
             dbs = list(self._dbs.values())
         for db in dbs:
-            with db.lock:
-                db.table.close()
+            db.close()
 
     def clean(self, src: SourceRuntime, today: Any) -> None:
         """Nothing a kill leaves behind in a database (claims have leases)."""
 
     def _use(self, src: SourceRuntime, work: Callable[[TableSource], Any]) -> Any:
-        """``work`` on the source's database; a failure pauses the source (``TableError``
-        raised again for the caller to keep what it could not write)."""
+        """``work`` on the source's database, run on the source's caller thread; a failure
+        pauses the source (``TableError`` raised again for the caller to keep what it could not
+        write), and so does a call that does not return within the source's limit
+        (``CONN-BD-SIN-RESPUESTA``: the call is left to return by itself)."""
         db = self._dbs[src.cfg.name]
-        with db.lock:
-            try:
-                result = work(db.table)
-            except TableError as exc:
-                self._pause(src, db, exc)
-                raise
+        if db.stuck():  # a call still hangs: nothing more is sent until it returns
+            assert db.error is not None
+            raise db.error
+        try:
+            result = db.caller.wait(db.caller.submit(lambda: work(db.table)), db.limit)
+        except TableError as exc:
+            self._pause(src, db, exc)
+            raise
+        except Stuck:
+            hung = TableError(
+                "CONN-BD-SIN-RESPUESTA",
+                f"La base de datos de la fuente {src.cfg.name!r} no responde: una llamada "
+                f"lleva más de {db.limit:g} s sin respuesta (¿red cortada o servidor "
+                "detenido sin cerrar la conexión?).",
+                transient=True,
+            )
+            self._pause(src, db, hung)
+            raise hung from None
         if db.error is not None:
             log.info("table_source_resumed", source=src.cfg.name)
             # the pause ends now too (a write-back got through first): claims at once
@@ -141,7 +191,7 @@ class TableAccess:
 
     def _paused(self, src: SourceRuntime) -> bool:
         db = self._dbs.get(src.cfg.name)
-        return db is None or time.monotonic() < db.paused_until
+        return db is None or time.monotonic() < db.paused_until or db.stuck()
 
     def paused(self) -> list[tuple[str, TableError]]:
         """The table sources paused now, with the failure that paused them."""

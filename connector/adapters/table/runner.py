@@ -12,7 +12,10 @@ invoices continue from the journal (a stamped one is only written back).
 
 The database going away pauses that source (backoff up to a minute, in the log and in
 ``status``); nothing is lost: claims not written back stay with their lease, outcomes not
-written are kept and written when the database is back.
+written are kept and written when the database is back. In the daemon's loop (``background``)
+each source's polls run on a thread of its own and every database call on another
+(``calls``): a database that stops answering (the network cut silently) pauses its source
+(``CONN-BD-SIN-RESPUESTA``) and holds neither the loop, nor the folders, nor other tables.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from connector.journal import COMMITTED_STATES, FINAL_STATES, Entry, State, jour
 from connector.sinks import ItemError
 
 from .access import TableAccess, _Db
+from .calls import Caller
 from .odbc import TableError
 from .rows import fecha_timbrado, row_location, row_of
 from .schema import ERROR
@@ -64,11 +68,43 @@ class TableUnits(TableAccess):
         # how long a group commit waits for more write-backs to join (fewer commits when the
         # PAC's answers come spread out; the row gets its outcome that much later)
         self.linger = 0.02
+        # the daemon's loop (``Pipeline.run``): polls run on each source's own thread and the
+        # loop does not wait for them; otherwise (``run --once``, tests) they run in the caller
+        self.background = False
 
     # --- the loop ---------------------------------------------------------------------------
 
     def poll(self, src: SourceRuntime, stop: Callable[[], bool]) -> int:
-        """Claim a batch of pending rows and admit their invoices. Returns rows taken."""
+        """Claim a batch of pending rows and admit their invoices. Returns rows taken (in the
+        background: by the poll that ended since the last call; a poll still running is left
+        to run, and its source's database calls are each bounded by ``calls``)."""
+        if not self.background:
+            return self._poll(src, stop)
+        with self._lock:
+            db = self._dbs.get(src.cfg.name)
+        if db is None or db.table is not src.table:
+            return 0
+        job = db.poll_job
+        if job is not None and not job.done():
+            return 0
+        db.poll_job = None
+        taken = job.result() if job is not None else 0  # a poll's failure: the loop's handler
+        if db.poller is None:
+            db.poller = Caller(f"tabla-{src.cfg.name}-sondeo")
+
+        def run() -> int:
+            if db.retry_due:
+                db.retry_due = False
+                self._retry_one(src)
+            taken = self._poll(src, stop)
+            if taken:  # the loop counts them and polls again at once: more may wait
+                self.flow.wake.set()
+            return taken
+
+        db.poll_job = db.poller.submit(run)
+        return taken
+
+    def _poll(self, src: SourceRuntime, stop: Callable[[], bool]) -> int:
         if self._paused(src):
             return 0
         self._write_unwritten(src)
@@ -254,7 +290,9 @@ class TableUnits(TableAccess):
 
     def idle(self) -> bool:
         with self._lock:
-            return not self._rows_of and not self._unwritten
+            polling = any(db.poll_job is not None and not db.poll_job.done()
+                          for db in self._dbs.values())  # fmt: skip
+            return not self._rows_of and not self._unwritten and not polling
 
     @property
     def settling(self) -> bool:
@@ -294,13 +332,24 @@ class TableUnits(TableAccess):
         for src in list(self.flow.sources.values()):
             if src.table is None or self._paused(src):
                 continue
-            self._write_unwritten(src)
-            try:
-                self._renew_due(src)
-                self._take_back(src, known=set(self._held(src.cfg.name)))
-                self._note_orphans(src)
-            except TableError:
+            if self.background:  # on the source's poll thread, before its next poll
+                with self._lock:
+                    db = self._dbs.get(src.cfg.name)
+                if db is not None:
+                    db.retry_due = True
                 continue
+            self._retry_one(src)
+
+    def _retry_one(self, src: SourceRuntime) -> None:
+        if self._paused(src):
+            return
+        self._write_unwritten(src)
+        try:
+            self._renew_due(src)
+            self._take_back(src, known=set(self._held(src.cfg.name)))
+            self._note_orphans(src)
+        except TableError:
+            return
 
     def resume(self) -> None:
         """The rows this instance held when it stopped (a crash, a kill): taken back now."""

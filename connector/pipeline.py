@@ -351,41 +351,44 @@ class Pipeline(SharedJournal, InvoiceFlow):
         (or after ``max_wait`` seconds at most: the watchdog's pace). ``between`` runs at the
         top of every turn, outside any scan (the daemon's configuration reload)."""
         self.tables.background = True  # each table source polls on its own thread
-        while not stop.is_set() and not self.stopping.is_set():
-            self.tick()
-            if between is not None:
-                between()
-            self.wake.clear()
-            try:
-                self.poll_once(stop)
-            except Exception as exc:  # e.g. the journal busy for too long: log, wait, go on
-                if journal_retry(exc):  # the shared journal's outage: said once
-                    self.journal_away(exc)
-                else:
-                    log.exception("poll_failed")
-            interval = self.cfg.daemon.poll_seconds
-            srcs = [s.cfg.poll_seconds for s in self.sources.values() if s.cfg.poll_seconds]
-            if srcs:
-                interval = min([interval, *srcs])
-            try:  # a journal query too: the shared journal's outage must not end the loop
-                due = self._next_retry_in()
-            except Exception as exc:
-                if not journal_away(exc):
-                    log.exception("next_retry_failed")
-                due = None
-            if due is not None:
-                interval = min(interval, max(0.05, due))
-            folders = [s for s in self.sources.values() if s.folder is not None]
-            if folders and (self.inbox_waiting() or self.files.settling):  # stable soon?
-                stable = min(s.cfg.stable_seconds for s in folders)
-                interval = min(interval, max(0.05, stable / 2))
-            if self.tables.more:  # a full batch (or no room for one): more rows may wait
-                interval = min(interval, 0.05 if self.in_flight() < self.max_inflight else 0.2)
-            if max_wait is not None:
-                interval = min(interval, max_wait)
-            self.wake.wait(interval)
-            if stop.is_set():
-                break
+        try:
+            while not stop.is_set() and not self.stopping.is_set():
+                self.tick()
+                if between is not None:
+                    between()
+                self.wake.clear()
+                try:
+                    self.poll_once(stop)
+                except Exception as exc:  # e.g. the journal busy for too long: log, wait, go on
+                    if journal_retry(exc):  # the shared journal's outage: said once
+                        self.journal_away(exc)
+                    else:
+                        log.exception("poll_failed")
+                interval = self.cfg.daemon.poll_seconds
+                srcs = [s.cfg.poll_seconds for s in self.sources.values() if s.cfg.poll_seconds]
+                if srcs:
+                    interval = min([interval, *srcs])
+                try:  # a journal query too: the shared journal's outage must not end the loop
+                    due = self._next_retry_in()
+                except Exception as exc:
+                    if not journal_away(exc):
+                        log.exception("next_retry_failed")
+                    due = None
+                if due is not None:
+                    interval = min(interval, max(0.05, due))
+                folders = [s for s in self.sources.values() if s.folder is not None]
+                if folders and (self.inbox_waiting() or self.files.settling):  # stable soon?
+                    stable = min(s.cfg.stable_seconds for s in folders)
+                    interval = min(interval, max(0.05, stable / 2))
+                if self.tables.more:  # a full batch (or no room for one): more rows may wait
+                    interval = min(interval, 0.05 if self.in_flight() < self.max_inflight else 0.2)
+                if max_wait is not None:
+                    interval = min(interval, max_wait)
+                self.wake.wait(interval)
+                if stop.is_set():
+                    break
+        finally:
+            self.tables.background = False
 
     def poll_once(self, stop: threading.Event | None = None) -> int:
         """One pass: due retries, then every source's ready work. Returns units taken."""

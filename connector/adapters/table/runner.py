@@ -89,6 +89,10 @@ class TableUnits(TableAccess):
             return 0
         db.poll_job = None
         taken = job.result() if job is not None else 0  # a poll's failure: the loop's handler
+        assert src.cfg.table is not None
+        room = self.flow.max_inflight - self.flow.in_flight()
+        if taken or room < max(1, min(src.cfg.table.batch, self.flow.max_inflight) // 4):
+            self.more = True  # the loop comes back soon (the poll's own ``more`` came earlier)
         if db.poller is None:
             db.poller = Caller(f"tabla-{src.cfg.name}-sondeo")
 

@@ -5,7 +5,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
@@ -210,7 +214,8 @@ def _check_table_databases(cfg: Config, rep: _Reporter) -> None:
         except SecretError as exc:
             rep.add(exc.code, kp, exc.message)
             continue
-        found = check_table_source(
+        work = functools.partial(
+            check_table_source,
             spec,
             factura_table=t.factura,
             concepto_table=t.concepto,
@@ -221,6 +226,24 @@ def _check_table_databases(cfg: Config, rep: _Reporter) -> None:
             cancel_table=t.cancelaciones,
             complements=tuple(t.complementos),
         )
+        # on a thread of its own, waited for a while: a database that does not answer (the
+        # network cut silently) never holds the caller (a reload holds the daemon's loop)
+        done: Future[list[Problem]] = Future()
+
+        def run(w: Any = work, f: Future[list[Problem]] = done) -> None:
+            try:
+                f.set_result(w())
+            except BaseException as exc:
+                f.set_exception(exc)
+
+        threading.Thread(target=run, name=f"check-{s.name}", daemon=True).start()
+        limit = 2 * spec.timeout_seconds + 5.0  # connecting, then a statement, and a margin
+        try:
+            found = done.result(timeout=limit)
+        except FutureTimeout:
+            rep.add("CONN-BD-SIN-RESPUESTA", kp, f"La base de datos de la fuente {s.name!r} no "
+                    f"respondió en {limit:g} s (¿red cortada o servidor detenido?).")  # fmt: skip
+            continue
         for p in found:
             at = f" [{p.location}]" if p.location and p.location != s.name else ""
             rep.add(p.code, kp, f"{p.message}{at}")

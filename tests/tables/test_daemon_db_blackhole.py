@@ -179,3 +179,53 @@ def test_a_daemon_stopped_while_its_database_is_black_holed_stops_and_loses_noth
     finally:
         pac.close()
         conn.close()
+
+
+def test_a_reload_while_the_database_is_black_holed_does_not_hold_the_folders(
+    proxied: tuple[Db, Db, BlackHoleProxy], tmp_path: Path
+) -> None:
+    """SIGHUP changing the black-holed source (its batch): checking the new configuration
+    connects to that database, which does not answer; the reload is refused with
+    ``CONN-BD-SIN-RESPUESTA`` (as with a database that refuses connections: the running
+    configuration stays), the folders keep flowing meanwhile, and a SIGHUP once the network
+    is back applies it."""
+    import signal
+
+    direct, through, proxy = proxied
+    conn, pac, ws, config = _workspace(tmp_path, direct, through)
+    proc = start(config)
+    try:
+        assert until(lambda: all_final(conn, FIRST), 90, 0.2), stderr_text(config)[-3000:]
+        proxy.black_hole()
+        for i in range(FIRST + 1, FIRST + MORE + 1):
+            insert_invoice(conn, direct, i, **RECEPTOR)
+        assert until(lambda: '"table_source_paused"' in log_text(config), 60)
+        text = config.read_text("utf-8")
+        assert "batch = 10\n" in text
+        config.write_text(text.replace("batch = 10\n", "batch = 7\n"), "utf-8")
+        proc.send_signal(signal.SIGHUP)
+        assert until(lambda: '"reload_failed"' in log_text(config), 60), (
+            stderr_text(config)[-3000:]
+        )
+        assert '"CONN-BD-SIN-RESPUESTA"' in log_text(config)
+        _drop(ws / "inbox2", "lote1.dat", dat_file("F", list(range(1, 11))))
+        assert until(lambda: len(list((ws / "out" / "xml").glob("*.xml"))) == 10, 90), (
+            stderr_text(config)[-3000:]
+        )
+        assert {v[0] for k, v in rows(conn, "estado").items() if k > FIRST} == {"PENDIENTE"}
+        proxy.relay()
+        proc.send_signal(signal.SIGHUP)
+        assert until(lambda: '"reloaded"' in log_text(config), 60), stderr_text(config)[-3000:]
+        assert until(lambda: all_final(conn, FIRST + MORE), 120, 0.3), (
+            rows(conn, "estado"),
+            stderr_text(config)[-3000:],
+        )
+    finally:
+        proxy.relay()
+        code = stop(proc)
+    assert code == 0, stderr_text(config)[-3000:]
+    try:
+        _check(conn, pac)
+    finally:
+        pac.close()
+        conn.close()

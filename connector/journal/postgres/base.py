@@ -16,8 +16,7 @@ update and events, a file's items and decision) wait and go in one round trip wi
 statement that returns something, or with the ``COMMIT`` — so a transition is two: the row
 read ``FOR UPDATE`` (without its documents, see ``_get_locked``), then its writes, its event
 and the commit. A write that fails fails the commit: nothing of the transaction is recorded,
-as before. A connection is checked with a round trip at checkout only when the server sent
-it something unasked (closing it). Results come in binary.
+as before. Results come in binary.
 
 Durability (see ``connector.journal``): a commit waits for the server's WAL flush
 (``synchronous_commit`` on) except those the SQLite journal makes without waiting for the
@@ -30,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import select
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -54,6 +52,11 @@ def _marks(sql: str) -> str:
 # binary: a row's BYTEA columns are not sent as hex text.)
 _BEGIN = "BEGIN"
 _BEGIN_NO_WAIT = "BEGIN; SET LOCAL synchronous_commit TO off"
+
+
+# how often a read outside a transaction is tried on connections the server dropped (the
+# pool's size: each try throws one away)
+_READ_TRIES = 17
 
 
 class _Rows:
@@ -122,10 +125,22 @@ class _Conn:
                     return tx.send((_marks(sql), params))
                 tx.send()
             return tx.conn.execute(_marks(sql), params, binary=True)
-        with self._pool.connection() as conn:
-            cur = conn.execute(_marks(sql), params, binary=True)
-            rows = cur.fetchall() if cur.description is not None else []
-            return _Rows(rows, cur.rowcount)
+        # outside a transaction: only reads (every write is in ``_tx``), so one that met a
+        # connection the server had dropped (stopped, restarted) since the pool's check runs
+        # again on another, which the pool checks (and waits for, up to its timeout)
+        import psycopg
+
+        for attempt in range(_READ_TRIES):
+            with self._pool.connection() as conn:
+                try:
+                    cur = conn.execute(_marks(sql), params, binary=True)
+                except psycopg.OperationalError:
+                    if not conn.broken or attempt == _READ_TRIES - 1:
+                        raise
+                    continue  # the broken connection is discarded by the pool
+                rows = cur.fetchall() if cur.description is not None else []
+                return _Rows(rows, cur.rowcount)
+        raise AssertionError("unreachable")
 
     def defer(self, sql: str, params: Sequence[Any] = ()) -> None:
         """A write whose result is not read: sent with the transaction's next statement or
@@ -176,16 +191,6 @@ def _version_of(e: Entry) -> tuple[Any, ...]:
 
 def _docs_of(e: Entry) -> tuple[Any, ...]:
     return (e.payload, e.stamped_xml, e.acuse)
-
-
-def _check(conn: Any) -> None:
-    """A pooled connection about to be lent: one the server has dropped (restarted, or ended
-    an idle transaction) is replaced. Asked of the server (a round trip, which raises on a
-    dropped connection) only when it sent something unasked — what a server that closes a
-    connection does — so a healthy connection costs no round trip at every checkout."""
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    if readable or conn.broken:
-        conn.execute("")
 
 
 def _configure(conn: Any, *, idle_ms: int) -> None:
@@ -262,7 +267,7 @@ class PostgresBase(SqliteBase):
             timeout=timeout,
             open=True,
             name="cfdi-journal",
-            check=_check,  # a server restarted: the connections it dropped replaced
+            check=ConnectionPool.check_connection,  # a server restarted: stale ones replaced
             configure=functools.partial(_configure, idle_ms=int(idle_seconds * 1000)),
         )
 

@@ -234,19 +234,16 @@ class InvoiceFlow:
         with self._lock:
             if e.id in self._inflight:
                 return
-            # an invoice sealed just now goes as its commit left it (nothing else advances it
-            # meanwhile; another instance that took it over meets NotOwner at its next step)
-            held = e if e.id in self._fresh else None
             try:
-                fut = self._executor.submit(self._work, e.id, deliver_only, held)
+                fut = self._executor.submit(self._work, e.id, deliver_only)
             except RuntimeError:  # shutting down
                 return
             self._inflight[e.id] = fut
 
-    def _work(self, invoice_id: int, deliver_only: bool, held: Entry | None = None) -> None:
+    def _work(self, invoice_id: int, deliver_only: bool) -> None:
         assert self.journal is not None
         try:
-            e = held if held is not None else self.journal.get_id(invoice_id)
+            e = self.journal.get_id(invoice_id)
             src = self.sources.get(e.source)
             if src is None:
                 return

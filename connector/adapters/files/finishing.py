@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,11 +99,12 @@ class FileFinishing:
 
     def maybe_finish(self, file_id: int) -> FileOutcome | None:
         with self._lock:
-            rec, pending = self.journal.file_unfinished(file_id)
-            if rec.state is not FileState.CLAIMED or file_id in self._settling or pending:
+            rec = self.journal.get_file(file_id)
+            if rec.state is not FileState.CLAIMED or file_id in self._settling:
                 return None
-            items = self.journal.file_entries(file_id)
-            errors, delivered, final = self._report_of(file_id, items)
+            if self.journal.file_pending(file_id):
+                return None
+            errors, delivered, final = self._report_of(file_id)
             if not final:
                 return None
             # never archived (nor failed) as done if it is not what was read: read it again
@@ -132,11 +133,9 @@ class FileFinishing:
                 dest = free_name(archive_folder(archive, self.flow.now().date()), rec.name)
                 state = FileState.ARCHIVING
             self.journal.file_deciding(file_id, state, str(dest), len(errors), report)
-            decided = replace(rec, state=state, final_path=str(dest), error_count=len(errors))
             return self._finish_file(
-                decided, errors, delivered, writers_checked=True, report=report,
-                items=[it for it, _ in items],
-            )  # fmt: skip
+                self.journal.get_file(file_id), errors, delivered, writers_checked=True
+            )
 
     def retry_move(self, rec: FileRecord) -> None:
         """Complete a decided move again; on success the file is finished like any other."""
@@ -158,27 +157,30 @@ class FileFinishing:
         delivered: list[dict[str, str]],
         *,
         writers_checked: bool = False,
-        report: dict[str, Any] | None = None,
-        items: list[FileItem] | None = None,
     ) -> FileOutcome | None:
         """Move a decided file (ARCHIVING/FAILING) to its place and record its outcome; None
         when it changed since it was read (it is read again). ``writers_checked``: the
-        decision just looked for open writers (one /proc pass per file, not two);
-        ``report`` and ``items``: what the decision just recorded (not read again)."""
+        decision just looked for open writers (one /proc pass per file, not two)."""
         try:
-            final = self._complete_move(
-                rec, errors=errors, delivered=delivered, writers=not writers_checked,
-                report=report,
-            )  # fmt: skip
+            self._complete_move(
+                rec, errors=errors, delivered=delivered, writers=not writers_checked
+            )
         except Changed as exc:  # changed since it was decided: undecided, and read again
             self.journal.file_reopened(rec.id)
             with self._lock:
                 self._open.setdefault(rec.id, (rec.source, Path(rec.work_path)))
                 self._parsed[rec.id] = exc.fingerprint
             return self.maybe_finish(rec.id)
-        outcome = FileOutcome(rec.id, rec.name, final, str(rec.final_path), delivered, errors)
+        outcome = FileOutcome(
+            rec.id,
+            rec.name,
+            self.journal.get_file(rec.id).state,
+            str(rec.final_path),
+            delivered,
+            errors,
+        )
         self.finished.append(outcome)
-        self._forget_file(rec.id, self.journal.file_items(rec.id) if items is None else items)
+        self._forget_file(rec.id, self.journal.file_items(rec.id))
         log.info(
             "file_finished",
             file=rec.name,
@@ -212,18 +214,15 @@ class FileFinishing:
         errors: list[ItemError] | None = None,
         delivered: list[dict[str, str]] | None = None,
         writers: bool = True,
-        report: dict[str, Any] | None = None,
-    ) -> FileState:
+    ) -> None:
         """Write error files (failed) and move the original to the recorded final place; the
         bytes are compared with what was read right before the move (``writers``: and open
-        writers looked for, see ``changed_since``; ``report``: the one just recorded, else
-        read). Returns the file's final state."""
+        writers looked for, see ``changed_since``)."""
         assert rec.final_path
         dest = Path(rec.final_path)
         work = Path(rec.work_path)
         src = self.flow.sources.get(rec.source)
-        if report is None:
-            report = self.journal.file_report(rec.id) or {}
+        report = self.journal.file_report(rec.id) or {}
         if report.get("fingerprint") and work.exists():  # what was read, right before the move
             fp: Fingerprint = tuple(tuple(f) for f in report["fingerprint"])  # type: ignore[misc]
             changed = changed_since(fp, writers=writers)
@@ -266,7 +265,7 @@ class FileFinishing:
                 mdest = odest.with_name(fit_name(odest.name + marker))
                 if not mdest.exists():
                     move_file(other.with_name(other.name + marker), mdest)
-        return self.journal.file_done(rec.id)
+        self.journal.file_done(rec.id)
 
     def _decided_report(self, rec: FileRecord) -> tuple[list[ItemError], list[dict[str, str]]]:
         """The report a decided file was decided on (its invoices may have changed since:
@@ -280,19 +279,17 @@ class FileFinishing:
         errors = [ItemError(**{k: str(x.get(k) or "") for k in known}) for x in stored["errors"]]
         return errors, stored["delivered"]
 
-    def _report_of(
-        self, file_id: int, items: list[tuple[FileItem, Entry | None]] | None = None
-    ) -> tuple[list[ItemError], list[dict[str, str]], bool]:
+    def _report_of(self, file_id: int) -> tuple[list[ItemError], list[dict[str, str]], bool]:
         """A file's errors and delivered invoices (with their outputs), and whether every one
-        of its invoices has reached a final state (``items``: the file's items with their
-        invoices, as ``file_entries`` read them)."""
+        of its invoices has reached a final state."""
         errors: list[ItemError] = []
         delivered: list[dict[str, str]] = []
         final = True
-        for it, e in self.journal.file_entries(file_id) if items is None else items:
-            if e is None:
+        for it in self.journal.file_items(file_id):
+            if it.invoice_id is None:
                 errors.extend(item_errors(it.problems, it.location, ""))
                 continue
+            e = self.journal.get_id(it.invoice_id)
             if e.state not in FINAL_STATES:
                 final = False
             elif e.state is State.DELIVERED:

@@ -310,10 +310,11 @@ class FileUnits(FileFinishing):
         flog = log.bind(file=name, source=src.cfg.name)
         # on resume: what this very file already committed, by its index in the file
         previous: dict[int, tuple[Entry, str]] = {}
-        recorded = self.journal.file_entries(rec.id)
-        for it, pe in recorded:
-            if pe is not None and pe.state in COMMITTED_STATES:
-                previous[it.idx] = (pe, it.location)
+        for it in self.journal.file_items(rec.id):
+            if it.invoice_id is not None:
+                pe = self.journal.get_id(it.invoice_id)
+                if pe.state in COMMITTED_STATES:
+                    previous[it.idx] = (pe, it.location)
         spare = max(previous, default=-1) + 1  # the index of a whole-file error
         items: list[FileItem] = []
         admitted: list[Admitted] = []
@@ -349,7 +350,6 @@ class FileUnits(FileFinishing):
                     f"Error interno al leer el archivo: {type(exc).__name__}: {exc}"))  # fmt: skip
         # invoices are journaled in chunks (one commit each); a chunk's sends leave only
         # after its commit
-        linked = 0  # how many of ``items`` were linked with their invoices' commits
         for start in range(0, len(invoices), _CHUNK):
             with self.journal.batch():
                 first = len(items)
@@ -379,7 +379,6 @@ class FileUnits(FileFinishing):
                 # linked to the file in the commit of their seals: after a crash before the
                 # file's final items, a restart still finds them (and never admits them anew)
                 self.journal.link_file_items(rec.id, items[first:])
-            linked += len(items) - first
             if start + _CHUNK < len(invoices):
                 self.flow.dispatch_admitted(admitted)
                 admitted.clear()
@@ -396,8 +395,7 @@ class FileUnits(FileFinishing):
             items.append(FileItem(rec.id, idx, a.location, a.invoice_id, a.problems))
             admitted.append(a)
         items.sort(key=lambda it: it.idx)
-        if recorded or linked != len(items):  # else they are all recorded, and only they
-            self.journal.set_file_items(rec.id, items)
+        self.journal.set_file_items(rec.id, items)
         with self._lock:
             for it in items:
                 if it.invoice_id is not None:

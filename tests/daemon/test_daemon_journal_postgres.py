@@ -60,40 +60,6 @@ def test_two_journals_admitting_the_same_keys_at_once_make_one_row_and_one_new(
             j.close()
 
 
-def test_a_transition_never_returns_documents_another_journal_changed_since(
-    pg_journal_db: str,
-) -> None:
-    """A transition reads the row without its documents and takes them from what this
-    journal last read or wrote of it: when another connector wrote the row since, they are
-    read again (the row is another version), never the remembered ones; a transaction rolled
-    back leaves nothing remembered."""
-    url = pg_schema_url(pg_journal_db)
-    a, b = PostgresJournal(url), PostgresJournal(url)
-    try:
-        _, e = a.admit(("EKU9003173C9", "D", "1"), "h", mode="stamp", source="s",
-                       source_file="d.dat", location="d.dat:1")  # fmt: skip
-        a.mark_sealed_sending(e.id, b"<sellado/>", "R-D1")
-        a.mark_stamped(e.id, "uuid-d1", b"<timbrado/>")  # a remembers these documents
-        # the other connector writes the acuse (and the row's version) meanwhile
-        b.note_delivery_error(e.id, "CONN-ENTREGA", "sin carpeta", b"<acuse-b/>")
-        done = a.mark_delivered(e.id, {"xml": "x"})  # keeps the row's acuse
-        assert (done.payload, done.stamped_xml, done.acuse) == (
-            b"<sellado/>", b"<timbrado/>", b"<acuse-b/>")  # fmt: skip
-        assert a.get_id(e.id) == done
-        # a transaction that fails leaves nothing remembered: the next one reads the row
-        _, f = a.admit(("EKU9003173C9", "D", "2"), "h", mode="stamp", source="s",
-                       source_file="d.dat", location="d.dat:2")  # fmt: skip
-        with pytest.raises(RuntimeError), a.batch():
-            a.mark_sealed_sending(f.id, b"<no-quedo/>", "R-D2")
-            raise RuntimeError("the batch fails")
-        sealed = a.mark_sealed_sending(f.id, b"<sellado-2/>", "R-D2b")
-        assert (sealed.payload, sealed.referencia, sealed.attempts) == (b"<sellado-2/>", "R-D2b", 1)
-        assert b.get_id(f.id).payload == b"<sellado-2/>"
-    finally:
-        a.close()
-        b.close()
-
-
 def test_journals_started_at_once_on_an_empty_database_create_the_schema_once(
     pg_journal_db: str,
 ) -> None:

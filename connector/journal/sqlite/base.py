@@ -10,7 +10,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Self
@@ -113,11 +113,6 @@ class SqliteBase:
             raise JournalError(f"no invoice with id {invoice_id}")
         return entry_of(row)
 
-    def _keep(self, e: Entry) -> Entry:
-        """An invoice as just read or written (every column): nothing to do here; a
-        PostgreSQL journal remembers its documents (``postgres.base``)."""
-        return e
-
     def _mine(self, column: str = "owner") -> tuple[str, tuple[str, ...]]:
         """The condition (`` AND owner=?``) and its value that keep a query of work to take
         to this instance's rows; nothing without an owner."""
@@ -138,22 +133,15 @@ class SqliteBase:
         """Whether instance ``name`` heartbeats (a shared journal's; see ``postgres``)."""
         return False
 
-    def _write(self, db: Any, sql: str, params: Sequence[Any] = ()) -> None:
-        """A write inside the transaction whose result nobody reads: run now here; on
-        PostgreSQL sent with the transaction's next statement or its commit (one round trip
-        for several)."""
-        db.execute(sql, params)
-
     def _event(
         self,
-        db: Any,
+        db: sqlite3.Connection,
         invoice_id: int | None,
         frm: State | None,
         to: State,
         detail: str | None = None,
     ) -> None:
-        self._write(
-            db,
+        db.execute(
             "INSERT INTO events (invoice_id, at, from_state, to_state, detail) VALUES (?,?,?,?,?)",
             (invoice_id, time.time(), frm, to, detail),
         )

@@ -6,15 +6,13 @@ decided on (``file_reports``) and the ERP's name of a file claimed under a short
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from typing import Any
 
-from connector.journal.model import Entry, FileItem, FileRecord, FileState, JournalError, State
+from connector.journal.model import FileItem, FileRecord, FileState, JournalError, State
 from connector.journal.sqlite.base import SqliteBase
-from connector.journal.sqlite.schema import FILE_COLS, INVOICE_COLS, entry_of, file_of
-
-# file items written by one INSERT (5 values each: far below both engines' limits)
-_ITEMS_AT_ONCE = 200
+from connector.journal.sqlite.schema import FILE_COLS, file_of
 
 
 class FileStore(SqliteBase):
@@ -51,7 +49,7 @@ class FileStore(SqliteBase):
     def set_file_items(self, file_id: int, items: list[FileItem]) -> None:
         """All of a file's items (what it finally carried), replacing earlier ones."""
         with self._tx(flush=False) as db:
-            self._write(db, "DELETE FROM file_items WHERE file_id=?", (file_id,))
+            db.execute("DELETE FROM file_items WHERE file_id=?", (file_id,))
             self._put_items(db, file_id, items)
 
     def link_file_items(self, file_id: int, items: list[FileItem]) -> None:
@@ -60,19 +58,19 @@ class FileStore(SqliteBase):
         with self._tx() as db:
             self._put_items(db, file_id, items)
 
-    def _put_items(self, db: Any, file_id: int, items: list[FileItem]) -> None:
-        """One INSERT of many rows (``_ITEMS_AT_ONCE`` at a time)."""
-        for start in range(0, len(items), _ITEMS_AT_ONCE):
-            part = items[start : start + _ITEMS_AT_ONCE]
-            self._write(
-                db,
-                "INSERT INTO file_items (file_id, idx, location, invoice_id, problems) VALUES "
-                + ", ".join(["(?,?,?,?,?)"] * len(part))
-                + " ON CONFLICT (file_id, idx) DO UPDATE SET location=excluded.location, "
-                "invoice_id=excluded.invoice_id, problems=excluded.problems",
-                [v for it in part for v in (file_id, it.idx, it.location, it.invoice_id,
-                                            json.dumps(it.problems, ensure_ascii=False))],
-            )  # fmt: skip
+    @staticmethod
+    def _put_items(db: sqlite3.Connection, file_id: int, items: list[FileItem]) -> None:
+        db.executemany(
+            "INSERT INTO file_items (file_id, idx, location, invoice_id, problems) "
+            "VALUES (?,?,?,?,?) ON CONFLICT (file_id, idx) DO UPDATE SET "
+            "location=excluded.location, invoice_id=excluded.invoice_id, "
+            "problems=excluded.problems",
+            [
+                (file_id, it.idx, it.location, it.invoice_id,
+                 json.dumps(it.problems, ensure_ascii=False))
+                for it in items
+            ],
+        )  # fmt: skip
 
     def file_items(self, file_id: int) -> list[FileItem]:
         with self._lock:
@@ -92,39 +90,6 @@ class FileStore(SqliteBase):
                 (file_id, State.DELIVERED, State.FAILED),
             ).fetchone()
         return int(row[0])
-
-    def file_unfinished(self, file_id: int) -> tuple[FileRecord, bool]:
-        """The file, and whether any of its invoices has not reached a final state yet (what
-        ``get_file`` and ``file_pending`` say, in one read: asked after every invoice)."""
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT {FILE_COLS}, EXISTS (SELECT 1 FROM file_items i "
-                "JOIN invoices v ON v.id=i.invoice_id WHERE i.file_id=files.id "
-                "AND v.state NOT IN (?,?)) FROM files WHERE id=?",
-                (State.DELIVERED, State.FAILED, file_id),
-            ).fetchone()
-        if not row:
-            raise JournalError(f"no file with id {file_id}")
-        return file_of(row[:-1]), bool(row[-1])
-
-    def file_entries(self, file_id: int) -> list[tuple[FileItem, Entry | None]]:
-        """The file's items, each with its invoice (None: a record refused before it became
-        one), in one read."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT i.file_id, i.idx, i.location, i.invoice_id, i.problems, v."
-                + INVOICE_COLS.replace(", ", ", v.")
-                + " FROM file_items i LEFT JOIN invoices v ON v.id=i.invoice_id "
-                "WHERE i.file_id=? ORDER BY i.idx",
-                (file_id,),
-            ).fetchall()
-        out: list[tuple[FileItem, Entry | None]] = []
-        for r in rows:
-            if r[3] is not None and r[5] is None:
-                raise JournalError(f"no invoice with id {r[3]}")
-            item = FileItem(r[0], r[1], r[2], r[3], json.loads(r[4]))
-            out.append((item, entry_of(r[5:]) if r[3] is not None else None))
-        return out
 
     def files_of_invoice(self, invoice_id: int) -> list[FileRecord]:
         with self._lock:
@@ -148,16 +113,12 @@ class FileStore(SqliteBase):
         it was decided on (its error file says that, even if written later)."""
         assert state in (FileState.ARCHIVING, FileState.FAILING)
         with self._tx() as db:
-            self._write(
-                db,
+            db.execute(
                 "UPDATE files SET state=?, final_path=?, error_count=? WHERE id=?",
                 (state, final_path, errors, file_id),
             )
-            # the report in its own table: the files table keeps the shape older versions
-            # read (a daemon still running during an upgrade)
-            if report is not None:
-                self._write(
-                    db,
+            if report is not None:  # its own table: the files table keeps the shape older
+                db.execute(  # versions read (a daemon still running during an upgrade)
                     "INSERT INTO file_reports (file_id, report) VALUES (?,?) "
                     "ON CONFLICT (file_id) DO UPDATE SET report=excluded.report",
                     (file_id, json.dumps(report, ensure_ascii=False)),
@@ -167,13 +128,12 @@ class FileStore(SqliteBase):
         """A decided file found changed before its move (see the pipeline): back to
         ``claimed``, its decision and report dropped; it is read again."""
         with self._tx() as db:
-            self._write(
-                db,
+            db.execute(
                 "UPDATE files SET state=?, final_path=NULL, error_count=0 WHERE id=? "
                 "AND state IN (?,?)",
                 (FileState.CLAIMED, file_id, FileState.ARCHIVING, FileState.FAILING),
             )
-            self._write(db, "DELETE FROM file_reports WHERE file_id=?", (file_id,))
+            db.execute("DELETE FROM file_reports WHERE file_id=?", (file_id,))
 
     def file_report(self, file_id: int) -> dict[str, Any] | None:
         """The report ``file_deciding`` recorded (None: none, e.g. decided by an older
@@ -184,26 +144,22 @@ class FileStore(SqliteBase):
             ).fetchone()
         return json.loads(row[0]) if row and row[0] else None
 
-    def file_done(self, file_id: int) -> FileState:
-        """The file is in its final place: ``archived`` or ``failed`` as decided (a file in
-        another state keeps it); returns that state."""
+    def file_done(self, file_id: int) -> None:
         with self._tx(flush=False) as db:
-            row = db.execute(
-                "UPDATE files SET state=CASE state WHEN ? THEN ? WHEN ? THEN ? ELSE state END, "
-                "finished_at=? WHERE id=? RETURNING state",
-                (FileState.ARCHIVING, FileState.ARCHIVED, FileState.FAILING, FileState.FAILED,
-                 time.time(), file_id),
-            ).fetchone()  # fmt: skip
-        if not row:
-            raise JournalError(f"no file with id {file_id}")
-        return FileState(row[0])
+            row = db.execute("SELECT state FROM files WHERE id=?", (file_id,)).fetchone()
+            final = {
+                FileState.ARCHIVING: FileState.ARCHIVED,
+                FileState.FAILING: FileState.FAILED,
+            }.get(FileState(row[0]), FileState(row[0]))
+            db.execute(
+                "UPDATE files SET state=?, finished_at=? WHERE id=?", (final, time.time(), file_id)
+            )
 
     def remember_name(self, work_name: str, name: str) -> None:
         """The ERP's name of a file claimed under a shortened name (too long for the claim
         prefix), recorded before the rename."""
         with self._tx() as db:
-            self._write(
-                db,
+            db.execute(
                 "INSERT INTO claim_names (work_name, name) VALUES (?,?) "
                 "ON CONFLICT (work_name) DO UPDATE SET name=excluded.name",
                 (work_name, name),
@@ -219,8 +175,7 @@ class FileStore(SqliteBase):
 
     def file_replayed(self, file_id: int, inbox_path: str) -> None:
         with self._tx() as db:
-            self._write(
-                db,
+            db.execute(
                 "UPDATE files SET state=?, final_path=?, finished_at=? WHERE id=?",
                 (FileState.REPLAYED, inbox_path, time.time(), file_id),
             )
@@ -229,7 +184,7 @@ class FileStore(SqliteBase):
         """A claimed file found under another work folder: the instance that took over a
         stopped one's work moved it into its own (``connector.pipeline``)."""
         with self._tx() as db:
-            self._write(db, "UPDATE files SET work_path=? WHERE id=?", (work_path, file_id))
+            db.execute("UPDATE files SET work_path=? WHERE id=?", (work_path, file_id))
 
     def files(self, *states: FileState, name: str | None = None) -> list[FileRecord]:
         """The files in ``states`` (all without; this instance's, in a shared journal)."""

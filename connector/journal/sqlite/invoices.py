@@ -37,7 +37,7 @@ class InvoiceStore(SqliteBase):
                 f"SELECT {INVOICE_COLS} FROM invoices WHERE emisor_rfc=? AND serie=? AND folio=?",
                 (key[0].upper(), key[1], key[2]),
             ).fetchone()
-        return self._keep(entry_of(row)) if row else None
+        return entry_of(row) if row else None
 
     def get_id(self, invoice_id: int) -> Entry:
         with self._lock:
@@ -75,41 +75,39 @@ class InvoiceStore(SqliteBase):
             + self._FOR_UPDATE
         )
         with self._tx() as db:
-            # a new key (the usual case) in one statement; a key already there (or that
-            # another journal sharing the database inserts meanwhile) inserts nothing, and
-            # its row is read (committed, and locked)
-            new = db.execute(
-                "INSERT INTO invoices (emisor_rfc, serie, folio, content_hash, state, mode, "
-                "source, source_file, location, created_at, updated_at, owner) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT (emisor_rfc, serie, folio) DO NOTHING RETURNING id",
-                (rfc, serie, folio, content_hash, State.RECEIVED, mode, source, source_file,
-                 location, now, now, self.owner),
-            ).fetchone()  # fmt: skip
-            row = db.execute(find, (rfc, serie, folio)).fetchone() if new is None else None
+            row = db.execute(find, (rfc, serie, folio)).fetchone()
+            new = None
+            if row is None:  # another journal sharing the database may insert it meanwhile:
+                # then nothing is inserted here and its row is read (committed) below
+                new = db.execute(
+                    "INSERT INTO invoices (emisor_rfc, serie, folio, content_hash, state, mode, "
+                    "source, source_file, location, created_at, updated_at, owner) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+                    "ON CONFLICT (emisor_rfc, serie, folio) DO NOTHING RETURNING id",
+                    (rfc, serie, folio, content_hash, State.RECEIVED, mode, source, source_file,
+                     location, now, now, self.owner),
+                ).fetchone()  # fmt: skip
+                if new is None:
+                    row = db.execute(find, (rfc, serie, folio)).fetchone()
             if new is not None:
                 self._event(db, new[0], None, State.RECEIVED, source_file)
                 # the row as just written (the table's defaults are the dataclass's)
-                return Admission.NEW, self._keep(
-                    Entry(
-                        id=new[0],
-                        emisor_rfc=rfc,
-                        serie=serie,
-                        folio=folio,
-                        content_hash=content_hash,
-                        state=State.RECEIVED,
-                        mode=mode,
-                        source=source,
-                        source_file=source_file,
-                        location=location,
-                        created_at=now,
-                        updated_at=now,
-                        owner=self.owner,
-                    )
+                return Admission.NEW, Entry(
+                    id=new[0],
+                    emisor_rfc=rfc,
+                    serie=serie,
+                    folio=folio,
+                    content_hash=content_hash,
+                    state=State.RECEIVED,
+                    mode=mode,
+                    source=source,
+                    source_file=source_file,
+                    location=location,
+                    created_at=now,
+                    updated_at=now,
+                    owner=self.owner,
                 )
-            if row is None:  # never: rows are not deleted
-                raise JournalError(f"{serie}{folio} neither inserted nor found")
-            e = self._keep(entry_of(row))
+            e = entry_of(row)
             if self.owner is not None and e.owner != self.owner:
                 # carried: a referencia at the PAC that a worker or a retry of its owner
                 # advances (a RECEIVED/VALIDATED row is never left so by a live batch: a
@@ -120,8 +118,8 @@ class InvoiceStore(SqliteBase):
                         return Admission.CONFLICT, e
                     return Admission.ELSEWHERE, e  # it advances the invoice; never both
                 # its instance is gone (or it needs nobody): this one carries it from now
-                self._write(db, "UPDATE invoices SET owner=? WHERE id=?", (self.owner, e.id))
-                e = self._keep(with_changes(e, owner=self.owner))
+                db.execute("UPDATE invoices SET owner=? WHERE id=?", (self.owner, e.id))
+                e = with_changes(e, owner=self.owner)
             same = e.content_hash == content_hash
             if e.state in (State.STAMPED, State.DELIVERED):
                 return (Admission.DELIVERED if same else Admission.CONFLICT), e
@@ -134,7 +132,7 @@ class InvoiceStore(SqliteBase):
             if same and e.state == State.FAILED and e.error_origin in ("pac", PAC_DOCUMENT):
                 return Admission.FAILED, e
             if ever_sent(e):  # it may be stamped: recover by its referencia, never a new one
-                self._write(db,
+                db.execute(
                     "UPDATE invoices SET content_hash=?, state=?, mode=?, source=?, "
                     "source_file=?, location=?, payload=?, next_retry_at=NULL, error_code=NULL, "
                     "error_message=NULL, error_origin=NULL, problems='[]', updated_at=? "
@@ -146,8 +144,7 @@ class InvoiceStore(SqliteBase):
                 self._event(db, e.id, e.state, State.RECEIVED, detail)
                 return Admission.RESTART, self._get_locked(e.id)
             # received / validated / failed and never sent: nothing reached the PAC, redo
-            self._write(
-                db,
+            db.execute(
                 "UPDATE invoices SET content_hash=?, state=?, mode=?, source=?, source_file=?, "
                 "location=?, referencia=NULL, payload=NULL, attempts=0, next_retry_at=NULL, "
                 "error_code=NULL, error_message=NULL, error_origin=NULL, problems='[]', "
@@ -169,14 +166,14 @@ class InvoiceStore(SqliteBase):
             cols["state"] = str(to)
             cols["updated_at"] = time.time()
             sets = ", ".join(f"{k}=?" for k in cols)
-            self._write(db, f"UPDATE invoices SET {sets} WHERE id=?", (*cols.values(), invoice_id))
+            db.execute(f"UPDATE invoices SET {sets} WHERE id=?", (*cols.values(), invoice_id))
             self._event(db, invoice_id, e.state, to, detail)
             # the row as just written (no second read inside our own transaction)
             cols["state"] = to
             for k in ("problems", "outputs"):
                 if k in cols:
                     cols[k] = json.loads(cols[k])
-            return self._keep(with_changes(e, **cols))
+            return with_changes(e, **cols)
 
     def mark_validated(self, invoice_id: int) -> Entry:
         return self._transition(invoice_id, State.VALIDATED)
@@ -208,29 +205,26 @@ class InvoiceStore(SqliteBase):
                 frm = to
             payload, referencia = to_send(e, payload, referencia)
             now = time.time()
-            self._write(
-                db,
+            db.execute(
                 "UPDATE invoices SET state=?, payload=?, referencia=?, attempts=attempts+1, "
                 "next_retry_at=NULL, updated_at=? WHERE id=?",
                 (State.SENDING, payload, referencia, now, invoice_id),
             )
-            self._write(db,
+            db.execute(
                 "INSERT INTO events (invoice_id, at, from_state, to_state, detail) VALUES "
                 "(?,?,?,?,NULL), (?,?,?,?,?), (?,?,?,?,?)",
                 (invoice_id, now, e.state, State.VALIDATED,
                  invoice_id, now, State.VALIDATED, State.SEALED, referencia,
                  invoice_id, now, State.SEALED, State.SENDING, f"attempt {e.attempts + 1}"),
             )  # fmt: skip
-            return self._keep(
-                with_changes(
-                    e,
-                    state=State.SENDING,
-                    payload=payload,
-                    referencia=referencia,
-                    attempts=e.attempts + 1,
-                    next_retry_at=None,
-                    updated_at=now,
-                )
+            return with_changes(
+                e,
+                state=State.SENDING,
+                payload=payload,
+                referencia=referencia,
+                attempts=e.attempts + 1,
+                next_retry_at=None,
+                updated_at=now,
             )
 
     def mark_sending(self, invoice_id: int) -> Entry:
@@ -240,21 +234,14 @@ class InvoiceStore(SqliteBase):
             if State.SENDING not in TRANSITIONS[e.state]:
                 raise JournalError(f"transition {e.state} → sending not allowed for {e.label}")
             now = time.time()
-            self._write(
-                db,
+            db.execute(
                 "UPDATE invoices SET state=?, attempts=attempts+1, next_retry_at=NULL, "
                 "updated_at=? WHERE id=?",
                 (State.SENDING, now, invoice_id),
             )
             self._event(db, invoice_id, e.state, State.SENDING, f"attempt {e.attempts + 1}")
-            return self._keep(
-                with_changes(
-                    e,
-                    state=State.SENDING,
-                    attempts=e.attempts + 1,
-                    next_retry_at=None,
-                    updated_at=now,
-                )
+            return with_changes(
+                e, state=State.SENDING, attempts=e.attempts + 1, next_retry_at=None, updated_at=now
             )
 
     def mark_stamped(
@@ -304,8 +291,7 @@ class InvoiceStore(SqliteBase):
         when it was fetched but could not be written), and the row goes to the back of
         ``acuses_pending`` (no event: the first one says it)."""
         with self._tx(flush=False) as db:
-            self._write(
-                db,
+            db.execute(
                 "UPDATE invoices SET error_message=?, acuse=COALESCE(?, acuse), updated_at=? "
                 "WHERE id=? AND state=? AND error_code=?",
                 (message, acuse, time.time(), invoice_id, State.DELIVERED, ACUSE_MISSING),
@@ -323,18 +309,14 @@ class InvoiceStore(SqliteBase):
             if e.state is not State.STAMPED:
                 return e
             acuse = e.acuse if acuse is None else acuse
-            now = time.time()
-            self._write(
-                db,
+            db.execute(
                 "UPDATE invoices SET error_code=?, error_message=?, acuse=?, updated_at=? "
                 "WHERE id=?",
-                (code, message, acuse, now, invoice_id),
+                (code, message, acuse, time.time(), invoice_id),
             )
             if (e.error_code, e.error_message) != (code, message):
                 self._event(db, invoice_id, e.state, e.state, code)
-            return self._keep(
-                with_changes(e, error_code=code, error_message=message, acuse=acuse, updated_at=now)
-            )
+            return with_changes(e, error_code=code, error_message=message, acuse=acuse)
 
     def mark_retry_wait(
         self, invoice_id: int, next_retry_at: float, code: str, message: str
@@ -393,8 +375,7 @@ class InvoiceStore(SqliteBase):
                 raise JournalError(f"{e.serie}{e.folio} has UUID {e.uuid} at SAT: never reset")
             if e.state == State.FAILED and ever_sent(e):
                 to = State.RECEIVED
-                self._write(
-                    db,
+                db.execute(
                     "UPDATE invoices SET state=?, payload=?, next_retry_at=NULL, error_code=NULL, "
                     "error_message=NULL, error_origin=NULL, problems='[]', updated_at=? "
                     "WHERE id=?",
@@ -402,8 +383,7 @@ class InvoiceStore(SqliteBase):
                 )
             elif e.state == State.FAILED:
                 to = State.RECEIVED
-                self._write(
-                    db,
+                db.execute(
                     "UPDATE invoices SET state=?, referencia=NULL, payload=NULL, attempts=0, "
                     "next_retry_at=NULL, error_code=NULL, error_message=NULL, error_origin=NULL, "
                     "problems='[]', updated_at=? WHERE id=?",
@@ -411,8 +391,7 @@ class InvoiceStore(SqliteBase):
                 )
             else:
                 to = e.state
-                self._write(
-                    db,  # due at once
+                db.execute(  # due at once
                     "UPDATE invoices SET next_retry_at=0, updated_at=? WHERE id=?",
                     (time.time(), invoice_id),
                 )

@@ -135,18 +135,6 @@ INVOICE_COLS = (
     "error_message, error_origin, problems, outputs, created_at, updated_at, owner"
 )
 
-# an invoice's columns without its documents (BYTEA/BLOB): what a transition reads under the
-# row's lock on PostgreSQL, the documents coming from what it last read or wrote when the row
-# has not changed since (``connector.journal.postgres.base``)
-INVOICE_DOCS = ("payload", "stamped_xml", "acuse")
-INVOICE_LIGHT_COLS = ", ".join(c for c in INVOICE_COLS.split(", ") if c not in INVOICE_DOCS)
-
-
-def entry_of_light(row: tuple[Any, ...], docs: tuple[Any, ...]) -> Entry:
-    """``entry_of`` for a row of ``INVOICE_LIGHT_COLS`` and its (payload, stamped_xml,
-    acuse)."""
-    return entry_of((*row[:11], docs[0], row[11], docs[1], docs[2], *row[12:]))
-
 
 def entry_of(row: tuple[Any, ...]) -> Entry:
     (

@@ -10,17 +10,12 @@ from connector.journal import Admission, State
 from connector.journal.postgres import Journal as PostgresJournal
 from connector.membership import Membership
 from tests.daemon.conftest import pg_schema_url
+from tests.daemon.test_daemon_instances import KEY
+from tests.daemon.test_daemon_instances import _journals as journals
 
-KEY = ("EKU9003173C9", "F", "1")
 
-
-def _journals(url: str, *names: str, lease: float = 600.0) -> list[PostgresJournal]:
-    out = []
-    for n, name in enumerate(names):
-        j = PostgresJournal(url)
-        j.join(name, lease_seconds=lease, host=f"host-{name}", pid=3_900_000 + n)
-        out.append(j)
-    return out
+def _journals(url: str, *names: str) -> list[PostgresJournal]:
+    return journals(url, *names, lease=600.0)  # nobody's lease runs out unless a test says so
 
 
 def test_other_content_under_a_key_a_live_instance_is_sending_is_a_conflict(

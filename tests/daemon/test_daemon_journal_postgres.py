@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from connector.config import check_config
-from connector.journal import Admission, State, journal_exists, open_journal
+from connector.journal import Admission, NotOwner, State, journal_exists, open_journal
 from connector.journal.postgres import Journal as PostgresJournal
 from connector.journal.postgres import display
 from connector.journal.postgres.schema import MIGRATIONS
@@ -58,6 +58,102 @@ def test_two_journals_admitting_the_same_keys_at_once_make_one_row_and_one_new(
     finally:
         for j in journals:
             j.close()
+
+
+def _events(url: str, invoice_id: int) -> list[tuple[str | None, str, str | None]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(  # type: ignore[return-value]
+            "SELECT from_state, to_state, detail FROM events WHERE invoice_id=%s ORDER BY id",
+            (invoice_id,),
+        ).fetchall()
+
+
+def test_a_transition_from_the_version_a_journal_wrote_is_the_row_and_its_events(
+    pg_journal_db: str,
+) -> None:
+    """Each transition from the version this journal last wrote is written in one guarded
+    statement: what it returns is the row as another journal reads it, with every step's
+    event, from admission to delivery."""
+    url = pg_schema_url(pg_journal_db)
+    a, b = PostgresJournal(url), PostgresJournal(url)
+    try:
+        _, e = a.admit(("EKU9003173C9", "V", "1"), "h", mode="stamp", source="s",
+                       source_file="v.dat", location="v.dat:1")  # fmt: skip
+        steps = [
+            lambda: a.mark_sealed_sending(e.id, b"<sellado/>", "R-V1"),
+            lambda: a.mark_retry_wait(e.id, 1e12, "CONN-PAC-CAIDO", "sin respuesta"),
+            lambda: a.mark_sending(e.id),
+            lambda: a.mark_stamped(e.id, "uuid-v1", b"<timbrado/>", b"<acuse/>"),
+            lambda: a.mark_delivered(e.id, {"xml": "v.xml"}),
+        ]
+        for step in steps:
+            assert step() == b.get_id(e.id)
+        done = b.get_id(e.id)
+        assert (done.state, done.attempts, done.referencia, done.next_retry_at) == (
+            State.DELIVERED, 2, "R-V1", None)  # fmt: skip
+        assert (done.payload, done.stamped_xml, done.acuse, done.outputs) == (
+            b"<sellado/>", b"<timbrado/>", b"<acuse/>", {"xml": "v.xml"})  # fmt: skip
+        assert _events(url, e.id) == [
+            (None, "received", "v.dat"),
+            ("received", "validated", None),
+            ("validated", "sealed", "R-V1"),
+            ("sealed", "sending", "attempt 1"),
+            ("sending", "retry_wait", "CONN-PAC-CAIDO"),
+            ("retry_wait", "sending", "attempt 2"),
+            ("sending", "stamped", "uuid-v1"),
+            ("stamped", "delivered", None),
+        ]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_row_written_by_another_journal_since_is_read_again_never_overwritten(
+    pg_journal_db: str,
+) -> None:
+    """A journal's transition never writes from the version it remembers when the row
+    changed since: another connector's writes (an acuse noted, a retry made due, an owner
+    taken over — neither of the last two changes ``updated_at``) are kept, and a row another
+    instance took is refused (``NotOwner``); a transaction rolled back leaves nothing
+    remembered."""
+    url = pg_schema_url(pg_journal_db)
+    a, b = PostgresJournal(url), PostgresJournal(url)
+    a.join("i1", lease_seconds=30, host="h", pid=1)
+    try:
+        key = ("EKU9003173C9", "W", "1")
+        _, e = a.admit(key, "h", mode="stamp", source="s", source_file="w.dat",
+                       location="w.dat:1")  # fmt: skip
+        a.mark_sealed_sending(e.id, b"<sellado/>", "R-W1")
+        a.mark_stamped(e.id, "uuid-w1", b"<timbrado/>")
+        b.note_delivery_error(e.id, "CONN-ENTREGA", "sin carpeta", b"<acuse-b/>")
+        done = a.mark_delivered(e.id, {"xml": "w.xml"})
+        assert done.acuse == b"<acuse-b/>" and done == b.get_id(e.id)
+
+        _, f = a.admit(("EKU9003173C9", "W", "2"), "h", mode="stamp", source="s",
+                       source_file="w.dat", location="w.dat:2")  # fmt: skip
+        a.mark_sealed_sending(f.id, b"<sellado-2/>", "R-W2")
+        a.mark_retry_wait(f.id, 1e12, "CONN-PAC-CAIDO", "sin respuesta")
+        assert b.retry_now(["CONN-PAC-CAIDO"], now=5.0) == 1  # next_retry_at only
+        assert a.mark_sending(f.id).next_retry_at is None
+        assert b.get_id(f.id).attempts == 2
+        with psycopg.connect(url, autocommit=True) as conn:  # taken over: owner only
+            conn.execute("UPDATE invoices SET owner='i2' WHERE id=%s", (f.id,))
+        with pytest.raises(NotOwner):
+            a.mark_stamped(f.id, "uuid-w2", b"<timbrado-2/>")
+        assert b.get_id(f.id).state is State.SENDING
+
+        _, g = a.admit(("EKU9003173C9", "W", "3"), "h", mode="stamp", source="s",
+                       source_file="w.dat", location="w.dat:3")  # fmt: skip
+        with pytest.raises(RuntimeError), a.batch():
+            a.mark_sealed_sending(g.id, b"<no-quedo/>", "R-W3")
+            raise RuntimeError("the batch fails")
+        assert b.get_id(g.id).state is State.RECEIVED
+        sealed = a.mark_sealed_sending(g.id, b"<sellado-3/>", "R-W3b")
+        assert (sealed.payload, sealed.referencia, sealed.attempts) == (b"<sellado-3/>", "R-W3b", 1)
+        assert sealed == b.get_id(g.id)
+    finally:
+        a.close()
+        b.close()
 
 
 def test_journals_started_at_once_on_an_empty_database_create_the_schema_once(

@@ -28,6 +28,14 @@ def _create_private(path: Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
+# a new business key's row; nothing when another journal sharing the database inserted it
+NEW_INVOICE = (
+    "INSERT INTO invoices (emisor_rfc, serie, folio, content_hash, state, mode, source, "
+    "source_file, location, created_at, updated_at, owner) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT (emisor_rfc, serie, folio) DO NOTHING RETURNING id"
+)
+
+
 class SqliteBase:
     """Thread-safe (one connection, one lock); every method commits before it returns."""
 
@@ -112,6 +120,33 @@ class SqliteBase:
         if not row:
             raise JournalError(f"no invoice with id {invoice_id}")
         return entry_of(row)
+
+    def _known(self, invoice_id: int) -> Entry | None:
+        """The invoice as this journal last wrote it, when it can be advanced from that
+        version in one guarded statement (PostgreSQL: ``postgres.base``); here the row is
+        read under the lock (in the process, cheap)."""
+        return None
+
+    def _insert_new(
+        self, db: Any, values: tuple[Any, ...], detail: str
+    ) -> tuple[Any, ...] | None:
+        """A new key's row (``NEW_INVOICE``'s values) and its first event; what the INSERT
+        returned (the id), None when the key is taken (nothing written)."""
+        new = db.execute(NEW_INVOICE, values).fetchone()
+        if new is not None:
+            self._event(db, new[0], None, State.RECEIVED, detail)
+        return tuple(new) if new is not None else None
+
+    def _wrote(self, e: Entry, returned: tuple[Any, ...]) -> None:
+        """A new row ``e`` inserted, ``returned`` what ``_insert_new`` returned: nothing to
+        remember here."""
+
+    def _write_if_unchanged(
+        self, e: Entry, cols: dict[str, Any], events: list[tuple[Any, ...]]
+    ) -> Entry | None:
+        """``cols`` and ``events`` written if the row is still the version ``e`` (only
+        called with what ``_known`` gave)."""
+        raise NotImplementedError
 
     def _mine(self, column: str = "owner") -> tuple[str, tuple[str, ...]]:
         """The condition (`` AND owner=?``) and its value that keep a query of work to take

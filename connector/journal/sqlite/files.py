@@ -6,13 +6,22 @@ decided on (``file_reports``) and the ERP's name of a file claimed under a short
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from typing import Any
 
-from connector.journal.model import FileItem, FileRecord, FileState, JournalError, State
+from connector.journal.model import (
+    Entry,
+    FileItem,
+    FileRecord,
+    FileState,
+    JournalError,
+    State,
+)
 from connector.journal.sqlite.base import SqliteBase
-from connector.journal.sqlite.schema import FILE_COLS, file_of
+from connector.journal.sqlite.schema import FILE_COLS, INVOICE_COLS, entry_of, file_of
+
+# a file's items written in one statement each so many (5 values each)
+_ITEMS_AT_ONCE = 500
 
 
 class FileStore(SqliteBase):
@@ -59,18 +68,18 @@ class FileStore(SqliteBase):
             self._put_items(db, file_id, items)
 
     @staticmethod
-    def _put_items(db: sqlite3.Connection, file_id: int, items: list[FileItem]) -> None:
-        db.executemany(
-            "INSERT INTO file_items (file_id, idx, location, invoice_id, problems) "
-            "VALUES (?,?,?,?,?) ON CONFLICT (file_id, idx) DO UPDATE SET "
-            "location=excluded.location, invoice_id=excluded.invoice_id, "
-            "problems=excluded.problems",
-            [
-                (file_id, it.idx, it.location, it.invoice_id,
-                 json.dumps(it.problems, ensure_ascii=False))
-                for it in items
-            ],
-        )  # fmt: skip
+    def _put_items(db: Any, file_id: int, items: list[FileItem]) -> None:
+        """One statement for up to ``_ITEMS_AT_ONCE`` items (SQLite allows 32,766 values)."""
+        for at in range(0, len(items), _ITEMS_AT_ONCE):
+            part = items[at : at + _ITEMS_AT_ONCE]
+            db.execute(
+                "INSERT INTO file_items (file_id, idx, location, invoice_id, problems) VALUES "
+                + ", ".join(["(?,?,?,?,?)"] * len(part))
+                + " ON CONFLICT (file_id, idx) DO UPDATE SET location=excluded.location, "
+                "invoice_id=excluded.invoice_id, problems=excluded.problems",
+                [v for it in part for v in (file_id, it.idx, it.location, it.invoice_id,
+                                            json.dumps(it.problems, ensure_ascii=False))],
+            )  # fmt: skip
 
     def file_items(self, file_id: int) -> list[FileItem]:
         with self._lock:
@@ -80,6 +89,22 @@ class FileStore(SqliteBase):
                 (file_id,),
             ).fetchall()
         return [FileItem(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+    def file_entries(self, file_id: int) -> list[tuple[FileItem, Entry | None]]:
+        """A file's items, each with its invoice as it is now (one read)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT i.file_id, i.idx, i.location, i.invoice_id, i.problems, v."
+                + INVOICE_COLS.replace(", ", ", v.")
+                + " FROM file_items i LEFT JOIN invoices v ON v.id=i.invoice_id "
+                "WHERE i.file_id=? ORDER BY i.idx",
+                (file_id,),
+            ).fetchall()
+        return [
+            (FileItem(r[0], r[1], r[2], r[3], json.loads(r[4])),
+             entry_of(r[5:]) if r[5] is not None else None)
+            for r in rows
+        ]  # fmt: skip
 
     def file_pending(self, file_id: int) -> int:
         """How many invoices of the file have not reached a final state."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from connector.journal.model import (
@@ -25,7 +25,7 @@ from connector.journal.model import (
     with_changes,
 )
 from connector.journal.sqlite.base import SqliteBase
-from connector.journal.sqlite.schema import INVOICE_COLS, entry_of
+from connector.journal.sqlite.schema import INVOICE_COLS, entry_of, written
 
 
 class InvoiceStore(SqliteBase):
@@ -75,24 +75,17 @@ class InvoiceStore(SqliteBase):
             + self._FOR_UPDATE
         )
         with self._tx() as db:
-            row = db.execute(find, (rfc, serie, folio)).fetchone()
-            new = None
-            if row is None:  # another journal sharing the database may insert it meanwhile:
-                # then nothing is inserted here and its row is read (committed) below
-                new = db.execute(
-                    "INSERT INTO invoices (emisor_rfc, serie, folio, content_hash, state, mode, "
-                    "source, source_file, location, created_at, updated_at, owner) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
-                    "ON CONFLICT (emisor_rfc, serie, folio) DO NOTHING RETURNING id",
-                    (rfc, serie, folio, content_hash, State.RECEIVED, mode, source, source_file,
-                     location, now, now, self.owner),
-                ).fetchone()  # fmt: skip
-                if new is None:
-                    row = db.execute(find, (rfc, serie, folio)).fetchone()
+            # a new key inserted at once; another journal sharing the database may insert
+            # it meanwhile: then nothing is inserted here and its row is read (committed)
+            new = self._insert_new(
+                db,
+                (rfc, serie, folio, content_hash, State.RECEIVED, mode, source, source_file,
+                 location, now, now, self.owner),
+                source_file,
+            )  # fmt: skip
             if new is not None:
-                self._event(db, new[0], None, State.RECEIVED, source_file)
                 # the row as just written (the table's defaults are the dataclass's)
-                return Admission.NEW, Entry(
+                e = Entry(
                     id=new[0],
                     emisor_rfc=rfc,
                     serie=serie,
@@ -107,6 +100,11 @@ class InvoiceStore(SqliteBase):
                     updated_at=now,
                     owner=self.owner,
                 )
+                self._wrote(e, new)
+                return Admission.NEW, e
+            row = db.execute(find, (rfc, serie, folio)).fetchone()
+            if row is None:  # nothing deletes an invoice's row
+                raise JournalError(f"{serie}{folio}: no row, yet its key is taken")
             e = entry_of(row)
             if self.owner is not None and e.owner != self.owner:
                 # carried: a referencia at the PAC that a worker or a retry of its owner
@@ -154,26 +152,79 @@ class InvoiceStore(SqliteBase):
             self._event(db, e.id, e.state, State.RECEIVED, f"restart from {source_file}")
             return Admission.RESTART, self._get_locked(e.id)
 
-    def _transition(
-        self, invoice_id: int, to: State, detail: str | None = None, **cols: Any
+    def _advance(
+        self,
+        invoice_id: int,
+        steps: tuple[State, ...],
+        change: Callable[[Entry], tuple[dict[str, Any], list[str | None]]],
+        *,
+        flush: bool = True,
     ) -> Entry:
-        with self._tx() as db:
+        """Move the invoice through ``steps`` (each allowed from the one before, starting at
+        its state), writing ``change(e)``'s columns (and its detail for each step's event)
+        computed from the row as it is. Written in one guarded statement from the version
+        this journal last wrote when it knows it (PostgreSQL: ``_known``), else from the row
+        read under its lock."""
+        e = self._known(invoice_id)
+        if e is not None and self._may_advance(e, steps):
+            new = self._write_if_unchanged(e, *self._changes(e, steps, change))
+            if new is not None:
+                return new
+        with self._tx(flush=flush) as db:
             e = self._own_locked(invoice_id)
-            if to not in TRANSITIONS[e.state]:
-                raise JournalError(
-                    f"transition {e.state} → {to} not allowed for {e.serie}{e.folio}"
-                )
-            cols["state"] = str(to)
-            cols["updated_at"] = time.time()
+            bad = self._path_problem(e, steps)
+            if bad:
+                raise JournalError(bad)
+            cols, events = self._changes(e, steps, change)
             sets = ", ".join(f"{k}=?" for k in cols)
             db.execute(f"UPDATE invoices SET {sets} WHERE id=?", (*cols.values(), invoice_id))
-            self._event(db, invoice_id, e.state, to, detail)
-            # the row as just written (no second read inside our own transaction)
-            cols["state"] = to
-            for k in ("problems", "outputs"):
-                if k in cols:
-                    cols[k] = json.loads(cols[k])
-            return with_changes(e, **cols)
+            db.executemany(
+                "INSERT INTO events (invoice_id, at, from_state, to_state, detail) "
+                "VALUES (?,?,?,?,?)",
+                events,
+            )
+            return written(e, cols)
+
+    @staticmethod
+    def _path_problem(e: Entry, steps: tuple[State, ...]) -> str | None:
+        frm = e.state
+        for to in steps:
+            if to not in TRANSITIONS[frm]:
+                return f"transition {frm} → {to} not allowed for {e.label}"
+            frm = to
+        return None
+
+    def _may_advance(self, e: Entry, steps: tuple[State, ...]) -> bool:
+        """Whether the known version ``e`` may be advanced through ``steps`` here (else the
+        row is read under its lock, which says why not)."""
+        mine = self.owner is None or e.owner is None or e.owner == self.owner
+        return mine and self._path_problem(e, steps) is None
+
+    @staticmethod
+    def _changes(
+        e: Entry,
+        steps: tuple[State, ...],
+        change: Callable[[Entry], tuple[dict[str, Any], list[str | None]]],
+    ) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
+        """The columns to write (with the final state and ``updated_at``) and the events'
+        rows, one per step."""
+        cols, details = change(e)
+        now = time.time()
+        cols = {**cols, "state": str(steps[-1]), "updated_at": now}
+        frms = (e.state, *steps[:-1])
+        events = [(e.id, now, str(f), str(t), d) for f, t, d in zip(frms, steps, details, strict=True)]
+        return cols, events
+
+    def _transition(
+        self,
+        invoice_id: int,
+        to: State,
+        detail: str | None = None,
+        *,
+        flush: bool = True,
+        **cols: Any,
+    ) -> Entry:
+        return self._advance(invoice_id, (to,), lambda e: (cols, [detail]), flush=flush)
 
     def mark_validated(self, invoice_id: int) -> Entry:
         return self._transition(invoice_id, State.VALIDATED)
@@ -184,11 +235,12 @@ class InvoiceStore(SqliteBase):
         A row that was ever sent (replayed or exported again, see ``admit``/``reset``) keeps
         the referencia it may be stamped under, and its sealed bytes when it still has them;
         ``referencia`` and ``payload`` are used only when there is nothing to keep."""
-        with self._tx():
-            payload, referencia = to_send(self._own_locked(invoice_id), payload, referencia)
-            return self._transition(
-                invoice_id, State.SEALED, referencia, payload=payload, referencia=referencia
-            )
+
+        def change(e: Entry) -> tuple[dict[str, Any], list[str | None]]:
+            kept, ref = to_send(e, payload, referencia)
+            return {"payload": kept, "referencia": ref}, [ref]
+
+        return self._advance(invoice_id, (State.SEALED,), change)
 
     def mark_sealed_sending(self, invoice_id: int, payload: bytes, referencia: str) -> Entry:
         """received → validated → sealed → sending in one write, what the pipeline does once an
@@ -196,71 +248,45 @@ class InvoiceStore(SqliteBase):
         and the first attempt counted together (the request leaves only after the commit),
         the three events recorded. A once-sent row keeps its referencia and sealed bytes, as
         in :meth:`mark_sealed`."""
-        with self._tx() as db:
-            e = self._own_locked(invoice_id)
-            frm = e.state
-            for to in (State.VALIDATED, State.SEALED, State.SENDING):
-                if to not in TRANSITIONS[frm]:
-                    raise JournalError(f"transition {frm} → {to} not allowed for {e.label}")
-                frm = to
-            payload, referencia = to_send(e, payload, referencia)
-            now = time.time()
-            db.execute(
-                "UPDATE invoices SET state=?, payload=?, referencia=?, attempts=attempts+1, "
-                "next_retry_at=NULL, updated_at=? WHERE id=?",
-                (State.SENDING, payload, referencia, now, invoice_id),
-            )
-            db.execute(
-                "INSERT INTO events (invoice_id, at, from_state, to_state, detail) VALUES "
-                "(?,?,?,?,NULL), (?,?,?,?,?), (?,?,?,?,?)",
-                (invoice_id, now, e.state, State.VALIDATED,
-                 invoice_id, now, State.VALIDATED, State.SEALED, referencia,
-                 invoice_id, now, State.SEALED, State.SENDING, f"attempt {e.attempts + 1}"),
-            )  # fmt: skip
-            return with_changes(
-                e,
-                state=State.SENDING,
-                payload=payload,
-                referencia=referencia,
-                attempts=e.attempts + 1,
-                next_retry_at=None,
-                updated_at=now,
-            )
+
+        def change(e: Entry) -> tuple[dict[str, Any], list[str | None]]:
+            kept, ref = to_send(e, payload, referencia)
+            cols = {"payload": kept, "referencia": ref, "attempts": e.attempts + 1,
+                    "next_retry_at": None}  # fmt: skip
+            return cols, [None, ref, f"attempt {e.attempts + 1}"]
+
+        return self._advance(
+            invoice_id, (State.VALIDATED, State.SEALED, State.SENDING), change
+        )
 
     def mark_sending(self, invoice_id: int) -> Entry:
         """Count the attempt before the request leaves."""
-        with self._tx() as db:
-            e = self._own_locked(invoice_id)
-            if State.SENDING not in TRANSITIONS[e.state]:
-                raise JournalError(f"transition {e.state} → sending not allowed for {e.label}")
-            now = time.time()
-            db.execute(
-                "UPDATE invoices SET state=?, attempts=attempts+1, next_retry_at=NULL, "
-                "updated_at=? WHERE id=?",
-                (State.SENDING, now, invoice_id),
-            )
-            self._event(db, invoice_id, e.state, State.SENDING, f"attempt {e.attempts + 1}")
-            return with_changes(
-                e, state=State.SENDING, attempts=e.attempts + 1, next_retry_at=None, updated_at=now
-            )
+        return self._advance(
+            invoice_id,
+            (State.SENDING,),
+            lambda e: (
+                {"attempts": e.attempts + 1, "next_retry_at": None},
+                [f"attempt {e.attempts + 1}"],
+            ),
+        )
 
     def mark_stamped(
         self, invoice_id: int, uuid: str, stamped_xml: bytes, acuse: bytes | None = None
     ) -> Entry:
         """The PAC's stamp, recorded before the outputs are written; committed without
         waiting for the disk (see Durability in ``connector.journal``)."""
-        with self._tx(flush=False):
-            return self._transition(
-                invoice_id,
-                State.STAMPED,
-                uuid,
-                uuid=uuid,
-                stamped_xml=stamped_xml,
-                acuse=acuse,
-                error_code=None,
-                error_message=None,
-                error_origin=None,
-            )
+        return self._transition(
+            invoice_id,
+            State.STAMPED,
+            uuid,
+            flush=False,
+            uuid=uuid,
+            stamped_xml=stamped_xml,
+            acuse=acuse,
+            error_code=None,
+            error_message=None,
+            error_origin=None,
+        )
 
     def mark_delivered(
         self,
@@ -279,10 +305,9 @@ class InvoiceStore(SqliteBase):
         cols: dict[str, Any] = {"outputs": json.dumps(outputs), "error_code": code}
         if acuse is not None:
             cols["acuse"] = acuse
-        with self._tx(flush=False):
-            return self._transition(
-                invoice_id, State.DELIVERED, code, **cols, error_message=message
-            )
+        return self._transition(
+            invoice_id, State.DELIVERED, code, flush=False, **cols, error_message=message
+        )
 
     def acuse_still_missing(
         self, invoice_id: int, message: str, acuse: bytes | None = None

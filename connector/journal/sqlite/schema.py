@@ -17,6 +17,7 @@ from connector.journal.model import (
     FileRecord,
     FileState,
     State,
+    with_changes,
 )
 
 SCHEMA = """
@@ -134,6 +135,17 @@ INVOICE_COLS = (
     "referencia, payload, uuid, stamped_xml, acuse, attempts, next_retry_at, error_code, "
     "error_message, error_origin, problems, outputs, created_at, updated_at, owner"
 )
+
+
+def written(e: Entry, cols: dict[str, Any]) -> Entry:
+    """The row ``e`` once ``cols`` (as bound to an UPDATE) are written: no second read."""
+    out = dict(cols)
+    if "state" in out:
+        out["state"] = State(out["state"])
+    for k in ("problems", "outputs"):
+        if k in out:
+            out[k] = json.loads(out[k])
+    return with_changes(e, **out)
 
 
 def entry_of(row: tuple[Any, ...]) -> Entry:

@@ -141,7 +141,8 @@ class InvoiceFlow:
         """Hand over what admission decided: sends to the PAC, stamps to delivery."""
         for a in admitted:
             if a.entry is not None and a.action == "send":
-                self._dispatch(a.entry)
+                # sealed by this admission: the worker starts from the row as committed
+                self._dispatch(a.entry, as_committed=a.sealed_now)
         for a in admitted:
             if a.entry is not None and a.action == "deliver":
                 self._dispatch(a.entry, deliver_only=True)
@@ -171,6 +172,11 @@ class InvoiceFlow:
         with self._lock:
             for iid in [i for i, f in self._inflight.items() if f.done()]:
                 self._inflight.pop(iid, None)
+
+    def any_in_flight(self, invoice_ids: set[int]) -> bool:
+        """Whether a worker holds (or is about to take) one of ``invoice_ids``."""
+        with self._lock:
+            return not self._inflight.keys().isdisjoint(invoice_ids)
 
     def in_flight(self) -> int:
         """PAC round trips (and their deliveries) queued or running."""
@@ -226,7 +232,11 @@ class InvoiceFlow:
         """Whether no send may leave now (``Pipeline``: an instance whose heartbeats fail)."""
         return False
 
-    def _dispatch(self, e: Entry, *, deliver_only: bool = False) -> None:
+    def _dispatch(
+        self, e: Entry, *, deliver_only: bool = False, as_committed: bool = False
+    ) -> None:
+        """``e`` to a worker; ``as_committed``: ``e`` is the row as its commit left it a
+        moment ago (the worker does not read it again), else the worker reads it."""
         if self._executor is None or self.stopping.is_set():
             return
         if not deliver_only and self.fenced():  # left for later (or for its taker)
@@ -235,15 +245,16 @@ class InvoiceFlow:
             if e.id in self._inflight:
                 return
             try:
-                fut = self._executor.submit(self._work, e.id, deliver_only)
+                given = e if as_committed else None
+                fut = self._executor.submit(self._work, e.id, deliver_only, given)
             except RuntimeError:  # shutting down
                 return
             self._inflight[e.id] = fut
 
-    def _work(self, invoice_id: int, deliver_only: bool) -> None:
+    def _work(self, invoice_id: int, deliver_only: bool, given: Entry | None = None) -> None:
         assert self.journal is not None
         try:
-            e = self.journal.get_id(invoice_id)
+            e = given if given is not None else self.journal.get_id(invoice_id)
             src = self.sources.get(e.source)
             if src is None:
                 return

@@ -17,7 +17,16 @@ import structlog
 from connector.config import EmisorConfig, SourceConfig
 from connector.flow.runtime import SourceRuntime, entry_errors, item_errors
 from connector.flow.sending import DeliveryError
-from connector.journal import FINAL_STATES, Entry, FileItem, FileRecord, FileState, Journal, State
+from connector.journal import (
+    FINAL_STATES,
+    Entry,
+    FileItem,
+    FileRecord,
+    FileState,
+    Journal,
+    JournalError,
+    State,
+)
 from connector.outputs import output_paths
 from connector.rendering import PdfRenderer, render_pdf_bytes
 from connector.sinks import (
@@ -58,6 +67,7 @@ class FileFinishing:
     _lock: threading.RLock
     _open: dict[int, tuple[str, Path]]
     _files_of: dict[int, set[int]]
+    _carried: dict[int, set[int]]
     _reread: set[int]
     _settling: dict[int, Settling]
     _settling_since: dict[int, float]
@@ -91,11 +101,16 @@ class FileFinishing:
     # --- finishing --------------------------------------------------------------------------
 
     def after_invoice(self, invoice_id: int) -> None:
-        """An invoice reached a final state: finish the open files that carry it."""
+        """An invoice reached a final state: finish the open files that carry it. A file
+        with another of its invoices still in flight here is left to that one, which comes
+        here after it (each comes once it has left the flight): no journal reads for a file
+        that cannot be finished yet."""
         with self._lock:
-            files = list(self._files_of.get(invoice_id, ()))
-        for file_id in files:
-            self.maybe_finish(file_id)
+            files = [(f, self._carried.get(f, set()) - {invoice_id})
+                     for f in self._files_of.get(invoice_id, ())]  # fmt: skip
+        for file_id, others in files:
+            if not self.flow.any_in_flight(others):
+                self.maybe_finish(file_id)
 
     def maybe_finish(self, file_id: int) -> FileOutcome | None:
         with self._lock:
@@ -199,6 +214,7 @@ class FileFinishing:
             self._settling_since.pop(file_id, None)
             self._parsed.pop(file_id, None)
             self._changes.pop(file_id, None)
+            self._carried.pop(file_id, None)
             for it in items:
                 if it.invoice_id is not None:
                     owners = self._files_of.get(it.invoice_id)
@@ -285,11 +301,12 @@ class FileFinishing:
         errors: list[ItemError] = []
         delivered: list[dict[str, str]] = []
         final = True
-        for it in self.journal.file_items(file_id):
+        for it, e in self.journal.file_entries(file_id):
             if it.invoice_id is None:
                 errors.extend(item_errors(it.problems, it.location, ""))
                 continue
-            e = self.journal.get_id(it.invoice_id)
+            if e is None:
+                raise JournalError(f"no invoice with id {it.invoice_id}")
             if e.state not in FINAL_STATES:
                 final = False
             elif e.state is State.DELIVERED:

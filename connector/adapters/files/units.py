@@ -59,6 +59,7 @@ class FileUnits(FileFinishing):
         self._lock = threading.RLock()
         self._open: dict[int, tuple[str, Path]] = {}  # file_id → (source, work path)
         self._files_of: dict[int, set[int]] = {}  # invoice_id → open files carrying it
+        self._carried: dict[int, set[int]] = {}  # file_id → the invoices it carries
         self._reread: set[int] = set()  # claimed files whose processing raised: read again
         # files that changed while (or after) they were read: file_id → watched until settled
         self._settling: dict[int, Settling] = {}
@@ -397,9 +398,11 @@ class FileUnits(FileFinishing):
         items.sort(key=lambda it: it.idx)
         self.journal.set_file_items(rec.id, items)
         with self._lock:
+            carried = self._carried[rec.id] = set()
             for it in items:
                 if it.invoice_id is not None:
                     self._files_of.setdefault(it.invoice_id, set()).add(rec.id)
+                    carried.add(it.invoice_id)
         flog.info("file_taken", invoices=len(invoices))
         self.flow.dispatch_admitted(admitted)
         self.maybe_finish(rec.id)

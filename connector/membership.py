@@ -76,6 +76,7 @@ class Membership:
         self._stop = threading.Event()
         self._poke = threading.Event()  # beat now (stop, or the journal found away)
         self._pending = threading.Event()
+        self._back = threading.Event()  # the journal answered again after an outage
         self._thread: threading.Thread | None = None
         self.healthy_since: float | None = None  # heartbeats going through since
         self.down_since: float | None = None  # the journal unreachable since (monotonic)
@@ -126,6 +127,13 @@ class Membership:
         )
         self._poke.set()
 
+    def take_back(self) -> bool:
+        """Whether the journal came back from an outage since the last call."""
+        if self._back.is_set():
+            self._back.clear()
+            return True
+        return False
+
     def pend(self) -> None:
         """What a sweep gave is to be resumed again (the last resume failed)."""
         self._pending.set()
@@ -151,6 +159,7 @@ class Membership:
             log.warning("journal_back", instance=self.name,
                         seconds=round(time.monotonic() - self.down_since, 1))  # fmt: skip
             self.down_since = None
+            self._back.set()
         if not alive:
             log.error(
                 "instance_taken_over",

@@ -397,6 +397,11 @@ class Pipeline(SharedJournal, InvoiceFlow):
         def stopped() -> bool:
             return (stop is not None and stop.is_set()) or self.stopping.is_set()
 
+        if self.membership is not None and self.membership.take_back():
+            # the periodic second chance at once: a server that crashed may have undone the
+            # steps committed without waiting for its disk (a file's end, a delivery), which
+            # repeating them repairs (see Durability in connector.journal)
+            self._last_redeliver = float("-inf")
         if self.membership is not None and self.membership.take_pending():
             try:
                 self._take_over()

@@ -423,3 +423,38 @@ def test_an_instance_whose_heartbeats_do_not_go_through_takes_no_new_work(
     finally:
         pipe.close()
     assert [p.name.split("_")[0] for p in (ws / "out" / "xml").iterdir()] == ["N1"]
+
+
+def test_a_files_end_the_journals_crash_undid_is_done_again_as_soon_as_it_is_back(
+    workspace: Path, sandbox: Any, pg_journal_db: str
+) -> None:
+    """A journal server that crashed may undo what was committed without waiting for its
+    disk — a file's end, after the file was moved to the archive: its row is back in
+    ``archiving``. When the journal answers again the instance repeats the periodic second
+    chance at once (the move found done, the file finished), not ``redeliver_seconds``
+    later."""
+    url = pg_schema_url(pg_journal_db)
+    _shared(workspace, url)
+    ws = workspace.parent
+    (ws / "inbox" / "ventas.dat").write_bytes(dat_file("Q", [1, 2]))
+    pipe = _pipeline(workspace, "norte")
+    pipe.redeliver_seconds = 3600.0
+    try:
+        assert pipe.run_until_idle(60)
+        (rec,) = pipe.journal.files()
+        assert rec.state.value == "archived"
+        with psycopg.connect(url, autocommit=True) as conn:  # what the crash undid
+            conn.execute(
+                "UPDATE files SET state='archiving', finished_at=NULL WHERE id=%s", (rec.id,)
+            )
+        pipe.poll_once()
+        assert pipe.journal.get_file(rec.id).state.value == "archiving"  # not due yet
+        pipe.journal_away(psycopg.OperationalError("server closed the connection unexpectedly"))
+        pipe.poll_once()
+        assert pipe.journal.get_file(rec.id).state.value == "archiving"  # still away
+        pipe.membership.beat()  # the journal answers: back
+        pipe.poll_once()
+        assert pipe.journal.get_file(rec.id).state.value == "archived"
+        assert [p.name for p in (ws / "archive").rglob("*.dat")] == ["ventas.dat"]
+    finally:
+        pipe.close()

@@ -21,6 +21,7 @@ from .models import PAC_KINDS, Config
 from .secrets import SecretError, read_secret
 from .sources import (
     _check_adapters,
+    _check_sets_and_lease,
     _check_slow_writers,
     _check_source_files,
     _check_table_databases,
@@ -309,6 +310,7 @@ SHALLOW_CHECKS: list[Check] = [
 ]
 DEEP_CHECKS: list[Check] = [
     _check_slow_writers,  # needs no file, but is for check-config and run, not for status
+    _check_sets_and_lease,  # likewise
     _check_journal_folder,
     _check_emisores,
     _check_pac_secrets,

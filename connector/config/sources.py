@@ -144,6 +144,31 @@ def _check_slow_writers(cfg: Config, rep: _Reporter) -> None:
         )
 
 
+def _check_sets_and_lease(cfg: Config, rep: _Reporter) -> None:
+    """A warning for a source of file sets (header + lines…) on a shared journal whose
+    ``orphan_seconds`` is not longer than the instance lease: a connector that stops between
+    claiming a set's first file and its others leaves those in the inbox, and another would
+    take them as an incomplete set (``CONN-PAR-INCOMPLETO``) before the lease lets it take
+    the first one over and join them."""
+    lease = cfg.daemon.instance_lease_seconds
+    if cfg.daemon.journal_url is None:
+        return
+    for i, s in enumerate(cfg.sources):
+        pair = s.__dict__.get("pair")
+        if pair is None or pair.orphan_seconds > 2 * lease:
+            continue
+        rep.warn(
+            "CONN-CFG-HUERFANO",
+            f"sources[{rep.ix('sources', i)}].pair.orphan_seconds",
+            f"La fuente {_label(s, 'sources', i)} procesa como incompleto un conjunto de "
+            f"archivos al que le falta uno después de {pair.orphan_seconds:g} segundos, y el "
+            f"diario es compartido con un relevo a los {lease:g} segundos: si una instancia se "
+            "detiene a mitad de tomar un conjunto, otra tomaría el resto como incompleto antes "
+            "de poder juntarlo. Use un orphan_seconds mayor que el doble de "
+            "instance_lease_seconds (el predeterminado, 3600, lo es).",
+        )
+
+
 def table_spec(s: SourceConfig) -> Any:
     """The ``ConnSpec`` a table source connects with, its password read from its secret
     (``SecretError`` when it cannot be). The result holds a secret: never log it."""

@@ -256,3 +256,34 @@ def test_a_pair_with_suffixes_of_different_length_and_a_name_at_the_limit_is_sta
     assert archived == sorted([f"{base}_H.csv", f"{base}_LINEAS.csv"])
     assert list((ws / "failed").iterdir()) == []
     assert sandbox.store.count() == 1
+
+
+def test_check_config_warns_when_a_set_could_be_taken_incomplete_before_a_takeover(
+    tmp_path: Path, sandbox, pg_journal_db: str, capsys
+) -> None:
+    """On a shared journal, a source of file sets whose orphan_seconds is not past twice the
+    instance lease: check-config accepts it but says why and what to set (a connector that
+    stops between a set's first file and its others would leave them to be taken as an
+    incomplete set before another could join them). Not on SQLite, nor with the default."""
+    from connector.cli import main
+    from tests.daemon.conftest import pg_schema_url
+
+    config = write_config(
+        tmp_path / "ws",
+        timbrado_url=sandbox.fel_timbrado_url,
+        extra_sources=PAIR_SOURCE.replace("orphan_seconds = 600", "orphan_seconds = 45"),
+    )
+    alone = config.read_text(encoding="utf-8")
+    shared = alone.replace(
+        'journal = "var/journal.sqlite"', f'journal = "{pg_schema_url(pg_journal_db)}"'
+    )
+    for text, warned in ((shared, True), (alone, False),
+                         (shared.replace("orphan_seconds = 45", "orphan_seconds = 600"), False)):  # fmt: skip
+        config.write_text(text, encoding="utf-8")
+        assert main(["check-config", "--config", str(config)]) == 0
+        out = capsys.readouterr()
+        shown = out.out + out.err
+        assert ("AVISO CONN-CFG-HUERFANO" in shown) is warned, shown
+        if warned:
+            assert "(sources[2].pair.orphan_seconds)" in shown and "'csv-pares'" in shown
+            assert "45 segundos" in shown and "30 segundos" in shown

@@ -176,7 +176,8 @@ class InvoiceFlow:
     def any_in_flight(self, invoice_ids: set[int]) -> bool:
         """Whether a worker holds (or is about to take) one of ``invoice_ids``."""
         with self._lock:
-            return not self._inflight.keys().isdisjoint(invoice_ids)
+            # a future still listed but done was cancelled (a stop): it will never come
+            return any(not f.done() for i, f in self._inflight.items() if i in invoice_ids)
 
     def in_flight(self) -> int:
         """PAC round trips (and their deliveries) queued or running."""
@@ -254,6 +255,8 @@ class InvoiceFlow:
     def _work(self, invoice_id: int, deliver_only: bool, given: Entry | None = None) -> None:
         assert self.journal is not None
         try:
+            if given is not None and self.fenced():  # its heartbeats failed while it waited
+                given = None  # (it may have been taken over): read what the journal says
             e = given if given is not None else self.journal.get_id(invoice_id)
             src = self.sources.get(e.source)
             if src is None:

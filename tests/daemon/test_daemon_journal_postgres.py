@@ -290,3 +290,33 @@ def test_a_daemon_with_its_journal_on_postgresql_stamps_a_folder_once_each(
     finally:
         pipe.close()
     assert all(len(us) == 1 for us in stamps_by_key(sandbox.store).values())
+
+
+def test_the_journal_works_on_connections_numbered_past_1023(pg_journal_db: str) -> None:
+    """A daemon with many files open gets sockets numbered past 1023, which select() cannot
+    take: the pool's check of a connection still lets the journal use them."""
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    room = 2048
+    if soft != resource.RLIM_INFINITY and soft < room:
+        top = hard if hard == resource.RLIM_INFINITY else max(hard, room)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (room, top))
+    spare = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    j = None
+    try:
+        j = PostgresJournal(pg_schema_url(pg_journal_db), timeout=5)
+        with j._pool.connection() as conn:
+            assert conn.fileno() > 1023
+        adm, e = j.admit(("EKU9003173C9", "N", "1"), "h", mode="stamp", source="s",
+                         source_file="n.dat", location="n.dat:1")  # fmt: skip
+        assert adm is Admission.NEW
+        assert j.mark_sealed_sending(e.id, b"<sellado/>", "R-N1").state is State.SENDING
+        assert j.get_id(e.id).state is State.SENDING
+    finally:
+        if j is not None:
+            j.close()
+        for fd in spare:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

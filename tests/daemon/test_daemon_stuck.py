@@ -123,3 +123,27 @@ def test_error_file_written_late_reports_the_file_as_it_was_decided(
     assert report["delivered"] == ["B1"]
     assert report["errors"] and all(e["invoice"] == "B2" for e in report["errors"])
     assert [p.name for p in (ws / "archive").rglob("*.dat")] == ["b2.dat"]
+
+
+def test_an_invoice_whose_queued_work_was_cancelled_holds_no_file_back(
+    workspace: Path, sandbox
+) -> None:
+    """A file is left to another of its invoices only while that one will still come back
+    to it: a worker's job still queued or running, not one cancelled by a stop (it never
+    runs, so it would never finish the file)."""
+    from concurrent.futures import Future
+
+    pipe = start_pipeline(workspace)
+    try:
+        queued, cancelled = Future(), Future()  # type: ignore[var-annotated]
+        assert cancelled.cancel()
+        with pipe._lock:
+            pipe._inflight.update({101: queued, 102: cancelled})
+        assert pipe.any_in_flight({101, 7})
+        assert not pipe.any_in_flight({102, 7})
+        queued.set_result(None)  # ran: done (its worker finishes the file itself)
+        assert not pipe.any_in_flight({101})
+    finally:
+        with pipe._lock:
+            pipe._inflight.clear()
+        pipe.close()

@@ -26,6 +26,7 @@ from connector.journal import (
     Journal,
     JournalError,
     State,
+    journal_retry,
 )
 from connector.outputs import output_paths
 from connector.rendering import PdfRenderer, render_pdf_bytes
@@ -109,8 +110,14 @@ class FileFinishing:
             files = [(f, self._carried.get(f, set()) - {invoice_id})
                      for f in self._files_of.get(invoice_id, ())]  # fmt: skip
         for file_id, others in files:
-            if not self.flow.any_in_flight(others):
+            if self.flow.any_in_flight(others):
+                continue
+            try:
                 self.maybe_finish(file_id)
+            except Exception as exc:  # e.g. its archive not writable: the others still go
+                if journal_retry(exc):
+                    raise
+                log.exception("finish_failed", file_id=file_id, invoice_id=invoice_id)
 
     def maybe_finish(self, file_id: int) -> FileOutcome | None:
         with self._lock:

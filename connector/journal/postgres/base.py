@@ -133,7 +133,10 @@ def _check(conn: Any) -> None:
     ended an idle transaction) is replaced. The server is asked (a round trip, which raises
     on a dropped connection) only when it sent something unasked — what a server closing a
     connection does — so a healthy connection costs no round trip at every checkout."""
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    try:
+        readable = bool(select.select([conn.fileno()], [], [], 0)[0])
+    except (ValueError, OSError):  # select() takes no descriptor past 1023: ask the server
+        readable = True
     if readable or conn.broken:
         conn.execute("")
 

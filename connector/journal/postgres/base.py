@@ -42,7 +42,7 @@ from typing import Any
 
 from connector.journal.model import FINAL_STATES, Entry, JournalAway, JournalError, State
 from connector.journal.postgres.schema import migrate
-from connector.journal.sqlite.base import NEW_INVOICE, SqliteBase
+from connector.journal.sqlite.base import NEW_EVENT, NEW_INVOICE, SqliteBase
 from connector.journal.sqlite.schema import INVOICE_COLS, entry_of, written
 
 
@@ -261,7 +261,7 @@ class PostgresBase(SqliteBase):
         """The row and its event in one statement; returns (id, version)."""
         row = db.execute(
             f"WITH n AS ({NEW_INVOICE}, xmin::text AS version), "
-            "ev AS (INSERT INTO events (invoice_id, at, from_state, to_state, detail) "
+            f"ev AS ({NEW_EVENT} "
             "SELECT id, ?::float8, NULL, ?::text, ?::text FROM n) SELECT id, version FROM n",
             (*values, time.time(), str(State.RECEIVED), detail),
         ).fetchone()
@@ -281,7 +281,7 @@ class PostgresBase(SqliteBase):
         row = self._db.execute(
             f"WITH u AS (UPDATE invoices SET {sets} WHERE id=? AND xmin=?::text::xid "
             "AND updated_at=? AND state=? RETURNING xmin::text AS version), "
-            "ev AS (INSERT INTO events (invoice_id, at, from_state, to_state, detail) "
+            f"ev AS ({NEW_EVENT} "
             f"SELECT v.* FROM u, (VALUES {rows}) AS v) SELECT version FROM u",
             (*cols.values(), e.id, version[0], e.updated_at, str(e.state),
              *(x for ev in events for x in ev)),

@@ -28,6 +28,10 @@ def _create_private(path: Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
+# an invoice's event: its columns (``EVENT`` with its values)
+NEW_EVENT = "INSERT INTO events (invoice_id, at, from_state, to_state, detail)"
+EVENT = NEW_EVENT + " VALUES (?,?,?,?,?)"
+
 # a new business key's row; nothing when another journal sharing the database inserted it
 NEW_INVOICE = (
     "INSERT INTO invoices (emisor_rfc, serie, folio, content_hash, state, mode, source, "
@@ -176,7 +180,4 @@ class SqliteBase:
         to: State,
         detail: str | None = None,
     ) -> None:
-        db.execute(
-            "INSERT INTO events (invoice_id, at, from_state, to_state, detail) VALUES (?,?,?,?,?)",
-            (invoice_id, time.time(), frm, to, detail),
-        )
+        db.execute(EVENT, (invoice_id, time.time(), frm, to, detail))

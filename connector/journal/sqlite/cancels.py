@@ -16,7 +16,7 @@ from connector.journal.model import (
     Entry,
     JournalError,
 )
-from connector.journal.sqlite.base import SqliteBase
+from connector.journal.sqlite.base import EVENT, SqliteBase
 from connector.journal.sqlite.schema import (
     CANCEL_COLS,
     INVOICE_COLS,
@@ -70,8 +70,7 @@ class CancelStore(SqliteBase):
                 )  # fmt: skip
                 if invoice_id is not None:
                     db.execute(
-                        "INSERT INTO events (invoice_id, at, from_state, to_state, detail) "
-                        "VALUES (?,?,?,?,?)",
+                        EVENT,
                         (invoice_id, time.time(), None, "cancelled", f"motivo {motivo}"),
                     )
             elif acuse and not row[6]:
@@ -114,8 +113,7 @@ class CancelStore(SqliteBase):
             )  # fmt: skip
             if found is not None:
                 db.execute(
-                    "INSERT INTO events (invoice_id, at, from_state, to_state, detail) "
-                    "VALUES (?,?,?,?,?)",
+                    EVENT,
                     (found[0], now, None, f"cancelacion_{state}", f"motivo {motivo}"),
                 )
             row = db.execute(
@@ -174,8 +172,7 @@ class CancelStore(SqliteBase):
             )  # fmt: skip
             if found is not None:
                 db.execute(
-                    "INSERT INTO events (invoice_id, at, from_state, to_state, detail) "
-                    "VALUES (?,?,?,?,?)",
+                    EVENT,
                     (found[0], now, None, f"cancelacion_{CancelState.REQUESTED}",
                      f"motivo {motivo}"),
                 )  # fmt: skip
@@ -215,8 +212,7 @@ class CancelStore(SqliteBase):
             state = fields.get("state")
             if state is not None and state != old[0] and old[1] is not None:
                 db.execute(
-                    "INSERT INTO events (invoice_id, at, from_state, to_state, detail) "
-                    "VALUES (?,?,?,?,?)",
+                    EVENT,
                     (old[1], now, f"cancelacion_{old[0]}", f"cancelacion_{state}",
                      fields.get("estatus_cancelacion") or fields.get("error_message")),
                 )  # fmt: skip

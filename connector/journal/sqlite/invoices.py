@@ -24,7 +24,7 @@ from connector.journal.model import (
     to_send,
     with_changes,
 )
-from connector.journal.sqlite.base import SqliteBase
+from connector.journal.sqlite.base import EVENT, SqliteBase
 from connector.journal.sqlite.schema import INVOICE_COLS, entry_of, written
 
 
@@ -178,11 +178,7 @@ class InvoiceStore(SqliteBase):
             cols, events = self._changes(e, steps, change)
             sets = ", ".join(f"{k}=?" for k in cols)
             db.execute(f"UPDATE invoices SET {sets} WHERE id=?", (*cols.values(), invoice_id))
-            db.executemany(
-                "INSERT INTO events (invoice_id, at, from_state, to_state, detail) "
-                "VALUES (?,?,?,?,?)",
-                events,
-            )
+            db.executemany(EVENT, events)
             return written(e, cols)
 
     @staticmethod
@@ -212,7 +208,9 @@ class InvoiceStore(SqliteBase):
         now = time.time()
         cols = {**cols, "state": str(steps[-1]), "updated_at": now}
         frms = (e.state, *steps[:-1])
-        events = [(e.id, now, str(f), str(t), d) for f, t, d in zip(frms, steps, details, strict=True)]
+        events = [
+            (e.id, now, str(f), str(t), d) for f, t, d in zip(frms, steps, details, strict=True)
+        ]
         return cols, events
 
     def _transition(
@@ -255,9 +253,7 @@ class InvoiceStore(SqliteBase):
                     "next_retry_at": None}  # fmt: skip
             return cols, [None, ref, f"attempt {e.attempts + 1}"]
 
-        return self._advance(
-            invoice_id, (State.VALIDATED, State.SEALED, State.SENDING), change
-        )
+        return self._advance(invoice_id, (State.VALIDATED, State.SEALED, State.SENDING), change)
 
     def mark_sending(self, invoice_id: int) -> Entry:
         """Count the attempt before the request leaves."""

@@ -101,12 +101,20 @@ class Membership:
         except Exception:  # the database away: the lease runs out instead
             log.warning("instance_leave_failed", instance=self.name, exc_info=True)
 
-    def take_pending(self) -> bool:
-        """Whether a sweep gave this instance work since the last call (the loop resumes it)."""
-        if self._pending.is_set():
-            self._pending.clear()
+    @staticmethod
+    def _taken(flag: threading.Event) -> bool:
+        if flag.is_set():
+            flag.clear()
             return True
         return False
+
+    def take_pending(self) -> bool:
+        """Whether a sweep gave this instance work since the last call (the loop resumes it)."""
+        return self._taken(self._pending)
+
+    def take_back(self) -> bool:
+        """Whether the journal came back from an outage since the last call."""
+        return self._taken(self._back)
 
     def note_away(self, exc: BaseException) -> None:
         """The journal could not be reached (here, or by the loop or a worker): said once,
@@ -126,13 +134,6 @@ class Membership:
             ),
         )
         self._poke.set()
-
-    def take_back(self) -> bool:
-        """Whether the journal came back from an outage since the last call."""
-        if self._back.is_set():
-            self._back.clear()
-            return True
-        return False
 
     def pend(self) -> None:
         """What a sweep gave is to be resumed again (the last resume failed)."""

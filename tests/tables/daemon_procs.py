@@ -74,6 +74,25 @@ def all_final(conn: Any, expected: int) -> bool:
     return len(got) == expected and all(v[0] in ("TIMBRADO", "ERROR") for v in got.values())
 
 
+def check_stamped_once(conn: Any, pac: Any, expected: int) -> None:
+    """The end of a run over the tables (rows ``A``) and a folder (lot ``F1``–``F10``): every
+    row ``TIMBRADO`` with its own UUID, the one the PAC gave; nothing stamped twice at the
+    PAC; the lot stamped."""
+    from tests.daemon.conftest import stamps_by_key
+
+    got = final_states(conn)
+    assert {v[0] for v in got.values()} == {"TIMBRADO"}, {
+        i: v[:4] for i, v in got.items() if v[0] != "TIMBRADO"
+    }
+    assert len({v[1] for v in got.values()}) == expected
+    stamps = stamps_by_key(pac.store)
+    assert not {k: v for k, v in stamps.items() if len(v) != 1}  # nothing stamped twice
+    assert {k: v[0] for k, v in stamps.items() if k[0] == "A"} == {
+        ("A", str(i)): got[i][1] for i in got
+    }
+    assert {k for k in stamps if k[0] == "F"} == {("F", str(i)) for i in range(1, 11)}
+
+
 def status_json(config: Path, limit: int = 50) -> dict[str, Any]:
     """What ``status --json`` says (the journal's counts and failures, the daemon's state)."""
     r = subprocess.run(

@@ -19,14 +19,14 @@ from typing import Any
 
 import pytest
 
-from tests.daemon.conftest import dat_file, stamps_by_key
+from tests.daemon.conftest import dat_file
 from tests.daemon.test_daemon_reload import NEW_SOURCE
 
 from .blackhole import BlackHoleProxy
 from .conftest import Db, fresh_tables, insert_invoice
 from .daemon_procs import (
     all_final,
-    final_states,
+    check_stamped_once,
     log_text,
     start,
     status_json,
@@ -122,24 +122,10 @@ def test_a_black_holed_database_pauses_its_source_and_folders_keep_flowing(
         code = stop(proc)
     assert code == 0, stderr_text(config)[-3000:]
     try:
-        _check(conn, pac)
+        check_stamped_once(conn, pac, FIRST + MORE)
     finally:
         pac.close()
         conn.close()
-
-
-def _check(conn: Any, pac: Any) -> None:
-    got = final_states(conn)
-    assert {v[0] for v in got.values()} == {"TIMBRADO"}, {
-        i: v[:4] for i, v in got.items() if v[0] != "TIMBRADO"
-    }
-    assert len({v[1] for v in got.values()}) == FIRST + MORE
-    stamps = stamps_by_key(pac.store)
-    assert not {k: v for k, v in stamps.items() if len(v) != 1}  # nothing stamped twice
-    assert {k: v[0] for k, v in stamps.items() if k[0] == "A"} == {
-        ("A", str(i)): got[i][1] for i in got
-    }
-    assert {k for k in stamps if k[0] == "F"} == {("F", str(i)) for i in range(1, 11)}
 
 
 def test_a_daemon_stopped_while_its_database_is_black_holed_stops_and_loses_nothing(
@@ -175,7 +161,7 @@ def test_a_daemon_stopped_while_its_database_is_black_holed_stops_and_loses_noth
         code = stop(proc)
     assert code == 0, stderr_text(config)[-3000:]
     try:
-        _check(conn, pac)
+        check_stamped_once(conn, pac, FIRST + MORE)
     finally:
         pac.close()
         conn.close()
@@ -225,7 +211,7 @@ def test_a_reload_while_the_database_is_black_holed_does_not_hold_the_folders(
         code = stop(proc)
     assert code == 0, stderr_text(config)[-3000:]
     try:
-        _check(conn, pac)
+        check_stamped_once(conn, pac, FIRST + MORE)
     finally:
         pac.close()
         conn.close()

@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 
 from connector.adapters.table import get_dialect
-from tests.daemon.conftest import dat_file, stamps_by_key
+from tests.daemon.conftest import dat_file
 from tests.daemon.test_daemon_reload import NEW_SOURCE
 
 from .conftest import Db, insert_invoice
 from .daemon_procs import (
     all_final,
-    final_states,
+    check_stamped_once,
     log_text,
     start,
     status_json,
@@ -118,25 +118,10 @@ def test_the_database_stopped_mid_run_pauses_its_source_and_loses_nothing(
         code = stop(proc)
     assert code == 0, stderr_text(config)[-3000:]
     try:
-        _check(conn, pac)
+        check_stamped_once(conn, pac, ROWS)
     finally:
         pac.close()
         conn.close()
-
-
-def _check(conn: Any, pac: Any) -> None:
-    got = final_states(conn)
-    assert {v[0] for v in got.values()} == {"TIMBRADO"}, {
-        i: v[:4] for i, v in got.items() if v[0] != "TIMBRADO"
-    }
-    uuids = [v[1] for v in got.values()]
-    assert len(set(uuids)) == ROWS
-    stamps = stamps_by_key(pac.store)
-    assert not {k: v for k, v in stamps.items() if len(v) != 1}  # nothing stamped twice
-    assert {k: v[0] for k, v in stamps.items() if k[0] == "A"} == {
-        ("A", str(i)): got[i][1] for i in got
-    }
-    assert {k for k in stamps if k[0] == "F"} == {("F", str(i)) for i in range(1, 11)}
 
 
 def _stamped(db: Db) -> int:
